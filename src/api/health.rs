@@ -1,0 +1,121 @@
+//! Liveness, readiness, the welcome document and Prometheus metrics (no prefix).
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::AppState;
+
+const APP_NAME: &str = "NearbyTix";
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// A health check must answer promptly even when the database hangs.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(root))
+        .routes(routes!(metrics))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DatabaseHealth {
+    connected: bool,
+    #[schema(example = "healthy")]
+    status: &'static str,
+    #[schema(example = "sqlite")]
+    backend: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HealthResponse {
+    #[schema(example = "healthy")]
+    status: &'static str,
+    app_name: &'static str,
+    version: &'static str,
+    database: DatabaseHealth,
+}
+
+/// Healthy when the database answers a real round trip; 503 otherwise.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    responses(
+        (status = 200, description = "Healthy", body = HealthResponse),
+        (status = 503, description = "The database does not answer", body = HealthResponse),
+    )
+)]
+async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    let ping = tokio::time::timeout(PING_TIMEOUT, state.store.ping()).await;
+    let connected = match ping {
+        Ok(Ok(())) => true,
+        Ok(Err(error)) => {
+            tracing::warn!(error = format!("{error:#}"), "health check: database error");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("health check: database did not answer in time");
+            false
+        }
+    };
+    let (status, word) = if connected {
+        (StatusCode::OK, "healthy")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unhealthy")
+    };
+    (
+        status,
+        Json(HealthResponse {
+            status: word,
+            app_name: APP_NAME,
+            version: VERSION,
+            database: DatabaseHealth {
+                connected,
+                status: word,
+                backend: state.store.backend().as_str(),
+            },
+        }),
+    )
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WelcomeResponse {
+    #[schema(example = "Welcome to NearbyTix API")]
+    message: &'static str,
+    version: &'static str,
+    #[schema(example = "/docs")]
+    docs: &'static str,
+}
+
+/// Welcome document pointing at the API docs.
+#[utoipa::path(get, path = "/", tag = "health", responses((status = 200, body = WelcomeResponse)))]
+async fn root() -> Json<WelcomeResponse> {
+    Json(WelcomeResponse {
+        message: "Welcome to NearbyTix API",
+        version: VERSION,
+        docs: "/docs",
+    })
+}
+
+/// Prometheus metrics: HTTP requests, reservations, sold-out answers, expired tickets, pool use.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"))
+)]
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    crate::telemetry::record_pool(state.store.pool_stats());
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::telemetry::render(),
+    )
+}

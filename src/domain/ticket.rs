@@ -1,0 +1,129 @@
+//! Tickets and their life cycle: reserved → paid | expired | cancelled.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TicketStatus {
+    Reserved,
+    Paid,
+    Expired,
+    Cancelled,
+}
+
+impl TicketStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketStatus::Reserved => "reserved",
+            TicketStatus::Paid => "paid",
+            TicketStatus::Expired => "expired",
+            TicketStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "reserved" => Some(TicketStatus::Reserved),
+            "paid" => Some(TicketStatus::Paid),
+            "expired" => Some(TicketStatus::Expired),
+            "cancelled" => Some(TicketStatus::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ticket {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub event_id: Uuid,
+    /// The status as stored; see [`Ticket::effective_status`] for the one to show.
+    pub status: TicketStatus,
+    pub expires_at: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Ticket {
+    /// A hold past its deadline is expired whether or not the sweeper has reached it yet.
+    pub fn effective_status(&self, now: DateTime<Utc>) -> TicketStatus {
+        match self.status {
+            TicketStatus::Reserved if self.expires_at <= now => TicketStatus::Expired,
+            status => status,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserSummary {
+    pub id: Uuid,
+    pub name: String,
+    pub email: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventSummary {
+    pub id: Uuid,
+    pub title: String,
+    pub start_time: DateTime<Utc>,
+    pub end_time: DateTime<Utc>,
+    pub venue_name: String,
+    pub city: String,
+    pub state: String,
+}
+
+/// A ticket with the summaries every answer about it carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TicketDetails {
+    pub ticket: Ticket,
+    pub user: UserSummary,
+    pub event: EventSummary,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    #[test]
+    fn a_due_hold_reads_as_expired() {
+        let now = Utc::now();
+        let ticket = Ticket {
+            id: Uuid::nil(),
+            user_id: Uuid::nil(),
+            event_id: Uuid::nil(),
+            status: TicketStatus::Reserved,
+            expires_at: now,
+            paid_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        assert_eq!(ticket.effective_status(now), TicketStatus::Expired);
+        assert_eq!(
+            ticket.effective_status(now - Duration::seconds(1)),
+            TicketStatus::Reserved
+        );
+        let paid = Ticket {
+            status: TicketStatus::Paid,
+            ..ticket
+        };
+        assert_eq!(paid.effective_status(now), TicketStatus::Paid);
+    }
+
+    #[test]
+    fn status_names_round_trip() {
+        for status in [
+            TicketStatus::Reserved,
+            TicketStatus::Paid,
+            TicketStatus::Expired,
+            TicketStatus::Cancelled,
+        ] {
+            assert_eq!(TicketStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(TicketStatus::parse("refunded"), None);
+    }
+}

@@ -1,0 +1,149 @@
+//! Accounts: validated registration input and the stored user.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::geo::GeoPoint;
+
+pub const PASSWORD_MIN_CHARS: usize = 8;
+pub const PASSWORD_MAX_CHARS: usize = 128;
+pub const NAME_MAX_CHARS: usize = 255;
+const EMAIL_MAX_CHARS: usize = 254;
+
+/// A syntactically valid e-mail address, trimmed and lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let email = raw.trim().to_lowercase();
+        if email.is_empty() {
+            return Err("must not be empty");
+        }
+        if email.chars().count() > EMAIL_MAX_CHARS {
+            return Err("must be at most 254 characters");
+        }
+        let Some((local, domain)) = email.split_once('@') else {
+            return Err("value is not a valid email address: it must contain an @-sign");
+        };
+        let local_ok = !local.is_empty()
+            && local.len() <= 64
+            && !local.starts_with('.')
+            && !local.ends_with('.')
+            && !local.contains("..")
+            && local
+                .chars()
+                .all(|c| c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
+        if !local_ok {
+            return Err("value is not a valid email address: the part before the @-sign is invalid");
+        }
+        let labels: Vec<&str> = domain.split('.').collect();
+        let domain_ok = labels.len() >= 2
+            && labels.iter().all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+            });
+        if !domain_ok {
+            return Err("value is not a valid email address: the part after the @-sign is invalid");
+        }
+        Ok(Self(email))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A password within the length rules. Never printed: `Debug` hides it.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(raw: String) -> Result<Self, &'static str> {
+        let chars = raw.chars().count();
+        if chars < PASSWORD_MIN_CHARS {
+            Err("must be at least 8 characters")
+        } else if chars > PASSWORD_MAX_CHARS {
+            Err("must be at most 128 characters")
+        } else {
+            Ok(Self(raw))
+        }
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// A stored account, as the rest of the service sees it (no credentials).
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: Uuid,
+    pub name: String,
+    pub email: String,
+    pub location: Option<GeoPoint>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A new account ready to be stored: every field already validated, the password hashed.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub id: Uuid,
+    pub name: String,
+    pub email: Email,
+    pub password_hash: String,
+    pub location: Option<GeoPoint>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_is_trimmed_and_lower_cased() {
+        assert_eq!(Email::parse("  Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
+    }
+
+    #[test]
+    fn email_rejects_malformed_addresses() {
+        for bad in [
+            "",
+            "plainaddress",
+            "@example.com",
+            "ada@",
+            "ada@example",
+            "ada@@example.com",
+            "ada@exa mple.com",
+            "ada..b@example.com",
+            "ada@-example.com",
+            "ada@example..com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn password_length_is_counted_in_characters() {
+        assert!(Password::parse("short".into()).is_err());
+        assert!(Password::parse("ééééééé".into()).is_err());
+        assert!(Password::parse("éééééééé".into()).is_ok());
+        assert!(Password::parse("x".repeat(129)).is_err());
+        assert!(Password::parse("x".repeat(128)).is_ok());
+    }
+
+    #[test]
+    fn password_debug_hides_the_secret() {
+        let password = Password::parse("hunter22hunter22".into()).unwrap();
+        assert!(!format!("{password:?}").contains("hunter"));
+    }
+}

@@ -1,0 +1,78 @@
+//! The expiry sweeper: expires unpaid holds past their deadline and gives the seats back.
+//! Safe to run in any number of processes against one database.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::store::DynStore;
+use crate::telemetry;
+
+/// Longest pause after repeated failures (the database being away, say).
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Idempotency keys are kept 24 h; forgetting them is housekeeping, not urgent.
+const PURGE_EVERY: Duration = Duration::from_secs(300);
+
+/// Runs until `shutdown` turns true; stops between batches, never inside one.
+pub async fn run(
+    store: DynStore,
+    interval: Duration,
+    batch_size: i64,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tracing::info!(interval_ms = interval.as_millis() as u64, batch_size, "expiry sweeper started");
+    let mut failures: u32 = 0;
+    let mut last_purge: Option<tokio::time::Instant> = None;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+            let cutoff = chrono::Utc::now() - chrono::Duration::hours(24);
+            match store.purge_idempotency_keys(cutoff).await {
+                Ok(purged) => {
+                    last_purge = Some(tokio::time::Instant::now());
+                    if purged > 0 {
+                        tracing::info!(purged, "forgot idempotency keys older than 24 h");
+                    }
+                }
+                Err(error) => tracing::warn!(error = format!("{error:#}"), "idempotency key purge failed"),
+            }
+        }
+        let pause = match sweep(&store, batch_size).await {
+            // A full batch means more may be due: go again at once.
+            Ok(expired) if expired >= batch_size as u64 => Duration::ZERO,
+            Ok(_) => {
+                if failures > 0 {
+                    tracing::info!("expiry sweeper recovered");
+                }
+                failures = 0;
+                interval
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                telemetry::sweeper_failed();
+                let backoff = interval
+                    .saturating_mul(2u32.saturating_pow(failures.min(10)))
+                    .min(MAX_BACKOFF);
+                tracing::warn!(error = format!("{error:#}"), retry_in_ms = backoff.as_millis() as u64, "expiry sweep failed");
+                backoff
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    tracing::info!("expiry sweeper stopped");
+}
+
+/// One pass: one transaction, at most `batch_size` holds.
+pub async fn sweep(store: &DynStore, batch_size: i64) -> Result<u64, crate::store::StoreError> {
+    let expired = store.expire_due_tickets(batch_size).await?;
+    if expired > 0 {
+        telemetry::tickets_expired(expired);
+        tracing::info!(expired, "expired unpaid holds");
+    }
+    Ok(expired)
+}
