@@ -86,6 +86,7 @@ fn routes(api_prefix: &str) -> OpenApiRouter<AppState> {
 
 /// The complete HTTP application.
 pub fn router(state: AppState) -> Router {
+    telemetry::init_metrics();
     let (router, openapi) = routes(&state.settings.api_prefix).split_for_parts();
     let request_id = HeaderName::from_static("x-request-id");
     let middleware = ServiceBuilder::new()
@@ -131,7 +132,13 @@ fn cors(settings: &Settings) -> CorsLayer {
     };
     CorsLayer::new()
         .allow_origin(allow_origin)
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
@@ -172,7 +179,9 @@ async fn errors_as_json(request: Request, next: Next) -> Response {
     let mut replacement = detail_response(status, detail);
     for (name, value) in response.headers() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-            replacement.headers_mut().insert(name.clone(), value.clone());
+            replacement
+                .headers_mut()
+                .insert(name.clone(), value.clone());
         }
     }
     replacement

@@ -48,7 +48,12 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
     /// Database: sqlite://FILE (created if missing) or postgres://USER@HOST/DB (PostGIS required).
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://nearbytix.db", global = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://nearbytix.db",
+        global = true
+    )]
     pub database_url: String,
 
     /// Address to listen on (containers use 0.0.0.0).
@@ -75,12 +80,21 @@ pub struct Settings {
     pub ticket_expiration_time: u64,
 
     /// Radius used by /for-you/ when the request gives none, in km (1–500).
-    #[arg(long, env = "DEFAULT_SEARCH_RADIUS_KM", default_value_t = 50.0, global = true)]
+    #[arg(
+        long,
+        env = "DEFAULT_SEARCH_RADIUS_KM",
+        default_value_t = 50.0,
+        global = true
+    )]
     pub default_search_radius_km: f64,
 
     /// CORS origins allowed to call the API, comma separated.
-    #[arg(long, env = "ALLOWED_ORIGINS", default_value = "http://localhost:3000,http://localhost:8000",
-          global = true)]
+    #[arg(
+        long,
+        env = "ALLOWED_ORIGINS",
+        default_value = "http://localhost:3000,http://localhost:8000",
+        global = true
+    )]
     pub allowed_origins: String,
 
     /// Path prefix of the API routes.
@@ -92,7 +106,12 @@ pub struct Settings {
     pub log_format: LogFormat,
 
     /// Seconds between two passes of the expiry sweeper.
-    #[arg(long, env = "SWEEP_INTERVAL_SECONDS", default_value_t = 1.0, global = true)]
+    #[arg(
+        long,
+        env = "SWEEP_INTERVAL_SECONDS",
+        default_value_t = 1.0,
+        global = true
+    )]
     pub sweep_interval_seconds: f64,
 
     /// Most holds one sweeper transaction expires.
@@ -106,11 +125,21 @@ pub struct Settings {
     pub database_max_connections: u32,
 
     /// Seconds a request waits for a database connection before answering 503.
-    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT_SECONDS", default_value_t = 3.0, global = true)]
+    #[arg(
+        long,
+        env = "DATABASE_ACQUIRE_TIMEOUT_SECONDS",
+        default_value_t = 3.0,
+        global = true
+    )]
     pub database_acquire_timeout_seconds: f64,
 
     /// Seconds a request may take before it is answered 503.
-    #[arg(long, env = "REQUEST_TIMEOUT_SECONDS", default_value_t = 30.0, global = true)]
+    #[arg(
+        long,
+        env = "REQUEST_TIMEOUT_SECONDS",
+        default_value_t = 30.0,
+        global = true
+    )]
     pub request_timeout_seconds: f64,
 }
 

@@ -86,10 +86,9 @@ impl IntoResponse for ApiError {
             ApiError::Validation(errors) => detail_response(status, errors),
             ApiError::Unauthorized(detail) => {
                 let mut response = detail_response(status, detail);
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer"),
-                );
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 response
             }
             ApiError::Unavailable(error) => {

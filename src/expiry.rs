@@ -20,7 +20,11 @@ pub async fn run(
     batch_size: i64,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    tracing::info!(interval_ms = interval.as_millis() as u64, batch_size, "expiry sweeper started");
+    tracing::info!(
+        interval_ms = interval.as_millis() as u64,
+        batch_size,
+        "expiry sweeper started"
+    );
     let mut failures: u32 = 0;
     let mut last_purge: Option<tokio::time::Instant> = None;
     loop {
@@ -36,7 +40,9 @@ pub async fn run(
                         tracing::info!(purged, "forgot idempotency keys older than 24 h");
                     }
                 }
-                Err(error) => tracing::warn!(error = format!("{error:#}"), "idempotency key purge failed"),
+                Err(error) => {
+                    tracing::warn!(error = format!("{error:#}"), "idempotency key purge failed")
+                }
             }
         }
         let pause = match sweep(&store, batch_size).await {
@@ -55,7 +61,11 @@ pub async fn run(
                 let backoff = interval
                     .saturating_mul(2u32.saturating_pow(failures.min(10)))
                     .min(MAX_BACKOFF);
-                tracing::warn!(error = format!("{error:#}"), retry_in_ms = backoff.as_millis() as u64, "expiry sweep failed");
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "expiry sweep failed"
+                );
                 backoff
             }
         };

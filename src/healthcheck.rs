@@ -30,8 +30,7 @@ async fn request_status(address: SocketAddr) -> anyhow::Result<u16> {
     let mut stream = TcpStream::connect(address)
         .await
         .with_context(|| format!("cannot connect to {address}"))?;
-    let request =
-        format!("GET /health HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    let request = format!("GET /health HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
     let mut head = Vec::new();
     let mut buffer = [0u8; 256];

@@ -51,9 +51,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(settings: Settings, run_sweeper: bool) -> anyhow::Result<()> {
     let address = (settings.host, settings.port);
     let state = AppState::connect(settings).await?;
-    let listener = TcpListener::bind(address)
-        .await
-        .map_err(|error| anyhow::anyhow!("cannot listen on {}:{}: {error}", address.0, address.1))?;
+    let listener = TcpListener::bind(address).await.map_err(|error| {
+        anyhow::anyhow!("cannot listen on {}:{}: {error}", address.0, address.1)
+    })?;
     let local = listener.local_addr()?;
     tracing::info!(
         backend = state.store.backend().as_str(),

@@ -12,8 +12,8 @@ use super::extract::{Input, ValidJson};
 use super::schemas::{ErrorBody, ValidationErrorBody};
 use super::users::UserResponse;
 use crate::app::AppState;
-use crate::domain::validation::bounded_text;
 use crate::domain::user::NAME_MAX_CHARS;
+use crate::domain::validation::bounded_text;
 use crate::domain::{Email, FieldError, GeoPoint, Password, Violations};
 use crate::error::ApiError;
 use crate::service::accounts::{self, Registration};
@@ -50,7 +50,13 @@ impl Input for RegisterRequest {
 
     fn validate(self) -> Result<Registration, Vec<FieldError>> {
         let mut violations = Violations::new();
-        let name = bounded_text(&mut violations, &["body", "name"], &self.name, 1, NAME_MAX_CHARS);
+        let name = bounded_text(
+            &mut violations,
+            &["body", "name"],
+            &self.name,
+            1,
+            NAME_MAX_CHARS,
+        );
         let email = Email::parse(&self.email)
             .map_err(|msg| violations.push(&["body", "email"], msg))
             .ok();
@@ -81,14 +87,22 @@ fn optional_location(
     match (latitude, longitude) {
         (None, None) => Some(None),
         (Some(_), None) => {
-            violations.push(&["body", "longitude"], "latitude and longitude must be given together");
+            violations.push(
+                &["body", "longitude"],
+                "latitude and longitude must be given together",
+            );
             None
         }
         (None, Some(_)) => {
-            violations.push(&["body", "latitude"], "latitude and longitude must be given together");
+            violations.push(
+                &["body", "latitude"],
+                "latitude and longitude must be given together",
+            );
             None
         }
-        (Some(latitude), Some(longitude)) => super::users::location(violations, latitude, longitude).map(Some),
+        (Some(latitude), Some(longitude)) => {
+            super::users::location(violations, latitude, longitude).map(Some)
+        }
     }
 }
 

@@ -1,9 +1,9 @@
 //! Event management, listings and the public nearby search.
 
 use axum::Json;
-use axum::routing::post;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::routing::post;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -155,19 +155,29 @@ impl Input for EventCreateRequest {
         let end_time = parse_time(&mut violations, &["body", "end_time"], &self.end_time);
         let total_tickets = total_tickets(&mut violations, self.total_tickets);
         let venue = self.venue.validate(&mut violations);
-        match (title, description, start_time, end_time, total_tickets, venue) {
-            (Some(title), Some(description), Some(start_time), Some(end_time), Some(total_tickets), Some(venue))
-                if violations.is_empty() =>
-            {
-                Ok(EventDraft {
-                    title,
-                    description,
-                    start_time,
-                    end_time,
-                    total_tickets,
-                    venue,
-                })
-            }
+        match (
+            title,
+            description,
+            start_time,
+            end_time,
+            total_tickets,
+            venue,
+        ) {
+            (
+                Some(title),
+                Some(description),
+                Some(start_time),
+                Some(end_time),
+                Some(total_tickets),
+                Some(venue),
+            ) if violations.is_empty() => Ok(EventDraft {
+                title,
+                description,
+                start_time,
+                end_time,
+                total_tickets,
+                venue,
+            }),
             _ => Err(violations.into_errors()),
         }
     }
@@ -199,9 +209,9 @@ impl Input for EventUpdateRequest {
     fn validate(self) -> Result<EventChanges, Vec<FieldError>> {
         let mut violations = Violations::new();
         let changes = EventChanges {
-            title: self
-                .title
-                .and_then(|title| bounded_text(&mut violations, &["body", "title"], &title, 1, 255)),
+            title: self.title.and_then(|title| {
+                bounded_text(&mut violations, &["body", "title"], &title, 1, 255)
+            }),
             description: self
                 .description
                 .and_then(|raw| description(&mut violations, raw)),
@@ -411,7 +421,10 @@ pub fn paging(
     }
     let limit = limit.unwrap_or(default_limit);
     if !(1..=max_limit).contains(&limit) {
-        violations.push(&["query", "limit"], format!("must be between 1 and {max_limit}"));
+        violations.push(
+            &["query", "limit"],
+            format!("must be between 1 and {max_limit}"),
+        );
     }
     (skip, limit)
 }
@@ -521,7 +534,9 @@ impl Input for NearbyParams {
         if !(-180.0..=180.0).contains(&self.longitude) {
             violations.push(&["query", "longitude"], "must be between -180 and 180");
         }
-        let radius_km = self.radius_km.map(|raw| radius(&mut violations, "radius_km", Some(raw), raw));
+        let radius_km = self
+            .radius_km
+            .map(|raw| radius(&mut violations, "radius_km", Some(raw), raw));
         let (skip, limit) = paging(&mut violations, self.skip, self.limit, 20, 100);
         let center = GeoPoint::new(self.latitude, self.longitude).ok();
         match center {
@@ -644,8 +659,22 @@ mod tests {
     #[test]
     fn naive_times_are_refused() {
         let mut violations = Violations::new();
-        assert!(parse_time(&mut violations, &["body", "start_time"], "2026-12-01T18:00:00").is_none());
-        assert!(parse_time(&mut violations, &["body", "start_time"], "2026-12-01T18:00:00+01:00").is_some());
+        assert!(
+            parse_time(
+                &mut violations,
+                &["body", "start_time"],
+                "2026-12-01T18:00:00"
+            )
+            .is_none()
+        );
+        assert!(
+            parse_time(
+                &mut violations,
+                &["body", "start_time"],
+                "2026-12-01T18:00:00+01:00"
+            )
+            .is_some()
+        );
         assert_eq!(violations.into_errors().len(), 1);
     }
 

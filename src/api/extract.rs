@@ -4,15 +4,15 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
-use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
-use crate::domain::validation::LocSegment;
 use crate::domain::FieldError;
+use crate::domain::validation::LocSegment;
 use crate::error::ApiError;
 
 /// A request body or query type that validates itself into `Self::Valid`.
@@ -40,19 +40,24 @@ where
                 ));
             }
         }
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::validation(FieldError::new(
-                    vec!["body".into()],
-                    "could not read the request body",
-                    "body_error",
-                ))
-            }
-        })?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::validation(FieldError::new(
+                        vec!["body".into()],
+                        "could not read the request body",
+                        "body_error",
+                    ))
+                }
+            })?;
         let value = parse_json_body::<T>(&bytes)?;
-        value.validate().map(ValidJson).map_err(ApiError::Validation)
+        value
+            .validate()
+            .map(ValidJson)
+            .map_err(ApiError::Validation)
     }
 }
 
@@ -114,7 +119,10 @@ where
             let message = error.into_inner().to_string();
             ApiError::validation(data_error(loc, &message))
         })?;
-        value.validate().map(ValidQuery).map_err(ApiError::Validation)
+        value
+            .validate()
+            .map(ValidQuery)
+            .map_err(ApiError::Validation)
     }
 }
 
@@ -226,21 +234,30 @@ mod tests {
     #[test]
     fn missing_nested_field_is_located_at_the_field() {
         let error = error_of(r#"{"title": "x", "venue": {}}"#);
-        assert_eq!(error.loc, vec!["body".into(), "venue".into(), "latitude".into()]);
+        assert_eq!(
+            error.loc,
+            vec!["body".into(), "venue".into(), "latitude".into()]
+        );
         assert_eq!(error.kind, "missing");
     }
 
     #[test]
     fn wrong_type_is_located_at_the_value() {
         let error = error_of(r#"{"title": "x", "venue": {"latitude": "north"}}"#);
-        assert_eq!(error.loc, vec!["body".into(), "venue".into(), "latitude".into()]);
+        assert_eq!(
+            error.loc,
+            vec!["body".into(), "venue".into(), "latitude".into()]
+        );
         assert_eq!(error.kind, "type_error");
     }
 
     #[test]
     fn broken_json_and_trailing_garbage_are_invalid_json() {
         assert_eq!(error_of(r#"{"title": "#).kind, "json_invalid");
-        assert_eq!(error_of(r#"{"title": "x", "venue": {"latitude": 1}} x"#).kind, "json_invalid");
+        assert_eq!(
+            error_of(r#"{"title": "x", "venue": {"latitude": 1}} x"#).kind,
+            "json_invalid"
+        );
         assert_eq!(error_of("").kind, "missing");
     }
 

@@ -99,7 +99,9 @@ where
         }
     }
 
-    let response = operation().await.unwrap_or_else(axum::response::IntoResponse::into_response);
+    let response = operation()
+        .await
+        .unwrap_or_else(axum::response::IntoResponse::into_response);
     let status = response.status();
     if status.is_server_error() {
         state.store.release_idempotency_key(user_id, &key).await?;

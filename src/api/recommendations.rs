@@ -1,8 +1,8 @@
 //! "For you": upcoming events near the caller's stored location.
 
 use axum::Json;
-use axum::routing::get;
 use axum::extract::State;
+use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -104,9 +104,7 @@ async fn for_you(
     ValidQuery(search): ValidQuery<ForYouParams>,
 ) -> Result<Json<ForYouResponse>, ApiError> {
     let center = user.location.ok_or_else(|| {
-        ApiError::BadRequest(
-            "User has no location set. Please update user location first.".into(),
-        )
+        ApiError::BadRequest("User has no location set. Please update user location first.".into())
     })?;
     let radius_km = search
         .radius_km
@@ -131,7 +129,11 @@ async fn for_you(
         .collect::<Vec<_>>();
     let events = recommendations
         .iter()
-        .map(|recommendation| recommendation.event.with_distance(recommendation.distance_km))
+        .map(|recommendation| {
+            recommendation
+                .event
+                .with_distance(recommendation.distance_km)
+        })
         .collect();
     Ok(Json(ForYouResponse {
         recommendations,

@@ -1,10 +1,10 @@
 //! Reservations, payment, cancellation and the caller's tickets.
 
 use axum::Json;
-use axum::routing::post;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -145,7 +145,11 @@ async fn reserve_ticket(
     let fingerprint = format!("POST /tickets/ {event_id}");
     idempotency::run(&state, user.id, &headers, &fingerprint, || async {
         let details = service::reserve(&state, user.id, event_id).await?;
-        Ok((StatusCode::CREATED, Json(TicketResponse::new(details, Utc::now()))).into_response())
+        Ok((
+            StatusCode::CREATED,
+            Json(TicketResponse::new(details, Utc::now())),
+        )
+            .into_response())
     })
     .await
 }

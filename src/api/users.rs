@@ -13,8 +13,8 @@ use super::extract::{Input, ValidJson};
 use super::schemas::{ErrorBody, ValidationErrorBody};
 use crate::app::AppState;
 use crate::auth::CurrentUser;
-use crate::domain::{FieldError, GeoPoint, User, Violations};
 use crate::domain::geo::GeoError;
+use crate::domain::{FieldError, GeoPoint, User, Violations};
 use crate::error::ApiError;
 use crate::service::accounts;
 

@@ -109,8 +109,8 @@ mod tests {
             iat: Utc::now().timestamp() - 7200,
             exp: Utc::now().timestamp() - 3600,
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding)
-            .unwrap();
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
         assert_eq!(keys.verify(&token), None);
     }
 }

@@ -3,9 +3,9 @@
 use std::sync::OnceLock;
 
 use anyhow::Context;
+use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 
 use crate::domain::Password;
 
@@ -26,7 +26,10 @@ fn hash_blocking(password: &str) -> anyhow::Result<String> {
 
 /// Checks `password` against `stored_hash`; with no stored hash (unknown account) it checks a
 /// dummy hash instead, so both answers take about the same time.
-pub async fn verify_password(password: String, stored_hash: Option<String>) -> anyhow::Result<bool> {
+pub async fn verify_password(
+    password: String,
+    stored_hash: Option<String>,
+) -> anyhow::Result<bool> {
     tokio::task::spawn_blocking(move || {
         let hash = match &stored_hash {
             Some(hash) => hash.as_str(),
@@ -60,8 +63,16 @@ mod tests {
         let password = Password::parse("correct horse battery".into()).unwrap();
         let hash = hash_password(password).await.unwrap();
         assert!(hash.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse battery".into(), Some(hash.clone())).await.unwrap());
-        assert!(!verify_password("wrong horse battery".into(), Some(hash)).await.unwrap());
+        assert!(
+            verify_password("correct horse battery".into(), Some(hash.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !verify_password("wrong horse battery".into(), Some(hash))
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test]

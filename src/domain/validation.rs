@@ -61,7 +61,10 @@ impl Violations {
     }
 
     pub fn push_kind(&mut self, loc: &[&str], msg: impl Into<String>, kind: &str) {
-        let loc = loc.iter().map(|segment| LocSegment::from(*segment)).collect();
+        let loc = loc
+            .iter()
+            .map(|segment| LocSegment::from(*segment))
+            .collect();
         self.errors.push(FieldError::new(loc, msg, kind));
     }
 

@@ -4,8 +4,8 @@ use uuid::Uuid;
 
 use crate::api::auth::Credentials;
 use crate::app::AppState;
-use crate::auth::password::{hash_password, verify_password};
 use crate::auth::IssuedToken;
+use crate::auth::password::{hash_password, verify_password};
 use crate::domain::{Email, GeoPoint, NewUser, Password, User};
 use crate::error::ApiError;
 use crate::store::StoreError;

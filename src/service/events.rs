@@ -13,7 +13,11 @@ fn not_found(id: Uuid) -> ApiError {
 }
 
 #[tracing::instrument(skip(state, draft))]
-pub async fn create(state: &AppState, creator_id: Uuid, draft: EventDraft) -> Result<Event, ApiError> {
+pub async fn create(
+    state: &AppState,
+    creator_id: Uuid,
+    draft: EventDraft,
+) -> Result<Event, ApiError> {
     draft.check(Utc::now()).map_err(ApiError::Validation)?;
     let event = state
         .store
@@ -24,7 +28,11 @@ pub async fn create(state: &AppState, creator_id: Uuid, draft: EventDraft) -> Re
 }
 
 pub async fn get(state: &AppState, id: Uuid) -> Result<Event, ApiError> {
-    state.store.find_event(id).await?.ok_or_else(|| not_found(id))
+    state
+        .store
+        .find_event(id)
+        .await?
+        .ok_or_else(|| not_found(id))
 }
 
 #[tracing::instrument(skip(state, changes))]
@@ -36,16 +44,20 @@ pub async fn update(
 ) -> Result<Event, ApiError> {
     let current = get(state, id).await?;
     if current.creator_id != user_id {
-        return Err(ApiError::Forbidden("You can only modify your own events".into()));
+        return Err(ApiError::Forbidden(
+            "You can only modify your own events".into(),
+        ));
     }
     let draft = EventDraft::merged(&current, changes);
     draft.check(Utc::now()).map_err(ApiError::Validation)?;
     // The store re-checks ownership and the sold count atomically; the read above only
     // chooses the right answer for the common cases.
     match state.store.update_event(id, user_id, &draft).await? {
-        EventWrite::Done(event) => Ok(event),
+        EventWrite::Done(event) => Ok(*event),
         EventWrite::NotFound => Err(not_found(id)),
-        EventWrite::NotCreator => Err(ApiError::Forbidden("You can only modify your own events".into())),
+        EventWrite::NotCreator => Err(ApiError::Forbidden(
+            "You can only modify your own events".into(),
+        )),
         EventWrite::BelowSold => Err(ApiError::Conflict(
             "total_tickets cannot be lower than the number of tickets already sold".into(),
         )),
@@ -60,7 +72,9 @@ pub async fn delete(state: &AppState, user_id: Uuid, id: Uuid) -> Result<(), Api
             Ok(())
         }
         EventDelete::NotFound => Err(not_found(id)),
-        EventDelete::NotCreator => Err(ApiError::Forbidden("You can only delete your own events".into())),
+        EventDelete::NotCreator => Err(ApiError::Forbidden(
+            "You can only delete your own events".into(),
+        )),
         EventDelete::HasTickets => Err(ApiError::Conflict(
             "Event has reserved or paid tickets and cannot be deleted".into(),
         )),

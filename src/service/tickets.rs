@@ -5,8 +5,8 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::domain::{TicketDetails, TicketStatus};
 use crate::error::ApiError;
-use crate::telemetry;
 use crate::store::{NewReservation, ReserveOutcome, TicketChange};
+use crate::telemetry;
 
 fn ticket_not_found(id: Uuid) -> ApiError {
     ApiError::NotFound(format!("Ticket with ID {id} not found"))
@@ -27,11 +27,11 @@ pub async fn reserve(
     match state.store.reserve_ticket(&request).await? {
         ReserveOutcome::Reserved(details) => {
             telemetry::reservation_made();
-            Ok(details)
+            Ok(*details)
         }
-        ReserveOutcome::EventNotFound => {
-            Err(ApiError::NotFound(format!("Event with ID {event_id} not found")))
-        }
+        ReserveOutcome::EventNotFound => Err(ApiError::NotFound(format!(
+            "Event with ID {event_id} not found"
+        ))),
         ReserveOutcome::EventStarted => Err(ApiError::Conflict(
             "Event has already started; tickets are no longer on sale".into(),
         )),
@@ -44,14 +44,14 @@ pub async fn reserve(
 
 fn change_result(id: Uuid, change: TicketChange, verb: &str) -> Result<TicketDetails, ApiError> {
     match change {
-        TicketChange::Done(details) => Ok(details),
+        TicketChange::Done(details) => Ok(*details),
         TicketChange::NotFound => Err(ticket_not_found(id)),
         TicketChange::NotOwner => Err(ApiError::Forbidden(format!(
             "You can only {verb} your own tickets"
         ))),
-        TicketChange::Expired if verb == "pay for" => Err(ApiError::Gone(
-            "Ticket reservation has expired".into(),
-        )),
+        TicketChange::Expired if verb == "pay for" => {
+            Err(ApiError::Gone("Ticket reservation has expired".into()))
+        }
         TicketChange::Expired => Err(ApiError::Conflict(
             "Ticket reservation has already expired".into(),
         )),
@@ -66,7 +66,11 @@ fn change_result(id: Uuid, change: TicketChange, verb: &str) -> Result<TicketDet
 }
 
 #[tracing::instrument(skip(state))]
-pub async fn pay(state: &AppState, user_id: Uuid, ticket_id: Uuid) -> Result<TicketDetails, ApiError> {
+pub async fn pay(
+    state: &AppState,
+    user_id: Uuid,
+    ticket_id: Uuid,
+) -> Result<TicketDetails, ApiError> {
     let change = state.store.pay_ticket(ticket_id, user_id).await?;
     change_result(ticket_id, change, "pay for")
 }
@@ -81,14 +85,20 @@ pub async fn cancel(
     change_result(ticket_id, change, "cancel")
 }
 
-pub async fn get(state: &AppState, user_id: Uuid, ticket_id: Uuid) -> Result<TicketDetails, ApiError> {
+pub async fn get(
+    state: &AppState,
+    user_id: Uuid,
+    ticket_id: Uuid,
+) -> Result<TicketDetails, ApiError> {
     let details = state
         .store
         .find_ticket(ticket_id)
         .await?
         .ok_or_else(|| ticket_not_found(ticket_id))?;
     if details.ticket.user_id != user_id {
-        return Err(ApiError::Forbidden("You can only view your own tickets".into()));
+        return Err(ApiError::Forbidden(
+            "You can only view your own tickets".into(),
+        ));
     }
     Ok(details)
 }

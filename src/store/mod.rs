@@ -14,43 +14,62 @@ macro_rules! user_columns {
 macro_rules! event_columns {
     ($p:literal) => {
         concat!(
-            $p, "id",
+            $p,
+            "id",
             ", ",
-            $p, "creator_id",
+            $p,
+            "creator_id",
             ", ",
-            $p, "title",
+            $p,
+            "title",
             ", ",
-            $p, "description",
+            $p,
+            "description",
             ", ",
-            $p, "start_time",
+            $p,
+            "start_time",
             ", ",
-            $p, "end_time",
+            $p,
+            "end_time",
             ", ",
-            $p, "total_tickets",
+            $p,
+            "total_tickets",
             ", ",
-            $p, "tickets_sold",
+            $p,
+            "tickets_sold",
             ", ",
-            $p, "latitude",
+            $p,
+            "latitude",
             ", ",
-            $p, "longitude",
+            $p,
+            "longitude",
             ", ",
-            $p, "venue_name",
+            $p,
+            "venue_name",
             ", ",
-            $p, "address_line1",
+            $p,
+            "address_line1",
             ", ",
-            $p, "address_line2",
+            $p,
+            "address_line2",
             ", ",
-            $p, "city",
+            $p,
+            "city",
             ", ",
-            $p, "state",
+            $p,
+            "state",
             ", ",
-            $p, "country",
+            $p,
+            "country",
             ", ",
-            $p, "postal_code",
+            $p,
+            "postal_code",
             ", ",
-            $p, "created_at",
+            $p,
+            "created_at",
             ", ",
-            $p, "updated_at"
+            $p,
+            "updated_at"
         )
     };
 }
@@ -198,7 +217,7 @@ pub struct NearbyQuery {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventWrite {
-    Done(Event),
+    Done(Box<Event>),
     NotFound,
     NotCreator,
     /// The new `total_tickets` is below the tickets already sold.
@@ -223,7 +242,7 @@ pub struct NewReservation {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReserveOutcome {
-    Reserved(TicketDetails),
+    Reserved(Box<TicketDetails>),
     EventNotFound,
     EventStarted,
     SoldOut,
@@ -232,7 +251,7 @@ pub enum ReserveOutcome {
 /// Result of a payment or cancellation attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TicketChange {
-    Done(TicketDetails),
+    Done(Box<TicketDetails>),
     NotFound,
     NotOwner,
     /// The hold's deadline passed (by the database clock) before the change.
@@ -300,10 +319,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_events(&self, filter: &EventFilter) -> Result<Page<Event>, StoreError>;
     async fn nearby_events(&self, query: &NearbyQuery) -> Result<Page<NearbyEvent>, StoreError>;
 
-    async fn reserve_ticket(&self, request: &NewReservation)
-    -> Result<ReserveOutcome, StoreError>;
-    async fn pay_ticket(&self, ticket_id: Uuid, user_id: Uuid)
-    -> Result<TicketChange, StoreError>;
+    async fn reserve_ticket(&self, request: &NewReservation) -> Result<ReserveOutcome, StoreError>;
+    async fn pay_ticket(&self, ticket_id: Uuid, user_id: Uuid) -> Result<TicketChange, StoreError>;
     async fn cancel_ticket(
         &self,
         ticket_id: Uuid,

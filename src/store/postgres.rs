@@ -113,11 +113,12 @@ impl PgStore {
         ticket_id: Uuid,
         user_id: Uuid,
     ) -> Result<TicketChange, StoreError> {
-        let row: Option<(Uuid, String, bool)> =
-            sqlx::query_as("SELECT user_id, status, expires_at <= now() FROM tickets WHERE id = $1")
-                .bind(ticket_id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<(Uuid, String, bool)> = sqlx::query_as(
+            "SELECT user_id, status, expires_at <= now() FROM tickets WHERE id = $1",
+        )
+        .bind(ticket_id)
+        .fetch_optional(&self.pool)
+        .await?;
         let Some((owner, status, past_deadline)) = row else {
             return Ok(TicketChange::NotFound);
         };
@@ -447,11 +448,14 @@ impl Store for PgStore {
     }
 
     async fn find_user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> =
-            sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(UserRow::into_user).transpose()
     }
 
@@ -555,7 +559,7 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await;
         match updated {
-            Ok(Some(row)) => Ok(EventWrite::Done(row.into_event()?)),
+            Ok(Some(row)) => Ok(EventWrite::Done(Box::new(row.into_event()?))),
             Ok(None) => Ok(match self.event_owner(id).await? {
                 None => EventWrite::NotFound,
                 Some(_) => EventWrite::NotCreator,
@@ -615,10 +619,7 @@ impl Store for PgStore {
         let count_rows = async {
             let mut builder = QueryBuilder::<Postgres>::new("SELECT count(*) FROM events e");
             push_event_filter(&mut builder, filter);
-            let total: i64 = builder
-                .build_query_scalar()
-                .fetch_one(&self.pool)
-                .await?;
+            let total: i64 = builder.build_query_scalar().fetch_one(&self.pool).await?;
             Ok(total)
         };
         page_from_counted(
@@ -681,12 +682,9 @@ impl Store for PgStore {
     }
 
     #[tracing::instrument(skip(self), fields(event_id = %request.event_id))]
-    async fn reserve_ticket(
-        &self,
-        request: &NewReservation,
-    ) -> Result<ReserveOutcome, StoreError> {
+    async fn reserve_ticket(&self, request: &NewReservation) -> Result<ReserveOutcome, StoreError> {
         if let Some(details) = self.reserve_once(request).await? {
-            return Ok(ReserveOutcome::Reserved(details));
+            return Ok(ReserveOutcome::Reserved(Box::new(details)));
         }
         let state: Option<(bool, bool)> = sqlx::query_as(
             "SELECT start_time <= now(), tickets_sold >= total_tickets FROM events WHERE id = $1",
@@ -708,7 +706,7 @@ impl Store for PgStore {
                     return Ok(ReserveOutcome::SoldOut);
                 }
                 Ok(match self.reserve_once(request).await? {
-                    Some(details) => ReserveOutcome::Reserved(details),
+                    Some(details) => ReserveOutcome::Reserved(Box::new(details)),
                     None => ReserveOutcome::SoldOut,
                 })
             }
@@ -734,7 +732,7 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await?;
         match row {
-            Some(row) => Ok(TicketChange::Done(row.into_details()?)),
+            Some(row) => Ok(TicketChange::Done(Box::new(row.into_details()?))),
             None => self.diagnose_ticket(ticket_id, user_id).await,
         }
     }
@@ -767,17 +765,22 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await?;
         match row {
-            Some(row) => Ok(TicketChange::Done(row.into_details()?)),
+            Some(row) => Ok(TicketChange::Done(Box::new(row.into_details()?))),
             None => self.diagnose_ticket(ticket_id, user_id).await,
         }
     }
 
     async fn find_ticket(&self, id: Uuid) -> Result<Option<TicketDetails>, StoreError> {
-        let row: Option<TicketRow> =
-            sqlx::query_as(concat!("SELECT ", ticket_columns!(), " FROM tickets t", ticket_joins!(), "WHERE t.id = $1"))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<TicketRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            ticket_columns!(),
+            " FROM tickets t",
+            ticket_joins!(),
+            "WHERE t.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(TicketRow::into_details).transpose()
     }
 
@@ -816,10 +819,7 @@ impl Store for PgStore {
         let count_rows = async {
             let mut builder = QueryBuilder::<Postgres>::new("SELECT count(*) FROM tickets t ");
             push_filter(&mut builder);
-            let total: i64 = builder
-                .build_query_scalar()
-                .fetch_one(&self.pool)
-                .await?;
+            let total: i64 = builder.build_query_scalar().fetch_one(&self.pool).await?;
             Ok(total)
         };
         page_from_counted(
@@ -870,7 +870,12 @@ impl Store for PgStore {
         .bind(key)
         .fetch_one(&self.pool)
         .await?;
-        Ok(idempotency_state(request_hash, &stored_hash, status.map(i64::from), body))
+        Ok(idempotency_state(
+            request_hash,
+            &stored_hash,
+            status.map(i64::from),
+            body,
+        ))
     }
 
     async fn complete_idempotency_key(

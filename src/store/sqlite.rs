@@ -105,17 +105,16 @@ impl SqliteStore {
         conn: &mut SqliteConnection,
         id: Uuid,
     ) -> Result<Option<TicketDetails>, StoreError> {
-        let row: Option<TicketRow> =
-            sqlx::query_as(concat!(
-                "SELECT ",
-                ticket_columns!(),
-                " FROM tickets t",
-                ticket_joins!(),
-                "WHERE t.id = ?"
-            ))
-                .bind(id)
-                .fetch_optional(conn)
-                .await?;
+        let row: Option<TicketRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            ticket_columns!(),
+            " FROM tickets t",
+            ticket_joins!(),
+            "WHERE t.id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
         row.map(TicketRow::into_details).transpose()
     }
 }
@@ -341,10 +340,14 @@ fn push_event_filter(
             .push(" ESCAPE '\\')");
     }
     if let Some(after) = filter.starts_after {
-        builder.push(" AND e.start_time > ").push_bind(micros(after));
+        builder
+            .push(" AND e.start_time > ")
+            .push_bind(micros(after));
     }
     if let Some(before) = filter.starts_before {
-        builder.push(" AND e.start_time < ").push_bind(micros(before));
+        builder
+            .push(" AND e.start_time < ")
+            .push_bind(micros(before));
     }
 }
 
@@ -446,11 +449,14 @@ impl Store for SqliteStore {
     }
 
     async fn find_user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> =
-            sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?"))
-                .bind(id)
-                .fetch_optional(&self.reader)
-                .await?;
+        let row: Option<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
         row.map(UserRow::into_user).transpose()
     }
 
@@ -557,7 +563,7 @@ impl Store for SqliteStore {
         .fetch_optional(&self.writer)
         .await;
         match updated {
-            Ok(Some(row)) => Ok(EventWrite::Done(row.into_event()?)),
+            Ok(Some(row)) => Ok(EventWrite::Done(Box::new(row.into_event()?))),
             Ok(None) => Ok(match self.event_owner(id).await? {
                 None => EventWrite::NotFound,
                 Some(_) => EventWrite::NotCreator,
@@ -617,10 +623,7 @@ impl Store for SqliteStore {
         if rows.is_empty() {
             let mut builder = QueryBuilder::<Sqlite>::new("SELECT count(*) FROM events e");
             push_event_filter(&mut builder, filter, now);
-            let total: i64 = builder
-                .build_query_scalar()
-                .fetch_one(&self.reader)
-                .await?;
+            let total: i64 = builder.build_query_scalar().fetch_one(&self.reader).await?;
             return Ok(Page {
                 items: Vec::new(),
                 total,
@@ -662,11 +665,7 @@ impl Store for SqliteStore {
             }
         }
         // Two boxes never overlap, but an event on the antimeridian itself can sit in both.
-        candidates.sort_by(|a, b| {
-            a.1.total_cmp(&b.1)
-                .then(a.2.cmp(&b.2))
-                .then(a.3.cmp(&b.3))
-        });
+        candidates.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3)));
         candidates.dedup_by_key(|candidate| candidate.0);
         let total = candidates.len() as i64;
         let page: Vec<(i64, f64)> = candidates
@@ -705,7 +704,8 @@ impl Store for SqliteStore {
             .filter_map(|(seq, distance_km)| {
                 // An event deleted between the two reads is simply left out.
                 by_seq.remove(&seq).map(|row| {
-                    row.into_event().map(|event| NearbyEvent { event, distance_km })
+                    row.into_event()
+                        .map(|event| NearbyEvent { event, distance_km })
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -713,10 +713,7 @@ impl Store for SqliteStore {
     }
 
     #[tracing::instrument(skip(self), fields(event_id = %request.event_id))]
-    async fn reserve_ticket(
-        &self,
-        request: &NewReservation,
-    ) -> Result<ReserveOutcome, StoreError> {
+    async fn reserve_ticket(&self, request: &NewReservation) -> Result<ReserveOutcome, StoreError> {
         let now = Utc::now();
         let expires_at = now
             + Duration::from_std(request.hold)
@@ -775,7 +772,7 @@ impl Store for SqliteStore {
             .await?
             .ok_or_else(|| StoreError::Corrupt("reserved ticket vanished".into()))?;
         tx.commit().await?;
-        Ok(ReserveOutcome::Reserved(details))
+        Ok(ReserveOutcome::Reserved(Box::new(details)))
     }
 
     #[tracing::instrument(skip(self))]
@@ -796,7 +793,7 @@ impl Store for SqliteStore {
         }
         let mut conn = self.reader.acquire().await?;
         Ok(match Self::ticket_details_on(&mut conn, ticket_id).await? {
-            Some(details) => TicketChange::Done(details),
+            Some(details) => TicketChange::Done(Box::new(details)),
             None => TicketChange::NotFound,
         })
     }
@@ -832,7 +829,9 @@ impl Store for SqliteStore {
         .await?;
         let details = Self::ticket_details_on(&mut tx, ticket_id).await?;
         tx.commit().await?;
-        Ok(details.map_or(TicketChange::NotFound, TicketChange::Done))
+        Ok(details.map_or(TicketChange::NotFound, |details| {
+            TicketChange::Done(Box::new(details))
+        }))
     }
 
     async fn find_ticket(&self, id: Uuid) -> Result<Option<TicketDetails>, StoreError> {
@@ -860,15 +859,11 @@ impl Store for SqliteStore {
             .push_bind(limit)
             .push(" OFFSET ")
             .push_bind(skip);
-        let rows: Vec<CountedTicketRow> =
-            builder.build_query_as().fetch_all(&self.reader).await?;
+        let rows: Vec<CountedTicketRow> = builder.build_query_as().fetch_all(&self.reader).await?;
         if rows.is_empty() {
             let mut builder = QueryBuilder::<Sqlite>::new("SELECT count(*) FROM tickets t ");
             push_ticket_filter(&mut builder, user_id, status, now);
-            let total: i64 = builder
-                .build_query_scalar()
-                .fetch_one(&self.reader)
-                .await?;
+            let total: i64 = builder.build_query_scalar().fetch_one(&self.reader).await?;
             return Ok(Page {
                 items: Vec::new(),
                 total,

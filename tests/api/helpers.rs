@@ -1,0 +1,489 @@
+//! The test harness: each test gets the real app on 127.0.0.1:0 with its own database —
+//! a fresh SQLite file, or a fresh schema in PostgreSQL (when TEST_DATABASE_URL is set).
+
+use std::sync::Mutex;
+
+use nearbytix::app::{self, AppState};
+use nearbytix::config::Settings;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::Connection;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
+/// Shared database holding one schema per PostgreSQL test.
+const PG_TEST_DATABASE: &str = "nearbytix_test";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// PostgreSQL when TEST_DATABASE_URL is set. Without it the test is skipped, except
+    /// under CI=true, where a missing database is a failure.
+    pub fn postgres_if_configured() -> Option<Backend> {
+        match std::env::var("TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => Some(Backend::Postgres),
+            _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
+                panic!("CI=true but TEST_DATABASE_URL is not set: PostgreSQL tests must run")
+            }
+            _ => {
+                eprintln!("skipping the PostgreSQL variant: TEST_DATABASE_URL is not set");
+                None
+            }
+        }
+    }
+}
+
+/// Runs each named `async fn name(backend: Backend)` once per backend, as `name::sqlite` and
+/// `name::postgres`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite() {
+                    super::$name($crate::helpers::Backend::Sqlite).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn postgres() {
+                    if let Some(backend) = $crate::helpers::Backend::postgres_if_configured() {
+                        super::$name(backend).await;
+                    }
+                }
+            }
+        )*
+    };
+}
+
+/// A database that exists for one test and is removed afterwards.
+pub struct TestDatabase {
+    pub url: String,
+    cleanup: Option<Cleanup>,
+}
+
+enum Cleanup {
+    SqliteDir(#[allow(dead_code)] tempfile::TempDir),
+    PostgresSchema { admin_url: String, schema: String },
+}
+
+impl TestDatabase {
+    pub async fn create(backend: Backend) -> TestDatabase {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("test.db").display());
+                TestDatabase {
+                    url,
+                    cleanup: Some(Cleanup::SqliteDir(dir)),
+                }
+            }
+            Backend::Postgres => {
+                let server_url = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL");
+                let admin_url = ensure_test_database(&server_url).await;
+                let schema = format!("t_{}", Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(&admin_url)
+                    .await
+                    .expect("connect to the PostgreSQL test database");
+                sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test schema");
+                conn.close().await.ok();
+                let mut url = url::Url::parse(&admin_url).expect("valid URL");
+                url.query_pairs_mut()
+                    .append_pair("options", &format!("-c search_path={schema},public"));
+                TestDatabase {
+                    url: url.to_string(),
+                    cleanup: Some(Cleanup::PostgresSchema { admin_url, schema }),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some(Cleanup::PostgresSchema { admin_url, schema }) = self.cleanup.take() {
+            // Drop runs outside async context: use a small runtime on its own thread.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async {
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
+                        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                            .execute(&mut conn)
+                            .await;
+                        let _ = conn.close().await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// Creates the shared test database with PostGIS once (safe across processes); returns its URL.
+async fn ensure_test_database(server_url: &str) -> String {
+    static READY: Mutex<Option<String>> = Mutex::new(None);
+    if let Some(url) = READY.lock().unwrap().clone() {
+        return url;
+    }
+    let mut server = sqlx::PgConnection::connect(server_url)
+        .await
+        .unwrap_or_else(|error| panic!("TEST_DATABASE_URL is unreachable: {error}"));
+    sqlx::query("SELECT pg_advisory_lock(4242001)")
+        .execute(&mut server)
+        .await
+        .expect("advisory lock");
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(PG_TEST_DATABASE)
+            .fetch_one(&mut server)
+            .await
+            .expect("look up test database");
+    if !exists {
+        sqlx::query(&format!("CREATE DATABASE {PG_TEST_DATABASE}"))
+            .execute(&mut server)
+            .await
+            .expect("create test database");
+    }
+    let mut url = url::Url::parse(server_url).expect("TEST_DATABASE_URL is a URL");
+    url.set_path(PG_TEST_DATABASE);
+    let url = url.to_string();
+    let mut test_db = sqlx::PgConnection::connect(&url)
+        .await
+        .expect("connect to test database");
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS postgis")
+        .execute(&mut test_db)
+        .await
+        .expect("PostGIS must be installed for the PostgreSQL tests");
+    test_db.close().await.ok();
+    sqlx::query("SELECT pg_advisory_unlock(4242001)")
+        .execute(&mut server)
+        .await
+        .expect("advisory unlock");
+    server.close().await.ok();
+    *READY.lock().unwrap() = Some(url.clone());
+    url
+}
+
+pub struct TestApp {
+    pub backend: Backend,
+    pub address: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    // Dropped last: the database outlives the server using it.
+    pub database: TestDatabase,
+}
+
+/// A registered user and their token.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub email: String,
+    pub password: String,
+    pub token: String,
+}
+
+pub fn test_settings(database_url: &str) -> Settings {
+    let mut settings = Settings::with_database(database_url);
+    settings.jwt_secret_key = Some(SECRET.to_owned().into());
+    settings.sweep_interval_seconds = 0.2;
+    settings
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        let database = TestDatabase::create(backend).await;
+        let mut settings = test_settings(&database.url);
+        configure(&mut settings);
+        Self::serve(backend, database, settings, true).await
+    }
+
+    /// An app whose expiry sweeper does not run (holds only expire on demand).
+    pub async fn spawn_without_sweeper(backend: Backend) -> TestApp {
+        let database = TestDatabase::create(backend).await;
+        let settings = test_settings(&database.url);
+        Self::serve(backend, database, settings, false).await
+    }
+
+    /// Another server process's worth of app on the same database.
+    pub async fn spawn_sibling(&self, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = test_settings(&self.database.url);
+        configure(&mut settings);
+        let database = TestDatabase {
+            url: self.database.url.clone(),
+            cleanup: None,
+        };
+        Self::serve(self.backend, database, settings, true).await
+    }
+
+    async fn serve(
+        backend: Backend,
+        database: TestDatabase,
+        settings: Settings,
+        run_sweeper: bool,
+    ) -> TestApp {
+        let state = AppState::connect(settings).await.expect("app starts");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn({
+            let state = state.clone();
+            async move {
+                app::serve(state, listener, run_sweeper, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("server runs");
+            }
+        });
+        TestApp {
+            backend,
+            address,
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap(),
+            state,
+            shutdown: Some(shutdown),
+            server: Some(server),
+            database,
+        }
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{}", self.address, path)
+    }
+
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let text = response.text().await.expect("body read");
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("{status} answer is not JSON: {text:?}"))
+        };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.request(reqwest::Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.request(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.request(reqwest::Method::PUT, path, token, Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.request(reqwest::Method::DELETE, path, token, None)
+            .await
+    }
+
+    pub async fn register_with(&self, body: Value) -> (StatusCode, Value) {
+        self.post("/auth/register", None, body).await
+    }
+
+    /// Registers a new user with a unique email (and a location when given).
+    pub async fn register_user(&self, location: Option<(f64, f64)>) -> TestUser {
+        let email = format!("user-{}@example.com", Uuid::new_v4().simple());
+        let password = "correct horse battery".to_owned();
+        let mut body = json!({"name": "Test User", "email": email, "password": password});
+        if let Some((latitude, longitude)) = location {
+            body["latitude"] = json!(latitude);
+            body["longitude"] = json!(longitude);
+        }
+        let (status, user) = self.register_with(body).await;
+        assert_eq!(status, StatusCode::CREATED, "{user}");
+        TestUser {
+            id: user["id"].as_str().unwrap().to_owned(),
+            email,
+            password,
+            token: user["access_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Creates an event (from [`event_body`] merged with `overrides`) and returns it.
+    pub async fn create_event(&self, token: &str, overrides: Value) -> Value {
+        let (status, event) = self
+            .post("/events/", Some(token), event_body(overrides))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{event}");
+        event
+    }
+
+    /// Checks the counters against the rows: `tickets_sold` equals the reserved + paid
+    /// tickets of each event and never exceeds `total_tickets`.
+    pub async fn assert_invariants(&self) {
+        let rows: Vec<(i64, i64, i64)> = match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.database.url)
+                    .await
+                    .unwrap();
+                sqlx::query_as(INVARIANT_QUERY)
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap()
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.database.url)
+                    .await
+                    .unwrap();
+                sqlx::query_as(INVARIANT_QUERY)
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap()
+            }
+        };
+        for (sold, total, live) in rows {
+            assert_eq!(
+                sold, live,
+                "tickets_sold must equal reserved + paid tickets"
+            );
+            assert!(sold <= total, "oversold: {sold} > {total}");
+        }
+    }
+
+    /// Runs a scalar SQL query against the test database (for assertions only).
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.database.url)
+                    .await
+                    .unwrap();
+                sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.database.url)
+                    .await
+                    .unwrap();
+                sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+            }
+        }
+    }
+}
+
+const INVARIANT_QUERY: &str = "SELECT CAST(e.tickets_sold AS BIGINT), CAST(e.total_tickets AS BIGINT),
+        (SELECT COUNT(*) FROM tickets t WHERE t.event_id = e.id AND t.status IN ('reserved', 'paid'))
+     FROM events e";
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// A valid create body starting tomorrow, with `overrides` merged in (nested for `venue`).
+pub fn event_body(overrides: Value) -> Value {
+    let start = chrono::Utc::now() + chrono::Duration::days(1);
+    let end = start + chrono::Duration::hours(3);
+    let mut body = json!({
+        "title": "Afrobeats Night",
+        "description": "Live music",
+        "start_time": start.to_rfc3339(),
+        "end_time": end.to_rfc3339(),
+        "total_tickets": 100,
+        "venue": {
+            "latitude": 6.5244,
+            "longitude": 3.3792,
+            "venue_name": "Eko Hall",
+            "address_line1": "1 Marina Road",
+            "city": "Lagos",
+            "state": "Lagos",
+            "country": "Nigeria",
+            "postal_code": "101001"
+        }
+    });
+    merge(&mut body, overrides);
+    body
+}
+
+fn merge(target: &mut Value, overrides: Value) {
+    match (target, overrides) {
+        (Value::Object(target), Value::Object(overrides)) => {
+            for (key, value) in overrides {
+                match target.get_mut(&key) {
+                    Some(existing) if existing.is_object() && value.is_object() => {
+                        merge(existing, value)
+                    }
+                    _ => {
+                        target.insert(key, value);
+                    }
+                }
+            }
+        }
+        (target, overrides) => *target = overrides,
+    }
+}
+
+/// The `loc` paths of a 422 answer.
+pub fn error_locs(body: &Value) -> Vec<Vec<String>> {
+    body["detail"]
+        .as_array()
+        .unwrap_or_else(|| panic!("422 detail must be a list: {body}"))
+        .iter()
+        .map(|item| {
+            item["loc"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|segment| match segment {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+pub fn loc(path: &[&str]) -> Vec<String> {
+    path.iter().map(|s| (*s).to_owned()).collect()
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real app over HTTP, on SQLite and (with TEST_DATABASE_URL) on
+//! PostgreSQL. One test binary keeps build times down.
+
+mod helpers;
+
+mod accounts;
+mod events;
+mod platform;
+mod search;
+mod tickets;

@@ -1,0 +1,244 @@
+//! Health, docs, metrics, and the error contract for malformed requests.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::backend_tests;
+use crate::helpers::{Backend, TestApp};
+
+backend_tests!(
+    health_reports_the_backend,
+    root_docs_and_openapi_are_served,
+    malformed_requests_get_contract_errors,
+    collection_paths_work_with_and_without_slash,
+    metrics_and_request_ids_are_exposed,
+);
+
+async fn health_reports_the_backend(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let response = app
+        .client
+        .get(format!("{}/health", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "healthy");
+    assert_eq!(body["app_name"], "NearbyTix");
+    assert_eq!(body["database"]["connected"], true);
+    let expected = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    assert_eq!(body["database"]["backend"], expected);
+
+    // With the database gone, health says so.
+    app.state.store.close().await;
+    let response = app
+        .client
+        .get(format!("{}/health", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "unhealthy");
+    assert_eq!(body["database"]["connected"], false);
+}
+
+/// Every path of API.md, as clients call it.
+const CONTRACT_PATHS: &[(&str, &str)] = &[
+    ("get", "/health"),
+    ("get", "/"),
+    ("get", "/metrics"),
+    ("post", "/api/v1/auth/register"),
+    ("post", "/api/v1/auth/login"),
+    ("get", "/api/v1/users/me"),
+    ("put", "/api/v1/users/me/location"),
+    ("post", "/api/v1/events/"),
+    ("get", "/api/v1/events/"),
+    ("get", "/api/v1/events/{event_id}"),
+    ("put", "/api/v1/events/{event_id}"),
+    ("delete", "/api/v1/events/{event_id}"),
+    ("get", "/api/v1/events/nearby"),
+    ("post", "/api/v1/tickets/"),
+    ("post", "/api/v1/tickets/{ticket_id}/pay"),
+    ("post", "/api/v1/tickets/{ticket_id}/cancel"),
+    ("get", "/api/v1/tickets/{ticket_id}"),
+    ("get", "/api/v1/tickets/my-tickets"),
+    ("get", "/api/v1/for-you/"),
+];
+
+async fn root_docs_and_openapi_are_served(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let root: Value = app
+        .client
+        .get(format!("{}/", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(root["message"], "Welcome to NearbyTix API");
+    assert_eq!(root["docs"], "/docs");
+
+    let docs = app
+        .client
+        .get(format!("{}/docs/", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(docs.text().await.unwrap().contains("swagger-ui"));
+
+    let spec: Value = app
+        .client
+        .get(format!("{}/openapi.json", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
+    for (method, path) in CONTRACT_PATHS {
+        let operation = &spec["paths"][path][method];
+        assert!(
+            operation.is_object(),
+            "{method} {path} missing from /openapi.json"
+        );
+        assert!(
+            operation["responses"].is_object(),
+            "{method} {path} has no responses"
+        );
+    }
+    assert_eq!(
+        spec["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let reserve = &spec["paths"]["/api/v1/tickets/"]["post"];
+    assert!(reserve["security"].is_array());
+    for status in ["201", "401", "404", "409", "422"] {
+        assert!(
+            reserve["responses"][status].is_object(),
+            "reserve lacks {status}"
+        );
+    }
+    assert!(spec["components"]["schemas"]["EventResponse"].is_object());
+    assert!(spec["components"]["schemas"]["ValidationErrorBody"].is_object());
+}
+
+async fn malformed_requests_get_contract_errors(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let register = app.url("/auth/register");
+
+    let response = app
+        .client
+        .post(&register)
+        .header("content-type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["detail"][0]["loc"], json!(["body"]));
+    assert_eq!(body["detail"][0]["type"], "json_invalid");
+
+    let response = app
+        .client
+        .post(&register)
+        .header("content-type", "text/plain")
+        .body("name=ada")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["detail"].is_string());
+
+    let response = app
+        .client
+        .post(&register)
+        .header("content-type", "application/json")
+        .body(format!("{{\"name\": \"{}\"}}", "x".repeat(1024 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["detail"].is_string());
+
+    let response = app
+        .client
+        .post(&register)
+        .header("content-type", "application/json")
+        .body("[1, 2]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (status, body) = app.get("/events/not-a-uuid", None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["detail"][0]["loc"], json!(["path", "event_id"]));
+
+    let (status, body) = app.get("/events/?limit=abc", None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["detail"][0]["loc"], json!(["query", "limit"]));
+
+    let (status, body) = app.get("/no-such-route", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["detail"].is_string());
+
+    let (status, body) = app.delete("/auth/login", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(body["detail"].is_string());
+}
+
+async fn collection_paths_work_with_and_without_slash(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = app.register_user(Some((6.5, 3.4))).await;
+    let token = Some(user.token.as_str());
+    for path in ["/events", "/events/"] {
+        assert_eq!(app.get(path, None).await.0, StatusCode::OK, "{path}");
+    }
+    for path in ["/for-you", "/for-you/"] {
+        assert_eq!(app.get(path, token).await.0, StatusCode::OK, "{path}");
+    }
+    let event = app.create_event(&user.token, json!({})).await;
+    let event_id = event["id"].as_str().unwrap();
+    for path in ["/tickets", "/tickets/"] {
+        let (status, body) = app.post(path, token, json!({"event_id": event_id})).await;
+        assert_eq!(status, StatusCode::CREATED, "{path}: {body}");
+    }
+    let (status, body) = app
+        .post("/events", token, crate::helpers::event_body(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+async fn metrics_and_request_ids_are_exposed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let response = app
+        .client
+        .get(format!("{}/health", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers().contains_key("x-request-id"));
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("http_requests_total"), "{text}");
+    assert!(text.contains("route=\"/health\""), "{text}");
+    assert!(text.contains("nearbytix_db_pool_connections"), "{text}");
+}
