@@ -17,7 +17,7 @@ use super::extract::{Input, PathId, ValidJson, ValidQuery};
 use super::idempotency::{self, IdempotencyKey};
 use super::schemas::{ErrorBody, ValidationErrorBody};
 use crate::app::AppState;
-use crate::auth::CurrentUser;
+use crate::auth::{BearerUserId, CurrentUser};
 use crate::domain::{EventSummary, FieldError, TicketDetails, TicketStatus, Violations};
 use crate::error::ApiError;
 use crate::service::tickets as service;
@@ -138,13 +138,13 @@ impl Input for ReserveRequest {
 )]
 async fn reserve_ticket(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    BearerUserId(user_id): BearerUserId,
     headers: HeaderMap,
     ValidJson(event_id): ValidJson<ReserveRequest>,
 ) -> Result<Response, ApiError> {
     let fingerprint = format!("POST /tickets/ {event_id}");
-    idempotency::run(&state, user.id, &headers, &fingerprint, || async {
-        let details = service::reserve(&state, user.id, event_id).await?;
+    idempotency::run(&state, user_id, &headers, &fingerprint, || async {
+        let details = service::reserve(&state, user_id, event_id).await?;
         Ok((
             StatusCode::CREATED,
             Json(TicketResponse::new(details, Utc::now())),
@@ -173,13 +173,13 @@ async fn reserve_ticket(
 )]
 async fn pay_ticket(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    BearerUserId(user_id): BearerUserId,
     PathId(ticket_id): PathId,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let fingerprint = format!("POST /tickets/{ticket_id}/pay");
-    idempotency::run(&state, user.id, &headers, &fingerprint, || async {
-        let details = service::pay(&state, user.id, ticket_id).await?;
+    idempotency::run(&state, user_id, &headers, &fingerprint, || async {
+        let details = service::pay(&state, user_id, ticket_id).await?;
         Ok(Json(TicketResponse::new(details, Utc::now())).into_response())
     })
     .await
@@ -203,13 +203,13 @@ async fn pay_ticket(
 )]
 async fn cancel_ticket(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    BearerUserId(user_id): BearerUserId,
     PathId(ticket_id): PathId,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let fingerprint = format!("POST /tickets/{ticket_id}/cancel");
-    idempotency::run(&state, user.id, &headers, &fingerprint, || async {
-        let details = service::cancel(&state, user.id, ticket_id).await?;
+    idempotency::run(&state, user_id, &headers, &fingerprint, || async {
+        let details = service::cancel(&state, user_id, ticket_id).await?;
         Ok(Json(TicketResponse::new(details, Utc::now())).into_response())
     })
     .await

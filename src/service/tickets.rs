@@ -5,7 +5,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::domain::{TicketDetails, TicketStatus};
 use crate::error::ApiError;
-use crate::store::{NewReservation, ReserveOutcome, TicketChange};
+use crate::store::{NewReservation, ReserveOutcome, StoreError, TicketChange};
 use crate::telemetry;
 
 fn ticket_not_found(id: Uuid) -> ApiError {
@@ -24,7 +24,14 @@ pub async fn reserve(
         event_id,
         hold: state.settings.ticket_hold(),
     };
-    match state.store.reserve_ticket(&request).await? {
+    let outcome = match state.store.reserve_ticket(&request).await {
+        // The event row was just updated, so the missing reference is the token's user.
+        Err(StoreError::ForeignKeyViolation) => {
+            return Err(ApiError::Unauthorized("Invalid authentication credentials"));
+        }
+        other => other?,
+    };
+    match outcome {
         ReserveOutcome::Reserved(details) => {
             telemetry::reservation_made();
             Ok(*details)

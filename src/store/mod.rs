@@ -140,6 +140,8 @@ pub struct StoreOptions {
 pub enum StoreError {
     #[error("unique constraint violated")]
     UniqueViolation,
+    #[error("foreign key constraint violated")]
+    ForeignKeyViolation,
     #[error("check constraint {0:?} violated")]
     CheckViolation(Option<String>),
     #[error("database unavailable")]
@@ -168,6 +170,7 @@ impl From<sqlx::Error> for StoreError {
                 }
                 match db.kind() {
                     sqlx::error::ErrorKind::UniqueViolation => StoreError::UniqueViolation,
+                    sqlx::error::ErrorKind::ForeignKeyViolation => StoreError::ForeignKeyViolation,
                     sqlx::error::ErrorKind::CheckViolation => {
                         StoreError::CheckViolation(constraint_name(db.as_ref()))
                     }

@@ -29,10 +29,13 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 const READ_CONNECTIONS: u32 = 8;
 
+mod batch;
+
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     path: PathBuf,
+    reservations: tokio::sync::mpsc::Sender<batch::Pending>,
 }
 
 impl SqliteStore {
@@ -48,8 +51,11 @@ impl SqliteStore {
         if path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:") {
             anyhow::bail!("SQLite needs a database file (for example sqlite://nearbytix.db)");
         }
+        // A local file needs no liveness ping before each use (that would be one more hand-off
+        // to the connection's worker thread per query).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(base.clone().create_if_missing(true))
             .await?;
@@ -59,10 +65,12 @@ impl SqliteStore {
             .context("applying the SQLite migrations")?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
+            .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(base.read_only(true))
             .await?;
         Ok(Self {
+            reservations: batch::spawn(writer.clone()),
             writer,
             reader,
             path,
@@ -93,6 +101,50 @@ impl SqliteStore {
         })
     }
 
+    /// The common case of a reservation, written together with whatever other reservations
+    /// arrived at the same time (see [`batch`]). `None` when no seat was taken.
+    async fn reserve_batched(
+        &self,
+        request: &NewReservation,
+    ) -> Result<Option<TicketDetails>, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let pending = batch::Pending {
+            request: request.clone(),
+            reply,
+        };
+        if self.reservations.send(pending).await.is_err() {
+            return Err(sqlx::Error::WorkerCrashed.into());
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(sqlx::Error::WorkerCrashed.into()))
+    }
+
+    /// Why a reservation took no seat, read without the writer; `None` when the event may have
+    /// due holds to release (only a write transaction can tell).
+    async fn refusal_without_writing(
+        &self,
+        event_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ReserveOutcome>, StoreError> {
+        let state: Option<(bool, bool, bool)> = sqlx::query_as(
+            "SELECT start_time <= ?2, tickets_sold >= total_tickets,
+                    EXISTS (SELECT 1 FROM tickets
+                            WHERE event_id = ?1 AND status = 'reserved' AND expires_at <= ?2)
+             FROM events WHERE id = ?1",
+        )
+        .bind(event_id)
+        .bind(micros(now))
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(match state {
+            None => Some(ReserveOutcome::EventNotFound),
+            Some((true, _, _)) => Some(ReserveOutcome::EventStarted),
+            Some((false, true, false)) => Some(ReserveOutcome::SoldOut),
+            Some(_) => None,
+        })
+    }
+
     async fn event_owner(&self, id: Uuid) -> Result<Option<Uuid>, StoreError> {
         let owner = sqlx::query_scalar("SELECT creator_id FROM events WHERE id = ?")
             .bind(id)
@@ -119,7 +171,7 @@ impl SqliteStore {
     }
 }
 
-fn micros(at: DateTime<Utc>) -> i64 {
+pub(super) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }
 
@@ -261,7 +313,7 @@ struct CountedEventRow {
 }
 
 #[derive(FromRow)]
-struct TicketRow {
+pub(super) struct TicketRow {
     id: Uuid,
     user_id: Uuid,
     event_id: Uuid,
@@ -281,7 +333,7 @@ struct TicketRow {
 }
 
 impl TicketRow {
-    fn into_details(self) -> Result<TicketDetails, StoreError> {
+    pub(super) fn into_details(self) -> Result<TicketDetails, StoreError> {
         Ok(TicketDetails {
             ticket: Ticket {
                 id: self.id,
@@ -718,6 +770,14 @@ impl Store for SqliteStore {
         let expires_at = now
             + Duration::from_std(request.hold)
                 .map_err(|_| StoreError::Corrupt("hold duration out of range".into()))?;
+        if let Some(details) = self.reserve_batched(request).await? {
+            return Ok(ReserveOutcome::Reserved(Box::new(details)));
+        }
+        if let Some(refusal) = self.refusal_without_writing(request.event_id, now).await? {
+            return Ok(refusal);
+        }
+        // No seat taken: find out why inside a write transaction, releasing this event's due
+        // holds first when it looks sold out.
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let take_seat = "UPDATE events SET tickets_sold = tickets_sold + 1, updated_at = ?2
                          WHERE id = ?1 AND tickets_sold < total_tickets AND start_time > ?2";

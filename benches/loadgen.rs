@@ -1,0 +1,613 @@
+//! Load generator: starts NearbyTix in-process on 127.0.0.1, seeds data, drives it over HTTP
+//! and prints figures. Not a test: nothing here asserts timings.
+//!
+//!   cargo bench --bench loadgen -- search     --backend sqlite|postgres
+//!   cargo bench --bench loadgen -- flash-sale --backend sqlite|postgres
+//!   cargo bench --bench loadgen -- spread     --backend sqlite|postgres
+//!
+//! PostgreSQL runs use BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres)
+//! and a fresh `nearbytix_bench` database that they create.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::Utc;
+use clap::{Parser, Subcommand, ValueEnum};
+use nearbytix::app::{self, AppState};
+use nearbytix::config::Settings;
+use nearbytix::domain::{Email, EventDraft, GeoPoint, NewUser, Venue};
+use sqlx::Connection;
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+const BENCH_SECRET: &str = "bench-secret-bench-secret-bench-secret!!";
+const REGION_CENTER: (f64, f64) = (6.5244, 3.3792);
+/// Half the side of the seeded square region, in km (600 km wide).
+const REGION_HALF_KM: f64 = 300.0;
+
+#[derive(Parser)]
+struct Args {
+    #[command(subcommand)]
+    scenario: Scenario,
+    #[arg(long, value_enum, default_value_t = BackendChoice::Sqlite, global = true)]
+    backend: BackendChoice,
+    /// Ignored: cargo bench passes it to every bench target.
+    #[arg(long, global = true, hide = true)]
+    bench: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendChoice {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// /for-you/ (radius 10 and 50) and /events/nearby over many seeded events.
+    Search {
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// One hot event, many buyers, until it is sold out.
+    FlashSale {
+        #[arg(long, default_value_t = 20_000)]
+        tickets: i32,
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 2_000)]
+        users: usize,
+    },
+    /// `GET /` (no database): the HTTP ceiling of server plus load generator on this machine.
+    Baseline {
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+    /// Reservations spread over many events.
+    Spread {
+        #[arg(long, default_value_t = 1_000)]
+        events: usize,
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 2_000)]
+        users: usize,
+    },
+}
+
+struct Bench {
+    state: AppState,
+    base: String,
+    client: reqwest::Client,
+    database_url: String,
+    backend: BackendChoice,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // Warnings and errors only (override with RUST_LOG): request logs would dominate the figures.
+    if std::env::var_os("RUST_LOG").is_none() {
+        // SAFETY: single-threaded here, before the runtime starts.
+        unsafe { std::env::set_var("RUST_LOG", "warn") };
+    }
+    nearbytix::telemetry::init_logging(nearbytix::config::LogFormat::Text);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let bench = Bench::start(args.backend).await?;
+        println!(
+            "backend={} cores={} started={}",
+            bench.state.store.backend().as_str(),
+            std::thread::available_parallelism().map_or(0, usize::from),
+            Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
+        );
+        match args.scenario {
+            Scenario::Search {
+                events,
+                concurrency,
+                seconds,
+            } => search(&bench, events, concurrency, Duration::from_secs(seconds)).await,
+            Scenario::FlashSale {
+                tickets,
+                concurrency,
+                users,
+            } => flash_sale(&bench, tickets, concurrency, users).await,
+            Scenario::Baseline {
+                concurrency,
+                seconds,
+            } => {
+                let (client, root) = (bench.client.clone(), bench.base.replace("/api/v1", "/"));
+                let mut figures = drive(
+                    concurrency,
+                    Some(Duration::from_secs(seconds)),
+                    move |_, _| Some(status_of(client.get(&root))),
+                )
+                .await;
+                figures.print(&format!("baseline GET / concurrency={concurrency}"));
+                Ok(())
+            }
+            Scenario::Spread {
+                events,
+                requests,
+                concurrency,
+                users,
+            } => spread(&bench, events, requests, concurrency, users).await,
+        }
+    })
+}
+
+impl Bench {
+    async fn start(backend: BackendChoice) -> anyhow::Result<Bench> {
+        let (database_url, dir) = match backend {
+            BackendChoice::Sqlite => {
+                let dir = tempfile::tempdir()?;
+                (
+                    format!("sqlite://{}", dir.path().join("bench.db").display()),
+                    Some(dir),
+                )
+            }
+            BackendChoice::Postgres => (fresh_postgres().await?, None),
+        };
+        let mut settings = Settings::with_database(&database_url);
+        settings.jwt_secret_key = Some(BENCH_SECRET.to_owned().into());
+        let state = AppState::connect(settings).await?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}/api/v1", listener.local_addr()?);
+        tokio::spawn(app::serve(
+            state.clone(),
+            listener,
+            true,
+            std::future::pending(),
+        ));
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .build()?;
+        Ok(Bench {
+            state,
+            base,
+            client,
+            database_url,
+            backend,
+            _dir: dir,
+        })
+    }
+
+    /// Users inserted through the store (one shared Argon2id hash) with tokens issued directly:
+    /// seeding thousands of accounts over HTTP would only measure password hashing.
+    async fn users(&self, count: usize, located: bool) -> anyhow::Result<Vec<(Uuid, String)>> {
+        let hash = nearbytix::auth::password::hash_password(
+            nearbytix::domain::Password::parse("bench password".into())
+                .map_err(anyhow::Error::msg)?,
+        )
+        .await?;
+        let mut users = Vec::with_capacity(count);
+        for i in 0..count {
+            let location = located.then(|| random_point(i as u64 * 7 + 1, 0.5));
+            let user = NewUser {
+                id: Uuid::now_v7(),
+                name: format!("Buyer {i}"),
+                email: Email::parse(&format!(
+                    "buyer{i}-{}@bench.example",
+                    Uuid::new_v4().simple()
+                ))
+                .map_err(anyhow::Error::msg)?,
+                password_hash: hash.clone(),
+                location,
+            };
+            let stored = self.state.store.insert_user(&user).await?;
+            users.push((stored.id, self.state.tokens.issue(stored.id)?.access_token));
+        }
+        Ok(users)
+    }
+
+    async fn event(
+        &self,
+        creator: Uuid,
+        tickets: i32,
+        at: GeoPoint,
+        seed: u64,
+    ) -> anyhow::Result<Uuid> {
+        let start = Utc::now() + chrono::Duration::days(1 + (seed % 60) as i64);
+        let draft = EventDraft {
+            title: format!("Event {seed}"),
+            description: Some("Seeded by the load generator".into()),
+            start_time: start,
+            end_time: start + chrono::Duration::hours(3),
+            total_tickets: tickets,
+            venue: Venue {
+                location: at,
+                venue_name: format!("Venue {seed}"),
+                address_line1: "1 Bench Road".into(),
+                address_line2: None,
+                city: "Lagos".into(),
+                state: "Lagos".into(),
+                country: "Nigeria".into(),
+                postal_code: "100001".into(),
+            },
+        };
+        Ok(self
+            .state
+            .store
+            .insert_event(Uuid::now_v7(), creator, &draft)
+            .await?
+            .id)
+    }
+}
+
+async fn fresh_postgres() -> anyhow::Result<String> {
+    let admin = std::env::var("BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .context("BENCH_DATABASE_URL")?;
+    sqlx::query("DROP DATABASE IF EXISTS nearbytix_bench WITH (FORCE)")
+        .execute(&mut conn)
+        .await?;
+    sqlx::query("CREATE DATABASE nearbytix_bench")
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    let mut url = url::Url::parse(&admin)?;
+    url.set_path("nearbytix_bench");
+    Ok(url.to_string())
+}
+
+/// A deterministic pseudo-random point in the region (splitmix64), `spread` of its half-width.
+fn random_point(seed: u64, spread: f64) -> GeoPoint {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) as f64 / u64::MAX as f64) * 2.0 - 1.0
+    };
+    let center = GeoPoint::new(REGION_CENTER.0, REGION_CENTER.1).expect("valid centre");
+    let north = next() * REGION_HALF_KM * spread;
+    let east = next() * REGION_HALF_KM * spread;
+    let moved = center.destination(north.abs(), if north >= 0.0 { 0.0 } else { 180.0 });
+    moved.destination(east.abs(), if east >= 0.0 { 90.0 } else { 270.0 })
+}
+
+struct Figures {
+    latencies: Vec<Duration>,
+    statuses: BTreeMap<u16, usize>,
+    elapsed: Duration,
+}
+
+impl Figures {
+    fn print(&mut self, label: &str) {
+        self.latencies.sort_unstable();
+        let count = self.latencies.len();
+        let pick = |q: f64| {
+            self.latencies
+                .get(((count as f64 * q) as usize).min(count.saturating_sub(1)))
+                .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        };
+        println!(
+            "{label}: requests={count} rps={:.0} p50={:.2}ms p99={:.2}ms max={:.2}ms statuses={:?} elapsed={:.2}s",
+            count as f64 / self.elapsed.as_secs_f64(),
+            pick(0.50),
+            pick(0.99),
+            pick(1.0),
+            self.statuses,
+            self.elapsed.as_secs_f64()
+        );
+    }
+}
+
+/// Runs `concurrency` workers; each calls `request(worker, iteration)` until it returns `None`
+/// (stop) or `deadline` passes.
+async fn drive<F, Fut>(concurrency: usize, deadline: Option<Duration>, request: F) -> Figures
+where
+    F: Fn(usize, usize) -> Option<Fut> + Send + Sync + 'static,
+    Fut: std::future::Future<Output = u16> + Send,
+{
+    let request = Arc::new(request);
+    let started = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|worker| {
+            let request = request.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
+                let mut iteration = 0;
+                while !stop.load(Ordering::Relaxed)
+                    && deadline.is_none_or(|limit| started.elapsed() < limit)
+                {
+                    let Some(call) = request(worker, iteration) else {
+                        break;
+                    };
+                    let sent = Instant::now();
+                    let status = call.await;
+                    latencies.push(sent.elapsed());
+                    *statuses.entry(status).or_default() += 1;
+                    iteration += 1;
+                }
+                (latencies, statuses)
+            })
+        })
+        .collect();
+    let mut figures = Figures {
+        latencies: Vec::new(),
+        statuses: BTreeMap::new(),
+        elapsed: Duration::ZERO,
+    };
+    for task in tasks {
+        let (latencies, statuses) = task.await.expect("worker");
+        figures.latencies.extend(latencies);
+        for (status, count) in statuses {
+            *figures.statuses.entry(status).or_default() += count;
+        }
+    }
+    figures.elapsed = started.elapsed();
+    figures
+}
+
+async fn status_of(request: reqwest::RequestBuilder) -> u16 {
+    match request.send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let _ = response.bytes().await;
+            status
+        }
+        Err(_) => 0,
+    }
+}
+
+async fn search(
+    bench: &Bench,
+    events: usize,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<()> {
+    let users = bench.users(64, true).await?;
+    let creator = users[0].0;
+    let seeded = Instant::now();
+    let store = bench.state.store.clone();
+    let next = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (next, store) = (next.clone(), store.clone());
+            let bench_event = |i: usize| (random_point(i as u64 * 13 + 5, 1.0), i as u64);
+            async move {
+                let _ = store;
+                let mut made = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= events {
+                        break;
+                    }
+                    made.push(bench_event(i));
+                }
+                made
+            }
+        })
+        .collect();
+    // Points are generated in parallel; inserts go through the store (the SQLite writer is one
+    // connection anyway).
+    let mut points = Vec::new();
+    for worker in futures::future::join_all(workers).await {
+        points.extend(worker);
+    }
+    let chunks: Vec<_> = points
+        .chunks(points.len().div_ceil(8))
+        .map(<[_]>::to_vec)
+        .collect();
+    let inserts = chunks.into_iter().map(|chunk| async move {
+        for (point, seed) in chunk {
+            bench.event(creator, 100, point, seed).await?;
+        }
+        anyhow::Ok(())
+    });
+    for result in futures::future::join_all(inserts).await {
+        result?;
+    }
+    println!(
+        "seeded {events} events over a {:.0} km wide region in {:.1}s",
+        REGION_HALF_KM * 2.0,
+        seeded.elapsed().as_secs_f64()
+    );
+    if bench.backend == BackendChoice::Postgres {
+        explain_nearby(&bench.database_url).await?;
+    }
+
+    let users = Arc::new(users);
+    for radius in [10, 50] {
+        let (client, base, users) = (bench.client.clone(), bench.base.clone(), users.clone());
+        let mut figures = drive(concurrency, Some(duration), move |worker, iteration| {
+            let (_, token) = &users[(worker + iteration) % users.len()];
+            Some(status_of(
+                client
+                    .get(format!("{base}/for-you/?radius={radius}&limit=20"))
+                    .bearer_auth(token),
+            ))
+        })
+        .await;
+        figures.print(&format!(
+            "for-you radius={radius} concurrency={concurrency}"
+        ));
+    }
+    let (client, base) = (bench.client.clone(), bench.base.clone());
+    let mut figures = drive(concurrency, Some(duration), move |worker, iteration| {
+        let point = random_point((worker * 100_003 + iteration) as u64, 0.5);
+        Some(status_of(client.get(format!(
+            "{base}/events/nearby?latitude={}&longitude={}&radius_km=50&limit=20",
+            point.latitude, point.longitude
+        ))))
+    })
+    .await;
+    figures.print(&format!(
+        "events/nearby radius_km=50 concurrency={concurrency}"
+    ));
+    Ok(())
+}
+
+async fn explain_nearby(database_url: &str) -> anyhow::Result<()> {
+    let mut conn = sqlx::PgConnection::connect(database_url).await?;
+    sqlx::query("ANALYZE events").execute(&mut conn).await?;
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN (ANALYZE, BUFFERS) SELECT e.id, ST_Distance(e.location, ST_MakePoint($2, $1)::geography, false) / 1000.0 AS d,
+                count(*) OVER () FROM events e
+         WHERE ST_DWithin(e.location, ST_MakePoint($2, $1)::geography, $3 * 1000.0, false)
+           AND e.start_time > now() AND e.tickets_sold < e.total_tickets
+         ORDER BY d, e.start_time, e.id LIMIT 20",
+    )
+    .bind(REGION_CENTER.0)
+    .bind(REGION_CENTER.1)
+    .bind(50.0_f64)
+    .fetch_all(&mut conn)
+    .await?;
+    println!("query plan (radius 50 km):");
+    for line in &plan {
+        println!("  {line}");
+    }
+    println!(
+        "uses GiST index: {}",
+        plan.iter()
+            .any(|line| line.contains("events_location_gist"))
+    );
+    Ok(())
+}
+
+async fn sold_and_rows(bench: &Bench, event: Uuid) -> anyhow::Result<(i64, i64, i64)> {
+    let sql_pg = "SELECT tickets_sold::bigint, total_tickets::bigint,
+                   (SELECT count(*) FROM tickets t WHERE t.event_id = e.id AND t.status IN ('reserved','paid'))
+                  FROM events e WHERE id = $1";
+    let sql_lite = "SELECT tickets_sold, total_tickets,
+                   (SELECT count(*) FROM tickets t WHERE t.event_id = e.id AND t.status IN ('reserved','paid'))
+                  FROM events e WHERE id = ?";
+    Ok(match bench.backend {
+        BackendChoice::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&bench.database_url).await?;
+            sqlx::query_as(sql_pg)
+                .bind(event)
+                .fetch_one(&mut conn)
+                .await?
+        }
+        BackendChoice::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&bench.database_url).await?;
+            sqlx::query_as(sql_lite)
+                .bind(event)
+                .fetch_one(&mut conn)
+                .await?
+        }
+    })
+}
+
+async fn flash_sale(
+    bench: &Bench,
+    tickets: i32,
+    concurrency: usize,
+    users: usize,
+) -> anyhow::Result<()> {
+    let users = Arc::new(bench.users(users, false).await?);
+    let event = bench
+        .event(users[0].0, tickets, random_point(1, 0.1), 1)
+        .await?;
+    println!(
+        "flash sale: {tickets} tickets, {} buyers, {concurrency} connections",
+        users.len()
+    );
+    let sold_out = Arc::new(AtomicBool::new(false));
+    let (client, base) = (bench.client.clone(), bench.base.clone());
+    let flag = sold_out.clone();
+    let mut figures = drive(
+        concurrency,
+        Some(Duration::from_secs(600)),
+        move |worker, iteration| {
+            if flag.load(Ordering::Relaxed) {
+                return None;
+            }
+            let (_, token) = &users[(worker * 7919 + iteration) % users.len()];
+            let request = client
+                .post(format!("{base}/tickets/"))
+                .bearer_auth(token)
+                .json(&serde_json::json!({"event_id": event}));
+            let flag = flag.clone();
+            Some(async move {
+                let status = status_of(request).await;
+                if status == 409 {
+                    flag.store(true, Ordering::Relaxed);
+                }
+                status
+            })
+        },
+    )
+    .await;
+    let created = figures.statuses.get(&201).copied().unwrap_or(0);
+    figures.print("flash-sale");
+    println!(
+        "successful reservations/s: {:.0} ({created} in {:.2}s)",
+        created as f64 / figures.elapsed.as_secs_f64(),
+        figures.elapsed.as_secs_f64()
+    );
+    let (sold, total, rows) = sold_and_rows(bench, event).await?;
+    println!(
+        "oversell check: tickets_sold={sold} total_tickets={total} reserved_rows={rows} 201s={created} -> {}",
+        if sold == rows && sold <= total && rows == created as i64 {
+            "OK"
+        } else {
+            "VIOLATED"
+        }
+    );
+    Ok(())
+}
+
+async fn spread(
+    bench: &Bench,
+    events: usize,
+    requests: usize,
+    concurrency: usize,
+    users: usize,
+) -> anyhow::Result<()> {
+    let users = Arc::new(bench.users(users, false).await?);
+    let mut ids = Vec::with_capacity(events);
+    for i in 0..events {
+        ids.push(
+            bench
+                .event(
+                    users[0].0,
+                    1_000,
+                    random_point(i as u64 + 11, 1.0),
+                    i as u64,
+                )
+                .await?,
+        );
+    }
+    let ids = Arc::new(ids);
+    println!("spread: {requests} reservations over {events} events, {concurrency} connections");
+    let issued = Arc::new(AtomicUsize::new(0));
+    let (client, base) = (bench.client.clone(), bench.base.clone());
+    let mut figures = drive(concurrency, None, move |worker, iteration| {
+        let n = issued.fetch_add(1, Ordering::Relaxed);
+        if n >= requests {
+            return None;
+        }
+        let (_, token) = &users[(worker * 31 + iteration) % users.len()];
+        let event = ids[(n * 7_919) % ids.len()];
+        Some(status_of(
+            client
+                .post(format!("{base}/tickets/"))
+                .bearer_auth(token)
+                .json(&serde_json::json!({"event_id": event})),
+        ))
+    })
+    .await;
+    figures.print("spread");
+    Ok(())
+}
