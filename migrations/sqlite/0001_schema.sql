@@ -48,18 +48,34 @@ CREATE TABLE events (
 CREATE INDEX events_start_time_idx ON events (start_time, id);
 CREATE INDEX events_creator_idx ON events (creator_id);
 
--- Bounding-box index for the nearby search; the exact distance is computed in Rust.
-CREATE VIRTUAL TABLE events_rtree USING rtree (seq, min_lat, max_lat, min_lon, max_lon);
+-- Bounding-box index for the nearby search; the exact distance is computed in Rust. The
+-- auxiliary columns (+) carry everything the search filters and sorts on, so a search never
+-- visits the events table for its candidates; `on_sale` flips only when an event sells out
+-- or gets seats back, not on every reservation.
+CREATE VIRTUAL TABLE events_rtree USING rtree (
+    seq, min_lat, max_lat, min_lon, max_lon,
+    +latitude, +longitude, +start_time, +on_sale, +id
+);
 
 CREATE TRIGGER events_rtree_insert AFTER INSERT ON events BEGIN
-    INSERT INTO events_rtree (seq, min_lat, max_lat, min_lon, max_lon)
-    VALUES (new.seq, new.latitude, new.latitude, new.longitude, new.longitude);
+    INSERT INTO events_rtree (seq, min_lat, max_lat, min_lon, max_lon,
+                              latitude, longitude, start_time, on_sale, id)
+    VALUES (new.seq, new.latitude, new.latitude, new.longitude, new.longitude,
+            new.latitude, new.longitude, new.start_time,
+            new.tickets_sold < new.total_tickets, new.id);
 END;
 
-CREATE TRIGGER events_rtree_update AFTER UPDATE OF latitude, longitude ON events BEGIN
+CREATE TRIGGER events_rtree_update AFTER UPDATE OF latitude, longitude, start_time, total_tickets ON events BEGIN
     UPDATE events_rtree
-    SET min_lat = new.latitude, max_lat = new.latitude, min_lon = new.longitude, max_lon = new.longitude
+    SET min_lat = new.latitude, max_lat = new.latitude, min_lon = new.longitude, max_lon = new.longitude,
+        latitude = new.latitude, longitude = new.longitude, start_time = new.start_time,
+        on_sale = new.tickets_sold < new.total_tickets
     WHERE seq = new.seq;
+END;
+
+CREATE TRIGGER events_rtree_sold_out AFTER UPDATE OF tickets_sold ON events
+WHEN (old.tickets_sold < old.total_tickets) != (new.tickets_sold < new.total_tickets) BEGIN
+    UPDATE events_rtree SET on_sale = new.tickets_sold < new.total_tickets WHERE seq = new.seq;
 END;
 
 CREATE TRIGGER events_rtree_delete AFTER DELETE ON events BEGIN

@@ -15,6 +15,7 @@ backend_tests!(
     past_and_sold_out_events_are_left_out,
     paging_radius_bounds_and_missing_location,
     nearby_is_public_and_matches_for_you,
+    search_follows_moves_sales_and_deletes,
 );
 
 async fn event_at(app: &TestApp, user: &TestUser, title: &str, point: GeoPoint) -> Value {
@@ -323,4 +324,87 @@ async fn nearby_is_public_and_matches_for_you(backend: Backend) {
         let (status, body) = app.get(&format!("/events/nearby?{bad}"), None).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
     }
+}
+
+async fn search_follows_moves_sales_and_deletes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let here = GeoPoint::new(48.85, 2.35).unwrap();
+    let user = app
+        .register_user(Some((here.latitude, here.longitude)))
+        .await;
+    let far = here.destination(300.0, 45.0);
+    let event = app
+        .create_event(
+            &user.token,
+            json!({"title": "moving", "total_tickets": 1,
+            "venue": {"latitude": far.latitude, "longitude": far.longitude}}),
+        )
+        .await;
+    let path = format!("/events/{}", event["id"].as_str().unwrap());
+    assert_eq!(app.get("/for-you/", Some(&user.token)).await.1["total"], 0);
+
+    let near = here.destination(5.0, 180.0);
+    let venue = json!({"venue": {"latitude": near.latitude, "longitude": near.longitude,
+        "venue_name": "New Hall", "address_line1": "2 Rue", "city": "Paris", "state": "IDF",
+        "country": "France", "postal_code": "75001"}});
+    assert_eq!(
+        app.put(&path, Some(&user.token), venue).await.0,
+        StatusCode::OK
+    );
+    let (_, found) = app.get("/for-you/", Some(&user.token)).await;
+    assert_eq!(titles(&found["events"]), ["moving"]);
+    assert_close(&found["events"][0]["distance_km"], 5.0);
+
+    // Selling the last seat hides the event; cancelling brings it back.
+    let (status, ticket) = app
+        .post(
+            "/tickets/",
+            Some(&user.token),
+            json!({"event_id": event["id"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(app.get("/for-you/", Some(&user.token)).await.1["total"], 0);
+    let cancel = format!("/tickets/{}/cancel", ticket["id"].as_str().unwrap());
+    assert_eq!(
+        app.post(&cancel, Some(&user.token), json!({})).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(app.get("/for-you/", Some(&user.token)).await.1["total"], 1);
+
+    // A bigger capacity after selling out also brings it back.
+    app.post(
+        "/tickets/",
+        Some(&user.token),
+        json!({"event_id": event["id"]}),
+    )
+    .await;
+    assert_eq!(app.get("/for-you/", Some(&user.token)).await.1["total"], 0);
+    assert_eq!(
+        app.put(&path, Some(&user.token), json!({"total_tickets": 2}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(app.get("/for-you/", Some(&user.token)).await.1["total"], 1);
+
+    assert_eq!(
+        app.put(&path, Some(&user.token), json!({"total_tickets": 1}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (_, mine) = app
+        .get("/tickets/my-tickets?status=reserved", Some(&user.token))
+        .await;
+    let cancel = format!(
+        "/tickets/{}/cancel",
+        mine["tickets"][0]["id"].as_str().unwrap()
+    );
+    app.post(&cancel, Some(&user.token), json!({})).await;
+    assert_eq!(
+        app.delete(&path, Some(&user.token)).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(app.get("/for-you/", Some(&user.token)).await.1["total"], 0);
 }
