@@ -9,7 +9,7 @@ use crate::store::DynStore;
 use crate::telemetry;
 
 /// Longest pause after repeated failures (the database being away, say).
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Idempotency keys are kept 24 h; forgetting them is housekeeping, not urgent.
 const PURGE_EVERY: Duration = Duration::from_secs(300);
 

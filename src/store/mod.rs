@@ -360,6 +360,34 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_idempotency_keys(&self, older_than: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
+/// Escapes LIKE wildcards so user text matches literally (the default escape is `\`).
+fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// What a stored key says about a new request with the same key.
+fn idempotency_state(
+    request_hash: &str,
+    stored_hash: &str,
+    status: Option<i64>,
+    body: Option<String>,
+) -> IdempotencyClaim {
+    if stored_hash != request_hash {
+        return IdempotencyClaim::Mismatch;
+    }
+    match (status.and_then(|s| u16::try_from(s).ok()), body) {
+        (Some(status), Some(body)) => IdempotencyClaim::Completed { status, body },
+        _ => IdempotencyClaim::InProgress,
+    }
+}
+
 /// Opens the store named by `options.url` and applies its migrations.
 pub async fn connect(options: &StoreOptions) -> anyhow::Result<DynStore> {
     let url = options.url.trim();

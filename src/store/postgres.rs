@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use super::{
     Backend, EventDelete, EventFilter, EventWrite, IdempotencyClaim, NearbyQuery, NewReservation,
-    Page, PoolStats, ReserveOutcome, Store, StoreError, StoreOptions, TicketChange,
+    Page, PoolStats, ReserveOutcome, Store, StoreError, StoreOptions, TicketChange, escape_like,
+    idempotency_state,
 };
 use crate::domain::{
     Event, EventDraft, EventSummary, GeoPoint, NearbyEvent, NewUser, Ticket, TicketDetails,
@@ -58,8 +59,11 @@ pub struct PgStore {
 impl PgStore {
     pub async fn connect(options: &StoreOptions) -> anyhow::Result<Self> {
         // The URL may carry a password: never echo it.
+        // Requests are short and many run at once: parallel workers for one query only add
+        // start-up cost and contend with the other requests for the same cores.
         let connect_options = PgConnectOptions::from_str(&options.url)
-            .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+            .context("DATABASE_URL is not a valid PostgreSQL URL")?
+            .options([("max_parallel_workers_per_gather", "0")]);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
@@ -373,18 +377,6 @@ fn push_event_filter(builder: &mut QueryBuilder<'_, Postgres>, filter: &EventFil
     if let Some(before) = filter.starts_before {
         builder.push(" AND e.start_time < ").push_bind(before);
     }
-}
-
-/// Escapes LIKE wildcards so user text matches literally (the default escape is `\`).
-pub(super) fn escape_like(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
 }
 
 #[async_trait]
@@ -917,21 +909,5 @@ impl Store for PgStore {
             .await?
             .rows_affected();
         Ok(purged)
-    }
-}
-
-/// What a stored key says about a new request with the same key.
-pub(super) fn idempotency_state(
-    request_hash: &str,
-    stored_hash: &str,
-    status: Option<i64>,
-    body: Option<String>,
-) -> IdempotencyClaim {
-    if stored_hash != request_hash {
-        return IdempotencyClaim::Mismatch;
-    }
-    match (status.and_then(|s| u16::try_from(s).ok()), body) {
-        (Some(status), Some(body)) => IdempotencyClaim::Completed { status, body },
-        _ => IdempotencyClaim::InProgress,
     }
 }

@@ -15,10 +15,10 @@ use sqlx::sqlite::{
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
-use super::postgres::{escape_like, idempotency_state};
 use super::{
     Backend, EventDelete, EventFilter, EventWrite, IdempotencyClaim, NearbyQuery, NewReservation,
-    Page, PoolStats, ReserveOutcome, Store, StoreError, StoreOptions, TicketChange,
+    Page, PoolStats, ReserveOutcome, Store, StoreError, StoreOptions, TicketChange, escape_like,
+    idempotency_state,
 };
 use crate::domain::{
     Event, EventDraft, EventSummary, GeoPoint, NearbyEvent, NewUser, Ticket, TicketDetails,
