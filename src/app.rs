@@ -1,6 +1,7 @@
 //! The application: shared state, router with middleware, and the server loop.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::api::rate_limit::AuthRateLimits;
 use crate::api::{self, ApiDoc};
 use crate::auth::{TokenKeys, resolve_jwt_secret};
 use crate::config::Settings;
@@ -36,6 +38,7 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 pub struct AppState {
     pub store: DynStore,
     pub tokens: Arc<TokenKeys>,
+    pub auth_limits: Arc<AuthRateLimits>,
     pub settings: Arc<Settings>,
 }
 
@@ -59,9 +62,14 @@ impl AppState {
             store.database_file(),
         )?;
         let tokens = TokenKeys::new(&secret, settings.jwt_access_token_expire_minutes)?;
+        let auth_limits = AuthRateLimits::new(
+            NonZeroU32::new(settings.auth_rate_limit_per_ip).unwrap_or(NonZeroU32::MIN),
+            NonZeroU32::new(settings.auth_rate_limit_per_email).unwrap_or(NonZeroU32::MIN),
+        );
         Ok(Self {
             store,
             tokens: Arc::new(tokens),
+            auth_limits: Arc::new(auth_limits),
             settings: Arc::new(settings),
         })
     }

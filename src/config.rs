@@ -133,6 +133,16 @@ pub struct Settings {
     )]
     pub database_acquire_timeout_seconds: f64,
 
+    /// Login and registration attempts per minute from one client address (per process).
+    #[arg(long, env = "AUTH_RATE_LIMIT_PER_IP", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub auth_rate_limit_per_ip: u32,
+
+    /// Login and registration attempts per minute for one email (per process).
+    #[arg(long, env = "AUTH_RATE_LIMIT_PER_EMAIL", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub auth_rate_limit_per_email: u32,
+
     /// Seconds a request may take before it is answered 503.
     #[arg(
         long,

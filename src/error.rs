@@ -30,6 +30,8 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("too many requests")]
+    TooManyRequests { retry_after: std::time::Duration },
     /// The database is away; the client may retry.
     #[error("service unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -53,6 +55,7 @@ impl ApiError {
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -101,6 +104,14 @@ impl IntoResponse for ApiError {
                 detail_response(status, INTERNAL_ERROR_DETAIL)
             }
             ApiError::PayloadTooLarge => detail_response(status, "Request body too large"),
+            ApiError::TooManyRequests { retry_after } => {
+                let mut response = detail_response(status, "Too many attempts; try again later");
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+                response
+            }
             ApiError::BadRequest(detail)
             | ApiError::Forbidden(detail)
             | ApiError::NotFound(detail)

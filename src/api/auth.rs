@@ -1,7 +1,9 @@
 //! Registration and login.
 
 use axum::Json;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -127,13 +129,18 @@ pub struct RegisterResponse {
     responses(
         (status = 201, description = "Account created", body = RegisterResponse),
         (status = 409, description = "Email already registered", body = ErrorBody),
+        (status = 429, description = "Too many attempts (per address and per email); see Retry-After", body = ErrorBody),
         (status = 422, description = "Invalid input", body = ValidationErrorBody),
     )
 )]
 async fn register(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ValidJson(registration): ValidJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
+    state
+        .auth_limits
+        .check(peer.ip(), registration.email.as_str())?;
     let (user, token) = accounts::register(&state, registration).await?;
     Ok((
         StatusCode::CREATED,
@@ -189,13 +196,16 @@ pub struct LoginResponse {
     responses(
         (status = 200, description = "Logged in", body = LoginResponse),
         (status = 401, description = "Invalid email or password", body = ErrorBody),
+        (status = 429, description = "Too many attempts (per address and per email); see Retry-After", body = ErrorBody),
         (status = 422, description = "Invalid input", body = ValidationErrorBody),
     )
 )]
 async fn login(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ValidJson(credentials): ValidJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
+    state.auth_limits.check(peer.ip(), &credentials.email)?;
     let (user, token) = accounts::login(&state, credentials).await?;
     Ok(Json(LoginResponse {
         access_token: token.access_token,

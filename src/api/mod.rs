@@ -6,6 +6,7 @@ pub mod events;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
+pub mod rate_limit;
 pub mod recommendations;
 pub mod schemas;
 pub mod tickets;

@@ -14,6 +14,7 @@ backend_tests!(
     login_accepts_the_right_password_only,
     bad_tokens_are_refused,
     location_can_be_set_and_is_validated,
+    login_and_registration_are_rate_limited,
 );
 
 fn assert_no_secrets(body: &Value) {
@@ -309,4 +310,67 @@ async fn location_can_be_set_and_is_validated(backend: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+async fn login_and_registration_are_rate_limited(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |settings| {
+        settings.auth_rate_limit_per_ip = 6;
+        settings.auth_rate_limit_per_email = 3;
+    })
+    .await;
+    let from = |address: [u8; 4]| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(address))
+            .build()
+            .unwrap()
+    };
+    let login = |client: reqwest::Client, email: &str| {
+        let url = app.url("/auth/login");
+        let body = json!({"email": email, "password": "wrong password"});
+        async move { client.post(url).json(&body).send().await.unwrap() }
+    };
+    let first = from([127, 0, 0, 1]);
+    for _ in 0..3 {
+        assert_eq!(
+            login(first.clone(), "victim@example.com").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // The email's bucket is empty: 429 in the contract shape, with Retry-After.
+    let limited = login(first.clone(), "victim@example.com").await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert!(limited.json::<Value>().await.unwrap()["detail"].is_string());
+    // Another email from the same address still gets through, until the address's bucket empties.
+    assert_eq!(
+        login(first.clone(), "other@example.com").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login(first.clone(), "third@example.com").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _) = app
+        .register_with(json!({"name": "N", "email": "new@example.com", "password": "password1"}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "registration shares the address bucket"
+    );
+    // Another address is not affected by the first address's bucket.
+    let second = from([127, 0, 0, 2]);
+    assert_eq!(
+        login(second.clone(), "fourth@example.com").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login(second, "victim@example.com").await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }

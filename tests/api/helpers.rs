@@ -200,6 +200,9 @@ pub fn test_settings(database_url: &str) -> Settings {
     let mut settings = Settings::with_database(database_url);
     settings.jwt_secret_key = Some(SECRET.to_owned().into());
     settings.sweep_interval_seconds = 0.2;
+    // Tests register many users from one address; the limit test lowers these.
+    settings.auth_rate_limit_per_ip = 100_000;
+    settings.auth_rate_limit_per_email = 100_000;
     settings
 }
 
