@@ -364,50 +364,52 @@ impl TestApp {
     /// Checks the counters against the rows: `tickets_sold` equals the reserved + paid
     /// tickets of each event and never exceeds `total_tickets`.
     pub async fn assert_invariants(&self) {
-        let rows: Vec<(i64, i64, i64)> = match self.backend {
-            Backend::Sqlite => {
-                let mut conn = sqlx::SqliteConnection::connect(&self.database.url)
-                    .await
-                    .unwrap();
-                sqlx::query_as(INVARIANT_QUERY)
-                    .fetch_all(&mut conn)
-                    .await
-                    .unwrap()
-            }
-            Backend::Postgres => {
-                let mut conn = sqlx::PgConnection::connect(&self.database.url)
-                    .await
-                    .unwrap();
-                sqlx::query_as(INVARIANT_QUERY)
-                    .fetch_all(&mut conn)
-                    .await
-                    .unwrap()
-            }
-        };
-        for (sold, total, live) in rows {
-            assert_eq!(
-                sold, live,
-                "tickets_sold must equal reserved + paid tickets"
-            );
-            assert!(sold <= total, "oversold: {sold} > {total}");
-        }
+        assert_invariants(self.backend, &self.database.url).await;
     }
 
     /// Runs a scalar SQL query against the test database (for assertions only).
     pub async fn scalar(&self, sql: &str) -> i64 {
-        match self.backend {
-            Backend::Sqlite => {
-                let mut conn = sqlx::SqliteConnection::connect(&self.database.url)
-                    .await
-                    .unwrap();
-                sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
-            }
-            Backend::Postgres => {
-                let mut conn = sqlx::PgConnection::connect(&self.database.url)
-                    .await
-                    .unwrap();
-                sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
-            }
+        scalar(self.backend, &self.database.url, sql).await
+    }
+}
+
+/// Checks the counters of every event against its ticket rows.
+pub async fn assert_invariants(backend: Backend, url: &str) {
+    let rows: Vec<(i64, i64, i64)> = match backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query_as(INVARIANT_QUERY)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_as(INVARIANT_QUERY)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    for (sold, total, live) in rows {
+        assert_eq!(
+            sold, live,
+            "tickets_sold must equal reserved + paid tickets"
+        );
+        assert!(sold <= total, "oversold: {sold} > {total}");
+    }
+}
+
+/// A scalar SQL query against a test database (for assertions only).
+pub async fn scalar(backend: Backend, url: &str, sql: &str) -> i64 {
+    match backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
         }
     }
 }

@@ -6,5 +6,7 @@ mod helpers;
 mod accounts;
 mod events;
 mod platform;
+mod process_support;
+mod processes;
 mod search;
 mod tickets;

@@ -1,0 +1,187 @@
+//! Real `nearbytix` processes (the built binary) sharing one database: several API processes
+//! and a worker, kill -9 in the middle of a sale, and graceful shutdown on SIGTERM.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::future::join_all;
+use reqwest::StatusCode;
+
+use crate::backend_tests;
+use crate::helpers::{Backend, TestDatabase, assert_invariants, scalar};
+use crate::process_support::{Api, Process};
+
+backend_tests!(
+    two_api_processes_and_a_worker_share_one_database,
+    killing_an_api_process_loses_no_answered_reservation,
+    sigterm_finishes_in_flight_requests,
+);
+
+async fn two_api_processes_and_a_worker_share_one_database(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let hold = [("TICKET_EXPIRATION_TIME", "2")];
+    let first = Process::start(&database.url, &["serve", "--no-sweeper"], &hold).await;
+    let second = Process::start(&database.url, &["serve", "--no-sweeper"], &hold).await;
+    let _worker = Process::start(
+        &database.url,
+        &["worker"],
+        &[("SWEEP_INTERVAL_SECONDS", "0.2")],
+    )
+    .await;
+    let api = Api::new();
+    let tokens = join_all((0..20).map(|_| api.register(&first.base))).await;
+    let event = api.create_event(&first.base, &tokens[0], 60).await;
+
+    let answers = join_all((0..300).map(|i| {
+        let base = if i % 2 == 0 {
+            &first.base
+        } else {
+            &second.base
+        };
+        api.reserve(base, &tokens[i % tokens.len()], &event)
+    }))
+    .await;
+    let statuses: Vec<u16> = answers
+        .iter()
+        .map(|a| a.as_ref().unwrap().0.as_u16())
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 60);
+    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 240);
+    assert_invariants(backend, &database.url).await;
+
+    // The worker alone expires every hold, exactly once.
+    tokio::time::sleep(Duration::from_millis(2000 + 1500)).await;
+    assert_eq!(
+        scalar(
+            backend,
+            &database.url,
+            "SELECT COUNT(*) FROM tickets WHERE status = 'expired'"
+        )
+        .await,
+        60
+    );
+    assert_eq!(
+        scalar(
+            backend,
+            &database.url,
+            "SELECT COUNT(*) FROM tickets WHERE status = 'reserved'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(
+            backend,
+            &database.url,
+            "SELECT CAST(SUM(tickets_sold) AS BIGINT) FROM events"
+        )
+        .await,
+        0
+    );
+    assert_invariants(backend, &database.url).await;
+    let (status, _) = api.reserve(&second.base, &tokens[1], &event).await.unwrap();
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+async fn killing_an_api_process_loses_no_answered_reservation(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let mut victim = Process::start(&database.url, &["serve"], &[]).await;
+    let survivor = Process::start(&database.url, &["serve"], &[]).await;
+    let api = Api::new();
+    let tokens = join_all((0..20).map(|_| api.register(&survivor.base))).await;
+    let event = api.create_event(&survivor.base, &tokens[0], 5000).await;
+
+    let load = join_all((0..600).map(|i| {
+        let base = if i % 2 == 0 {
+            victim.base.clone()
+        } else {
+            survivor.base.clone()
+        };
+        let (api, token, event) = (&api, &tokens[i % tokens.len()], &event);
+        async move {
+            // Spread the requests over time so the kill lands in the middle of the sale.
+            tokio::time::sleep(Duration::from_millis((i as u64 % 60) * 5)).await;
+            api.reserve(&base, token, event).await
+        }
+    }));
+    let kill = async {
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        victim.kill_hard();
+    };
+    let (answers, ()) = tokio::join!(load, kill);
+
+    assert!(
+        answers.iter().any(Option::is_none),
+        "some requests met the killed process"
+    );
+    let mut answered = HashSet::new();
+    for (status, ticket) in answers.into_iter().flatten() {
+        assert!(status == StatusCode::CREATED, "unexpected {status}");
+        answered.insert(ticket.unwrap());
+    }
+    assert!(!answered.is_empty());
+    for ticket in &answered {
+        let sql = match backend {
+            Backend::Sqlite => format!(
+                "SELECT COUNT(*) FROM tickets WHERE id = X'{}'",
+                ticket.replace('-', "")
+            ),
+            Backend::Postgres => format!("SELECT COUNT(*) FROM tickets WHERE id = '{ticket}'"),
+        };
+        assert_eq!(
+            scalar(backend, &database.url, &sql).await,
+            1,
+            "answered ticket {ticket} is stored"
+        );
+    }
+    assert_invariants(backend, &database.url).await;
+    let (status, _) = api
+        .reserve(&survivor.base, &tokens[0], &event)
+        .await
+        .expect("survivor answers");
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+async fn sigterm_finishes_in_flight_requests(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let mut server = Process::start(&database.url, &["serve"], &[]).await;
+    let api = Api::new();
+    let tokens = join_all((0..10).map(|_| api.register(&server.base))).await;
+    let event = api.create_event(&server.base, &tokens[0], 10_000).await;
+    let base = server.base.clone();
+    let load = join_all((0..400).map(|i| {
+        let (api, token, event, base) = (&api, &tokens[i % tokens.len()], &event, &base);
+        async move {
+            tokio::time::sleep(Duration::from_millis((i as u64 % 40) * 5)).await;
+            api.reserve(base, token, event).await
+        }
+    }));
+    let stop = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        server.terminate();
+    };
+    let (answers, ()) = tokio::join!(load, stop);
+    assert!(
+        answers.iter().any(Option::is_none),
+        "the signal landed during the load"
+    );
+    let created = answers
+        .iter()
+        .flatten()
+        .inspect(|(status, _)| assert!(!status.is_server_error(), "shutdown caused {status}"))
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .count();
+    assert!(created > 0);
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        server.log()
+    );
+    let stored = scalar(backend, &database.url, "SELECT COUNT(*) FROM tickets").await;
+    assert_eq!(
+        stored as usize, created,
+        "every 201 is stored and nothing else is"
+    );
+    assert_invariants(backend, &database.url).await;
+}
