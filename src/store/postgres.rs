@@ -6,7 +6,8 @@ use std::str::FromStr;
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::query::QueryAs;
 use sqlx::{FromRow, Postgres, QueryBuilder};
 use uuid::Uuid;
 
@@ -355,6 +356,33 @@ where
     Ok(Page { items, total })
 }
 
+/// Binds `$1` id, `$2` creator and `$3..$16` the draft, in the column order of the event
+/// insert and update statements.
+fn bind_draft<'q>(
+    query: QueryAs<'q, Postgres, EventRow, PgArguments>,
+    id: Uuid,
+    creator_id: Uuid,
+    draft: &'q EventDraft,
+) -> QueryAs<'q, Postgres, EventRow, PgArguments> {
+    query
+        .bind(id)
+        .bind(creator_id)
+        .bind(&draft.title)
+        .bind(&draft.description)
+        .bind(draft.start_time)
+        .bind(draft.end_time)
+        .bind(draft.total_tickets)
+        .bind(draft.venue.location.latitude)
+        .bind(draft.venue.location.longitude)
+        .bind(&draft.venue.venue_name)
+        .bind(&draft.venue.address_line1)
+        .bind(&draft.venue.address_line2)
+        .bind(&draft.venue.city)
+        .bind(&draft.venue.state)
+        .bind(&draft.venue.country)
+        .bind(&draft.venue.postal_code)
+}
+
 fn push_event_filter(builder: &mut QueryBuilder<'_, Postgres>, filter: &EventFilter) {
     builder.push(" WHERE true");
     if filter.upcoming_only {
@@ -476,32 +504,17 @@ impl Store for PgStore {
         creator_id: Uuid,
         draft: &EventDraft,
     ) -> Result<Event, StoreError> {
-        let row: EventRow = sqlx::query_as(concat!(
+        let query = sqlx::query_as(concat!(
             "INSERT INTO events (id, creator_id, title, description, start_time, end_time,
                 total_tickets, latitude, longitude, venue_name, address_line1, address_line2,
                 city, state, country, postal_code)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
              RETURNING ",
             event_columns!("")
-        ))
-        .bind(id)
-        .bind(creator_id)
-        .bind(&draft.title)
-        .bind(&draft.description)
-        .bind(draft.start_time)
-        .bind(draft.end_time)
-        .bind(draft.total_tickets)
-        .bind(draft.venue.location.latitude)
-        .bind(draft.venue.location.longitude)
-        .bind(&draft.venue.venue_name)
-        .bind(&draft.venue.address_line1)
-        .bind(&draft.venue.address_line2)
-        .bind(&draft.venue.city)
-        .bind(&draft.venue.state)
-        .bind(&draft.venue.country)
-        .bind(&draft.venue.postal_code)
-        .fetch_one(&self.pool)
-        .await?;
+        ));
+        let row: EventRow = bind_draft(query, id, creator_id, draft)
+            .fetch_one(&self.pool)
+            .await?;
         row.into_event()
     }
 
@@ -524,32 +537,17 @@ impl Store for PgStore {
         creator_id: Uuid,
         draft: &EventDraft,
     ) -> Result<EventWrite, StoreError> {
-        let updated = sqlx::query_as::<_, EventRow>(concat!(
+        let query = sqlx::query_as(concat!(
             "UPDATE events SET title = $3, description = $4, start_time = $5, end_time = $6,
                 total_tickets = $7, latitude = $8, longitude = $9, venue_name = $10,
                 address_line1 = $11, address_line2 = $12, city = $13, state = $14, country = $15,
                 postal_code = $16, updated_at = now()
              WHERE id = $1 AND creator_id = $2 RETURNING ",
             event_columns!("")
-        ))
-        .bind(id)
-        .bind(creator_id)
-        .bind(&draft.title)
-        .bind(&draft.description)
-        .bind(draft.start_time)
-        .bind(draft.end_time)
-        .bind(draft.total_tickets)
-        .bind(draft.venue.location.latitude)
-        .bind(draft.venue.location.longitude)
-        .bind(&draft.venue.venue_name)
-        .bind(&draft.venue.address_line1)
-        .bind(&draft.venue.address_line2)
-        .bind(&draft.venue.city)
-        .bind(&draft.venue.state)
-        .bind(&draft.venue.country)
-        .bind(&draft.venue.postal_code)
-        .fetch_optional(&self.pool)
-        .await;
+        ));
+        let updated = bind_draft(query, id, creator_id, draft)
+            .fetch_optional(&self.pool)
+            .await;
         match updated {
             Ok(Some(row)) => Ok(EventWrite::Done(Box::new(row.into_event()?))),
             Ok(None) => Ok(match self.event_owner(id).await? {

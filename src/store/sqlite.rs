@@ -9,6 +9,8 @@ use std::str::FromStr;
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
+use sqlx::query::QueryAs;
+use sqlx::sqlite::SqliteArguments;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -374,6 +376,34 @@ struct CountedTicketRow {
     total: i64,
 }
 
+/// Binds `?1` id, `?2` creator, `?3..?16` the draft and `?17` the write time, in the column
+/// order of the event insert and update statements.
+fn bind_draft<'q>(
+    query: QueryAs<'q, Sqlite, EventRow, SqliteArguments<'q>>,
+    id: Uuid,
+    creator_id: Uuid,
+    draft: &'q EventDraft,
+) -> QueryAs<'q, Sqlite, EventRow, SqliteArguments<'q>> {
+    query
+        .bind(id)
+        .bind(creator_id)
+        .bind(&draft.title)
+        .bind(&draft.description)
+        .bind(micros(draft.start_time))
+        .bind(micros(draft.end_time))
+        .bind(draft.total_tickets)
+        .bind(draft.venue.location.latitude)
+        .bind(draft.venue.location.longitude)
+        .bind(&draft.venue.venue_name)
+        .bind(&draft.venue.address_line1)
+        .bind(&draft.venue.address_line2)
+        .bind(&draft.venue.city)
+        .bind(&draft.venue.state)
+        .bind(&draft.venue.country)
+        .bind(&draft.venue.postal_code)
+        .bind(micros(Utc::now()))
+}
+
 fn push_event_filter(
     builder: &mut QueryBuilder<'_, Sqlite>,
     filter: &EventFilter,
@@ -542,33 +572,17 @@ impl Store for SqliteStore {
         creator_id: Uuid,
         draft: &EventDraft,
     ) -> Result<Event, StoreError> {
-        let row: EventRow = sqlx::query_as(concat!(
+        let query = sqlx::query_as(concat!(
             "INSERT INTO events (id, creator_id, title, description, start_time, end_time,
                 total_tickets, latitude, longitude, venue_name, address_line1, address_line2,
                 city, state, country, postal_code, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17)
              RETURNING ",
             event_columns!("")
-        ))
-        .bind(id)
-        .bind(creator_id)
-        .bind(&draft.title)
-        .bind(&draft.description)
-        .bind(micros(draft.start_time))
-        .bind(micros(draft.end_time))
-        .bind(draft.total_tickets)
-        .bind(draft.venue.location.latitude)
-        .bind(draft.venue.location.longitude)
-        .bind(&draft.venue.venue_name)
-        .bind(&draft.venue.address_line1)
-        .bind(&draft.venue.address_line2)
-        .bind(&draft.venue.city)
-        .bind(&draft.venue.state)
-        .bind(&draft.venue.country)
-        .bind(&draft.venue.postal_code)
-        .bind(micros(Utc::now()))
-        .fetch_one(&self.writer)
-        .await?;
+        ));
+        let row: EventRow = bind_draft(query, id, creator_id, draft)
+            .fetch_one(&self.writer)
+            .await?;
         row.into_event()
     }
 
@@ -591,33 +605,17 @@ impl Store for SqliteStore {
         creator_id: Uuid,
         draft: &EventDraft,
     ) -> Result<EventWrite, StoreError> {
-        let updated = sqlx::query_as::<_, EventRow>(concat!(
+        let query = sqlx::query_as(concat!(
             "UPDATE events SET title = ?3, description = ?4, start_time = ?5, end_time = ?6,
                 total_tickets = ?7, latitude = ?8, longitude = ?9, venue_name = ?10,
                 address_line1 = ?11, address_line2 = ?12, city = ?13, state = ?14, country = ?15,
                 postal_code = ?16, updated_at = ?17
              WHERE id = ?1 AND creator_id = ?2 RETURNING ",
             event_columns!("")
-        ))
-        .bind(id)
-        .bind(creator_id)
-        .bind(&draft.title)
-        .bind(&draft.description)
-        .bind(micros(draft.start_time))
-        .bind(micros(draft.end_time))
-        .bind(draft.total_tickets)
-        .bind(draft.venue.location.latitude)
-        .bind(draft.venue.location.longitude)
-        .bind(&draft.venue.venue_name)
-        .bind(&draft.venue.address_line1)
-        .bind(&draft.venue.address_line2)
-        .bind(&draft.venue.city)
-        .bind(&draft.venue.state)
-        .bind(&draft.venue.country)
-        .bind(&draft.venue.postal_code)
-        .bind(micros(Utc::now()))
-        .fetch_optional(&self.writer)
-        .await;
+        ));
+        let updated = bind_draft(query, id, creator_id, draft)
+            .fetch_optional(&self.writer)
+            .await;
         match updated {
             Ok(Some(row)) => Ok(EventWrite::Done(Box::new(row.into_event()?))),
             Ok(None) => Ok(match self.event_owner(id).await? {
