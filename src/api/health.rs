@@ -21,6 +21,7 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health))
+        .routes(routes!(live))
         .routes(routes!(root))
         .routes(routes!(metrics))
 }
@@ -43,7 +44,7 @@ pub struct HealthResponse {
     database: DatabaseHealth,
 }
 
-/// Healthy when the database answers a real round trip; 503 otherwise.
+/// Readiness: healthy when the database answers a real round trip; 503 otherwise.
 #[utoipa::path(
     get,
     path = "/health",
@@ -84,6 +85,28 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
             },
         }),
     )
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LivenessResponse {
+    #[schema(example = "alive")]
+    status: &'static str,
+    version: &'static str,
+}
+
+/// Liveness: the process serves HTTP, whatever the database does. Use it to decide restarts;
+/// use `/health` (readiness: a real database round trip) to decide where to send traffic.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "health",
+    responses((status = 200, description = "The process is up", body = LivenessResponse))
+)]
+async fn live() -> Json<LivenessResponse> {
+    Json(LivenessResponse {
+        status: "alive",
+        version: VERSION,
+    })
 }
 
 #[derive(Serialize, ToSchema)]

@@ -14,6 +14,92 @@ backend_tests!(
     metrics_and_request_ids_are_exposed,
 );
 
+/// The container files call subcommands and set variables the binary really has (they cannot
+/// be built here: no Docker engine).
+#[test]
+fn container_files_match_the_cli() {
+    use clap::{CommandFactory, Parser};
+    use nearbytix::config::Cli;
+
+    let known_env: Vec<String> = Cli::command()
+        .get_arguments()
+        .filter_map(|arg| arg.get_env().map(|env| env.to_string_lossy().into_owned()))
+        .collect();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dockerfile = std::fs::read_to_string(format!("{root}/Dockerfile")).unwrap();
+    let compose = std::fs::read_to_string(format!("{root}/docker-compose.yml")).unwrap();
+
+    let json_array = |line: &str| -> Vec<String> {
+        let start = line.find('[').expect("exec form");
+        serde_json::from_str(&line[start..]).expect("a JSON array")
+    };
+    let mut invocations = Vec::new();
+    for line in dockerfile.lines() {
+        if line.starts_with("CMD ") || line.starts_with("HEALTHCHECK ") {
+            invocations.push(json_array(line));
+        }
+    }
+    assert!(dockerfile.contains(r#"ENTRYPOINT ["nearbytix"]"#));
+    for line in compose.lines().map(str::trim) {
+        if let Some(command) = line.strip_prefix("command: ") {
+            let mut args = vec!["nearbytix".to_owned()];
+            args.extend(json_array(command));
+            invocations.push(args);
+        }
+    }
+    assert!(invocations.len() >= 4, "{invocations:?}");
+    for args in invocations {
+        let args: Vec<&str> = args
+            .iter()
+            .map(String::as_str)
+            .filter(|a| !a.starts_with("CMD") && *a != "nearbytix")
+            .collect();
+        let mut full = vec!["nearbytix"];
+        full.extend(args);
+        Cli::try_parse_from(&full).unwrap_or_else(|error| panic!("{full:?}: {error}"));
+    }
+    // Variables the files set for the app are ones it reads.
+    let mut set = Vec::new();
+    for line in dockerfile
+        .lines()
+        .skip_while(|line| !line.starts_with("ENV "))
+    {
+        let line = line
+            .trim_start_matches("ENV ")
+            .trim()
+            .trim_end_matches('\\')
+            .trim();
+        if let Some((name, _)) = line.split_once('=') {
+            set.push(name.to_owned());
+        }
+        if !line.ends_with('\\') && !line.contains('=') {
+            break;
+        }
+    }
+    let mut in_environment = false;
+    for line in compose.lines() {
+        let trimmed = line.trim();
+        if trimmed == "environment:" {
+            in_environment = true;
+            continue;
+        }
+        if in_environment && line.starts_with("      ") {
+            if let Some((name, _)) = trimmed.split_once(':') {
+                set.push(name.to_owned());
+            }
+        } else {
+            in_environment = false;
+        }
+    }
+    for name in set.iter().filter(|name| !name.starts_with("POSTGRES_")) {
+        assert!(
+            known_env.contains(name) || name == "RUST_LOG",
+            "{name} is not read by nearbytix"
+        );
+    }
+    assert!(set.contains(&"JWT_SECRET_KEY".to_owned()) && set.contains(&"HOST".to_owned()));
+}
+
 async fn health_reports_the_backend(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let response = app
@@ -32,6 +118,16 @@ async fn health_reports_the_backend(backend: Backend) {
         Backend::Postgres => "postgres",
     };
     assert_eq!(body["database"]["backend"], expected);
+    let live: Value = app
+        .client
+        .get(format!("{}/health/live", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(live["status"], "alive");
 
     // With the database gone, health says so.
     app.state.store.close().await;
@@ -45,6 +141,14 @@ async fn health_reports_the_backend(backend: Backend) {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "unhealthy");
     assert_eq!(body["database"]["connected"], false);
+    // Liveness does not depend on the database.
+    let live = app
+        .client
+        .get(format!("{}/health/live", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
 }
 
 /// Every path of API.md, as clients call it.
