@@ -22,6 +22,7 @@ backend_tests!(
     started_events_refuse_reservations,
     my_tickets_filters_pages_and_counts,
     idempotent_retries_get_the_first_answer,
+    a_vanished_user_does_not_spoil_concurrent_reservations,
 );
 
 async fn users(app: &TestApp, count: usize) -> Vec<TestUser> {
@@ -703,5 +704,39 @@ async fn idempotent_retries_get_the_first_answer(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    app.assert_invariants().await;
+}
+
+async fn a_vanished_user_does_not_spoil_concurrent_reservations(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let buyers = users(&app, 8).await;
+    let event = app
+        .create_event(&buyers[0].token, json!({"total_tickets": 100}))
+        .await;
+    let event_id = event["id"].as_str().unwrap();
+    // A user removed behind the service's back; their token is still well signed.
+    let gone = &buyers[7];
+    let delete = match backend {
+        Backend::Sqlite => format!(
+            "DELETE FROM users WHERE id = X'{}' RETURNING 1",
+            gone.id.replace('-', "")
+        ),
+        Backend::Postgres => format!(
+            "DELETE FROM users WHERE id = '{}' RETURNING 1::bigint",
+            gone.id
+        ),
+    };
+    assert_eq!(app.scalar(&delete).await, 1);
+    let answers =
+        join_all((0..64).map(|i| reserve(&app, &buyers[i % buyers.len()], event_id))).await;
+    for (i, (status, body)) in answers.iter().enumerate() {
+        let expected = if i % buyers.len() == 7 {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::CREATED
+        };
+        assert_eq!(*status, expected, "request {i}: {body}");
+    }
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM tickets").await, 56);
     app.assert_invariants().await;
 }

@@ -149,17 +149,8 @@ async fn write_batch(
 }
 
 async fn find_ticket(writer: &SqlitePool, id: Uuid) -> Result<Option<TicketDetails>, StoreError> {
-    let row: Option<TicketRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        ticket_columns!(),
-        " FROM tickets t",
-        ticket_joins!(),
-        "WHERE t.id = ?"
-    ))
-    .bind(id)
-    .fetch_optional(writer)
-    .await?;
-    row.map(TicketRow::into_details).transpose()
+    let mut conn = writer.acquire().await?;
+    super::SqliteStore::ticket_details_on(&mut conn, id).await
 }
 
 /// sqlx errors are not `Clone`; the kinds that matter to callers are kept.
