@@ -66,11 +66,10 @@ async fn run(writer: SqlitePool, mut receiver: mpsc::Receiver<Pending>) {
                     let _ = pending.reply.send(result);
                 }
             }
+            // A batch of one: its error is the request's own answer.
             Err(error) => {
-                for pending in batch.drain(..) {
-                    let _ = pending
-                        .reply
-                        .send(Err(StoreError::from(clone_error(&error))));
+                if let Some(pending) = batch.pop() {
+                    let _ = pending.reply.send(Err(StoreError::from(error)));
                 }
             }
         }
@@ -151,13 +150,4 @@ async fn write_batch(
 async fn find_ticket(writer: &SqlitePool, id: Uuid) -> Result<Option<TicketDetails>, StoreError> {
     let mut conn = writer.acquire().await?;
     super::SqliteStore::ticket_details_on(&mut conn, id).await
-}
-
-/// sqlx errors are not `Clone`; the kinds that matter to callers are kept.
-fn clone_error(error: &sqlx::Error) -> sqlx::Error {
-    match error {
-        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
-        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
-        other => sqlx::Error::Protocol(other.to_string()),
-    }
 }
