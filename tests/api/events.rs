@@ -311,10 +311,10 @@ async fn events_with_live_tickets_cannot_be_deleted(backend: Backend) {
         body_ticket_id(&app, &buyer.token).await,
     ] {
         let (status, _) = app
-            .post(
-                &format!("/tickets/{ticket_id}/cancel"),
+            .ticket_action(
+                &format!("/tickets/{ticket_id}"),
                 Some(&buyer.token),
-                json!({}),
+                "cancel",
             )
             .await;
         assert!(status == StatusCode::OK || status == StatusCode::CONFLICT);

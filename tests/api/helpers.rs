@@ -329,6 +329,26 @@ impl TestApp {
             .await
     }
 
+    /// A path outside API_PREFIX (`/health`, `/docs/`, `/metrics`), answered as it comes.
+    pub async fn get_unprefixed(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// `POST {ticket_path}/{action}` (pay or cancel) with an empty JSON body.
+    pub async fn ticket_action(
+        &self,
+        ticket_path: &str,
+        token: Option<&str>,
+        action: &str,
+    ) -> (StatusCode, Value) {
+        self.post(&format!("{ticket_path}/{action}"), token, json!({}))
+            .await
+    }
+
     pub async fn register_with(&self, body: Value) -> (StatusCode, Value) {
         self.post("/auth/register", None, body).await
     }

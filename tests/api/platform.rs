@@ -102,12 +102,7 @@ fn container_files_match_the_cli() {
 
 async fn health_reports_the_backend(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let response = app
-        .client
-        .get(format!("{}/health", app.address))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_unprefixed("/health").await;
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "healthy");
@@ -119,11 +114,8 @@ async fn health_reports_the_backend(backend: Backend) {
     };
     assert_eq!(body["database"]["backend"], expected);
     let live: Value = app
-        .client
-        .get(format!("{}/health/live", app.address))
-        .send()
+        .get_unprefixed("/health/live")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -131,23 +123,13 @@ async fn health_reports_the_backend(backend: Backend) {
 
     // With the database gone, health says so.
     app.state.store.close().await;
-    let response = app
-        .client
-        .get(format!("{}/health", app.address))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_unprefixed("/health").await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "unhealthy");
     assert_eq!(body["database"]["connected"], false);
     // Liveness does not depend on the database.
-    let live = app
-        .client
-        .get(format!("{}/health/live", app.address))
-        .send()
-        .await
-        .unwrap();
+    let live = app.get_unprefixed("/health/live").await;
     assert_eq!(live.status(), StatusCode::OK);
 }
 
@@ -176,33 +158,17 @@ const CONTRACT_PATHS: &[(&str, &str)] = &[
 
 async fn root_docs_and_openapi_are_served(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let root: Value = app
-        .client
-        .get(format!("{}/", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let root: Value = app.get_unprefixed("/").await.json().await.unwrap();
     assert_eq!(root["message"], "Welcome to NearbyTix API");
     assert_eq!(root["docs"], "/docs");
 
-    let docs = app
-        .client
-        .get(format!("{}/docs/", app.address))
-        .send()
-        .await
-        .unwrap();
+    let docs = app.get_unprefixed("/docs/").await;
     assert_eq!(docs.status(), StatusCode::OK);
     assert!(docs.text().await.unwrap().contains("swagger-ui"));
 
     let spec: Value = app
-        .client
-        .get(format!("{}/openapi.json", app.address))
-        .send()
+        .get_unprefixed("/openapi.json")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -327,22 +293,9 @@ async fn collection_paths_work_with_and_without_slash(backend: Backend) {
 
 async fn metrics_and_request_ids_are_exposed(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let response = app
-        .client
-        .get(format!("{}/health", app.address))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_unprefixed("/health").await;
     assert!(response.headers().contains_key("x-request-id"));
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get_unprefixed("/metrics").await.text().await.unwrap();
     assert!(text.contains("http_requests_total"), "{text}");
     assert!(text.contains("route=\"/health\""), "{text}");
     assert!(text.contains("nearbytix_db_pool_connections"), "{text}");

@@ -128,35 +128,30 @@ impl Api {
         }
     }
 
+    async fn post_json(&self, url: String, token: Option<&str>, body: Value) -> Value {
+        let mut request = self.client.post(url).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap().json().await.unwrap()
+    }
+
     /// Registers a user through `base`; their token.
     pub async fn register(&self, base: &str) -> String {
         let email = format!("p-{}@example.com", uuid::Uuid::new_v4().simple());
-        let body: Value = self
-            .client
-            .post(format!("{base}/api/v1/auth/register"))
-            .json(&json!({"name": "P", "email": email, "password": "password123"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["access_token"].as_str().unwrap().to_owned()
+        let body = json!({"name": "P", "email": email, "password": "password123"});
+        let user = self
+            .post_json(format!("{base}/api/v1/auth/register"), None, body)
+            .await;
+        user["access_token"].as_str().unwrap().to_owned()
     }
 
     pub async fn create_event(&self, base: &str, token: &str, tickets: i64) -> String {
-        let body: Value = self
-            .client
-            .post(format!("{base}/api/v1/events/"))
-            .bearer_auth(token)
-            .json(&event_body(json!({"total_tickets": tickets})))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["id"].as_str().unwrap().to_owned()
+        let body = event_body(json!({"total_tickets": tickets}));
+        let event = self
+            .post_json(format!("{base}/api/v1/events/"), Some(token), body)
+            .await;
+        event["id"].as_str().unwrap().to_owned()
     }
 
     /// A reservation's status and ticket id; `None` when no HTTP answer arrived.

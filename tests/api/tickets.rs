@@ -109,7 +109,7 @@ async fn reserve_pay_and_read_a_ticket(backend: Backend) {
     assert!(paid["event"]["id"].is_string() && paid["user"]["id"].is_string());
 
     let (status, again) = app
-        .post(&format!("{ticket_path}/pay"), Some(&buyer.token), json!({}))
+        .ticket_action(&ticket_path, Some(&buyer.token), "pay")
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{again}");
     let (status, fetched) = app.get(&ticket_path, Some(&buyer.token)).await;
@@ -206,11 +206,7 @@ async fn cancel_returns_the_seat_at_once(backend: Backend) {
     );
 
     let (status, cancelled) = app
-        .post(
-            &format!("{ticket_path}/cancel"),
-            Some(&buyers[0].token),
-            json!({}),
-        )
+        .ticket_action(&ticket_path, Some(&buyers[0].token), "cancel")
         .await;
     assert_eq!(status, StatusCode::OK, "{cancelled}");
     assert_eq!(cancelled["status"], "cancelled");
@@ -221,19 +217,11 @@ async fn cancel_returns_the_seat_at_once(backend: Backend) {
     );
 
     let (status, _) = app
-        .post(
-            &format!("{ticket_path}/cancel"),
-            Some(&buyers[0].token),
-            json!({}),
-        )
+        .ticket_action(&ticket_path, Some(&buyers[0].token), "cancel")
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
     let (status, _) = app
-        .post(
-            &format!("{ticket_path}/pay"),
-            Some(&buyers[0].token),
-            json!({}),
-        )
+        .ticket_action(&ticket_path, Some(&buyers[0].token), "pay")
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(
@@ -250,23 +238,15 @@ async fn cancel_returns_the_seat_at_once(backend: Backend) {
         .await;
     let other_path = format!("/tickets/{}", mine["tickets"][0]["id"].as_str().unwrap());
     assert_eq!(
-        app.post(
-            &format!("{other_path}/pay"),
-            Some(&buyers[1].token),
-            json!({})
-        )
-        .await
-        .0,
+        app.ticket_action(&other_path, Some(&buyers[1].token), "pay")
+            .await
+            .0,
         StatusCode::OK
     );
     assert_eq!(
-        app.post(
-            &format!("{other_path}/cancel"),
-            Some(&buyers[1].token),
-            json!({})
-        )
-        .await
-        .0,
+        app.ticket_action(&other_path, Some(&buyers[1].token), "cancel")
+            .await
+            .0,
         StatusCode::CONFLICT
     );
     app.assert_invariants().await;
@@ -307,11 +287,7 @@ async fn holds_expire_on_time_and_the_seat_returns(backend: Backend) {
     );
 
     let (status, body) = app
-        .post(
-            &format!("{ticket_path}/pay"),
-            Some(&buyers[0].token),
-            json!({}),
-        )
+        .ticket_action(&ticket_path, Some(&buyers[0].token), "pay")
         .await;
     assert_eq!(status, StatusCode::GONE, "{body}");
     assert_eq!(
@@ -358,20 +334,20 @@ async fn a_due_hold_reads_expired_before_any_sweep(backend: Backend) {
         .await;
     assert_eq!(mine["total"], 0);
     assert_eq!(
-        app.post(
-            &format!("/tickets/{ticket_id}/pay"),
+        app.ticket_action(
+            &format!("/tickets/{ticket_id}"),
             Some(&buyers[0].token),
-            json!({})
+            "pay"
         )
         .await
         .0,
         StatusCode::GONE
     );
     assert_eq!(
-        app.post(
-            &format!("/tickets/{ticket_id}/cancel"),
+        app.ticket_action(
+            &format!("/tickets/{ticket_id}"),
             Some(&buyers[0].token),
-            json!({})
+            "cancel"
         )
         .await
         .0,
@@ -474,9 +450,7 @@ async fn owners_only_and_unknown_ids(backend: Backend) {
 
     let (status, body) = app.get(&ticket_path, intruder).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    let (status, body) = app
-        .post(&format!("{ticket_path}/pay"), intruder, json!({}))
-        .await;
+    let (status, body) = app.ticket_action(&ticket_path, intruder, "pay").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(
         body["detail"]
@@ -485,9 +459,7 @@ async fn owners_only_and_unknown_ids(backend: Backend) {
             .contains("your own tickets"),
         "{body}"
     );
-    let (status, _) = app
-        .post(&format!("{ticket_path}/cancel"), intruder, json!({}))
-        .await;
+    let (status, _) = app.ticket_action(&ticket_path, intruder, "cancel").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(
         app.get(&ticket_path, Some(&buyers[0].token)).await.1["status"],
@@ -497,15 +469,11 @@ async fn owners_only_and_unknown_ids(backend: Backend) {
     let unknown = format!("/tickets/{}", uuid::Uuid::new_v4());
     assert_eq!(app.get(&unknown, intruder).await.0, StatusCode::NOT_FOUND);
     assert_eq!(
-        app.post(&format!("{unknown}/pay"), intruder, json!({}))
-            .await
-            .0,
+        app.ticket_action(&unknown, intruder, "pay").await.0,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        app.post(&format!("{unknown}/cancel"), intruder, json!({}))
-            .await
-            .0,
+        app.ticket_action(&unknown, intruder, "cancel").await.0,
         StatusCode::NOT_FOUND
     );
     for path in ["/tickets/xyz", "/tickets/xyz/pay", "/tickets/xyz/cancel"] {
