@@ -16,9 +16,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::Utc;
 use clap::{Parser, Subcommand, ValueEnum};
-use nearbytix::app::{self, AppState};
+use nearbytix::app::App;
+use nearbytix::auth::TokenKeys;
 use nearbytix::config::Settings;
-use nearbytix::domain::{Email, EventDraft, GeoPoint, NewUser, Venue};
+use nearbytix::domain::{Email, EventDraft, EventFields, GeoPoint, NewUser, VenueFields};
+use nearbytix::store::DynStore;
 use sqlx::Connection;
 use tokio::net::TcpListener;
 use uuid::Uuid;
@@ -86,7 +88,8 @@ enum Scenario {
 }
 
 struct Bench {
-    state: AppState,
+    store: DynStore,
+    tokens: Arc<TokenKeys>,
     base: String,
     client: reqwest::Client,
     database_url: String,
@@ -109,7 +112,7 @@ fn main() -> anyhow::Result<()> {
         let bench = Bench::start(args.backend).await?;
         println!(
             "backend={} cores={} started={}",
-            bench.state.store.backend().as_str(),
+            bench.store.backend().as_str(),
             std::thread::available_parallelism().map_or(0, usize::from),
             Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
         );
@@ -160,22 +163,19 @@ impl Bench {
             }
             BackendChoice::Postgres => (fresh_postgres().await?, None),
         };
-        let mut settings = Settings::with_database(&database_url);
+        let mut settings = Settings::with_database(&database_url)?;
         settings.jwt_secret_key = Some(BENCH_SECRET.to_owned().into());
-        let state = AppState::connect(settings).await?;
+        let app = App::connect(settings).await?;
+        let (store, tokens) = (app.store.clone(), app.tokens.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}/api/v1", listener.local_addr()?);
-        tokio::spawn(app::serve(
-            state.clone(),
-            listener,
-            true,
-            std::future::pending(),
-        ));
+        tokio::spawn(app.serve(listener, true, std::future::pending()));
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
             .build()?;
         Ok(Bench {
-            state,
+            store,
+            tokens,
             base,
             client,
             database_url,
@@ -206,8 +206,8 @@ impl Bench {
                 password_hash: hash.clone(),
                 location,
             };
-            let stored = self.state.store.insert_user(&user).await?;
-            users.push((stored.id, self.state.tokens.issue(stored.id)?.access_token));
+            let stored = self.store.insert_user(&user).await?;
+            users.push((stored.id, self.tokens.issue(stored.id)?.access_token));
         }
         Ok(users)
     }
@@ -220,14 +220,15 @@ impl Bench {
         seed: u64,
     ) -> anyhow::Result<Uuid> {
         let start = Utc::now() + chrono::Duration::days(1 + (seed % 60) as i64);
-        let draft = EventDraft {
+        let fields = EventFields {
             title: format!("Event {seed}"),
             description: Some("Seeded by the load generator".into()),
-            start_time: start,
-            end_time: start + chrono::Duration::hours(3),
-            total_tickets: tickets,
-            venue: Venue {
-                location: at,
+            start_time: start.to_rfc3339(),
+            end_time: (start + chrono::Duration::hours(3)).to_rfc3339(),
+            total_tickets: i64::from(tickets),
+            venue: VenueFields {
+                latitude: at.latitude(),
+                longitude: at.longitude(),
                 venue_name: format!("Venue {seed}"),
                 address_line1: "1 Bench Road".into(),
                 address_line2: None,
@@ -237,8 +238,8 @@ impl Bench {
                 postal_code: "100001".into(),
             },
         };
+        let draft = EventDraft::new(fields, Utc::now()).map_err(anyhow::Error::new)?;
         Ok(self
-            .state
             .store
             .insert_event(Uuid::now_v7(), creator, &draft)
             .await?
@@ -378,7 +379,7 @@ async fn search(
     let users = bench.users(64, true).await?;
     let creator = users[0].0;
     let seeded = Instant::now();
-    let store = bench.state.store.clone();
+    let store = bench.store.clone();
     let next = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..8)
         .map(|_| {
@@ -447,7 +448,8 @@ async fn search(
         let point = random_point((worker * 100_003 + iteration) as u64, 0.5);
         Some(status_of(client.get(format!(
             "{base}/events/nearby?latitude={}&longitude={}&radius_km=50&limit=20",
-            point.latitude, point.longitude
+            point.latitude(),
+            point.longitude()
         ))))
     })
     .await;

@@ -1,217 +1,111 @@
-//! Command line and environment configuration. Every option is also an environment variable
-//! (names as in the API contract); a `.env` file is read first when present.
+//! The settings the program runs with: typed (durations, a radius, non-zero rates) and checked
+//! once, when built from the command line's [`Options`].
 
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::Parser;
 use secrecy::SecretString;
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "nearbytix",
-    version,
-    about = "NearbyTix: find events near you and buy tickets without ever being oversold",
-    long_about = "NearbyTix serves the ticketing HTTP API. With no subcommand it runs `serve`.\n\
-                  The database is chosen by DATABASE_URL: sqlite://… (embedded, the default) or \
-                  postgres://… (PostGIS required)."
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    #[command(flatten)]
-    pub settings: Settings,
-}
+pub use crate::cli::LogFormat;
+use crate::cli::{Cli, Options};
+use crate::domain::RadiusKm;
+use crate::store::StoreOptions;
 
-#[derive(Debug, Clone, Subcommand)]
-pub enum Command {
-    /// Apply migrations, then serve the HTTP API (and the expiry sweeper, unless --no-sweeper).
-    Serve {
-        /// Do not run the expiry sweeper in this process (run `nearbytix worker` instead).
-        #[arg(long, env = "NO_SWEEPER")]
-        no_sweeper: bool,
-    },
-    /// Apply the database migrations and exit.
-    Migrate,
-    /// Run only the expiry sweeper: expire unpaid holds and give their seats back.
-    Worker,
-    /// Ask a running server's /health endpoint; exit 0 when healthy, 1 otherwise.
-    Healthcheck,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone)]
 pub struct Settings {
-    /// Database: sqlite://FILE (created if missing) or postgres://USER@HOST/DB (PostGIS required).
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "sqlite://nearbytix.db",
-        global = true
-    )]
     pub database_url: String,
-
-    /// Address to listen on (containers use 0.0.0.0).
-    #[arg(long, env = "HOST", default_value = "127.0.0.1", global = true)]
     pub host: IpAddr,
-
-    /// Port to listen on.
-    #[arg(long, env = "PORT", default_value_t = 8000, global = true)]
     pub port: u16,
-
-    /// Secret for signing tokens (at least 32 bytes). Required with PostgreSQL; with SQLite it
-    /// is generated on first start and kept beside the database file.
-    #[arg(long, env = "JWT_SECRET_KEY", hide_env_values = true, global = true)]
     pub jwt_secret_key: Option<SecretString>,
-
-    /// Lifetime of access tokens, in minutes.
-    #[arg(long, env = "JWT_ACCESS_TOKEN_EXPIRE_MINUTES", default_value_t = 30,
-          value_parser = clap::value_parser!(u32).range(1..=525_600), global = true)]
-    pub jwt_access_token_expire_minutes: u32,
-
-    /// Seconds a reservation is held before it expires unpaid.
-    #[arg(long, env = "TICKET_EXPIRATION_TIME", default_value_t = 120,
-          value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
-    pub ticket_expiration_time: u64,
-
-    /// Radius used by /for-you/ when the request gives none, in km (1–500).
-    #[arg(
-        long,
-        env = "DEFAULT_SEARCH_RADIUS_KM",
-        default_value_t = 50.0,
-        global = true
-    )]
-    pub default_search_radius_km: f64,
-
-    /// CORS origins allowed to call the API, comma separated.
-    #[arg(
-        long,
-        env = "ALLOWED_ORIGINS",
-        default_value = "http://localhost:3000,http://localhost:8000",
-        global = true
-    )]
-    pub allowed_origins: String,
-
-    /// Path prefix of the API routes.
-    #[arg(long, env = "API_PREFIX", default_value = "/api/v1", global = true)]
+    pub token_lifetime_minutes: u32,
+    /// How long a reservation is held before it expires unpaid.
+    pub ticket_hold: Duration,
+    pub default_search_radius: RadiusKm,
+    pub allowed_origins: Vec<String>,
+    /// Empty, or starting with `/` and not ending with one.
     pub api_prefix: String,
-
-    /// Log line format (the filter is RUST_LOG, default `info`).
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
-
-    /// Seconds between two passes of the expiry sweeper.
-    #[arg(
-        long,
-        env = "SWEEP_INTERVAL_SECONDS",
-        default_value_t = 1.0,
-        global = true
-    )]
-    pub sweep_interval_seconds: f64,
-
-    /// Most holds one sweeper transaction expires.
-    #[arg(long, env = "SWEEP_BATCH_SIZE", default_value_t = 500,
-          value_parser = clap::value_parser!(i64).range(1..=100_000), global = true)]
+    pub sweep_interval: Duration,
     pub sweep_batch_size: i64,
-
-    /// Largest number of pooled database connections (PostgreSQL; SQLite uses one writer).
-    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 20,
-          value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub database_max_connections: u32,
+    pub database_acquire_timeout: Duration,
+    pub auth_rate_limit_per_ip: NonZeroU32,
+    pub auth_rate_limit_per_email: NonZeroU32,
+    pub request_timeout: Duration,
+}
 
-    /// Seconds a request waits for a database connection before answering 503.
-    #[arg(
-        long,
-        env = "DATABASE_ACQUIRE_TIMEOUT_SECONDS",
-        default_value_t = 3.0,
-        global = true
-    )]
-    pub database_acquire_timeout_seconds: f64,
+impl TryFrom<Options> for Settings {
+    type Error = anyhow::Error;
 
-    /// Login and registration attempts per minute from one client address (per process).
-    #[arg(long, env = "AUTH_RATE_LIMIT_PER_IP", default_value_t = 30,
-          value_parser = clap::value_parser!(u32).range(1..), global = true)]
-    pub auth_rate_limit_per_ip: u32,
-
-    /// Login and registration attempts per minute for one email (per process).
-    #[arg(long, env = "AUTH_RATE_LIMIT_PER_EMAIL", default_value_t = 5,
-          value_parser = clap::value_parser!(u32).range(1..), global = true)]
-    pub auth_rate_limit_per_email: u32,
-
-    /// Seconds a request may take before it is answered 503.
-    #[arg(
-        long,
-        env = "REQUEST_TIMEOUT_SECONDS",
-        default_value_t = 30.0,
-        global = true
-    )]
-    pub request_timeout_seconds: f64,
+    fn try_from(options: Options) -> anyhow::Result<Self> {
+        let default_search_radius = RadiusKm::new(options.default_search_radius_km)
+            .map_err(|rule| anyhow::anyhow!("DEFAULT_SEARCH_RADIUS_KM {rule}"))?;
+        let api_prefix = options.api_prefix;
+        anyhow::ensure!(
+            api_prefix.is_empty() || (api_prefix.starts_with('/') && !api_prefix.ends_with('/')),
+            "API_PREFIX must be empty or start with / and not end with /"
+        );
+        let seconds = |name: &str, value: f64| -> anyhow::Result<Duration> {
+            anyhow::ensure!(
+                value.is_finite() && (0.01..=3600.0).contains(&value),
+                "{name} must be between 0.01 and 3600 seconds"
+            );
+            Ok(Duration::from_secs_f64(value))
+        };
+        let rate = |name: &str, value: u32| {
+            NonZeroU32::new(value).ok_or_else(|| anyhow::anyhow!("{name} must be at least 1"))
+        };
+        Ok(Settings {
+            sweep_interval: seconds("SWEEP_INTERVAL_SECONDS", options.sweep_interval_seconds)?,
+            database_acquire_timeout: seconds(
+                "DATABASE_ACQUIRE_TIMEOUT_SECONDS",
+                options.database_acquire_timeout_seconds,
+            )?,
+            request_timeout: seconds("REQUEST_TIMEOUT_SECONDS", options.request_timeout_seconds)?,
+            auth_rate_limit_per_ip: rate("AUTH_RATE_LIMIT_PER_IP", options.auth_rate_limit_per_ip)?,
+            auth_rate_limit_per_email: rate(
+                "AUTH_RATE_LIMIT_PER_EMAIL",
+                options.auth_rate_limit_per_email,
+            )?,
+            allowed_origins: options
+                .allowed_origins
+                .split(',')
+                .map(str::trim)
+                .filter(|origin| !origin.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            database_url: options.database_url,
+            host: options.host,
+            port: options.port,
+            jwt_secret_key: options.jwt_secret_key,
+            token_lifetime_minutes: options.jwt_access_token_expire_minutes,
+            ticket_hold: Duration::from_secs(options.ticket_expiration_time),
+            default_search_radius,
+            api_prefix,
+            log_format: options.log_format,
+            sweep_batch_size: options.sweep_batch_size,
+            database_max_connections: options.database_max_connections,
+        })
+    }
 }
 
 impl Settings {
-    /// The documented defaults with the given database (tests and tools build settings this way).
-    pub fn with_database(database_url: impl Into<String>) -> Self {
-        let cli = Cli::parse_from(["nearbytix", "--database-url", "sqlite://unused.db"]);
-        Settings {
-            database_url: database_url.into(),
-            ..cli.settings
+    /// The documented defaults (and whatever the environment sets) with the given database;
+    /// tests and tools build their settings this way.
+    pub fn with_database(database_url: impl Into<String>) -> anyhow::Result<Self> {
+        let mut options = Cli::try_parse_from(["nearbytix"])?.options;
+        options.database_url = database_url.into();
+        Settings::try_from(options)
+    }
+
+    /// How to open the database, with at most `max_connections` pooled connections.
+    pub fn store_options(&self, max_connections: u32) -> StoreOptions {
+        StoreOptions {
+            url: self.database_url.clone(),
+            max_connections,
+            acquire_timeout: self.database_acquire_timeout,
         }
-    }
-
-    /// Rejects values clap cannot check on its own.
-    pub fn check(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            (1.0..=500.0).contains(&self.default_search_radius_km),
-            "DEFAULT_SEARCH_RADIUS_KM must be between 1 and 500"
-        );
-        anyhow::ensure!(
-            self.api_prefix.is_empty()
-                || (self.api_prefix.starts_with('/') && !self.api_prefix.ends_with('/')),
-            "API_PREFIX must be empty or start with / and not end with /"
-        );
-        for (name, seconds) in [
-            ("SWEEP_INTERVAL_SECONDS", self.sweep_interval_seconds),
-            (
-                "DATABASE_ACQUIRE_TIMEOUT_SECONDS",
-                self.database_acquire_timeout_seconds,
-            ),
-            ("REQUEST_TIMEOUT_SECONDS", self.request_timeout_seconds),
-        ] {
-            anyhow::ensure!(
-                seconds.is_finite() && (0.01..=3600.0).contains(&seconds),
-                "{name} must be between 0.01 and 3600 seconds"
-            );
-        }
-        Ok(())
-    }
-
-    pub fn allowed_origins(&self) -> Vec<String> {
-        self.allowed_origins
-            .split(',')
-            .map(str::trim)
-            .filter(|origin| !origin.is_empty())
-            .map(str::to_owned)
-            .collect()
-    }
-
-    pub fn ticket_hold(&self) -> Duration {
-        Duration::from_secs(self.ticket_expiration_time)
-    }
-
-    pub fn sweep_interval(&self) -> Duration {
-        Duration::from_secs_f64(self.sweep_interval_seconds)
-    }
-
-    pub fn acquire_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.database_acquire_timeout_seconds)
-    }
-
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.request_timeout_seconds)
     }
 }

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use crate::store::DynStore;
+use crate::store::{DynStore, StoreError};
 use crate::telemetry;
 
 /// Longest pause after repeated failures (the database being away, say).
@@ -13,8 +14,30 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Idempotency keys are kept 24 h; forgetting them is housekeeping, not urgent.
 const PURGE_EVERY: Duration = Duration::from_secs(300);
 
+/// A running sweeper task.
+pub struct Sweeper {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Sweeper {
+    pub fn start(store: DynStore, interval: Duration, batch_size: i64) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(store, interval, batch_size, stopped));
+        Self { stop, task }
+    }
+
+    /// Asks the sweeper to stop and waits until it has finished its current batch.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "expiry sweeper task failed");
+        }
+    }
+}
+
 /// Runs until `shutdown` turns true; stops between batches, never inside one.
-pub async fn run(
+async fn run(
     store: DynStore,
     interval: Duration,
     batch_size: i64,
@@ -78,7 +101,7 @@ pub async fn run(
 }
 
 /// One pass: one transaction, at most `batch_size` holds.
-pub async fn sweep(store: &DynStore, batch_size: i64) -> Result<u64, crate::store::StoreError> {
+pub async fn sweep(store: &DynStore, batch_size: i64) -> Result<u64, StoreError> {
     let expired = store.expire_due_tickets(batch_size).await?;
     if expired > 0 {
         telemetry::tickets_expired(expired);

@@ -1,14 +1,15 @@
 //! NearbyTix: find events near you and buy tickets without ever being oversold.
 //!
-//! Data flows one way: HTTP handler ([`api`]) → domain service ([`service`]) → [`store`] → SQL.
-//! [`domain`] holds the types and rules and does no I/O.
+//! Dependencies point one way: [`app`] (the composition root) → [`api`] (HTTP) → [`service`]
+//! (use cases) → [`store`] (SQL) → [`domain`] (types and rules, no I/O). [`auth`] (passwords,
+//! tokens), [`config`], [`expiry`] and [`telemetry`] are infrastructure used from above.
 
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod domain;
-pub mod error;
 pub mod expiry;
 pub mod healthcheck;
 pub mod service;

@@ -3,10 +3,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio::net::TcpListener;
 
-use nearbytix::app::{self, AppState};
-use nearbytix::config::{Cli, Command, Settings};
-use nearbytix::store::{self, StoreOptions};
-use nearbytix::{expiry, healthcheck, telemetry};
+use nearbytix::app::{self, App};
+use nearbytix::cli::{Cli, Command};
+use nearbytix::config::Settings;
+use nearbytix::{api, healthcheck, telemetry};
 
 fn main() -> ExitCode {
     // A missing .env is normal; a malformed one is worth knowing about.
@@ -33,69 +33,40 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = cli.settings;
+    let settings = Settings::try_from(cli.options)?;
     let command = cli.command.unwrap_or(Command::Serve { no_sweeper: false });
-    if let Command::Healthcheck = command {
-        return healthcheck::check(settings.host, settings.port).await;
+    match command {
+        Command::Healthcheck => return healthcheck::check(settings.host, settings.port).await,
+        Command::Openapi => {
+            let document = api::openapi(&settings.api_prefix).to_pretty_json()?;
+            println!("{document}");
+            return Ok(());
+        }
+        _ => {}
     }
     telemetry::init_logging(settings.log_format);
-    telemetry::init_metrics();
     match command {
         Command::Serve { no_sweeper } => serve(settings, !no_sweeper).await,
-        Command::Migrate => migrate(settings).await,
-        Command::Worker => worker(settings).await,
-        Command::Healthcheck => unreachable!("handled above"),
+        Command::Migrate => app::migrate(&settings).await,
+        Command::Worker => app::work(&settings, app::shutdown_signal()).await,
+        Command::Healthcheck | Command::Openapi => unreachable!("handled above"),
     }
 }
 
 async fn serve(settings: Settings, run_sweeper: bool) -> anyhow::Result<()> {
     let address = (settings.host, settings.port);
-    let state = AppState::connect(settings).await?;
+    let app = App::connect(settings).await?;
     let listener = TcpListener::bind(address).await.map_err(|error| {
         anyhow::anyhow!("cannot listen on {}:{}: {error}", address.0, address.1)
     })?;
     let local = listener.local_addr()?;
     tracing::info!(
-        backend = state.store.backend().as_str(),
+        backend = app.store.backend().as_str(),
         sweeper = run_sweeper,
         "NearbyTix listening on http://{local} (API docs at http://{local}/docs)"
     );
-    app::serve(state, listener, run_sweeper, app::shutdown_signal()).await?;
+    app.serve(listener, run_sweeper, app::shutdown_signal())
+        .await?;
     tracing::info!("NearbyTix stopped");
-    Ok(())
-}
-
-async fn migrate(settings: Settings) -> anyhow::Result<()> {
-    settings.check()?;
-    let store = store::connect(&StoreOptions {
-        url: settings.database_url.clone(),
-        max_connections: 1,
-        acquire_timeout: settings.acquire_timeout(),
-    })
-    .await?;
-    store.close().await;
-    tracing::info!(backend = store.backend().as_str(), "migrations applied");
-    Ok(())
-}
-
-async fn worker(settings: Settings) -> anyhow::Result<()> {
-    settings.check()?;
-    let store = store::connect(&StoreOptions {
-        url: settings.database_url.clone(),
-        max_connections: 2,
-        acquire_timeout: settings.acquire_timeout(),
-    })
-    .await?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let sweeper = tokio::spawn(expiry::run(
-        store.clone(),
-        settings.sweep_interval(),
-        settings.sweep_batch_size,
-        stop_rx,
-    ));
-    app::shutdown_signal().await;
-    let _ = stop_tx.send(true);
-    sweeper.await?;
-    store.close().await;
     Ok(())
 }

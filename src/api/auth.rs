@@ -10,15 +10,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::error::ApiError;
 use super::extract::{Input, ValidJson};
 use super::schemas::{ErrorBody, ValidationErrorBody};
+use super::state::AppState;
 use super::users::UserResponse;
-use crate::app::AppState;
-use crate::domain::user::NAME_MAX_CHARS;
-use crate::domain::validation::bounded_text;
-use crate::domain::{Email, FieldError, GeoPoint, Password, Violations};
-use crate::error::ApiError;
-use crate::service::accounts::{self, Registration};
+use crate::domain::{Credentials, Registration, RegistrationFields, Violations};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -50,61 +47,14 @@ pub struct RegisterRequest {
 impl Input for RegisterRequest {
     type Valid = Registration;
 
-    fn validate(self) -> Result<Registration, Vec<FieldError>> {
-        let mut violations = Violations::new();
-        let name = bounded_text(
-            &mut violations,
-            &["body", "name"],
-            &self.name,
-            1,
-            NAME_MAX_CHARS,
-        );
-        let email = Email::parse(&self.email)
-            .map_err(|msg| violations.push(&["body", "email"], msg))
-            .ok();
-        let password = Password::parse(self.password)
-            .map_err(|msg| violations.push(&["body", "password"], msg))
-            .ok();
-        let location = optional_location(&mut violations, self.latitude, self.longitude);
-        match (name, email, password, location) {
-            (Some(name), Some(email), Some(password), Some(location)) if violations.is_empty() => {
-                Ok(Registration {
-                    name,
-                    email,
-                    password,
-                    location,
-                })
-            }
-            _ => Err(violations.into_errors()),
-        }
-    }
-}
-
-/// Both coordinates or neither; `None` when the pair is invalid (the failure is recorded).
-fn optional_location(
-    violations: &mut Violations,
-    latitude: Option<f64>,
-    longitude: Option<f64>,
-) -> Option<Option<GeoPoint>> {
-    match (latitude, longitude) {
-        (None, None) => Some(None),
-        (Some(_), None) => {
-            violations.push(
-                &["body", "longitude"],
-                "latitude and longitude must be given together",
-            );
-            None
-        }
-        (None, Some(_)) => {
-            violations.push(
-                &["body", "latitude"],
-                "latitude and longitude must be given together",
-            );
-            None
-        }
-        (Some(latitude), Some(longitude)) => {
-            super::users::location(violations, latitude, longitude).map(Some)
-        }
+    fn validate(self) -> Result<Registration, Violations> {
+        Registration::parse(RegistrationFields {
+            name: self.name,
+            email: self.email,
+            password: self.password,
+            latitude: self.latitude,
+            longitude: self.longitude,
+        })
     }
 }
 
@@ -141,7 +91,7 @@ async fn register(
     state
         .auth_limits
         .check(peer.ip(), registration.email.as_str())?;
-    let (user, token) = accounts::register(&state, registration).await?;
+    let (user, token) = state.accounts.register(registration).await?;
     Ok((
         StatusCode::CREATED,
         Json(RegisterResponse {
@@ -161,19 +111,11 @@ pub struct LoginRequest {
     password: String,
 }
 
-pub struct Credentials {
-    pub email: String,
-    pub password: String,
-}
-
 impl Input for LoginRequest {
     type Valid = Credentials;
 
-    fn validate(self) -> Result<Credentials, Vec<FieldError>> {
-        Ok(Credentials {
-            email: self.email.trim().to_lowercase(),
-            password: self.password,
-        })
+    fn validate(self) -> Result<Credentials, Violations> {
+        Ok(Credentials::new(&self.email, self.password))
     }
 }
 
@@ -206,7 +148,7 @@ async fn login(
     ValidJson(credentials): ValidJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     state.auth_limits.check(peer.ip(), &credentials.email)?;
-    let (user, token) = accounts::login(&state, credentials).await?;
+    let (user, token) = state.accounts.login(credentials).await?;
     Ok(Json(LoginResponse {
         access_token: token.access_token,
         token_type: "bearer",

@@ -11,14 +11,20 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
-use crate::domain::FieldError;
-use crate::domain::validation::LocSegment;
-use crate::error::ApiError;
+use super::error::{ApiError, FieldError, LocSegment, Source, field_errors};
+use crate::domain::Violations;
 
-/// A request body or query type that validates itself into `Self::Valid`.
+/// A request body or query type that checks itself into `Self::Valid`; violation paths are
+/// relative to the body or the query string.
 pub trait Input: DeserializeOwned {
     type Valid;
-    fn validate(self) -> Result<Self::Valid, Vec<FieldError>>;
+    fn validate(self) -> Result<Self::Valid, Violations>;
+}
+
+fn validated<T: Input>(value: T, source: Source) -> Result<T::Valid, ApiError> {
+    value
+        .validate()
+        .map_err(|violations| ApiError::Validation(field_errors(source, &violations)))
 }
 
 /// A JSON body, deserialized and validated.
@@ -53,11 +59,7 @@ where
                     ))
                 }
             })?;
-        let value = parse_json_body::<T>(&bytes)?;
-        value
-            .validate()
-            .map(ValidJson)
-            .map_err(ApiError::Validation)
+        validated(parse_json_body::<T>(&bytes)?, Source::Body).map(ValidJson)
     }
 }
 
@@ -119,10 +121,7 @@ where
             let message = error.into_inner().to_string();
             ApiError::validation(data_error(loc, &message))
         })?;
-        value
-            .validate()
-            .map(ValidQuery)
-            .map_err(ApiError::Validation)
+        validated(value, Source::Query).map(ValidQuery)
     }
 }
 

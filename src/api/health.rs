@@ -1,6 +1,6 @@
 //! Liveness, readiness, the welcome document and Prometheus metrics (no prefix).
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
@@ -11,12 +11,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
+use super::state::AppState;
+use crate::service::Health;
+use crate::telemetry;
 
 const APP_NAME: &str = "NearbyTix";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// A health check must answer promptly even when the database hangs.
-const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -54,19 +54,8 @@ pub struct HealthResponse {
         (status = 503, description = "The database does not answer", body = HealthResponse),
     )
 )]
-async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    let ping = tokio::time::timeout(PING_TIMEOUT, state.store.ping()).await;
-    let connected = match ping {
-        Ok(Ok(())) => true,
-        Ok(Err(error)) => {
-            tracing::warn!(error = format!("{error:#}"), "health check: database error");
-            false
-        }
-        Err(_) => {
-            tracing::warn!("health check: database did not answer in time");
-            false
-        }
-    };
+async fn health(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    let connected = health.database_answers().await;
     let (status, word) = if connected {
         (StatusCode::OK, "healthy")
     } else {
@@ -81,7 +70,7 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
             database: DatabaseHealth {
                 connected,
                 status: word,
-                backend: state.store.backend().as_str(),
+                backend: health.backend().as_str(),
             },
         }),
     )
@@ -135,10 +124,10 @@ async fn root() -> Json<WelcomeResponse> {
     tag = "health",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain"))
 )]
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    crate::telemetry::record_pool(state.store.pool_stats());
+async fn metrics(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    telemetry::record_pool(health.pool_stats());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::telemetry::render(),
+        telemetry::render(),
     )
 }

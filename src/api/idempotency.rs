@@ -2,7 +2,6 @@
 //! (same status and body) and does nothing a second time.
 
 use std::future::Future;
-use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -11,16 +10,11 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use crate::app::AppState;
-use crate::domain::FieldError;
-use crate::error::ApiError;
-use crate::store::IdempotencyClaim;
+use super::error::ApiError;
+use crate::service::{Idempotency, IdempotencyStart};
 
 pub const HEADER: &str = "idempotency-key";
 const MAX_KEY_CHARS: usize = 255;
-/// How long a retry waits for the first request with its key to finish.
-const WAIT_FOR_FIRST: Duration = Duration::from_secs(15);
-const POLL_EVERY: Duration = Duration::from_millis(20);
 const MAX_STORED_BODY: usize = 64 * 1024;
 
 /// Documents the header on the routes that honour it.
@@ -36,24 +30,18 @@ pub struct IdempotencyKey {
     idempotency_key: Option<String>,
 }
 
-fn header_error(msg: &str) -> ApiError {
-    ApiError::validation(FieldError::new(
-        vec!["header".into(), "Idempotency-Key".into()],
-        msg,
-        "value_error",
-    ))
-}
-
 fn parse_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(HEADER) else {
         return Ok(None);
     };
     let key = value
         .to_str()
-        .map_err(|_| header_error("must be visible ASCII"))?
+        .map_err(|_| ApiError::idempotency_key("must be visible ASCII"))?
         .trim();
     if key.is_empty() || key.len() > MAX_KEY_CHARS || !key.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(header_error("must be 1 to 255 visible ASCII characters"));
+        return Err(ApiError::idempotency_key(
+            "must be 1 to 255 visible ASCII characters",
+        ));
     }
     Ok(Some(key.to_owned()))
 }
@@ -61,7 +49,7 @@ fn parse_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// Runs `operation` once per (user, key); answers retries from the stored first answer.
 /// Server errors are not stored, so a retry after one runs the operation again.
 pub async fn run<F, Fut>(
-    state: &AppState,
+    idempotency: &Idempotency,
     user_id: Uuid,
     headers: &HeaderMap,
     fingerprint: &str,
@@ -74,29 +62,10 @@ where
     let Some(key) = parse_key(headers)? else {
         return operation().await;
     };
-    let started = tokio::time::Instant::now();
-    loop {
-        match state
-            .store
-            .claim_idempotency_key(user_id, &key, fingerprint)
-            .await?
-        {
-            IdempotencyClaim::Claimed => break,
-            IdempotencyClaim::Completed { status, body } => return Ok(replay(status, body)),
-            IdempotencyClaim::Mismatch => {
-                return Err(header_error(
-                    "this Idempotency-Key was already used with a different request",
-                ));
-            }
-            IdempotencyClaim::InProgress if started.elapsed() < WAIT_FOR_FIRST => {
-                tokio::time::sleep(POLL_EVERY).await;
-            }
-            IdempotencyClaim::InProgress => {
-                return Err(ApiError::Conflict(
-                    "A request with this Idempotency-Key is still being processed".into(),
-                ));
-            }
-        }
+    if let IdempotencyStart::Replay { status, body } =
+        idempotency.start(user_id, &key, fingerprint).await?
+    {
+        return Ok(replay(status, body));
     }
 
     let response = operation()
@@ -104,7 +73,7 @@ where
         .unwrap_or_else(axum::response::IntoResponse::into_response);
     let status = response.status();
     if status.is_server_error() {
-        state.store.release_idempotency_key(user_id, &key).await?;
+        idempotency.release(user_id, &key).await?;
         return Ok(response);
     }
     let (parts, body) = response.into_parts();
@@ -112,9 +81,8 @@ where
         .await
         .map_err(|error| anyhow::anyhow!("reading a response to store it: {error}"))?;
     let text = String::from_utf8_lossy(&bytes).into_owned();
-    state
-        .store
-        .complete_idempotency_key(user_id, &key, status.as_u16(), &text)
+    idempotency
+        .complete(user_id, &key, status.as_u16(), &text)
         .await?;
     Ok(Response::from_parts(parts, Body::from(bytes)))
 }

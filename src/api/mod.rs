@@ -1,22 +1,35 @@
-//! HTTP handlers, one module per resource. Handlers parse and validate input, call one
-//! service function, and shape the answer. No SQL here.
+//! HTTP: routes, extractors, request and response types, the OpenAPI document, and the one
+//! mapping from service errors and domain violations to status codes. Handlers parse input,
+//! call one service, and shape the answer; they never touch the store.
 
-pub mod auth;
-pub mod events;
+mod auth;
+pub mod current_user;
+pub mod error;
+mod events;
 pub mod extract;
-pub mod health;
-pub mod idempotency;
+mod health;
+mod idempotency;
+mod middleware;
+mod query;
 pub mod rate_limit;
-pub mod recommendations;
-pub mod schemas;
-pub mod tickets;
-pub mod users;
+mod recommendations;
+mod schemas;
+pub mod state;
+mod tickets;
+mod users;
 
+use axum::Router;
+use axum::http::StatusCode;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
 
-use crate::app::AppState;
+use crate::config::Settings;
+pub use error::ApiError;
+use error::detail_response;
+pub use middleware::BODY_LIMIT_BYTES;
+pub use state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,7 +49,7 @@ use crate::app::AppState;
         (name = "health", description = "Health, metrics and service information"),
     )
 )]
-pub struct ApiDoc;
+struct ApiDoc;
 
 struct BearerScheme;
 
@@ -55,12 +68,38 @@ impl Modify for BearerScheme {
     }
 }
 
-/// The routes under `API_PREFIX`.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+/// Every route with its OpenAPI entry: the API under `api_prefix`, health and docs at the root.
+fn routes(api_prefix: &str) -> OpenApiRouter<AppState> {
+    let api = OpenApiRouter::new()
         .merge(auth::router())
         .merge(users::router())
         .merge(events::router())
         .merge(tickets::router())
-        .merge(recommendations::router())
+        .merge(recommendations::router());
+    let api = if api_prefix.is_empty() {
+        api
+    } else {
+        OpenApiRouter::new().nest(api_prefix, api)
+    };
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(api)
+        .merge(health::router())
+}
+
+/// The OpenAPI document (also served at `/openapi.json`).
+pub fn openapi(api_prefix: &str) -> utoipa::openapi::OpenApi {
+    routes(api_prefix).split_for_parts().1
+}
+
+/// The complete HTTP application.
+pub fn router(state: AppState, settings: &Settings) -> Router {
+    let (router, openapi) = routes(&settings.api_prefix).split_for_parts();
+    let router = router
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .fallback(|| async { ApiError::NotFound("Not Found".into()) })
+        .method_not_allowed_fallback(|| async {
+            detail_response(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+        })
+        .with_state(state);
+    middleware::wrap(router, settings)
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::error::ApiError;
+use super::error::ApiError;
 
 /// Forget idle buckets every this many checks, so the maps cannot grow without bound.
 const CLEANUP_EVERY: u64 = 4096;

@@ -1,5 +1,7 @@
 //! "For you": upcoming events near the caller's stored location.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::routing::get;
@@ -8,14 +10,16 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::events::{EventListItem, paging, radius, round_km};
+use super::current_user::CurrentUser;
+use super::error::ApiError;
+use super::events::{EventListItem, round_km};
 use super::extract::{Input, ValidQuery};
+use super::query::{SEARCH_PAGE, radius};
 use super::schemas::{ErrorBody, ValidationErrorBody};
-use crate::app::AppState;
-use crate::auth::CurrentUser;
-use crate::domain::{FieldError, GeoPoint, Violations};
-use crate::error::ApiError;
-use crate::store::NearbyQuery;
+use super::state::AppState;
+use super::users::Location;
+use crate::domain::{PageRequest, RadiusKm, Violations};
+use crate::service::Search;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -40,24 +44,22 @@ pub struct ForYouParams {
 }
 
 pub struct ForYouSearch {
-    radius_km: Option<f64>,
-    skip: i64,
-    limit: i64,
+    radius: Option<RadiusKm>,
+    page: PageRequest,
 }
 
 impl Input for ForYouParams {
     type Valid = ForYouSearch;
 
-    fn validate(self) -> Result<ForYouSearch, Vec<FieldError>> {
+    fn validate(self) -> Result<ForYouSearch, Violations> {
         let mut violations = Violations::new();
-        let radius_km = self
-            .radius
-            .map(|raw| radius(&mut violations, "radius", Some(raw), raw));
-        let (skip, limit) = paging(&mut violations, self.skip, self.limit, 20, 100);
-        violations.finish(|| ForYouSearch {
-            radius_km,
-            skip,
-            limit,
+        let radius = radius(&mut violations, "radius", self.radius);
+        let page = PageRequest::parse(&mut violations, self.skip, self.limit, SEARCH_PAGE);
+        violations.finish(|| {
+            Some(ForYouSearch {
+                radius: radius?,
+                page: page?,
+            })
         })
     }
 }
@@ -78,7 +80,7 @@ pub struct ForYouResponse {
     user_longitude: f64,
     radius_km: f64,
     events: Vec<EventListItem>,
-    user_location: GeoPoint,
+    user_location: Location,
     search_radius_km: f64,
     skip: i64,
     limit: i64,
@@ -99,32 +101,18 @@ pub struct ForYouResponse {
     )
 )]
 async fn for_you(
-    State(state): State<AppState>,
+    State(search): State<Arc<Search>>,
     CurrentUser(user): CurrentUser,
-    ValidQuery(search): ValidQuery<ForYouParams>,
+    ValidQuery(query): ValidQuery<ForYouParams>,
 ) -> Result<Json<ForYouResponse>, ApiError> {
-    let center = user.location.ok_or_else(|| {
-        ApiError::BadRequest("User has no location set. Please update user location first.".into())
-    })?;
-    let radius_km = search
-        .radius_km
-        .unwrap_or(state.settings.default_search_radius_km);
-    let query = NearbyQuery {
-        center,
-        radius_km,
-        skip: search.skip,
-        limit: search.limit,
-    };
-    let page = state.store.nearby_events(&query).await?;
-    let recommendations = page
+    let result = search.for_user(&user, query.radius, query.page).await?;
+    let recommendations = result
+        .found
         .items
         .into_iter()
-        .map(|found| {
-            let distance_km = round_km(found.distance_km);
-            Recommendation {
-                event: EventListItem::new(found.event, None),
-                distance_km,
-            }
+        .map(|found| Recommendation {
+            distance_km: round_km(found.distance_km),
+            event: EventListItem::new(found.event, None),
         })
         .collect::<Vec<_>>();
     let events = recommendations
@@ -135,16 +123,17 @@ async fn for_you(
                 .with_distance(recommendation.distance_km)
         })
         .collect();
+    let center = Location::from(result.center);
     Ok(Json(ForYouResponse {
         recommendations,
-        total: page.total,
+        total: result.found.total,
         user_latitude: center.latitude,
         user_longitude: center.longitude,
-        radius_km,
+        radius_km: result.radius.km(),
         events,
         user_location: center,
-        search_radius_km: radius_km,
-        skip: query.skip,
-        limit: query.limit,
+        search_radius_km: result.radius.km(),
+        skip: result.page.skip(),
+        limit: result.page.limit(),
     }))
 }

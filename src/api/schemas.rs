@@ -1,7 +1,10 @@
-//! Shapes shared by several resources: error bodies and timestamps.
+//! Shapes shared by several resources: error bodies and paging.
 
 use serde::Serialize;
 use utoipa::ToSchema;
+
+use super::error::FieldError;
+use crate::domain::PageRequest;
 
 /// Every non-2xx answer except validation failures.
 #[derive(Serialize, ToSchema)]
@@ -10,21 +13,27 @@ pub struct ErrorBody {
     pub detail: String,
 }
 
-/// One failed rule of a 422 answer (FastAPI's shape).
-#[derive(Serialize, ToSchema)]
-pub struct ValidationErrorItem {
-    /// Where the bad value is: starts with `body`, `query`, `path` or `header`.
-    #[schema(value_type = Vec<String>, example = json!(["body", "venue", "latitude"]))]
-    pub loc: Vec<serde_json::Value>,
-    #[schema(example = "must be between -90 and 90")]
-    pub msg: String,
-    #[serde(rename = "type")]
-    #[schema(example = "value_error")]
-    pub kind: String,
-}
-
 /// A 422 answer.
 #[derive(Serialize, ToSchema)]
 pub struct ValidationErrorBody {
-    pub detail: Vec<ValidationErrorItem>,
+    pub detail: Vec<FieldError>,
+}
+
+/// The paging fields of every listing.
+#[derive(Serialize, ToSchema)]
+pub struct PageInfo {
+    /// Everything matching the filter (not the page length).
+    pub total: i64,
+    pub skip: i64,
+    pub limit: i64,
+}
+
+impl PageInfo {
+    pub fn new(total: i64, page: PageRequest) -> Self {
+        Self {
+            total,
+            skip: page.skip(),
+            limit: page.limit(),
+        }
+    }
 }

@@ -1,5 +1,7 @@
 //! The caller's own account.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
@@ -9,14 +11,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::current_user::CurrentUser;
+use super::error::ApiError;
 use super::extract::{Input, ValidJson};
 use super::schemas::{ErrorBody, ValidationErrorBody};
-use crate::app::AppState;
-use crate::auth::CurrentUser;
-use crate::domain::geo::GeoError;
-use crate::domain::{FieldError, GeoPoint, User, Violations};
-use crate::error::ApiError;
-use crate::service::accounts;
+use super::state::AppState;
+use crate::domain::{GeoPoint, User, Violations};
+use crate::service::Accounts;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -43,29 +44,39 @@ impl From<User> for UserResponse {
             id: user.id,
             name: user.name,
             email: user.email,
-            latitude: user.location.map(|p| p.latitude),
-            longitude: user.location.map(|p| p.longitude),
+            latitude: user.location.map(|p| p.latitude()),
+            longitude: user.location.map(|p| p.longitude()),
             created_at: user.created_at,
             updated_at: user.updated_at,
         }
     }
 }
 
-/// A coordinate pair under `body`, or `None` with the failures recorded.
-pub fn location(violations: &mut Violations, latitude: f64, longitude: f64) -> Option<GeoPoint> {
-    match GeoPoint::new(latitude, longitude) {
-        Ok(point) => Some(point),
-        Err(error @ GeoError::Latitude) => {
-            violations.push(&["body", "latitude"], error.to_string());
-            if GeoPoint::new(0.0, longitude).is_err() {
-                violations.push(&["body", "longitude"], GeoError::Longitude.to_string());
-            }
-            None
+/// A coordinate pair: the body of a location update and how answers show one.
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct Location {
+    #[schema(example = 6.5244)]
+    pub latitude: f64,
+    #[schema(example = 3.3792)]
+    pub longitude: f64,
+}
+
+impl From<GeoPoint> for Location {
+    fn from(point: GeoPoint) -> Self {
+        Self {
+            latitude: point.latitude(),
+            longitude: point.longitude(),
         }
-        Err(error @ GeoError::Longitude) => {
-            violations.push(&["body", "longitude"], error.to_string());
-            None
-        }
+    }
+}
+
+impl Input for Location {
+    type Valid = GeoPoint;
+
+    fn validate(self) -> Result<GeoPoint, Violations> {
+        let mut violations = Violations::new();
+        let point = GeoPoint::parse(&mut violations, &[], self.latitude, self.longitude);
+        violations.finish(|| point)
     }
 }
 
@@ -84,44 +95,25 @@ async fn me(CurrentUser(user): CurrentUser) -> Json<UserResponse> {
     Json(user.into())
 }
 
-#[derive(Deserialize, ToSchema)]
-pub struct LocationRequest {
-    #[schema(example = 6.5244)]
-    latitude: f64,
-    #[schema(example = 3.3792)]
-    longitude: f64,
-}
-
-impl Input for LocationRequest {
-    type Valid = GeoPoint;
-
-    fn validate(self) -> Result<GeoPoint, Vec<FieldError>> {
-        let mut violations = Violations::new();
-        match location(&mut violations, self.latitude, self.longitude) {
-            Some(point) => Ok(point),
-            None => Err(violations.into_errors()),
-        }
-    }
-}
-
 /// Set the location used by "for you" recommendations.
 #[utoipa::path(
     put,
     path = "/users/me/location",
     tag = "users",
     security(("bearer" = [])),
-    request_body = LocationRequest,
+    request_body = Location,
     responses(
         (status = 200, description = "Updated user", body = UserResponse),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 415, description = "Not a JSON body", body = ErrorBody),
         (status = 422, description = "Invalid coordinates", body = ValidationErrorBody),
     )
 )]
 async fn update_location(
-    State(state): State<AppState>,
+    State(accounts): State<Arc<Accounts>>,
     CurrentUser(user): CurrentUser,
-    ValidJson(point): ValidJson<LocationRequest>,
+    ValidJson(point): ValidJson<Location>,
 ) -> Result<Json<UserResponse>, ApiError> {
-    let user = accounts::set_location(&state, user.id, point).await?;
+    let user = accounts.set_location(user.id, point).await?;
     Ok(Json(user.into()))
 }

@@ -4,14 +4,23 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::geo::GeoPoint;
-use super::validation::FieldError;
+use super::text;
+use super::time::parse_timestamp;
 use super::validation::Violations;
 
 pub const TOTAL_TICKETS_MAX: i64 = 1_000_000;
+pub const TITLE_MAX_CHARS: usize = 255;
+pub const DESCRIPTION_MAX_CHARS: usize = 5000;
+const VENUE_NAME_MAX_CHARS: usize = 255;
+const ADDRESS_LINE_MAX_CHARS: usize = 255;
+const REGION_MAX_CHARS: usize = 100;
+const POSTAL_CODE_MAX_CHARS: usize = 20;
 
+/// A venue as given by a client or read back from storage, not yet checked.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Venue {
-    pub location: GeoPoint,
+pub struct VenueFields {
+    pub latitude: f64,
+    pub longitude: f64,
     pub venue_name: String,
     pub address_line1: String,
     pub address_line2: Option<String>,
@@ -21,6 +30,82 @@ pub struct Venue {
     pub postal_code: String,
 }
 
+/// A valid venue: only [`Venue::parse`] makes one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Venue {
+    location: GeoPoint,
+    venue_name: String,
+    address_line1: String,
+    address_line2: Option<String>,
+    city: String,
+    state: String,
+    country: String,
+    postal_code: String,
+}
+
+impl Venue {
+    /// Checks every field; violations are reported at the field names.
+    pub fn parse(fields: VenueFields) -> Result<Self, Violations> {
+        let mut violations = Violations::new();
+        let location = GeoPoint::parse(&mut violations, &[], fields.latitude, fields.longitude);
+        let mut text = |field: &'static str, value: &str, max: usize| {
+            violations.check(&[field], text::bounded(value, 1, max))
+        };
+        let venue_name = text("venue_name", &fields.venue_name, VENUE_NAME_MAX_CHARS);
+        let address_line1 = text(
+            "address_line1",
+            &fields.address_line1,
+            ADDRESS_LINE_MAX_CHARS,
+        );
+        let city = text("city", &fields.city, REGION_MAX_CHARS);
+        let state = text("state", &fields.state, REGION_MAX_CHARS);
+        let country = text("country", &fields.country, REGION_MAX_CHARS);
+        let postal_code = text("postal_code", &fields.postal_code, POSTAL_CODE_MAX_CHARS);
+        let address_line2 = violations.check(
+            &["address_line2"],
+            text::optional(fields.address_line2.as_deref(), ADDRESS_LINE_MAX_CHARS),
+        );
+        violations.finish(|| {
+            Some(Venue {
+                location: location?,
+                venue_name: venue_name?,
+                address_line1: address_line1?,
+                address_line2: address_line2?,
+                city: city?,
+                state: state?,
+                country: country?,
+                postal_code: postal_code?,
+            })
+        })
+    }
+
+    pub fn location(&self) -> GeoPoint {
+        self.location
+    }
+    pub fn venue_name(&self) -> &str {
+        &self.venue_name
+    }
+    pub fn address_line1(&self) -> &str {
+        &self.address_line1
+    }
+    pub fn address_line2(&self) -> Option<&str> {
+        self.address_line2.as_deref()
+    }
+    pub fn city(&self) -> &str {
+        &self.city
+    }
+    pub fn state(&self) -> &str {
+        &self.state
+    }
+    pub fn country(&self) -> &str {
+        &self.country
+    }
+    pub fn postal_code(&self) -> &str {
+        &self.postal_code
+    }
+}
+
+/// A stored event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub id: Uuid,
@@ -53,46 +138,106 @@ pub struct NearbyEvent {
     pub distance_km: f64,
 }
 
-/// Everything a stored event is made of that its creator controls. Field rules (lengths,
-/// ranges) are checked when it is built from input; [`EventDraft::check`] adds the rules
-/// that involve several fields or the clock.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventDraft {
+/// A new event as a client gives it, not yet checked.
+#[derive(Debug, Clone)]
+pub struct EventFields {
     pub title: String,
     pub description: Option<String>,
-    pub start_time: DateTime<Utc>,
-    pub end_time: DateTime<Utc>,
-    pub total_tickets: i32,
-    pub venue: Venue,
+    pub start_time: String,
+    pub end_time: String,
+    pub total_tickets: i64,
+    pub venue: VenueFields,
 }
 
-/// A partial update: `None` leaves a field as it is; `description: Some(None)` clears it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct EventChanges {
+/// A partial update as a client gives it: `None` leaves a field as it is; `description:
+/// Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct EventPatchFields {
     pub title: Option<String>,
     pub description: Option<Option<String>>,
-    pub start_time: Option<DateTime<Utc>>,
-    pub end_time: Option<DateTime<Utc>>,
-    pub total_tickets: Option<i32>,
-    pub venue: Option<Venue>,
+    pub start_time: Option<String>,
+    pub end_time: Option<String>,
+    pub total_tickets: Option<i64>,
+    pub venue: Option<VenueFields>,
+}
+
+/// Checked changes to an event; [`EventDraft::merge`] applies them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventChanges {
+    title: Option<String>,
+    description: Option<Option<String>>,
+    start_time: Option<DateTime<Utc>>,
+    end_time: Option<DateTime<Utc>>,
+    total_tickets: Option<i32>,
+    venue: Option<Venue>,
+}
+
+impl EventChanges {
+    pub fn parse(fields: EventPatchFields) -> Result<Self, Violations> {
+        let mut violations = Violations::new();
+        let changes = EventChanges {
+            title: fields.title.and_then(|raw| title(&mut violations, &raw)),
+            description: fields
+                .description
+                .and_then(|raw| description(&mut violations, raw.as_deref())),
+            start_time: fields
+                .start_time
+                .and_then(|raw| timestamp(&mut violations, "start_time", &raw)),
+            end_time: fields
+                .end_time
+                .and_then(|raw| timestamp(&mut violations, "end_time", &raw)),
+            total_tickets: fields
+                .total_tickets
+                .and_then(|raw| violations.check(&["total_tickets"], total_tickets(raw))),
+            venue: fields.venue.and_then(|raw| venue(&mut violations, raw)),
+        };
+        violations.finish(|| Some(changes))
+    }
+}
+
+/// Everything of an event its creator controls, every rule checked: only [`EventDraft::new`]
+/// and [`EventDraft::merge`] make one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventDraft {
+    title: String,
+    description: Option<String>,
+    start_time: DateTime<Utc>,
+    end_time: DateTime<Utc>,
+    total_tickets: i32,
+    venue: Venue,
 }
 
 impl EventDraft {
-    /// Cross-field and clock rules, reported under `body`.
-    pub fn check(&self, now: DateTime<Utc>) -> Result<(), Vec<FieldError>> {
+    /// A new event's draft; `now` decides whether it starts in the future.
+    pub fn new(fields: EventFields, now: DateTime<Utc>) -> Result<Self, Violations> {
         let mut violations = Violations::new();
-        if self.start_time >= self.end_time {
-            violations.push(&["body", "end_time"], "end_time must be after start_time");
-        }
-        if self.start_time <= now {
-            violations.push(&["body", "start_time"], "start_time must be in the future");
-        }
-        violations.finish(|| ())
+        let title = title(&mut violations, &fields.title);
+        let description = description(&mut violations, fields.description.as_deref());
+        let start_time = timestamp(&mut violations, "start_time", &fields.start_time);
+        let end_time = timestamp(&mut violations, "end_time", &fields.end_time);
+        let total_tickets =
+            violations.check(&["total_tickets"], total_tickets(fields.total_tickets));
+        let venue = venue(&mut violations, fields.venue);
+        let draft = violations.finish(|| {
+            Some(EventDraft {
+                title: title?,
+                description: description?,
+                start_time: start_time?,
+                end_time: end_time?,
+                total_tickets: total_tickets?,
+                venue: venue?,
+            })
+        })?;
+        draft.checked(now)
     }
 
-    /// The draft an existing event becomes after `changes`.
-    pub fn merged(event: &Event, changes: EventChanges) -> Self {
-        Self {
+    /// What `event` becomes after `changes`, re-checked as a whole.
+    pub fn merge(
+        event: &Event,
+        changes: EventChanges,
+        now: DateTime<Utc>,
+    ) -> Result<Self, Violations> {
+        EventDraft {
             title: changes.title.unwrap_or_else(|| event.title.clone()),
             description: changes
                 .description
@@ -102,26 +247,103 @@ impl EventDraft {
             total_tickets: changes.total_tickets.unwrap_or(event.total_tickets),
             venue: changes.venue.unwrap_or_else(|| event.venue.clone()),
         }
+        .checked(now)
+    }
+
+    /// The rules that involve several fields or the clock.
+    fn checked(self, now: DateTime<Utc>) -> Result<Self, Violations> {
+        let mut violations = Violations::new();
+        if self.start_time >= self.end_time {
+            violations.push(&["end_time"], "end_time must be after start_time");
+        }
+        if self.start_time <= now {
+            violations.push(&["start_time"], "start_time must be in the future");
+        }
+        violations.finish(|| Some(self))
+    }
+
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+    pub fn start_time(&self) -> DateTime<Utc> {
+        self.start_time
+    }
+    pub fn end_time(&self) -> DateTime<Utc> {
+        self.end_time
+    }
+    pub fn total_tickets(&self) -> i32 {
+        self.total_tickets
+    }
+    pub fn venue(&self) -> &Venue {
+        &self.venue
     }
 }
 
-/// Checks that `raw` is a whole number of tickets within the contract's range.
-pub fn parse_total_tickets(raw: i64) -> Result<i32, String> {
-    if (1..=TOTAL_TICKETS_MAX).contains(&raw) {
-        Ok(i32::try_from(raw).expect("range checked above"))
-    } else {
-        Err(format!("must be between 1 and {TOTAL_TICKETS_MAX}"))
+fn title(violations: &mut Violations, raw: &str) -> Option<String> {
+    violations.check(&["title"], text::bounded(raw, 1, TITLE_MAX_CHARS))
+}
+
+fn description(violations: &mut Violations, raw: Option<&str>) -> Option<Option<String>> {
+    violations.check(&["description"], text::optional(raw, DESCRIPTION_MAX_CHARS))
+}
+
+fn timestamp(violations: &mut Violations, field: &str, raw: &str) -> Option<DateTime<Utc>> {
+    parse_timestamp(raw)
+        .map_err(|error| {
+            violations.push_kind(
+                &[field],
+                error.to_string(),
+                super::validation::ViolationKind::DateTime,
+            )
+        })
+        .ok()
+}
+
+fn venue(violations: &mut Violations, fields: VenueFields) -> Option<Venue> {
+    Venue::parse(fields)
+        .map_err(|nested| violations.absorb(&["venue"], nested))
+        .ok()
+}
+
+/// A whole number of tickets within the contract's range.
+pub fn total_tickets(raw: i64) -> Result<i32, String> {
+    match i32::try_from(raw) {
+        Ok(total) if (1..=TOTAL_TICKETS_MAX).contains(&raw) => Ok(total),
+        _ => Err(format!("must be between 1 and {TOTAL_TICKETS_MAX}")),
     }
+}
+
+/// How an attempt to change an event ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventUpdate {
+    Done(Box<Event>),
+    NotFound,
+    NotCreator,
+    /// The new `total_tickets` is below the tickets already sold.
+    BelowSold,
+}
+
+/// How an attempt to delete an event ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventDelete {
+    Deleted,
+    NotFound,
+    NotCreator,
+    HasTickets,
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chrono::Duration;
 
-    fn venue() -> Venue {
-        Venue {
-            location: GeoPoint::new(6.5, 3.4).unwrap(),
+    pub(crate) fn venue_fields() -> VenueFields {
+        VenueFields {
+            latitude: 6.5,
+            longitude: 3.4,
             venue_name: "Hall".into(),
             address_line1: "1 Road".into(),
             address_line2: None,
@@ -132,37 +354,68 @@ mod tests {
         }
     }
 
-    fn draft(now: DateTime<Utc>) -> EventDraft {
-        EventDraft {
-            title: "Gig".into(),
+    fn fields(now: DateTime<Utc>) -> EventFields {
+        let start = now + Duration::days(1);
+        EventFields {
+            title: " Gig ".into(),
             description: Some("Loud".into()),
-            start_time: now + Duration::days(1),
-            end_time: now + Duration::days(1) + Duration::hours(2),
+            start_time: start.to_rfc3339(),
+            end_time: (start + Duration::hours(2)).to_rfc3339(),
             total_tickets: 10,
-            venue: venue(),
+            venue: venue_fields(),
         }
+    }
+
+    fn paths(violations: &Violations) -> Vec<String> {
+        violations
+            .to_string()
+            .split("; ")
+            .map(|rule| rule.split(':').next().unwrap().to_owned())
+            .collect()
     }
 
     #[test]
     fn start_must_precede_end_and_lie_ahead() {
         let now = Utc::now();
-        assert!(draft(now).check(now).is_ok());
+        let draft = EventDraft::new(fields(now), now).unwrap();
+        assert_eq!(draft.title(), "Gig");
 
-        let mut reversed = draft(now);
-        reversed.end_time = reversed.start_time;
-        let errors = reversed.check(now).unwrap_err();
-        assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].loc, vec!["body".into(), "end_time".into()]);
+        let mut reversed = fields(now);
+        reversed.end_time = reversed.start_time.clone();
+        let errors = EventDraft::new(reversed, now).unwrap_err();
+        assert_eq!(paths(&errors), vec!["end_time"]);
 
-        let mut past = draft(now);
-        past.start_time = now - Duration::minutes(1);
-        assert!(past.check(now).is_err());
+        let mut past = fields(now);
+        past.start_time = (now - Duration::minutes(1)).to_rfc3339();
+        assert!(EventDraft::new(past, now).is_err());
+    }
+
+    #[test]
+    fn every_broken_field_is_reported_at_its_path() {
+        let now = Utc::now();
+        let mut bad = fields(now);
+        bad.title = " ".into();
+        bad.total_tickets = 0;
+        bad.start_time = "2026-12-01T18:00:00".into();
+        bad.venue.latitude = 91.0;
+        bad.venue.postal_code = "x".repeat(21);
+        let errors = EventDraft::new(bad, now).unwrap_err();
+        assert_eq!(
+            paths(&errors),
+            vec![
+                "title",
+                "start_time",
+                "total_tickets",
+                "venue.latitude",
+                "venue.postal_code"
+            ]
+        );
     }
 
     #[test]
     fn merge_keeps_unchanged_fields_and_clears_description() {
         let now = Utc::now();
-        let base = draft(now);
+        let base = EventDraft::new(fields(now), now).unwrap();
         let event = Event {
             id: Uuid::nil(),
             creator_id: Uuid::nil(),
@@ -176,24 +429,24 @@ mod tests {
             created_at: now,
             updated_at: now,
         };
-        let merged = EventDraft::merged(
-            &event,
-            EventChanges {
-                title: Some("New".into()),
-                description: Some(None),
-                ..EventChanges::default()
-            },
-        );
-        assert_eq!(merged.title, "New");
-        assert_eq!(merged.description, None);
-        assert_eq!(merged.total_tickets, 10);
-        assert_eq!(merged.venue, base.venue);
+        let changes = EventChanges::parse(EventPatchFields {
+            title: Some("New".into()),
+            description: Some(None),
+            ..EventPatchFields::default()
+        })
+        .unwrap();
+        let merged = EventDraft::merge(&event, changes, now).unwrap();
+        assert_eq!(merged.title(), "New");
+        assert_eq!(merged.description(), None);
+        assert_eq!(merged.total_tickets(), 10);
+        assert_eq!(merged.venue(), &base.venue);
     }
 
     #[test]
     fn total_tickets_range() {
-        assert!(parse_total_tickets(0).is_err());
-        assert!(parse_total_tickets(1_000_001).is_err());
-        assert_eq!(parse_total_tickets(1_000_000), Ok(1_000_000));
+        assert!(total_tickets(0).is_err());
+        assert!(total_tickets(1_000_001).is_err());
+        assert!(total_tickets(i64::MAX).is_err());
+        assert_eq!(total_tickets(1_000_000), Ok(1_000_000));
     }
 }

@@ -1,20 +1,19 @@
 //! Points on the WGS 84 sphere, great-circle distance and search bounding boxes.
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use super::validation::Violations;
 
 /// Mean Earth radius in km (IUGG). PostGIS uses the same value for its spherical distances,
 /// so both backends agree to well within the contract's 0.5 %.
 pub const EARTH_RADIUS_KM: f64 = 6371.0088;
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+/// A valid coordinate pair: the fields are private and [`GeoPoint::new`] checks the ranges.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GeoPoint {
-    pub latitude: f64,
-    pub longitude: f64,
+    latitude: f64,
+    longitude: f64,
 }
 
 impl GeoPoint {
-    /// The only constructor: a `GeoPoint` always holds a valid coordinate pair.
     pub fn new(latitude: f64, longitude: f64) -> Result<Self, GeoError> {
         if !(-90.0..=90.0).contains(&latitude) {
             return Err(GeoError::Latitude);
@@ -26,6 +25,32 @@ impl GeoPoint {
             latitude,
             longitude,
         })
+    }
+
+    /// Like [`GeoPoint::new`], recording every broken range at the `latitude` and `longitude`
+    /// fields (under `prefix`).
+    pub fn parse(
+        violations: &mut Violations,
+        prefix: &[&str],
+        latitude: f64,
+        longitude: f64,
+    ) -> Option<Self> {
+        let at = |field: &'static str| [prefix, &[field]].concat();
+        if !(-90.0..=90.0).contains(&latitude) {
+            violations.push(&at("latitude"), GeoError::Latitude.to_string());
+        }
+        if !(-180.0..=180.0).contains(&longitude) {
+            violations.push(&at("longitude"), GeoError::Longitude.to_string());
+        }
+        Self::new(latitude, longitude).ok()
+    }
+
+    pub fn latitude(&self) -> f64 {
+        self.latitude
+    }
+
+    pub fn longitude(&self) -> f64 {
+        self.longitude
     }
 
     /// Great-circle distance in km (haversine, numerically stable for small distances).
@@ -91,6 +116,28 @@ impl GeoPoint {
     }
 }
 
+/// A search radius within the contract's 1–500 km.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RadiusKm(f64);
+
+impl RadiusKm {
+    pub const MIN: f64 = 1.0;
+    pub const MAX: f64 = 500.0;
+    pub const RULE: &str = "must be between 1 and 500";
+
+    pub fn new(km: f64) -> Result<Self, &'static str> {
+        if (Self::MIN..=Self::MAX).contains(&km) {
+            Ok(Self(km))
+        } else {
+            Err(Self::RULE)
+        }
+    }
+
+    pub fn km(self) -> f64 {
+        self.0
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BoundingBox {
     pub min_lat: f64,
@@ -127,6 +174,16 @@ mod tests {
         assert_eq!(GeoPoint::new(90.1, 0.0), Err(GeoError::Latitude));
         assert_eq!(GeoPoint::new(0.0, -180.5), Err(GeoError::Longitude));
         assert_eq!(GeoPoint::new(f64::NAN, 0.0), Err(GeoError::Latitude));
+    }
+
+    #[test]
+    fn parse_reports_both_coordinates() {
+        let mut violations = Violations::new();
+        assert!(GeoPoint::parse(&mut violations, &["venue"], 91.0, 181.0).is_none());
+        assert_eq!(violations.iter().count(), 2);
+        assert_eq!(RadiusKm::new(0.5), Err(RadiusKm::RULE));
+        assert_eq!(RadiusKm::new(500.0).map(RadiusKm::km), Ok(500.0));
+        assert!(RadiusKm::new(f64::NAN).is_err());
     }
 
     #[test]

@@ -1,13 +1,26 @@
-//! Types and rules of the product. Pure code: no I/O here.
+//! Types and rules of the product. Pure code: no I/O, no wire formats, no database.
+//!
+//! Values that come from outside (`*Fields`) are checked once by a constructor into types that
+//! cannot hold an invalid value (`EventDraft`, `Venue`, `GeoPoint`, `Email`, …); a broken rule
+//! is a [`Violation`] with the path of the offending field.
 
 pub mod event;
 pub mod geo;
+pub mod paging;
+pub mod text;
 pub mod ticket;
+pub mod time;
 pub mod user;
 pub mod validation;
 
-pub use event::{Event, EventChanges, EventDraft, NearbyEvent, Venue};
-pub use geo::GeoPoint;
-pub use ticket::{EventSummary, Ticket, TicketDetails, TicketStatus, UserSummary};
-pub use user::{Email, NewUser, Password, User};
-pub use validation::{FieldError, Violations};
+pub use event::{
+    Event, EventChanges, EventDelete, EventDraft, EventFields, EventPatchFields, EventUpdate,
+    NearbyEvent, Venue, VenueFields,
+};
+pub use geo::{GeoPoint, RadiusKm};
+pub use paging::PageRequest;
+pub use ticket::{
+    EventSummary, ReserveOutcome, Ticket, TicketChange, TicketDetails, TicketStatus, UserSummary,
+};
+pub use user::{Credentials, Email, NewUser, Password, Registration, RegistrationFields, User};
+pub use validation::{PathSegment, Violation, ViolationKind, Violations};

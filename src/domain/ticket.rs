@@ -1,12 +1,9 @@
 //! Tickets and their life cycle: reserved → paid | expired | cancelled.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TicketStatus {
     Reserved,
     Paid,
@@ -15,6 +12,13 @@ pub enum TicketStatus {
 }
 
 impl TicketStatus {
+    pub const ALL: [TicketStatus; 4] = [
+        TicketStatus::Reserved,
+        TicketStatus::Paid,
+        TicketStatus::Expired,
+        TicketStatus::Cancelled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TicketStatus::Reserved => "reserved",
@@ -84,6 +88,41 @@ pub struct TicketDetails {
     pub event: EventSummary,
 }
 
+/// How a reservation attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReserveOutcome {
+    Reserved(Box<TicketDetails>),
+    EventNotFound,
+    EventStarted,
+    SoldOut,
+}
+
+/// How a payment or cancellation attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TicketChange {
+    Done(Box<TicketDetails>),
+    NotFound,
+    NotOwner,
+    /// The hold's deadline passed before the change.
+    Expired,
+    /// The ticket is not in `reserved` (already paid or cancelled).
+    NotReserved(TicketStatus),
+}
+
+impl TicketChange {
+    /// Why a ticket of `owner` in `status` cannot be changed by `user_id`.
+    pub fn refusal(owner: Uuid, user_id: Uuid, status: TicketStatus, past_deadline: bool) -> Self {
+        if owner != user_id {
+            return TicketChange::NotOwner;
+        }
+        match status {
+            TicketStatus::Reserved if past_deadline => TicketChange::Expired,
+            TicketStatus::Expired => TicketChange::Expired,
+            other => TicketChange::NotReserved(other),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,13 +154,30 @@ mod tests {
     }
 
     #[test]
+    fn refusals_name_the_reason() {
+        let (owner, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let refusal = |user, status, past| TicketChange::refusal(owner, user, status, past);
+        assert_eq!(
+            refusal(other, TicketStatus::Reserved, false),
+            TicketChange::NotOwner
+        );
+        assert_eq!(
+            refusal(owner, TicketStatus::Reserved, true),
+            TicketChange::Expired
+        );
+        assert_eq!(
+            refusal(owner, TicketStatus::Expired, false),
+            TicketChange::Expired
+        );
+        assert_eq!(
+            refusal(owner, TicketStatus::Paid, false),
+            TicketChange::NotReserved(TicketStatus::Paid)
+        );
+    }
+
+    #[test]
     fn status_names_round_trip() {
-        for status in [
-            TicketStatus::Reserved,
-            TicketStatus::Paid,
-            TicketStatus::Expired,
-            TicketStatus::Cancelled,
-        ] {
+        for status in TicketStatus::ALL {
             assert_eq!(TicketStatus::parse(status.as_str()), Some(status));
         }
         assert_eq!(TicketStatus::parse("refunded"), None);

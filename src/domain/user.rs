@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::geo::GeoPoint;
+use super::text;
+use super::validation::Violations;
 
 pub const PASSWORD_MIN_CHARS: usize = 8;
 pub const PASSWORD_MAX_CHARS: usize = 128;
@@ -97,6 +99,82 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A registration as a client gives it, not yet checked.
+#[derive(Debug, Clone)]
+pub struct RegistrationFields {
+    pub name: String,
+    pub email: String,
+    pub password: String,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+}
+
+/// A registration with every rule checked.
+#[derive(Debug)]
+pub struct Registration {
+    pub name: String,
+    pub email: Email,
+    pub password: Password,
+    pub location: Option<GeoPoint>,
+}
+
+impl Registration {
+    pub fn parse(fields: RegistrationFields) -> Result<Self, Violations> {
+        let mut violations = Violations::new();
+        let name = violations.check(&["name"], text::bounded(&fields.name, 1, NAME_MAX_CHARS));
+        let email = violations.check(&["email"], Email::parse(&fields.email));
+        let password = violations.check(&["password"], Password::parse(fields.password));
+        let location = optional_location(&mut violations, fields.latitude, fields.longitude);
+        violations.finish(|| {
+            Some(Registration {
+                name: name?,
+                email: email?,
+                password: password?,
+                location: location?,
+            })
+        })
+    }
+}
+
+/// Both coordinates or neither; `None` when the pair is invalid (the failure is recorded).
+fn optional_location(
+    violations: &mut Violations,
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+) -> Option<Option<GeoPoint>> {
+    const TOGETHER: &str = "latitude and longitude must be given together";
+    match (latitude, longitude) {
+        (None, None) => Some(None),
+        (Some(_), None) => {
+            violations.push(&["longitude"], TOGETHER);
+            None
+        }
+        (None, Some(_)) => {
+            violations.push(&["latitude"], TOGETHER);
+            None
+        }
+        (Some(latitude), Some(longitude)) => {
+            GeoPoint::parse(violations, &[], latitude, longitude).map(Some)
+        }
+    }
+}
+
+/// What a login presents. The e-mail is compared case-insensitively after trimming.
+#[derive(Debug)]
+pub struct Credentials {
+    pub email: String,
+    pub password: String,
+}
+
+impl Credentials {
+    pub fn new(email: &str, password: String) -> Self {
+        Self {
+            email: email.trim().to_lowercase(),
+            password,
+        }
+    }
+}
+
 /// A new account ready to be stored: every field already validated, the password hashed.
 #[derive(Debug, Clone)]
 pub struct NewUser {
@@ -144,6 +222,26 @@ mod tests {
         assert!(Password::parse("éééééééé".into()).is_ok());
         assert!(Password::parse("x".repeat(129)).is_err());
         assert!(Password::parse("x".repeat(128)).is_ok());
+    }
+
+    #[test]
+    fn registration_needs_both_coordinates_or_neither() {
+        let fields = |latitude, longitude| RegistrationFields {
+            name: "Ada".into(),
+            email: "ada@example.com".into(),
+            password: "long enough".into(),
+            latitude,
+            longitude,
+        };
+        assert!(Registration::parse(fields(None, None)).is_ok());
+        assert!(Registration::parse(fields(Some(1.0), Some(2.0))).is_ok());
+        let errors = Registration::parse(fields(Some(1.0), None)).unwrap_err();
+        assert_eq!(
+            errors.to_string(),
+            "longitude: latitude and longitude must be given together"
+        );
+        let errors = Registration::parse(fields(Some(95.0), Some(200.0))).unwrap_err();
+        assert_eq!(errors.iter().count(), 2);
     }
 
     #[test]

@@ -1,120 +1,159 @@
-//! Field-level validation failures, collected so one 422 answer can list every broken rule.
+//! Broken rules of an input, collected so that one answer can list them all. A violation names
+//! the offending value by its path inside the input (`["venue", "latitude"]`); where the input
+//! came from (a body, a query) is the caller's business.
 
-use serde::Serialize;
+use std::fmt;
 
-/// One step of the path to the offending value, as FastAPI clients expect it in `loc`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
-pub enum LocSegment {
-    Key(String),
+/// One step of the path to an offending value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathSegment {
+    Field(String),
     Index(usize),
 }
 
-impl From<&str> for LocSegment {
-    fn from(key: &str) -> Self {
-        LocSegment::Key(key.to_owned())
+impl From<&str> for PathSegment {
+    fn from(field: &str) -> Self {
+        PathSegment::Field(field.to_owned())
     }
 }
 
-impl From<usize> for LocSegment {
+impl From<usize> for PathSegment {
     fn from(index: usize) -> Self {
-        LocSegment::Index(index)
+        PathSegment::Index(index)
     }
 }
 
-/// One broken rule: where (`loc`), what (`msg`) and a machine-readable `type`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    pub loc: Vec<LocSegment>,
-    pub msg: String,
-    #[serde(rename = "type")]
-    pub kind: String,
+/// What kind of rule a value broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViolationKind {
+    /// Present but not acceptable (out of range, too long, malformed).
+    Invalid,
+    /// A required value is absent.
+    Missing,
+    /// Not a timestamp of the accepted form.
+    DateTime,
+    /// Not one of a closed set of words.
+    Choice,
 }
 
-impl FieldError {
-    pub fn new(loc: Vec<LocSegment>, msg: impl Into<String>, kind: impl Into<String>) -> Self {
-        Self {
-            loc,
-            msg: msg.into(),
-            kind: kind.into(),
-        }
-    }
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub path: Vec<PathSegment>,
+    pub message: String,
+    pub kind: ViolationKind,
 }
 
-/// Collects failures under a root (`body`, `query`, `path`) and nested prefixes (`venue`).
-#[derive(Debug, Default)]
-pub struct Violations {
-    errors: Vec<FieldError>,
-}
+/// Every broken rule of one input.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Violations(Vec<Violation>);
 
 impl Violations {
     pub fn new() -> Self {
         Self::default()
     }
 
-    pub fn push(&mut self, loc: &[&str], msg: impl Into<String>) {
-        self.push_kind(loc, msg, "value_error");
+    pub fn push(&mut self, path: &[&str], message: impl Into<String>) {
+        self.push_kind(path, message, ViolationKind::Invalid);
     }
 
-    pub fn missing(&mut self, loc: &[&str]) {
-        self.push_kind(loc, "Field required", "missing");
+    pub fn push_kind(&mut self, path: &[&str], message: impl Into<String>, kind: ViolationKind) {
+        self.0.push(Violation {
+            path: path.iter().map(|field| PathSegment::from(*field)).collect(),
+            message: message.into(),
+            kind,
+        });
     }
 
-    pub fn push_kind(&mut self, loc: &[&str], msg: impl Into<String>, kind: &str) {
-        let loc = loc
-            .iter()
-            .map(|segment| LocSegment::from(*segment))
-            .collect();
-        self.errors.push(FieldError::new(loc, msg, kind));
+    /// The value of `result`, or `None` with its error recorded at `path`.
+    pub fn check<T, E: fmt::Display>(&mut self, path: &[&str], result: Result<T, E>) -> Option<T> {
+        result
+            .map_err(|error| self.push(path, error.to_string()))
+            .ok()
     }
 
-    /// Takes a field that must be present; records `missing` and returns `None` otherwise.
-    pub fn required<T>(&mut self, loc: &[&str], value: Option<T>) -> Option<T> {
-        if value.is_none() {
-            self.missing(loc);
+    /// Takes over the violations of a nested value, under `prefix`.
+    pub fn absorb(&mut self, prefix: &[&str], nested: Violations) {
+        for mut violation in nested.0 {
+            let mut path: Vec<PathSegment> = prefix.iter().map(|f| PathSegment::from(*f)).collect();
+            path.append(&mut violation.path);
+            violation.path = path;
+            self.0.push(violation);
         }
-        value
     }
 
     pub fn is_empty(&self) -> bool {
-        self.errors.is_empty()
+        self.0.is_empty()
     }
 
-    /// `Ok(value)` when no rule failed, else every failure.
-    pub fn finish<T>(self, value: impl FnOnce() -> T) -> Result<T, Vec<FieldError>> {
-        if self.errors.is_empty() {
-            Ok(value())
-        } else {
-            Err(self.errors)
+    pub fn iter(&self) -> impl Iterator<Item = &Violation> {
+        self.0.iter()
+    }
+
+    /// `Ok` with the value `build` makes when no rule failed (and it can make one).
+    pub fn finish<T>(self, build: impl FnOnce() -> Option<T>) -> Result<T, Violations> {
+        match build() {
+            Some(value) if self.is_empty() => Ok(value),
+            _ => Err(self),
         }
-    }
-
-    pub fn into_errors(self) -> Vec<FieldError> {
-        self.errors
     }
 }
 
-/// Trims `value` and checks its length in characters; records a failure and returns `None` when out of bounds.
-pub fn bounded_text(
-    violations: &mut Violations,
-    loc: &[&str],
-    value: &str,
-    min: usize,
-    max: usize,
-) -> Option<String> {
-    let trimmed = value.trim();
-    let chars = trimmed.chars().count();
-    if chars < min {
-        if min == 1 {
-            violations.push(loc, "must not be empty");
-        } else {
-            violations.push(loc, format!("must be at least {min} characters"));
-        }
-        None
-    } else if chars > max {
-        violations.push(loc, format!("must be at most {max} characters"));
-        None
-    } else {
-        Some(trimmed.to_owned())
+impl From<Violation> for Violations {
+    fn from(violation: Violation) -> Self {
+        Violations(vec![violation])
+    }
+}
+
+impl fmt::Display for Violations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rules: Vec<String> = self
+            .0
+            .iter()
+            .map(|violation| {
+                let path: Vec<String> = violation
+                    .path
+                    .iter()
+                    .map(|segment| match segment {
+                        PathSegment::Field(field) => field.clone(),
+                        PathSegment::Index(index) => index.to_string(),
+                    })
+                    .collect();
+                format!("{}: {}", path.join("."), violation.message)
+            })
+            .collect();
+        f.write_str(&rules.join("; "))
+    }
+}
+
+impl std::error::Error for Violations {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_violations_keep_their_path_under_the_prefix() {
+        let mut venue = Violations::new();
+        venue.push(&["latitude"], "must be between -90 and 90");
+        let mut event = Violations::new();
+        event.absorb(&["venue"], venue);
+        let violation = event.iter().next().unwrap();
+        assert_eq!(
+            violation.path,
+            vec![PathSegment::from("venue"), PathSegment::from("latitude")]
+        );
+        assert_eq!(
+            event.to_string(),
+            "venue.latitude: must be between -90 and 90"
+        );
+    }
+
+    #[test]
+    fn finish_needs_both_no_violation_and_a_value() {
+        assert_eq!(Violations::new().finish(|| Some(1)), Ok(1));
+        assert!(Violations::new().finish(|| None::<i32>).is_err());
+        let mut broken = Violations::new();
+        broken.push(&["x"], "bad");
+        assert!(broken.finish(|| Some(1)).is_err());
     }
 }

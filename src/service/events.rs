@@ -1,82 +1,79 @@
 //! Event management rules around the store.
 
-use chrono::Utc;
 use uuid::Uuid;
 
-use crate::app::AppState;
-use crate::domain::{Event, EventChanges, EventDraft};
-use crate::error::ApiError;
-use crate::store::{EventDelete, EventWrite};
+use super::{Action, Clock, Resource, ServiceError};
+use crate::domain::{Event, EventChanges, EventDelete, EventDraft, EventFields, EventUpdate};
+use crate::store::{DynStore, EventFilter, Page};
 
-fn not_found(id: Uuid) -> ApiError {
-    ApiError::NotFound(format!("Event with ID {id} not found"))
+pub struct Events {
+    store: DynStore,
+    clock: Clock,
 }
 
-#[tracing::instrument(skip(state, draft))]
-pub async fn create(
-    state: &AppState,
-    creator_id: Uuid,
-    draft: EventDraft,
-) -> Result<Event, ApiError> {
-    draft.check(Utc::now()).map_err(ApiError::Validation)?;
-    let event = state
-        .store
-        .insert_event(Uuid::now_v7(), creator_id, &draft)
-        .await?;
-    tracing::info!(event_id = %event.id, "event created");
-    Ok(event)
-}
-
-pub async fn get(state: &AppState, id: Uuid) -> Result<Event, ApiError> {
-    state
-        .store
-        .find_event(id)
-        .await?
-        .ok_or_else(|| not_found(id))
-}
-
-#[tracing::instrument(skip(state, changes))]
-pub async fn update(
-    state: &AppState,
-    user_id: Uuid,
-    id: Uuid,
-    changes: EventChanges,
-) -> Result<Event, ApiError> {
-    let current = get(state, id).await?;
-    if current.creator_id != user_id {
-        return Err(ApiError::Forbidden(
-            "You can only modify your own events".into(),
-        ));
+impl Events {
+    pub fn new(store: DynStore, clock: Clock) -> Self {
+        Self { store, clock }
     }
-    let draft = EventDraft::merged(&current, changes);
-    draft.check(Utc::now()).map_err(ApiError::Validation)?;
-    // The store re-checks ownership and the sold count atomically; the read above only
-    // chooses the right answer for the common cases.
-    match state.store.update_event(id, user_id, &draft).await? {
-        EventWrite::Done(event) => Ok(*event),
-        EventWrite::NotFound => Err(not_found(id)),
-        EventWrite::NotCreator => Err(ApiError::Forbidden(
-            "You can only modify your own events".into(),
-        )),
-        EventWrite::BelowSold => Err(ApiError::Conflict(
-            "total_tickets cannot be lower than the number of tickets already sold".into(),
-        )),
-    }
-}
 
-#[tracing::instrument(skip(state))]
-pub async fn delete(state: &AppState, user_id: Uuid, id: Uuid) -> Result<(), ApiError> {
-    match state.store.delete_event(id, user_id).await? {
-        EventDelete::Deleted => {
-            tracing::info!(event_id = %id, "event deleted");
-            Ok(())
+    #[tracing::instrument(skip(self, fields))]
+    pub async fn create(
+        &self,
+        creator_id: Uuid,
+        fields: EventFields,
+    ) -> Result<Event, ServiceError> {
+        let draft = EventDraft::new(fields, (self.clock)())?;
+        let event = self
+            .store
+            .insert_event(Uuid::now_v7(), creator_id, &draft)
+            .await?;
+        tracing::info!(event_id = %event.id, "event created");
+        Ok(event)
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<Event, ServiceError> {
+        self.store
+            .find_event(id)
+            .await?
+            .ok_or(ServiceError::NotFound(Resource::Event, id))
+    }
+
+    pub async fn list(&self, filter: &EventFilter) -> Result<Page<Event>, ServiceError> {
+        Ok(self.store.list_events(filter).await?)
+    }
+
+    #[tracing::instrument(skip(self, changes))]
+    pub async fn update(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+        changes: EventChanges,
+    ) -> Result<Event, ServiceError> {
+        let current = self.get(id).await?;
+        if current.creator_id != user_id {
+            return Err(ServiceError::NotOwner(Action::ModifyEvent));
         }
-        EventDelete::NotFound => Err(not_found(id)),
-        EventDelete::NotCreator => Err(ApiError::Forbidden(
-            "You can only delete your own events".into(),
-        )),
-        EventDelete::HasTickets => Err(ApiError::Conflict(
-            "Event has reserved or paid tickets and cannot be deleted".into(),
-        )),
+        let draft = EventDraft::merge(&current, changes, (self.clock)())?;
+        // The store re-checks ownership and the sold count atomically; the read above only
+        // chooses the right answer for the common cases.
+        match self.store.update_event(id, user_id, &draft).await? {
+            EventUpdate::Done(event) => Ok(*event),
+            EventUpdate::NotFound => Err(ServiceError::NotFound(Resource::Event, id)),
+            EventUpdate::NotCreator => Err(ServiceError::NotOwner(Action::ModifyEvent)),
+            EventUpdate::BelowSold => Err(ServiceError::TotalBelowSold),
+        }
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn delete(&self, user_id: Uuid, id: Uuid) -> Result<(), ServiceError> {
+        match self.store.delete_event(id, user_id).await? {
+            EventDelete::Deleted => {
+                tracing::info!(event_id = %id, "event deleted");
+                Ok(())
+            }
+            EventDelete::NotFound => Err(ServiceError::NotFound(Resource::Event, id)),
+            EventDelete::NotCreator => Err(ServiceError::NotOwner(Action::DeleteEvent)),
+            EventDelete::HasTickets => Err(ServiceError::EventHasTickets),
+        }
     }
 }

@@ -1,5 +1,24 @@
-//! Domain services: one function per use case, between the handlers and the store.
+//! Use cases, between the HTTP handlers and the store. A service holds its dependencies
+//! explicitly (the store, token keys, the clock, the hold length), speaks domain types and
+//! answers with a [`ServiceError`]; it knows nothing of HTTP.
 
-pub mod accounts;
-pub mod events;
-pub mod tickets;
+mod accounts;
+mod error;
+mod events;
+mod health;
+mod idempotency;
+mod search;
+mod tickets;
+
+use chrono::{DateTime, Utc};
+
+pub use accounts::Accounts;
+pub use error::{Action, Resource, ServiceError};
+pub use events::Events;
+pub use health::Health;
+pub use idempotency::{Idempotency, IdempotencyStart};
+pub use search::{Search, SearchResult};
+pub use tickets::Tickets;
+
+/// Where a service reads the time (tests may pin it).
+pub type Clock = fn() -> DateTime<Utc>;

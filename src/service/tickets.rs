@@ -1,111 +1,107 @@
 //! Ticket life cycle rules around the store's atomic operations.
 
+use std::time::Duration;
+
 use uuid::Uuid;
 
-use crate::app::AppState;
-use crate::domain::{TicketDetails, TicketStatus};
-use crate::error::ApiError;
-use crate::store::{NewReservation, ReserveOutcome, StoreError, TicketChange};
+use super::{Action, Resource, ServiceError};
+use crate::domain::{PageRequest, ReserveOutcome, TicketChange, TicketDetails, TicketStatus};
+use crate::store::{DynStore, NewReservation, Page, StoreError};
 use crate::telemetry;
 
-fn ticket_not_found(id: Uuid) -> ApiError {
-    ApiError::NotFound(format!("Ticket with ID {id} not found"))
+pub struct Tickets {
+    store: DynStore,
+    /// How long a reservation is held before it expires unpaid.
+    hold: Duration,
 }
 
-#[tracing::instrument(skip(state))]
-pub async fn reserve(
-    state: &AppState,
-    user_id: Uuid,
-    event_id: Uuid,
-) -> Result<TicketDetails, ApiError> {
-    let request = NewReservation {
-        ticket_id: Uuid::now_v7(),
-        user_id,
-        event_id,
-        hold: state.settings.ticket_hold(),
-    };
-    let outcome = match state.store.reserve_ticket(&request).await {
-        // The event row was just updated, so the missing reference is the token's user.
-        Err(StoreError::ForeignKeyViolation) => {
-            return Err(ApiError::Unauthorized("Invalid authentication credentials"));
+impl Tickets {
+    pub fn new(store: DynStore, hold: Duration) -> Self {
+        Self { store, hold }
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn reserve(
+        &self,
+        user_id: Uuid,
+        event_id: Uuid,
+    ) -> Result<TicketDetails, ServiceError> {
+        let request = NewReservation {
+            ticket_id: Uuid::now_v7(),
+            user_id,
+            event_id,
+            hold: self.hold,
+        };
+        let outcome = match self.store.reserve_ticket(&request).await {
+            // The event row was just updated, so the missing reference is the token's user.
+            Err(StoreError::ForeignKeyViolation) => return Err(ServiceError::InvalidToken),
+            other => other?,
+        };
+        match outcome {
+            ReserveOutcome::Reserved(details) => {
+                telemetry::reservation_made();
+                Ok(*details)
+            }
+            ReserveOutcome::EventNotFound => Err(ServiceError::NotFound(Resource::Event, event_id)),
+            ReserveOutcome::EventStarted => Err(ServiceError::EventStarted),
+            ReserveOutcome::SoldOut => {
+                telemetry::sold_out_answered();
+                Err(ServiceError::SoldOut)
+            }
         }
-        other => other?,
-    };
-    match outcome {
-        ReserveOutcome::Reserved(details) => {
-            telemetry::reservation_made();
-            Ok(*details)
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn pay(&self, user_id: Uuid, ticket_id: Uuid) -> Result<TicketDetails, ServiceError> {
+        match self.store.pay_ticket(ticket_id, user_id).await? {
+            TicketChange::Expired => Err(ServiceError::HoldExpired),
+            change => changed(ticket_id, change, Action::PayTicket),
         }
-        ReserveOutcome::EventNotFound => Err(ApiError::NotFound(format!(
-            "Event with ID {event_id} not found"
-        ))),
-        ReserveOutcome::EventStarted => Err(ApiError::Conflict(
-            "Event has already started; tickets are no longer on sale".into(),
-        )),
-        ReserveOutcome::SoldOut => {
-            telemetry::sold_out_answered();
-            Err(ApiError::Conflict("Event is sold out".into()))
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn cancel(
+        &self,
+        user_id: Uuid,
+        ticket_id: Uuid,
+    ) -> Result<TicketDetails, ServiceError> {
+        let change = self.store.cancel_ticket(ticket_id, user_id).await?;
+        changed(ticket_id, change, Action::CancelTicket)
+    }
+
+    pub async fn get(&self, user_id: Uuid, ticket_id: Uuid) -> Result<TicketDetails, ServiceError> {
+        let details = self
+            .store
+            .find_ticket(ticket_id)
+            .await?
+            .ok_or(ServiceError::NotFound(Resource::Ticket, ticket_id))?;
+        if details.ticket.user_id != user_id {
+            return Err(ServiceError::NotOwner(Action::ViewTicket));
         }
+        Ok(details)
+    }
+
+    /// The caller's tickets, newest first; `status` filters on the effective status.
+    pub async fn of_user(
+        &self,
+        user_id: Uuid,
+        status: Option<TicketStatus>,
+        page: PageRequest,
+    ) -> Result<Page<TicketDetails>, ServiceError> {
+        Ok(self.store.user_tickets(user_id, status, page).await?)
     }
 }
 
-fn change_result(id: Uuid, change: TicketChange, verb: &str) -> Result<TicketDetails, ApiError> {
+fn changed(
+    ticket_id: Uuid,
+    change: TicketChange,
+    action: Action,
+) -> Result<TicketDetails, ServiceError> {
     match change {
         TicketChange::Done(details) => Ok(*details),
-        TicketChange::NotFound => Err(ticket_not_found(id)),
-        TicketChange::NotOwner => Err(ApiError::Forbidden(format!(
-            "You can only {verb} your own tickets"
-        ))),
-        TicketChange::Expired if verb == "pay for" => {
-            Err(ApiError::Gone("Ticket reservation has expired".into()))
-        }
-        TicketChange::Expired => Err(ApiError::Conflict(
-            "Ticket reservation has already expired".into(),
-        )),
-        TicketChange::NotReserved(TicketStatus::Paid) => {
-            Err(ApiError::Conflict("Ticket is already paid".into()))
-        }
-        TicketChange::NotReserved(status) => Err(ApiError::Conflict(format!(
-            "Ticket is {} and not reserved",
-            status.as_str()
-        ))),
+        TicketChange::NotFound => Err(ServiceError::NotFound(Resource::Ticket, ticket_id)),
+        TicketChange::NotOwner => Err(ServiceError::NotOwner(action)),
+        TicketChange::Expired => Err(ServiceError::NotReserved(TicketStatus::Expired)),
+        TicketChange::NotReserved(status) => Err(ServiceError::NotReserved(status)),
     }
-}
-
-#[tracing::instrument(skip(state))]
-pub async fn pay(
-    state: &AppState,
-    user_id: Uuid,
-    ticket_id: Uuid,
-) -> Result<TicketDetails, ApiError> {
-    let change = state.store.pay_ticket(ticket_id, user_id).await?;
-    change_result(ticket_id, change, "pay for")
-}
-
-#[tracing::instrument(skip(state))]
-pub async fn cancel(
-    state: &AppState,
-    user_id: Uuid,
-    ticket_id: Uuid,
-) -> Result<TicketDetails, ApiError> {
-    let change = state.store.cancel_ticket(ticket_id, user_id).await?;
-    change_result(ticket_id, change, "cancel")
-}
-
-pub async fn get(
-    state: &AppState,
-    user_id: Uuid,
-    ticket_id: Uuid,
-) -> Result<TicketDetails, ApiError> {
-    let details = state
-        .store
-        .find_ticket(ticket_id)
-        .await?
-        .ok_or_else(|| ticket_not_found(ticket_id))?;
-    if details.ticket.user_id != user_id {
-        return Err(ApiError::Forbidden(
-            "You can only view your own tickets".into(),
-        ));
-    }
-    Ok(details)
 }

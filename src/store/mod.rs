@@ -1,95 +1,15 @@
 //! Persistence behind one interface, with a PostgreSQL/PostGIS and an SQLite implementation.
 //!
-//! The interface speaks domain types. Every atomicity guarantee (no oversell, pay-vs-expire,
-//! counters that match rows) lives inside one call here, so no caller can get it wrong.
+//! The interface speaks domain types and is split by area ([`UserStore`], [`EventStore`],
+//! [`TicketStore`], [`IdempotencyStore`], with [`Infrastructure`] apart). Every atomicity
+//! guarantee (no oversell, pay-vs-expire, counters that match rows) lives inside one call here,
+//! so no caller can get it wrong. What does not differ between the SQL dialects (row mapping,
+//! column lists, filters, paging) is written once in [`sql`]; the backend files keep only the
+//! SQL that differs.
 
-/// Column lists shared by both stores (the SQL dialects agree on them).
-macro_rules! user_columns {
-    () => {
-        "id, name, email, latitude, longitude, created_at, updated_at"
-    };
-}
-
-/// Event columns, prefixed (`event_columns!("e.")`) or bare for RETURNING clauses.
-macro_rules! event_columns {
-    ($p:literal) => {
-        concat!(
-            $p,
-            "id",
-            ", ",
-            $p,
-            "creator_id",
-            ", ",
-            $p,
-            "title",
-            ", ",
-            $p,
-            "description",
-            ", ",
-            $p,
-            "start_time",
-            ", ",
-            $p,
-            "end_time",
-            ", ",
-            $p,
-            "total_tickets",
-            ", ",
-            $p,
-            "tickets_sold",
-            ", ",
-            $p,
-            "latitude",
-            ", ",
-            $p,
-            "longitude",
-            ", ",
-            $p,
-            "venue_name",
-            ", ",
-            $p,
-            "address_line1",
-            ", ",
-            $p,
-            "address_line2",
-            ", ",
-            $p,
-            "city",
-            ", ",
-            $p,
-            "state",
-            ", ",
-            $p,
-            "country",
-            ", ",
-            $p,
-            "postal_code",
-            ", ",
-            $p,
-            "created_at",
-            ", ",
-            $p,
-            "updated_at"
-        )
-    };
-}
-
-/// A ticket row (`t`) with its user (`u`) and event (`e`) summaries, joined by `ticket_joins`.
-macro_rules! ticket_columns {
-    () => {
-        "t.id, t.user_id, t.event_id, t.status, t.expires_at, t.paid_at, t.created_at, \
-         t.updated_at, u.name AS user_name, u.email AS user_email, e.title AS event_title, \
-         e.start_time AS event_start_time, e.end_time AS event_end_time, \
-         e.venue_name AS event_venue_name, e.city AS event_city, e.state AS event_state"
-    };
-}
-
-macro_rules! ticket_joins {
-    () => {
-        " JOIN users u ON u.id = t.user_id JOIN events e ON e.id = t.event_id "
-    };
-}
-
+#[macro_use]
+pub(crate) mod sql;
+mod error;
 mod postgres;
 mod sqlite;
 
@@ -102,11 +22,24 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::{
-    Event, EventDraft, GeoPoint, NearbyEvent, NewUser, TicketDetails, TicketStatus, User,
+    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewUser, PageRequest,
+    RadiusKm, ReserveOutcome, TicketChange, TicketDetails, TicketStatus, User,
 };
 
+pub use error::StoreError;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+
+/// Every area of the store in one object.
+pub trait Store:
+    Infrastructure + UserStore + EventStore + TicketStore + IdempotencyStore + 'static
+{
+}
+
+impl<T> Store for T where
+    T: Infrastructure + UserStore + EventStore + TicketStore + IdempotencyStore + 'static
+{
+}
 
 pub type DynStore = Arc<dyn Store>;
 
@@ -131,64 +64,8 @@ pub struct StoreOptions {
     pub url: String,
     pub max_connections: u32,
     /// Bound on waiting for a pooled connection: when the database is away, requests fail
-    /// fast with 503 instead of piling up.
+    /// fast instead of piling up.
     pub acquire_timeout: Duration,
-}
-
-/// Why a store call failed, sorted by what the caller should answer.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("unique constraint violated")]
-    UniqueViolation,
-    #[error("foreign key constraint violated")]
-    ForeignKeyViolation,
-    #[error("check constraint {0:?} violated")]
-    CheckViolation(Option<String>),
-    #[error("database unavailable")]
-    Unavailable(#[source] sqlx::Error),
-    #[error("database error")]
-    Database(#[source] sqlx::Error),
-    #[error("stored data is inconsistent: {0}")]
-    Corrupt(String),
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(error: sqlx::Error) -> Self {
-        match &error {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error),
-            sqlx::Error::Database(db) => {
-                // PostgreSQL classes 08 (connection) and 57P (operator intervention: shutdown,
-                // cannot connect now) mean the server is away, not that the query is wrong.
-                let code = db.code();
-                let code = code.as_deref().unwrap_or_default();
-                if code.starts_with("08") || code.starts_with("57P") {
-                    return StoreError::Unavailable(error);
-                }
-                match db.kind() {
-                    sqlx::error::ErrorKind::UniqueViolation => StoreError::UniqueViolation,
-                    sqlx::error::ErrorKind::ForeignKeyViolation => StoreError::ForeignKeyViolation,
-                    sqlx::error::ErrorKind::CheckViolation => {
-                        StoreError::CheckViolation(constraint_name(db.as_ref()))
-                    }
-                    _ => StoreError::Database(error),
-                }
-            }
-            _ => StoreError::Database(error),
-        }
-    }
-}
-
-/// PostgreSQL names the constraint; SQLite only mentions it in the message.
-fn constraint_name(db: &dyn sqlx::error::DatabaseError) -> Option<String> {
-    db.constraint().map(str::to_owned).or_else(|| {
-        db.message()
-            .split_once("constraint failed: ")
-            .map(|(_, name)| name.trim().to_owned())
-    })
 }
 
 /// One page of a listing plus the number of rows matching the filter.
@@ -198,10 +75,9 @@ pub struct Page<T> {
     pub total: i64,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EventFilter {
-    pub skip: i64,
-    pub limit: i64,
+    pub page: PageRequest,
     pub upcoming_only: bool,
     /// Case-insensitive substring of title, venue name or city.
     pub text: Option<String>,
@@ -209,30 +85,12 @@ pub struct EventFilter {
     pub starts_before: Option<DateTime<Utc>>,
 }
 
-/// Upcoming, not sold-out events within `radius_km` of `center`, nearest first.
+/// Upcoming, not sold-out events within `radius` of `center`, nearest first.
 #[derive(Debug, Clone)]
 pub struct NearbyQuery {
     pub center: GeoPoint,
-    pub radius_km: f64,
-    pub skip: i64,
-    pub limit: i64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum EventWrite {
-    Done(Box<Event>),
-    NotFound,
-    NotCreator,
-    /// The new `total_tickets` is below the tickets already sold.
-    BelowSold,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum EventDelete {
-    Deleted,
-    NotFound,
-    NotCreator,
-    HasTickets,
+    pub radius: RadiusKm,
+    pub page: PageRequest,
 }
 
 #[derive(Debug, Clone)]
@@ -241,26 +99,6 @@ pub struct NewReservation {
     pub user_id: Uuid,
     pub event_id: Uuid,
     pub hold: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ReserveOutcome {
-    Reserved(Box<TicketDetails>),
-    EventNotFound,
-    EventStarted,
-    SoldOut,
-}
-
-/// Result of a payment or cancellation attempt.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TicketChange {
-    Done(Box<TicketDetails>),
-    NotFound,
-    NotOwner,
-    /// The hold's deadline passed (by the database clock) before the change.
-    Expired,
-    /// The ticket is not in `reserved` (already paid or cancelled).
-    NotReserved(TicketStatus),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -281,8 +119,9 @@ pub struct PoolStats {
     pub idle: u32,
 }
 
+/// What every backend needs beside the data: identity, health and shutdown.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Infrastructure: Send + Sync {
     fn backend(&self) -> Backend;
     /// The SQLite database file (secrets tied to the database are kept beside it).
     fn database_file(&self) -> Option<&std::path::Path> {
@@ -292,17 +131,24 @@ pub trait Store: Send + Sync + 'static {
     /// A real round trip to the database.
     async fn ping(&self) -> Result<(), StoreError>;
     async fn close(&self);
+}
 
+#[async_trait]
+pub trait UserStore: Send + Sync {
     async fn insert_user(&self, user: &NewUser) -> Result<User, StoreError>;
     /// The user and their password hash, by (lower-cased) e-mail.
     async fn find_credentials(&self, email: &str) -> Result<Option<(User, String)>, StoreError>;
     async fn find_user(&self, id: Uuid) -> Result<Option<User>, StoreError>;
+    /// `None` when the user does not exist.
     async fn set_user_location(
         &self,
         id: Uuid,
         location: GeoPoint,
     ) -> Result<Option<User>, StoreError>;
+}
 
+#[async_trait]
+pub trait EventStore: Send + Sync {
     async fn insert_event(
         &self,
         id: Uuid,
@@ -316,14 +162,21 @@ pub trait Store: Send + Sync + 'static {
         id: Uuid,
         creator_id: Uuid,
         draft: &EventDraft,
-    ) -> Result<EventWrite, StoreError>;
+    ) -> Result<EventUpdate, StoreError>;
     /// Deletes an event that has no reserved or paid tickets (due holds are released first).
     async fn delete_event(&self, id: Uuid, creator_id: Uuid) -> Result<EventDelete, StoreError>;
     async fn list_events(&self, filter: &EventFilter) -> Result<Page<Event>, StoreError>;
     async fn nearby_events(&self, query: &NearbyQuery) -> Result<Page<NearbyEvent>, StoreError>;
+}
 
+#[async_trait]
+pub trait TicketStore: Send + Sync {
+    /// Takes a seat and creates the held ticket atomically; reclaims the event's due holds
+    /// before answering sold out.
     async fn reserve_ticket(&self, request: &NewReservation) -> Result<ReserveOutcome, StoreError>;
+    /// Pays a reserved ticket of `user_id` whose hold has not passed.
     async fn pay_ticket(&self, ticket_id: Uuid, user_id: Uuid) -> Result<TicketChange, StoreError>;
+    /// Cancels a reserved ticket of `user_id` and gives its seat back, atomically.
     async fn cancel_ticket(
         &self,
         ticket_id: Uuid,
@@ -335,13 +188,15 @@ pub trait Store: Send + Sync + 'static {
         &self,
         user_id: Uuid,
         status: Option<TicketStatus>,
-        skip: i64,
-        limit: i64,
+        page: PageRequest,
     ) -> Result<Page<TicketDetails>, StoreError>;
     /// Expires up to `batch_size` due holds and gives their seats back, in one transaction.
     /// Returns how many were expired.
     async fn expire_due_tickets(&self, batch_size: i64) -> Result<u64, StoreError>;
+}
 
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
     async fn claim_idempotency_key(
         &self,
         user_id: Uuid,
@@ -358,34 +213,6 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets a claim whose request failed before doing anything, so a retry may run.
     async fn release_idempotency_key(&self, user_id: Uuid, key: &str) -> Result<(), StoreError>;
     async fn purge_idempotency_keys(&self, older_than: DateTime<Utc>) -> Result<u64, StoreError>;
-}
-
-/// Escapes LIKE wildcards so user text matches literally (the default escape is `\`).
-fn escape_like(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
-}
-
-/// What a stored key says about a new request with the same key.
-fn idempotency_state(
-    request_hash: &str,
-    stored_hash: &str,
-    status: Option<i64>,
-    body: Option<String>,
-) -> IdempotencyClaim {
-    if stored_hash != request_hash {
-        return IdempotencyClaim::Mismatch;
-    }
-    match (status.and_then(|s| u16::try_from(s).ok()), body) {
-        (Some(status), Some(body)) => IdempotencyClaim::Completed { status, body },
-        _ => IdempotencyClaim::InProgress,
-    }
 }
 
 /// Opens the store named by `options.url` and applies its migrations.

@@ -1,25 +1,29 @@
 //! PostgreSQL + PostGIS store. Each guarantee is one statement (or one short transaction), so
-//! row locks are held for the time of a single round trip.
+//! row locks are held for the time of a single round trip, and deadlines are judged by the
+//! database clock (`now()`), the one clock every server process shares.
 
 use std::str::FromStr;
 
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::query::QueryAs;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{FromRow, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use super::sql::{self, CredentialsRow, parse_status};
 use super::{
-    Backend, EventDelete, EventFilter, EventWrite, IdempotencyClaim, NearbyQuery, NewReservation,
-    Page, PoolStats, ReserveOutcome, Store, StoreError, StoreOptions, TicketChange, escape_like,
-    idempotency_state,
+    Backend, EventFilter, EventStore, IdempotencyClaim, IdempotencyStore, Infrastructure,
+    NearbyQuery, NewReservation, Page, PoolStats, StoreError, StoreOptions, TicketStore, UserStore,
 };
 use crate::domain::{
-    Event, EventDraft, EventSummary, GeoPoint, NearbyEvent, NewUser, Ticket, TicketDetails,
-    TicketStatus, User, UserSummary, Venue,
+    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewUser, PageRequest,
+    ReserveOutcome, TicketChange, TicketDetails, TicketStatus, User,
 };
+
+type UserRow = sql::UserRow<DateTime<Utc>>;
+type EventRow = sql::EventRow<DateTime<Utc>>;
+type TicketRow = sql::TicketRow<DateTime<Utc>>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -79,10 +83,6 @@ impl PgStore {
         Ok(Self { pool })
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     async fn reserve_once(
         &self,
         request: &NewReservation,
@@ -127,18 +127,16 @@ impl PgStore {
         let Some((owner, status, past_deadline)) = row else {
             return Ok(TicketChange::NotFound);
         };
-        if owner != user_id {
-            return Ok(TicketChange::NotOwner);
-        }
-        Ok(match parse_status(&status)? {
-            TicketStatus::Reserved if past_deadline => TicketChange::Expired,
-            TicketStatus::Expired => TicketChange::Expired,
-            other => TicketChange::NotReserved(other),
-        })
+        Ok(TicketChange::refusal(
+            owner,
+            user_id,
+            parse_status(&status)?,
+            past_deadline,
+        ))
     }
 
     async fn event_owner(&self, id: Uuid) -> Result<Option<Uuid>, StoreError> {
-        let owner = sqlx::query_scalar("SELECT creator_id FROM events WHERE id = $1")
+        let owner = sqlx::query_scalar(sql::EVENT_OWNER)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -167,248 +165,8 @@ async fn ensure_postgis_available(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn parse_status(raw: &str) -> Result<TicketStatus, StoreError> {
-    TicketStatus::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("ticket status {raw:?}")))
-}
-
-fn point(latitude: f64, longitude: f64) -> Result<GeoPoint, StoreError> {
-    GeoPoint::new(latitude, longitude)
-        .map_err(|_| StoreError::Corrupt(format!("coordinates {latitude}, {longitude}")))
-}
-
-#[derive(FromRow)]
-struct UserRow {
-    id: Uuid,
-    name: String,
-    email: String,
-    latitude: Option<f64>,
-    longitude: Option<f64>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl UserRow {
-    fn into_user(self) -> Result<User, StoreError> {
-        let location = match (self.latitude, self.longitude) {
-            (Some(latitude), Some(longitude)) => Some(point(latitude, longitude)?),
-            _ => None,
-        };
-        Ok(User {
-            id: self.id,
-            name: self.name,
-            email: self.email,
-            location,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct EventRow {
-    id: Uuid,
-    creator_id: Uuid,
-    title: String,
-    description: Option<String>,
-    start_time: DateTime<Utc>,
-    end_time: DateTime<Utc>,
-    total_tickets: i32,
-    tickets_sold: i32,
-    latitude: f64,
-    longitude: f64,
-    venue_name: String,
-    address_line1: String,
-    address_line2: Option<String>,
-    city: String,
-    state: String,
-    country: String,
-    postal_code: String,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl EventRow {
-    fn into_event(self) -> Result<Event, StoreError> {
-        Ok(Event {
-            id: self.id,
-            creator_id: self.creator_id,
-            title: self.title,
-            description: self.description,
-            start_time: self.start_time,
-            end_time: self.end_time,
-            total_tickets: self.total_tickets,
-            tickets_sold: self.tickets_sold,
-            venue: Venue {
-                location: point(self.latitude, self.longitude)?,
-                venue_name: self.venue_name,
-                address_line1: self.address_line1,
-                address_line2: self.address_line2,
-                city: self.city,
-                state: self.state,
-                country: self.country,
-                postal_code: self.postal_code,
-            },
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct CountedEventRow {
-    #[sqlx(flatten)]
-    event: EventRow,
-    total: i64,
-}
-
-#[derive(FromRow)]
-struct NearbyEventRow {
-    #[sqlx(flatten)]
-    event: EventRow,
-    distance_km: f64,
-    total: i64,
-}
-
-#[derive(FromRow)]
-struct TicketRow {
-    id: Uuid,
-    user_id: Uuid,
-    event_id: Uuid,
-    status: String,
-    expires_at: DateTime<Utc>,
-    paid_at: Option<DateTime<Utc>>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    user_name: String,
-    user_email: String,
-    event_title: String,
-    event_start_time: DateTime<Utc>,
-    event_end_time: DateTime<Utc>,
-    event_venue_name: String,
-    event_city: String,
-    event_state: String,
-}
-
-impl TicketRow {
-    fn into_details(self) -> Result<TicketDetails, StoreError> {
-        Ok(TicketDetails {
-            ticket: Ticket {
-                id: self.id,
-                user_id: self.user_id,
-                event_id: self.event_id,
-                status: parse_status(&self.status)?,
-                expires_at: self.expires_at,
-                paid_at: self.paid_at,
-                created_at: self.created_at,
-                updated_at: self.updated_at,
-            },
-            user: UserSummary {
-                id: self.user_id,
-                name: self.user_name,
-                email: self.user_email,
-            },
-            event: EventSummary {
-                id: self.event_id,
-                title: self.event_title,
-                start_time: self.event_start_time,
-                end_time: self.event_end_time,
-                venue_name: self.event_venue_name,
-                city: self.event_city,
-                state: self.event_state,
-            },
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct CountedTicketRow {
-    #[sqlx(flatten)]
-    ticket: TicketRow,
-    total: i64,
-}
-
-/// Turns rows that carry `count(*) OVER ()` into a page; an empty page past the end still
-/// needs the count, which `count_rows` supplies.
-async fn page_from_counted<R, T, F, C>(
-    rows: Vec<R>,
-    split: F,
-    count_rows: C,
-) -> Result<Page<T>, StoreError>
-where
-    F: Fn(R) -> Result<(T, i64), StoreError>,
-    C: std::future::Future<Output = Result<i64, StoreError>>,
-{
-    if rows.is_empty() {
-        return Ok(Page {
-            items: Vec::new(),
-            total: count_rows.await?,
-        });
-    }
-    let mut total = 0;
-    let items = rows
-        .into_iter()
-        .map(|row| {
-            let (item, count) = split(row)?;
-            total = count;
-            Ok(item)
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok(Page { items, total })
-}
-
-/// Binds `$1` id, `$2` creator and `$3..$16` the draft, in the column order of the event
-/// insert and update statements.
-fn bind_draft<'q>(
-    query: QueryAs<'q, Postgres, EventRow, PgArguments>,
-    id: Uuid,
-    creator_id: Uuid,
-    draft: &'q EventDraft,
-) -> QueryAs<'q, Postgres, EventRow, PgArguments> {
-    query
-        .bind(id)
-        .bind(creator_id)
-        .bind(&draft.title)
-        .bind(&draft.description)
-        .bind(draft.start_time)
-        .bind(draft.end_time)
-        .bind(draft.total_tickets)
-        .bind(draft.venue.location.latitude)
-        .bind(draft.venue.location.longitude)
-        .bind(&draft.venue.venue_name)
-        .bind(&draft.venue.address_line1)
-        .bind(&draft.venue.address_line2)
-        .bind(&draft.venue.city)
-        .bind(&draft.venue.state)
-        .bind(&draft.venue.country)
-        .bind(&draft.venue.postal_code)
-}
-
-fn push_event_filter(builder: &mut QueryBuilder<'_, Postgres>, filter: &EventFilter) {
-    builder.push(" WHERE true");
-    if filter.upcoming_only {
-        builder.push(" AND e.start_time > now()");
-    }
-    if let Some(text) = &filter.text {
-        let pattern = format!("%{}%", escape_like(text));
-        builder
-            .push(" AND (e.title ILIKE ")
-            .push_bind(pattern.clone())
-            .push(" OR e.venue_name ILIKE ")
-            .push_bind(pattern.clone())
-            .push(" OR e.city ILIKE ")
-            .push_bind(pattern)
-            .push(")");
-    }
-    if let Some(after) = filter.starts_after {
-        builder.push(" AND e.start_time > ").push_bind(after);
-    }
-    if let Some(before) = filter.starts_before {
-        builder.push(" AND e.start_time < ").push_bind(before);
-    }
-}
-
 #[async_trait]
-impl Store for PgStore {
+impl Infrastructure for PgStore {
     fn backend(&self) -> Backend {
         Backend::Postgres
     }
@@ -428,34 +186,22 @@ impl Store for PgStore {
     async fn close(&self) {
         self.pool.close().await;
     }
+}
 
+#[async_trait]
+impl UserStore for PgStore {
     #[tracing::instrument(skip_all)]
     async fn insert_user(&self, user: &NewUser) -> Result<User, StoreError> {
-        let row: UserRow = sqlx::query_as(concat!(
-            "INSERT INTO users (id, name, email, password_hash, latitude, longitude)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
-            user_columns!()
-        ))
-        .bind(user.id)
-        .bind(&user.name)
-        .bind(user.email.as_str())
-        .bind(&user.password_hash)
-        .bind(user.location.map(|p| p.latitude))
-        .bind(user.location.map(|p| p.longitude))
-        .fetch_one(&self.pool)
-        .await?;
+        let row: UserRow = sql::bind_new_user(sqlx::query_as(sql::INSERT_USER), user)
+            .bind(Utc::now())
+            .fetch_one(&self.pool)
+            .await?;
         row.into_user()
     }
 
     #[tracing::instrument(skip_all)]
     async fn find_credentials(&self, email: &str) -> Result<Option<(User, String)>, StoreError> {
-        #[derive(FromRow)]
-        struct Row {
-            #[sqlx(flatten)]
-            user: UserRow,
-            password_hash: String,
-        }
-        let row: Option<Row> = sqlx::query_as(concat!(
+        let row: Option<CredentialsRow<DateTime<Utc>>> = sqlx::query_as(concat!(
             "SELECT password_hash, ",
             user_columns!(),
             " FROM users WHERE lower(email) = lower($1)"
@@ -468,14 +214,10 @@ impl Store for PgStore {
     }
 
     async fn find_user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<UserRow> = sqlx::query_as(sql::FIND_USER)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(UserRow::into_user).transpose()
     }
 
@@ -485,18 +227,19 @@ impl Store for PgStore {
         id: Uuid,
         location: GeoPoint,
     ) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> = sqlx::query_as(concat!(
-            "UPDATE users SET latitude = $2, longitude = $3, updated_at = now() WHERE id = $1 RETURNING ",
-            user_columns!()
-        ))
-        .bind(id)
-        .bind(location.latitude)
-        .bind(location.longitude)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<UserRow> = sqlx::query_as(sql::SET_USER_LOCATION)
+            .bind(id)
+            .bind(location.latitude())
+            .bind(location.longitude())
+            .bind(Utc::now())
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(UserRow::into_user).transpose()
     }
+}
 
+#[async_trait]
+impl EventStore for PgStore {
     #[tracing::instrument(skip(self, draft))]
     async fn insert_event(
         &self,
@@ -504,29 +247,19 @@ impl Store for PgStore {
         creator_id: Uuid,
         draft: &EventDraft,
     ) -> Result<Event, StoreError> {
-        let query = sqlx::query_as(concat!(
-            "INSERT INTO events (id, creator_id, title, description, start_time, end_time,
-                total_tickets, latitude, longitude, venue_name, address_line1, address_line2,
-                city, state, country, postal_code)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-             RETURNING ",
-            event_columns!("")
-        ));
-        let row: EventRow = bind_draft(query, id, creator_id, draft)
-            .fetch_one(&self.pool)
-            .await?;
+        let row: EventRow =
+            sql::bind_draft(sqlx::query_as(sql::INSERT_EVENT), id, creator_id, draft)
+                .bind(Utc::now())
+                .fetch_one(&self.pool)
+                .await?;
         row.into_event()
     }
 
     async fn find_event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
-        let row: Option<EventRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            event_columns!("e."),
-            " FROM events e WHERE e.id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<EventRow> = sqlx::query_as(sql::FIND_EVENT)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(EventRow::into_event).transpose()
     }
 
@@ -536,30 +269,20 @@ impl Store for PgStore {
         id: Uuid,
         creator_id: Uuid,
         draft: &EventDraft,
-    ) -> Result<EventWrite, StoreError> {
-        let query = sqlx::query_as(concat!(
-            "UPDATE events SET title = $3, description = $4, start_time = $5, end_time = $6,
-                total_tickets = $7, latitude = $8, longitude = $9, venue_name = $10,
-                address_line1 = $11, address_line2 = $12, city = $13, state = $14, country = $15,
-                postal_code = $16, updated_at = now()
-             WHERE id = $1 AND creator_id = $2 RETURNING ",
-            event_columns!("")
-        ));
-        let updated = bind_draft(query, id, creator_id, draft)
-            .fetch_optional(&self.pool)
-            .await;
-        match updated {
-            Ok(Some(row)) => Ok(EventWrite::Done(Box::new(row.into_event()?))),
+    ) -> Result<EventUpdate, StoreError> {
+        let updated: Result<Option<EventRow>, _> =
+            sql::bind_draft(sqlx::query_as(sql::UPDATE_EVENT), id, creator_id, draft)
+                .bind(Utc::now())
+                .fetch_optional(&self.pool)
+                .await;
+        match updated.map_err(StoreError::from) {
+            Ok(Some(row)) => Ok(EventUpdate::Done(Box::new(row.into_event()?))),
             Ok(None) => Ok(match self.event_owner(id).await? {
-                None => EventWrite::NotFound,
-                Some(_) => EventWrite::NotCreator,
+                None => EventUpdate::NotFound,
+                Some(_) => EventUpdate::NotCreator,
             }),
-            Err(error) => match StoreError::from(error) {
-                StoreError::CheckViolation(Some(name)) if name == "events_tickets_sold_range" => {
-                    Ok(EventWrite::BelowSold)
-                }
-                other => Err(other),
-            },
+            Err(error) if error.is_check("events_tickets_sold_range") => Ok(EventUpdate::BelowSold),
+            Err(error) => Err(error),
         }
     }
 
@@ -594,83 +317,64 @@ impl Store for PgStore {
     }
 
     async fn list_events(&self, filter: &EventFilter) -> Result<Page<Event>, StoreError> {
-        let mut builder = QueryBuilder::<Postgres>::new(concat!(
-            "SELECT ",
-            event_columns!("e."),
-            ", count(*) OVER () AS total FROM events e"
-        ));
-        push_event_filter(&mut builder, filter);
-        builder
-            .push(" ORDER BY e.start_time, e.id LIMIT ")
-            .push_bind(filter.limit)
-            .push(" OFFSET ")
-            .push_bind(filter.skip);
-        let rows: Vec<CountedEventRow> = builder.build_query_as().fetch_all(&self.pool).await?;
-        let count_rows = async {
-            let mut builder = QueryBuilder::<Postgres>::new("SELECT count(*) FROM events e");
-            push_event_filter(&mut builder, filter);
-            let total: i64 = builder.build_query_scalar().fetch_one(&self.pool).await?;
-            Ok(total)
-        };
-        page_from_counted(
-            rows,
-            |row| Ok((row.event.into_event()?, row.total)),
-            count_rows,
+        let now = Utc::now();
+        fetch_page!(
+            &self.pool,
+            sql::SELECT_EVENTS,
+            sql::COUNT_EVENTS,
+            |builder| sql::push_event_filter(builder, filter, now),
+            sql::EVENTS_ORDER,
+            filter.page,
+            EventRow::into_event,
         )
-        .await
     }
 
     #[tracing::instrument(skip(self))]
     async fn nearby_events(&self, query: &NearbyQuery) -> Result<Page<NearbyEvent>, StoreError> {
+        #[derive(FromRow)]
+        struct NearbyRow {
+            #[sqlx(flatten)]
+            event: EventRow,
+            distance_km: f64,
+        }
         // Spherical distances (use_spheroid = false) so both backends agree exactly; the GiST
-        // index on `location` serves ST_DWithin.
-        let rows: Vec<NearbyEventRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            event_columns!("e."),
-            ", ST_Distance(e.location, ST_MakePoint($2, $1)::geography, false) / 1000.0 AS distance_km,
-               count(*) OVER () AS total
-             FROM events e
-             WHERE ST_DWithin(e.location, ST_MakePoint($2, $1)::geography, $3 * 1000.0, false)
-               AND e.start_time > now() AND e.tickets_sold < e.total_tickets
-             ORDER BY distance_km, e.start_time, e.id
-             LIMIT $4 OFFSET $5"
-        ))
-        .bind(query.center.latitude)
-        .bind(query.center.longitude)
-        .bind(query.radius_km)
-        .bind(query.limit)
-        .bind(query.skip)
-        .fetch_all(&self.pool)
-        .await?;
-        let count_rows = async {
-            let total: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM events e
-                 WHERE ST_DWithin(e.location, ST_MakePoint($2, $1)::geography, $3 * 1000.0, false)
-                   AND e.start_time > now() AND e.tickets_sold < e.total_tickets",
-            )
-            .bind(query.center.latitude)
-            .bind(query.center.longitude)
-            .bind(query.radius_km)
-            .fetch_one(&self.pool)
-            .await?;
-            Ok(total)
+        // index on `location` serves ST_DWithin. The filter binds the centre first, so the
+        // distance in the select list can name it as `$1, $2`.
+        let within = |builder: &mut QueryBuilder<'_, Postgres>| {
+            builder
+                .push(" WHERE ST_DWithin(e.location, ST_MakePoint(")
+                .push_bind(query.center.longitude())
+                .push(", ")
+                .push_bind(query.center.latitude())
+                .push(")::geography, ")
+                .push_bind(query.radius.km() * 1000.0)
+                .push(", false) AND e.start_time > now() AND e.tickets_sold < e.total_tickets");
         };
-        page_from_counted(
-            rows,
-            |row| {
-                Ok((
-                    NearbyEvent {
-                        event: row.event.into_event()?,
-                        distance_km: row.distance_km,
-                    },
-                    row.total,
-                ))
+        let select = concat!(
+            "SELECT ",
+            event_columns!(),
+            ", ST_Distance(e.location, ST_MakePoint($1, $2)::geography, false) / 1000.0
+                 AS distance_km, count(*) OVER () AS total FROM events e"
+        );
+        fetch_page!(
+            &self.pool,
+            select,
+            sql::COUNT_EVENTS,
+            within,
+            " ORDER BY distance_km, e.start_time, e.id",
+            query.page,
+            |row: NearbyRow| {
+                Ok(NearbyEvent {
+                    event: row.event.into_event()?,
+                    distance_km: row.distance_km,
+                })
             },
-            count_rows,
         )
-        .await
     }
+}
 
+#[async_trait]
+impl TicketStore for PgStore {
     #[tracing::instrument(skip(self), fields(event_id = %request.event_id))]
     async fn reserve_ticket(&self, request: &NewReservation) -> Result<ReserveOutcome, StoreError> {
         if let Some(details) = self.reserve_once(request).await? {
@@ -761,16 +465,10 @@ impl Store for PgStore {
     }
 
     async fn find_ticket(&self, id: Uuid) -> Result<Option<TicketDetails>, StoreError> {
-        let row: Option<TicketRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            ticket_columns!(),
-            " FROM tickets t",
-            ticket_joins!(),
-            "WHERE t.id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<TicketRow> = sqlx::query_as(sql::FIND_TICKET)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(TicketRow::into_details).transpose()
     }
 
@@ -778,46 +476,18 @@ impl Store for PgStore {
         &self,
         user_id: Uuid,
         status: Option<TicketStatus>,
-        skip: i64,
-        limit: i64,
+        page: PageRequest,
     ) -> Result<Page<TicketDetails>, StoreError> {
-        let push_filter = |builder: &mut QueryBuilder<'_, Postgres>| {
-            builder.push("WHERE t.user_id = ").push_bind(user_id);
-            builder.push(match status {
-                None => "",
-                Some(TicketStatus::Reserved) => " AND t.status = 'reserved' AND t.expires_at > now()",
-                Some(TicketStatus::Expired) => {
-                    " AND (t.status = 'expired' OR (t.status = 'reserved' AND t.expires_at <= now()))"
-                }
-                Some(TicketStatus::Paid) => " AND t.status = 'paid'",
-                Some(TicketStatus::Cancelled) => " AND t.status = 'cancelled'",
-            });
-        };
-        let mut builder = QueryBuilder::<Postgres>::new(concat!(
-            "SELECT ",
-            ticket_columns!(),
-            ", count(*) OVER () AS total FROM tickets t",
-            ticket_joins!()
-        ));
-        push_filter(&mut builder);
-        builder
-            .push(" ORDER BY t.created_at DESC, t.id DESC LIMIT ")
-            .push_bind(limit)
-            .push(" OFFSET ")
-            .push_bind(skip);
-        let rows: Vec<CountedTicketRow> = builder.build_query_as().fetch_all(&self.pool).await?;
-        let count_rows = async {
-            let mut builder = QueryBuilder::<Postgres>::new("SELECT count(*) FROM tickets t ");
-            push_filter(&mut builder);
-            let total: i64 = builder.build_query_scalar().fetch_one(&self.pool).await?;
-            Ok(total)
-        };
-        page_from_counted(
-            rows,
-            |row| Ok((row.ticket.into_details()?, row.total)),
-            count_rows,
+        let now = Utc::now();
+        fetch_page!(
+            &self.pool,
+            sql::SELECT_TICKETS,
+            sql::COUNT_TICKETS,
+            |builder| sql::push_ticket_filter(builder, user_id, status, now),
+            sql::TICKETS_ORDER,
+            page,
+            TicketRow::into_details,
         )
-        .await
     }
 
     #[tracing::instrument(skip(self))]
@@ -828,7 +498,10 @@ impl Store for PgStore {
             .await?;
         Ok(u64::try_from(expired).unwrap_or_default())
     }
+}
 
+#[async_trait]
+impl IdempotencyStore for PgStore {
     async fn claim_idempotency_key(
         &self,
         user_id: Uuid,
@@ -860,7 +533,7 @@ impl Store for PgStore {
         .bind(key)
         .fetch_one(&self.pool)
         .await?;
-        Ok(idempotency_state(
+        Ok(sql::idempotency_state(
             request_hash,
             &stored_hash,
             status.map(i64::from),
@@ -875,33 +548,27 @@ impl Store for PgStore {
         status: u16,
         body: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE idempotency_keys SET response_status = $3, response_body = $4
-             WHERE user_id = $1 AND key = $2",
-        )
-        .bind(user_id)
-        .bind(key)
-        .bind(i16::try_from(status).unwrap_or(500))
-        .bind(body)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(sql::COMPLETE_IDEMPOTENCY_KEY)
+            .bind(user_id)
+            .bind(key)
+            .bind(i16::try_from(status).unwrap_or(500))
+            .bind(body)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn release_idempotency_key(&self, user_id: Uuid, key: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "DELETE FROM idempotency_keys
-             WHERE user_id = $1 AND key = $2 AND response_status IS NULL",
-        )
-        .bind(user_id)
-        .bind(key)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(sql::RELEASE_IDEMPOTENCY_KEY)
+            .bind(user_id)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn purge_idempotency_keys(&self, older_than: DateTime<Utc>) -> Result<u64, StoreError> {
-        let purged = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+        let purged = sqlx::query(sql::PURGE_IDEMPOTENCY_KEYS)
             .bind(older_than)
             .execute(&self.pool)
             .await?

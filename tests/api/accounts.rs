@@ -314,8 +314,8 @@ async fn location_can_be_set_and_is_validated(backend: Backend) {
 
 async fn login_and_registration_are_rate_limited(backend: Backend) {
     let app = TestApp::spawn_with(backend, |settings| {
-        settings.auth_rate_limit_per_ip = 6;
-        settings.auth_rate_limit_per_email = 3;
+        settings.auth_rate_limit_per_ip = std::num::NonZeroU32::new(6).unwrap();
+        settings.auth_rate_limit_per_email = std::num::NonZeroU32::new(3).unwrap();
     })
     .await;
     let from = |address: [u8; 4]| {

@@ -1,10 +1,13 @@
 //! The test harness: each test gets the real app on 127.0.0.1:0 with its own database —
 //! a fresh SQLite file, or a fresh schema in PostgreSQL (when TEST_DATABASE_URL is set).
 
+use std::num::NonZeroU32;
 use std::sync::Mutex;
+use std::time::Duration;
 
-use nearbytix::app::{self, AppState};
+use nearbytix::app::App;
 use nearbytix::config::Settings;
+use nearbytix::store::DynStore;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -180,7 +183,7 @@ pub struct TestApp {
     pub backend: Backend,
     pub address: String,
     pub client: reqwest::Client,
-    pub state: AppState,
+    pub store: DynStore,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     // Dropped last: the database outlives the server using it.
@@ -197,12 +200,12 @@ pub struct TestUser {
 }
 
 pub fn test_settings(database_url: &str) -> Settings {
-    let mut settings = Settings::with_database(database_url);
+    let mut settings = Settings::with_database(database_url).expect("default settings");
     settings.jwt_secret_key = Some(SECRET.to_owned().into());
-    settings.sweep_interval_seconds = 0.2;
+    settings.sweep_interval = Duration::from_millis(200);
     // Tests register many users from one address; the limit test lowers these.
-    settings.auth_rate_limit_per_ip = 100_000;
-    settings.auth_rate_limit_per_email = 100_000;
+    settings.auth_rate_limit_per_ip = NonZeroU32::new(100_000).unwrap();
+    settings.auth_rate_limit_per_email = NonZeroU32::new(100_000).unwrap();
     settings
 }
 
@@ -242,19 +245,17 @@ impl TestApp {
         settings: Settings,
         run_sweeper: bool,
     ) -> TestApp {
-        let state = AppState::connect(settings).await.expect("app starts");
+        let app = App::connect(settings).await.expect("app starts");
+        let store = app.store.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = format!("http://{}", listener.local_addr().unwrap());
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn({
-            let state = state.clone();
-            async move {
-                app::serve(state, listener, run_sweeper, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("server runs");
-            }
+        let server = tokio::spawn(async move {
+            app.serve(listener, run_sweeper, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server runs");
         });
         TestApp {
             backend,
@@ -263,7 +264,7 @@ impl TestApp {
                 .pool_max_idle_per_host(64)
                 .build()
                 .unwrap(),
-            state,
+            store,
             shutdown: Some(shutdown),
             server: Some(server),
             database,

@@ -14,12 +14,31 @@ backend_tests!(
     metrics_and_request_ids_are_exposed,
 );
 
+/// The committed `openapi.json`: the published contract, pinned.
+fn committed_openapi() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+    let text = std::fs::read_to_string(path).expect("openapi.json is committed");
+    serde_json::from_str(&text).expect("openapi.json is JSON")
+}
+
+/// The OpenAPI document cannot drift from the committed one unnoticed. After an intended
+/// change, regenerate it with `cargo run -- openapi > openapi.json` and review the diff.
+#[test]
+fn openapi_document_matches_the_committed_snapshot() {
+    let document = nearbytix::api::openapi("/api/v1").to_pretty_json().unwrap();
+    let generated: Value = serde_json::from_str(&document).unwrap();
+    assert!(
+        generated == committed_openapi(),
+        "openapi.json is out of date: run `cargo run -- openapi > openapi.json` and review the diff"
+    );
+}
+
 /// The container files call subcommands and set variables the binary really has (they cannot
 /// be built here: no Docker engine).
 #[test]
 fn container_files_match_the_cli() {
     use clap::{CommandFactory, Parser};
-    use nearbytix::config::Cli;
+    use nearbytix::cli::Cli;
 
     let known_env: Vec<String> = Cli::command()
         .get_arguments()
@@ -122,7 +141,7 @@ async fn health_reports_the_backend(backend: Backend) {
     assert_eq!(live["status"], "alive");
 
     // With the database gone, health says so.
-    app.state.store.close().await;
+    app.store.close().await;
     let response = app.get_unprefixed("/health").await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = response.json().await.unwrap();
@@ -173,6 +192,11 @@ async fn root_docs_and_openapi_are_served(backend: Backend) {
         .await
         .unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert_eq!(
+        spec,
+        committed_openapi(),
+        "the served /openapi.json differs from the committed openapi.json"
+    );
     for (method, path) in CONTRACT_PATHS {
         let operation = &spec["paths"][path][method];
         assert!(

@@ -21,7 +21,7 @@ backend_tests!(
 async fn event_at(app: &TestApp, user: &TestUser, title: &str, point: GeoPoint) -> Value {
     app.create_event(
         &user.token,
-        json!({"title": title, "venue": {"latitude": point.latitude, "longitude": point.longitude}}),
+        json!({"title": title, "venue": {"latitude": point.latitude(), "longitude": point.longitude()}}),
     )
     .await
 }
@@ -48,7 +48,7 @@ async fn radius_keeps_exactly_the_events_inside_nearest_first(backend: Backend) 
     let app = TestApp::spawn(backend).await;
     let origin = GeoPoint::new(6.5244, 3.3792).unwrap();
     let user = app
-        .register_user(Some((origin.latitude, origin.longitude)))
+        .register_user(Some((origin.latitude(), origin.longitude())))
         .await;
     let placements = [
         (80.0, 10.0),
@@ -88,11 +88,11 @@ async fn radius_keeps_exactly_the_events_inside_nearest_first(backend: Backend) 
         assert_close(&recommendation["distance_km"], km);
         assert!(recommendation["event"]["id"].is_string());
     }
-    assert_eq!(body["user_latitude"], origin.latitude);
-    assert_eq!(body["user_longitude"], origin.longitude);
+    assert_eq!(body["user_latitude"], origin.latitude());
+    assert_eq!(body["user_longitude"], origin.longitude());
     assert_eq!(
         body["user_location"],
-        json!({"latitude": origin.latitude, "longitude": origin.longitude})
+        json!({"latitude": origin.latitude(), "longitude": origin.longitude()})
     );
     assert_eq!(body["radius_km"], 50.0);
     assert_eq!(body["search_radius_km"], 50.0);
@@ -144,7 +144,7 @@ async fn search_works_near_the_pole(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let origin = GeoPoint::new(89.9, 0.0).unwrap();
     let user = app
-        .register_user(Some((origin.latitude, origin.longitude)))
+        .register_user(Some((origin.latitude(), origin.longitude())))
         .await;
     // Across the pole: same latitude, opposite meridian, about 22 km away.
     event_at(
@@ -170,7 +170,7 @@ async fn past_and_sold_out_events_are_left_out(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let origin = GeoPoint::new(51.5, -0.12).unwrap();
     let user = app
-        .register_user(Some((origin.latitude, origin.longitude)))
+        .register_user(Some((origin.latitude(), origin.longitude())))
         .await;
     let buyer = app.register_user(None).await;
     event_at(&app, &user, "open", origin.destination(2.0, 0.0)).await;
@@ -178,7 +178,7 @@ async fn past_and_sold_out_events_are_left_out(backend: Backend) {
         .create_event(
             &user.token,
             json!({"title": "sold out", "total_tickets": 1,
-            "venue": {"latitude": origin.latitude, "longitude": origin.longitude}}),
+            "venue": {"latitude": origin.latitude(), "longitude": origin.longitude()}}),
         )
         .await;
     let (status, _) = app
@@ -194,7 +194,7 @@ async fn past_and_sold_out_events_are_left_out(backend: Backend) {
         &user.token,
         json!({"title": "starting", "start_time": soon.to_rfc3339(),
         "end_time": (soon + Duration::hours(1)).to_rfc3339(),
-        "venue": {"latitude": origin.latitude, "longitude": origin.longitude}}),
+        "venue": {"latitude": origin.latitude(), "longitude": origin.longitude()}}),
     )
     .await;
     let (_, before) = app.get("/for-you/", Some(&user.token)).await;
@@ -209,7 +209,7 @@ async fn paging_radius_bounds_and_missing_location(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let origin = GeoPoint::new(-33.86, 151.2).unwrap();
     let user = app
-        .register_user(Some((origin.latitude, origin.longitude)))
+        .register_user(Some((origin.latitude(), origin.longitude())))
         .await;
     let start = Utc::now() + Duration::days(3);
     // Two events at the same spot: ties go to the earlier start.
@@ -226,7 +226,7 @@ async fn paging_radius_bounds_and_missing_location(backend: Backend) {
             &user.token,
             json!({"title": title, "start_time": when.to_rfc3339(),
             "end_time": (when + Duration::hours(1)).to_rfc3339(),
-            "venue": {"latitude": point.latitude, "longitude": point.longitude}}),
+            "venue": {"latitude": point.latitude(), "longitude": point.longitude()}}),
         )
         .await;
     }
@@ -280,7 +280,7 @@ async fn nearby_is_public_and_matches_for_you(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let origin = GeoPoint::new(40.71, -74.0).unwrap();
     let user = app
-        .register_user(Some((origin.latitude, origin.longitude)))
+        .register_user(Some((origin.latitude(), origin.longitude())))
         .await;
     for (km, bearing) in [(3.0, 10.0), (7.0, 100.0), (30.0, 200.0), (70.0, 300.0)] {
         event_at(
@@ -293,7 +293,8 @@ async fn nearby_is_public_and_matches_for_you(backend: Backend) {
     }
     let path = format!(
         "/events/nearby?latitude={}&longitude={}&radius_km=40",
-        origin.latitude, origin.longitude
+        origin.latitude(),
+        origin.longitude()
     );
     let (status, nearby) = app.get(&path, None).await;
     assert_eq!(status, StatusCode::OK, "{nearby}");
@@ -307,7 +308,8 @@ async fn nearby_is_public_and_matches_for_you(backend: Backend) {
         .get(
             &format!(
                 "/events/nearby?latitude={}&longitude={}",
-                origin.latitude, origin.longitude
+                origin.latitude(),
+                origin.longitude()
             ),
             None,
         )
@@ -330,21 +332,21 @@ async fn search_follows_moves_sales_and_deletes(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let here = GeoPoint::new(48.85, 2.35).unwrap();
     let user = app
-        .register_user(Some((here.latitude, here.longitude)))
+        .register_user(Some((here.latitude(), here.longitude())))
         .await;
     let far = here.destination(300.0, 45.0);
     let event = app
         .create_event(
             &user.token,
             json!({"title": "moving", "total_tickets": 1,
-            "venue": {"latitude": far.latitude, "longitude": far.longitude}}),
+            "venue": {"latitude": far.latitude(), "longitude": far.longitude()}}),
         )
         .await;
     let path = format!("/events/{}", event["id"].as_str().unwrap());
     assert_eq!(app.get("/for-you/", Some(&user.token)).await.1["total"], 0);
 
     let near = here.destination(5.0, 180.0);
-    let venue = json!({"venue": {"latitude": near.latitude, "longitude": near.longitude,
+    let venue = json!({"venue": {"latitude": near.latitude(), "longitude": near.longitude(),
         "venue_name": "New Hall", "address_line1": "2 Rue", "city": "Paris", "state": "IDF",
         "country": "France", "postal_code": "75001"}});
     assert_eq!(

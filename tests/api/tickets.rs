@@ -253,7 +253,10 @@ async fn cancel_returns_the_seat_at_once(backend: Backend) {
 }
 
 async fn holds_expire_on_time_and_the_seat_returns(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |settings| settings.ticket_expiration_time = 2).await;
+    let app = TestApp::spawn_with(backend, |settings| {
+        settings.ticket_hold = std::time::Duration::from_secs(2)
+    })
+    .await;
     let buyers = users(&app, 2).await;
     let event = app
         .create_event(&buyers[0].token, json!({"total_tickets": 1}))
@@ -361,12 +364,12 @@ async fn a_due_hold_reads_expired_before_any_sweep(backend: Backend) {
 
 async fn payment_and_expiry_never_both_win(backend: Backend) {
     let app = TestApp::spawn_with(backend, |settings| {
-        settings.ticket_expiration_time = 1;
-        settings.sweep_interval_seconds = 0.05;
+        settings.ticket_hold = std::time::Duration::from_secs(1);
+        settings.sweep_interval = std::time::Duration::from_millis(50);
     })
     .await;
     let sweeper_twin = app
-        .spawn_sibling(|settings| settings.sweep_interval_seconds = 0.05)
+        .spawn_sibling(|settings| settings.sweep_interval = std::time::Duration::from_millis(50))
         .await;
     let buyers = users(&app, 10).await;
     let event = app

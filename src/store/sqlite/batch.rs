@@ -13,7 +13,7 @@ use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{TicketRow, micros};
+use super::{Micros, TicketRow, ticket_details_on};
 use crate::domain::TicketDetails;
 use crate::store::{NewReservation, StoreError};
 
@@ -106,7 +106,7 @@ async fn write_batch(
     now: DateTime<Utc>,
 ) -> Result<HashMap<Uuid, TicketDetails>, sqlx::Error> {
     let mut conn = writer.acquire().await?;
-    let now_micros = micros(now);
+    let now_micros = Micros::from(now);
     let mut query = sqlx::query_as::<_, TicketRow>(sql);
     for pending in batch {
         let request = &pending.request;
@@ -121,7 +121,7 @@ async fn write_batch(
             .bind(request.ticket_id)
             .bind(request.user_id)
             .bind(request.event_id)
-            .bind(micros(expires))
+            .bind(Micros::from(expires))
             .bind(now_micros)
             .bind(now_micros);
     }
@@ -149,5 +149,5 @@ async fn write_batch(
 
 async fn find_ticket(writer: &SqlitePool, id: Uuid) -> Result<Option<TicketDetails>, StoreError> {
     let mut conn = writer.acquire().await?;
-    super::SqliteStore::ticket_details_on(&mut conn, id).await
+    ticket_details_on(&mut conn, id).await
 }

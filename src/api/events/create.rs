@@ -1,0 +1,36 @@
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use super::body::EventCreateRequest;
+use super::response::EventResponse;
+use crate::api::current_user::CurrentUser;
+use crate::api::error::ApiError;
+use crate::api::extract::ValidJson;
+use crate::api::schemas::{ErrorBody, ValidationErrorBody};
+use crate::service::Events;
+
+/// Create an event; the caller becomes its creator.
+#[utoipa::path(
+    post,
+    path = "/events/",
+    tag = "events",
+    security(("bearer" = [])),
+    request_body = EventCreateRequest,
+    responses(
+        (status = 201, description = "Event created", body = EventResponse),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 415, description = "Not a JSON body", body = ErrorBody),
+        (status = 422, description = "Invalid input", body = ValidationErrorBody),
+    )
+)]
+pub async fn create_event(
+    State(events): State<Arc<Events>>,
+    CurrentUser(user): CurrentUser,
+    ValidJson(fields): ValidJson<EventCreateRequest>,
+) -> Result<(StatusCode, Json<EventResponse>), ApiError> {
+    let event = events.create(user.id, fields).await?;
+    Ok((StatusCode::CREATED, Json(event.into())))
+}

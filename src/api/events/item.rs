@@ -1,0 +1,85 @@
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use super::body::EventUpdateRequest;
+use super::response::EventResponse;
+use crate::api::current_user::CurrentUser;
+use crate::api::error::ApiError;
+use crate::api::extract::{PathId, ValidJson};
+use crate::api::schemas::{ErrorBody, ValidationErrorBody};
+use crate::service::Events;
+
+/// One event.
+#[utoipa::path(
+    get,
+    path = "/events/{event_id}",
+    tag = "events",
+    params(("event_id" = Uuid, Path, description = "Event id")),
+    responses(
+        (status = 200, description = "The event", body = EventResponse),
+        (status = 404, description = "No such event", body = ErrorBody),
+        (status = 422, description = "Malformed id", body = ValidationErrorBody),
+    )
+)]
+pub async fn get_event(
+    State(events): State<Arc<Events>>,
+    PathId(event_id): PathId,
+) -> Result<Json<EventResponse>, ApiError> {
+    Ok(Json(events.get(event_id).await?.into()))
+}
+
+/// Change an event (creator only). The merged result must satisfy the create rules.
+#[utoipa::path(
+    put,
+    path = "/events/{event_id}",
+    tag = "events",
+    security(("bearer" = [])),
+    params(("event_id" = Uuid, Path, description = "Event id")),
+    request_body = EventUpdateRequest,
+    responses(
+        (status = 200, description = "Updated event", body = EventResponse),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Not the creator", body = ErrorBody),
+        (status = 404, description = "No such event", body = ErrorBody),
+        (status = 409, description = "total_tickets below tickets already sold", body = ErrorBody),
+        (status = 415, description = "Not a JSON body", body = ErrorBody),
+        (status = 422, description = "Invalid input or malformed id", body = ValidationErrorBody),
+    )
+)]
+pub async fn update_event(
+    State(events): State<Arc<Events>>,
+    CurrentUser(user): CurrentUser,
+    PathId(event_id): PathId,
+    ValidJson(changes): ValidJson<EventUpdateRequest>,
+) -> Result<Json<EventResponse>, ApiError> {
+    let event = events.update(user.id, event_id, changes).await?;
+    Ok(Json(event.into()))
+}
+
+/// Delete an event (creator only) that has no reserved or paid tickets.
+#[utoipa::path(
+    delete,
+    path = "/events/{event_id}",
+    tag = "events",
+    security(("bearer" = [])),
+    params(("event_id" = Uuid, Path, description = "Event id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Not the creator", body = ErrorBody),
+        (status = 404, description = "No such event", body = ErrorBody),
+        (status = 409, description = "The event has reserved or paid tickets", body = ErrorBody),
+        (status = 422, description = "Malformed id", body = ValidationErrorBody),
+    )
+)]
+pub async fn delete_event(
+    State(events): State<Arc<Events>>,
+    CurrentUser(user): CurrentUser,
+    PathId(event_id): PathId,
+) -> Result<StatusCode, ApiError> {
+    events.delete(user.id, event_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

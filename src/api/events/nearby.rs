@@ -1,0 +1,85 @@
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::response::{EventListItem, EventListResponse};
+use crate::api::error::ApiError;
+use crate::api::extract::{Input, ValidQuery};
+use crate::api::query::{SEARCH_PAGE, radius};
+use crate::api::schemas::{PageInfo, ValidationErrorBody};
+use crate::domain::{GeoPoint, PageRequest, RadiusKm, Violations};
+use crate::service::Search;
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NearbyParams {
+    /// Latitude of the search centre (−90..90).
+    latitude: f64,
+    /// Longitude of the search centre (−180..180).
+    longitude: f64,
+    /// Search radius in km, 1–500. Default: DEFAULT_SEARCH_RADIUS_KM (50).
+    #[serde(default)]
+    #[param(minimum = 1, maximum = 500)]
+    radius_km: Option<f64>,
+    #[serde(default)]
+    #[param(minimum = 0, default = 0)]
+    skip: Option<i64>,
+    /// Page size, 1–100.
+    #[serde(default)]
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    limit: Option<i64>,
+}
+
+pub struct NearbySearch {
+    center: GeoPoint,
+    radius: Option<RadiusKm>,
+    page: PageRequest,
+}
+
+impl Input for NearbyParams {
+    type Valid = NearbySearch;
+
+    fn validate(self) -> Result<NearbySearch, Violations> {
+        let mut violations = Violations::new();
+        let center = GeoPoint::parse(&mut violations, &[], self.latitude, self.longitude);
+        let radius = radius(&mut violations, "radius_km", self.radius_km);
+        let page = PageRequest::parse(&mut violations, self.skip, self.limit, SEARCH_PAGE);
+        violations.finish(|| {
+            Some(NearbySearch {
+                center: center?,
+                radius: radius?,
+                page: page?,
+            })
+        })
+    }
+}
+
+/// Upcoming, not sold-out events near a point, nearest first.
+#[utoipa::path(
+    get,
+    path = "/events/nearby",
+    tag = "events",
+    params(NearbyParams),
+    responses(
+        (status = 200, description = "A page of events with distances", body = EventListResponse),
+        (status = 422, description = "Invalid query", body = ValidationErrorBody),
+    )
+)]
+pub async fn nearby_events(
+    State(search): State<Arc<Search>>,
+    ValidQuery(query): ValidQuery<NearbyParams>,
+) -> Result<Json<EventListResponse>, ApiError> {
+    let result = search.near(query.center, query.radius, query.page).await?;
+    Ok(Json(EventListResponse {
+        events: result
+            .found
+            .items
+            .into_iter()
+            .map(EventListItem::from)
+            .collect(),
+        page: PageInfo::new(result.found.total, result.page),
+    }))
+}

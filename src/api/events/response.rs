@@ -1,0 +1,144 @@
+//! How events are shown: in full, and as list items.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::api::schemas::PageInfo;
+use crate::domain::{Event, NearbyEvent};
+
+/// An event in full.
+#[derive(Serialize, ToSchema)]
+pub struct EventResponse {
+    id: Uuid,
+    creator_id: Uuid,
+    title: String,
+    description: Option<String>,
+    start_time: DateTime<Utc>,
+    end_time: DateTime<Utc>,
+    total_tickets: i32,
+    /// Reserved (unexpired) plus paid tickets.
+    tickets_sold: i32,
+    tickets_available: i32,
+    is_sold_out: bool,
+    latitude: f64,
+    longitude: f64,
+    venue_name: String,
+    address_line1: String,
+    address_line2: Option<String>,
+    city: String,
+    state: String,
+    country: String,
+    postal_code: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<Event> for EventResponse {
+    fn from(event: Event) -> Self {
+        let venue = &event.venue;
+        Self {
+            tickets_available: event.tickets_available(),
+            is_sold_out: event.is_sold_out(),
+            latitude: venue.location().latitude(),
+            longitude: venue.location().longitude(),
+            venue_name: venue.venue_name().to_owned(),
+            address_line1: venue.address_line1().to_owned(),
+            address_line2: venue.address_line2().map(str::to_owned),
+            city: venue.city().to_owned(),
+            state: venue.state().to_owned(),
+            country: venue.country().to_owned(),
+            postal_code: venue.postal_code().to_owned(),
+            id: event.id,
+            creator_id: event.creator_id,
+            title: event.title,
+            description: event.description,
+            start_time: event.start_time,
+            end_time: event.end_time,
+            total_tickets: event.total_tickets,
+            tickets_sold: event.tickets_sold,
+            created_at: event.created_at,
+            updated_at: event.updated_at,
+        }
+    }
+}
+
+/// An event in a listing; `distance_km` only in distance searches.
+#[derive(Clone, Serialize, ToSchema)]
+pub struct EventListItem {
+    id: Uuid,
+    creator_id: Uuid,
+    title: String,
+    description: Option<String>,
+    start_time: DateTime<Utc>,
+    end_time: DateTime<Utc>,
+    tickets_available: i32,
+    is_sold_out: bool,
+    latitude: f64,
+    longitude: f64,
+    venue_name: String,
+    city: String,
+    state: String,
+    created_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    distance_km: Option<f64>,
+}
+
+impl EventListItem {
+    pub fn new(event: Event, distance_km: Option<f64>) -> Self {
+        let venue = &event.venue;
+        Self {
+            tickets_available: event.tickets_available(),
+            is_sold_out: event.is_sold_out(),
+            latitude: venue.location().latitude(),
+            longitude: venue.location().longitude(),
+            venue_name: venue.venue_name().to_owned(),
+            city: venue.city().to_owned(),
+            state: venue.state().to_owned(),
+            id: event.id,
+            creator_id: event.creator_id,
+            title: event.title,
+            description: event.description,
+            start_time: event.start_time,
+            end_time: event.end_time,
+            created_at: event.created_at,
+            distance_km,
+        }
+    }
+
+    pub fn with_distance(&self, distance_km: f64) -> Self {
+        Self {
+            distance_km: Some(distance_km),
+            ..self.clone()
+        }
+    }
+}
+
+impl From<NearbyEvent> for EventListItem {
+    fn from(found: NearbyEvent) -> Self {
+        EventListItem::new(found.event, Some(round_km(found.distance_km)))
+    }
+}
+
+/// Distances are shown to the metre.
+pub fn round_km(km: f64) -> f64 {
+    (km * 1000.0).round() / 1000.0
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventListResponse {
+    pub events: Vec<EventListItem>,
+    #[serde(flatten)]
+    pub page: PageInfo,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distances_round_to_the_metre() {
+        assert_eq!(round_km(1.23456), 1.235);
+    }
+}

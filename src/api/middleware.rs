@@ -1,0 +1,129 @@
+//! What wraps every route: request ids and logs, metrics, CORS, time and body limits, panics,
+//! and the contract's error shape for answers the handlers did not make.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use super::error::{INTERNAL_ERROR_DETAIL, UNAVAILABLE_DETAIL, detail_response};
+use crate::config::Settings;
+use crate::telemetry;
+
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+const REQUEST_ID: &str = "x-request-id";
+
+/// `router` with every layer applied.
+pub fn wrap(router: Router, settings: &Settings) -> Router {
+    let request_id = HeaderName::from_static(REQUEST_ID);
+    let layers = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            let id = request
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default();
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+        }))
+        .layer(PropagateRequestIdLayer::new(request_id))
+        .layer(middleware::from_fn(track_http))
+        .layer(middleware::from_fn(errors_as_json))
+        .layer(cors(&settings.allowed_origins))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            settings.request_timeout,
+        ))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES));
+    router.layer(layers)
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let allow_origin = if origins.iter().any(|origin| origin == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|origin| HeaderValue::from_str(origin).ok()),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+        ])
+        .max_age(Duration::from_secs(600))
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = message, "handler panicked");
+    detail_response(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_ERROR_DETAIL)
+}
+
+/// Error answers produced outside the handlers (timeouts, body limits, the router itself)
+/// get the contract's `{"detail": …}` shape too.
+async fn errors_as_json(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let detail = match status {
+        StatusCode::INTERNAL_SERVER_ERROR => INTERNAL_ERROR_DETAIL,
+        StatusCode::SERVICE_UNAVAILABLE => UNAVAILABLE_DETAIL,
+        StatusCode::PAYLOAD_TOO_LARGE => "Request body too large",
+        other => other.canonical_reason().unwrap_or("Error"),
+    };
+    let mut replacement = detail_response(status, detail);
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            replacement
+                .headers_mut()
+                .insert(name.clone(), value.clone());
+        }
+    }
+    replacement
+}
+
+/// Counts requests and their latency by method, route template and status.
+async fn track_http(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    telemetry::http_request(method, route, response.status().as_u16(), started.elapsed());
+    response
+}

@@ -1,0 +1,19 @@
+//! What handlers receive: the services, each reachable on its own through `FromRef`.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+
+use super::rate_limit::AuthRateLimits;
+use crate::service::{Accounts, Events, Health, Idempotency, Search, Tickets};
+
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub accounts: Arc<Accounts>,
+    pub events: Arc<Events>,
+    pub tickets: Arc<Tickets>,
+    pub search: Arc<Search>,
+    pub idempotency: Arc<Idempotency>,
+    pub health: Arc<Health>,
+    pub auth_limits: Arc<AuthRateLimits>,
+}

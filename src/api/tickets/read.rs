@@ -1,0 +1,122 @@
+//! The caller's tickets.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use chrono::Utc;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::response::{MyTicketItem, MyTicketsResponse, TicketResponse, TicketStatusBody};
+use crate::api::current_user::CurrentUser;
+use crate::api::error::ApiError;
+use crate::api::extract::{Input, PathId, ValidQuery};
+use crate::api::query::LISTING_PAGE;
+use crate::api::schemas::{ErrorBody, PageInfo, ValidationErrorBody};
+use crate::domain::{PageRequest, TicketStatus, ViolationKind, Violations};
+use crate::service::Tickets;
+
+/// One of the caller's tickets.
+#[utoipa::path(
+    get,
+    path = "/tickets/{ticket_id}",
+    tag = "tickets",
+    security(("bearer" = [])),
+    params(("ticket_id" = Uuid, Path, description = "Ticket id")),
+    responses(
+        (status = 200, description = "The ticket", body = TicketResponse),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Not your ticket", body = ErrorBody),
+        (status = 404, description = "No such ticket", body = ErrorBody),
+        (status = 422, description = "Malformed id", body = ValidationErrorBody),
+    )
+)]
+pub async fn get_ticket(
+    State(tickets): State<Arc<Tickets>>,
+    CurrentUser(user): CurrentUser,
+    PathId(ticket_id): PathId,
+) -> Result<Json<TicketResponse>, ApiError> {
+    let details = tickets.get(user.id, ticket_id).await?;
+    Ok(Json(TicketResponse::new(details, Utc::now())))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MyTicketsQuery {
+    /// Effective status to keep: reserved, paid, expired or cancelled.
+    #[serde(default)]
+    #[param(value_type = Option<TicketStatusBody>)]
+    status: Option<String>,
+    #[serde(default)]
+    #[param(minimum = 0, default = 0)]
+    skip: Option<i64>,
+    /// Page size, 1–1000.
+    #[serde(default)]
+    #[param(minimum = 1, maximum = 1000, default = 100)]
+    limit: Option<i64>,
+}
+
+pub struct MyTicketsFilter {
+    status: Option<TicketStatus>,
+    page: PageRequest,
+}
+
+impl Input for MyTicketsQuery {
+    type Valid = MyTicketsFilter;
+
+    fn validate(self) -> Result<MyTicketsFilter, Violations> {
+        let mut violations = Violations::new();
+        let status = match self.status.as_deref().map(str::trim) {
+            None | Some("") => Some(None),
+            Some(raw) => {
+                let status = TicketStatus::parse(&raw.to_ascii_lowercase());
+                if status.is_none() {
+                    violations.push_kind(
+                        &["status"],
+                        "Input should be 'reserved', 'paid', 'expired' or 'cancelled'",
+                        ViolationKind::Choice,
+                    );
+                }
+                status.map(Some)
+            }
+        };
+        let page = PageRequest::parse(&mut violations, self.skip, self.limit, LISTING_PAGE);
+        violations.finish(|| {
+            Some(MyTicketsFilter {
+                status: status?,
+                page: page?,
+            })
+        })
+    }
+}
+
+/// The caller's tickets, newest first.
+#[utoipa::path(
+    get,
+    path = "/tickets/my-tickets",
+    tag = "tickets",
+    security(("bearer" = [])),
+    params(MyTicketsQuery),
+    responses(
+        (status = 200, description = "A page of tickets", body = MyTicketsResponse),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 422, description = "Invalid query", body = ValidationErrorBody),
+    )
+)]
+pub async fn my_tickets(
+    State(tickets): State<Arc<Tickets>>,
+    CurrentUser(user): CurrentUser,
+    ValidQuery(filter): ValidQuery<MyTicketsQuery>,
+) -> Result<Json<MyTicketsResponse>, ApiError> {
+    let found = tickets.of_user(user.id, filter.status, filter.page).await?;
+    let now = Utc::now();
+    Ok(Json(MyTicketsResponse {
+        tickets: found
+            .items
+            .into_iter()
+            .map(|details| MyTicketItem::new(details, now))
+            .collect(),
+        page: PageInfo::new(found.total, filter.page),
+    }))
+}

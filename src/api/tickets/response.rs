@@ -1,0 +1,141 @@
+//! How tickets are shown.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::api::schemas::PageInfo;
+use crate::domain::{EventSummary, TicketDetails, TicketStatus};
+
+/// The status as clients read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TicketStatusBody {
+    Reserved,
+    Paid,
+    Expired,
+    Cancelled,
+}
+
+impl From<TicketStatus> for TicketStatusBody {
+    fn from(status: TicketStatus) -> Self {
+        match status {
+            TicketStatus::Reserved => TicketStatusBody::Reserved,
+            TicketStatus::Paid => TicketStatusBody::Paid,
+            TicketStatus::Expired => TicketStatusBody::Expired,
+            TicketStatus::Cancelled => TicketStatusBody::Cancelled,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TicketUser {
+    id: Uuid,
+    name: String,
+    email: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TicketEvent {
+    id: Uuid,
+    title: String,
+    start_time: DateTime<Utc>,
+    end_time: DateTime<Utc>,
+    venue_name: String,
+    city: String,
+    state: String,
+}
+
+impl From<EventSummary> for TicketEvent {
+    fn from(event: EventSummary) -> Self {
+        Self {
+            id: event.id,
+            title: event.title,
+            start_time: event.start_time,
+            end_time: event.end_time,
+            venue_name: event.venue_name,
+            city: event.city,
+            state: event.state,
+        }
+    }
+}
+
+/// A ticket; `status` is the effective one (a hold past its deadline reads `expired`).
+#[derive(Serialize, ToSchema)]
+pub struct TicketResponse {
+    id: Uuid,
+    user_id: Uuid,
+    event_id: Uuid,
+    status: TicketStatusBody,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    paid_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+    user: TicketUser,
+    event: TicketEvent,
+    is_expired: bool,
+    is_paid: bool,
+    is_reserved: bool,
+}
+
+impl TicketResponse {
+    pub fn new(details: TicketDetails, now: DateTime<Utc>) -> Self {
+        let status = details.ticket.effective_status(now);
+        Self {
+            id: details.ticket.id,
+            user_id: details.ticket.user_id,
+            event_id: details.ticket.event_id,
+            status: status.into(),
+            created_at: details.ticket.created_at,
+            expires_at: details.ticket.expires_at,
+            paid_at: details.ticket.paid_at,
+            updated_at: details.ticket.updated_at,
+            user: TicketUser {
+                id: details.user.id,
+                name: details.user.name,
+                email: details.user.email,
+            },
+            event: details.event.into(),
+            is_expired: status == TicketStatus::Expired,
+            is_paid: status == TicketStatus::Paid,
+            is_reserved: status == TicketStatus::Reserved,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MyTicketItem {
+    id: Uuid,
+    event_id: Uuid,
+    status: TicketStatusBody,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    paid_at: Option<DateTime<Utc>>,
+    event_title: String,
+    event_start_time: DateTime<Utc>,
+    event: TicketEvent,
+}
+
+impl MyTicketItem {
+    pub fn new(details: TicketDetails, now: DateTime<Utc>) -> Self {
+        Self {
+            id: details.ticket.id,
+            event_id: details.ticket.event_id,
+            status: details.ticket.effective_status(now).into(),
+            created_at: details.ticket.created_at,
+            expires_at: details.ticket.expires_at,
+            paid_at: details.ticket.paid_at,
+            event_title: details.event.title.clone(),
+            event_start_time: details.event.start_time,
+            event: details.event.into(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MyTicketsResponse {
+    pub tickets: Vec<MyTicketItem>,
+    #[serde(flatten)]
+    pub page: PageInfo,
+}

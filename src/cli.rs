@@ -1,0 +1,156 @@
+//! The command line: subcommands and every option, each also an environment variable (names
+//! as in the API contract); a `.env` file is read first when present.
+
+use std::net::IpAddr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nearbytix",
+    version,
+    about = "NearbyTix: find events near you and buy tickets without ever being oversold",
+    long_about = "NearbyTix serves the ticketing HTTP API. With no subcommand it runs `serve`.\n\
+                  The database is chosen by DATABASE_URL: sqlite://… (embedded, the default) or \
+                  postgres://… (PostGIS required)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub options: Options,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Apply migrations, then serve the HTTP API (and the expiry sweeper, unless --no-sweeper).
+    Serve {
+        /// Do not run the expiry sweeper in this process (run `nearbytix worker` instead).
+        #[arg(long, env = "NO_SWEEPER")]
+        no_sweeper: bool,
+    },
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Run only the expiry sweeper: expire unpaid holds and give their seats back.
+    Worker,
+    /// Ask a running server's /health endpoint; exit 0 when healthy, 1 otherwise.
+    Healthcheck,
+    /// Print the OpenAPI document (the committed openapi.json is this output).
+    Openapi,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Every option as given; [`crate::config::Settings`] is what the program runs with.
+#[derive(Debug, Clone, Args)]
+pub struct Options {
+    /// Database: sqlite://FILE (created if missing) or postgres://USER@HOST/DB (PostGIS required).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://nearbytix.db",
+        global = true
+    )]
+    pub database_url: String,
+
+    /// Address to listen on (containers use 0.0.0.0).
+    #[arg(long, env = "HOST", default_value = "127.0.0.1", global = true)]
+    pub host: IpAddr,
+
+    /// Port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 8000, global = true)]
+    pub port: u16,
+
+    /// Secret for signing tokens (at least 32 bytes). Required with PostgreSQL; with SQLite it
+    /// is generated on first start and kept beside the database file.
+    #[arg(long, env = "JWT_SECRET_KEY", hide_env_values = true, global = true)]
+    pub jwt_secret_key: Option<SecretString>,
+
+    /// Lifetime of access tokens, in minutes.
+    #[arg(long, env = "JWT_ACCESS_TOKEN_EXPIRE_MINUTES", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=525_600), global = true)]
+    pub jwt_access_token_expire_minutes: u32,
+
+    /// Seconds a reservation is held before it expires unpaid.
+    #[arg(long, env = "TICKET_EXPIRATION_TIME", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
+    pub ticket_expiration_time: u64,
+
+    /// Radius used by /for-you/ when the request gives none, in km (1–500).
+    #[arg(
+        long,
+        env = "DEFAULT_SEARCH_RADIUS_KM",
+        default_value_t = 50.0,
+        global = true
+    )]
+    pub default_search_radius_km: f64,
+
+    /// CORS origins allowed to call the API, comma separated.
+    #[arg(
+        long,
+        env = "ALLOWED_ORIGINS",
+        default_value = "http://localhost:3000,http://localhost:8000",
+        global = true
+    )]
+    pub allowed_origins: String,
+
+    /// Path prefix of the API routes.
+    #[arg(long, env = "API_PREFIX", default_value = "/api/v1", global = true)]
+    pub api_prefix: String,
+
+    /// Log line format (the filter is RUST_LOG, default `info`).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    /// Seconds between two passes of the expiry sweeper.
+    #[arg(
+        long,
+        env = "SWEEP_INTERVAL_SECONDS",
+        default_value_t = 1.0,
+        global = true
+    )]
+    pub sweep_interval_seconds: f64,
+
+    /// Most holds one sweeper transaction expires.
+    #[arg(long, env = "SWEEP_BATCH_SIZE", default_value_t = 500,
+          value_parser = clap::value_parser!(i64).range(1..=100_000), global = true)]
+    pub sweep_batch_size: i64,
+
+    /// Largest number of pooled database connections (PostgreSQL; SQLite uses one writer).
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub database_max_connections: u32,
+
+    /// Seconds a request waits for a database connection before answering 503.
+    #[arg(
+        long,
+        env = "DATABASE_ACQUIRE_TIMEOUT_SECONDS",
+        default_value_t = 3.0,
+        global = true
+    )]
+    pub database_acquire_timeout_seconds: f64,
+
+    /// Login and registration attempts per minute from one client address (per process).
+    #[arg(long, env = "AUTH_RATE_LIMIT_PER_IP", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub auth_rate_limit_per_ip: u32,
+
+    /// Login and registration attempts per minute for one email (per process).
+    #[arg(long, env = "AUTH_RATE_LIMIT_PER_EMAIL", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub auth_rate_limit_per_email: u32,
+
+    /// Seconds a request may take before it is answered 503.
+    #[arg(
+        long,
+        env = "REQUEST_TIMEOUT_SECONDS",
+        default_value_t = 30.0,
+        global = true
+    )]
+    pub request_timeout_seconds: f64,
+}

@@ -1,0 +1,117 @@
+//! Every way a use case can refuse, with the message a client may read. Mapping these to
+//! status codes is the HTTP layer's job.
+
+use std::fmt;
+
+use uuid::Uuid;
+
+use crate::domain::{TicketStatus, Violations};
+use crate::store::StoreError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    Event,
+    Ticket,
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Resource::Event => "Event",
+            Resource::Ticket => "Ticket",
+        })
+    }
+}
+
+/// What a caller tried to do to something that is not theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    ModifyEvent,
+    DeleteEvent,
+    PayTicket,
+    CancelTicket,
+    ViewTicket,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::ModifyEvent => "You can only modify your own events",
+            Action::DeleteEvent => "You can only delete your own events",
+            Action::PayTicket => "You can only pay for your own tickets",
+            Action::CancelTicket => "You can only cancel your own tickets",
+            Action::ViewTicket => "You can only view your own tickets",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Input that breaks the product's rules.
+    #[error("invalid input: {0}")]
+    Invalid(Violations),
+    #[error("Invalid email or password")]
+    WrongCredentials,
+    /// A token that is malformed, expired, or whose user no longer exists.
+    #[error("Invalid authentication credentials")]
+    InvalidToken,
+    #[error("Email already registered")]
+    EmailTaken,
+    #[error("{0} with ID {1} not found")]
+    NotFound(Resource, Uuid),
+    #[error("{0}")]
+    NotOwner(Action),
+    #[error("Event has already started; tickets are no longer on sale")]
+    EventStarted,
+    #[error("Event is sold out")]
+    SoldOut,
+    #[error("total_tickets cannot be lower than the number of tickets already sold")]
+    TotalBelowSold,
+    #[error("Event has reserved or paid tickets and cannot be deleted")]
+    EventHasTickets,
+    /// Paying a hold whose deadline has passed.
+    #[error("Ticket reservation has expired")]
+    HoldExpired,
+    #[error("{}", not_reserved(*.0))]
+    NotReserved(TicketStatus),
+    #[error("User has no location set. Please update user location first.")]
+    NoLocation,
+    #[error("this Idempotency-Key was already used with a different request")]
+    IdempotencyKeyReused,
+    #[error("A request with this Idempotency-Key is still being processed")]
+    IdempotencyKeyInProgress,
+    /// The database is away; the client may retry.
+    #[error("service unavailable")]
+    Unavailable(#[source] StoreError),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+fn not_reserved(status: TicketStatus) -> String {
+    match status {
+        TicketStatus::Paid => "Ticket is already paid".to_owned(),
+        TicketStatus::Expired => "Ticket reservation has already expired".to_owned(),
+        other => format!("Ticket is {} and not reserved", other.as_str()),
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(_) => ServiceError::Unavailable(error),
+            other => ServiceError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ServiceError {
+    fn from(error: anyhow::Error) -> Self {
+        ServiceError::Internal(error)
+    }
+}
+
+impl From<Violations> for ServiceError {
+    fn from(violations: Violations) -> Self {
+        ServiceError::Invalid(violations)
+    }
+}

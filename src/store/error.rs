@@ -1,0 +1,64 @@
+//! Why a store call failed, sorted by what the caller should do about it.
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unique constraint violated")]
+    UniqueViolation,
+    #[error("foreign key constraint violated")]
+    ForeignKeyViolation,
+    #[error("check constraint {0:?} violated")]
+    CheckViolation(Option<String>),
+    /// The database is away (or refuses work for now); the caller may retry later.
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error),
+            sqlx::Error::Database(db) => {
+                // PostgreSQL classes 08 (connection) and 57P (operator intervention: shutdown,
+                // cannot connect now) mean the server is away, not that the query is wrong.
+                let code = db.code();
+                let code = code.as_deref().unwrap_or_default();
+                if code.starts_with("08") || code.starts_with("57P") {
+                    return StoreError::Unavailable(error);
+                }
+                match db.kind() {
+                    sqlx::error::ErrorKind::UniqueViolation => StoreError::UniqueViolation,
+                    sqlx::error::ErrorKind::ForeignKeyViolation => StoreError::ForeignKeyViolation,
+                    sqlx::error::ErrorKind::CheckViolation => {
+                        StoreError::CheckViolation(constraint_name(db.as_ref()))
+                    }
+                    _ => StoreError::Database(error),
+                }
+            }
+            _ => StoreError::Database(error),
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether this is a violation of the named CHECK constraint (named alike on both backends).
+    pub fn is_check(&self, constraint: &str) -> bool {
+        matches!(self, StoreError::CheckViolation(Some(name)) if name == constraint)
+    }
+}
+
+/// PostgreSQL names the constraint; SQLite only mentions it in the message.
+fn constraint_name(db: &dyn sqlx::error::DatabaseError) -> Option<String> {
+    db.constraint().map(str::to_owned).or_else(|| {
+        db.message()
+            .split_once("constraint failed: ")
+            .map(|(_, name)| name.trim().to_owned())
+    })
+}

@@ -1,0 +1,531 @@
+//! What both SQL dialects share: column lists, row mapping (generic over how a backend stores
+//! timestamps), listing filters, paging and the event binding order.
+
+use chrono::{DateTime, Utc};
+use sqlx::query::QueryAs;
+use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
+use uuid::Uuid;
+
+use super::{EventFilter, IdempotencyClaim, StoreError};
+use crate::domain::{
+    Event, EventDraft, EventSummary, GeoPoint, NewUser, Ticket, TicketDetails, TicketStatus, User,
+    UserSummary, Venue, VenueFields,
+};
+
+macro_rules! user_columns {
+    () => {
+        "id, name, email, latitude, longitude, created_at, updated_at"
+    };
+}
+
+macro_rules! event_columns {
+    () => {
+        "id, creator_id, title, description, start_time, end_time, total_tickets, tickets_sold, \
+         latitude, longitude, venue_name, address_line1, address_line2, city, state, country, \
+         postal_code, created_at, updated_at"
+    };
+}
+
+/// A ticket row (`t`) with its user (`u`) and event (`e`) summaries, joined by `ticket_joins`.
+macro_rules! ticket_columns {
+    () => {
+        "t.id, t.user_id, t.event_id, t.status, t.expires_at, t.paid_at, t.created_at, \
+         t.updated_at, u.name AS user_name, u.email AS user_email, e.title AS event_title, \
+         e.start_time AS event_start_time, e.end_time AS event_end_time, \
+         e.venue_name AS event_venue_name, e.city AS event_city, e.state AS event_state"
+    };
+}
+
+macro_rules! ticket_joins {
+    () => {
+        " JOIN users u ON u.id = t.user_id JOIN events e ON e.id = t.event_id "
+    };
+}
+
+// Statements both dialects run as they are (SQLite reads `$N` as the N-th parameter too).
+// Write times are bound (`$N`) rather than taken from the database clock: SQLite has none that
+// matches its microsecond columns.
+
+/// `$1` id, `$2..$6` the new user (see [`bind_new_user`]), `$7` the write time.
+pub(super) const INSERT_USER: &str = concat!(
+    "INSERT INTO users (id, name, email, password_hash, latitude, longitude, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING ",
+    user_columns!()
+);
+pub(super) const FIND_USER: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
+/// `$1` id, `$2`/`$3` latitude/longitude, `$4` the write time.
+pub(super) const SET_USER_LOCATION: &str = concat!(
+    "UPDATE users SET latitude = $2, longitude = $3, updated_at = $4 WHERE id = $1 RETURNING ",
+    user_columns!()
+);
+/// [`bind_draft`]'s `$1..$16`, then `$17` the write time.
+pub(super) const INSERT_EVENT: &str = concat!(
+    "INSERT INTO events (id, creator_id, title, description, start_time, end_time,
+        total_tickets, latitude, longitude, venue_name, address_line1, address_line2,
+        city, state, country, postal_code, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)
+     RETURNING ",
+    event_columns!()
+);
+/// [`bind_draft`]'s `$1..$16`, then `$17` the write time; only the creator's own event.
+pub(super) const UPDATE_EVENT: &str = concat!(
+    "UPDATE events SET title = $3, description = $4, start_time = $5, end_time = $6,
+        total_tickets = $7, latitude = $8, longitude = $9, venue_name = $10,
+        address_line1 = $11, address_line2 = $12, city = $13, state = $14, country = $15,
+        postal_code = $16, updated_at = $17
+     WHERE id = $1 AND creator_id = $2 RETURNING ",
+    event_columns!()
+);
+pub(super) const FIND_EVENT: &str =
+    concat!("SELECT ", event_columns!(), " FROM events WHERE id = $1");
+pub(super) const EVENT_OWNER: &str = "SELECT creator_id FROM events WHERE id = $1";
+pub(super) const SELECT_EVENTS: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    ", count(*) OVER () AS total FROM events e"
+);
+pub(super) const COUNT_EVENTS: &str = "SELECT count(*) FROM events e";
+pub(super) const EVENTS_ORDER: &str = " ORDER BY e.start_time, e.id";
+pub(super) const FIND_TICKET: &str = concat!(
+    "SELECT ",
+    ticket_columns!(),
+    " FROM tickets t",
+    ticket_joins!(),
+    "WHERE t.id = $1"
+);
+pub(super) const SELECT_TICKETS: &str = concat!(
+    "SELECT ",
+    ticket_columns!(),
+    ", count(*) OVER () AS total FROM tickets t",
+    ticket_joins!()
+);
+pub(super) const COUNT_TICKETS: &str = "SELECT count(*) FROM tickets t";
+pub(super) const TICKETS_ORDER: &str = " ORDER BY t.created_at DESC, t.id DESC";
+/// Whose ticket, in which status, and whether `$2` (now) is past its deadline.
+pub(super) const TICKET_STATE: &str =
+    "SELECT user_id, status, expires_at <= $2 FROM tickets WHERE id = $1";
+pub(super) const COMPLETE_IDEMPOTENCY_KEY: &str =
+    "UPDATE idempotency_keys SET response_status = $3, response_body = $4
+     WHERE user_id = $1 AND key = $2";
+pub(super) const RELEASE_IDEMPOTENCY_KEY: &str = "DELETE FROM idempotency_keys
+     WHERE user_id = $1 AND key = $2 AND response_status IS NULL";
+pub(super) const PURGE_IDEMPOTENCY_KEYS: &str =
+    "DELETE FROM idempotency_keys WHERE created_at < $1";
+
+/// How a backend stores instants, and how it is turned back into one.
+pub(super) trait StoredTime {
+    fn into_utc(self) -> Result<DateTime<Utc>, StoreError>;
+}
+
+impl StoredTime for DateTime<Utc> {
+    fn into_utc(self) -> Result<DateTime<Utc>, StoreError> {
+        Ok(self)
+    }
+}
+
+/// SQLite's timestamps: microseconds since the Unix epoch, so comparisons are exact integers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, sqlx::Type)]
+#[sqlx(transparent)]
+pub(super) struct Micros(pub i64);
+
+impl From<DateTime<Utc>> for Micros {
+    fn from(at: DateTime<Utc>) -> Self {
+        Micros(at.timestamp_micros())
+    }
+}
+
+impl StoredTime for Micros {
+    fn into_utc(self) -> Result<DateTime<Utc>, StoreError> {
+        DateTime::from_timestamp_micros(self.0)
+            .ok_or_else(|| StoreError::Corrupt(format!("timestamp {}", self.0)))
+    }
+}
+
+/// The parts of a backend the shared code needs to know.
+pub(super) trait Dialect: Database {
+    type Time: StoredTime
+        + From<DateTime<Utc>>
+        + Send
+        + Sync
+        + for<'q> Encode<'q, Self>
+        + Type<Self>
+        + for<'r> sqlx::Decode<'r, Self>;
+    /// The case-insensitive LIKE operator.
+    const ILIKE: &'static str;
+}
+
+impl Dialect for sqlx::Postgres {
+    type Time = DateTime<Utc>;
+    const ILIKE: &'static str = "ILIKE";
+}
+
+impl Dialect for sqlx::Sqlite {
+    type Time = Micros;
+    // SQLite's LIKE ignores case for ASCII letters.
+    const ILIKE: &'static str = "LIKE";
+}
+
+pub(super) fn point(latitude: f64, longitude: f64) -> Result<GeoPoint, StoreError> {
+    GeoPoint::new(latitude, longitude)
+        .map_err(|_| StoreError::Corrupt(format!("coordinates {latitude}, {longitude}")))
+}
+
+pub(super) fn parse_status(raw: &str) -> Result<TicketStatus, StoreError> {
+    TicketStatus::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("ticket status {raw:?}")))
+}
+
+#[derive(FromRow)]
+pub(super) struct UserRow<T> {
+    id: Uuid,
+    name: String,
+    email: String,
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+    created_at: T,
+    updated_at: T,
+}
+
+impl<T: StoredTime> UserRow<T> {
+    pub(super) fn into_user(self) -> Result<User, StoreError> {
+        let location = match (self.latitude, self.longitude) {
+            (Some(latitude), Some(longitude)) => Some(point(latitude, longitude)?),
+            _ => None,
+        };
+        Ok(User {
+            id: self.id,
+            name: self.name,
+            email: self.email,
+            location,
+            created_at: self.created_at.into_utc()?,
+            updated_at: self.updated_at.into_utc()?,
+        })
+    }
+}
+
+/// A user with their password hash (for login only).
+#[derive(FromRow)]
+pub(super) struct CredentialsRow<T> {
+    #[sqlx(flatten)]
+    pub(super) user: UserRow<T>,
+    pub(super) password_hash: String,
+}
+
+#[derive(FromRow)]
+pub(super) struct EventRow<T> {
+    id: Uuid,
+    creator_id: Uuid,
+    title: String,
+    description: Option<String>,
+    start_time: T,
+    end_time: T,
+    total_tickets: i32,
+    tickets_sold: i32,
+    latitude: f64,
+    longitude: f64,
+    venue_name: String,
+    address_line1: String,
+    address_line2: Option<String>,
+    city: String,
+    state: String,
+    country: String,
+    postal_code: String,
+    created_at: T,
+    updated_at: T,
+}
+
+impl<T: StoredTime> EventRow<T> {
+    pub(super) fn into_event(self) -> Result<Event, StoreError> {
+        let venue = Venue::parse(VenueFields {
+            latitude: self.latitude,
+            longitude: self.longitude,
+            venue_name: self.venue_name,
+            address_line1: self.address_line1,
+            address_line2: self.address_line2,
+            city: self.city,
+            state: self.state,
+            country: self.country,
+            postal_code: self.postal_code,
+        })
+        .map_err(|violations| StoreError::Corrupt(format!("venue: {violations}")))?;
+        Ok(Event {
+            id: self.id,
+            creator_id: self.creator_id,
+            title: self.title,
+            description: self.description,
+            start_time: self.start_time.into_utc()?,
+            end_time: self.end_time.into_utc()?,
+            total_tickets: self.total_tickets,
+            tickets_sold: self.tickets_sold,
+            venue,
+            created_at: self.created_at.into_utc()?,
+            updated_at: self.updated_at.into_utc()?,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct TicketRow<T> {
+    id: Uuid,
+    user_id: Uuid,
+    event_id: Uuid,
+    status: String,
+    expires_at: T,
+    paid_at: Option<T>,
+    created_at: T,
+    updated_at: T,
+    user_name: String,
+    user_email: String,
+    event_title: String,
+    event_start_time: T,
+    event_end_time: T,
+    event_venue_name: String,
+    event_city: String,
+    event_state: String,
+}
+
+impl<T: StoredTime> TicketRow<T> {
+    pub(super) fn into_details(self) -> Result<TicketDetails, StoreError> {
+        Ok(TicketDetails {
+            ticket: Ticket {
+                id: self.id,
+                user_id: self.user_id,
+                event_id: self.event_id,
+                status: parse_status(&self.status)?,
+                expires_at: self.expires_at.into_utc()?,
+                paid_at: self.paid_at.map(StoredTime::into_utc).transpose()?,
+                created_at: self.created_at.into_utc()?,
+                updated_at: self.updated_at.into_utc()?,
+            },
+            user: UserSummary {
+                id: self.user_id,
+                name: self.user_name,
+                email: self.user_email,
+            },
+            event: EventSummary {
+                id: self.event_id,
+                title: self.event_title,
+                start_time: self.event_start_time.into_utc()?,
+                end_time: self.event_end_time.into_utc()?,
+                venue_name: self.event_venue_name,
+                city: self.event_city,
+                state: self.event_state,
+            },
+        })
+    }
+}
+
+/// A row that also carries `count(*) OVER ()`.
+#[derive(FromRow)]
+pub(crate) struct Counted<Inner> {
+    #[sqlx(flatten)]
+    pub(crate) row: Inner,
+    pub(crate) total: i64,
+}
+
+/// Binds `$1..$6` of [`INSERT_USER`].
+pub(super) fn bind_new_user<'q, DB: Dialect, O>(
+    query: QueryAs<'q, DB, O, <DB as Database>::Arguments<'q>>,
+    user: &'q NewUser,
+) -> QueryAs<'q, DB, O, <DB as Database>::Arguments<'q>>
+where
+    Uuid: Encode<'q, DB> + Type<DB>,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    Option<f64>: Encode<'q, DB> + Type<DB>,
+{
+    query
+        .bind(user.id)
+        .bind(user.name.as_str())
+        .bind(user.email.as_str())
+        .bind(user.password_hash.as_str())
+        .bind(user.location.map(|p| p.latitude()))
+        .bind(user.location.map(|p| p.longitude()))
+}
+
+/// Binds `$1` id, `$2` creator and `$3..$16` the draft, in the column order of
+/// [`INSERT_EVENT`] and [`UPDATE_EVENT`].
+pub(super) fn bind_draft<'q, DB: Dialect, O>(
+    query: QueryAs<'q, DB, O, <DB as Database>::Arguments<'q>>,
+    id: Uuid,
+    creator_id: Uuid,
+    draft: &'q EventDraft,
+) -> QueryAs<'q, DB, O, <DB as Database>::Arguments<'q>>
+where
+    Uuid: Encode<'q, DB> + Type<DB>,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    i32: Encode<'q, DB> + Type<DB>,
+    f64: Encode<'q, DB> + Type<DB>,
+{
+    let venue = draft.venue();
+    query
+        .bind(id)
+        .bind(creator_id)
+        .bind(draft.title())
+        .bind(draft.description())
+        .bind(DB::Time::from(draft.start_time()))
+        .bind(DB::Time::from(draft.end_time()))
+        .bind(draft.total_tickets())
+        .bind(venue.location().latitude())
+        .bind(venue.location().longitude())
+        .bind(venue.venue_name())
+        .bind(venue.address_line1())
+        .bind(venue.address_line2())
+        .bind(venue.city())
+        .bind(venue.state())
+        .bind(venue.country())
+        .bind(venue.postal_code())
+}
+
+/// The `WHERE` clause of an event listing (table alias `e`).
+pub(super) fn push_event_filter<'a, DB: Dialect>(
+    builder: &mut QueryBuilder<'a, DB>,
+    filter: &EventFilter,
+    now: DateTime<Utc>,
+) where
+    String: Encode<'a, DB> + Type<DB>,
+{
+    builder.push(" WHERE 1 = 1");
+    if filter.upcoming_only {
+        builder
+            .push(" AND e.start_time > ")
+            .push_bind(DB::Time::from(now));
+    }
+    if let Some(text) = &filter.text {
+        let pattern = format!("%{}%", escape_like(text));
+        let mut columns = builder.separated(" OR ");
+        columns.push_unseparated(" AND (");
+        for column in ["e.title", "e.venue_name", "e.city"] {
+            columns
+                .push(format_args!("{column} {} ", DB::ILIKE))
+                .push_bind_unseparated(pattern.clone())
+                .push_unseparated(" ESCAPE '\\'");
+        }
+        builder.push(")");
+    }
+    if let Some(after) = filter.starts_after {
+        builder
+            .push(" AND e.start_time > ")
+            .push_bind(DB::Time::from(after));
+    }
+    if let Some(before) = filter.starts_before {
+        builder
+            .push(" AND e.start_time < ")
+            .push_bind(DB::Time::from(before));
+    }
+}
+
+/// The `WHERE` clause of a user's ticket listing (alias `t`), on the effective status.
+pub(super) fn push_ticket_filter<'a, DB: Dialect>(
+    builder: &mut QueryBuilder<'a, DB>,
+    user_id: Uuid,
+    status: Option<TicketStatus>,
+    now: DateTime<Utc>,
+) where
+    Uuid: Encode<'a, DB> + Type<DB>,
+{
+    builder.push(" WHERE t.user_id = ").push_bind(user_id);
+    let now = DB::Time::from(now);
+    match status {
+        None => {}
+        Some(TicketStatus::Reserved) => {
+            builder
+                .push(" AND t.status = 'reserved' AND t.expires_at > ")
+                .push_bind(now);
+        }
+        Some(TicketStatus::Expired) => {
+            builder
+                .push(" AND (t.status = 'expired' OR (t.status = 'reserved' AND t.expires_at <= ")
+                .push_bind(now)
+                .push("))");
+        }
+        Some(TicketStatus::Paid) => {
+            builder.push(" AND t.status = 'paid'");
+        }
+        Some(TicketStatus::Cancelled) => {
+            builder.push(" AND t.status = 'cancelled'");
+        }
+    }
+}
+
+/// One page of `$select` (which must yield `count(*) OVER () AS total`) narrowed by the
+/// `$filter` closure and ordered by `$order`; an empty page past the end runs `$count` for
+/// the total. A macro, not a generic function: sqlx's SQLite arguments only fit a query built
+/// from a concrete backend's builder.
+macro_rules! fetch_page {
+    ($pool:expr, $select:expr, $count:expr, $filter:expr, $order:expr, $page:expr, $into_item:expr $(,)?) => {{
+        let page: $crate::domain::PageRequest = $page;
+        let mut builder = sqlx::QueryBuilder::new($select);
+        ($filter)(&mut builder);
+        builder
+            .push($order)
+            .push(" LIMIT ")
+            .push_bind(page.limit())
+            .push(" OFFSET ")
+            .push_bind(page.skip());
+        let rows: Vec<$crate::store::sql::Counted<_>> =
+            builder.build_query_as().fetch_all($pool).await?;
+        match rows.first().map(|row| row.total) {
+            Some(total) => {
+                let items = rows
+                    .into_iter()
+                    .map(|counted| ($into_item)(counted.row))
+                    .collect::<Result<_, StoreError>>()?;
+                Ok(Page { items, total })
+            }
+            None => {
+                let mut builder = sqlx::QueryBuilder::new($count);
+                ($filter)(&mut builder);
+                let total: i64 = builder.build_query_scalar().fetch_one($pool).await?;
+                Ok(Page {
+                    items: Vec::new(),
+                    total,
+                })
+            }
+        }
+    }};
+}
+
+/// Escapes LIKE wildcards so user text matches literally (with `ESCAPE '\'`).
+fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// What a stored key says about a new request with the same key.
+pub(super) fn idempotency_state(
+    request_hash: &str,
+    stored_hash: &str,
+    status: Option<i64>,
+    body: Option<String>,
+) -> IdempotencyClaim {
+    if stored_hash != request_hash {
+        return IdempotencyClaim::Mismatch;
+    }
+    match (status.and_then(|s| u16::try_from(s).ok()), body) {
+        (Some(status), Some(body)) => IdempotencyClaim::Completed { status, body },
+        _ => IdempotencyClaim::InProgress,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_wildcards_match_literally() {
+        assert_eq!(escape_like(r"50%_off\"), r"50\%\_off\\");
+    }
+
+    #[test]
+    fn micros_round_trip() {
+        let now = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
+        assert_eq!(Micros::from(now).into_utc().unwrap(), now);
+        assert!(Micros(i64::MAX).into_utc().is_err());
+    }
+}
