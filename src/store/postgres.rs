@@ -214,11 +214,7 @@ impl UserStore for PgStore {
     }
 
     async fn find_user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> = sqlx::query_as(sql::FIND_USER)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(UserRow::into_user).transpose()
+        fetch_optional!(&self.pool, sql::FIND_USER, UserRow::into_user, id)
     }
 
     #[tracing::instrument(skip(self))]
@@ -227,14 +223,17 @@ impl UserStore for PgStore {
         id: Uuid,
         location: GeoPoint,
     ) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> = sqlx::query_as(sql::SET_USER_LOCATION)
-            .bind(id)
-            .bind(location.latitude())
-            .bind(location.longitude())
-            .bind(Utc::now())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(UserRow::into_user).transpose()
+        let (latitude, longitude) = (location.latitude(), location.longitude());
+        let now = Utc::now();
+        fetch_optional!(
+            &self.pool,
+            sql::SET_USER_LOCATION,
+            UserRow::into_user,
+            id,
+            latitude,
+            longitude,
+            now
+        )
     }
 }
 
@@ -256,11 +255,7 @@ impl EventStore for PgStore {
     }
 
     async fn find_event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
-        let row: Option<EventRow> = sqlx::query_as(sql::FIND_EVENT)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(EventRow::into_event).transpose()
+        fetch_optional!(&self.pool, sql::FIND_EVENT, EventRow::into_event, id)
     }
 
     #[tracing::instrument(skip(self, draft))]
@@ -465,11 +460,7 @@ impl TicketStore for PgStore {
     }
 
     async fn find_ticket(&self, id: Uuid) -> Result<Option<TicketDetails>, StoreError> {
-        let row: Option<TicketRow> = sqlx::query_as(sql::FIND_TICKET)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(TicketRow::into_details).transpose()
+        fetch_optional!(&self.pool, sql::FIND_TICKET, TicketRow::into_details, id)
     }
 
     async fn user_tickets(

@@ -447,6 +447,18 @@ pub(super) fn push_ticket_filter<'a, DB: Dialect>(
     }
 }
 
+/// Runs `$sql` with the binds on `$pool` and maps the row, if any, with `$into`.
+macro_rules! fetch_optional {
+    ($pool:expr, $sql:expr, $into:expr $(, $bind:expr)* $(,)?) => {{
+        sqlx::query_as($sql)
+            $(.bind($bind))*
+            .fetch_optional($pool)
+            .await?
+            .map($into)
+            .transpose()
+    }};
+}
+
 /// One page of `$select` (which must yield `count(*) OVER () AS total`) narrowed by the
 /// `$filter` closure and ordered by `$order`; an empty page past the end runs `$count` for
 /// the total. A macro, not a generic function: sqlx's SQLite arguments only fit a query built

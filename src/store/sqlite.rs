@@ -271,11 +271,7 @@ impl UserStore for SqliteStore {
     }
 
     async fn find_user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> = sqlx::query_as(sql::FIND_USER)
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(UserRow::into_user).transpose()
+        fetch_optional!(&self.reader, sql::FIND_USER, UserRow::into_user, id)
     }
 
     #[tracing::instrument(skip(self))]
@@ -284,14 +280,17 @@ impl UserStore for SqliteStore {
         id: Uuid,
         location: GeoPoint,
     ) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> = sqlx::query_as(sql::SET_USER_LOCATION)
-            .bind(id)
-            .bind(location.latitude())
-            .bind(location.longitude())
-            .bind(Micros::from(Utc::now()))
-            .fetch_optional(&self.writer)
-            .await?;
-        row.map(UserRow::into_user).transpose()
+        let (latitude, longitude) = (location.latitude(), location.longitude());
+        let now = Micros::from(Utc::now());
+        fetch_optional!(
+            &self.writer,
+            sql::SET_USER_LOCATION,
+            UserRow::into_user,
+            id,
+            latitude,
+            longitude,
+            now
+        )
     }
 }
 
@@ -313,11 +312,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn find_event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
-        let row: Option<EventRow> = sqlx::query_as(sql::FIND_EVENT)
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(EventRow::into_event).transpose()
+        fetch_optional!(&self.reader, sql::FIND_EVENT, EventRow::into_event, id)
     }
 
     #[tracing::instrument(skip(self, draft))]

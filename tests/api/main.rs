@@ -9,4 +9,5 @@ mod platform;
 mod process_support;
 mod processes;
 mod search;
+mod store_conformance;
 mod tickets;

@@ -1,0 +1,446 @@
+//! Store conformance: the same checks run against the `Store` interface itself (no HTTP) on
+//! both backends, beside the HTTP suite. Whatever one backend promises (no oversell, pay versus
+//! expiry, outcomes of refused changes, search geometry, idempotency keys), the other must too.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::future::join_all;
+use nearbytix::domain::paging::PageLimits;
+use nearbytix::domain::{
+    Email, Event, EventDelete, EventDraft, EventFields, EventUpdate, GeoPoint, NewUser,
+    PageRequest, RadiusKm, ReserveOutcome, Ticket, TicketChange, TicketStatus, VenueFields,
+    Violations,
+};
+use nearbytix::store::{DynStore, IdempotencyClaim, NearbyQuery, NewReservation, StoreOptions};
+use uuid::Uuid;
+
+use crate::backend_tests;
+use crate::helpers::{Backend, TestDatabase, assert_invariants, scalar};
+
+backend_tests!(
+    reservations_never_oversell,
+    pay_and_cancel_rules,
+    expiry_releases_seats,
+    pay_versus_expiry_race,
+    event_update_and_delete_outcomes,
+    nearby_geometry_matches_across_backends,
+    idempotency_claims,
+);
+
+const LONG_HOLD: Duration = Duration::from_secs(120);
+
+/// A store on a fresh database; the store is dropped before the database it uses.
+struct Fixture {
+    backend: Backend,
+    store: DynStore,
+    database: TestDatabase,
+}
+
+impl Fixture {
+    async fn open(backend: Backend) -> Fixture {
+        let database = TestDatabase::create(backend).await;
+        let options = StoreOptions {
+            url: database.url.clone(),
+            max_connections: 20,
+            acquire_timeout: Duration::from_secs(5),
+        };
+        let store = nearbytix::store::connect(&options).await.expect("store");
+        Fixture {
+            backend,
+            store,
+            database,
+        }
+    }
+
+    async fn user(&self) -> Uuid {
+        let email = format!("u-{}@example.com", Uuid::new_v4().simple());
+        let user = NewUser {
+            id: Uuid::now_v7(),
+            name: "Store Tester".into(),
+            email: Email::parse(&email).unwrap(),
+            password_hash: "x".into(),
+            location: None,
+        };
+        self.store.insert_user(&user).await.expect("user").id
+    }
+
+    async fn event(&self, creator: Uuid, total: i64, at: GeoPoint) -> Event {
+        let draft = draft(total, at);
+        let event = self.store.insert_event(Uuid::now_v7(), creator, &draft);
+        event.await.expect("event inserted")
+    }
+
+    async fn reserve(&self, user: Uuid, event: Uuid, hold: Duration) -> ReserveOutcome {
+        reserve(self.store.clone(), user, event, hold).await
+    }
+
+    async fn pay(&self, ticket: Uuid, user: Uuid) -> TicketChange {
+        self.store.pay_ticket(ticket, user).await.expect("pay")
+    }
+
+    async fn cancel(&self, ticket: Uuid, user: Uuid) -> TicketChange {
+        let change = self.store.cancel_ticket(ticket, user).await;
+        change.expect("cancel")
+    }
+
+    async fn ticket(&self, id: Uuid) -> Ticket {
+        let details = self.store.find_ticket(id).await.expect("find_ticket");
+        details.expect("ticket kept").ticket
+    }
+
+    async fn sold(&self, event: Uuid) -> i32 {
+        let event = self.store.find_event(event).await.expect("find_event");
+        event.expect("event exists").tickets_sold
+    }
+
+    async fn update(&self, event: Uuid, user: Uuid, total: i64) -> EventUpdate {
+        let draft = draft(total, lagos());
+        let update = self.store.update_event(event, user, &draft);
+        update.await.expect("update_event")
+    }
+
+    async fn delete(&self, event: Uuid, user: Uuid) -> EventDelete {
+        self.store.delete_event(event, user).await.expect("delete")
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        scalar(self.backend, &self.database.url, sql).await
+    }
+
+    async fn finish(self) {
+        assert_invariants(self.backend, &self.database.url).await;
+        self.store.close().await;
+    }
+}
+
+async fn reserve(store: DynStore, user: Uuid, event: Uuid, hold: Duration) -> ReserveOutcome {
+    let request = NewReservation {
+        ticket_id: Uuid::now_v7(),
+        user_id: user,
+        event_id: event,
+        hold,
+    };
+    store.reserve_ticket(&request).await.expect("reserve")
+}
+
+fn reserved(outcome: ReserveOutcome) -> Ticket {
+    match outcome {
+        ReserveOutcome::Reserved(details) => details.ticket,
+        other => panic!("expected a reservation, got {other:?}"),
+    }
+}
+
+fn lagos() -> GeoPoint {
+    GeoPoint::new(6.5244, 3.3792).unwrap()
+}
+
+/// A valid draft starting tomorrow, at `at`.
+fn draft(total: i64, at: GeoPoint) -> EventDraft {
+    let start = Utc::now() + chrono::Duration::days(1);
+    let fields = EventFields {
+        title: format!("Conformance {total}"),
+        description: Some("Store suite".into()),
+        start_time: start.to_rfc3339(),
+        end_time: (start + chrono::Duration::hours(3)).to_rfc3339(),
+        total_tickets: total,
+        venue: VenueFields {
+            latitude: at.latitude(),
+            longitude: at.longitude(),
+            venue_name: "Eko Hall".into(),
+            address_line1: "1 Marina Road".into(),
+            address_line2: None,
+            city: "Lagos".into(),
+            state: "Lagos".into(),
+            country: "Nigeria".into(),
+            postal_code: "101001".into(),
+        },
+    };
+    EventDraft::new(fields, Utc::now()).expect("valid draft")
+}
+
+fn page(skip: i64, limit: i64) -> PageRequest {
+    let limits = PageLimits {
+        default: 20,
+        max: 100,
+    };
+    PageRequest::parse(&mut Violations::new(), Some(skip), Some(limit), limits).expect("page")
+}
+
+async fn reservations_never_oversell(backend: Backend) {
+    let fx = Fixture::open(backend).await;
+    let users = join_all((0..10).map(|_| fx.user())).await;
+    let event = fx.event(users[0], 20, lagos()).await;
+    let attempts = (0..100).map(|i| {
+        let reservation = reserve(fx.store.clone(), users[i % 10], event.id, LONG_HOLD);
+        tokio::spawn(reservation)
+    });
+    let (mut won, mut sold_out) = (0, 0);
+    for outcome in join_all(attempts).await {
+        match outcome.expect("task ran") {
+            ReserveOutcome::Reserved(_) => won += 1,
+            ReserveOutcome::SoldOut => sold_out += 1,
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!((won, sold_out), (20, 80), "20 seats, 100 attempts");
+    assert_eq!(fx.sold(event.id).await, 20);
+    assert_eq!(fx.count("SELECT COUNT(*) FROM tickets").await, 20);
+    fx.finish().await;
+}
+
+async fn pay_and_cancel_rules(backend: Backend) {
+    let fx = Fixture::open(backend).await;
+    let (buyer, other) = (fx.user().await, fx.user().await);
+    let event = fx.event(other, 5, lagos()).await;
+    let first = reserved(fx.reserve(buyer, event.id, LONG_HOLD).await);
+
+    assert_eq!(fx.pay(first.id, other).await, TicketChange::NotOwner);
+    let paid = match fx.pay(first.id, buyer).await {
+        TicketChange::Done(details) => details.ticket,
+        refused => panic!("the owner pays a live hold: {refused:?}"),
+    };
+    assert_eq!(paid.status, TicketStatus::Paid);
+    assert!(paid.paid_at.is_some(), "a paid ticket has paid_at");
+    let is_paid = TicketChange::NotReserved(TicketStatus::Paid);
+    assert_eq!(fx.pay(first.id, buyer).await, is_paid, "pay twice");
+    assert_eq!(fx.cancel(first.id, buyer).await, is_paid, "cancel paid");
+
+    let second = reserved(fx.reserve(buyer, event.id, LONG_HOLD).await);
+    assert_eq!(fx.sold(event.id).await, 2);
+    assert_eq!(fx.cancel(second.id, other).await, TicketChange::NotOwner);
+    let cancelled = fx.cancel(second.id, buyer).await;
+    assert!(
+        matches!(&cancelled, TicketChange::Done(d) if d.ticket.status == TicketStatus::Cancelled),
+        "the owner cancels a live hold: {cancelled:?}"
+    );
+    assert_eq!(fx.sold(event.id).await, 1, "cancelling gives the seat back");
+    let again = fx.cancel(second.id, buyer).await;
+    assert_eq!(again, TicketChange::NotReserved(TicketStatus::Cancelled));
+
+    let unknown = Uuid::now_v7();
+    assert_eq!(fx.pay(unknown, buyer).await, TicketChange::NotFound);
+    assert_eq!(fx.cancel(unknown, buyer).await, TicketChange::NotFound);
+    fx.finish().await;
+}
+
+async fn expiry_releases_seats(backend: Backend) {
+    let fx = Fixture::open(backend).await;
+    let (early, late) = (fx.user().await, fx.user().await);
+    let event = fx.event(early, 1, lagos()).await;
+    let hold = Duration::from_millis(300);
+    let started = std::time::Instant::now();
+    let first = reserved(fx.reserve(early, event.id, hold).await);
+    match fx.reserve(late, event.id, LONG_HOLD).await {
+        ReserveOutcome::SoldOut => {}
+        // Only on a machine so slow that the hold (begun after `started`) had passed.
+        ReserveOutcome::Reserved(slow) if started.elapsed() >= hold => {
+            let freed = fx.cancel(slow.ticket.id, late).await;
+            assert!(matches!(freed, TicketChange::Done(_)), "{freed:?}");
+        }
+        other => panic!("the only seat is held: {other:?}"),
+    }
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let again = fx.reserve(late, event.id, LONG_HOLD).await;
+    assert!(
+        matches!(again, ReserveOutcome::Reserved(_)),
+        "the reservation path reclaims due holds before answering sold out: {again:?}"
+    );
+    assert_eq!(fx.pay(first.id, early).await, TicketChange::Expired);
+    assert_eq!(fx.cancel(first.id, early).await, TicketChange::Expired);
+    let stored = fx.ticket(first.id).await.status;
+    assert_eq!(stored, TicketStatus::Expired, "stored as expired");
+    let swept = fx.store.expire_due_tickets(100).await.expect("sweep");
+    assert_eq!(swept, 0, "the reservation reclaimed it already");
+    assert_eq!(fx.sold(event.id).await, 1);
+    fx.finish().await;
+}
+
+async fn pay_versus_expiry_race(backend: Backend) {
+    let fx = Fixture::open(backend).await;
+    let users = join_all((0..10).map(|_| fx.user())).await;
+    let event = fx.event(users[0], 30, lagos()).await;
+    let hold = Duration::from_millis(200);
+    let begun = tokio::time::Instant::now();
+    let reservations = (0..30).map(|i| fx.reserve(users[i % 10], event.id, hold));
+    let outcomes = join_all(reservations).await;
+    let tickets: Vec<Ticket> = outcomes.into_iter().map(reserved).collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sweepers: Vec<_> = (0..2)
+        .map(|_| {
+            let (store, stop) = (fx.store.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut expired = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    expired += store.expire_due_tickets(4).await.expect("sweep");
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                expired
+            })
+        })
+        .collect();
+    // Each payment lands within ±40 ms of the 200 ms deadline, in 10 ms steps.
+    let payments = tickets.iter().enumerate().map(|(i, ticket)| {
+        let (store, id, owner) = (fx.store.clone(), ticket.id, ticket.user_id);
+        let at = begun + hold + Duration::from_millis(10 * (i % 9) as u64);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at - Duration::from_millis(40)).await;
+            store.pay_ticket(id, owner).await.expect("pay")
+        })
+    });
+    let joined = join_all(payments).await;
+    let outcomes: Vec<_> = joined.into_iter().map(Result::unwrap).collect();
+    stop.store(true, Ordering::Relaxed);
+    let sweeps = join_all(sweepers).await;
+    let mut swept: u64 = sweeps.into_iter().map(Result::unwrap).sum();
+    let last = fx.store.expire_due_tickets(1000).await;
+    swept += last.expect("final sweep");
+
+    let mut paid = 0;
+    for (ticket, outcome) in tickets.iter().zip(&outcomes) {
+        let now = fx.ticket(ticket.id).await;
+        match outcome {
+            TicketChange::Done(_) => {
+                paid += 1;
+                assert_eq!(now.status, TicketStatus::Paid, "a won payment sticks");
+                let paid_at = now.paid_at.expect("paid_at");
+                assert!(paid_at < now.expires_at, "paid late: {paid_at}");
+            }
+            TicketChange::Expired => {
+                assert_eq!(now.status, TicketStatus::Expired, "stored by the sweeps");
+                assert_eq!(now.paid_at, None, "an expired ticket was never paid");
+            }
+            other => panic!("a payment at the deadline wins or expires: {other:?}"),
+        }
+    }
+    let paid_rows = fx.count("SELECT COUNT(*) FROM tickets WHERE status = 'paid'");
+    assert_eq!(paid_rows.await, paid, "every paid row answered Done");
+    let expired = fx.count("SELECT COUNT(*) FROM tickets WHERE status = 'expired'");
+    let expired = expired.await;
+    assert_eq!(expired, 30 - paid, "paid or expired, never both");
+    assert_eq!(swept as i64, expired, "one sweep per expiry");
+    assert_eq!(i64::from(fx.sold(event.id).await), paid);
+    fx.finish().await;
+}
+
+async fn event_update_and_delete_outcomes(backend: Backend) {
+    let fx = Fixture::open(backend).await;
+    let (creator, buyer) = (fx.user().await, fx.user().await);
+    let event = fx.event(creator, 5, lagos()).await.id;
+    let first = reserved(fx.reserve(buyer, event, LONG_HOLD).await);
+    let second = reserved(fx.reserve(buyer, event, LONG_HOLD).await);
+
+    assert_eq!(fx.update(event, buyer, 5).await, EventUpdate::NotCreator);
+    let unknown = Uuid::now_v7();
+    assert_eq!(fx.update(unknown, creator, 5).await, EventUpdate::NotFound);
+    let below = fx.update(event, creator, 1).await;
+    assert_eq!(below, EventUpdate::BelowSold, "2 sold, total 1");
+    let exact = fx.update(event, creator, 2).await;
+    assert!(
+        matches!(&exact, EventUpdate::Done(e) if (e.total_tickets, e.tickets_sold) == (2, 2)),
+        "a total equal to the tickets sold is allowed: {exact:?}"
+    );
+
+    assert_eq!(fx.delete(event, buyer).await, EventDelete::NotCreator);
+    assert_eq!(fx.delete(event, creator).await, EventDelete::HasTickets);
+    for ticket in [first.id, second.id] {
+        let cancelled = fx.cancel(ticket, buyer).await;
+        assert!(matches!(cancelled, TicketChange::Done(_)), "{cancelled:?}");
+    }
+    assert_eq!(fx.delete(event, creator).await, EventDelete::Deleted);
+    assert_eq!(fx.store.find_event(event).await.expect("find_event"), None);
+    assert_eq!(fx.delete(event, creator).await, EventDelete::NotFound);
+
+    // A due hold does not keep an event alive: deleting releases it first.
+    let held = fx.event(creator, 1, lagos()).await.id;
+    reserved(fx.reserve(buyer, held, Duration::from_millis(100)).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fx.delete(held, creator).await, EventDelete::Deleted);
+    fx.finish().await;
+}
+
+async fn nearby_geometry_matches_across_backends(backend: Backend) {
+    let fx = Fixture::open(backend).await;
+    let creator = fx.user().await;
+    let origin = lagos();
+    let mut intended: HashMap<Uuid, f64> = HashMap::new();
+    let inside = [(20.0, 135.0), (1.0, 45.0), (49.9, 330.0)];
+    let outside = [(80.0, 10.0), (50.1, 250.0)];
+    for (km, bearing) in outside.into_iter().chain(inside) {
+        let event = fx.event(creator, 10, origin.destination(km, bearing)).await;
+        intended.insert(event.id, km);
+    }
+    let east = GeoPoint::new(0.0, 179.95).unwrap();
+    let across = fx.event(creator, 10, east).await.id;
+    let search = |center: GeoPoint, skip: i64, limit: i64| {
+        let radius = RadiusKm::new(50.0).unwrap();
+        let (store, slice) = (fx.store.clone(), page(skip, limit));
+        async move {
+            let query = NearbyQuery {
+                center,
+                radius,
+                page: slice,
+            };
+            store.nearby_events(&query).await.expect("nearby_events")
+        }
+    };
+    let assert_close = |actual: f64, expected: f64| {
+        let tolerance = (expected * 0.005).max(0.002);
+        let off = (actual - expected).abs();
+        assert!(off <= tolerance, "{actual} km vs intended {expected} km");
+    };
+
+    let found = search(origin, 0, 20).await;
+    assert_eq!(found.total, 3, "only 1, 20 and 49.9 km lie within 50 km");
+    let kms: Vec<f64> = found.items.iter().map(|n| intended[&n.event.id]).collect();
+    assert_eq!(kms, [1.0, 20.0, 49.9], "nearest first");
+    for nearby in &found.items {
+        assert_close(nearby.distance_km, intended[&nearby.event.id]);
+    }
+
+    let second = search(origin, 1, 1).await;
+    assert_eq!(second.total, 3, "total counts every match, not the page");
+    assert_eq!(second.items.len(), 1);
+    assert_eq!(intended[&second.items[0].event.id], 20.0, "skip=1 limit=1");
+
+    let west = GeoPoint::new(0.0, -179.95).unwrap();
+    let wrapped = search(west, 0, 20).await;
+    assert_eq!(wrapped.total, 1, "the event across the antimeridian");
+    assert_eq!(wrapped.items[0].event.id, across);
+    assert_close(wrapped.items[0].distance_km, west.distance_km(&east));
+    assert!(wrapped.items[0].distance_km < 12.0, "about 11.1 km away");
+    fx.finish().await;
+}
+
+async fn idempotency_claims(backend: Backend) {
+    use IdempotencyClaim::{Claimed, InProgress, Mismatch};
+    let fx = Fixture::open(backend).await;
+    let (user, other) = (fx.user().await, fx.user().await);
+    let store = &fx.store;
+    let claim = |user: Uuid, key: &'static str, hash: &'static str| async move {
+        store.claim_idempotency_key(user, key, hash).await.unwrap()
+    };
+
+    assert_eq!(claim(user, "k1", "h1").await, Claimed);
+    assert_eq!(claim(user, "k1", "h1").await, InProgress);
+    assert_eq!(claim(other, "k1", "h1").await, Claimed, "keys are per user");
+    let complete = store.complete_idempotency_key(user, "k1", 201, "{}");
+    complete.await.expect("complete");
+    let body = "{}".to_owned();
+    let completed = IdempotencyClaim::Completed { status: 201, body };
+    assert_eq!(claim(user, "k1", "h1").await, completed);
+    assert_eq!(claim(user, "k1", "h2").await, Mismatch);
+    store.release_idempotency_key(user, "k1").await.unwrap();
+    assert_eq!(claim(user, "k1", "h1").await, completed, "still completed");
+
+    assert_eq!(claim(user, "k2", "h1").await, Claimed);
+    store.release_idempotency_key(user, "k2").await.unwrap();
+    assert_eq!(claim(user, "k2", "h3").await, Claimed, "released");
+    assert_eq!(claim(user, "k2", "h3").await, InProgress);
+    fx.finish().await;
+}
