@@ -239,11 +239,7 @@ impl Bench {
             },
         };
         let draft = EventDraft::new(fields, Utc::now()).map_err(anyhow::Error::new)?;
-        Ok(self
-            .store
-            .insert_event(Uuid::now_v7(), creator, &draft)
-            .await?
-            .id)
+        Ok(self.store.insert_event(creator, &draft).await?.id)
     }
 }
 

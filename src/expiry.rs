@@ -56,7 +56,7 @@ async fn run(
         }
         if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
             let cutoff = chrono::Utc::now() - chrono::Duration::hours(24);
-            match store.purge_idempotency_keys(cutoff).await {
+            match store.purge_keys(cutoff).await {
                 Ok(purged) => {
                     last_purge = Some(tokio::time::Instant::now());
                     if purged > 0 {

@@ -12,7 +12,8 @@ use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::{Input, ValidJson};
-use super::schemas::{ErrorBody, ValidationErrorBody};
+use super::schemas::ErrorBody;
+use super::schemas::shared::{Invalid, RateLimited};
 use super::state::AppState;
 use super::users::UserResponse;
 use crate::domain::{Credentials, Registration, RegistrationFields, Violations};
@@ -72,15 +73,12 @@ pub struct RegisterResponse {
 
 /// Create an account; the answer carries a token so the client is logged in at once.
 #[utoipa::path(
-    post,
-    path = "/auth/register",
-    tag = "auth",
+    post, path = "/auth/register", tag = "auth",
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "Account created", body = RegisterResponse),
         (status = 409, description = "Email already registered", body = ErrorBody),
-        (status = 429, description = "Too many attempts (per address and per email); see Retry-After", body = ErrorBody),
-        (status = 422, description = "Invalid input", body = ValidationErrorBody),
+        Invalid, RateLimited,
     )
 )]
 async fn register(
@@ -131,15 +129,12 @@ pub struct LoginResponse {
 
 /// Exchange email and password for a bearer token.
 #[utoipa::path(
-    post,
-    path = "/auth/login",
-    tag = "auth",
+    post, path = "/auth/login", tag = "auth",
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Logged in", body = LoginResponse),
         (status = 401, description = "Invalid email or password", body = ErrorBody),
-        (status = 429, description = "Too many attempts (per address and per email); see Retry-After", body = ErrorBody),
-        (status = 422, description = "Invalid input", body = ValidationErrorBody),
+        Invalid, RateLimited,
     )
 )]
 async fn login(

@@ -1,15 +1,13 @@
 //! Who is calling: extractors for the bearer token (401 with `WWW-Authenticate: Bearer`).
 
-use std::sync::Arc;
-
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use uuid::Uuid;
 
 use super::error::{ApiError, NOT_AUTHENTICATED};
+use super::state::AppState;
 use crate::domain::User;
-use crate::service::Accounts;
 
 /// The user id of a valid bearer token, without a database read. For the hot ticket writes:
 /// there the store itself checks the user (foreign key on insert, owner match on update), so a
@@ -17,17 +15,13 @@ use crate::service::Accounts;
 #[derive(Debug, Clone, Copy)]
 pub struct BearerUserId(pub Uuid);
 
-impl<S> FromRequestParts<S> for BearerUserId
-where
-    Arc<Accounts>: FromRef<S>,
-    S: Send + Sync,
-{
+impl FromRequestParts<AppState> for BearerUserId {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let token = bearer_token(parts)?;
-        let accounts = Arc::<Accounts>::from_ref(state);
-        Ok(BearerUserId(accounts.verify_token(token)?))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Ok(BearerUserId(
+            state.accounts.verify_token(bearer_token(parts)?)?,
+        ))
     }
 }
 
@@ -36,17 +30,12 @@ where
 #[derive(Debug, Clone)]
 pub struct CurrentUser(pub User);
 
-impl<S> FromRequestParts<S> for CurrentUser
-where
-    Arc<Accounts>: FromRef<S>,
-    S: Send + Sync,
-{
+impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let token = bearer_token(parts)?;
-        let accounts = Arc::<Accounts>::from_ref(state);
-        Ok(CurrentUser(accounts.authenticate(token).await?))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let user = state.accounts.authenticate(bearer_token(parts)?).await?;
+        Ok(CurrentUser(user))
     }
 }
 

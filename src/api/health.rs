@@ -46,9 +46,7 @@ pub struct HealthResponse {
 
 /// Readiness: healthy when the database answers a real round trip; 503 otherwise.
 #[utoipa::path(
-    get,
-    path = "/health",
-    tag = "health",
+    get, path = "/health", tag = "health",
     responses(
         (status = 200, description = "Healthy", body = HealthResponse),
         (status = 503, description = "The database does not answer", body = HealthResponse),
@@ -86,10 +84,10 @@ pub struct LivenessResponse {
 /// Liveness: the process serves HTTP, whatever the database does. Use it to decide restarts;
 /// use `/health` (readiness: a real database round trip) to decide where to send traffic.
 #[utoipa::path(
-    get,
-    path = "/health/live",
-    tag = "health",
-    responses((status = 200, description = "The process is up", body = LivenessResponse))
+    get, path = "/health/live", tag = "health",
+    responses(
+        (status = 200, description = "The process is up", body = LivenessResponse),
+    )
 )]
 async fn live() -> Json<LivenessResponse> {
     Json(LivenessResponse {
@@ -119,10 +117,10 @@ async fn root() -> Json<WelcomeResponse> {
 
 /// Prometheus metrics: HTTP requests, reservations, sold-out answers, expired tickets, pool use.
 #[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "health",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"))
+    get, path = "/metrics", tag = "health",
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain"),
+    )
 )]
 async fn metrics(State(health): State<Arc<Health>>) -> impl IntoResponse {
     telemetry::record_pool(health.pool_stats());

@@ -15,7 +15,8 @@ use super::error::ApiError;
 use super::events::{EventListItem, round_km};
 use super::extract::{Input, ValidQuery};
 use super::query::{SEARCH_PAGE, radius};
-use super::schemas::{ErrorBody, ValidationErrorBody};
+use super::schemas::ErrorBody;
+use super::schemas::shared::{Invalid, Unauthenticated};
 use super::state::AppState;
 use super::users::Location;
 use crate::domain::{PageRequest, RadiusKm, Violations};
@@ -88,16 +89,12 @@ pub struct ForYouResponse {
 
 /// Upcoming, not sold-out events within the radius of the caller's location, nearest first.
 #[utoipa::path(
-    get,
-    path = "/for-you/",
-    tag = "recommendations",
-    security(("bearer" = [])),
-    params(ForYouParams),
+    get, path = "/for-you/", tag = "recommendations",
+    security(("bearer" = [])), params(ForYouParams),
     responses(
         (status = 200, description = "Recommendations", body = ForYouResponse),
         (status = 400, description = "The user has no location", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 422, description = "Invalid query", body = ValidationErrorBody),
+        Unauthenticated, Invalid,
     )
 )]
 async fn for_you(
@@ -112,7 +109,7 @@ async fn for_you(
         .into_iter()
         .map(|found| Recommendation {
             distance_km: round_km(found.distance_km),
-            event: EventListItem::new(found.event, None),
+            event: EventListItem::new(&found.event, None),
         })
         .collect::<Vec<_>>();
     let events = recommendations

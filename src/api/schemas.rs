@@ -5,6 +5,7 @@ use utoipa::ToSchema;
 
 use super::error::FieldError;
 use crate::domain::PageRequest;
+use crate::store::Page;
 
 /// Every non-2xx answer except validation failures.
 #[derive(Serialize, ToSchema)]
@@ -29,11 +30,81 @@ pub struct PageInfo {
 }
 
 impl PageInfo {
-    pub fn new(total: i64, page: PageRequest) -> Self {
-        Self {
-            total,
+    /// The items of `found`, each shown with `show`, and the paging fields of the answer.
+    pub fn split<T, U>(
+        found: Page<T>,
+        page: PageRequest,
+        show: impl FnMut(T) -> U,
+    ) -> (Vec<U>, PageInfo) {
+        let info = PageInfo {
+            total: found.total,
             skip: page.skip(),
             limit: page.limit(),
-        }
+        };
+        (found.items.into_iter().map(show).collect(), info)
     }
+}
+
+/// Answers and path parameters several paths share, named in their `responses(...)` and
+/// `params(...)`. The types only describe the OpenAPI document: the answers themselves are
+/// made by [`super::super::error::ApiError`], the ids read by `PathId`.
+#[allow(dead_code)]
+pub mod shared {
+    use utoipa::{IntoParams, IntoResponses};
+    use uuid::Uuid;
+
+    use super::{ErrorBody, ValidationErrorBody};
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Path)]
+    pub struct EventPath {
+        /// Event id
+        event_id: Uuid,
+    }
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Path)]
+    pub struct TicketPath {
+        /// Ticket id
+        ticket_id: Uuid,
+    }
+
+    #[derive(IntoResponses)]
+    #[response(status = 401, description = "Missing or invalid token")]
+    pub struct Unauthenticated(ErrorBody);
+
+    #[derive(IntoResponses)]
+    #[response(status = 415, description = "Not a JSON body")]
+    pub struct NotJson(ErrorBody);
+
+    #[derive(IntoResponses)]
+    #[response(
+        status = 422,
+        description = "Invalid input: each item names the offending body field, query or path \
+                       parameter, or header"
+    )]
+    pub struct Invalid(ValidationErrorBody);
+
+    #[derive(IntoResponses)]
+    #[response(
+        status = 429,
+        description = "Too many attempts (per address and per email); see Retry-After"
+    )]
+    pub struct RateLimited(ErrorBody);
+
+    #[derive(IntoResponses)]
+    #[response(status = 404, description = "No such event")]
+    pub struct EventNotFound(ErrorBody);
+
+    #[derive(IntoResponses)]
+    #[response(status = 403, description = "Not the creator")]
+    pub struct NotTheCreator(ErrorBody);
+
+    #[derive(IntoResponses)]
+    #[response(status = 404, description = "No such ticket")]
+    pub struct TicketNotFound(ErrorBody);
+
+    #[derive(IntoResponses)]
+    #[response(status = 403, description = "Not your ticket")]
+    pub struct NotYourTicket(ErrorBody);
 }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::current_user::CurrentUser;
 use super::error::ApiError;
 use super::extract::{Input, ValidJson};
-use super::schemas::{ErrorBody, ValidationErrorBody};
+use super::schemas::shared::{Invalid, NotJson, Unauthenticated};
 use super::state::AppState;
 use crate::domain::{GeoPoint, User, Violations};
 use crate::service::Accounts;
@@ -82,13 +82,11 @@ impl Input for Location {
 
 /// The signed-in user.
 #[utoipa::path(
-    get,
-    path = "/users/me",
-    tag = "users",
+    get, path = "/users/me", tag = "users",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller", body = UserResponse),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        Unauthenticated,
     )
 )]
 async fn me(CurrentUser(user): CurrentUser) -> Json<UserResponse> {
@@ -97,16 +95,11 @@ async fn me(CurrentUser(user): CurrentUser) -> Json<UserResponse> {
 
 /// Set the location used by "for you" recommendations.
 #[utoipa::path(
-    put,
-    path = "/users/me/location",
-    tag = "users",
-    security(("bearer" = [])),
-    request_body = Location,
+    put, path = "/users/me/location", tag = "users",
+    security(("bearer" = [])), request_body = Location,
     responses(
         (status = 200, description = "Updated user", body = UserResponse),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 415, description = "Not a JSON body", body = ErrorBody),
-        (status = 422, description = "Invalid coordinates", body = ValidationErrorBody),
+        Unauthenticated, NotJson, Invalid,
     )
 )]
 async fn update_location(

@@ -23,10 +23,7 @@ impl Events {
         fields: EventFields,
     ) -> Result<Event, ServiceError> {
         let draft = EventDraft::new(fields, (self.clock)())?;
-        let event = self
-            .store
-            .insert_event(Uuid::now_v7(), creator_id, &draft)
-            .await?;
+        let event = self.store.insert_event(creator_id, &draft).await?;
         tracing::info!(event_id = %event.id, "event created");
         Ok(event)
     }

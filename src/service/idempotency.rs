@@ -6,7 +6,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::ServiceError;
-use crate::store::{DynStore, IdempotencyClaim};
+use crate::store::{DynStore, IdempotencyClaim, RequestKey};
 
 /// How long a retry waits for the first request with its key to finish.
 const WAIT_FOR_FIRST: Duration = Duration::from_secs(15);
@@ -42,7 +42,7 @@ impl Idempotency {
         loop {
             match self
                 .store
-                .claim_idempotency_key(user_id, key, fingerprint)
+                .claim_key(RequestKey { user_id, key }, fingerprint)
                 .await?
             {
                 IdempotencyClaim::Claimed => return Ok(IdempotencyStart::Run),
@@ -68,14 +68,12 @@ impl Idempotency {
         status: u16,
         body: &str,
     ) -> Result<(), ServiceError> {
-        Ok(self
-            .store
-            .complete_idempotency_key(user_id, key, status, body)
-            .await?)
+        let key = RequestKey { user_id, key };
+        Ok(self.store.complete_key(key, status, body).await?)
     }
 
     /// Forgets a claim whose request failed without doing anything, so a retry may run.
     pub async fn release(&self, user_id: Uuid, key: &str) -> Result<(), ServiceError> {
-        Ok(self.store.release_idempotency_key(user_id, key).await?)
+        Ok(self.store.release_key(RequestKey { user_id, key }).await?)
     }
 }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{Action, Resource, ServiceError};
 use crate::domain::{PageRequest, ReserveOutcome, TicketChange, TicketDetails, TicketStatus};
-use crate::store::{DynStore, NewReservation, Page, StoreError};
+use crate::store::{DynStore, NewReservation, Page, StoreError, TicketFilter};
 use crate::telemetry;
 
 pub struct Tickets {
@@ -88,7 +88,12 @@ impl Tickets {
         status: Option<TicketStatus>,
         page: PageRequest,
     ) -> Result<Page<TicketDetails>, ServiceError> {
-        Ok(self.store.user_tickets(user_id, status, page).await?)
+        let filter = TicketFilter {
+            user_id,
+            status,
+            page,
+        };
+        Ok(self.store.user_tickets(&filter).await?)
     }
 }
 

@@ -27,6 +27,8 @@ use crate::domain::{
 };
 
 pub use error::StoreError;
+
+pub type StoreResult<T> = Result<T, StoreError>;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -85,6 +87,14 @@ pub struct EventFilter {
     pub starts_before: Option<DateTime<Utc>>,
 }
 
+/// One user's tickets; `status` filters on the effective status.
+#[derive(Debug, Clone)]
+pub struct TicketFilter {
+    pub user_id: Uuid,
+    pub status: Option<TicketStatus>,
+    pub page: PageRequest,
+}
+
 /// Upcoming, not sold-out events within `radius` of `center`, nearest first.
 #[derive(Debug, Clone)]
 pub struct NearbyQuery {
@@ -129,90 +139,75 @@ pub trait Infrastructure: Send + Sync {
     }
     fn pool_stats(&self) -> PoolStats;
     /// A real round trip to the database.
-    async fn ping(&self) -> Result<(), StoreError>;
+    async fn ping(&self) -> StoreResult<()>;
     async fn close(&self);
 }
 
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    async fn insert_user(&self, user: &NewUser) -> Result<User, StoreError>;
+    async fn insert_user(&self, user: &NewUser) -> StoreResult<User>;
     /// The user and their password hash, by (lower-cased) e-mail.
-    async fn find_credentials(&self, email: &str) -> Result<Option<(User, String)>, StoreError>;
-    async fn find_user(&self, id: Uuid) -> Result<Option<User>, StoreError>;
+    async fn find_credentials(&self, email: &str) -> StoreResult<Option<(User, String)>>;
+    async fn find_user(&self, id: Uuid) -> StoreResult<Option<User>>;
     /// `None` when the user does not exist.
-    async fn set_user_location(
-        &self,
-        id: Uuid,
-        location: GeoPoint,
-    ) -> Result<Option<User>, StoreError>;
+    async fn set_user_location(&self, id: Uuid, location: GeoPoint) -> StoreResult<Option<User>>;
 }
 
 #[async_trait]
 pub trait EventStore: Send + Sync {
-    async fn insert_event(
-        &self,
-        id: Uuid,
-        creator_id: Uuid,
-        draft: &EventDraft,
-    ) -> Result<Event, StoreError>;
-    async fn find_event(&self, id: Uuid) -> Result<Option<Event>, StoreError>;
+    /// Stores a new event (with a fresh id) created by `creator_id`.
+    async fn insert_event(&self, creator_id: Uuid, draft: &EventDraft) -> StoreResult<Event>;
+    async fn find_event(&self, id: Uuid) -> StoreResult<Option<Event>>;
     /// Replaces the creator-controlled fields, refusing a total below the tickets sold.
     async fn update_event(
         &self,
         id: Uuid,
         creator_id: Uuid,
         draft: &EventDraft,
-    ) -> Result<EventUpdate, StoreError>;
+    ) -> StoreResult<EventUpdate>;
     /// Deletes an event that has no reserved or paid tickets (due holds are released first).
-    async fn delete_event(&self, id: Uuid, creator_id: Uuid) -> Result<EventDelete, StoreError>;
-    async fn list_events(&self, filter: &EventFilter) -> Result<Page<Event>, StoreError>;
-    async fn nearby_events(&self, query: &NearbyQuery) -> Result<Page<NearbyEvent>, StoreError>;
+    async fn delete_event(&self, id: Uuid, creator_id: Uuid) -> StoreResult<EventDelete>;
+    async fn list_events(&self, filter: &EventFilter) -> StoreResult<Page<Event>>;
+    async fn nearby_events(&self, query: &NearbyQuery) -> StoreResult<Page<NearbyEvent>>;
 }
 
 #[async_trait]
 pub trait TicketStore: Send + Sync {
     /// Takes a seat and creates the held ticket atomically; reclaims the event's due holds
     /// before answering sold out.
-    async fn reserve_ticket(&self, request: &NewReservation) -> Result<ReserveOutcome, StoreError>;
+    async fn reserve_ticket(&self, request: &NewReservation) -> StoreResult<ReserveOutcome>;
     /// Pays a reserved ticket of `user_id` whose hold has not passed.
-    async fn pay_ticket(&self, ticket_id: Uuid, user_id: Uuid) -> Result<TicketChange, StoreError>;
+    async fn pay_ticket(&self, ticket_id: Uuid, user_id: Uuid) -> StoreResult<TicketChange>;
     /// Cancels a reserved ticket of `user_id` and gives its seat back, atomically.
-    async fn cancel_ticket(
-        &self,
-        ticket_id: Uuid,
-        user_id: Uuid,
-    ) -> Result<TicketChange, StoreError>;
-    async fn find_ticket(&self, id: Uuid) -> Result<Option<TicketDetails>, StoreError>;
+    async fn cancel_ticket(&self, ticket_id: Uuid, user_id: Uuid) -> StoreResult<TicketChange>;
+    async fn find_ticket(&self, id: Uuid) -> StoreResult<Option<TicketDetails>>;
     /// A user's tickets, newest first; `status` filters on the effective status.
-    async fn user_tickets(
-        &self,
-        user_id: Uuid,
-        status: Option<TicketStatus>,
-        page: PageRequest,
-    ) -> Result<Page<TicketDetails>, StoreError>;
+    async fn user_tickets(&self, filter: &TicketFilter) -> StoreResult<Page<TicketDetails>>;
     /// Expires up to `batch_size` due holds and gives their seats back, in one transaction.
     /// Returns how many were expired.
-    async fn expire_due_tickets(&self, batch_size: i64) -> Result<u64, StoreError>;
+    async fn expire_due_tickets(&self, batch_size: i64) -> StoreResult<u64>;
+}
+
+/// A request's `Idempotency-Key`, which is scoped to the user who sent it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestKey<'a> {
+    pub user_id: Uuid,
+    pub key: &'a str,
 }
 
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    async fn claim_idempotency_key(
+    /// Takes `key` for the request described by `request_hash`, or says what holds it.
+    async fn claim_key(
         &self,
-        user_id: Uuid,
-        key: &str,
+        key: RequestKey<'_>,
         request_hash: &str,
-    ) -> Result<IdempotencyClaim, StoreError>;
-    async fn complete_idempotency_key(
-        &self,
-        user_id: Uuid,
-        key: &str,
-        status: u16,
-        body: &str,
-    ) -> Result<(), StoreError>;
+    ) -> StoreResult<IdempotencyClaim>;
+    /// Stores the answer a retry with `key` will get.
+    async fn complete_key(&self, key: RequestKey<'_>, status: u16, body: &str) -> StoreResult<()>;
     /// Forgets a claim whose request failed before doing anything, so a retry may run.
-    async fn release_idempotency_key(&self, user_id: Uuid, key: &str) -> Result<(), StoreError>;
-    async fn purge_idempotency_keys(&self, older_than: DateTime<Utc>) -> Result<u64, StoreError>;
+    async fn release_key(&self, key: RequestKey<'_>) -> StoreResult<()>;
+    async fn purge_keys(&self, older_than: DateTime<Utc>) -> StoreResult<u64>;
 }
 
 /// Opens the store named by `options.url` and applies its migrations.

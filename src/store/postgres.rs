@@ -14,11 +14,12 @@ use uuid::Uuid;
 use super::sql::{self, CredentialsRow, parse_status};
 use super::{
     Backend, EventFilter, EventStore, IdempotencyClaim, IdempotencyStore, Infrastructure,
-    NearbyQuery, NewReservation, Page, PoolStats, StoreError, StoreOptions, TicketStore, UserStore,
+    NearbyQuery, NewReservation, Page, PoolStats, RequestKey, StoreError, StoreOptions,
+    StoreResult, TicketFilter, TicketStore, UserStore,
 };
 use crate::domain::{
-    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewUser, PageRequest,
-    ReserveOutcome, TicketChange, TicketDetails, TicketStatus, User,
+    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewUser, ReserveOutcome,
+    TicketChange, TicketDetails, User,
 };
 
 type UserRow = sql::UserRow<DateTime<Utc>>;
@@ -83,10 +84,7 @@ impl PgStore {
         Ok(Self { pool })
     }
 
-    async fn reserve_once(
-        &self,
-        request: &NewReservation,
-    ) -> Result<Option<TicketDetails>, StoreError> {
+    async fn reserve_once(&self, request: &NewReservation) -> StoreResult<Option<TicketDetails>> {
         let row: Option<TicketRow> = sqlx::query_as(
             "WITH seat AS (
                 UPDATE events SET tickets_sold = tickets_sold + 1, updated_at = now()
@@ -112,12 +110,27 @@ impl PgStore {
         row.map(TicketRow::into_details).transpose()
     }
 
-    /// Explains why a ticket could not be paid or cancelled.
-    async fn diagnose_ticket(
+    /// Runs a pay or cancel statement (`$1` ticket, `$2` owner) that returns the changed ticket
+    /// with its summaries, or explains why nothing changed.
+    async fn change_ticket(
         &self,
+        statement: &'static str,
         ticket_id: Uuid,
         user_id: Uuid,
-    ) -> Result<TicketChange, StoreError> {
+    ) -> StoreResult<TicketChange> {
+        let row: Option<TicketRow> = sqlx::query_as(statement)
+            .bind(ticket_id)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => Ok(TicketChange::Done(Box::new(row.into_details()?))),
+            None => self.diagnose_ticket(ticket_id, user_id).await,
+        }
+    }
+
+    /// Explains why a ticket could not be paid or cancelled.
+    async fn diagnose_ticket(&self, ticket_id: Uuid, user_id: Uuid) -> StoreResult<TicketChange> {
         let row: Option<(Uuid, String, bool)> = sqlx::query_as(
             "SELECT user_id, status, expires_at <= now() FROM tickets WHERE id = $1",
         )
@@ -135,7 +148,7 @@ impl PgStore {
         ))
     }
 
-    async fn event_owner(&self, id: Uuid) -> Result<Option<Uuid>, StoreError> {
+    async fn event_owner(&self, id: Uuid) -> StoreResult<Option<Uuid>> {
         let owner = sqlx::query_scalar(sql::EVENT_OWNER)
             .bind(id)
             .fetch_optional(&self.pool)
@@ -178,7 +191,7 @@ impl Infrastructure for PgStore {
         }
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
@@ -191,7 +204,7 @@ impl Infrastructure for PgStore {
 #[async_trait]
 impl UserStore for PgStore {
     #[tracing::instrument(skip_all)]
-    async fn insert_user(&self, user: &NewUser) -> Result<User, StoreError> {
+    async fn insert_user(&self, user: &NewUser) -> StoreResult<User> {
         let row: UserRow = sql::bind_new_user(sqlx::query_as(sql::INSERT_USER), user)
             .bind(Utc::now())
             .fetch_one(&self.pool)
@@ -200,7 +213,7 @@ impl UserStore for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn find_credentials(&self, email: &str) -> Result<Option<(User, String)>, StoreError> {
+    async fn find_credentials(&self, email: &str) -> StoreResult<Option<(User, String)>> {
         let row: Option<CredentialsRow<DateTime<Utc>>> = sqlx::query_as(concat!(
             "SELECT password_hash, ",
             user_columns!(),
@@ -213,25 +226,20 @@ impl UserStore for PgStore {
             .transpose()
     }
 
-    async fn find_user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+    async fn find_user(&self, id: Uuid) -> StoreResult<Option<User>> {
         fetch_optional!(&self.pool, sql::FIND_USER, UserRow::into_user, id)
     }
 
     #[tracing::instrument(skip(self))]
-    async fn set_user_location(
-        &self,
-        id: Uuid,
-        location: GeoPoint,
-    ) -> Result<Option<User>, StoreError> {
-        let (latitude, longitude) = (location.latitude(), location.longitude());
-        let now = Utc::now();
+    async fn set_user_location(&self, id: Uuid, location: GeoPoint) -> StoreResult<Option<User>> {
+        let (lat, lon, now) = (location.latitude(), location.longitude(), Utc::now());
         fetch_optional!(
             &self.pool,
             sql::SET_USER_LOCATION,
             UserRow::into_user,
             id,
-            latitude,
-            longitude,
+            lat,
+            lon,
             now
         )
     }
@@ -240,12 +248,8 @@ impl UserStore for PgStore {
 #[async_trait]
 impl EventStore for PgStore {
     #[tracing::instrument(skip(self, draft))]
-    async fn insert_event(
-        &self,
-        id: Uuid,
-        creator_id: Uuid,
-        draft: &EventDraft,
-    ) -> Result<Event, StoreError> {
+    async fn insert_event(&self, creator_id: Uuid, draft: &EventDraft) -> StoreResult<Event> {
+        let id = Uuid::now_v7();
         let row: EventRow =
             sql::bind_draft(sqlx::query_as(sql::INSERT_EVENT), id, creator_id, draft)
                 .bind(Utc::now())
@@ -254,7 +258,7 @@ impl EventStore for PgStore {
         row.into_event()
     }
 
-    async fn find_event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
+    async fn find_event(&self, id: Uuid) -> StoreResult<Option<Event>> {
         fetch_optional!(&self.pool, sql::FIND_EVENT, EventRow::into_event, id)
     }
 
@@ -264,7 +268,7 @@ impl EventStore for PgStore {
         id: Uuid,
         creator_id: Uuid,
         draft: &EventDraft,
-    ) -> Result<EventUpdate, StoreError> {
+    ) -> StoreResult<EventUpdate> {
         let updated: Result<Option<EventRow>, _> =
             sql::bind_draft(sqlx::query_as(sql::UPDATE_EVENT), id, creator_id, draft)
                 .bind(Utc::now())
@@ -282,7 +286,7 @@ impl EventStore for PgStore {
     }
 
     #[tracing::instrument(skip(self))]
-    async fn delete_event(&self, id: Uuid, creator_id: Uuid) -> Result<EventDelete, StoreError> {
+    async fn delete_event(&self, id: Uuid, creator_id: Uuid) -> StoreResult<EventDelete> {
         match self.event_owner(id).await? {
             None => return Ok(EventDelete::NotFound),
             Some(owner) if owner != creator_id => return Ok(EventDelete::NotCreator),
@@ -311,21 +315,12 @@ impl EventStore for PgStore {
         })
     }
 
-    async fn list_events(&self, filter: &EventFilter) -> Result<Page<Event>, StoreError> {
-        let now = Utc::now();
-        fetch_page!(
-            &self.pool,
-            sql::SELECT_EVENTS,
-            sql::COUNT_EVENTS,
-            |builder| sql::push_event_filter(builder, filter, now),
-            sql::EVENTS_ORDER,
-            filter.page,
-            EventRow::into_event,
-        )
+    async fn list_events(&self, filter: &EventFilter) -> StoreResult<Page<Event>> {
+        fetch_events_page!(&self.pool, filter)
     }
 
     #[tracing::instrument(skip(self))]
-    async fn nearby_events(&self, query: &NearbyQuery) -> Result<Page<NearbyEvent>, StoreError> {
+    async fn nearby_events(&self, query: &NearbyQuery) -> StoreResult<Page<NearbyEvent>> {
         #[derive(FromRow)]
         struct NearbyRow {
             #[sqlx(flatten)]
@@ -371,7 +366,7 @@ impl EventStore for PgStore {
 #[async_trait]
 impl TicketStore for PgStore {
     #[tracing::instrument(skip(self), fields(event_id = %request.event_id))]
-    async fn reserve_ticket(&self, request: &NewReservation) -> Result<ReserveOutcome, StoreError> {
+    async fn reserve_ticket(&self, request: &NewReservation) -> StoreResult<ReserveOutcome> {
         if let Some(details) = self.reserve_once(request).await? {
             return Ok(ReserveOutcome::Reserved(Box::new(details)));
         }
@@ -403,10 +398,10 @@ impl TicketStore for PgStore {
     }
 
     #[tracing::instrument(skip(self))]
-    async fn pay_ticket(&self, ticket_id: Uuid, user_id: Uuid) -> Result<TicketChange, StoreError> {
+    async fn pay_ticket(&self, ticket_id: Uuid, user_id: Uuid) -> StoreResult<TicketChange> {
         // The deadline is judged by the database clock inside the row lock: a payment and the
         // sweeper racing for one ticket cannot both win.
-        let row: Option<TicketRow> = sqlx::query_as(concat!(
+        const PAY: &str = concat!(
             "WITH t AS (
                 UPDATE tickets SET status = 'paid', paid_at = now(), updated_at = now()
                 WHERE id = $1 AND user_id = $2 AND status = 'reserved' AND expires_at > now()
@@ -415,25 +410,13 @@ impl TicketStore for PgStore {
             ticket_columns!(),
             " FROM t",
             ticket_joins!()
-        ))
-        .bind(ticket_id)
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        match row {
-            Some(row) => Ok(TicketChange::Done(Box::new(row.into_details()?))),
-            None => self.diagnose_ticket(ticket_id, user_id).await,
-        }
+        );
+        self.change_ticket(PAY, ticket_id, user_id).await
     }
 
     #[tracing::instrument(skip(self))]
-    async fn cancel_ticket(
-        &self,
-        ticket_id: Uuid,
-        user_id: Uuid,
-    ) -> Result<TicketChange, StoreError> {
-        let row: Option<TicketRow> = sqlx::query_as(
-            "WITH t AS (
+    async fn cancel_ticket(&self, ticket_id: Uuid, user_id: Uuid) -> StoreResult<TicketChange> {
+        const CANCEL: &str = "WITH t AS (
                 UPDATE tickets SET status = 'cancelled', updated_at = now()
                 WHERE id = $1 AND user_id = $2 AND status = 'reserved' AND expires_at > now()
                 RETURNING *
@@ -447,42 +430,20 @@ impl TicketStore for PgStore {
                    seat.title AS event_title, seat.start_time AS event_start_time,
                    seat.end_time AS event_end_time, seat.venue_name AS event_venue_name,
                    seat.city AS event_city, seat.state AS event_state
-            FROM t JOIN seat ON seat.id = t.event_id JOIN users u ON u.id = t.user_id",
-        )
-        .bind(ticket_id)
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        match row {
-            Some(row) => Ok(TicketChange::Done(Box::new(row.into_details()?))),
-            None => self.diagnose_ticket(ticket_id, user_id).await,
-        }
+            FROM t JOIN seat ON seat.id = t.event_id JOIN users u ON u.id = t.user_id";
+        self.change_ticket(CANCEL, ticket_id, user_id).await
     }
 
-    async fn find_ticket(&self, id: Uuid) -> Result<Option<TicketDetails>, StoreError> {
+    async fn find_ticket(&self, id: Uuid) -> StoreResult<Option<TicketDetails>> {
         fetch_optional!(&self.pool, sql::FIND_TICKET, TicketRow::into_details, id)
     }
 
-    async fn user_tickets(
-        &self,
-        user_id: Uuid,
-        status: Option<TicketStatus>,
-        page: PageRequest,
-    ) -> Result<Page<TicketDetails>, StoreError> {
-        let now = Utc::now();
-        fetch_page!(
-            &self.pool,
-            sql::SELECT_TICKETS,
-            sql::COUNT_TICKETS,
-            |builder| sql::push_ticket_filter(builder, user_id, status, now),
-            sql::TICKETS_ORDER,
-            page,
-            TicketRow::into_details,
-        )
+    async fn user_tickets(&self, filter: &TicketFilter) -> StoreResult<Page<TicketDetails>> {
+        fetch_tickets_page!(&self.pool, filter)
     }
 
     #[tracing::instrument(skip(self))]
-    async fn expire_due_tickets(&self, batch_size: i64) -> Result<u64, StoreError> {
+    async fn expire_due_tickets(&self, batch_size: i64) -> StoreResult<u64> {
         let (expired, _events): (i64, i64) = sqlx::query_as(expire_holds!(""))
             .bind(batch_size)
             .fetch_one(&self.pool)
@@ -493,12 +454,12 @@ impl TicketStore for PgStore {
 
 #[async_trait]
 impl IdempotencyStore for PgStore {
-    async fn claim_idempotency_key(
+    async fn claim_key(
         &self,
-        user_id: Uuid,
-        key: &str,
+        key: RequestKey<'_>,
         request_hash: &str,
-    ) -> Result<IdempotencyClaim, StoreError> {
+    ) -> StoreResult<IdempotencyClaim> {
+        let RequestKey { user_id, key } = key;
         // A key older than 24 h is forgotten: the new request takes it over.
         let claimed = sqlx::query_scalar::<_, i32>(
             "INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES ($1, $2, $3)
@@ -532,13 +493,8 @@ impl IdempotencyStore for PgStore {
         ))
     }
 
-    async fn complete_idempotency_key(
-        &self,
-        user_id: Uuid,
-        key: &str,
-        status: u16,
-        body: &str,
-    ) -> Result<(), StoreError> {
+    async fn complete_key(&self, key: RequestKey<'_>, status: u16, body: &str) -> StoreResult<()> {
+        let RequestKey { user_id, key } = key;
         sqlx::query(sql::COMPLETE_IDEMPOTENCY_KEY)
             .bind(user_id)
             .bind(key)
@@ -549,7 +505,8 @@ impl IdempotencyStore for PgStore {
         Ok(())
     }
 
-    async fn release_idempotency_key(&self, user_id: Uuid, key: &str) -> Result<(), StoreError> {
+    async fn release_key(&self, key: RequestKey<'_>) -> StoreResult<()> {
+        let RequestKey { user_id, key } = key;
         sqlx::query(sql::RELEASE_IDEMPOTENCY_KEY)
             .bind(user_id)
             .bind(key)
@@ -558,7 +515,7 @@ impl IdempotencyStore for PgStore {
         Ok(())
     }
 
-    async fn purge_idempotency_keys(&self, older_than: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn purge_keys(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {
         let purged = sqlx::query(sql::PURGE_IDEMPOTENCY_KEYS)
             .bind(older_than)
             .execute(&self.pool)

@@ -447,6 +447,38 @@ pub(super) fn push_ticket_filter<'a, DB: Dialect>(
     }
 }
 
+/// A page of [`EventFilter`]'s events, with the backend's row type `EventRow` in scope.
+macro_rules! fetch_events_page {
+    ($pool:expr, $filter:expr) => {{
+        let (filter, now) = ($filter, chrono::Utc::now());
+        fetch_page!(
+            $pool,
+            sql::SELECT_EVENTS,
+            sql::COUNT_EVENTS,
+            |builder| sql::push_event_filter(builder, filter, now),
+            sql::EVENTS_ORDER,
+            filter.page,
+            EventRow::into_event,
+        )
+    }};
+}
+
+/// A page of [`super::TicketFilter`]'s tickets, with the backend's `TicketRow` in scope.
+macro_rules! fetch_tickets_page {
+    ($pool:expr, $filter:expr) => {{
+        let (filter, now) = ($filter, chrono::Utc::now());
+        fetch_page!(
+            $pool,
+            sql::SELECT_TICKETS,
+            sql::COUNT_TICKETS,
+            |builder| sql::push_ticket_filter(builder, filter.user_id, filter.status, now),
+            sql::TICKETS_ORDER,
+            filter.page,
+            TicketRow::into_details,
+        )
+    }};
+}
+
 /// Runs `$sql` with the binds on `$pool` and maps the row, if any, with `$into`.
 macro_rules! fetch_optional {
     ($pool:expr, $sql:expr, $into:expr $(, $bind:expr)* $(,)?) => {{

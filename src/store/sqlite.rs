@@ -20,11 +20,12 @@ use uuid::Uuid;
 use super::sql::{self, CredentialsRow, Micros, parse_status};
 use super::{
     Backend, EventFilter, EventStore, IdempotencyClaim, IdempotencyStore, Infrastructure,
-    NearbyQuery, NewReservation, Page, PoolStats, StoreError, StoreOptions, TicketStore, UserStore,
+    NearbyQuery, NewReservation, Page, PoolStats, RequestKey, StoreError, StoreOptions,
+    StoreResult, TicketFilter, TicketStore, UserStore,
 };
 use crate::domain::{
-    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewUser, PageRequest,
-    ReserveOutcome, TicketChange, TicketDetails, TicketStatus, User,
+    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewUser, ReserveOutcome,
+    TicketChange, TicketDetails, User,
 };
 
 type UserRow = sql::UserRow<Micros>;
@@ -46,7 +47,7 @@ pub struct SqliteStore {
 
 /// A write transaction that takes the write lock at once: a deferred one that reads first can
 /// fail with "database is locked" when it tries to write, instead of waiting its turn.
-async fn begin_immediate(writer: &SqlitePool) -> Result<Transaction<'static, Sqlite>, StoreError> {
+async fn begin_immediate(writer: &SqlitePool) -> StoreResult<Transaction<'static, Sqlite>> {
     Ok(writer.begin_with("BEGIN IMMEDIATE").await?)
 }
 
@@ -99,7 +100,7 @@ impl SqliteStore {
         ticket_id: Uuid,
         user_id: Uuid,
         now: DateTime<Utc>,
-    ) -> Result<TicketChange, StoreError> {
+    ) -> StoreResult<TicketChange> {
         let row: Option<(Uuid, String, bool)> = sqlx::query_as(sql::TICKET_STATE)
             .bind(ticket_id)
             .bind(Micros::from(now))
@@ -121,7 +122,7 @@ impl SqliteStore {
     async fn reserve_batched(
         &self,
         request: &NewReservation,
-    ) -> Result<Option<TicketDetails>, StoreError> {
+    ) -> StoreResult<Option<TicketDetails>> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let pending = batch::Pending {
             request: request.clone(),
@@ -141,7 +142,7 @@ impl SqliteStore {
         &self,
         event_id: Uuid,
         now: DateTime<Utc>,
-    ) -> Result<Option<ReserveOutcome>, StoreError> {
+    ) -> StoreResult<Option<ReserveOutcome>> {
         let state: Option<(bool, bool, bool)> = sqlx::query_as(
             "SELECT start_time <= ?2, tickets_sold >= total_tickets,
                     EXISTS (SELECT 1 FROM tickets
@@ -160,7 +161,7 @@ impl SqliteStore {
         })
     }
 
-    async fn reader(&self) -> Result<PoolConnection<Sqlite>, StoreError> {
+    async fn reader(&self) -> StoreResult<PoolConnection<Sqlite>> {
         Ok(self.reader.acquire().await?)
     }
 }
@@ -169,7 +170,7 @@ impl SqliteStore {
 pub(super) async fn ticket_details_on(
     conn: &mut SqliteConnection,
     id: Uuid,
-) -> Result<Option<TicketDetails>, StoreError> {
+) -> StoreResult<Option<TicketDetails>> {
     let row: Option<TicketRow> = sqlx::query_as(sql::FIND_TICKET)
         .bind(id)
         .fetch_optional(conn)
@@ -184,7 +185,7 @@ async fn expire_holds(
     event_id: Option<Uuid>,
     limit: i64,
     now: DateTime<Utc>,
-) -> Result<u64, StoreError> {
+) -> StoreResult<u64> {
     let now = Micros::from(now);
     let expired: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE tickets SET status = 'expired', updated_at = ?1
@@ -234,7 +235,7 @@ impl Infrastructure for SqliteStore {
         }
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
     }
@@ -248,7 +249,7 @@ impl Infrastructure for SqliteStore {
 #[async_trait]
 impl UserStore for SqliteStore {
     #[tracing::instrument(skip_all)]
-    async fn insert_user(&self, user: &NewUser) -> Result<User, StoreError> {
+    async fn insert_user(&self, user: &NewUser) -> StoreResult<User> {
         let row: UserRow = sql::bind_new_user(sqlx::query_as(sql::INSERT_USER), user)
             .bind(Micros::from(Utc::now()))
             .fetch_one(&self.writer)
@@ -257,7 +258,7 @@ impl UserStore for SqliteStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn find_credentials(&self, email: &str) -> Result<Option<(User, String)>, StoreError> {
+    async fn find_credentials(&self, email: &str) -> StoreResult<Option<(User, String)>> {
         let row: Option<CredentialsRow<Micros>> = sqlx::query_as(concat!(
             "SELECT password_hash, ",
             user_columns!(),
@@ -270,25 +271,24 @@ impl UserStore for SqliteStore {
             .transpose()
     }
 
-    async fn find_user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+    async fn find_user(&self, id: Uuid) -> StoreResult<Option<User>> {
         fetch_optional!(&self.reader, sql::FIND_USER, UserRow::into_user, id)
     }
 
     #[tracing::instrument(skip(self))]
-    async fn set_user_location(
-        &self,
-        id: Uuid,
-        location: GeoPoint,
-    ) -> Result<Option<User>, StoreError> {
-        let (latitude, longitude) = (location.latitude(), location.longitude());
-        let now = Micros::from(Utc::now());
+    async fn set_user_location(&self, id: Uuid, location: GeoPoint) -> StoreResult<Option<User>> {
+        let (lat, lon, now) = (
+            location.latitude(),
+            location.longitude(),
+            Micros::from(Utc::now()),
+        );
         fetch_optional!(
             &self.writer,
             sql::SET_USER_LOCATION,
             UserRow::into_user,
             id,
-            latitude,
-            longitude,
+            lat,
+            lon,
             now
         )
     }
@@ -297,12 +297,8 @@ impl UserStore for SqliteStore {
 #[async_trait]
 impl EventStore for SqliteStore {
     #[tracing::instrument(skip(self, draft))]
-    async fn insert_event(
-        &self,
-        id: Uuid,
-        creator_id: Uuid,
-        draft: &EventDraft,
-    ) -> Result<Event, StoreError> {
+    async fn insert_event(&self, creator_id: Uuid, draft: &EventDraft) -> StoreResult<Event> {
+        let id = Uuid::now_v7();
         let row: EventRow =
             sql::bind_draft(sqlx::query_as(sql::INSERT_EVENT), id, creator_id, draft)
                 .bind(Micros::from(Utc::now()))
@@ -311,7 +307,7 @@ impl EventStore for SqliteStore {
         row.into_event()
     }
 
-    async fn find_event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
+    async fn find_event(&self, id: Uuid) -> StoreResult<Option<Event>> {
         fetch_optional!(&self.reader, sql::FIND_EVENT, EventRow::into_event, id)
     }
 
@@ -321,7 +317,7 @@ impl EventStore for SqliteStore {
         id: Uuid,
         creator_id: Uuid,
         draft: &EventDraft,
-    ) -> Result<EventUpdate, StoreError> {
+    ) -> StoreResult<EventUpdate> {
         let mut tx = begin_immediate(&self.writer).await?;
         let updated: Result<Option<EventRow>, _> =
             sql::bind_draft(sqlx::query_as(sql::UPDATE_EVENT), id, creator_id, draft)
@@ -348,7 +344,7 @@ impl EventStore for SqliteStore {
     }
 
     #[tracing::instrument(skip(self))]
-    async fn delete_event(&self, id: Uuid, creator_id: Uuid) -> Result<EventDelete, StoreError> {
+    async fn delete_event(&self, id: Uuid, creator_id: Uuid) -> StoreResult<EventDelete> {
         let now = Utc::now();
         let mut tx = begin_immediate(&self.writer).await?;
         let owner: Option<Uuid> = sqlx::query_scalar(sql::EVENT_OWNER)
@@ -376,21 +372,12 @@ impl EventStore for SqliteStore {
         Ok(outcome)
     }
 
-    async fn list_events(&self, filter: &EventFilter) -> Result<Page<Event>, StoreError> {
-        let now = Utc::now();
-        fetch_page!(
-            &self.reader,
-            sql::SELECT_EVENTS,
-            sql::COUNT_EVENTS,
-            |builder| sql::push_event_filter(builder, filter, now),
-            sql::EVENTS_ORDER,
-            filter.page,
-            EventRow::into_event,
-        )
+    async fn list_events(&self, filter: &EventFilter) -> StoreResult<Page<Event>> {
+        fetch_events_page!(&self.reader, filter)
     }
 
     #[tracing::instrument(skip(self))]
-    async fn nearby_events(&self, query: &NearbyQuery) -> Result<Page<NearbyEvent>, StoreError> {
+    async fn nearby_events(&self, query: &NearbyQuery) -> StoreResult<Page<NearbyEvent>> {
         // The R*Tree narrows the search to bounding boxes; exact distances are computed here.
         // Candidates come back as one JSON array (one row instead of thousands: every row
         // would be a hand-off from the connection's thread), and only the page is read in full.
@@ -472,7 +459,7 @@ impl EventStore for SqliteStore {
 #[async_trait]
 impl TicketStore for SqliteStore {
     #[tracing::instrument(skip(self), fields(event_id = %request.event_id))]
-    async fn reserve_ticket(&self, request: &NewReservation) -> Result<ReserveOutcome, StoreError> {
+    async fn reserve_ticket(&self, request: &NewReservation) -> StoreResult<ReserveOutcome> {
         let now = Utc::now();
         let expires_at = now
             + Duration::from_std(request.hold)
@@ -543,7 +530,7 @@ impl TicketStore for SqliteStore {
     }
 
     #[tracing::instrument(skip(self))]
-    async fn pay_ticket(&self, ticket_id: Uuid, user_id: Uuid) -> Result<TicketChange, StoreError> {
+    async fn pay_ticket(&self, ticket_id: Uuid, user_id: Uuid) -> StoreResult<TicketChange> {
         let now = Utc::now();
         let paid = sqlx::query(
             "UPDATE tickets SET status = 'paid', paid_at = ?3, updated_at = ?3
@@ -567,11 +554,7 @@ impl TicketStore for SqliteStore {
     }
 
     #[tracing::instrument(skip(self))]
-    async fn cancel_ticket(
-        &self,
-        ticket_id: Uuid,
-        user_id: Uuid,
-    ) -> Result<TicketChange, StoreError> {
+    async fn cancel_ticket(&self, ticket_id: Uuid, user_id: Uuid) -> StoreResult<TicketChange> {
         let now = Utc::now();
         let mut tx = begin_immediate(&self.writer).await?;
         let event_id: Option<Uuid> = sqlx::query_scalar(
@@ -602,30 +585,16 @@ impl TicketStore for SqliteStore {
         }))
     }
 
-    async fn find_ticket(&self, id: Uuid) -> Result<Option<TicketDetails>, StoreError> {
+    async fn find_ticket(&self, id: Uuid) -> StoreResult<Option<TicketDetails>> {
         ticket_details_on(&mut *self.reader().await?, id).await
     }
 
-    async fn user_tickets(
-        &self,
-        user_id: Uuid,
-        status: Option<TicketStatus>,
-        page: PageRequest,
-    ) -> Result<Page<TicketDetails>, StoreError> {
-        let now = Utc::now();
-        fetch_page!(
-            &self.reader,
-            sql::SELECT_TICKETS,
-            sql::COUNT_TICKETS,
-            |builder| sql::push_ticket_filter(builder, user_id, status, now),
-            sql::TICKETS_ORDER,
-            page,
-            TicketRow::into_details,
-        )
+    async fn user_tickets(&self, filter: &TicketFilter) -> StoreResult<Page<TicketDetails>> {
+        fetch_tickets_page!(&self.reader, filter)
     }
 
     #[tracing::instrument(skip(self))]
-    async fn expire_due_tickets(&self, batch_size: i64) -> Result<u64, StoreError> {
+    async fn expire_due_tickets(&self, batch_size: i64) -> StoreResult<u64> {
         let mut tx = begin_immediate(&self.writer).await?;
         let expired = expire_holds(&mut tx, None, batch_size, Utc::now()).await?;
         tx.commit().await?;
@@ -635,12 +604,12 @@ impl TicketStore for SqliteStore {
 
 #[async_trait]
 impl IdempotencyStore for SqliteStore {
-    async fn claim_idempotency_key(
+    async fn claim_key(
         &self,
-        user_id: Uuid,
-        key: &str,
+        key: RequestKey<'_>,
         request_hash: &str,
-    ) -> Result<IdempotencyClaim, StoreError> {
+    ) -> StoreResult<IdempotencyClaim> {
+        let RequestKey { user_id, key } = key;
         let now = Utc::now();
         let mut tx = begin_immediate(&self.writer).await?;
         let stored: Option<(String, Option<i64>, Option<String>, Micros)> = sqlx::query_as(
@@ -674,13 +643,8 @@ impl IdempotencyStore for SqliteStore {
         Ok(claim)
     }
 
-    async fn complete_idempotency_key(
-        &self,
-        user_id: Uuid,
-        key: &str,
-        status: u16,
-        body: &str,
-    ) -> Result<(), StoreError> {
+    async fn complete_key(&self, key: RequestKey<'_>, status: u16, body: &str) -> StoreResult<()> {
+        let RequestKey { user_id, key } = key;
         sqlx::query(sql::COMPLETE_IDEMPOTENCY_KEY)
             .bind(user_id)
             .bind(key)
@@ -691,7 +655,8 @@ impl IdempotencyStore for SqliteStore {
         Ok(())
     }
 
-    async fn release_idempotency_key(&self, user_id: Uuid, key: &str) -> Result<(), StoreError> {
+    async fn release_key(&self, key: RequestKey<'_>) -> StoreResult<()> {
+        let RequestKey { user_id, key } = key;
         sqlx::query(sql::RELEASE_IDEMPOTENCY_KEY)
             .bind(user_id)
             .bind(key)
@@ -700,7 +665,7 @@ impl IdempotencyStore for SqliteStore {
         Ok(())
     }
 
-    async fn purge_idempotency_keys(&self, older_than: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn purge_keys(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {
         let purged = sqlx::query(sql::PURGE_IDEMPOTENCY_KEYS)
             .bind(Micros::from(older_than))
             .execute(&self.writer)

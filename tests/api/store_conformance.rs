@@ -15,7 +15,9 @@ use nearbytix::domain::{
     PageRequest, RadiusKm, ReserveOutcome, Ticket, TicketChange, TicketStatus, VenueFields,
     Violations,
 };
-use nearbytix::store::{DynStore, IdempotencyClaim, NearbyQuery, NewReservation, StoreOptions};
+use nearbytix::store::{
+    DynStore, IdempotencyClaim, NearbyQuery, NewReservation, RequestKey, StoreOptions,
+};
 use uuid::Uuid;
 
 use crate::backend_tests;
@@ -70,7 +72,7 @@ impl Fixture {
 
     async fn event(&self, creator: Uuid, total: i64, at: GeoPoint) -> Event {
         let draft = draft(total, at);
-        let event = self.store.insert_event(Uuid::now_v7(), creator, &draft);
+        let event = self.store.insert_event(creator, &draft);
         event.await.expect("event inserted")
     }
 
@@ -422,24 +424,25 @@ async fn idempotency_claims(backend: Backend) {
     let fx = Fixture::open(backend).await;
     let (user, other) = (fx.user().await, fx.user().await);
     let store = &fx.store;
+    let at = |user_id: Uuid, key: &'static str| RequestKey { user_id, key };
     let claim = |user: Uuid, key: &'static str, hash: &'static str| async move {
-        store.claim_idempotency_key(user, key, hash).await.unwrap()
+        store.claim_key(at(user, key), hash).await.unwrap()
     };
 
     assert_eq!(claim(user, "k1", "h1").await, Claimed);
     assert_eq!(claim(user, "k1", "h1").await, InProgress);
     assert_eq!(claim(other, "k1", "h1").await, Claimed, "keys are per user");
-    let complete = store.complete_idempotency_key(user, "k1", 201, "{}");
+    let complete = store.complete_key(at(user, "k1"), 201, "{}");
     complete.await.expect("complete");
     let body = "{}".to_owned();
     let completed = IdempotencyClaim::Completed { status: 201, body };
     assert_eq!(claim(user, "k1", "h1").await, completed);
     assert_eq!(claim(user, "k1", "h2").await, Mismatch);
-    store.release_idempotency_key(user, "k1").await.unwrap();
+    store.release_key(at(user, "k1")).await.unwrap();
     assert_eq!(claim(user, "k1", "h1").await, completed, "still completed");
 
     assert_eq!(claim(user, "k2", "h1").await, Claimed);
-    store.release_idempotency_key(user, "k2").await.unwrap();
+    store.release_key(at(user, "k2")).await.unwrap();
     assert_eq!(claim(user, "k2", "h3").await, Claimed, "released");
     assert_eq!(claim(user, "k2", "h3").await, InProgress);
     fx.finish().await;

@@ -9,21 +9,16 @@ use super::response::EventResponse;
 use crate::api::current_user::CurrentUser;
 use crate::api::error::ApiError;
 use crate::api::extract::ValidJson;
-use crate::api::schemas::{ErrorBody, ValidationErrorBody};
+use crate::api::schemas::shared::{Invalid, NotJson, Unauthenticated};
 use crate::service::Events;
 
 /// Create an event; the caller becomes its creator.
 #[utoipa::path(
-    post,
-    path = "/events/",
-    tag = "events",
-    security(("bearer" = [])),
-    request_body = EventCreateRequest,
+    post, path = "/events/", tag = "events",
+    security(("bearer" = [])), request_body = EventCreateRequest,
     responses(
         (status = 201, description = "Event created", body = EventResponse),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 415, description = "Not a JSON body", body = ErrorBody),
-        (status = 422, description = "Invalid input", body = ValidationErrorBody),
+        Unauthenticated, NotJson, Invalid,
     )
 )]
 pub async fn create_event(

@@ -9,19 +9,19 @@ use super::response::EventResponse;
 use crate::api::current_user::CurrentUser;
 use crate::api::error::ApiError;
 use crate::api::extract::{PathId, ValidJson};
-use crate::api::schemas::{ErrorBody, ValidationErrorBody};
+use crate::api::schemas::ErrorBody;
+use crate::api::schemas::shared::{
+    EventNotFound, EventPath, Invalid, NotJson, NotTheCreator, Unauthenticated,
+};
 use crate::service::Events;
 
 /// One event.
 #[utoipa::path(
-    get,
-    path = "/events/{event_id}",
-    tag = "events",
-    params(("event_id" = Uuid, Path, description = "Event id")),
+    get, path = "/events/{event_id}", tag = "events",
+    params(EventPath),
     responses(
         (status = 200, description = "The event", body = EventResponse),
-        (status = 404, description = "No such event", body = ErrorBody),
-        (status = 422, description = "Malformed id", body = ValidationErrorBody),
+        Invalid, EventNotFound,
     )
 )]
 pub async fn get_event(
@@ -33,20 +33,12 @@ pub async fn get_event(
 
 /// Change an event (creator only). The merged result must satisfy the create rules.
 #[utoipa::path(
-    put,
-    path = "/events/{event_id}",
-    tag = "events",
-    security(("bearer" = [])),
-    params(("event_id" = Uuid, Path, description = "Event id")),
-    request_body = EventUpdateRequest,
+    put, path = "/events/{event_id}", tag = "events",
+    security(("bearer" = [])), params(EventPath), request_body = EventUpdateRequest,
     responses(
         (status = 200, description = "Updated event", body = EventResponse),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Not the creator", body = ErrorBody),
-        (status = 404, description = "No such event", body = ErrorBody),
         (status = 409, description = "total_tickets below tickets already sold", body = ErrorBody),
-        (status = 415, description = "Not a JSON body", body = ErrorBody),
-        (status = 422, description = "Invalid input or malformed id", body = ValidationErrorBody),
+        Unauthenticated, NotJson, Invalid, EventNotFound, NotTheCreator,
     )
 )]
 pub async fn update_event(
@@ -61,18 +53,12 @@ pub async fn update_event(
 
 /// Delete an event (creator only) that has no reserved or paid tickets.
 #[utoipa::path(
-    delete,
-    path = "/events/{event_id}",
-    tag = "events",
-    security(("bearer" = [])),
-    params(("event_id" = Uuid, Path, description = "Event id")),
+    delete, path = "/events/{event_id}", tag = "events",
+    security(("bearer" = [])), params(EventPath),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Not the creator", body = ErrorBody),
-        (status = 404, description = "No such event", body = ErrorBody),
         (status = 409, description = "The event has reserved or paid tickets", body = ErrorBody),
-        (status = 422, description = "Malformed id", body = ValidationErrorBody),
+        Unauthenticated, Invalid, EventNotFound, NotTheCreator,
     )
 )]
 pub async fn delete_event(

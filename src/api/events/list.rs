@@ -9,7 +9,8 @@ use super::response::{EventListItem, EventListResponse};
 use crate::api::error::ApiError;
 use crate::api::extract::{Input, ValidQuery, lenient_bool};
 use crate::api::query::{LISTING_PAGE, timestamp};
-use crate::api::schemas::{PageInfo, ValidationErrorBody};
+use crate::api::schemas::PageInfo;
+use crate::api::schemas::shared::Invalid;
 use crate::domain::event::TITLE_MAX_CHARS;
 use crate::domain::{PageRequest, Violations, text};
 use crate::service::Events;
@@ -74,13 +75,11 @@ impl Input for EventListQuery {
 
 /// List events, earliest first.
 #[utoipa::path(
-    get,
-    path = "/events/",
-    tag = "events",
+    get, path = "/events/", tag = "events",
     params(EventListQuery),
     responses(
         (status = 200, description = "A page of events", body = EventListResponse),
-        (status = 422, description = "Invalid query", body = ValidationErrorBody),
+        Invalid,
     )
 )]
 pub async fn list_events(
@@ -88,12 +87,7 @@ pub async fn list_events(
     ValidQuery(filter): ValidQuery<EventListQuery>,
 ) -> Result<Json<EventListResponse>, ApiError> {
     let found = events.list(&filter).await?;
-    Ok(Json(EventListResponse {
-        events: found
-            .items
-            .into_iter()
-            .map(|event| EventListItem::new(event, None))
-            .collect(),
-        page: PageInfo::new(found.total, filter.page),
-    }))
+    let (events, page) =
+        PageInfo::split(found, filter.page, |event| EventListItem::new(&event, None));
+    Ok(Json(EventListResponse { events, page }))
 }

@@ -9,7 +9,8 @@ use super::response::{EventListItem, EventListResponse};
 use crate::api::error::ApiError;
 use crate::api::extract::{Input, ValidQuery};
 use crate::api::query::{SEARCH_PAGE, radius};
-use crate::api::schemas::{PageInfo, ValidationErrorBody};
+use crate::api::schemas::PageInfo;
+use crate::api::schemas::shared::Invalid;
 use crate::domain::{GeoPoint, PageRequest, RadiusKm, Violations};
 use crate::service::Search;
 
@@ -59,13 +60,11 @@ impl Input for NearbyParams {
 
 /// Upcoming, not sold-out events near a point, nearest first.
 #[utoipa::path(
-    get,
-    path = "/events/nearby",
-    tag = "events",
+    get, path = "/events/nearby", tag = "events",
     params(NearbyParams),
     responses(
         (status = 200, description = "A page of events with distances", body = EventListResponse),
-        (status = 422, description = "Invalid query", body = ValidationErrorBody),
+        Invalid,
     )
 )]
 pub async fn nearby_events(
@@ -73,13 +72,6 @@ pub async fn nearby_events(
     ValidQuery(query): ValidQuery<NearbyParams>,
 ) -> Result<Json<EventListResponse>, ApiError> {
     let result = search.near(query.center, query.radius, query.page).await?;
-    Ok(Json(EventListResponse {
-        events: result
-            .found
-            .items
-            .into_iter()
-            .map(EventListItem::from)
-            .collect(),
-        page: PageInfo::new(result.found.total, result.page),
-    }))
+    let (events, page) = PageInfo::split(result.found, result.page, EventListItem::from);
+    Ok(Json(EventListResponse { events, page }))
 }

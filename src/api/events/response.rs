@@ -6,32 +6,75 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::api::schemas::PageInfo;
-use crate::domain::{Event, NearbyEvent};
+use crate::domain::{Event, NearbyEvent, Venue};
 
-/// An event in full.
-#[derive(Serialize, ToSchema)]
-pub struct EventResponse {
+/// Where an event takes place, as every event answer shows it.
+#[derive(Clone, Serialize, ToSchema)]
+pub struct VenuePlace {
+    latitude: f64,
+    longitude: f64,
+    venue_name: String,
+    city: String,
+    state: String,
+}
+
+impl From<&Venue> for VenuePlace {
+    fn from(venue: &Venue) -> Self {
+        Self {
+            latitude: venue.location().latitude(),
+            longitude: venue.location().longitude(),
+            venue_name: venue.venue_name().to_owned(),
+            city: venue.city().to_owned(),
+            state: venue.state().to_owned(),
+        }
+    }
+}
+
+/// What an event is, as every event answer shows it.
+#[derive(Clone, Serialize, ToSchema)]
+pub struct EventBasics {
     id: Uuid,
     creator_id: Uuid,
     title: String,
     description: Option<String>,
     start_time: DateTime<Utc>,
     end_time: DateTime<Utc>,
+    tickets_available: i32,
+    is_sold_out: bool,
+    #[serde(flatten)]
+    place: VenuePlace,
+    created_at: DateTime<Utc>,
+}
+
+impl From<&Event> for EventBasics {
+    fn from(event: &Event) -> Self {
+        Self {
+            id: event.id,
+            creator_id: event.creator_id,
+            title: event.title.clone(),
+            description: event.description.clone(),
+            start_time: event.start_time,
+            end_time: event.end_time,
+            tickets_available: event.tickets_available(),
+            is_sold_out: event.is_sold_out(),
+            place: VenuePlace::from(&event.venue),
+            created_at: event.created_at,
+        }
+    }
+}
+
+/// An event in full.
+#[derive(Serialize, ToSchema)]
+pub struct EventResponse {
+    #[serde(flatten)]
+    basics: EventBasics,
     total_tickets: i32,
     /// Reserved (unexpired) plus paid tickets.
     tickets_sold: i32,
-    tickets_available: i32,
-    is_sold_out: bool,
-    latitude: f64,
-    longitude: f64,
-    venue_name: String,
     address_line1: String,
     address_line2: Option<String>,
-    city: String,
-    state: String,
     country: String,
     postal_code: String,
-    created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
 
@@ -39,26 +82,13 @@ impl From<Event> for EventResponse {
     fn from(event: Event) -> Self {
         let venue = &event.venue;
         Self {
-            tickets_available: event.tickets_available(),
-            is_sold_out: event.is_sold_out(),
-            latitude: venue.location().latitude(),
-            longitude: venue.location().longitude(),
-            venue_name: venue.venue_name().to_owned(),
-            address_line1: venue.address_line1().to_owned(),
-            address_line2: venue.address_line2().map(str::to_owned),
-            city: venue.city().to_owned(),
-            state: venue.state().to_owned(),
-            country: venue.country().to_owned(),
-            postal_code: venue.postal_code().to_owned(),
-            id: event.id,
-            creator_id: event.creator_id,
-            title: event.title,
-            description: event.description,
-            start_time: event.start_time,
-            end_time: event.end_time,
+            basics: EventBasics::from(&event),
             total_tickets: event.total_tickets,
             tickets_sold: event.tickets_sold,
-            created_at: event.created_at,
+            address_line1: venue.address_line1().to_owned(),
+            address_line2: venue.address_line2().map(str::to_owned),
+            country: venue.country().to_owned(),
+            postal_code: venue.postal_code().to_owned(),
             updated_at: event.updated_at,
         }
     }
@@ -67,42 +97,16 @@ impl From<Event> for EventResponse {
 /// An event in a listing; `distance_km` only in distance searches.
 #[derive(Clone, Serialize, ToSchema)]
 pub struct EventListItem {
-    id: Uuid,
-    creator_id: Uuid,
-    title: String,
-    description: Option<String>,
-    start_time: DateTime<Utc>,
-    end_time: DateTime<Utc>,
-    tickets_available: i32,
-    is_sold_out: bool,
-    latitude: f64,
-    longitude: f64,
-    venue_name: String,
-    city: String,
-    state: String,
-    created_at: DateTime<Utc>,
+    #[serde(flatten)]
+    basics: EventBasics,
     #[serde(skip_serializing_if = "Option::is_none")]
     distance_km: Option<f64>,
 }
 
 impl EventListItem {
-    pub fn new(event: Event, distance_km: Option<f64>) -> Self {
-        let venue = &event.venue;
+    pub fn new(event: &Event, distance_km: Option<f64>) -> Self {
         Self {
-            tickets_available: event.tickets_available(),
-            is_sold_out: event.is_sold_out(),
-            latitude: venue.location().latitude(),
-            longitude: venue.location().longitude(),
-            venue_name: venue.venue_name().to_owned(),
-            city: venue.city().to_owned(),
-            state: venue.state().to_owned(),
-            id: event.id,
-            creator_id: event.creator_id,
-            title: event.title,
-            description: event.description,
-            start_time: event.start_time,
-            end_time: event.end_time,
-            created_at: event.created_at,
+            basics: EventBasics::from(event),
             distance_km,
         }
     }
@@ -117,7 +121,7 @@ impl EventListItem {
 
 impl From<NearbyEvent> for EventListItem {
     fn from(found: NearbyEvent) -> Self {
-        EventListItem::new(found.event, Some(round_km(found.distance_km)))
+        EventListItem::new(&found.event, Some(round_km(found.distance_km)))
     }
 }
 

@@ -13,23 +13,20 @@ use crate::api::current_user::CurrentUser;
 use crate::api::error::ApiError;
 use crate::api::extract::{Input, PathId, ValidQuery};
 use crate::api::query::LISTING_PAGE;
-use crate::api::schemas::{ErrorBody, PageInfo, ValidationErrorBody};
+use crate::api::schemas::PageInfo;
+use crate::api::schemas::shared::{
+    Invalid, NotYourTicket, TicketNotFound, TicketPath, Unauthenticated,
+};
 use crate::domain::{PageRequest, TicketStatus, ViolationKind, Violations};
 use crate::service::Tickets;
 
 /// One of the caller's tickets.
 #[utoipa::path(
-    get,
-    path = "/tickets/{ticket_id}",
-    tag = "tickets",
-    security(("bearer" = [])),
-    params(("ticket_id" = Uuid, Path, description = "Ticket id")),
+    get, path = "/tickets/{ticket_id}", tag = "tickets",
+    security(("bearer" = [])), params(TicketPath),
     responses(
         (status = 200, description = "The ticket", body = TicketResponse),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Not your ticket", body = ErrorBody),
-        (status = 404, description = "No such ticket", body = ErrorBody),
-        (status = 422, description = "Malformed id", body = ValidationErrorBody),
+        Unauthenticated, Invalid, TicketNotFound, NotYourTicket,
     )
 )]
 pub async fn get_ticket(
@@ -93,15 +90,11 @@ impl Input for MyTicketsQuery {
 
 /// The caller's tickets, newest first.
 #[utoipa::path(
-    get,
-    path = "/tickets/my-tickets",
-    tag = "tickets",
-    security(("bearer" = [])),
-    params(MyTicketsQuery),
+    get, path = "/tickets/my-tickets", tag = "tickets",
+    security(("bearer" = [])), params(MyTicketsQuery),
     responses(
         (status = 200, description = "A page of tickets", body = MyTicketsResponse),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 422, description = "Invalid query", body = ValidationErrorBody),
+        Unauthenticated, Invalid,
     )
 )]
 pub async fn my_tickets(
@@ -111,12 +104,7 @@ pub async fn my_tickets(
 ) -> Result<Json<MyTicketsResponse>, ApiError> {
     let found = tickets.of_user(user.id, filter.status, filter.page).await?;
     let now = Utc::now();
-    Ok(Json(MyTicketsResponse {
-        tickets: found
-            .items
-            .into_iter()
-            .map(|details| MyTicketItem::new(details, now))
-            .collect(),
-        page: PageInfo::new(found.total, filter.page),
-    }))
+    let (tickets, page) =
+        PageInfo::split(found, filter.page, |ticket| MyTicketItem::new(ticket, now));
+    Ok(Json(MyTicketsResponse { tickets, page }))
 }

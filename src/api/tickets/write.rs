@@ -1,7 +1,8 @@
 //! Ticket writes, each honouring `Idempotency-Key`.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -14,7 +15,10 @@ use crate::api::current_user::BearerUserId;
 use crate::api::error::ApiError;
 use crate::api::extract::{Input, PathId, ValidJson};
 use crate::api::idempotency::{self, IdempotencyKey};
-use crate::api::schemas::{ErrorBody, ValidationErrorBody};
+use crate::api::schemas::ErrorBody;
+use crate::api::schemas::shared::{
+    EventNotFound, Invalid, NotJson, NotYourTicket, TicketNotFound, TicketPath, Unauthenticated,
+};
 use crate::api::state::AppState;
 use crate::domain::Violations;
 
@@ -33,19 +37,12 @@ impl Input for ReserveRequest {
 
 /// Reserve one ticket, held for `TICKET_EXPIRATION_TIME` seconds until paid.
 #[utoipa::path(
-    post,
-    path = "/tickets/",
-    tag = "tickets",
-    security(("bearer" = [])),
-    request_body = ReserveRequest,
-    params(IdempotencyKey),
+    post, path = "/tickets/", tag = "tickets",
+    security(("bearer" = [])), request_body = ReserveRequest, params(IdempotencyKey),
     responses(
         (status = 201, description = "Reserved", body = TicketResponse),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 404, description = "No such event", body = ErrorBody),
         (status = 409, description = "Sold out, the event already started, or a request with this Idempotency-Key is still running", body = ErrorBody),
-        (status = 415, description = "Not a JSON body", body = ErrorBody),
-        (status = 422, description = "Invalid input, or Idempotency-Key reused with another body", body = ValidationErrorBody),
+        Unauthenticated, NotJson, Invalid, EventNotFound,
     )
 )]
 pub async fn reserve_ticket(
@@ -71,73 +68,89 @@ pub async fn reserve_ticket(
 
 /// Pay for a reserved ticket (owner only) before its hold expires.
 #[utoipa::path(
-    post,
-    path = "/tickets/{ticket_id}/pay",
-    tag = "tickets",
-    security(("bearer" = [])),
-    params(("ticket_id" = Uuid, Path, description = "Ticket id"), IdempotencyKey),
+    post, path = "/tickets/{ticket_id}/pay", tag = "tickets",
+    security(("bearer" = [])), params(TicketPath, IdempotencyKey),
     responses(
         (status = 200, description = "Paid", body = TicketResponse),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Not your ticket", body = ErrorBody),
-        (status = 404, description = "No such ticket", body = ErrorBody),
         (status = 409, description = "Not reserved (already paid or cancelled)", body = ErrorBody),
         (status = 410, description = "The hold expired", body = ErrorBody),
-        (status = 422, description = "Malformed id or Idempotency-Key", body = ValidationErrorBody),
+        Unauthenticated, Invalid, TicketNotFound, NotYourTicket,
     )
 )]
-pub async fn pay_ticket(
-    State(state): State<AppState>,
-    BearerUserId(user_id): BearerUserId,
-    PathId(ticket_id): PathId,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let fingerprint = format!("POST /tickets/{ticket_id}/pay");
-    idempotency::run(
-        &state.idempotency,
-        user_id,
-        &headers,
-        &fingerprint,
-        || async {
-            let details = state.tickets.pay(user_id, ticket_id).await?;
-            Ok(Json(TicketResponse::new(details, Utc::now())).into_response())
-        },
-    )
-    .await
+pub async fn pay_ticket(command: TicketCommand) -> Result<Response, ApiError> {
+    command.run(Change::Pay).await
 }
 
 /// Cancel a reserved ticket (owner only); its seat goes back on sale at once.
 #[utoipa::path(
-    post,
-    path = "/tickets/{ticket_id}/cancel",
-    tag = "tickets",
-    security(("bearer" = [])),
-    params(("ticket_id" = Uuid, Path, description = "Ticket id"), IdempotencyKey),
+    post, path = "/tickets/{ticket_id}/cancel", tag = "tickets",
+    security(("bearer" = [])), params(TicketPath, IdempotencyKey),
     responses(
         (status = 200, description = "Cancelled", body = TicketResponse),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Not your ticket", body = ErrorBody),
-        (status = 404, description = "No such ticket", body = ErrorBody),
         (status = 409, description = "Not reserved (paid, expired or cancelled)", body = ErrorBody),
-        (status = 422, description = "Malformed id or Idempotency-Key", body = ValidationErrorBody),
+        Unauthenticated, Invalid, TicketNotFound, NotYourTicket,
     )
 )]
-pub async fn cancel_ticket(
-    State(state): State<AppState>,
-    BearerUserId(user_id): BearerUserId,
-    PathId(ticket_id): PathId,
+pub async fn cancel_ticket(command: TicketCommand) -> Result<Response, ApiError> {
+    command.run(Change::Cancel).await
+}
+
+#[derive(Clone, Copy)]
+enum Change {
+    Pay,
+    Cancel,
+}
+
+/// A pay or cancel request: who asks (bearer token, 401 first), for which ticket (422 for a
+/// malformed id), and its headers (`Idempotency-Key`). Neither takes a body.
+pub struct TicketCommand {
+    state: AppState,
+    user_id: Uuid,
+    ticket_id: Uuid,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let fingerprint = format!("POST /tickets/{ticket_id}/cancel");
-    idempotency::run(
-        &state.idempotency,
-        user_id,
-        &headers,
-        &fingerprint,
-        || async {
-            let details = state.tickets.cancel(user_id, ticket_id).await?;
-            Ok(Json(TicketResponse::new(details, Utc::now())).into_response())
-        },
-    )
-    .await
+}
+
+impl FromRequestParts<AppState> for TicketCommand {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let BearerUserId(user_id) = BearerUserId::from_request_parts(parts, state).await?;
+        let PathId(ticket_id) = PathId::from_request_parts(parts, state).await?;
+        Ok(Self {
+            state: state.clone(),
+            user_id,
+            ticket_id,
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
+impl TicketCommand {
+    async fn run(self, change: Change) -> Result<Response, ApiError> {
+        let Self {
+            state,
+            user_id,
+            ticket_id,
+            headers,
+        } = self;
+        let action = match change {
+            Change::Pay => "pay",
+            Change::Cancel => "cancel",
+        };
+        let fingerprint = format!("POST /tickets/{ticket_id}/{action}");
+        idempotency::run(
+            &state.idempotency,
+            user_id,
+            &headers,
+            &fingerprint,
+            || async {
+                let details = match change {
+                    Change::Pay => state.tickets.pay(user_id, ticket_id).await?,
+                    Change::Cancel => state.tickets.cancel(user_id, ticket_id).await?,
+                };
+                Ok(Json(TicketResponse::new(details, Utc::now())).into_response())
+            },
+        )
+        .await
+    }
 }
