@@ -16,6 +16,7 @@ use super::schemas::ErrorBody;
 use super::schemas::shared::{Invalid, RateLimited};
 use super::state::AppState;
 use super::users::UserResponse;
+use crate::auth::IssuedToken;
 use crate::domain::{Credentials, Registration, RegistrationFields, Violations};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -59,16 +60,34 @@ impl Input for RegisterRequest {
     }
 }
 
+/// A bearer token as the client receives it.
 #[derive(Serialize, ToSchema)]
-pub struct RegisterResponse {
-    #[serde(flatten)]
-    user: UserResponse,
+pub struct TokenBody {
     access_token: String,
     #[schema(example = "bearer")]
     token_type: &'static str,
     /// Seconds until the token expires.
     #[schema(example = 1800)]
     expires_in: i64,
+}
+
+impl From<IssuedToken> for TokenBody {
+    fn from(token: IssuedToken) -> Self {
+        Self {
+            access_token: token.access_token,
+            token_type: "bearer",
+            expires_in: token.expires_in,
+        }
+    }
+}
+
+/// The new user with a token, so the client is logged in at once.
+#[derive(Serialize, ToSchema)]
+pub struct RegisterResponse {
+    #[serde(flatten)]
+    user: UserResponse,
+    #[serde(flatten)]
+    token: TokenBody,
 }
 
 /// Create an account; the answer carries a token so the client is logged in at once.
@@ -94,9 +113,7 @@ async fn register(
         StatusCode::CREATED,
         Json(RegisterResponse {
             user: user.into(),
-            access_token: token.access_token,
-            token_type: "bearer",
-            expires_in: token.expires_in,
+            token: token.into(),
         }),
     ))
 }
@@ -119,11 +136,8 @@ impl Input for LoginRequest {
 
 #[derive(Serialize, ToSchema)]
 pub struct LoginResponse {
-    access_token: String,
-    #[schema(example = "bearer")]
-    token_type: &'static str,
-    #[schema(example = 1800)]
-    expires_in: i64,
+    #[serde(flatten)]
+    token: TokenBody,
     user: UserResponse,
 }
 
@@ -145,9 +159,7 @@ async fn login(
     state.auth_limits.check(peer.ip(), &credentials.email)?;
     let (user, token) = state.accounts.login(credentials).await?;
     Ok(Json(LoginResponse {
-        access_token: token.access_token,
-        token_type: "bearer",
-        expires_in: token.expires_in,
+        token: token.into(),
         user: user.into(),
     }))
 }

@@ -51,19 +51,13 @@ pub async fn reserve_ticket(
     headers: HeaderMap,
     ValidJson(event_id): ValidJson<ReserveRequest>,
 ) -> Result<Response, ApiError> {
+    let reserve = || async {
+        let details = state.tickets.reserve(user_id, event_id).await?;
+        let ticket = TicketResponse::new(details, Utc::now());
+        Ok((StatusCode::CREATED, Json(ticket)).into_response())
+    };
     let fingerprint = format!("POST /tickets/ {event_id}");
-    idempotency::run(
-        &state.idempotency,
-        user_id,
-        &headers,
-        &fingerprint,
-        || async {
-            let details = state.tickets.reserve(user_id, event_id).await?;
-            let ticket = TicketResponse::new(details, Utc::now());
-            Ok((StatusCode::CREATED, Json(ticket)).into_response())
-        },
-    )
-    .await
+    idempotency::run(&state.idempotency, user_id, &headers, &fingerprint, reserve).await
 }
 
 /// Pay for a reserved ticket (owner only) before its hold expires.
@@ -137,20 +131,14 @@ impl TicketCommand {
             Change::Pay => "pay",
             Change::Cancel => "cancel",
         };
+        let apply = || async {
+            let details = match change {
+                Change::Pay => state.tickets.pay(user_id, ticket_id).await?,
+                Change::Cancel => state.tickets.cancel(user_id, ticket_id).await?,
+            };
+            Ok(Json(TicketResponse::new(details, Utc::now())).into_response())
+        };
         let fingerprint = format!("POST /tickets/{ticket_id}/{action}");
-        idempotency::run(
-            &state.idempotency,
-            user_id,
-            &headers,
-            &fingerprint,
-            || async {
-                let details = match change {
-                    Change::Pay => state.tickets.pay(user_id, ticket_id).await?,
-                    Change::Cancel => state.tickets.cancel(user_id, ticket_id).await?,
-                };
-                Ok(Json(TicketResponse::new(details, Utc::now())).into_response())
-            },
-        )
-        .await
+        idempotency::run(&state.idempotency, user_id, &headers, &fingerprint, apply).await
     }
 }
