@@ -187,11 +187,11 @@ impl Bench {
     /// Users inserted through the store (one shared Argon2id hash) with tokens issued directly:
     /// seeding thousands of accounts over HTTP would only measure password hashing.
     async fn users(&self, count: usize, located: bool) -> anyhow::Result<Vec<(Uuid, String)>> {
-        let hash = nearbytix::auth::password::hash_password(
-            nearbytix::domain::Password::parse("bench password".into())
-                .map_err(anyhow::Error::msg)?,
-        )
-        .await?;
+        let password = nearbytix::domain::Password::parse("bench password".into())
+            .map_err(anyhow::Error::msg)?;
+        let hash = nearbytix::auth::password::Hasher::new(1, 1)
+            .hash(password)
+            .await?;
         let mut users = Vec::with_capacity(count);
         for i in 0..count {
             let location = located.then(|| random_point(i as u64 * 7 + 1, 0.5));

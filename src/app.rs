@@ -6,14 +6,17 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
-use crate::api::rate_limit::AuthRateLimits;
+use crate::api::rate_limit::{AuthQuotas, AuthRateLimits, UserRateLimit};
 use crate::api::{self, AppState};
+use crate::auth::password::Hasher;
 use crate::auth::{TokenKeys, resolve_jwt_secret};
 use crate::config::Settings;
 use crate::expiry::Sweeper;
-use crate::service::{Accounts, Events, Health, Idempotency, Search, Tickets};
+use crate::listener::{LimitedListener, connections_that_fit};
+use crate::service::{Accounts, Bulkhead, Events, Health, Idempotency, Search, Tickets};
 use crate::store::{self, DynStore};
 use crate::telemetry;
 
@@ -43,16 +46,33 @@ impl App {
             store.database_file(),
         )?;
         let tokens = Arc::new(TokenKeys::new(&secret, settings.token_lifetime_minutes)?);
+        let hasher = Hasher::new(settings.password_hash_workers, settings.password_hash_queue);
+        let expensive_reads = Arc::new(Bulkhead::new(
+            settings.expensive_reads_max,
+            settings.expensive_read_wait,
+        ));
         let state = AppState {
-            accounts: Arc::new(Accounts::new(store.clone(), tokens.clone())),
-            events: Arc::new(Events::new(store.clone(), chrono::Utc::now)),
+            accounts: Arc::new(Accounts::new(store.clone(), tokens.clone(), hasher)),
+            events: Arc::new(Events::new(
+                store.clone(),
+                chrono::Utc::now,
+                expensive_reads.clone(),
+            )),
             tickets: Arc::new(Tickets::new(store.clone(), settings.ticket_hold)),
-            search: Arc::new(Search::new(store.clone(), settings.default_search_radius)),
+            search: Arc::new(Search::new(
+                store.clone(),
+                settings.default_search_radius,
+                expensive_reads,
+            )),
             idempotency: Arc::new(Idempotency::new(store.clone())),
             health: Arc::new(Health::new(store.clone())),
-            auth_limits: Arc::new(AuthRateLimits::new(
-                settings.auth_rate_limit_per_ip,
-                settings.auth_rate_limit_per_email,
+            auth_limits: Arc::new(AuthRateLimits::new(AuthQuotas {
+                per_address: settings.auth_rate_limit_per_ip,
+                per_email_and_address: settings.auth_rate_limit_per_email,
+                per_email: settings.auth_rate_limit_per_email_total,
+            })),
+            reservation_limits: Arc::new(UserRateLimit::new(
+                settings.reservation_rate_limit_per_user,
             )),
         };
         Ok(Self {
@@ -79,6 +99,15 @@ impl App {
         let app = self
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();
+        let listener = LimitedListener::new(
+            listener,
+            connections_that_fit(self.settings.max_connections),
+            self.settings.idle_connection_timeout,
+        )
+        .tap_io(|io| {
+            // Small JSON answers: send them at once rather than wait to coalesce.
+            let _ = io.tcp().set_nodelay(true);
+        });
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await

@@ -140,10 +140,61 @@ pub struct Options {
           value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub auth_rate_limit_per_ip: u32,
 
-    /// Login and registration attempts per minute for one email (per process).
+    /// Login and registration attempts per minute for one email from one address (per process).
     #[arg(long, env = "AUTH_RATE_LIMIT_PER_EMAIL", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub auth_rate_limit_per_email: u32,
+
+    /// Login and registration attempts per minute for one email from all addresses together.
+    #[arg(long, env = "AUTH_RATE_LIMIT_PER_EMAIL_TOTAL", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub auth_rate_limit_per_email_total: u32,
+
+    /// Reservation attempts per minute by one user (per process).
+    #[arg(long, env = "RESERVATION_RATE_LIMIT_PER_USER", default_value_t = 120,
+          value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub reservation_rate_limit_per_user: u32,
+
+    /// Password hashes (19 MiB each) computed at once. Default: the number of cores.
+    #[arg(long, env = "PASSWORD_HASH_WORKERS",
+          value_parser = clap::value_parser!(u32).range(1..=256), global = true)]
+    pub password_hash_workers: Option<u32>,
+
+    /// Password hashes that may wait for a worker; beyond them logins and registrations get 503.
+    #[arg(long, env = "PASSWORD_HASH_QUEUE", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    pub password_hash_queue: u32,
+
+    /// Searches and listings running at once; beyond them they wait up to
+    /// EXPENSIVE_READ_WAIT_SECONDS, then get 503. Default: twice the number of cores.
+    #[arg(long, env = "EXPENSIVE_READS_MAX",
+          value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
+    pub expensive_reads_max: Option<u32>,
+
+    /// Longest wait of a search or listing for its turn before it is answered 503.
+    #[arg(
+        long,
+        env = "EXPENSIVE_READ_WAIT_SECONDS",
+        default_value_t = 1.0,
+        global = true
+    )]
+    pub expensive_read_wait_seconds: f64,
+
+    /// Connections served at once; more wait in the accept queue. Lowered to fit the
+    /// process's open-file limit.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    pub max_connections: u32,
+
+    /// Seconds a connection may go without sending or receiving a byte before it is closed
+    /// (idle keep-alive connections and stalled requests alike).
+    #[arg(
+        long,
+        env = "IDLE_CONNECTION_TIMEOUT_SECONDS",
+        default_value_t = 30.0,
+        global = true
+    )]
+    pub idle_connection_timeout_seconds: f64,
 
     /// Seconds a request may take before it is answered 503.
     #[arg(

@@ -32,8 +32,18 @@ pub struct Settings {
     pub database_max_connections: u32,
     pub database_acquire_timeout: Duration,
     pub auth_rate_limit_per_ip: NonZeroU32,
+    /// Per e-mail and client address.
     pub auth_rate_limit_per_email: NonZeroU32,
+    /// Per e-mail, over all addresses.
+    pub auth_rate_limit_per_email_total: NonZeroU32,
+    pub reservation_rate_limit_per_user: NonZeroU32,
+    pub password_hash_workers: usize,
+    pub password_hash_queue: usize,
+    pub expensive_reads_max: usize,
+    pub expensive_read_wait: Duration,
     pub request_timeout: Duration,
+    pub max_connections: usize,
+    pub idle_connection_timeout: Duration,
 }
 
 impl TryFrom<Options> for Settings {
@@ -64,10 +74,34 @@ impl TryFrom<Options> for Settings {
                 options.database_acquire_timeout_seconds,
             )?,
             request_timeout: seconds("REQUEST_TIMEOUT_SECONDS", options.request_timeout_seconds)?,
+            max_connections: options.max_connections as usize,
+            idle_connection_timeout: seconds(
+                "IDLE_CONNECTION_TIMEOUT_SECONDS",
+                options.idle_connection_timeout_seconds,
+            )?,
             auth_rate_limit_per_ip: rate("AUTH_RATE_LIMIT_PER_IP", options.auth_rate_limit_per_ip)?,
             auth_rate_limit_per_email: rate(
                 "AUTH_RATE_LIMIT_PER_EMAIL",
                 options.auth_rate_limit_per_email,
+            )?,
+            auth_rate_limit_per_email_total: rate(
+                "AUTH_RATE_LIMIT_PER_EMAIL_TOTAL",
+                options.auth_rate_limit_per_email_total,
+            )?,
+            reservation_rate_limit_per_user: rate(
+                "RESERVATION_RATE_LIMIT_PER_USER",
+                options.reservation_rate_limit_per_user,
+            )?,
+            password_hash_workers: options
+                .password_hash_workers
+                .map_or_else(cores, |workers| workers as usize),
+            password_hash_queue: options.password_hash_queue as usize,
+            expensive_reads_max: options
+                .expensive_reads_max
+                .map_or_else(|| 2 * cores(), |max| max as usize),
+            expensive_read_wait: seconds(
+                "EXPENSIVE_READ_WAIT_SECONDS",
+                options.expensive_read_wait_seconds,
             )?,
             allowed_origins: options
                 .allowed_origins
@@ -89,6 +123,10 @@ impl TryFrom<Options> for Settings {
             database_max_connections: options.database_max_connections,
         })
     }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
 }
 
 impl Settings {

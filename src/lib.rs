@@ -12,6 +12,7 @@ pub mod config;
 pub mod domain;
 pub mod expiry;
 pub mod healthcheck;
+pub mod listener;
 pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -62,6 +62,10 @@ pub fn tickets_expired(count: u64) {
     metrics::counter!("nearbytix_tickets_expired_total").increment(count);
 }
 
+pub fn load_shed() {
+    metrics::counter!("nearbytix_load_shed_total").increment(1);
+}
+
 pub fn sweeper_failed() {
     metrics::counter!("nearbytix_sweeper_errors_total").increment(1);
 }
@@ -72,10 +76,10 @@ pub fn record_pool(stats: PoolStats) {
 }
 
 /// One answered request: counted and timed by method, route template and status.
-pub fn http_request(method: String, route: String, status: u16, took: Duration) {
+pub fn http_request(method: &'static str, route: String, status: u16, took: Duration) {
     metrics::counter!(
         "http_requests_total",
-        "method" => method.clone(),
+        "method" => method,
         "route" => route.clone(),
         "status" => status.to_string()
     )

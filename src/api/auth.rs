@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use super::error::ApiError;
 use super::extract::{Input, ValidJson};
 use super::schemas::ErrorBody;
-use super::schemas::shared::{Invalid, RateLimited};
+use super::schemas::shared::{Busy, Invalid, RateLimited};
 use super::state::AppState;
 use super::users::UserResponse;
 use crate::auth::IssuedToken;
@@ -97,7 +97,7 @@ pub struct RegisterResponse {
     responses(
         (status = 201, description = "Account created", body = RegisterResponse),
         (status = 409, description = "Email already registered", body = ErrorBody),
-        Invalid, RateLimited,
+        Invalid, RateLimited, Busy,
     )
 )]
 async fn register(
@@ -130,7 +130,7 @@ impl Input for LoginRequest {
     type Valid = Credentials;
 
     fn validate(self) -> Result<Credentials, Violations> {
-        Ok(Credentials::new(&self.email, self.password))
+        Credentials::parse(&self.email, self.password)
     }
 }
 
@@ -148,7 +148,7 @@ pub struct LoginResponse {
     responses(
         (status = 200, description = "Logged in", body = LoginResponse),
         (status = 401, description = "Invalid email or password", body = ErrorBody),
-        Invalid, RateLimited,
+        Invalid, RateLimited, Busy,
     )
 )]
 async fn login(
@@ -156,7 +156,9 @@ async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ValidJson(credentials): ValidJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    state.auth_limits.check(peer.ip(), &credentials.email)?;
+    state
+        .auth_limits
+        .check(peer.ip(), credentials.email.as_str())?;
     let (user, token) = state.accounts.login(credentials).await?;
     Ok(Json(LoginResponse {
         token: token.into(),

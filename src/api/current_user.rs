@@ -9,9 +9,8 @@ use super::error::{ApiError, NOT_AUTHENTICATED};
 use super::state::AppState;
 use crate::domain::User;
 
-/// The user id of a valid bearer token, without a database read. For the hot ticket writes:
-/// there the store itself checks the user (foreign key on insert, owner match on update), so a
-/// token whose user is gone still cannot act.
+/// The user id of a valid bearer token whose user exists, without reading the whole account
+/// (for the hot ticket writes).
 #[derive(Debug, Clone, Copy)]
 pub struct BearerUserId(pub Uuid);
 
@@ -19,9 +18,8 @@ impl FromRequestParts<AppState> for BearerUserId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        Ok(BearerUserId(
-            state.accounts.verify_token(bearer_token(parts)?)?,
-        ))
+        let user_id = state.accounts.verify_token(bearer_token(parts)?).await?;
+        Ok(BearerUserId(user_id))
     }
 }
 

@@ -111,6 +111,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("too many requests")]
     TooManyRequests { retry_after: std::time::Duration },
+    /// The server sheds this work for now.
+    #[error("overloaded")]
+    Overloaded { retry_after: std::time::Duration },
     /// The database is away; the client may retry.
     #[error("service unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -144,6 +147,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -173,6 +177,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::HoldExpired => ApiError::Gone(detail),
             ServiceError::NoLocation => ApiError::BadRequest(detail),
             ServiceError::IdempotencyKeyReused => ApiError::idempotency_key(detail),
+            ServiceError::Overloaded { retry_after } => ApiError::Overloaded { retry_after },
             ServiceError::Unavailable(error) => ApiError::Unavailable(error.into()),
             ServiceError::Internal(error) => ApiError::Internal(error),
         }
@@ -188,6 +193,16 @@ impl From<anyhow::Error> for ApiError {
 /// The body of every error answer.
 pub fn detail_response(status: StatusCode, detail: impl Serialize) -> Response {
     (status, axum::Json(json!({ "detail": detail }))).into_response()
+}
+
+/// An answer with `Retry-After` in whole seconds (rounded up).
+fn retry_later(status: StatusCode, detail: &str, retry_after: std::time::Duration) -> Response {
+    let mut response = detail_response(status, detail);
+    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    response
 }
 
 impl IntoResponse for ApiError {
@@ -213,12 +228,10 @@ impl IntoResponse for ApiError {
             }
             ApiError::PayloadTooLarge => detail_response(status, "Request body too large"),
             ApiError::TooManyRequests { retry_after } => {
-                let mut response = detail_response(status, "Too many attempts; try again later");
-                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-                response
+                retry_later(status, "Too many attempts; try again later", retry_after)
+            }
+            ApiError::Overloaded { retry_after } => {
+                retry_later(status, "Server busy; try again shortly", retry_after)
             }
             ApiError::BadRequest(detail)
             | ApiError::Forbidden(detail)

@@ -29,6 +29,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Serialize, ToSchema)]
 pub struct DatabaseHealth {
     connected: bool,
+    /// Whether the database takes writes (false on a full disk or a read-only file).
+    writable: bool,
     #[schema(example = "healthy")]
     status: &'static str,
     #[schema(example = "sqlite")]
@@ -53,8 +55,8 @@ pub struct HealthResponse {
     )
 )]
 async fn health(State(health): State<Arc<Health>>) -> impl IntoResponse {
-    let connected = health.database_answers().await;
-    let (status, word) = if connected {
+    let database = health.database().await;
+    let (status, word) = if database.answers && database.writable {
         (StatusCode::OK, "healthy")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "unhealthy")
@@ -66,7 +68,8 @@ async fn health(State(health): State<Arc<Health>>) -> impl IntoResponse {
             app_name: APP_NAME,
             version: VERSION,
             database: DatabaseHealth {
-                connected,
+                connected: database.answers,
+                writable: database.writable,
                 status: word,
                 backend: health.backend().as_str(),
             },

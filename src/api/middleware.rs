@@ -26,6 +26,7 @@ const REQUEST_ID: &str = "x-request-id";
 pub fn wrap(router: Router, settings: &Settings) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID);
     let layers = ServiceBuilder::new()
+        .layer(middleware::from_fn(drop_unsafe_request_id))
         .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
             let id = request
@@ -115,10 +116,42 @@ async fn errors_as_json(request: Request, next: Next) -> Response {
     replacement
 }
 
-/// Counts requests and their latency by method, route template and status.
+/// Longest client-chosen request id kept; longer or unusual ones are replaced.
+const REQUEST_ID_MAX_CHARS: usize = 64;
+
+/// A client's `x-request-id` goes into every log line of its request, so only short ids of
+/// `[A-Za-z0-9._-]` are kept; anything else (log forging, huge values) gets a fresh id.
+async fn drop_unsafe_request_id(mut request: Request, next: Next) -> Response {
+    let safe = request.headers().get(REQUEST_ID).map(|value| {
+        let bytes = value.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= REQUEST_ID_MAX_CHARS
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    });
+    if safe == Some(false) {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    next.run(request).await
+}
+
+/// Counts requests and their latency by method, route template and status. Every label comes
+/// from a closed set (known methods or `other`, route templates or `unmatched`), so no client
+/// can grow the metrics without bound.
 async fn track_http(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
+    // A matched path is one of the router's templates; an unmatched path is never a label.
     let route = request
         .extensions()
         .get::<MatchedPath>()

@@ -16,7 +16,7 @@ use super::events::{EventListItem, round_km};
 use super::extract::{Input, ValidQuery};
 use super::query::{SEARCH_PAGE, radius};
 use super::schemas::ErrorBody;
-use super::schemas::shared::{Invalid, Unauthenticated};
+use super::schemas::shared::{Busy, Invalid, Unauthenticated};
 use super::state::AppState;
 use super::users::Location;
 use crate::domain::{PageRequest, RadiusKm, Violations};
@@ -94,7 +94,7 @@ pub struct ForYouResponse {
     responses(
         (status = 200, description = "Recommendations", body = ForYouResponse),
         (status = 400, description = "The user has no location", body = ErrorBody),
-        Unauthenticated, Invalid,
+        Unauthenticated, Invalid, Busy,
     )
 )]
 async fn for_you(

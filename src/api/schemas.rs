@@ -86,11 +86,15 @@ pub mod shared {
     pub struct Invalid(ValidationErrorBody);
 
     #[derive(IntoResponses)]
-    #[response(
-        status = 429,
-        description = "Too many attempts (per address and per email); see Retry-After"
-    )]
+    #[response(status = 429, description = "Too many attempts; see Retry-After")]
     pub struct RateLimited(ErrorBody);
+
+    #[derive(IntoResponses)]
+    #[response(
+        status = 503,
+        description = "Too much of this work in flight right now; see Retry-After"
+    )]
+    pub struct Busy(ErrorBody);
 
     #[derive(IntoResponses)]
     #[response(status = 404, description = "No such event")]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 
-use super::rate_limit::AuthRateLimits;
+use super::rate_limit::{AuthRateLimits, UserRateLimit};
 use crate::service::{Accounts, Events, Health, Idempotency, Search, Tickets};
 
 #[derive(Clone, FromRef)]
@@ -16,4 +16,5 @@ pub struct AppState {
     pub idempotency: Arc<Idempotency>,
     pub health: Arc<Health>,
     pub auth_limits: Arc<AuthRateLimits>,
+    pub reservation_limits: Arc<UserRateLimit>,
 }

@@ -1,6 +1,7 @@
 //! Accounts: validated registration input and the stored user.
 
 use chrono::{DateTime, Utc};
+use unicode_normalization::UnicodeNormalization;
 use uuid::Uuid;
 
 use super::geo::GeoPoint;
@@ -17,8 +18,11 @@ const EMAIL_MAX_CHARS: usize = 254;
 pub struct Email(String);
 
 impl Email {
+    /// Trims, applies Unicode NFKC (full-width `ａ` becomes `a`) and lower-cases before any
+    /// rule, so one address has one spelling; a part that mixes ASCII letters with other
+    /// letters (a Cyrillic `а` among Latin ones) is refused as a look-alike.
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
-        let email = raw.trim().to_lowercase();
+        let email = raw.trim().nfkc().collect::<String>().to_lowercase();
         if email.is_empty() {
             return Err("must not be empty");
         }
@@ -53,12 +57,22 @@ impl Email {
         if !domain_ok {
             return Err("value is not a valid email address: the part after the @-sign is invalid");
         }
+        if mixes_scripts(local) || labels.iter().any(|label| mixes_scripts(label)) {
+            return Err("value is not a valid email address: it mixes ASCII and other letters");
+        }
         Ok(Self(email))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Whether `part` has both ASCII letters and letters from outside ASCII.
+fn mixes_scripts(part: &str) -> bool {
+    let ascii = part.chars().any(|c| c.is_ascii_alphabetic());
+    let other = part.chars().any(|c| c.is_alphabetic() && !c.is_ascii());
+    ascii && other
 }
 
 /// A password within the length rules. Never printed: `Debug` hides it.
@@ -159,19 +173,23 @@ fn optional_location(
     }
 }
 
-/// What a login presents. The e-mail is compared case-insensitively after trimming.
+/// What a login presents: a well-formed e-mail (normalised as on registration) and a password.
 #[derive(Debug)]
 pub struct Credentials {
-    pub email: String,
+    pub email: Email,
     pub password: String,
 }
 
 impl Credentials {
-    pub fn new(email: &str, password: String) -> Self {
-        Self {
-            email: email.trim().to_lowercase(),
-            password,
-        }
+    pub fn parse(email: &str, password: String) -> Result<Self, Violations> {
+        let mut violations = Violations::new();
+        let email = violations.check(&["email"], Email::parse(email));
+        violations.finish(|| {
+            Some(Credentials {
+                email: email?,
+                password,
+            })
+        })
     }
 }
 
@@ -195,6 +213,23 @@ mod tests {
             Email::parse("  Ada@Example.COM ").unwrap().as_str(),
             "ada@example.com"
         );
+    }
+
+    #[test]
+    fn email_spellings_of_one_address_are_one_email() {
+        let plain = Email::parse("admin@example.com").unwrap();
+        assert_eq!(Email::parse("ａｄｍｉｎ@example.com").unwrap(), plain);
+        assert_eq!(Email::parse(" ADMIN@Example.COM").unwrap(), plain);
+        assert!(
+            Email::parse("\u{430}dmin@example.com").is_err(),
+            "Cyrillic а among Latin"
+        );
+        assert!(Email::parse("admin@ex\u{430}mple.com").is_err());
+        assert!(
+            Email::parse("почта@пример.рф").is_ok(),
+            "one script is fine"
+        );
+        assert!(Email::parse("ad\0min@example.com").is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::ServiceError;
-use crate::auth::password::{hash_password, verify_password};
+use crate::auth::password::Hasher;
 use crate::auth::{IssuedToken, TokenKeys};
 use crate::domain::{Credentials, GeoPoint, NewUser, Registration, User};
 use crate::store::{DynStore, StoreError};
@@ -13,11 +13,16 @@ use crate::store::{DynStore, StoreError};
 pub struct Accounts {
     store: DynStore,
     tokens: Arc<TokenKeys>,
+    hasher: Hasher,
 }
 
 impl Accounts {
-    pub fn new(store: DynStore, tokens: Arc<TokenKeys>) -> Self {
-        Self { store, tokens }
+    pub fn new(store: DynStore, tokens: Arc<TokenKeys>, hasher: Hasher) -> Self {
+        Self {
+            store,
+            tokens,
+            hasher,
+        }
     }
 
     #[tracing::instrument(skip_all)]
@@ -25,7 +30,7 @@ impl Accounts {
         &self,
         registration: Registration,
     ) -> Result<(User, IssuedToken), ServiceError> {
-        let password_hash = hash_password(registration.password).await?;
+        let password_hash = self.hasher.hash(registration.password).await?;
         let new_user = NewUser {
             id: Uuid::now_v7(),
             name: registration.name,
@@ -48,13 +53,16 @@ impl Accounts {
         &self,
         credentials: Credentials,
     ) -> Result<(User, IssuedToken), ServiceError> {
-        let found = self.store.find_credentials(&credentials.email).await?;
+        let found = self
+            .store
+            .find_credentials(credentials.email.as_str())
+            .await?;
         let (user, hash) = match found {
             Some((user, hash)) => (Some(user), Some(hash)),
             None => (None, None),
         };
         // Unknown accounts are checked against a dummy hash: same answer, similar time.
-        let verified = verify_password(credentials.password, hash).await?;
+        let verified = self.hasher.verify(credentials.password, hash).await?;
         match user {
             Some(user) if verified => {
                 let token = self.tokens.issue(user.id)?;
@@ -64,15 +72,26 @@ impl Accounts {
         }
     }
 
-    /// The user id a valid token names, without a database read (the store checks the user
-    /// where it matters: foreign keys on insert, owner matches on update).
-    pub fn verify_token(&self, token: &str) -> Result<Uuid, ServiceError> {
-        self.tokens.verify(token).ok_or(ServiceError::InvalidToken)
+    /// The user id a valid token names, once the user is known to exist: a deleted user's
+    /// token is refused everywhere, whatever the endpoint reads next.
+    pub async fn verify_token(&self, token: &str) -> Result<Uuid, ServiceError> {
+        let user_id = self
+            .tokens
+            .verify(token)
+            .ok_or(ServiceError::InvalidToken)?;
+        if self.store.user_exists(user_id).await? {
+            Ok(user_id)
+        } else {
+            Err(ServiceError::InvalidToken)
+        }
     }
 
     /// The account behind a token; a token of a deleted user is refused.
     pub async fn authenticate(&self, token: &str) -> Result<User, ServiceError> {
-        let user_id = self.verify_token(token)?;
+        let user_id = self
+            .tokens
+            .verify(token)
+            .ok_or(ServiceError::InvalidToken)?;
         self.store
             .find_user(user_id)
             .await?

@@ -5,6 +5,7 @@ use std::fmt;
 
 use uuid::Uuid;
 
+use crate::auth::password::HashError;
 use crate::domain::{TicketStatus, Violations};
 use crate::store::StoreError;
 
@@ -80,6 +81,9 @@ pub enum ServiceError {
     IdempotencyKeyReused,
     #[error("A request with this Idempotency-Key is still being processed")]
     IdempotencyKeyInProgress,
+    /// Too much of this kind of work is in flight: the client may retry after `retry_after`.
+    #[error("Server busy; try again shortly")]
+    Overloaded { retry_after: std::time::Duration },
     /// The database is away; the client may retry.
     #[error("service unavailable")]
     Unavailable(#[source] StoreError),
@@ -100,6 +104,17 @@ impl From<StoreError> for ServiceError {
         match error {
             StoreError::Unavailable(_) => ServiceError::Unavailable(error),
             other => ServiceError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<HashError> for ServiceError {
+    fn from(error: HashError) -> Self {
+        match error {
+            HashError::Busy => ServiceError::Overloaded {
+                retry_after: std::time::Duration::from_secs(1),
+            },
+            HashError::Failed(error) => ServiceError::Internal(error),
         }
     }
 }

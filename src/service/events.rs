@@ -2,18 +2,25 @@
 
 use uuid::Uuid;
 
-use super::{Action, Clock, Resource, ServiceError};
+use std::sync::Arc;
+
+use super::{Action, Bulkhead, Clock, Resource, ServiceError};
 use crate::domain::{Event, EventChanges, EventDelete, EventDraft, EventFields, EventUpdate};
 use crate::store::{DynStore, EventFilter, Page};
 
 pub struct Events {
     store: DynStore,
     clock: Clock,
+    expensive_reads: Arc<Bulkhead>,
 }
 
 impl Events {
-    pub fn new(store: DynStore, clock: Clock) -> Self {
-        Self { store, clock }
+    pub fn new(store: DynStore, clock: Clock, expensive_reads: Arc<Bulkhead>) -> Self {
+        Self {
+            store,
+            clock,
+            expensive_reads,
+        }
     }
 
     #[tracing::instrument(skip(self, fields))]
@@ -36,6 +43,7 @@ impl Events {
     }
 
     pub async fn list(&self, filter: &EventFilter) -> Result<Page<Event>, ServiceError> {
+        let _running = self.expensive_reads.enter().await?;
         Ok(self.store.list_events(filter).await?)
     }
 

@@ -24,18 +24,38 @@ impl Health {
         self.store.pool_stats()
     }
 
-    /// Whether a real round trip to the database succeeds within [`PING_TIMEOUT`].
-    pub async fn database_answers(&self) -> bool {
-        match tokio::time::timeout(PING_TIMEOUT, self.store.ping()).await {
-            Ok(Ok(())) => true,
-            Ok(Err(error)) => {
-                tracing::warn!(error = format!("{error:#}"), "health check: database error");
-                false
-            }
-            Err(_) => {
-                tracing::warn!("health check: database did not answer in time");
-                false
-            }
+    /// Whether the database answers a real round trip, and whether it takes a write, each
+    /// within [`PING_TIMEOUT`].
+    pub async fn database(&self) -> DatabaseState {
+        let answers = succeeds("read", self.store.ping()).await;
+        let writable = answers && succeeds("write", self.store.probe_write()).await;
+        DatabaseState { answers, writable }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatabaseState {
+    pub answers: bool,
+    pub writable: bool,
+}
+
+async fn succeeds(
+    what: &'static str,
+    check: impl std::future::Future<Output = Result<(), crate::store::StoreError>>,
+) -> bool {
+    match tokio::time::timeout(PING_TIMEOUT, check).await {
+        Ok(Ok(())) => true,
+        Ok(Err(error)) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                what,
+                "health check: database error"
+            );
+            false
+        }
+        Err(_) => {
+            tracing::warn!(what, "health check: database did not answer in time");
+            false
         }
     }
 }

@@ -3,6 +3,7 @@
 //! answers with a [`ServiceError`]; it knows nothing of HTTP.
 
 mod accounts;
+mod bulkhead;
 mod error;
 mod events;
 mod health;
@@ -13,6 +14,7 @@ mod tickets;
 use chrono::{DateTime, Utc};
 
 pub use accounts::Accounts;
+pub use bulkhead::Bulkhead;
 pub use error::{Action, Resource, ServiceError};
 pub use events::Events;
 pub use health::Health;

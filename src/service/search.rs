@@ -1,6 +1,8 @@
 //! Upcoming, not sold-out events near a point: the public nearby search and "for you".
 
-use super::ServiceError;
+use std::sync::Arc;
+
+use super::{Bulkhead, ServiceError};
 use crate::domain::{GeoPoint, NearbyEvent, PageRequest, RadiusKm, User};
 use crate::store::{DynStore, NearbyQuery, Page};
 
@@ -8,6 +10,7 @@ pub struct Search {
     store: DynStore,
     /// The radius of a search that names none (`DEFAULT_SEARCH_RADIUS_KM`).
     default_radius: RadiusKm,
+    expensive_reads: Arc<Bulkhead>,
 }
 
 /// A page of events near `center` within `radius`, nearest first.
@@ -19,10 +22,11 @@ pub struct SearchResult {
 }
 
 impl Search {
-    pub fn new(store: DynStore, default_radius: RadiusKm) -> Self {
+    pub fn new(store: DynStore, default_radius: RadiusKm, expensive_reads: Arc<Bulkhead>) -> Self {
         Self {
             store,
             default_radius,
+            expensive_reads,
         }
     }
 
@@ -38,6 +42,7 @@ impl Search {
             radius: radius.unwrap_or(self.default_radius),
             page,
         };
+        let _running = self.expensive_reads.enter().await?;
         let found = self.store.nearby_events(&query).await?;
         Ok(SearchResult {
             center,

@@ -26,11 +26,9 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error),
             sqlx::Error::Database(db) => {
-                // PostgreSQL classes 08 (connection) and 57P (operator intervention: shutdown,
-                // cannot connect now) mean the server is away, not that the query is wrong.
+                let sqlite = db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some();
                 let code = db.code();
-                let code = code.as_deref().unwrap_or_default();
-                if code.starts_with("08") || code.starts_with("57P") {
+                if code.is_some_and(|code| means_unavailable(sqlite, &code)) {
                     return StoreError::Unavailable(error);
                 }
                 match db.kind() {
@@ -51,6 +49,21 @@ impl StoreError {
     /// Whether this is a violation of the named CHECK constraint (named alike on both backends).
     pub fn is_check(&self, constraint: &str) -> bool {
         matches!(self, StoreError::CheckViolation(Some(name)) if name == constraint)
+    }
+}
+
+/// Whether a database error code says the database cannot do the work now (it is away, out
+/// of space, or cannot write), rather than that the request was wrong.
+fn means_unavailable(sqlite: bool, code: &str) -> bool {
+    if sqlite {
+        // Extended result codes, whose low byte is the primary one: READONLY 8, IOERR 10,
+        // FULL 13, CANTOPEN 14.
+        code.parse::<u32>()
+            .is_ok_and(|code| matches!(code & 0xff, 8 | 10 | 13 | 14))
+    } else {
+        // SQLSTATE classes 08 connection, 53 insufficient resources (disk full, out of
+        // memory), 57P operator intervention (shutdown, cannot connect now).
+        code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
     }
 }
 

@@ -140,6 +140,11 @@ pub trait Infrastructure: Send + Sync {
     fn pool_stats(&self) -> PoolStats;
     /// A real round trip to the database.
     async fn ping(&self) -> StoreResult<()>;
+    /// Whether the database takes writes now; a server that answers reads may not (SQLite on
+    /// a full disk or a read-only file).
+    async fn probe_write(&self) -> StoreResult<()> {
+        self.ping().await
+    }
     async fn close(&self);
 }
 
@@ -149,6 +154,7 @@ pub trait UserStore: Send + Sync {
     /// The user and their password hash, by (lower-cased) e-mail.
     async fn find_credentials(&self, email: &str) -> StoreResult<Option<(User, String)>>;
     async fn find_user(&self, id: Uuid) -> StoreResult<Option<User>>;
+    async fn user_exists(&self, id: Uuid) -> StoreResult<bool>;
     /// `None` when the user does not exist.
     async fn set_user_location(&self, id: Uuid, location: GeoPoint) -> StoreResult<Option<User>>;
 }

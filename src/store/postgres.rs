@@ -226,6 +226,11 @@ impl UserStore for PgStore {
             .transpose()
     }
 
+    async fn user_exists(&self, id: Uuid) -> StoreResult<bool> {
+        let exists = sqlx::query_scalar(sql::USER_EXISTS).bind(id);
+        Ok(exists.fetch_one(&self.pool).await?)
+    }
+
     async fn find_user(&self, id: Uuid) -> StoreResult<Option<User>> {
         fetch_optional!(&self.pool, sql::FIND_USER, UserRow::into_user, id)
     }

@@ -53,6 +53,7 @@ pub(super) const INSERT_USER: &str = concat!(
     user_columns!()
 );
 pub(super) const FIND_USER: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
+pub(super) const USER_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)";
 /// `$1` id, `$2`/`$3` latitude/longitude, `$4` the write time.
 pub(super) const SET_USER_LOCATION: &str = concat!(
     "UPDATE users SET latitude = $2, longitude = $3, updated_at = $4 WHERE id = $1 RETURNING ",

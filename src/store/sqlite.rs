@@ -14,7 +14,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection, Transaction};
+use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use super::sql::{self, CredentialsRow, Micros, parse_status};
@@ -45,10 +45,79 @@ pub struct SqliteStore {
     reservations: tokio::sync::mpsc::Sender<batch::Pending>,
 }
 
-/// A write transaction that takes the write lock at once: a deferred one that reads first can
-/// fail with "database is locked" when it tries to write, instead of waiting its turn.
-async fn begin_immediate(writer: &SqlitePool) -> StoreResult<Transaction<'static, Sqlite>> {
-    Ok(writer.begin_with("BEGIN IMMEDIATE").await?)
+/// A write transaction that takes the write lock at once (a deferred one that reads first can
+/// fail with "database is locked" when it tries to write, instead of waiting its turn).
+async fn begin_immediate(writer: &SqlitePool) -> StoreResult<WriteTx> {
+    WriteTx::begin(writer).await
+}
+
+/// A write transaction on the writer connection, kept by hand rather than by sqlx: when a
+/// COMMIT fails (a full disk, an I/O error) SQLite may already have rolled back, which sqlx's
+/// transaction bookkeeping does not expect (every later BEGIN on the connection would fail).
+/// A connection whose transaction did not end cleanly is closed instead of reused; SQLite rolls
+/// back whatever it held.
+pub(super) struct WriteTx {
+    conn: Option<PoolConnection<Sqlite>>,
+}
+
+impl WriteTx {
+    async fn begin(writer: &SqlitePool) -> StoreResult<Self> {
+        let mut conn = writer.acquire().await?;
+        if let Err(error) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+            conn.close_on_drop();
+            return Err(error.into());
+        }
+        Ok(Self { conn: Some(conn) })
+    }
+
+    async fn end(mut self, statement: &'static str) -> StoreResult<()> {
+        let Some(mut conn) = self.conn.take() else {
+            return Ok(());
+        };
+        let ended = sqlx::query(statement).execute(&mut *conn).await;
+        if ended.is_err() {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            conn.close_on_drop();
+        }
+        ended.map(|_| ()).map_err(StoreError::from)
+    }
+
+    /// Makes the writes durable; an error means none of them happened.
+    async fn commit(self) -> StoreResult<()> {
+        self.end("COMMIT").await
+    }
+
+    async fn rollback(self) -> StoreResult<()> {
+        self.end("ROLLBACK").await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        self.conn
+            .as_deref()
+            .expect("an open transaction has its connection")
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        self.conn
+            .as_deref_mut()
+            .expect("an open transaction has its connection")
+    }
+}
+
+impl Drop for WriteTx {
+    /// Abandoned mid-way (an error returned early): the connection goes, and its transaction
+    /// with it.
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.close_on_drop();
+        }
+    }
 }
 
 impl SqliteStore {
@@ -240,6 +309,18 @@ impl Infrastructure for SqliteStore {
         Ok(())
     }
 
+    /// A write through the writer and a commit: reading alone would call a full disk or a
+    /// read-only file healthy.
+    async fn probe_write(&self) -> StoreResult<()> {
+        let mut tx = begin_immediate(&self.writer).await?;
+        sqlx::query("INSERT OR REPLACE INTO health_probe (id, checked_at) VALUES (1, ?)")
+            .bind(Micros::from(Utc::now()))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
@@ -250,10 +331,14 @@ impl Infrastructure for SqliteStore {
 impl UserStore for SqliteStore {
     #[tracing::instrument(skip_all)]
     async fn insert_user(&self, user: &NewUser) -> StoreResult<User> {
+        // In a transaction of its own: an autocommit INSERT … RETURNING hands back its row
+        // before the commit, and a failed commit (full disk) would go unnoticed.
+        let mut tx = begin_immediate(&self.writer).await?;
         let row: UserRow = sql::bind_new_user(sqlx::query_as(sql::INSERT_USER), user)
             .bind(Micros::from(Utc::now()))
-            .fetch_one(&self.writer)
+            .fetch_one(&mut *tx)
             .await?;
+        tx.commit().await?;
         row.into_user()
     }
 
@@ -271,26 +356,27 @@ impl UserStore for SqliteStore {
             .transpose()
     }
 
+    async fn user_exists(&self, id: Uuid) -> StoreResult<bool> {
+        let exists = sqlx::query_scalar(sql::USER_EXISTS).bind(id);
+        Ok(exists.fetch_one(&self.reader).await?)
+    }
+
     async fn find_user(&self, id: Uuid) -> StoreResult<Option<User>> {
         fetch_optional!(&self.reader, sql::FIND_USER, UserRow::into_user, id)
     }
 
     #[tracing::instrument(skip(self))]
     async fn set_user_location(&self, id: Uuid, location: GeoPoint) -> StoreResult<Option<User>> {
-        let (lat, lon, now) = (
-            location.latitude(),
-            location.longitude(),
-            Micros::from(Utc::now()),
-        );
-        fetch_optional!(
-            &self.writer,
-            sql::SET_USER_LOCATION,
-            UserRow::into_user,
-            id,
-            lat,
-            lon,
-            now
-        )
+        let mut tx = begin_immediate(&self.writer).await?;
+        let row: Option<UserRow> = sqlx::query_as(sql::SET_USER_LOCATION)
+            .bind(id)
+            .bind(location.latitude())
+            .bind(location.longitude())
+            .bind(Micros::from(Utc::now()))
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        row.map(UserRow::into_user).transpose()
     }
 }
 
@@ -299,11 +385,13 @@ impl EventStore for SqliteStore {
     #[tracing::instrument(skip(self, draft))]
     async fn insert_event(&self, creator_id: Uuid, draft: &EventDraft) -> StoreResult<Event> {
         let id = Uuid::now_v7();
+        let mut tx = begin_immediate(&self.writer).await?;
         let row: EventRow =
             sql::bind_draft(sqlx::query_as(sql::INSERT_EVENT), id, creator_id, draft)
                 .bind(Micros::from(Utc::now()))
-                .fetch_one(&self.writer)
+                .fetch_one(&mut *tx)
                 .await?;
+        tx.commit().await?;
         row.into_event()
     }
 

@@ -221,6 +221,14 @@ impl TestApp {
         Self::serve(backend, database, settings, true).await
     }
 
+    /// An SQLite app on a database file of the caller's (which outlives it).
+    pub async fn spawn_on_sqlite_file(path: &std::path::Path) -> TestApp {
+        let url = format!("sqlite://{}", path.display());
+        let settings = test_settings(&url);
+        let database = TestDatabase { url, cleanup: None };
+        Self::serve(Backend::Sqlite, database, settings, true).await
+    }
+
     /// An app whose expiry sweeper does not run (holds only expire on demand).
     pub async fn spawn_without_sweeper(backend: Backend) -> TestApp {
         let database = TestDatabase::create(backend).await;

@@ -5,6 +5,7 @@ mod helpers;
 
 mod accounts;
 mod events;
+mod hardening;
 mod platform;
 mod process_support;
 mod processes;

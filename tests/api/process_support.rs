@@ -69,6 +69,19 @@ impl Process {
         );
     }
 
+    /// The process's resident memory in KiB, from /proc (0 where there is none).
+    pub fn resident_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|line| line.strip_prefix("VmRSS:"))
+                    .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self._log.path()).unwrap_or_default()
     }

@@ -10,7 +10,7 @@ use crate::api::error::ApiError;
 use crate::api::extract::{Input, ValidQuery, lenient_bool};
 use crate::api::query::{LISTING_PAGE, timestamp};
 use crate::api::schemas::PageInfo;
-use crate::api::schemas::shared::Invalid;
+use crate::api::schemas::shared::{Busy, Invalid};
 use crate::domain::event::TITLE_MAX_CHARS;
 use crate::domain::{PageRequest, Violations, text};
 use crate::service::Events;
@@ -79,7 +79,7 @@ impl Input for EventListQuery {
     params(EventListQuery),
     responses(
         (status = 200, description = "A page of events", body = EventListResponse),
-        Invalid,
+        Invalid, Busy,
     )
 )]
 pub async fn list_events(

@@ -10,7 +10,7 @@ use crate::api::error::ApiError;
 use crate::api::extract::{Input, ValidQuery};
 use crate::api::query::{SEARCH_PAGE, radius};
 use crate::api::schemas::PageInfo;
-use crate::api::schemas::shared::Invalid;
+use crate::api::schemas::shared::{Busy, Invalid};
 use crate::domain::{GeoPoint, PageRequest, RadiusKm, Violations};
 use crate::service::Search;
 
@@ -64,7 +64,7 @@ impl Input for NearbyParams {
     params(NearbyParams),
     responses(
         (status = 200, description = "A page of events with distances", body = EventListResponse),
-        Invalid,
+        Invalid, Busy,
     )
 )]
 pub async fn nearby_events(

@@ -17,7 +17,8 @@ use crate::api::extract::{Input, PathId, ValidJson};
 use crate::api::idempotency::{self, IdempotencyKey};
 use crate::api::schemas::ErrorBody;
 use crate::api::schemas::shared::{
-    EventNotFound, Invalid, NotJson, NotYourTicket, TicketNotFound, TicketPath, Unauthenticated,
+    EventNotFound, Invalid, NotJson, NotYourTicket, RateLimited, TicketNotFound, TicketPath,
+    Unauthenticated,
 };
 use crate::api::state::AppState;
 use crate::domain::Violations;
@@ -42,7 +43,7 @@ impl Input for ReserveRequest {
     responses(
         (status = 201, description = "Reserved", body = TicketResponse),
         (status = 409, description = "Sold out, the event already started, or a request with this Idempotency-Key is still running", body = ErrorBody),
-        Unauthenticated, NotJson, Invalid, EventNotFound,
+        Unauthenticated, NotJson, Invalid, EventNotFound, RateLimited,
     )
 )]
 pub async fn reserve_ticket(
@@ -51,6 +52,7 @@ pub async fn reserve_ticket(
     headers: HeaderMap,
     ValidJson(event_id): ValidJson<ReserveRequest>,
 ) -> Result<Response, ApiError> {
+    state.reservation_limits.check(user_id)?;
     let reserve = || async {
         let details = state.tickets.reserve(user_id, event_id).await?;
         let ticket = TicketResponse::new(details, Utc::now());

@@ -1,0 +1,464 @@
+//! Abuse and bad input: every case here once broke the server (a 500, a forged log line,
+//! unbounded memory) and must now get a clear, bounded answer.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::backend_tests;
+use crate::helpers::{Backend, TestApp, TestDatabase, error_locs, event_body, loc};
+use crate::process_support::Process;
+
+backend_tests!(
+    nul_characters_are_refused_not_stored,
+    timestamps_are_truncated_and_years_bounded,
+    request_ids_cannot_forge_log_lines,
+    metrics_labels_come_from_a_closed_set,
+    look_alike_emails_are_one_account_or_refused,
+    a_deleted_users_token_is_refused_everywhere,
+    searches_beyond_the_bulkhead_are_shed_while_reads_go_on,
+    password_hashing_beyond_its_queue_answers_busy,
+    idle_and_stalled_connections_are_closed_and_capped,
+);
+
+async fn nul_characters_are_refused_not_stored(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = app.register_user(None).await;
+    let token = Some(user.token.as_str());
+    let (status, body) = app
+        .post("/events/", token, event_body(json!({"title": "Gig\u{0}"})))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(error_locs(&body).contains(&loc(&["body", "title"])));
+    let (status, body) = app
+        .register_with(
+            json!({"name": "A\u{0}", "email": "nul@example.com", "password": "password1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, _) = app
+        .post(
+            "/auth/login",
+            None,
+            json!({"email": "a\u{0}@example.com", "password": "password1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, body) = app.get("/events/?q=a%00b", None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(error_locs(&body).contains(&loc(&["query", "q"])));
+}
+
+async fn timestamps_are_truncated_and_years_bounded(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = app.register_user(None).await;
+    let token = Some(user.token.as_str());
+    // Start and end differ only below a microsecond: the same instant once truncated.
+    let (status, body) = app
+        .post(
+            "/events/",
+            token,
+            event_body(json!({
+                "start_time": "2099-01-01T10:00:00.0000001Z",
+                "end_time": "2099-01-01T10:00:00.0000009Z"
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(error_locs(&body).contains(&loc(&["body", "end_time"])));
+    let (status, body) = app
+        .post(
+            "/events/",
+            token,
+            event_body(json!({
+                "start_time": "2099-01-01T10:00:00.1234567Z",
+                "end_time": "9999-12-31T23:59:59-23:59"
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(error_locs(&body).contains(&loc(&["body", "end_time"])));
+    let event = app
+        .create_event(
+            &user.token,
+            json!({"start_time": "2099-01-01T10:00:00.1234567Z", "end_time": "2099-01-01T12:00:00Z"}),
+        )
+        .await;
+    assert_eq!(event["start_time"], "2099-01-01T10:00:00.123456Z");
+}
+
+async fn request_ids_cannot_forge_log_lines(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id_of = |value: &'static str| {
+        let request = app
+            .client
+            .get(app.url("/events/"))
+            .header("x-request-id", value);
+        async move {
+            let response = request.send().await.unwrap();
+            response.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    assert_eq!(id_of("trace-42.a_b").await, "trace-42.a_b");
+    let forged = id_of("fake} user_id=admin").await;
+    assert_ne!(forged, "fake} user_id=admin");
+    assert!(uuid::Uuid::parse_str(&forged).is_ok(), "{forged}");
+    let long = id_of(Box::leak("x".repeat(65).into_boxed_str())).await;
+    assert!(uuid::Uuid::parse_str(&long).is_ok(), "{long}");
+}
+
+async fn metrics_labels_come_from_a_closed_set(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for i in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("GARBAGE{i}X").as_bytes()).unwrap();
+        let path = format!("/nothing/here/{i}");
+        let response = app
+            .client
+            .request(method, app.url(&path))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_client_error());
+    }
+    let metrics = app.get_unprefixed("/metrics").await.text().await.unwrap();
+    assert!(!metrics.contains("GARBAGE"), "a method became a label");
+    assert!(!metrics.contains("/nothing/here"), "a path became a label");
+    assert!(metrics.contains(r#"method="other""#), "{metrics}");
+    assert!(metrics.contains(r#"route="unmatched""#));
+}
+
+async fn look_alike_emails_are_one_account_or_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let body = |email: &str| json!({"name": "Admin", "email": email, "password": "password1"});
+    let (status, _) = app.register_with(body("admin@example.com")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Full-width letters are the same address after NFKC.
+    let (status, _) = app.register_with(body("ａdmin@example.com")).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    // A Cyrillic letter among Latin ones is a look-alike, not another account.
+    let (status, answer) = app.register_with(body("\u{430}dmin@example.com")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    // The full-width spelling logs in to the one account.
+    let (status, _) = app
+        .post(
+            "/auth/login",
+            None,
+            json!({"email": "ＡＤＭＩＮ@example.com", "password": "password1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // A malformed email on login is a 422, as on registration.
+    let (status, answer) = app
+        .post(
+            "/auth/login",
+            None,
+            json!({"email": "not-an-email", "password": "password1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(error_locs(&answer).contains(&loc(&["body", "email"])));
+}
+
+async fn a_deleted_users_token_is_refused_everywhere(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let organiser = app.register_user(None).await;
+    let event = app.create_event(&organiser.token, json!({})).await;
+    let gone = app.register_user(None).await;
+    let deleted = app
+        .scalar(&format!(
+            "DELETE FROM users WHERE email = '{}' RETURNING CAST(1 AS BIGINT)",
+            gone.email
+        ))
+        .await;
+    assert_eq!(deleted, 1);
+    let token = Some(gone.token.as_str());
+    let ticket = format!("/tickets/{}", uuid::Uuid::new_v4());
+    for key in [None, Some("retry-1")] {
+        let post = |path: String, body: Value| {
+            let mut request = app
+                .client
+                .post(app.url(&path))
+                .bearer_auth(&gone.token)
+                .json(&body);
+            if let Some(key) = key {
+                request = request.header("Idempotency-Key", key);
+            }
+            request.send()
+        };
+        let reserve = post("/tickets/".into(), json!({"event_id": event["id"]}))
+            .await
+            .unwrap();
+        assert_eq!(
+            reserve.status(),
+            StatusCode::UNAUTHORIZED,
+            "reserve, key {key:?}"
+        );
+        for action in ["pay", "cancel"] {
+            let answer = post(format!("{ticket}/{action}"), json!({})).await.unwrap();
+            assert_eq!(
+                answer.status(),
+                StatusCode::UNAUTHORIZED,
+                "{action}, key {key:?}"
+            );
+        }
+    }
+    for path in ["/users/me", "/tickets/my-tickets", ticket.as_str()] {
+        assert_eq!(
+            app.get(path, token).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+    }
+}
+
+async fn searches_beyond_the_bulkhead_are_shed_while_reads_go_on(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |settings| {
+        settings.expensive_reads_max = 1;
+        settings.expensive_read_wait = Duration::from_millis(1);
+    })
+    .await;
+    let user = app.register_user(None).await;
+    let event = app.create_event(&user.token, json!({})).await;
+    let search = || {
+        let url = app.url("/events/nearby?latitude=6.5&longitude=3.4&radius_km=500&limit=100");
+        app.client.get(url).send()
+    };
+    let answers = futures::future::join_all((0..64).map(|_| search())).await;
+    let mut shed = 0;
+    for answer in answers {
+        let answer = answer.unwrap();
+        match answer.status() {
+            StatusCode::OK => {}
+            StatusCode::SERVICE_UNAVAILABLE => {
+                shed += 1;
+                assert!(answer.headers().contains_key("retry-after"));
+                let body: Value = answer.json().await.unwrap();
+                assert!(body["detail"].is_string());
+            }
+            other => panic!("a search answered {other}"),
+        }
+    }
+    assert!(
+        shed > 0,
+        "64 searches at once through a bulkhead of one: none was shed"
+    );
+    // Event reads and health do not queue behind searches.
+    let (status, _) = app
+        .get(&format!("/events/{}", event["id"].as_str().unwrap()), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(app.get_unprefixed("/health").await.status(), StatusCode::OK);
+}
+
+/// A login storm against a real server process: beyond the hashing queue logins answer 503
+/// at once, and the process's memory stays bounded (it grew by gigabytes before).
+async fn password_hashing_beyond_its_queue_answers_busy(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let env = [
+        ("PASSWORD_HASH_QUEUE", "8"),
+        ("AUTH_RATE_LIMIT_PER_EMAIL_TOTAL", "100000"),
+    ];
+    let server = Process::start(&database.url, &["serve"], &env).await;
+    let client = reqwest::Client::new();
+    let login = |i: usize| {
+        let body = json!({"email": format!("nobody{i}@example.com"), "password": "password1"});
+        client
+            .post(format!("{}/api/v1/auth/login", server.base))
+            .json(&body)
+            .send()
+    };
+    let rss_before = server.resident_kib();
+    for burst in 0..3 {
+        let answers = futures::future::join_all((0..200).map(|i| login(burst * 200 + i))).await;
+        let mut busy = 0;
+        for answer in answers {
+            let answer = answer.unwrap();
+            match answer.status() {
+                StatusCode::UNAUTHORIZED => {}
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    busy += 1;
+                    assert!(answer.headers().contains_key("retry-after"));
+                }
+                other => panic!("a login answered {other}"),
+            }
+        }
+        assert!(
+            busy > 0,
+            "200 logins at once with a queue of 8: none refused"
+        );
+    }
+    // A few 19 MiB hashes at a time: memory cannot grow with the number of logins.
+    let grown_mib = server.resident_kib().saturating_sub(rss_before) / 1024;
+    assert!(grown_mib < 200, "resident memory grew by {grown_mib} MiB");
+}
+
+async fn idle_and_stalled_connections_are_closed_and_capped(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(backend, |settings| {
+        settings.max_connections = 20;
+        settings.idle_connection_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    // Twice the cap: half send nothing, half stall in the middle of their headers.
+    let mut sockets = Vec::new();
+    for i in 0..40 {
+        let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+        if i % 2 == 1 {
+            socket
+                .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .unwrap();
+        }
+        sockets.push(socket);
+    }
+    // Health is answered once idle sockets free their slots (they are closed, not kept).
+    let health = tokio::time::timeout(Duration::from_secs(20), app.get_unprefixed("/health"));
+    assert_eq!(
+        health.await.expect("health answered").status(),
+        StatusCode::OK
+    );
+    // Every socket is eventually closed by the server: reading to the end finishes (end of
+    // stream or a reset) instead of hanging.
+    for mut socket in sockets {
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), socket.read_to_end(&mut rest))
+            .await
+            .expect("the server closed the idle socket")
+            .ok();
+    }
+}
+
+/// A small tmpfs mounted for one test (needs root), unmounted when dropped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().ok()?;
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|status| status.success());
+        mounted.then_some(Tmpfs { dir })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A full disk: writes are refused with 503 and every 201 answered is a stored row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_on_a_full_disk_answers_503_and_keeps_every_answered_write() {
+    let Some(disk) = Tmpfs::mount("2m") else {
+        eprintln!("skipping: mounting a tmpfs needs root (.ci/run runs as root)");
+        return;
+    };
+    let path = disk.dir.path().join("full.db");
+    let app = TestApp::spawn_on_sqlite_file(&path).await;
+    let user = app.register_user(None).await;
+    let token = Some(user.token.as_str());
+    let (mut created, mut refused) = (0i64, 0);
+    let description = "x".repeat(4000);
+    while refused < 10 && created < 5000 {
+        let body = event_body(json!({"description": description}));
+        let (status, answer) = app.post("/events/", token, body).await;
+        match status {
+            StatusCode::CREATED => created += 1,
+            StatusCode::SERVICE_UNAVAILABLE => refused += 1,
+            other => panic!("creating an event on a full disk answered {other}: {answer}"),
+        }
+    }
+    assert!(refused > 0, "2 MiB never filled up after {created} events");
+    // A registration is refused, or it really created the account.
+    let email = "late@example.com";
+    let body = json!({"name": "Late", "email": email, "password": "password1"});
+    let (status, _) = app.register_with(body).await;
+    assert!(
+        [StatusCode::CREATED, StatusCode::SERVICE_UNAVAILABLE].contains(&status),
+        "{status}"
+    );
+    if status == StatusCode::CREATED {
+        let login = json!({"email": email, "password": "password1"});
+        assert_eq!(app.post("/auth/login", None, login).await.0, StatusCode::OK);
+    }
+    let stored = app.scalar("SELECT COUNT(*) FROM events").await;
+    assert_eq!(
+        stored, created,
+        "every 201 is a stored event, and nothing else is"
+    );
+    app.stop().await;
+}
+
+/// A database file (and its WAL) made read-only under a running server: writes answer 503 and
+/// health says so. (The `-shm` index is left writable: SQLite maps it shared, and the kernel
+/// kills a process that dirties a mapped page of an immutable file with SIGBUS, whatever the
+/// process does.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_made_read_only_answers_503_and_health_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("frozen.db");
+    let app = TestApp::spawn_on_sqlite_file(&path).await;
+    let user = app.register_user(None).await;
+    let event = app.create_event(&user.token, json!({})).await;
+    let files: Vec<_> = ["", "-wal"]
+        .iter()
+        .map(|suffix| format!("{}{suffix}", path.display()))
+        .filter(|file| std::path::Path::new(file).exists())
+        .collect();
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .args(&files)
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if !chattr("+i") {
+        eprintln!("skipping: chattr +i needs root and a file system that supports it");
+        return;
+    }
+    let token = Some(user.token.as_str());
+    let event_path = format!("/events/{}", event["id"].as_str().unwrap());
+    let body = json!({"name": "N", "email": "frozen@example.com", "password": "password1"});
+    let register = app.register_with(body).await.0;
+    let update = app.put(&event_path, token, json!({"title": "New"})).await.0;
+    let location = json!({"latitude": 1.0, "longitude": 2.0});
+    let moved = app.put("/users/me/location", token, location).await.0;
+    let health = app.get_unprefixed("/health").await;
+    let health_status = health.status();
+    let health_body: Value = health.json().await.unwrap();
+    chattr("-i");
+    for (what, status) in [
+        ("register", register),
+        ("update", update),
+        ("location", moved),
+    ] {
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{what} on a read-only file"
+        );
+    }
+    assert_eq!(
+        health_status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{health_body}"
+    );
+    assert_eq!(health_body["database"]["writable"], false);
+    // Nothing answered 503 was stored.
+    let (_, stored) = app.get(&event_path, None).await;
+    assert_ne!(stored["title"], "New");
+    app.stop().await;
+}
