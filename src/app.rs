@@ -64,7 +64,10 @@ impl App {
                 settings.default_search_radius,
                 expensive_reads,
             )),
-            idempotency: Arc::new(Idempotency::new(store.clone())),
+            idempotency: Arc::new(Idempotency::new(
+                store.clone(),
+                settings.idempotency_keys_per_user,
+            )),
             health: Arc::new(Health::new(store.clone())),
             auth_limits: Arc::new(AuthRateLimits::new(AuthQuotas {
                 per_address: settings.auth_rate_limit_per_ip,
@@ -95,6 +98,10 @@ impl App {
         run_sweeper: bool,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let metrics = match self.settings.metrics_addr {
+            Some(address) => Some(self.serve_metrics(address).await?),
+            None => None,
+        };
         let sweeper = run_sweeper.then(|| self.start_sweeper());
         let app = self
             .router()
@@ -115,8 +122,28 @@ impl App {
         if let Some(sweeper) = sweeper {
             sweeper.stop().await;
         }
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         self.store.close().await;
         result
+    }
+
+    /// Serves `/metrics` on `address` until the returned task is aborted.
+    async fn serve_metrics(
+        &self,
+        address: SocketAddr,
+    ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on METRICS_ADDR {address}"))?;
+        tracing::info!("metrics on http://{address}/metrics");
+        let router = api::metrics_router(self.state.clone());
+        Ok(tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, router).await {
+                tracing::error!(%error, "metrics server failed");
+            }
+        }))
     }
 
     fn start_sweeper(&self) -> Sweeper {

@@ -155,6 +155,11 @@ pub struct Options {
           value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub reservation_rate_limit_per_user: u32,
 
+    /// Idempotency-Keys one user may use in 24 hours; beyond them requests with a new key get 429.
+    #[arg(long, env = "IDEMPOTENCY_KEYS_PER_USER", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub idempotency_keys_per_user: u32,
+
     /// Password hashes (19 MiB each) computed at once. Default: the number of cores.
     #[arg(long, env = "PASSWORD_HASH_WORKERS",
           value_parser = clap::value_parser!(u32).range(1..=256), global = true)]
@@ -195,6 +200,11 @@ pub struct Options {
         global = true
     )]
     pub idle_connection_timeout_seconds: f64,
+
+    /// Serve `/metrics` on this address (e.g. 127.0.0.1:9100) instead of the API's, so that
+    /// it need not be reachable by API clients.
+    #[arg(long, env = "METRICS_ADDR", global = true)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 
     /// Seconds a request may take before it is answered 503.
     #[arg(

@@ -37,6 +37,7 @@ pub struct Settings {
     /// Per e-mail, over all addresses.
     pub auth_rate_limit_per_email_total: NonZeroU32,
     pub reservation_rate_limit_per_user: NonZeroU32,
+    pub idempotency_keys_per_user: u32,
     pub password_hash_workers: usize,
     pub password_hash_queue: usize,
     pub expensive_reads_max: usize,
@@ -44,6 +45,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub max_connections: usize,
     pub idle_connection_timeout: Duration,
+    /// Where `/metrics` is served when not on the API's address.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl TryFrom<Options> for Settings {
@@ -75,6 +78,7 @@ impl TryFrom<Options> for Settings {
             )?,
             request_timeout: seconds("REQUEST_TIMEOUT_SECONDS", options.request_timeout_seconds)?,
             max_connections: options.max_connections as usize,
+            metrics_addr: options.metrics_addr,
             idle_connection_timeout: seconds(
                 "IDLE_CONNECTION_TIMEOUT_SECONDS",
                 options.idle_connection_timeout_seconds,
@@ -96,6 +100,7 @@ impl TryFrom<Options> for Settings {
                 .password_hash_workers
                 .map_or_else(cores, |workers| workers as usize),
             password_hash_queue: options.password_hash_queue as usize,
+            idempotency_keys_per_user: options.idempotency_keys_per_user,
             expensive_reads_max: options
                 .expensive_reads_max
                 .map_or_else(|| 2 * cores(), |max| max as usize),

@@ -28,21 +28,25 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
     /// 1–255 characters after trimming.
-    #[schema(example = "Ada Obi")]
+    #[schema(example = "Ada Obi", min_length = 1, max_length = 255)]
     name: String,
-    /// Stored trimmed and lower-cased; unique regardless of case.
-    #[schema(example = "ada@example.com")]
+    /// Stored trimmed, NFKC-normalised and lower-cased; unique regardless of case.
+    #[schema(example = "ada@example.com", format = Email, max_length = 254)]
     email: String,
     /// 8–128 characters.
-    #[schema(example = "correct horse battery staple")]
+    #[schema(
+        example = "correct horse battery staple",
+        min_length = 8,
+        max_length = 128
+    )]
     password: String,
     /// −90..90; give both coordinates or neither.
     #[serde(default)]
-    #[schema(example = 6.5244)]
+    #[schema(example = 6.5244, minimum = -90, maximum = 90)]
     latitude: Option<f64>,
     /// −180..180; give both coordinates or neither.
     #[serde(default)]
-    #[schema(example = 3.3792)]
+    #[schema(example = 3.3792, minimum = -180, maximum = 180)]
     longitude: Option<f64>,
 }
 
@@ -120,7 +124,7 @@ async fn register(
 
 #[derive(Deserialize, ToSchema)]
 pub struct LoginRequest {
-    #[schema(example = "ada@example.com")]
+    #[schema(example = "ada@example.com", format = Email, max_length = 254)]
     email: String,
     #[schema(example = "correct horse battery staple")]
     password: String,

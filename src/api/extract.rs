@@ -67,12 +67,20 @@ fn is_json(content_type: &str) -> bool {
 
 /// Deserializes a JSON body, reporting where it went wrong.
 pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::validation(FieldError::new(
-            vec!["body".into()],
-            "Field required",
-            "missing",
-        )));
+    let body_error = |msg: &str, kind: &str| {
+        ApiError::validation(FieldError::new(vec!["body".into()], msg, kind))
+    };
+    match bytes.iter().find(|byte| !byte.is_ascii_whitespace()) {
+        None => return Err(body_error("Field required", "missing")),
+        // serde would also read a struct from a JSON array of its fields, in order.
+        Some(b'{') => {}
+        Some(b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => {
+            return Err(body_error(
+                "Input should be a valid JSON object",
+                "model_attributes_type",
+            ));
+        }
+        Some(_) => {}
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
@@ -242,6 +250,16 @@ mod tests {
             "json_invalid"
         );
         assert_eq!(error_of("").kind, "missing");
+    }
+
+    #[test]
+    fn only_objects_are_bodies() {
+        assert_eq!(
+            error_of("[\"x\", {\"latitude\": 1}]").kind,
+            "model_attributes_type"
+        );
+        assert_eq!(error_of("  null").kind, "model_attributes_type");
+        assert_eq!(error_of("{nope").kind, "json_invalid");
     }
 
     #[test]

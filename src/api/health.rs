@@ -23,7 +23,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(health))
         .routes(routes!(live))
         .routes(routes!(root))
-        .routes(routes!(metrics))
+}
+
+/// `/metrics`, on the API's address or on `METRICS_ADDR` of its own.
+pub fn metrics_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(metrics))
 }
 
 #[derive(Serialize, ToSchema)]

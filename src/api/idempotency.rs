@@ -26,7 +26,11 @@ pub struct IdempotencyKey {
     /// the same key within 24 h returns the first answer; the same key with a different request
     /// answers 422.
     #[serde(rename = "Idempotency-Key")]
-    #[param(rename = "Idempotency-Key")]
+    #[param(
+        rename = "Idempotency-Key",
+        pattern = "^[!-~]{1,255}$",
+        max_length = 255
+    )]
     idempotency_key: Option<String>,
 }
 

@@ -68,8 +68,9 @@ impl Modify for BearerScheme {
     }
 }
 
-/// Every route with its OpenAPI entry: the API under `api_prefix`, health and docs at the root.
-fn routes(api_prefix: &str) -> OpenApiRouter<AppState> {
+/// Every route with its OpenAPI entry: the API under `api_prefix`, health and docs at the root,
+/// and `/metrics` unless it has an address of its own.
+fn routes(api_prefix: &str, with_metrics: bool) -> OpenApiRouter<AppState> {
     let api = OpenApiRouter::new()
         .merge(auth::router())
         .merge(users::router())
@@ -81,19 +82,25 @@ fn routes(api_prefix: &str) -> OpenApiRouter<AppState> {
     } else {
         OpenApiRouter::new().nest(api_prefix, api)
     };
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let routes = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(api)
-        .merge(health::router())
+        .merge(health::router());
+    if with_metrics {
+        routes.merge(health::metrics_router())
+    } else {
+        routes
+    }
 }
 
-/// The OpenAPI document (also served at `/openapi.json`).
+/// The OpenAPI document (also served at `/openapi.json`), with `/metrics` on the API's address.
 pub fn openapi(api_prefix: &str) -> utoipa::openapi::OpenApi {
-    routes(api_prefix).split_for_parts().1
+    routes(api_prefix, true).split_for_parts().1
 }
 
 /// The complete HTTP application.
 pub fn router(state: AppState, settings: &Settings) -> Router {
-    let (router, openapi) = routes(&settings.api_prefix).split_for_parts();
+    let with_metrics = settings.metrics_addr.is_none();
+    let (router, openapi) = routes(&settings.api_prefix, with_metrics).split_for_parts();
     let router = router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .fallback(|| async { ApiError::NotFound("Not Found".into()) })
@@ -102,4 +109,12 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         })
         .with_state(state);
     middleware::wrap(router, settings)
+}
+
+/// `/metrics` alone, for `METRICS_ADDR`.
+pub fn metrics_router(state: AppState) -> Router {
+    let (router, _) = health::metrics_router().split_for_parts();
+    router
+        .fallback(|| async { ApiError::NotFound("Not Found".into()) })
+        .with_state(state)
 }

@@ -55,9 +55,9 @@ impl From<User> for UserResponse {
 /// A coordinate pair: the body of a location update and how answers show one.
 #[derive(Deserialize, Serialize, ToSchema)]
 pub struct Location {
-    #[schema(example = 6.5244)]
+    #[schema(example = 6.5244, minimum = -90, maximum = 90)]
     pub latitude: f64,
-    #[schema(example = 3.3792)]
+    #[schema(example = 3.3792, minimum = -180, maximum = 180)]
     pub longitude: f64,
 }
 

@@ -81,6 +81,8 @@ pub enum ServiceError {
     IdempotencyKeyReused,
     #[error("A request with this Idempotency-Key is still being processed")]
     IdempotencyKeyInProgress,
+    #[error("Too many Idempotency-Keys used in the last 24 hours")]
+    TooManyIdempotencyKeys,
     /// Too much of this kind of work is in flight: the client may retry after `retry_after`.
     #[error("Server busy; try again shortly")]
     Overloaded { retry_after: std::time::Duration },

@@ -121,6 +121,8 @@ pub enum IdempotencyClaim {
     InProgress,
     /// The key was used for a different request.
     Mismatch,
+    /// The user already holds as many keys as allowed.
+    QuotaExceeded,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -203,12 +205,21 @@ pub struct RequestKey<'a> {
 
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    /// Takes `key` for the request described by `request_hash`, or says what holds it.
+    /// Takes `key` for the request described by `request_hash`, or says what holds it. A user
+    /// holds at most `quota` keys of the last 24 h.
     async fn claim_key(
         &self,
         key: RequestKey<'_>,
         request_hash: &str,
+        quota: u32,
     ) -> StoreResult<IdempotencyClaim>;
+    /// What holds `key` now, read without writing; `None` when nothing (or nothing younger
+    /// than 24 h) does.
+    async fn peek_key(
+        &self,
+        key: RequestKey<'_>,
+        request_hash: &str,
+    ) -> StoreResult<Option<IdempotencyClaim>>;
     /// Stores the answer a retry with `key` will get.
     async fn complete_key(&self, key: RequestKey<'_>, status: u16, body: &str) -> StoreResult<()>;
     /// Forgets a claim whose request failed before doing anything, so a retry may run.

@@ -463,39 +463,48 @@ impl IdempotencyStore for PgStore {
         &self,
         key: RequestKey<'_>,
         request_hash: &str,
+        quota: u32,
     ) -> StoreResult<IdempotencyClaim> {
-        let RequestKey { user_id, key } = key;
-        // A key older than 24 h is forgotten: the new request takes it over.
+        // A key older than 24 h is forgotten: the new request takes it over. A new key is
+        // taken only while the user holds fewer than `quota` keys.
         let claimed = sqlx::query_scalar::<_, i32>(
-            "INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES ($1, $2, $3)
+            "INSERT INTO idempotency_keys (user_id, key, request_hash)
+             SELECT $1, $2, $3
+             WHERE (SELECT count(*) FROM idempotency_keys
+                    WHERE user_id = $1 AND created_at > now() - interval '24 hours') < $4
              ON CONFLICT (user_id, key) DO UPDATE
                 SET request_hash = EXCLUDED.request_hash, response_status = NULL,
                     response_body = NULL, created_at = now()
                 WHERE idempotency_keys.created_at < now() - interval '24 hours'
              RETURNING 1",
         )
-        .bind(user_id)
-        .bind(key)
+        .bind(key.user_id)
+        .bind(key.key)
         .bind(request_hash)
+        .bind(i64::from(quota))
         .fetch_optional(&self.pool)
         .await?;
         if claimed.is_some() {
             return Ok(IdempotencyClaim::Claimed);
         }
-        let (stored_hash, status, body): (String, Option<i16>, Option<String>) = sqlx::query_as(
-            "SELECT request_hash, response_status, response_body FROM idempotency_keys
-             WHERE user_id = $1 AND key = $2",
-        )
-        .bind(user_id)
-        .bind(key)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(sql::idempotency_state(
-            request_hash,
-            &stored_hash,
-            status.map(i64::from),
-            body,
-        ))
+        let held = self.peek_key(key, request_hash).await?;
+        Ok(held.unwrap_or(IdempotencyClaim::QuotaExceeded))
+    }
+
+    async fn peek_key(
+        &self,
+        key: RequestKey<'_>,
+        request_hash: &str,
+    ) -> StoreResult<Option<IdempotencyClaim>> {
+        let row: Option<sql::KeyRow<DateTime<Utc>>> = sqlx::query_as(sql::PEEK_KEY)
+            .bind(key.user_id)
+            .bind(key.key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|row| row.claim(request_hash, Utc::now()))
+            .transpose()?
+            .flatten())
     }
 
     async fn complete_key(&self, key: RequestKey<'_>, status: u16, body: &str) -> StoreResult<()> {

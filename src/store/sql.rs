@@ -105,6 +105,9 @@ pub(super) const TICKETS_ORDER: &str = " ORDER BY t.created_at DESC, t.id DESC";
 /// Whose ticket, in which status, and whether `$2` (now) is past its deadline.
 pub(super) const TICKET_STATE: &str =
     "SELECT user_id, status, expires_at <= $2 FROM tickets WHERE id = $1";
+pub(super) const PEEK_KEY: &str = "SELECT request_hash,
+        CAST(response_status AS BIGINT) AS response_status, response_body, created_at
+     FROM idempotency_keys WHERE user_id = $1 AND key = $2";
 pub(super) const COMPLETE_IDEMPOTENCY_KEY: &str =
     "UPDATE idempotency_keys SET response_status = $3, response_body = $4
      WHERE user_id = $1 AND key = $2";
@@ -542,19 +545,37 @@ fn escape_like(text: &str) -> String {
     escaped
 }
 
-/// What a stored key says about a new request with the same key.
-pub(super) fn idempotency_state(
-    request_hash: &str,
-    stored_hash: &str,
-    status: Option<i64>,
-    body: Option<String>,
-) -> IdempotencyClaim {
-    if stored_hash != request_hash {
-        return IdempotencyClaim::Mismatch;
-    }
-    match (status.and_then(|s| u16::try_from(s).ok()), body) {
-        (Some(status), Some(body)) => IdempotencyClaim::Completed { status, body },
-        _ => IdempotencyClaim::InProgress,
+/// How long a key is remembered.
+pub(super) const KEY_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// A stored idempotency key, read by [`PEEK_KEY`].
+#[derive(FromRow)]
+pub(super) struct KeyRow<T> {
+    request_hash: String,
+    response_status: Option<i64>,
+    response_body: Option<String>,
+    created_at: T,
+}
+
+impl<T: StoredTime> KeyRow<T> {
+    /// What this key says about a new request with the same key at `now`; `None` once the
+    /// key is forgotten.
+    pub(super) fn claim(
+        self,
+        request_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<IdempotencyClaim>, StoreError> {
+        if self.created_at.into_utc()? <= now - KEY_LIFETIME {
+            return Ok(None);
+        }
+        if self.request_hash != request_hash {
+            return Ok(Some(IdempotencyClaim::Mismatch));
+        }
+        let status = self.response_status.and_then(|s| u16::try_from(s).ok());
+        Ok(Some(match (status, self.response_body) {
+            (Some(status), Some(body)) => IdempotencyClaim::Completed { status, body },
+            _ => IdempotencyClaim::InProgress,
+        }))
     }
 }
 

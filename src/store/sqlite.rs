@@ -696,39 +696,63 @@ impl IdempotencyStore for SqliteStore {
         &self,
         key: RequestKey<'_>,
         request_hash: &str,
+        quota: u32,
     ) -> StoreResult<IdempotencyClaim> {
-        let RequestKey { user_id, key } = key;
         let now = Utc::now();
         let mut tx = begin_immediate(&self.writer).await?;
-        let stored: Option<(String, Option<i64>, Option<String>, Micros)> = sqlx::query_as(
-            "SELECT request_hash, response_status, response_body, created_at
-             FROM idempotency_keys WHERE user_id = ? AND key = ?",
+        let row: Option<sql::KeyRow<Micros>> = sqlx::query_as(sql::PEEK_KEY)
+            .bind(key.user_id)
+            .bind(key.key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(held) = row
+            .map(|row| row.claim(request_hash, now))
+            .transpose()?
+            .flatten()
+        {
+            tx.rollback().await?;
+            return Ok(held);
+        }
+        // New, or forgotten after 24 h: taken while the user holds fewer than `quota` keys.
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM idempotency_keys WHERE user_id = ? AND created_at > ?",
         )
-        .bind(user_id)
-        .bind(key)
-        .fetch_optional(&mut *tx)
+        .bind(key.user_id)
+        .bind(Micros::from(now - sql::KEY_LIFETIME))
+        .fetch_one(&mut *tx)
         .await?;
-        let forgotten_before = Micros::from(now - Duration::hours(24));
-        let claim = match stored {
-            Some((stored_hash, status, body, created_at)) if created_at >= forgotten_before => {
-                sql::idempotency_state(request_hash, &stored_hash, status, body)
-            }
-            _ => {
-                sqlx::query(
-                    "INSERT OR REPLACE INTO idempotency_keys (user_id, key, request_hash, created_at)
-                     VALUES (?, ?, ?, ?)",
-                )
-                .bind(user_id)
-                .bind(key)
-                .bind(request_hash)
-                .bind(Micros::from(now))
-                .execute(&mut *tx)
-                .await?;
-                IdempotencyClaim::Claimed
-            }
-        };
+        if held >= i64::from(quota) {
+            tx.rollback().await?;
+            return Ok(IdempotencyClaim::QuotaExceeded);
+        }
+        sqlx::query(
+            "INSERT OR REPLACE INTO idempotency_keys (user_id, key, request_hash, created_at)
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(key.user_id)
+        .bind(key.key)
+        .bind(request_hash)
+        .bind(Micros::from(now))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(claim)
+        Ok(IdempotencyClaim::Claimed)
+    }
+
+    async fn peek_key(
+        &self,
+        key: RequestKey<'_>,
+        request_hash: &str,
+    ) -> StoreResult<Option<IdempotencyClaim>> {
+        let row: Option<sql::KeyRow<Micros>> = sqlx::query_as(sql::PEEK_KEY)
+            .bind(key.user_id)
+            .bind(key.key)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row
+            .map(|row| row.claim(request_hash, Utc::now()))
+            .transpose()?
+            .flatten())
     }
 
     async fn complete_key(&self, key: RequestKey<'_>, status: u16, body: &str) -> StoreResult<()> {

@@ -20,6 +20,8 @@ backend_tests!(
     searches_beyond_the_bulkhead_are_shed_while_reads_go_on,
     password_hashing_beyond_its_queue_answers_busy,
     idle_and_stalled_connections_are_closed_and_capped,
+    metrics_can_have_an_address_of_their_own,
+    idempotency_keys_per_user_are_bounded,
 );
 
 async fn nul_characters_are_refused_not_stored(backend: Backend) {
@@ -331,6 +333,61 @@ async fn idle_and_stalled_connections_are_closed_and_capped(backend: Backend) {
             .expect("the server closed the idle socket")
             .ok();
     }
+}
+
+async fn metrics_can_have_an_address_of_their_own(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let metrics_port = crate::process_support::free_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let server = Process::start(
+        &database.url,
+        &["serve"],
+        &[("METRICS_ADDR", &metrics_addr)],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let on_api = client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        on_api.status(),
+        StatusCode::NOT_FOUND,
+        "not on the API's address"
+    );
+    let scraped = client
+        .get(format!("http://{metrics_addr}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scraped.status(), StatusCode::OK);
+    let text = scraped.text().await.unwrap();
+    assert!(text.contains("http_requests_total"), "{text}");
+}
+
+async fn idempotency_keys_per_user_are_bounded(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |settings| settings.idempotency_keys_per_user = 2).await;
+    let user = app.register_user(None).await;
+    let event = app.create_event(&user.token, json!({})).await;
+    let reserve = |key: &'static str| {
+        app.client
+            .post(app.url("/tickets/"))
+            .bearer_auth(&user.token)
+            .header("Idempotency-Key", key)
+            .json(&json!({"event_id": event["id"]}))
+            .send()
+    };
+    assert_eq!(reserve("k1").await.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(reserve("k2").await.unwrap().status(), StatusCode::CREATED);
+    let third = reserve("k3").await.unwrap();
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(third.headers().contains_key("retry-after"));
+    // Keys already held still replay their answers.
+    let replay = reserve("k1").await.unwrap();
+    assert_eq!(replay.status(), StatusCode::CREATED);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM tickets").await, 2);
 }
 
 /// A small tmpfs mounted for one test (needs root), unmounted when dropped.

@@ -426,7 +426,7 @@ async fn idempotency_claims(backend: Backend) {
     let store = &fx.store;
     let at = |user_id: Uuid, key: &'static str| RequestKey { user_id, key };
     let claim = |user: Uuid, key: &'static str, hash: &'static str| async move {
-        store.claim_key(at(user, key), hash).await.unwrap()
+        store.claim_key(at(user, key), hash, 1000).await.unwrap()
     };
 
     assert_eq!(claim(user, "k1", "h1").await, Claimed);
@@ -445,5 +445,18 @@ async fn idempotency_claims(backend: Backend) {
     store.release_key(at(user, "k2")).await.unwrap();
     assert_eq!(claim(user, "k2", "h3").await, Claimed, "released");
     assert_eq!(claim(user, "k2", "h3").await, InProgress);
+
+    // Reads say what holds a key without taking it; a user's keys are bounded.
+    let peek = store.peek_key(at(user, "k1"), "h1").await.unwrap();
+    assert_eq!(peek, Some(completed));
+    assert_eq!(store.peek_key(at(user, "k9"), "h1").await.unwrap(), None);
+    let quota = |key: &'static str| store.claim_key(at(other, key), "h", 2);
+    assert_eq!(quota("q1").await.unwrap(), Claimed, "the second of two");
+    assert_eq!(quota("q2").await.unwrap(), IdempotencyClaim::QuotaExceeded);
+    assert_eq!(
+        quota("k1").await.unwrap(),
+        Mismatch,
+        "held keys still answer"
+    );
     fx.finish().await;
 }

@@ -8,30 +8,31 @@ use crate::domain::{EventChanges, EventFields, EventPatchFields, VenueFields, Vi
 
 #[derive(Deserialize, ToSchema)]
 pub struct VenueBody {
-    #[schema(example = 6.5244)]
+    #[schema(example = 6.5244, minimum = -90, maximum = 90)]
     latitude: f64,
-    #[schema(example = 3.3792)]
+    #[schema(example = 3.3792, minimum = -180, maximum = 180)]
     longitude: f64,
     /// 1–255 characters.
-    #[schema(example = "Eko Hall")]
+    #[schema(example = "Eko Hall", min_length = 1, max_length = 255)]
     venue_name: String,
     /// 1–255 characters.
-    #[schema(example = "1 Marina Road")]
+    #[schema(example = "1 Marina Road", min_length = 1, max_length = 255)]
     address_line1: String,
     /// At most 255 characters.
     #[serde(default)]
+    #[schema(max_length = 255)]
     address_line2: Option<String>,
     /// 1–100 characters.
-    #[schema(example = "Lagos")]
+    #[schema(example = "Lagos", min_length = 1, max_length = 100)]
     city: String,
     /// 1–100 characters.
-    #[schema(example = "Lagos")]
+    #[schema(example = "Lagos", min_length = 1, max_length = 100)]
     state: String,
     /// 1–100 characters.
-    #[schema(example = "Nigeria")]
+    #[schema(example = "Nigeria", min_length = 1, max_length = 100)]
     country: String,
     /// 1–20 characters.
-    #[schema(example = "101001")]
+    #[schema(example = "101001", min_length = 1, max_length = 20)]
     postal_code: String,
 }
 
@@ -54,10 +55,11 @@ impl From<VenueBody> for VenueFields {
 #[derive(Deserialize, ToSchema)]
 pub struct EventCreateRequest {
     /// 1–255 characters.
-    #[schema(example = "Afrobeats Night")]
+    #[schema(example = "Afrobeats Night", min_length = 1, max_length = 255)]
     title: String,
     /// At most 5000 characters.
     #[serde(default)]
+    #[schema(max_length = 5000)]
     description: Option<String>,
     /// In the future, with a UTC offset.
     #[schema(value_type = String, format = DateTime, example = "2026-12-01T18:00:00Z")]
@@ -66,7 +68,7 @@ pub struct EventCreateRequest {
     #[schema(value_type = String, format = DateTime, example = "2026-12-01T23:00:00Z")]
     end_time: String,
     /// 1..1000000.
-    #[schema(example = 500)]
+    #[schema(example = 500, minimum = 1, maximum = 1000000)]
     total_tickets: i64,
     venue: VenueBody,
 }
@@ -91,9 +93,10 @@ impl Input for EventCreateRequest {
 #[derive(Deserialize, ToSchema)]
 pub struct EventUpdateRequest {
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
     title: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 5000)]
     description: Option<Option<String>>,
     #[serde(default)]
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -102,6 +105,7 @@ pub struct EventUpdateRequest {
     #[schema(value_type = Option<String>, format = DateTime)]
     end_time: Option<String>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000000)]
     total_tickets: Option<i64>,
     #[serde(default)]
     venue: Option<VenueBody>,

@@ -18,8 +18,10 @@ use crate::service::Search;
 #[into_params(parameter_in = Query)]
 pub struct NearbyParams {
     /// Latitude of the search centre (−90..90).
+    #[param(minimum = -90, maximum = 90)]
     latitude: f64,
     /// Longitude of the search centre (−180..180).
+    #[param(minimum = -180, maximum = 180)]
     longitude: f64,
     /// Search radius in km, 1–500. Default: DEFAULT_SEARCH_RADIUS_KM (50).
     #[serde(default)]
