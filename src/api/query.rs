@@ -1,21 +1,73 @@
 //! Query parameters several listings share: paging limits, radius and timestamps.
 
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::{ObjectBuilder, Type};
 
+use super::extract::Input;
 use crate::domain::paging::PageLimits;
 use crate::domain::time::parse_timestamp;
-use crate::domain::{RadiusKm, ViolationKind, Violations};
+use crate::domain::{PageRequest, RadiusKm, ViolationKind, Violations};
+
+/// `skip` and `limit` of a listing whose pages hold `DEFAULT` rows unless asked otherwise and
+/// at most `MAX`: declared, checked and documented here once for every listing.
+#[derive(Deserialize)]
+pub struct Paging<const DEFAULT: i64, const MAX: i64> {
+    #[serde(default)]
+    skip: Option<i64>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
 
 /// `/events/` and `/tickets/my-tickets`.
-pub const LISTING_PAGE: PageLimits = PageLimits {
-    default: 100,
-    max: 1000,
-};
+pub type ListingPaging = Paging<100, 1000>;
 /// Distance searches (`/events/nearby`, `/for-you/`).
-pub const SEARCH_PAGE: PageLimits = PageLimits {
-    default: 20,
-    max: 100,
-};
+pub type SearchPaging = Paging<20, 100>;
+
+impl<const DEFAULT: i64, const MAX: i64> Input for Paging<DEFAULT, MAX> {
+    type Valid = PageRequest;
+
+    fn validate(self) -> Result<PageRequest, Violations> {
+        let mut violations = Violations::new();
+        let limits = PageLimits {
+            default: DEFAULT,
+            max: MAX,
+        };
+        let page = PageRequest::parse(&mut violations, self.skip, self.limit, limits);
+        violations.finish(|| page)
+    }
+}
+
+impl<const DEFAULT: i64, const MAX: i64> IntoParams for Paging<DEFAULT, MAX> {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let parameter = |name: &str, description: String, schema: ObjectBuilder| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Query)
+                .description(Some(description))
+                .schema(Some(schema))
+                .build()
+        };
+        let integer = || ObjectBuilder::new().schema_type(Type::Integer);
+        vec![
+            parameter(
+                "skip",
+                "Rows to skip (≥ 0).".to_owned(),
+                integer().minimum(Some(0)).default(Some(0.into())),
+            ),
+            parameter(
+                "limit",
+                format!("Page size, 1–{MAX}."),
+                integer()
+                    .minimum(Some(1))
+                    .maximum(Some(MAX))
+                    .default(Some(DEFAULT.into())),
+            ),
+        ]
+    }
+}
 
 /// An optional radius; `None` when given but out of range (recorded at `field`).
 pub fn radius(

@@ -14,12 +14,12 @@ use super::current_user::CurrentUser;
 use super::error::ApiError;
 use super::events::{EventListItem, round_km};
 use super::extract::{Input, ValidQuery};
-use super::query::{SEARCH_PAGE, radius};
+use super::query::{SearchPaging, radius};
 use super::schemas::ErrorBody;
 use super::schemas::shared::{Busy, Invalid, Unauthenticated};
 use super::state::AppState;
 use super::users::Location;
-use crate::domain::{PageRequest, RadiusKm, Violations};
+use crate::domain::{RadiusKm, Violations};
 use crate::service::Search;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -35,18 +35,10 @@ pub struct ForYouParams {
     #[serde(default, alias = "radius_km")]
     #[param(minimum = 1, maximum = 500)]
     radius: Option<f64>,
-    #[serde(default)]
-    #[param(minimum = 0, default = 0)]
-    skip: Option<i64>,
-    /// Page size, 1–100.
-    #[serde(default)]
-    #[param(minimum = 1, maximum = 100, default = 20)]
-    limit: Option<i64>,
 }
 
 pub struct ForYouSearch {
     radius: Option<RadiusKm>,
-    page: PageRequest,
 }
 
 impl Input for ForYouParams {
@@ -55,13 +47,7 @@ impl Input for ForYouParams {
     fn validate(self) -> Result<ForYouSearch, Violations> {
         let mut violations = Violations::new();
         let radius = radius(&mut violations, "radius", self.radius);
-        let page = PageRequest::parse(&mut violations, self.skip, self.limit, SEARCH_PAGE);
-        violations.finish(|| {
-            Some(ForYouSearch {
-                radius: radius?,
-                page: page?,
-            })
-        })
+        violations.finish(|| Some(ForYouSearch { radius: radius? }))
     }
 }
 
@@ -90,7 +76,7 @@ pub struct ForYouResponse {
 /// Upcoming, not sold-out events within the radius of the caller's location, nearest first.
 #[utoipa::path(
     get, path = "/for-you/", tag = "recommendations",
-    security(("bearer" = [])), params(ForYouParams),
+    security(("bearer" = [])), params(ForYouParams, SearchPaging),
     responses(
         (status = 200, description = "Recommendations", body = ForYouResponse),
         (status = 400, description = "The user has no location", body = ErrorBody),
@@ -101,8 +87,9 @@ async fn for_you(
     State(search): State<Arc<Search>>,
     CurrentUser(user): CurrentUser,
     ValidQuery(query): ValidQuery<ForYouParams>,
+    ValidQuery(page): ValidQuery<SearchPaging>,
 ) -> Result<Json<ForYouResponse>, ApiError> {
-    let result = search.for_user(&user, query.radius, query.page).await?;
+    let result = search.for_user(&user, query.radius, page).await?;
     let recommendations = result
         .found
         .items

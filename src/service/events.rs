@@ -5,7 +5,9 @@ use uuid::Uuid;
 use std::sync::Arc;
 
 use super::{Action, Bulkhead, Clock, Resource, ServiceError};
-use crate::domain::{Event, EventChanges, EventDelete, EventDraft, EventFields, EventUpdate};
+use crate::domain::{
+    Event, EventChanges, EventDelete, EventDraft, EventFields, EventUpdate, PageRequest,
+};
 use crate::store::{DynStore, EventFilter, Page};
 
 pub struct Events {
@@ -42,9 +44,13 @@ impl Events {
             .ok_or(ServiceError::NotFound(Resource::Event, id))
     }
 
-    pub async fn list(&self, filter: &EventFilter) -> Result<Page<Event>, ServiceError> {
+    pub async fn list(
+        &self,
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> Result<Page<Event>, ServiceError> {
         let _running = self.expensive_reads.enter().await?;
-        Ok(self.store.list_events(filter).await?)
+        Ok(self.store.list_events(filter, page).await?)
     }
 
     #[tracing::instrument(skip(self, changes))]

@@ -79,7 +79,6 @@ pub struct Page<T> {
 
 #[derive(Debug, Clone)]
 pub struct EventFilter {
-    pub page: PageRequest,
     pub upcoming_only: bool,
     /// Case-insensitive substring of title, venue name or city.
     pub text: Option<String>,
@@ -175,7 +174,11 @@ pub trait EventStore: Send + Sync {
     ) -> StoreResult<EventUpdate>;
     /// Deletes an event that has no reserved or paid tickets (due holds are released first).
     async fn delete_event(&self, id: Uuid, creator_id: Uuid) -> StoreResult<EventDelete>;
-    async fn list_events(&self, filter: &EventFilter) -> StoreResult<Page<Event>>;
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Event>>;
     async fn nearby_events(&self, query: &NearbyQuery) -> StoreResult<Page<NearbyEvent>>;
 }
 

@@ -18,8 +18,8 @@ use super::{
     StoreResult, TicketFilter, TicketStore, UserStore,
 };
 use crate::domain::{
-    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewUser, ReserveOutcome,
-    TicketChange, TicketDetails, User,
+    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewUser, PageRequest,
+    ReserveOutcome, TicketChange, TicketDetails, User,
 };
 
 type UserRow = sql::UserRow<DateTime<Utc>>;
@@ -320,8 +320,12 @@ impl EventStore for PgStore {
         })
     }
 
-    async fn list_events(&self, filter: &EventFilter) -> StoreResult<Page<Event>> {
-        fetch_events_page!(&self.pool, filter)
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Event>> {
+        fetch_events_page!(&self.pool, filter, page)
     }
 
     #[tracing::instrument(skip(self))]

@@ -453,7 +453,7 @@ pub(super) fn push_ticket_filter<'a, DB: Dialect>(
 
 /// A page of [`EventFilter`]'s events, with the backend's row type `EventRow` in scope.
 macro_rules! fetch_events_page {
-    ($pool:expr, $filter:expr) => {{
+    ($pool:expr, $filter:expr, $page:expr) => {{
         let (filter, now) = ($filter, chrono::Utc::now());
         fetch_page!(
             $pool,
@@ -461,7 +461,7 @@ macro_rules! fetch_events_page {
             sql::COUNT_EVENTS,
             |builder| sql::push_event_filter(builder, filter, now),
             sql::EVENTS_ORDER,
-            filter.page,
+            $page,
             EventRow::into_event,
         )
     }};

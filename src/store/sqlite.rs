@@ -24,8 +24,8 @@ use super::{
     StoreResult, TicketFilter, TicketStore, UserStore,
 };
 use crate::domain::{
-    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewUser, ReserveOutcome,
-    TicketChange, TicketDetails, User,
+    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewUser, PageRequest,
+    ReserveOutcome, TicketChange, TicketDetails, User,
 };
 
 type UserRow = sql::UserRow<Micros>;
@@ -460,8 +460,12 @@ impl EventStore for SqliteStore {
         Ok(outcome)
     }
 
-    async fn list_events(&self, filter: &EventFilter) -> StoreResult<Page<Event>> {
-        fetch_events_page!(&self.reader, filter)
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Event>> {
+        fetch_events_page!(&self.reader, filter, page)
     }
 
     #[tracing::instrument(skip(self))]

@@ -8,25 +8,17 @@ use utoipa::IntoParams;
 use super::response::{EventListItem, EventListResponse};
 use crate::api::error::ApiError;
 use crate::api::extract::{Input, ValidQuery, lenient_bool};
-use crate::api::query::{LISTING_PAGE, timestamp};
+use crate::api::query::{ListingPaging, timestamp};
 use crate::api::schemas::PageInfo;
 use crate::api::schemas::shared::{Busy, Invalid};
 use crate::domain::event::TITLE_MAX_CHARS;
-use crate::domain::{PageRequest, Violations, text};
+use crate::domain::{Violations, text};
 use crate::service::Events;
 use crate::store::EventFilter;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EventListQuery {
-    /// Rows to skip (≥ 0).
-    #[serde(default)]
-    #[param(minimum = 0, default = 0)]
-    skip: Option<i64>,
-    /// Page size, 1–1000.
-    #[serde(default)]
-    #[param(minimum = 1, maximum = 1000, default = 100)]
-    limit: Option<i64>,
     /// Only events that start after now.
     #[serde(default, deserialize_with = "lenient_bool")]
     #[param(value_type = Option<bool>, default = false)]
@@ -49,7 +41,6 @@ impl Input for EventListQuery {
 
     fn validate(self) -> Result<EventFilter, Violations> {
         let mut violations = Violations::new();
-        let page = PageRequest::parse(&mut violations, self.skip, self.limit, LISTING_PAGE);
         let starts_after = timestamp(
             &mut violations,
             "starts_after",
@@ -63,7 +54,6 @@ impl Input for EventListQuery {
         let text = violations.check(&["q"], text::optional(self.q.as_deref(), TITLE_MAX_CHARS));
         violations.finish(|| {
             Some(EventFilter {
-                page: page?,
                 upcoming_only: self.upcoming_only.unwrap_or(false),
                 text: text?,
                 starts_after: starts_after?,
@@ -76,7 +66,7 @@ impl Input for EventListQuery {
 /// List events, earliest first.
 #[utoipa::path(
     get, path = "/events/", tag = "events",
-    params(EventListQuery),
+    params(EventListQuery, ListingPaging),
     responses(
         (status = 200, description = "A page of events", body = EventListResponse),
         Invalid, Busy,
@@ -85,9 +75,9 @@ impl Input for EventListQuery {
 pub async fn list_events(
     State(events): State<Arc<Events>>,
     ValidQuery(filter): ValidQuery<EventListQuery>,
+    ValidQuery(page): ValidQuery<ListingPaging>,
 ) -> Result<Json<EventListResponse>, ApiError> {
-    let found = events.list(&filter).await?;
-    let (events, page) =
-        PageInfo::split(found, filter.page, |event| EventListItem::new(&event, None));
+    let found = events.list(&filter, page).await?;
+    let (events, page) = PageInfo::split(found, page, |event| EventListItem::new(&event, None));
     Ok(Json(EventListResponse { events, page }))
 }

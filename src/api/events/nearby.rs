@@ -8,10 +8,10 @@ use utoipa::IntoParams;
 use super::response::{EventListItem, EventListResponse};
 use crate::api::error::ApiError;
 use crate::api::extract::{Input, ValidQuery};
-use crate::api::query::{SEARCH_PAGE, radius};
+use crate::api::query::{SearchPaging, radius};
 use crate::api::schemas::PageInfo;
 use crate::api::schemas::shared::{Busy, Invalid};
-use crate::domain::{GeoPoint, PageRequest, RadiusKm, Violations};
+use crate::domain::{GeoPoint, RadiusKm, Violations};
 use crate::service::Search;
 
 #[derive(Deserialize, IntoParams)]
@@ -27,19 +27,11 @@ pub struct NearbyParams {
     #[serde(default)]
     #[param(minimum = 1, maximum = 500)]
     radius_km: Option<f64>,
-    #[serde(default)]
-    #[param(minimum = 0, default = 0)]
-    skip: Option<i64>,
-    /// Page size, 1–100.
-    #[serde(default)]
-    #[param(minimum = 1, maximum = 100, default = 20)]
-    limit: Option<i64>,
 }
 
 pub struct NearbySearch {
     center: GeoPoint,
     radius: Option<RadiusKm>,
-    page: PageRequest,
 }
 
 impl Input for NearbyParams {
@@ -49,12 +41,10 @@ impl Input for NearbyParams {
         let mut violations = Violations::new();
         let center = GeoPoint::parse(&mut violations, &[], self.latitude, self.longitude);
         let radius = radius(&mut violations, "radius_km", self.radius_km);
-        let page = PageRequest::parse(&mut violations, self.skip, self.limit, SEARCH_PAGE);
         violations.finish(|| {
             Some(NearbySearch {
                 center: center?,
                 radius: radius?,
-                page: page?,
             })
         })
     }
@@ -63,7 +53,7 @@ impl Input for NearbyParams {
 /// Upcoming, not sold-out events near a point, nearest first.
 #[utoipa::path(
     get, path = "/events/nearby", tag = "events",
-    params(NearbyParams),
+    params(NearbyParams, SearchPaging),
     responses(
         (status = 200, description = "A page of events with distances", body = EventListResponse),
         Invalid, Busy,
@@ -72,8 +62,9 @@ impl Input for NearbyParams {
 pub async fn nearby_events(
     State(search): State<Arc<Search>>,
     ValidQuery(query): ValidQuery<NearbyParams>,
+    ValidQuery(page): ValidQuery<SearchPaging>,
 ) -> Result<Json<EventListResponse>, ApiError> {
-    let result = search.near(query.center, query.radius, query.page).await?;
+    let result = search.near(query.center, query.radius, page).await?;
     let (events, page) = PageInfo::split(result.found, result.page, EventListItem::from);
     Ok(Json(EventListResponse { events, page }))
 }

@@ -12,12 +12,12 @@ use super::response::{MyTicketItem, MyTicketsResponse, TicketResponse, TicketSta
 use crate::api::current_user::CurrentUser;
 use crate::api::error::ApiError;
 use crate::api::extract::{Input, PathId, ValidQuery};
-use crate::api::query::LISTING_PAGE;
+use crate::api::query::ListingPaging;
 use crate::api::schemas::PageInfo;
 use crate::api::schemas::shared::{
     Invalid, NotYourTicket, TicketNotFound, TicketPath, Unauthenticated,
 };
-use crate::domain::{PageRequest, TicketStatus, ViolationKind, Violations};
+use crate::domain::{TicketStatus, ViolationKind, Violations};
 use crate::service::Tickets;
 
 /// One of the caller's tickets.
@@ -45,24 +45,12 @@ pub struct MyTicketsQuery {
     #[serde(default)]
     #[param(value_type = Option<TicketStatusBody>)]
     status: Option<String>,
-    #[serde(default)]
-    #[param(minimum = 0, default = 0)]
-    skip: Option<i64>,
-    /// Page size, 1–1000.
-    #[serde(default)]
-    #[param(minimum = 1, maximum = 1000, default = 100)]
-    limit: Option<i64>,
-}
-
-pub struct MyTicketsFilter {
-    status: Option<TicketStatus>,
-    page: PageRequest,
 }
 
 impl Input for MyTicketsQuery {
-    type Valid = MyTicketsFilter;
+    type Valid = Option<TicketStatus>;
 
-    fn validate(self) -> Result<MyTicketsFilter, Violations> {
+    fn validate(self) -> Result<Option<TicketStatus>, Violations> {
         let mut violations = Violations::new();
         let status = match self.status.as_deref().map(str::trim) {
             None | Some("") => Some(None),
@@ -78,20 +66,14 @@ impl Input for MyTicketsQuery {
                 status.map(Some)
             }
         };
-        let page = PageRequest::parse(&mut violations, self.skip, self.limit, LISTING_PAGE);
-        violations.finish(|| {
-            Some(MyTicketsFilter {
-                status: status?,
-                page: page?,
-            })
-        })
+        violations.finish(|| status)
     }
 }
 
 /// The caller's tickets, newest first.
 #[utoipa::path(
     get, path = "/tickets/my-tickets", tag = "tickets",
-    security(("bearer" = [])), params(MyTicketsQuery),
+    security(("bearer" = [])), params(MyTicketsQuery, ListingPaging),
     responses(
         (status = 200, description = "A page of tickets", body = MyTicketsResponse),
         Unauthenticated, Invalid,
@@ -100,11 +82,11 @@ impl Input for MyTicketsQuery {
 pub async fn my_tickets(
     State(tickets): State<Arc<Tickets>>,
     CurrentUser(user): CurrentUser,
-    ValidQuery(filter): ValidQuery<MyTicketsQuery>,
+    ValidQuery(status): ValidQuery<MyTicketsQuery>,
+    ValidQuery(page): ValidQuery<ListingPaging>,
 ) -> Result<Json<MyTicketsResponse>, ApiError> {
-    let found = tickets.of_user(user.id, filter.status, filter.page).await?;
+    let found = tickets.of_user(user.id, status, page).await?;
     let now = Utc::now();
-    let (tickets, page) =
-        PageInfo::split(found, filter.page, |ticket| MyTicketItem::new(ticket, now));
+    let (tickets, page) = PageInfo::split(found, page, |ticket| MyTicketItem::new(ticket, now));
     Ok(Json(MyTicketsResponse { tickets, page }))
 }
