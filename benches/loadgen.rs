@@ -165,6 +165,10 @@ impl Bench {
         };
         let mut settings = Settings::with_database(&database_url)?;
         settings.jwt_secret_key = Some(BENCH_SECRET.to_owned().into());
+        // A load generator is many users in one client: only the server's own limits count.
+        let unlimited = std::num::NonZeroU32::new(1_000_000).expect("not zero");
+        settings.reservation_rate_limit_per_user = unlimited;
+        settings.auth_rate_limit_per_ip = unlimited;
         let app = App::connect(settings).await?;
         let (store, tokens) = (app.store.clone(), app.tokens.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await?;

@@ -206,6 +206,8 @@ pub fn test_settings(database_url: &str) -> Settings {
     // Tests register many users from one address; the limit test lowers these.
     settings.auth_rate_limit_per_ip = NonZeroU32::new(100_000).unwrap();
     settings.auth_rate_limit_per_email = NonZeroU32::new(100_000).unwrap();
+    settings.auth_rate_limit_per_email_total = NonZeroU32::new(100_000).unwrap();
+    settings.reservation_rate_limit_per_user = NonZeroU32::new(100_000).unwrap();
     settings
 }
 

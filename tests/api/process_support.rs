@@ -30,8 +30,10 @@ impl Process {
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
             .env("RUST_LOG", "warn")
+            // Load generators: one client stands for many users.
             .env("AUTH_RATE_LIMIT_PER_IP", "100000")
             .env("AUTH_RATE_LIMIT_PER_EMAIL", "100000")
+            .env("RESERVATION_RATE_LIMIT_PER_USER", "100000")
             .stdin(Stdio::null())
             .stdout(log.reopen().unwrap())
             .stderr(log.reopen().unwrap());
