@@ -224,33 +224,42 @@ pub(super) struct EventRow<T> {
     end_time: T,
     total_tickets: i32,
     tickets_sold: i32,
-    latitude: f64,
-    longitude: f64,
-    venue_name: String,
-    address_line1: String,
-    address_line2: Option<String>,
-    city: String,
-    state: String,
-    country: String,
-    postal_code: String,
+    #[sqlx(flatten)]
+    venue: VenueColumns,
     created_at: T,
     updated_at: T,
 }
 
+/// The venue columns of an event row, read into the domain's unchecked venue fields (which
+/// [`Venue::parse`] then checks, as it checks a client's).
+pub(super) struct VenueColumns(VenueFields);
+
+impl<'r, R: sqlx::Row> FromRow<'r, R> for VenueColumns
+where
+    &'r str: sqlx::ColumnIndex<R>,
+    f64: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    Option<String>: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(VenueColumns(VenueFields {
+            latitude: row.try_get("latitude")?,
+            longitude: row.try_get("longitude")?,
+            venue_name: row.try_get("venue_name")?,
+            address_line1: row.try_get("address_line1")?,
+            address_line2: row.try_get("address_line2")?,
+            city: row.try_get("city")?,
+            state: row.try_get("state")?,
+            country: row.try_get("country")?,
+            postal_code: row.try_get("postal_code")?,
+        }))
+    }
+}
+
 impl<T: StoredTime> EventRow<T> {
     pub(super) fn into_event(self) -> Result<Event, StoreError> {
-        let venue = Venue::parse(VenueFields {
-            latitude: self.latitude,
-            longitude: self.longitude,
-            venue_name: self.venue_name,
-            address_line1: self.address_line1,
-            address_line2: self.address_line2,
-            city: self.city,
-            state: self.state,
-            country: self.country,
-            postal_code: self.postal_code,
-        })
-        .map_err(|violations| StoreError::Corrupt(format!("venue: {violations}")))?;
+        let venue = Venue::parse(self.venue.0)
+            .map_err(|violations| StoreError::Corrupt(format!("venue: {violations}")))?;
         Ok(Event {
             id: self.id,
             creator_id: self.creator_id,
