@@ -192,11 +192,12 @@ pub struct Options {
     pub max_connections: u32,
 
     /// Seconds a connection may go without sending or receiving a byte before it is closed
-    /// (idle keep-alive connections and stalled requests alike).
+    /// (idle keep-alive connections and stalled requests alike). Must exceed
+    /// REQUEST_TIMEOUT_SECONDS: a request being worked on is silent too.
     #[arg(
         long,
         env = "IDLE_CONNECTION_TIMEOUT_SECONDS",
-        default_value_t = 30.0,
+        default_value_t = 60.0,
         global = true
     )]
     pub idle_connection_timeout_seconds: f64,

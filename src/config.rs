@@ -70,19 +70,27 @@ impl TryFrom<Options> for Settings {
         let rate = |name: &str, value: u32| {
             NonZeroU32::new(value).ok_or_else(|| anyhow::anyhow!("{name} must be at least 1"))
         };
+        let request_timeout = seconds("REQUEST_TIMEOUT_SECONDS", options.request_timeout_seconds)?;
+        let idle_connection_timeout = seconds(
+            "IDLE_CONNECTION_TIMEOUT_SECONDS",
+            options.idle_connection_timeout_seconds,
+        )?;
+        // hyper keeps reading (for the client's EOF) while a handler runs, so a connection
+        // quieter than the idle timeout would be closed under a request still being answered.
+        anyhow::ensure!(
+            idle_connection_timeout > request_timeout,
+            "IDLE_CONNECTION_TIMEOUT_SECONDS must be longer than REQUEST_TIMEOUT_SECONDS"
+        );
         Ok(Settings {
             sweep_interval: seconds("SWEEP_INTERVAL_SECONDS", options.sweep_interval_seconds)?,
             database_acquire_timeout: seconds(
                 "DATABASE_ACQUIRE_TIMEOUT_SECONDS",
                 options.database_acquire_timeout_seconds,
             )?,
-            request_timeout: seconds("REQUEST_TIMEOUT_SECONDS", options.request_timeout_seconds)?,
+            request_timeout,
             max_connections: options.max_connections as usize,
             metrics_addr: options.metrics_addr,
-            idle_connection_timeout: seconds(
-                "IDLE_CONNECTION_TIMEOUT_SECONDS",
-                options.idle_connection_timeout_seconds,
-            )?,
+            idle_connection_timeout,
             auth_rate_limit_per_ip: rate("AUTH_RATE_LIMIT_PER_IP", options.auth_rate_limit_per_ip)?,
             auth_rate_limit_per_email: rate(
                 "AUTH_RATE_LIMIT_PER_EMAIL",
@@ -150,5 +158,32 @@ impl Settings {
             max_connections,
             acquire_timeout: self.database_acquire_timeout,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> anyhow::Result<Settings> {
+        let mut all = vec!["nearbytix"];
+        all.extend_from_slice(args);
+        Settings::try_from(Cli::try_parse_from(all)?.options)
+    }
+
+    #[test]
+    fn defaults_are_valid_and_typed() {
+        let settings = parse(&[]).unwrap();
+        assert_eq!(settings.ticket_hold, Duration::from_secs(120));
+        assert_eq!(settings.default_search_radius.km(), 50.0);
+        assert!(settings.idle_connection_timeout > settings.request_timeout);
+    }
+
+    #[test]
+    fn values_clap_cannot_check_are_refused_once() {
+        assert!(parse(&["--default-search-radius-km", "501"]).is_err());
+        assert!(parse(&["--api-prefix", "/api/"]).is_err());
+        assert!(parse(&["--sweep-interval-seconds", "0"]).is_err());
+        assert!(parse(&["--idle-connection-timeout-seconds", "10"]).is_err());
     }
 }
