@@ -110,6 +110,9 @@ pub struct LimitedStream {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
     idle_timeout: Duration,
+    /// When a byte last went either way; the timer is moved only when it fires, not on every
+    /// read and write (resetting a timer takes the timer wheel's lock).
+    last_active: Instant,
     deadline: Pin<Box<Sleep>>,
 }
 
@@ -119,6 +122,7 @@ impl LimitedStream {
             stream,
             _slot: slot,
             idle_timeout,
+            last_active: Instant::now(),
             deadline: Box::pin(tokio::time::sleep(idle_timeout)),
         }
     }
@@ -128,8 +132,22 @@ impl LimitedStream {
     }
 
     fn active(&mut self) {
-        let next = Instant::now() + self.idle_timeout;
-        self.deadline.as_mut().reset(next);
+        self.last_active = Instant::now();
+    }
+
+    /// Whether the socket has been silent for the whole timeout; otherwise the timer is moved
+    /// to the end of the current quiet spell and will wake this task then.
+    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.deadline.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let due = self.last_active + self.idle_timeout;
+            if due <= Instant::now() {
+                return true;
+            }
+            self.deadline.as_mut().reset(due);
+        }
     }
 }
 
@@ -149,13 +167,11 @@ impl AsyncRead for LimitedStream {
             }
             Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
             // Nothing to read: idle unless the deadline is still ahead.
-            Poll::Pending => match self.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "connection idle for too long",
-                ))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending if self.idle_expired(cx) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection idle for too long",
+            ))),
+            Poll::Pending => Poll::Pending,
         }
     }
 }

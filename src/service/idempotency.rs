@@ -6,7 +6,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::ServiceError;
-use crate::store::{DynStore, IdempotencyClaim, RequestKey};
+use crate::store::{DynStore, IdempotencyClaim, RequestKey, StoreError};
 
 /// How long a retry waits for the first request with its key to finish.
 const WAIT_FOR_FIRST: Duration = Duration::from_secs(15);
@@ -81,10 +81,12 @@ impl Idempotency {
         key: RequestKey<'_>,
         fingerprint: &str,
     ) -> Result<IdempotencyClaim, ServiceError> {
-        Ok(self
-            .store
-            .claim_key(key, fingerprint, self.keys_per_user)
-            .await?)
+        let claim = self.store.claim_key(key, fingerprint, self.keys_per_user);
+        match claim.await {
+            // The key's user is gone: the token names a deleted account.
+            Err(StoreError::ForeignKeyViolation) => Err(ServiceError::InvalidToken),
+            other => Ok(other?),
+        }
     }
 
     /// Stores the answer a retry will get.

@@ -55,7 +55,10 @@ impl Tickets {
     pub async fn pay(&self, user_id: Uuid, ticket_id: Uuid) -> Result<TicketDetails, ServiceError> {
         match self.store.pay_ticket(ticket_id, user_id).await? {
             TicketChange::Expired => Err(ServiceError::HoldExpired),
-            change => changed(ticket_id, change, Action::PayTicket),
+            change => {
+                self.changed(user_id, ticket_id, change, Action::PayTicket)
+                    .await
+            }
         }
     }
 
@@ -66,7 +69,24 @@ impl Tickets {
         ticket_id: Uuid,
     ) -> Result<TicketDetails, ServiceError> {
         let change = self.store.cancel_ticket(ticket_id, user_id).await?;
-        changed(ticket_id, change, Action::CancelTicket)
+        self.changed(user_id, ticket_id, change, Action::CancelTicket)
+            .await
+    }
+
+    /// The answer to a pay or cancel. A refusal for a ticket that is not found or not the
+    /// caller's first checks that the caller still exists (a deleted user's token is 401).
+    async fn changed(
+        &self,
+        user_id: Uuid,
+        ticket_id: Uuid,
+        change: TicketChange,
+        action: Action,
+    ) -> Result<TicketDetails, ServiceError> {
+        let refused_as_stranger = matches!(change, TicketChange::NotFound | TicketChange::NotOwner);
+        if refused_as_stranger && !self.store.user_exists(user_id).await? {
+            return Err(ServiceError::InvalidToken);
+        }
+        changed(ticket_id, change, action)
     }
 
     pub async fn get(&self, user_id: Uuid, ticket_id: Uuid) -> Result<TicketDetails, ServiceError> {
