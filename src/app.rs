@@ -67,6 +67,7 @@ impl App {
             idempotency: Arc::new(Idempotency::new(
                 store.clone(),
                 settings.idempotency_keys_per_user,
+                settings.request_timeout,
             )),
             health: Arc::new(Health::new(store.clone())),
             auth_limits: Arc::new(AuthRateLimits::new(AuthQuotas {

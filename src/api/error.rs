@@ -198,50 +198,58 @@ pub fn detail_response(status: StatusCode, detail: impl Serialize) -> Response {
     (status, axum::Json(json!({ "detail": detail }))).into_response()
 }
 
-/// An answer with `Retry-After` in whole seconds (rounded up).
-fn retry_later(status: StatusCode, detail: &str, retry_after: std::time::Duration) -> Response {
-    let mut response = detail_response(status, detail);
-    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-    response
+impl ApiError {
+    /// What the body's `detail` says.
+    fn detail(&self) -> serde_json::Value {
+        match self {
+            ApiError::Validation(errors) => json!(errors),
+            ApiError::Unavailable(_) => UNAVAILABLE_DETAIL.into(),
+            ApiError::Internal(_) => INTERNAL_ERROR_DETAIL.into(),
+            ApiError::PayloadTooLarge => "Request body too large".into(),
+            ApiError::TooManyRequests { .. } => "Too many attempts; try again later".into(),
+            ApiError::Overloaded { .. } => "Server busy; try again shortly".into(),
+            ApiError::BadRequest(detail)
+            | ApiError::Unauthorized(detail)
+            | ApiError::Forbidden(detail)
+            | ApiError::NotFound(detail)
+            | ApiError::Conflict(detail)
+            | ApiError::Gone(detail)
+            | ApiError::UnsupportedMediaType(detail) => detail.as_str().into(),
+        }
+    }
+
+    /// The answer's body as text (what an idempotent write records).
+    pub fn body(&self) -> String {
+        json!({ "detail": self.detail() }).to_string()
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        match self {
-            ApiError::Validation(errors) => detail_response(status, errors),
-            ApiError::Unauthorized(detail) => {
-                let mut response = detail_response(status, detail);
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                response
-            }
+        match &self {
+            // The cause chain goes to the log only; clients get a generic body.
             ApiError::Unavailable(error) => {
                 tracing::warn!(error = format!("{error:#}"), "database unavailable");
-                detail_response(status, UNAVAILABLE_DETAIL)
             }
             ApiError::Internal(error) => {
-                // The cause chain goes to the log only; clients get a generic body.
                 tracing::error!(error = format!("{error:#}"), "internal error");
-                detail_response(status, INTERNAL_ERROR_DETAIL)
             }
-            ApiError::PayloadTooLarge => detail_response(status, "Request body too large"),
-            ApiError::TooManyRequests { retry_after } => {
-                retry_later(status, "Too many attempts; try again later", retry_after)
-            }
-            ApiError::Overloaded { retry_after } => {
-                retry_later(status, "Server busy; try again shortly", retry_after)
-            }
-            ApiError::BadRequest(detail)
-            | ApiError::Forbidden(detail)
-            | ApiError::NotFound(detail)
-            | ApiError::Conflict(detail)
-            | ApiError::Gone(detail)
-            | ApiError::UnsupportedMediaType(detail) => detail_response(status, detail),
+            _ => {}
         }
+        let mut response = detail_response(status, self.detail());
+        let headers = response.headers_mut();
+        match self {
+            ApiError::Unauthorized(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::TooManyRequests { retry_after } | ApiError::Overloaded { retry_after } => {
+                // Whole seconds, rounded up.
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+            }
+            _ => {}
+        }
+        response
     }
 }

@@ -3,19 +3,19 @@
 
 use std::future::Future;
 
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::error::ApiError;
-use crate::service::{Idempotency, IdempotencyStart};
+use crate::service::{Idempotency, IdempotencyStart, ServiceError};
+use crate::store::{HeldKey, StoredAnswer};
 
 pub const HEADER: &str = "idempotency-key";
 const MAX_KEY_CHARS: usize = 255;
-const MAX_STORED_BODY: usize = 64 * 1024;
 
 /// Documents the header on the routes that honour it.
 #[derive(Deserialize, IntoParams)]
@@ -51,7 +51,10 @@ fn parse_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// Runs `operation` once per (user, key); answers retries from the stored first answer.
-/// Server errors are not stored, so a retry after one runs the operation again.
+///
+/// The operation gets the key it holds (if the request has one) and either answers, having
+/// recorded that answer with the key in the transaction of its work, or fails having done
+/// nothing; then the key is released at once, so a retry runs the operation again.
 pub async fn run<F, Fut>(
     idempotency: &Idempotency,
     user_id: Uuid,
@@ -60,46 +63,57 @@ pub async fn run<F, Fut>(
     operation: F,
 ) -> Result<Response, ApiError>
 where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<Response, ApiError>>,
+    F: FnOnce(Option<HeldKey>) -> Fut,
+    Fut: Future<Output = Result<StoredAnswer, ApiError>>,
 {
     let Some(key) = parse_key(headers)? else {
-        return operation().await;
+        return operation(None).await.map(respond);
     };
-    if let IdempotencyStart::Replay { status, body } =
-        idempotency.start(user_id, &key, fingerprint).await?
-    {
-        return Ok(replay(status, body));
+    let held = match idempotency.start(user_id, &key, fingerprint).await? {
+        IdempotencyStart::Replay { status, body } => {
+            let mut response = respond(StoredAnswer { status, body });
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            return Ok(response);
+        }
+        IdempotencyStart::Run(held) => held,
+    };
+    match operation(Some(held.clone())).await {
+        Ok(answer) => Ok(respond(answer)),
+        Err(error) => {
+            if let Err(release) = idempotency.release(&held).await {
+                tracing::warn!(error = %release, "could not release an idempotency key");
+            }
+            Err(error)
+        }
     }
-
-    let response = operation()
-        .await
-        .unwrap_or_else(axum::response::IntoResponse::into_response);
-    let status = response.status();
-    if status.is_server_error() {
-        idempotency.release(user_id, &key).await?;
-        return Ok(response);
-    }
-    let (parts, body) = response.into_parts();
-    let bytes = to_bytes(body, MAX_STORED_BODY)
-        .await
-        .map_err(|error| anyhow::anyhow!("reading a response to store it: {error}"))?;
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    idempotency
-        .complete(user_id, &key, status.as_u16(), &text)
-        .await?;
-    Ok(Response::from_parts(parts, Body::from(bytes)))
 }
 
-fn replay(status: u16, body: String) -> Response {
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+/// A write's answer as clients (and retries) read it: `success` with `body`, or the refusal.
+pub fn answer<T: Serialize>(success: StatusCode, result: Result<T, ServiceError>) -> StoredAnswer {
+    let written = result.map_err(ApiError::from).and_then(|body| {
+        serde_json::to_string(&body).map_err(|error| ApiError::Internal(error.into()))
+    });
+    match written {
+        Ok(body) => StoredAnswer {
+            status: success.as_u16(),
+            body,
+        },
+        Err(refusal) => StoredAnswer {
+            status: refusal.status().as_u16(),
+            body: refusal.body(),
+        },
+    }
+}
+
+fn respond(answer: StoredAnswer) -> Response {
+    let mut response = Response::new(Body::from(answer.body));
+    *response.status_mut() =
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    response
-        .headers_mut()
-        .insert("idempotent-replayed", HeaderValue::from_static("true"));
     response
 }

@@ -105,6 +105,7 @@ impl From<StoreError> for ServiceError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Unavailable(_) => ServiceError::Unavailable(error),
+            StoreError::ClaimLost => ServiceError::IdempotencyKeyInProgress,
             other => ServiceError::Internal(other.into()),
         }
     }

@@ -1,15 +1,19 @@
 //! `Idempotency-Key`: a retried request by the same user within 24 h gets the first answer and
-//! does nothing a second time. This holds the rules; the HTTP layer turns answers into bytes.
+//! does nothing a second time. A request claims its key for a lease; its write records the
+//! answer in the same transaction (see [`crate::store::AnswerRecord`]), so a write that
+//! committed can always be replayed and one that did not leaves the key to be claimed again:
+//! at once when the request fails, after the lease when its process died.
 
 use std::time::Duration;
 
 use uuid::Uuid;
 
 use super::ServiceError;
-use crate::store::{DynStore, IdempotencyClaim, RequestKey, StoreError};
+use crate::store::{ClaimTerms, DynStore, HeldKey, IdempotencyClaim, RequestKey, StoreError};
 
-/// How long a retry waits for the first request with its key to finish.
-const WAIT_FOR_FIRST: Duration = Duration::from_secs(15);
+/// How much longer than a request may run its claim on a key is held: a request is cut off at
+/// the request timeout (its transaction rolled back), so an older unanswered claim was abandoned.
+const LEASE_MARGIN: Duration = Duration::from_secs(2);
 /// A waiting retry looks again after this, then twice as long each time, up to `MAX_PAUSE`.
 const FIRST_PAUSE: Duration = Duration::from_millis(20);
 const MAX_PAUSE: Duration = Duration::from_millis(500);
@@ -18,55 +22,74 @@ pub struct Idempotency {
     store: DynStore,
     /// Keys one user may hold over 24 h.
     keys_per_user: u32,
+    /// How long a claim holds without an answer: longer than a request may run.
+    lease: Duration,
+    /// How long a retry waits for the first request with its key to finish: well inside the
+    /// request timeout, so that it answers "in progress" rather than being cut off.
+    wait_for_first: Duration,
 }
 
 /// What to do with a request that carries a key.
 #[derive(Debug, PartialEq)]
 pub enum IdempotencyStart {
-    /// The key is new: do the work, then [`Idempotency::complete`] or [`Idempotency::release`].
-    Run,
+    /// The key is this request's: do the work, recording its answer with the key (or
+    /// [`Idempotency::release`] the key when the work did not commit).
+    Run(HeldKey),
     /// The key's first request already answered this.
     Replay { status: u16, body: String },
 }
 
 impl Idempotency {
-    pub fn new(store: DynStore, keys_per_user: u32) -> Self {
+    pub fn new(store: DynStore, keys_per_user: u32, request_timeout: Duration) -> Self {
         Self {
             store,
             keys_per_user,
+            lease: request_timeout + LEASE_MARGIN,
+            wait_for_first: request_timeout / 2,
         }
     }
 
     /// Claims `key` for `fingerprint` (what the request is). While a first request with the
     /// same key still runs, a retry waits for its answer, looking with reads (not writes) at
-    /// growing intervals.
+    /// growing intervals, and takes the key over if the first one's lease passes.
     pub async fn start(
         &self,
         user_id: Uuid,
         key: &str,
         fingerprint: &str,
     ) -> Result<IdempotencyStart, ServiceError> {
-        let key = RequestKey { user_id, key };
+        let request_key = RequestKey { user_id, key };
+        let claim = Uuid::new_v4();
         let started = tokio::time::Instant::now();
         let mut pause = FIRST_PAUSE;
-        let mut claim = self.claim(key, fingerprint).await?;
+        let mut state = self.claim(request_key, fingerprint, claim).await?;
         loop {
-            match claim {
-                IdempotencyClaim::Claimed => return Ok(IdempotencyStart::Run),
-                IdempotencyClaim::Completed { status, body } => {
-                    return Ok(IdempotencyStart::Replay { status, body });
+            match state {
+                IdempotencyClaim::Claimed => {
+                    let key = key.to_owned();
+                    return Ok(IdempotencyStart::Run(HeldKey {
+                        user_id,
+                        key,
+                        claim,
+                    }));
+                }
+                IdempotencyClaim::Completed(answer) => {
+                    return Ok(IdempotencyStart::Replay {
+                        status: answer.status,
+                        body: answer.body,
+                    });
                 }
                 IdempotencyClaim::Mismatch => return Err(ServiceError::IdempotencyKeyReused),
                 IdempotencyClaim::QuotaExceeded => {
                     return Err(ServiceError::TooManyIdempotencyKeys);
                 }
-                IdempotencyClaim::InProgress if started.elapsed() < WAIT_FOR_FIRST => {
+                IdempotencyClaim::InProgress if started.elapsed() < self.wait_for_first => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(MAX_PAUSE);
-                    claim = match self.store.peek_key(key, fingerprint).await? {
+                    state = match self.store.peek_key(request_key, fingerprint).await? {
                         Some(held) => held,
-                        // Released (the first failed) or forgotten meanwhile: claim it.
-                        None => self.claim(key, fingerprint).await?,
+                        // Released, abandoned or forgotten meanwhile: claim it.
+                        None => self.claim(request_key, fingerprint, claim).await?,
                     };
                 }
                 IdempotencyClaim::InProgress => {
@@ -80,29 +103,22 @@ impl Idempotency {
         &self,
         key: RequestKey<'_>,
         fingerprint: &str,
+        claim: Uuid,
     ) -> Result<IdempotencyClaim, ServiceError> {
-        let claim = self.store.claim_key(key, fingerprint, self.keys_per_user);
-        match claim.await {
+        let terms = ClaimTerms {
+            claim,
+            lease: self.lease,
+            quota: self.keys_per_user,
+        };
+        match self.store.claim_key(key, fingerprint, terms).await {
             // The key's user is gone: the token names a deleted account.
             Err(StoreError::ForeignKeyViolation) => Err(ServiceError::InvalidToken),
             other => Ok(other?),
         }
     }
 
-    /// Stores the answer a retry will get.
-    pub async fn complete(
-        &self,
-        user_id: Uuid,
-        key: &str,
-        status: u16,
-        body: &str,
-    ) -> Result<(), ServiceError> {
-        let key = RequestKey { user_id, key };
-        Ok(self.store.complete_key(key, status, body).await?)
-    }
-
-    /// Forgets a claim whose request failed without doing anything, so a retry may run.
-    pub async fn release(&self, user_id: Uuid, key: &str) -> Result<(), ServiceError> {
-        Ok(self.store.release_key(RequestKey { user_id, key }).await?)
+    /// Gives up a key whose work did not commit, so a retry may run at once.
+    pub async fn release(&self, held: &HeldKey) -> Result<(), ServiceError> {
+        Ok(self.store.release_key(held).await?)
     }
 }

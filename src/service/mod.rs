@@ -20,7 +20,7 @@ pub use events::Events;
 pub use health::Health;
 pub use idempotency::{Idempotency, IdempotencyStart};
 pub use search::{Search, SearchResult};
-pub use tickets::Tickets;
+pub use tickets::{KeyedWrite, TicketAnswer, Tickets};
 
 /// Where a service reads the time (tests may pin it).
 pub type Clock = fn() -> DateTime<Utc>;

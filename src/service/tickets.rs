@@ -6,7 +6,9 @@ use uuid::Uuid;
 
 use super::{Action, Resource, ServiceError};
 use crate::domain::{PageRequest, ReserveOutcome, TicketChange, TicketDetails, TicketStatus};
-use crate::store::{DynStore, NewReservation, Page, StoreError, TicketFilter};
+use crate::store::{
+    AnswerRecord, DynStore, HeldKey, NewReservation, Page, StoreError, StoredAnswer, TicketFilter,
+};
 use crate::telemetry;
 
 pub struct Tickets {
@@ -15,78 +17,117 @@ pub struct Tickets {
     hold: Duration,
 }
 
+/// What a ticket write answers: the ticket, or why not.
+pub type TicketAnswer = Result<TicketDetails, ServiceError>;
+
+/// A write under an `Idempotency-Key`: the key this request holds, and how the answer reads
+/// to a client, so that the store records it with the work.
+pub struct KeyedWrite<'a> {
+    pub held: &'a HeldKey,
+    pub answer: &'a (dyn Fn(TicketAnswer) -> StoredAnswer + Send + Sync),
+}
+
 impl Tickets {
     pub fn new(store: DynStore, hold: Duration) -> Self {
         Self { store, hold }
     }
 
-    #[tracing::instrument(skip(self))]
+    /// Reserves a seat. `Err`: nothing was done (and nothing recorded for the key); `Ok`:
+    /// the answer, recorded with the key when there is one.
+    #[tracing::instrument(skip(self, keyed))]
     pub async fn reserve(
         &self,
         user_id: Uuid,
         event_id: Uuid,
-    ) -> Result<TicketDetails, ServiceError> {
+        keyed: Option<KeyedWrite<'_>>,
+    ) -> Result<TicketAnswer, ServiceError> {
         let request = NewReservation {
             ticket_id: Uuid::now_v7(),
             user_id,
             event_id,
             hold: self.hold,
         };
-        let outcome = match self.store.reserve_ticket(&request).await {
+        let render;
+        let record = match &keyed {
+            Some(keyed) => {
+                render =
+                    |outcome: &ReserveOutcome| (keyed.answer)(reserved(outcome.clone(), event_id));
+                Some(AnswerRecord {
+                    held: keyed.held,
+                    answer: &render,
+                })
+            }
+            None => None,
+        };
+        let outcome = match self.store.reserve_ticket(&request, record.as_ref()).await {
             // The event row was just updated, so the missing reference is the token's user.
             Err(StoreError::ForeignKeyViolation) => return Err(ServiceError::InvalidToken),
             other => other?,
         };
         match outcome {
-            ReserveOutcome::Reserved(details) => {
-                telemetry::reservation_made();
-                Ok(*details)
-            }
-            ReserveOutcome::EventNotFound => Err(ServiceError::NotFound(Resource::Event, event_id)),
-            ReserveOutcome::EventStarted => Err(ServiceError::EventStarted),
-            ReserveOutcome::SoldOut => {
-                telemetry::sold_out_answered();
-                Err(ServiceError::SoldOut)
-            }
+            ReserveOutcome::Reserved(_) => telemetry::reservation_made(),
+            ReserveOutcome::SoldOut => telemetry::sold_out_answered(),
+            ReserveOutcome::EventNotFound | ReserveOutcome::EventStarted => {}
         }
+        Ok(reserved(outcome, event_id))
     }
 
-    #[tracing::instrument(skip(self))]
-    pub async fn pay(&self, user_id: Uuid, ticket_id: Uuid) -> Result<TicketDetails, ServiceError> {
-        match self.store.pay_ticket(ticket_id, user_id).await? {
-            TicketChange::Expired => Err(ServiceError::HoldExpired),
-            change => {
-                self.changed(user_id, ticket_id, change, Action::PayTicket)
-                    .await
-            }
-        }
+    /// Pays a reserved ticket; answers as [`Tickets::reserve`] does.
+    #[tracing::instrument(skip(self, keyed))]
+    pub async fn pay(
+        &self,
+        user_id: Uuid,
+        ticket_id: Uuid,
+        keyed: Option<KeyedWrite<'_>>,
+    ) -> Result<TicketAnswer, ServiceError> {
+        self.change(user_id, ticket_id, Change::Pay, keyed).await
     }
 
-    #[tracing::instrument(skip(self))]
+    /// Cancels a reserved ticket; answers as [`Tickets::reserve`] does.
+    #[tracing::instrument(skip(self, keyed))]
     pub async fn cancel(
         &self,
         user_id: Uuid,
         ticket_id: Uuid,
-    ) -> Result<TicketDetails, ServiceError> {
-        let change = self.store.cancel_ticket(ticket_id, user_id).await?;
-        self.changed(user_id, ticket_id, change, Action::CancelTicket)
-            .await
+        keyed: Option<KeyedWrite<'_>>,
+    ) -> Result<TicketAnswer, ServiceError> {
+        self.change(user_id, ticket_id, Change::Cancel, keyed).await
     }
 
-    /// The answer to a pay or cancel. A refusal for a ticket that is not found or not the
-    /// caller's first checks that the caller still exists (a deleted user's token is 401).
-    async fn changed(
+    async fn change(
         &self,
         user_id: Uuid,
         ticket_id: Uuid,
-        change: TicketChange,
-        action: Action,
-    ) -> Result<TicketDetails, ServiceError> {
+        change: Change,
+        keyed: Option<KeyedWrite<'_>>,
+    ) -> Result<TicketAnswer, ServiceError> {
+        let action = change.action();
+        let render;
+        let record = match &keyed {
+            Some(keyed) => {
+                render = |outcome: &TicketChange| {
+                    (keyed.answer)(changed(ticket_id, outcome.clone(), action))
+                };
+                Some(AnswerRecord {
+                    held: keyed.held,
+                    answer: &render,
+                })
+            }
+            None => None,
+        };
+        let record = record.as_ref();
+        let change = match change {
+            Change::Pay => self.store.pay_ticket(ticket_id, user_id, record).await?,
+            Change::Cancel => self.store.cancel_ticket(ticket_id, user_id, record).await?,
+        };
+        // A refusal for a ticket that is not found or not the caller's first checks that the
+        // caller still exists (a deleted user's token is 401). A keyed request's user existed
+        // when it claimed its key, and its answer is already recorded.
         let refused_as_stranger = matches!(change, TicketChange::NotFound | TicketChange::NotOwner);
-        if refused_as_stranger && !self.store.user_exists(user_id).await? {
+        if keyed.is_none() && refused_as_stranger && !self.store.user_exists(user_id).await? {
             return Err(ServiceError::InvalidToken);
         }
-        changed(ticket_id, change, action)
+        Ok(changed(ticket_id, change, action))
     }
 
     pub async fn get(&self, user_id: Uuid, ticket_id: Uuid) -> Result<TicketDetails, ServiceError> {
@@ -117,15 +158,36 @@ impl Tickets {
     }
 }
 
-fn changed(
-    ticket_id: Uuid,
-    change: TicketChange,
-    action: Action,
-) -> Result<TicketDetails, ServiceError> {
+#[derive(Clone, Copy)]
+enum Change {
+    Pay,
+    Cancel,
+}
+
+impl Change {
+    fn action(self) -> Action {
+        match self {
+            Change::Pay => Action::PayTicket,
+            Change::Cancel => Action::CancelTicket,
+        }
+    }
+}
+
+fn reserved(outcome: ReserveOutcome, event_id: Uuid) -> TicketAnswer {
+    match outcome {
+        ReserveOutcome::Reserved(details) => Ok(*details),
+        ReserveOutcome::EventNotFound => Err(ServiceError::NotFound(Resource::Event, event_id)),
+        ReserveOutcome::EventStarted => Err(ServiceError::EventStarted),
+        ReserveOutcome::SoldOut => Err(ServiceError::SoldOut),
+    }
+}
+
+fn changed(ticket_id: Uuid, change: TicketChange, action: Action) -> TicketAnswer {
     match change {
         TicketChange::Done(details) => Ok(*details),
         TicketChange::NotFound => Err(ServiceError::NotFound(Resource::Ticket, ticket_id)),
         TicketChange::NotOwner => Err(ServiceError::NotOwner(action)),
+        TicketChange::Expired if action == Action::PayTicket => Err(ServiceError::HoldExpired),
         TicketChange::Expired => Err(ServiceError::NotReserved(TicketStatus::Expired)),
         TicketChange::NotReserved(status) => Err(ServiceError::NotReserved(status)),
     }

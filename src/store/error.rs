@@ -13,6 +13,10 @@ pub enum StoreError {
     Unavailable(#[source] sqlx::Error),
     #[error("database error")]
     Database(#[source] sqlx::Error),
+    /// A keyed write found its `Idempotency-Key` taken over (its lease had passed): it was
+    /// rolled back, and the request now holding the key answers it.
+    #[error("the idempotency key is held by another request")]
+    ClaimLost,
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
 }

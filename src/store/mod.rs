@@ -112,16 +112,60 @@ pub struct NewReservation {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum IdempotencyClaim {
-    /// The key is new: the caller does the work and then completes or releases the key.
+    /// The key is new (or its last holder died): the caller holds it and does the work.
     Claimed,
     /// A request with this key already finished: its answer.
-    Completed { status: u16, body: String },
+    Completed(StoredAnswer),
     /// A request with this key is still being processed.
     InProgress,
     /// The key was used for a different request.
     Mismatch,
     /// The user already holds as many keys as allowed.
     QuotaExceeded,
+}
+
+/// What a retry with the same key gets back: a status and a body, opaque to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAnswer {
+    pub status: u16,
+    pub body: String,
+}
+
+/// How a request claims a key.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimTerms {
+    /// Names this request as the holder: only it may record the key's answer.
+    pub claim: Uuid,
+    /// How long the claim holds without an answer; after that a retry may take it over.
+    pub lease: Duration,
+    /// Keys the user may hold over 24 h.
+    pub quota: u32,
+}
+
+/// A key this request holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldKey {
+    pub user_id: Uuid,
+    pub key: String,
+    pub claim: Uuid,
+}
+
+impl HeldKey {
+    pub fn request_key(&self) -> RequestKey<'_> {
+        RequestKey {
+            user_id: self.user_id,
+            key: &self.key,
+        }
+    }
+}
+
+/// A keyed write's answer, recorded by the store in the transaction that does the write: a
+/// write that commits can always be replayed, one that does not leaves the key unanswered.
+/// Recording fails with [`StoreError::ClaimLost`] (and the write rolls back) when the key
+/// is no longer this request's.
+pub struct AnswerRecord<'a, O> {
+    pub held: &'a HeldKey,
+    pub answer: &'a (dyn Fn(&O) -> StoredAnswer + Send + Sync),
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -186,11 +230,26 @@ pub trait EventStore: Send + Sync {
 pub trait TicketStore: Send + Sync {
     /// Takes a seat and creates the held ticket atomically; reclaims the event's due holds
     /// before answering sold out.
-    async fn reserve_ticket(&self, request: &NewReservation) -> StoreResult<ReserveOutcome>;
+    /// With a `record`, the answer commits with the outcome.
+    async fn reserve_ticket(
+        &self,
+        request: &NewReservation,
+        record: Option<&AnswerRecord<'_, ReserveOutcome>>,
+    ) -> StoreResult<ReserveOutcome>;
     /// Pays a reserved ticket of `user_id` whose hold has not passed.
-    async fn pay_ticket(&self, ticket_id: Uuid, user_id: Uuid) -> StoreResult<TicketChange>;
+    async fn pay_ticket(
+        &self,
+        ticket_id: Uuid,
+        user_id: Uuid,
+        record: Option<&AnswerRecord<'_, TicketChange>>,
+    ) -> StoreResult<TicketChange>;
     /// Cancels a reserved ticket of `user_id` and gives its seat back, atomically.
-    async fn cancel_ticket(&self, ticket_id: Uuid, user_id: Uuid) -> StoreResult<TicketChange>;
+    async fn cancel_ticket(
+        &self,
+        ticket_id: Uuid,
+        user_id: Uuid,
+        record: Option<&AnswerRecord<'_, TicketChange>>,
+    ) -> StoreResult<TicketChange>;
     async fn find_ticket(&self, id: Uuid) -> StoreResult<Option<TicketDetails>>;
     /// A user's tickets, newest first; `status` filters on the effective status.
     async fn user_tickets(&self, filter: &TicketFilter) -> StoreResult<Page<TicketDetails>>;
@@ -208,25 +267,23 @@ pub struct RequestKey<'a> {
 
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    /// Takes `key` for the request described by `request_hash`, or says what holds it. A user
-    /// holds at most `quota` keys of the last 24 h.
+    /// Takes `key` for the request described by `request_hash`, or says what holds it. A
+    /// claim whose lease passed without an answer is taken over; a key older than 24 h is
+    /// forgotten and taken anew.
     async fn claim_key(
         &self,
         key: RequestKey<'_>,
         request_hash: &str,
-        quota: u32,
+        terms: ClaimTerms,
     ) -> StoreResult<IdempotencyClaim>;
-    /// What holds `key` now, read without writing; `None` when nothing (or nothing younger
-    /// than 24 h) does.
+    /// What holds `key` now, read without writing; `None` when it may be claimed.
     async fn peek_key(
         &self,
         key: RequestKey<'_>,
         request_hash: &str,
     ) -> StoreResult<Option<IdempotencyClaim>>;
-    /// Stores the answer a retry with `key` will get.
-    async fn complete_key(&self, key: RequestKey<'_>, status: u16, body: &str) -> StoreResult<()>;
-    /// Forgets a claim whose request failed before doing anything, so a retry may run.
-    async fn release_key(&self, key: RequestKey<'_>) -> StoreResult<()>;
+    /// Gives up a claim whose work did not commit, so a retry may run at once.
+    async fn release_key(&self, held: &HeldKey) -> StoreResult<()>;
     async fn purge_keys(&self, older_than: DateTime<Utc>) -> StoreResult<u64>;
 }
 

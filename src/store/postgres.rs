@@ -7,15 +7,16 @@ use std::str::FromStr;
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{FromRow, Postgres, QueryBuilder};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{FromRow, Postgres, QueryBuilder, Transaction};
 use uuid::Uuid;
 
 use super::sql::{self, CredentialsRow, parse_status};
 use super::{
-    Backend, EventFilter, EventStore, IdempotencyClaim, IdempotencyStore, Infrastructure,
-    NearbyQuery, NewReservation, Page, PoolStats, RequestKey, StoreError, StoreOptions,
-    StoreResult, TicketFilter, TicketStore, UserStore,
+    AnswerRecord, Backend, ClaimTerms, EventFilter, EventStore, HeldKey, IdempotencyClaim,
+    IdempotencyStore, Infrastructure, NearbyQuery, NewReservation, Page, PoolStats, RequestKey,
+    StoreError, StoreOptions, StoreResult, StoredAnswer, TicketFilter, TicketStore, UserStore,
 };
 use crate::domain::{
     Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewUser, PageRequest,
@@ -25,6 +26,7 @@ use crate::domain::{
 type UserRow = sql::UserRow<DateTime<Utc>>;
 type EventRow = sql::EventRow<DateTime<Utc>>;
 type TicketRow = sql::TicketRow<DateTime<Utc>>;
+type KeyRow = sql::KeyRow<DateTime<Utc>>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -84,68 +86,13 @@ impl PgStore {
         Ok(Self { pool })
     }
 
-    async fn reserve_once(&self, request: &NewReservation) -> StoreResult<Option<TicketDetails>> {
-        let row: Option<TicketRow> = sqlx::query_as(
-            "WITH seat AS (
-                UPDATE events SET tickets_sold = tickets_sold + 1, updated_at = now()
-                WHERE id = $1 AND tickets_sold < total_tickets AND start_time > now()
-                RETURNING id, title, start_time, end_time, venue_name, city, state
-            ), ticket AS (
-                INSERT INTO tickets (id, user_id, event_id, status, expires_at)
-                SELECT $2, $3, seat.id, 'reserved', now() + make_interval(secs => $4) FROM seat
-                RETURNING id, user_id, event_id, status, expires_at, paid_at, created_at, updated_at
-            )
-            SELECT ticket.*, u.name AS user_name, u.email AS user_email,
-                   seat.title AS event_title, seat.start_time AS event_start_time,
-                   seat.end_time AS event_end_time, seat.venue_name AS event_venue_name,
-                   seat.city AS event_city, seat.state AS event_state
-            FROM ticket CROSS JOIN seat JOIN users u ON u.id = ticket.user_id",
-        )
-        .bind(request.event_id)
-        .bind(request.ticket_id)
-        .bind(request.user_id)
-        .bind(request.hold.as_secs_f64())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(TicketRow::into_details).transpose()
-    }
-
-    /// Runs a pay or cancel statement (`$1` ticket, `$2` owner) that returns the changed ticket
-    /// with its summaries, or explains why nothing changed.
-    async fn change_ticket(
-        &self,
-        statement: &'static str,
-        ticket_id: Uuid,
-        user_id: Uuid,
-    ) -> StoreResult<TicketChange> {
-        let row: Option<TicketRow> = sqlx::query_as(statement)
-            .bind(ticket_id)
-            .bind(user_id)
+    async fn key_row(&self, key: RequestKey<'_>) -> StoreResult<Option<KeyRow>> {
+        let row = sqlx::query_as(sql::PEEK_KEY)
+            .bind(key.user_id)
+            .bind(key.key)
             .fetch_optional(&self.pool)
             .await?;
-        match row {
-            Some(row) => Ok(TicketChange::Done(Box::new(row.into_details()?))),
-            None => self.diagnose_ticket(ticket_id, user_id).await,
-        }
-    }
-
-    /// Explains why a ticket could not be paid or cancelled.
-    async fn diagnose_ticket(&self, ticket_id: Uuid, user_id: Uuid) -> StoreResult<TicketChange> {
-        let row: Option<(Uuid, String, bool)> = sqlx::query_as(
-            "SELECT user_id, status, expires_at <= now() FROM tickets WHERE id = $1",
-        )
-        .bind(ticket_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some((owner, status, past_deadline)) = row else {
-            return Ok(TicketChange::NotFound);
-        };
-        Ok(TicketChange::refusal(
-            owner,
-            user_id,
-            parse_status(&status)?,
-            past_deadline,
-        ))
+        Ok(row)
     }
 
     async fn event_owner(&self, id: Uuid) -> StoreResult<Option<Uuid>> {
@@ -155,6 +102,168 @@ impl PgStore {
             .await?;
         Ok(owner)
     }
+}
+
+/// The connection one ticket write runs on: statements commit one by one, or, when the write
+/// records a keyed answer, together with that answer in one transaction.
+enum WriteConn {
+    Autocommit(PoolConnection<Postgres>),
+    Transaction(Transaction<'static, Postgres>),
+}
+
+impl WriteConn {
+    async fn open<O>(pool: &PgPool, record: Option<&AnswerRecord<'_, O>>) -> StoreResult<Self> {
+        Ok(match record {
+            None => WriteConn::Autocommit(pool.acquire().await?),
+            Some(_) => WriteConn::Transaction(pool.begin().await?),
+        })
+    }
+
+    /// Records the answer to `outcome` and commits it with the work.
+    async fn finish<O>(self, record: Option<&AnswerRecord<'_, O>>, outcome: O) -> StoreResult<O> {
+        let (WriteConn::Transaction(mut tx), Some(record)) = (self, record) else {
+            return Ok(outcome);
+        };
+        let StoredAnswer { status, body } = (record.answer)(&outcome);
+        let held = record.held;
+        let recorded = sqlx::query(sql::RECORD_ANSWER)
+            .bind(held.user_id)
+            .bind(&held.key)
+            .bind(i16::try_from(status).unwrap_or(500))
+            .bind(body)
+            .bind(held.claim)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if recorded == 0 {
+            return Err(StoreError::ClaimLost);
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+}
+
+impl std::ops::Deref for WriteConn {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        match self {
+            WriteConn::Autocommit(conn) => conn,
+            WriteConn::Transaction(tx) => tx,
+        }
+    }
+}
+
+impl std::ops::DerefMut for WriteConn {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match self {
+            WriteConn::Autocommit(conn) => conn,
+            WriteConn::Transaction(tx) => tx,
+        }
+    }
+}
+
+async fn reserve_once(
+    conn: &mut PgConnection,
+    request: &NewReservation,
+) -> StoreResult<Option<TicketDetails>> {
+    let row: Option<TicketRow> = sqlx::query_as(
+        "WITH seat AS (
+            UPDATE events SET tickets_sold = tickets_sold + 1, updated_at = now()
+            WHERE id = $1 AND tickets_sold < total_tickets AND start_time > now()
+            RETURNING id, title, start_time, end_time, venue_name, city, state
+        ), ticket AS (
+            INSERT INTO tickets (id, user_id, event_id, status, expires_at)
+            SELECT $2, $3, seat.id, 'reserved', now() + make_interval(secs => $4) FROM seat
+            RETURNING id, user_id, event_id, status, expires_at, paid_at, created_at, updated_at
+        )
+        SELECT ticket.*, u.name AS user_name, u.email AS user_email,
+               seat.title AS event_title, seat.start_time AS event_start_time,
+               seat.end_time AS event_end_time, seat.venue_name AS event_venue_name,
+               seat.city AS event_city, seat.state AS event_state
+        FROM ticket CROSS JOIN seat JOIN users u ON u.id = ticket.user_id",
+    )
+    .bind(request.event_id)
+    .bind(request.ticket_id)
+    .bind(request.user_id)
+    .bind(request.hold.as_secs_f64())
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(TicketRow::into_details).transpose()
+}
+
+/// Takes a seat and creates the held ticket; reclaims the event's due holds before answering
+/// sold out.
+async fn reserve(conn: &mut PgConnection, request: &NewReservation) -> StoreResult<ReserveOutcome> {
+    if let Some(details) = reserve_once(conn, request).await? {
+        return Ok(ReserveOutcome::Reserved(Box::new(details)));
+    }
+    let state: Option<(bool, bool)> = sqlx::query_as(
+        "SELECT start_time <= now(), tickets_sold >= total_tickets FROM events WHERE id = $1",
+    )
+    .bind(request.event_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match state {
+        None => Ok(ReserveOutcome::EventNotFound),
+        Some((true, _)) => Ok(ReserveOutcome::EventStarted),
+        Some((false, sold_out)) => {
+            // Looks sold out: release this event's due holds, then try once more.
+            let released: (i64, i64) = sqlx::query_as(expire_holds!("AND event_id = $2"))
+                .bind(i64::MAX)
+                .bind(request.event_id)
+                .fetch_one(&mut *conn)
+                .await?;
+            if sold_out && released.0 == 0 {
+                return Ok(ReserveOutcome::SoldOut);
+            }
+            Ok(match reserve_once(conn, request).await? {
+                Some(details) => ReserveOutcome::Reserved(Box::new(details)),
+                None => ReserveOutcome::SoldOut,
+            })
+        }
+    }
+}
+
+/// Runs a pay or cancel statement (`$1` ticket, `$2` owner) that returns the changed ticket
+/// with its summaries, or explains why nothing changed.
+async fn change_ticket(
+    conn: &mut PgConnection,
+    statement: &'static str,
+    ticket_id: Uuid,
+    user_id: Uuid,
+) -> StoreResult<TicketChange> {
+    let row: Option<TicketRow> = sqlx::query_as(statement)
+        .bind(ticket_id)
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match row {
+        Some(row) => Ok(TicketChange::Done(Box::new(row.into_details()?))),
+        None => diagnose_ticket(conn, ticket_id, user_id).await,
+    }
+}
+
+/// Explains why a ticket could not be paid or cancelled.
+async fn diagnose_ticket(
+    conn: &mut PgConnection,
+    ticket_id: Uuid,
+    user_id: Uuid,
+) -> StoreResult<TicketChange> {
+    let row: Option<(Uuid, String, bool)> =
+        sqlx::query_as("SELECT user_id, status, expires_at <= now() FROM tickets WHERE id = $1")
+            .bind(ticket_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some((owner, status, past_deadline)) = row else {
+        return Ok(TicketChange::NotFound);
+    };
+    Ok(TicketChange::refusal(
+        owner,
+        user_id,
+        parse_status(&status)?,
+        past_deadline,
+    ))
 }
 
 async fn ensure_postgis_available(pool: &PgPool) -> anyhow::Result<()> {
@@ -374,40 +483,24 @@ impl EventStore for PgStore {
 
 #[async_trait]
 impl TicketStore for PgStore {
-    #[tracing::instrument(skip(self), fields(event_id = %request.event_id))]
-    async fn reserve_ticket(&self, request: &NewReservation) -> StoreResult<ReserveOutcome> {
-        if let Some(details) = self.reserve_once(request).await? {
-            return Ok(ReserveOutcome::Reserved(Box::new(details)));
-        }
-        let state: Option<(bool, bool)> = sqlx::query_as(
-            "SELECT start_time <= now(), tickets_sold >= total_tickets FROM events WHERE id = $1",
-        )
-        .bind(request.event_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        match state {
-            None => Ok(ReserveOutcome::EventNotFound),
-            Some((true, _)) => Ok(ReserveOutcome::EventStarted),
-            Some((false, sold_out)) => {
-                // Looks sold out: release this event's due holds, then try once more.
-                let released: (i64, i64) = sqlx::query_as(expire_holds!("AND event_id = $2"))
-                    .bind(i64::MAX)
-                    .bind(request.event_id)
-                    .fetch_one(&self.pool)
-                    .await?;
-                if sold_out && released.0 == 0 {
-                    return Ok(ReserveOutcome::SoldOut);
-                }
-                Ok(match self.reserve_once(request).await? {
-                    Some(details) => ReserveOutcome::Reserved(Box::new(details)),
-                    None => ReserveOutcome::SoldOut,
-                })
-            }
-        }
+    #[tracing::instrument(skip(self, record), fields(event_id = %request.event_id))]
+    async fn reserve_ticket(
+        &self,
+        request: &NewReservation,
+        record: Option<&AnswerRecord<'_, ReserveOutcome>>,
+    ) -> StoreResult<ReserveOutcome> {
+        let mut conn = WriteConn::open(&self.pool, record).await?;
+        let outcome = reserve(&mut conn, request).await?;
+        conn.finish(record, outcome).await
     }
 
-    #[tracing::instrument(skip(self))]
-    async fn pay_ticket(&self, ticket_id: Uuid, user_id: Uuid) -> StoreResult<TicketChange> {
+    #[tracing::instrument(skip(self, record))]
+    async fn pay_ticket(
+        &self,
+        ticket_id: Uuid,
+        user_id: Uuid,
+        record: Option<&AnswerRecord<'_, TicketChange>>,
+    ) -> StoreResult<TicketChange> {
         // The deadline is judged by the database clock inside the row lock: a payment and the
         // sweeper racing for one ticket cannot both win.
         const PAY: &str = concat!(
@@ -420,11 +513,18 @@ impl TicketStore for PgStore {
             " FROM t",
             ticket_joins!()
         );
-        self.change_ticket(PAY, ticket_id, user_id).await
+        let mut conn = WriteConn::open(&self.pool, record).await?;
+        let change = change_ticket(&mut conn, PAY, ticket_id, user_id).await?;
+        conn.finish(record, change).await
     }
 
-    #[tracing::instrument(skip(self))]
-    async fn cancel_ticket(&self, ticket_id: Uuid, user_id: Uuid) -> StoreResult<TicketChange> {
+    #[tracing::instrument(skip(self, record))]
+    async fn cancel_ticket(
+        &self,
+        ticket_id: Uuid,
+        user_id: Uuid,
+        record: Option<&AnswerRecord<'_, TicketChange>>,
+    ) -> StoreResult<TicketChange> {
         const CANCEL: &str = "WITH t AS (
                 UPDATE tickets SET status = 'cancelled', updated_at = now()
                 WHERE id = $1 AND user_id = $2 AND status = 'reserved' AND expires_at > now()
@@ -440,7 +540,9 @@ impl TicketStore for PgStore {
                    seat.end_time AS event_end_time, seat.venue_name AS event_venue_name,
                    seat.city AS event_city, seat.state AS event_state
             FROM t JOIN seat ON seat.id = t.event_id JOIN users u ON u.id = t.user_id";
-        self.change_ticket(CANCEL, ticket_id, user_id).await
+        let mut conn = WriteConn::open(&self.pool, record).await?;
+        let change = change_ticket(&mut conn, CANCEL, ticket_id, user_id).await?;
+        conn.finish(record, change).await
     }
 
     async fn find_ticket(&self, id: Uuid) -> StoreResult<Option<TicketDetails>> {
@@ -467,32 +569,44 @@ impl IdempotencyStore for PgStore {
         &self,
         key: RequestKey<'_>,
         request_hash: &str,
-        quota: u32,
+        terms: ClaimTerms,
     ) -> StoreResult<IdempotencyClaim> {
-        // A key older than 24 h is forgotten: the new request takes it over. A new key is
-        // taken only while the user holds fewer than `quota` keys.
+        // A new key is taken while the user holds fewer than `quota` others. A held key is
+        // taken over when it is forgotten (24 h) or its holder's lease passed unanswered.
         let claimed = sqlx::query_scalar::<_, i32>(
-            "INSERT INTO idempotency_keys (user_id, key, request_hash)
-             SELECT $1, $2, $3
+            "INSERT INTO idempotency_keys (user_id, key, request_hash, claim, lease_until)
+             SELECT $1, $2, $3, $4, now() + make_interval(secs => $5)
              WHERE (SELECT count(*) FROM idempotency_keys
-                    WHERE user_id = $1 AND created_at > now() - interval '24 hours') < $4
+                    WHERE user_id = $1 AND key <> $2
+                      AND created_at > now() - interval '24 hours') < $6
              ON CONFLICT (user_id, key) DO UPDATE
                 SET request_hash = EXCLUDED.request_hash, response_status = NULL,
-                    response_body = NULL, created_at = now()
+                    response_body = NULL, created_at = now(), claim = EXCLUDED.claim,
+                    lease_until = EXCLUDED.lease_until
                 WHERE idempotency_keys.created_at < now() - interval '24 hours'
+                   OR (idempotency_keys.response_status IS NULL
+                       AND idempotency_keys.request_hash = EXCLUDED.request_hash
+                       AND coalesce(idempotency_keys.lease_until <= now(), true))
              RETURNING 1",
         )
         .bind(key.user_id)
         .bind(key.key)
         .bind(request_hash)
-        .bind(i64::from(quota))
+        .bind(terms.claim)
+        .bind(terms.lease.as_secs_f64())
+        .bind(i64::from(terms.quota))
         .fetch_optional(&self.pool)
         .await?;
         if claimed.is_some() {
             return Ok(IdempotencyClaim::Claimed);
         }
-        let held = self.peek_key(key, request_hash).await?;
-        Ok(held.unwrap_or(IdempotencyClaim::QuotaExceeded))
+        let row = self.key_row(key).await?;
+        if row.is_none() {
+            return Ok(IdempotencyClaim::QuotaExceeded);
+        }
+        // Claimable by this server's clock but not yet by the database's: still in progress.
+        let held = sql::KeyRow::held(row, request_hash, Utc::now())?;
+        Ok(held.unwrap_or(IdempotencyClaim::InProgress))
     }
 
     async fn peek_key(
@@ -500,34 +614,15 @@ impl IdempotencyStore for PgStore {
         key: RequestKey<'_>,
         request_hash: &str,
     ) -> StoreResult<Option<IdempotencyClaim>> {
-        let row: Option<sql::KeyRow<DateTime<Utc>>> = sqlx::query_as(sql::PEEK_KEY)
-            .bind(key.user_id)
-            .bind(key.key)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row
-            .map(|row| row.claim(request_hash, Utc::now()))
-            .transpose()?
-            .flatten())
+        let row = self.key_row(key).await?;
+        sql::KeyRow::held(row, request_hash, Utc::now())
     }
 
-    async fn complete_key(&self, key: RequestKey<'_>, status: u16, body: &str) -> StoreResult<()> {
-        let RequestKey { user_id, key } = key;
-        sqlx::query(sql::COMPLETE_IDEMPOTENCY_KEY)
-            .bind(user_id)
-            .bind(key)
-            .bind(i16::try_from(status).unwrap_or(500))
-            .bind(body)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn release_key(&self, key: RequestKey<'_>) -> StoreResult<()> {
-        let RequestKey { user_id, key } = key;
+    async fn release_key(&self, held: &HeldKey) -> StoreResult<()> {
         sqlx::query(sql::RELEASE_IDEMPOTENCY_KEY)
-            .bind(user_id)
-            .bind(key)
+            .bind(held.user_id)
+            .bind(&held.key)
+            .bind(held.claim)
             .execute(&self.pool)
             .await?;
         Ok(())

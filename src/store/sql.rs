@@ -6,7 +6,7 @@ use sqlx::query::QueryAs;
 use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
 use uuid::Uuid;
 
-use super::{EventFilter, IdempotencyClaim, StoreError};
+use super::{EventFilter, IdempotencyClaim, StoreError, StoredAnswer};
 use crate::domain::{
     Event, EventDraft, EventSummary, GeoPoint, NewUser, Ticket, TicketDetails, TicketStatus, User,
     UserSummary, Venue, VenueFields,
@@ -106,13 +106,14 @@ pub(super) const TICKETS_ORDER: &str = " ORDER BY t.created_at DESC, t.id DESC";
 pub(super) const TICKET_STATE: &str =
     "SELECT user_id, status, expires_at <= $2 FROM tickets WHERE id = $1";
 pub(super) const PEEK_KEY: &str = "SELECT request_hash,
-        CAST(response_status AS BIGINT) AS response_status, response_body, created_at
+        CAST(response_status AS BIGINT) AS response_status, response_body, created_at, lease_until
      FROM idempotency_keys WHERE user_id = $1 AND key = $2";
-pub(super) const COMPLETE_IDEMPOTENCY_KEY: &str =
-    "UPDATE idempotency_keys SET response_status = $3, response_body = $4
-     WHERE user_id = $1 AND key = $2";
+/// Records the answer of the request holding claim `$5`: no row when the claim was lost.
+pub(super) const RECORD_ANSWER: &str =
+    "UPDATE idempotency_keys SET response_status = $3, response_body = $4, lease_until = NULL
+     WHERE user_id = $1 AND key = $2 AND claim = $5 AND response_status IS NULL";
 pub(super) const RELEASE_IDEMPOTENCY_KEY: &str = "DELETE FROM idempotency_keys
-     WHERE user_id = $1 AND key = $2 AND response_status IS NULL";
+     WHERE user_id = $1 AND key = $2 AND claim = $3 AND response_status IS NULL";
 pub(super) const PURGE_IDEMPOTENCY_KEYS: &str =
     "DELETE FROM idempotency_keys WHERE created_at < $1";
 
@@ -564,27 +565,38 @@ pub(super) struct KeyRow<T> {
     response_status: Option<i64>,
     response_body: Option<String>,
     created_at: T,
+    lease_until: Option<T>,
 }
 
 impl<T: StoredTime> KeyRow<T> {
-    /// What this key says about a new request with the same key at `now`; `None` once the
-    /// key is forgotten.
-    pub(super) fn claim(
-        self,
+    /// What `row` says about a new request with the same key at `now`; `None` when the key
+    /// may be claimed (there is none, it is forgotten, or its holder's lease passed).
+    pub(super) fn held(
+        row: Option<Self>,
         request_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<IdempotencyClaim>, StoreError> {
-        if self.created_at.into_utc()? <= now - KEY_LIFETIME {
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        if row.created_at.into_utc()? <= now - KEY_LIFETIME {
             return Ok(None);
         }
-        if self.request_hash != request_hash {
+        if row.request_hash != request_hash {
             return Ok(Some(IdempotencyClaim::Mismatch));
         }
-        let status = self.response_status.and_then(|s| u16::try_from(s).ok());
-        Ok(Some(match (status, self.response_body) {
-            (Some(status), Some(body)) => IdempotencyClaim::Completed { status, body },
-            _ => IdempotencyClaim::InProgress,
-        }))
+        let status = row.response_status.and_then(|s| u16::try_from(s).ok());
+        if let (Some(status), Some(body)) = (status, row.response_body) {
+            return Ok(Some(IdempotencyClaim::Completed(StoredAnswer {
+                status,
+                body,
+            })));
+        }
+        let leased = match row.lease_until {
+            Some(lease_until) => lease_until.into_utc()? > now,
+            None => false,
+        };
+        Ok(leased.then_some(IdempotencyClaim::InProgress))
     }
 }
 

@@ -19,9 +19,9 @@ use uuid::Uuid;
 
 use super::sql::{self, CredentialsRow, Micros, parse_status};
 use super::{
-    Backend, EventFilter, EventStore, IdempotencyClaim, IdempotencyStore, Infrastructure,
-    NearbyQuery, NewReservation, Page, PoolStats, RequestKey, StoreError, StoreOptions,
-    StoreResult, TicketFilter, TicketStore, UserStore,
+    AnswerRecord, Backend, ClaimTerms, EventFilter, EventStore, HeldKey, IdempotencyClaim,
+    IdempotencyStore, Infrastructure, NearbyQuery, NewReservation, Page, PoolStats, RequestKey,
+    StoreError, StoreOptions, StoreResult, StoredAnswer, TicketFilter, TicketStore, UserStore,
 };
 use crate::domain::{
     Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewUser, PageRequest,
@@ -31,6 +31,7 @@ use crate::domain::{
 type UserRow = sql::UserRow<Micros>;
 type EventRow = sql::EventRow<Micros>;
 type TicketRow = sql::TicketRow<Micros>;
+type KeyRow = sql::KeyRow<Micros>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -62,12 +63,13 @@ pub(super) struct WriteTx {
 
 impl WriteTx {
     async fn begin(writer: &SqlitePool) -> StoreResult<Self> {
-        let mut conn = writer.acquire().await?;
-        if let Err(error) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
-            conn.close_on_drop();
-            return Err(error.into());
-        }
-        Ok(Self { conn: Some(conn) })
+        // Owned by the transaction before BEGIN runs: a caller cut off while BEGIN waits for
+        // the lock drops the connection (see `Drop`) rather than pooling one mid-transaction.
+        let mut tx = Self {
+            conn: Some(writer.acquire().await?),
+        };
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *tx).await?;
+        Ok(tx)
     }
 
     async fn end(mut self, statement: &'static str) -> StoreResult<()> {
@@ -89,6 +91,33 @@ impl WriteTx {
 
     async fn rollback(self) -> StoreResult<()> {
         self.end("ROLLBACK").await
+    }
+
+    /// Records the answer to `outcome` (a keyed write) and commits it with the work.
+    async fn finish<O>(
+        mut self,
+        record: Option<&AnswerRecord<'_, O>>,
+        outcome: O,
+    ) -> StoreResult<O> {
+        if let Some(record) = record {
+            let StoredAnswer { status, body } = (record.answer)(&outcome);
+            let held = record.held;
+            let recorded = sqlx::query(sql::RECORD_ANSWER)
+                .bind(held.user_id)
+                .bind(&held.key)
+                .bind(i64::from(status))
+                .bind(body)
+                .bind(held.claim)
+                .execute(&mut *self)
+                .await?
+                .rows_affected();
+            if recorded == 0 {
+                self.rollback().await?;
+                return Err(StoreError::ClaimLost);
+            }
+        }
+        self.commit().await?;
+        Ok(outcome)
     }
 }
 
@@ -163,29 +192,6 @@ impl SqliteStore {
         })
     }
 
-    /// Explains why a ticket could not be paid or cancelled.
-    async fn diagnose_ticket(
-        &self,
-        ticket_id: Uuid,
-        user_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> StoreResult<TicketChange> {
-        let row: Option<(Uuid, String, bool)> = sqlx::query_as(sql::TICKET_STATE)
-            .bind(ticket_id)
-            .bind(Micros::from(now))
-            .fetch_optional(&self.writer)
-            .await?;
-        let Some((owner, status, past_deadline)) = row else {
-            return Ok(TicketChange::NotFound);
-        };
-        Ok(TicketChange::refusal(
-            owner,
-            user_id,
-            parse_status(&status)?,
-            past_deadline,
-        ))
-    }
-
     /// The common case of a reservation, written together with whatever other reservations
     /// arrived at the same time (see [`batch`]). `None` when no seat was taken.
     async fn reserve_batched(
@@ -245,6 +251,99 @@ pub(super) async fn ticket_details_on(
         .fetch_optional(conn)
         .await?;
     row.map(TicketRow::into_details).transpose()
+}
+
+/// Why a ticket could not be paid or cancelled, read inside the write transaction.
+async fn diagnose_ticket(
+    conn: &mut SqliteConnection,
+    ticket_id: Uuid,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> StoreResult<TicketChange> {
+    let row: Option<(Uuid, String, bool)> = sqlx::query_as(sql::TICKET_STATE)
+        .bind(ticket_id)
+        .bind(Micros::from(now))
+        .fetch_optional(conn)
+        .await?;
+    let Some((owner, status, past_deadline)) = row else {
+        return Ok(TicketChange::NotFound);
+    };
+    Ok(TicketChange::refusal(
+        owner,
+        user_id,
+        parse_status(&status)?,
+        past_deadline,
+    ))
+}
+
+/// The ticket a pay or cancel just changed.
+async fn changed_ticket(conn: &mut SqliteConnection, ticket_id: Uuid) -> StoreResult<TicketChange> {
+    Ok(match ticket_details_on(conn, ticket_id).await? {
+        Some(details) => TicketChange::Done(Box::new(details)),
+        None => TicketChange::NotFound,
+    })
+}
+
+/// A reservation inside the caller's write transaction: takes a seat and creates the held
+/// ticket, releasing the event's due holds first when it looks sold out.
+async fn reserve_in(
+    conn: &mut SqliteConnection,
+    request: &NewReservation,
+    now: DateTime<Utc>,
+) -> StoreResult<ReserveOutcome> {
+    let expires_at = now
+        + Duration::from_std(request.hold)
+            .map_err(|_| StoreError::Corrupt("hold duration out of range".into()))?;
+    let take_seat = "UPDATE events SET tickets_sold = tickets_sold + 1, updated_at = ?2
+                     WHERE id = ?1 AND tickets_sold < total_tickets AND start_time > ?2";
+    let mut taken = sqlx::query(take_seat)
+        .bind(request.event_id)
+        .bind(Micros::from(now))
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    if taken == 0 {
+        let state: Option<(bool, bool)> = sqlx::query_as(
+            "SELECT start_time <= ?2, tickets_sold >= total_tickets FROM events WHERE id = ?1",
+        )
+        .bind(request.event_id)
+        .bind(Micros::from(now))
+        .fetch_optional(&mut *conn)
+        .await?;
+        match state {
+            None => return Ok(ReserveOutcome::EventNotFound),
+            Some((true, _)) => return Ok(ReserveOutcome::EventStarted),
+            Some((false, _)) => {
+                // Looks sold out: release this event's due holds, then try once more.
+                if expire_holds(conn, Some(request.event_id), i64::MAX, now).await? > 0 {
+                    taken = sqlx::query(take_seat)
+                        .bind(request.event_id)
+                        .bind(Micros::from(now))
+                        .execute(&mut *conn)
+                        .await?
+                        .rows_affected();
+                }
+                if taken == 0 {
+                    return Ok(ReserveOutcome::SoldOut);
+                }
+            }
+        }
+    }
+    sqlx::query(
+        "INSERT INTO tickets (id, user_id, event_id, status, expires_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, 'reserved', ?4, ?5, ?5)",
+    )
+    .bind(request.ticket_id)
+    .bind(request.user_id)
+    .bind(request.event_id)
+    .bind(Micros::from(expires_at))
+    .bind(Micros::from(now))
+    .execute(&mut *conn)
+    .await?;
+    let details = ticket_details_on(conn, request.ticket_id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("reserved ticket vanished".into()))?;
+    Ok(ReserveOutcome::Reserved(Box::new(details)))
 }
 
 /// Expires due holds (all, or of one event) inside the caller's write transaction and gives
@@ -550,80 +649,36 @@ impl EventStore for SqliteStore {
 
 #[async_trait]
 impl TicketStore for SqliteStore {
-    #[tracing::instrument(skip(self), fields(event_id = %request.event_id))]
-    async fn reserve_ticket(&self, request: &NewReservation) -> StoreResult<ReserveOutcome> {
+    #[tracing::instrument(skip(self, record), fields(event_id = %request.event_id))]
+    async fn reserve_ticket(
+        &self,
+        request: &NewReservation,
+        record: Option<&AnswerRecord<'_, ReserveOutcome>>,
+    ) -> StoreResult<ReserveOutcome> {
         let now = Utc::now();
-        let expires_at = now
-            + Duration::from_std(request.hold)
-                .map_err(|_| StoreError::Corrupt("hold duration out of range".into()))?;
-        if let Some(details) = self.reserve_batched(request).await? {
-            return Ok(ReserveOutcome::Reserved(Box::new(details)));
-        }
-        if let Some(refusal) = self.refusal_without_writing(request.event_id, now).await? {
-            return Ok(refusal);
-        }
-        // No seat taken: find out why inside a write transaction, releasing this event's due
-        // holds first when it looks sold out.
-        let mut tx = begin_immediate(&self.writer).await?;
-        let take_seat = "UPDATE events SET tickets_sold = tickets_sold + 1, updated_at = ?2
-                         WHERE id = ?1 AND tickets_sold < total_tickets AND start_time > ?2";
-        let mut taken = sqlx::query(take_seat)
-            .bind(request.event_id)
-            .bind(Micros::from(now))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if taken == 0 {
-            let state: Option<(bool, bool)> = sqlx::query_as(
-                "SELECT start_time <= ?2, tickets_sold >= total_tickets FROM events WHERE id = ?1",
-            )
-            .bind(request.event_id)
-            .bind(Micros::from(now))
-            .fetch_optional(&mut *tx)
-            .await?;
-            let refusal = match state {
-                None => Some(ReserveOutcome::EventNotFound),
-                Some((true, _)) => Some(ReserveOutcome::EventStarted),
-                Some((false, _)) => {
-                    // Looks sold out: release this event's due holds, then try once more.
-                    if expire_holds(&mut tx, Some(request.event_id), i64::MAX, now).await? > 0 {
-                        taken = sqlx::query(take_seat)
-                            .bind(request.event_id)
-                            .bind(Micros::from(now))
-                            .execute(&mut *tx)
-                            .await?
-                            .rows_affected();
-                    }
-                    (taken == 0).then_some(ReserveOutcome::SoldOut)
-                }
-            };
-            if let Some(refusal) = refusal {
-                // Commit: released holds stay released.
-                tx.commit().await?;
+        // A keyed reservation commits with its answer, so it takes a transaction of its own.
+        if record.is_none() {
+            if let Some(details) = self.reserve_batched(request).await? {
+                return Ok(ReserveOutcome::Reserved(Box::new(details)));
+            }
+            if let Some(refusal) = self.refusal_without_writing(request.event_id, now).await? {
                 return Ok(refusal);
             }
         }
-        sqlx::query(
-            "INSERT INTO tickets (id, user_id, event_id, status, expires_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, 'reserved', ?4, ?5, ?5)",
-        )
-        .bind(request.ticket_id)
-        .bind(request.user_id)
-        .bind(request.event_id)
-        .bind(Micros::from(expires_at))
-        .bind(Micros::from(now))
-        .execute(&mut *tx)
-        .await?;
-        let details = ticket_details_on(&mut tx, request.ticket_id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("reserved ticket vanished".into()))?;
-        tx.commit().await?;
-        Ok(ReserveOutcome::Reserved(Box::new(details)))
+        let mut tx = begin_immediate(&self.writer).await?;
+        let outcome = reserve_in(&mut tx, request, now).await?;
+        tx.finish(record, outcome).await
     }
 
-    #[tracing::instrument(skip(self))]
-    async fn pay_ticket(&self, ticket_id: Uuid, user_id: Uuid) -> StoreResult<TicketChange> {
+    #[tracing::instrument(skip(self, record))]
+    async fn pay_ticket(
+        &self,
+        ticket_id: Uuid,
+        user_id: Uuid,
+        record: Option<&AnswerRecord<'_, TicketChange>>,
+    ) -> StoreResult<TicketChange> {
         let now = Utc::now();
+        let mut tx = begin_immediate(&self.writer).await?;
         let paid = sqlx::query(
             "UPDATE tickets SET status = 'paid', paid_at = ?3, updated_at = ?3
              WHERE id = ?1 AND user_id = ?2 AND status = 'reserved' AND expires_at > ?3",
@@ -631,22 +686,24 @@ impl TicketStore for SqliteStore {
         .bind(ticket_id)
         .bind(user_id)
         .bind(Micros::from(now))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
-        if paid == 0 {
-            return self.diagnose_ticket(ticket_id, user_id, now).await;
-        }
-        Ok(
-            match ticket_details_on(&mut *self.reader().await?, ticket_id).await? {
-                Some(details) => TicketChange::Done(Box::new(details)),
-                None => TicketChange::NotFound,
-            },
-        )
+        let change = if paid == 0 {
+            diagnose_ticket(&mut tx, ticket_id, user_id, now).await?
+        } else {
+            changed_ticket(&mut tx, ticket_id).await?
+        };
+        tx.finish(record, change).await
     }
 
-    #[tracing::instrument(skip(self))]
-    async fn cancel_ticket(&self, ticket_id: Uuid, user_id: Uuid) -> StoreResult<TicketChange> {
+    #[tracing::instrument(skip(self, record))]
+    async fn cancel_ticket(
+        &self,
+        ticket_id: Uuid,
+        user_id: Uuid,
+        record: Option<&AnswerRecord<'_, TicketChange>>,
+    ) -> StoreResult<TicketChange> {
         let now = Utc::now();
         let mut tx = begin_immediate(&self.writer).await?;
         let event_id: Option<Uuid> = sqlx::query_scalar(
@@ -659,22 +716,21 @@ impl TicketStore for SqliteStore {
         .bind(Micros::from(now))
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(event_id) = event_id else {
-            tx.rollback().await?;
-            return self.diagnose_ticket(ticket_id, user_id, now).await;
+        let change = match event_id {
+            None => diagnose_ticket(&mut tx, ticket_id, user_id, now).await?,
+            Some(event_id) => {
+                sqlx::query(
+                    "UPDATE events SET tickets_sold = tickets_sold - 1, updated_at = ?2
+                     WHERE id = ?1",
+                )
+                .bind(event_id)
+                .bind(Micros::from(now))
+                .execute(&mut *tx)
+                .await?;
+                changed_ticket(&mut tx, ticket_id).await?
+            }
         };
-        sqlx::query(
-            "UPDATE events SET tickets_sold = tickets_sold - 1, updated_at = ?2 WHERE id = ?1",
-        )
-        .bind(event_id)
-        .bind(Micros::from(now))
-        .execute(&mut *tx)
-        .await?;
-        let details = ticket_details_on(&mut tx, ticket_id).await?;
-        tx.commit().await?;
-        Ok(details.map_or(TicketChange::NotFound, |details| {
-            TicketChange::Done(Box::new(details))
-        }))
+        tx.finish(record, change).await
     }
 
     async fn find_ticket(&self, id: Uuid) -> StoreResult<Option<TicketDetails>> {
@@ -700,43 +756,51 @@ impl IdempotencyStore for SqliteStore {
         &self,
         key: RequestKey<'_>,
         request_hash: &str,
-        quota: u32,
+        terms: ClaimTerms,
     ) -> StoreResult<IdempotencyClaim> {
         let now = Utc::now();
         let mut tx = begin_immediate(&self.writer).await?;
-        let row: Option<sql::KeyRow<Micros>> = sqlx::query_as(sql::PEEK_KEY)
+        let row: Option<KeyRow> = sqlx::query_as(sql::PEEK_KEY)
             .bind(key.user_id)
             .bind(key.key)
             .fetch_optional(&mut *tx)
             .await?;
-        if let Some(held) = row
-            .map(|row| row.claim(request_hash, now))
-            .transpose()?
-            .flatten()
-        {
+        let existed = row.is_some();
+        if let Some(held) = sql::KeyRow::held(row, request_hash, now)? {
             tx.rollback().await?;
             return Ok(held);
         }
-        // New, or forgotten after 24 h: taken while the user holds fewer than `quota` keys.
-        let held: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM idempotency_keys WHERE user_id = ? AND created_at > ?",
-        )
-        .bind(key.user_id)
-        .bind(Micros::from(now - sql::KEY_LIFETIME))
-        .fetch_one(&mut *tx)
-        .await?;
-        if held >= i64::from(quota) {
-            tx.rollback().await?;
-            return Ok(IdempotencyClaim::QuotaExceeded);
+        // A new key is taken while the user holds fewer than `quota` others; a forgotten or
+        // abandoned one is taken over.
+        if !existed {
+            let held: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM idempotency_keys
+                 WHERE user_id = ? AND key <> ? AND created_at > ?",
+            )
+            .bind(key.user_id)
+            .bind(key.key)
+            .bind(Micros::from(now - sql::KEY_LIFETIME))
+            .fetch_one(&mut *tx)
+            .await?;
+            if held >= i64::from(terms.quota) {
+                tx.rollback().await?;
+                return Ok(IdempotencyClaim::QuotaExceeded);
+            }
         }
+        let lease_until = now
+            + Duration::from_std(terms.lease)
+                .map_err(|_| StoreError::Corrupt("lease out of range".into()))?;
         sqlx::query(
-            "INSERT OR REPLACE INTO idempotency_keys (user_id, key, request_hash, created_at)
-             VALUES (?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO idempotency_keys
+                (user_id, key, request_hash, created_at, claim, lease_until)
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(key.user_id)
         .bind(key.key)
         .bind(request_hash)
         .bind(Micros::from(now))
+        .bind(terms.claim)
+        .bind(Micros::from(lease_until))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -748,34 +812,19 @@ impl IdempotencyStore for SqliteStore {
         key: RequestKey<'_>,
         request_hash: &str,
     ) -> StoreResult<Option<IdempotencyClaim>> {
-        let row: Option<sql::KeyRow<Micros>> = sqlx::query_as(sql::PEEK_KEY)
+        let row: Option<KeyRow> = sqlx::query_as(sql::PEEK_KEY)
             .bind(key.user_id)
             .bind(key.key)
             .fetch_optional(&self.reader)
             .await?;
-        Ok(row
-            .map(|row| row.claim(request_hash, Utc::now()))
-            .transpose()?
-            .flatten())
+        sql::KeyRow::held(row, request_hash, Utc::now())
     }
 
-    async fn complete_key(&self, key: RequestKey<'_>, status: u16, body: &str) -> StoreResult<()> {
-        let RequestKey { user_id, key } = key;
-        sqlx::query(sql::COMPLETE_IDEMPOTENCY_KEY)
-            .bind(user_id)
-            .bind(key)
-            .bind(i64::from(status))
-            .bind(body)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
-
-    async fn release_key(&self, key: RequestKey<'_>) -> StoreResult<()> {
-        let RequestKey { user_id, key } = key;
+    async fn release_key(&self, held: &HeldKey) -> StoreResult<()> {
         sqlx::query(sql::RELEASE_IDEMPOTENCY_KEY)
-            .bind(user_id)
-            .bind(key)
+            .bind(held.user_id)
+            .bind(&held.key)
+            .bind(held.claim)
             .execute(&self.writer)
             .await?;
         Ok(())

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use crate::backend_tests;
 use crate::helpers::{Backend, TestApp, TestDatabase, error_locs, event_body, loc};
 use crate::process_support::Process;
+use nearbytix::store::{ClaimTerms, IdempotencyClaim, RequestKey};
 
 backend_tests!(
     nul_characters_are_refused_not_stored,
@@ -22,6 +23,8 @@ backend_tests!(
     idle_and_stalled_connections_are_closed_and_capped,
     metrics_can_have_an_address_of_their_own,
     idempotency_keys_per_user_are_bounded,
+    a_cut_off_keyed_write_commits_nothing_and_its_retry_runs_once,
+    a_key_claimed_by_a_dead_process_is_taken_over,
 );
 
 async fn nul_characters_are_refused_not_stored(backend: Backend) {
@@ -388,6 +391,118 @@ async fn idempotency_keys_per_user_are_bounded(backend: Backend) {
     assert_eq!(replay.status(), StatusCode::CREATED);
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
     assert_eq!(app.scalar("SELECT COUNT(*) FROM tickets").await, 2);
+}
+
+async fn a_cut_off_keyed_write_commits_nothing_and_its_retry_runs_once(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |settings| {
+        settings.request_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let buyer = app.register_user(None).await;
+    let event = app.create_event(&buyer.token, json!({})).await;
+    let event_id = event["id"].as_str().unwrap();
+    let reserve = || {
+        app.client
+            .post(app.url("/tickets/"))
+            .bearer_auth(&buyer.token)
+            .header("Idempotency-Key", "flaky-network")
+            .json(&json!({"event_id": event_id}))
+            .send()
+    };
+
+    let unblock = block_reservations(&app, event_id).await;
+    let first = reserve().await.unwrap();
+    assert_eq!(first.status(), StatusCode::SERVICE_UNAVAILABLE, "cut off");
+    unblock.send(()).unwrap();
+    // The cut-off work rolled back with its transaction. Its claim on the key lapses after
+    // its lease; until then retries hear "in progress", then one takes the key and reserves.
+    let retry = loop {
+        let retry = reserve().await.unwrap();
+        if retry.status() != StatusCode::CONFLICT {
+            break retry;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    let created = retry.text().await.unwrap();
+    let replay = reserve().await.unwrap();
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(replay.text().await.unwrap(), created);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM tickets").await, 1);
+    app.assert_invariants().await;
+}
+
+/// Holds what a reservation of `event_id` waits for (the event's row on PostgreSQL, the write
+/// lock on SQLite) until the returned sender fires.
+async fn block_reservations(app: &TestApp, event_id: &str) -> tokio::sync::oneshot::Sender<()> {
+    use sqlx::Connection;
+    let (unblock, unblocked) = tokio::sync::oneshot::channel::<()>();
+    let (blocked, is_blocked) = tokio::sync::oneshot::channel();
+    let (backend, url, event_id) = (app.backend, app.database.url.clone(), event_id.to_owned());
+    tokio::spawn(async move {
+        match backend {
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+                sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+                sqlx::query("SELECT 1 FROM events WHERE id = CAST($1 AS uuid) FOR UPDATE")
+                    .bind(&event_id)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                blocked.send(()).unwrap();
+                let _ = unblocked.await;
+                sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+            }
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                blocked.send(()).unwrap();
+                let _ = unblocked.await;
+                sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+            }
+        }
+    });
+    is_blocked.await.unwrap();
+    unblock
+}
+
+async fn a_key_claimed_by_a_dead_process_is_taken_over(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |settings| {
+        settings.request_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let buyer = app.register_user(None).await;
+    let event = app.create_event(&buyer.token, json!({})).await;
+    let event_id = event["id"].as_str().unwrap();
+    // What a process that claimed the key and died at once leaves behind.
+    let dead_claim = ClaimTerms {
+        claim: uuid::Uuid::new_v4(),
+        lease: Duration::from_millis(500),
+        quota: 1000,
+    };
+    let key = RequestKey {
+        user_id: buyer.id.parse().unwrap(),
+        key: "after-a-crash",
+    };
+    let fingerprint = format!("POST /tickets/ {event_id}");
+    let claimed = app.store.claim_key(key, &fingerprint, dead_claim).await;
+    assert_eq!(claimed.unwrap(), IdempotencyClaim::Claimed);
+
+    // The retry waits (reading) for the first to finish, and takes the key once its lease lapses.
+    let retry = app
+        .client
+        .post(app.url("/tickets/"))
+        .bearer_auth(&buyer.token)
+        .header("Idempotency-Key", "after-a-crash")
+        .json(&json!({"event_id": event_id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM tickets").await, 1);
 }
 
 /// A small tmpfs mounted for one test (needs root), unmounted when dropped.

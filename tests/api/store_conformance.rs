@@ -16,7 +16,8 @@ use nearbytix::domain::{
     Violations,
 };
 use nearbytix::store::{
-    DynStore, IdempotencyClaim, NearbyQuery, NewReservation, RequestKey, StoreOptions,
+    AnswerRecord, ClaimTerms, DynStore, HeldKey, IdempotencyClaim, NearbyQuery, NewReservation,
+    RequestKey, StoreError, StoreOptions, StoredAnswer,
 };
 use uuid::Uuid;
 
@@ -81,11 +82,14 @@ impl Fixture {
     }
 
     async fn pay(&self, ticket: Uuid, user: Uuid) -> TicketChange {
-        self.store.pay_ticket(ticket, user).await.expect("pay")
+        self.store
+            .pay_ticket(ticket, user, None)
+            .await
+            .expect("pay")
     }
 
     async fn cancel(&self, ticket: Uuid, user: Uuid) -> TicketChange {
-        let change = self.store.cancel_ticket(ticket, user).await;
+        let change = self.store.cancel_ticket(ticket, user, None).await;
         change.expect("cancel")
     }
 
@@ -126,7 +130,7 @@ async fn reserve(store: DynStore, user: Uuid, event: Uuid, hold: Duration) -> Re
         event_id: event,
         hold,
     };
-    store.reserve_ticket(&request).await.expect("reserve")
+    store.reserve_ticket(&request, None).await.expect("reserve")
 }
 
 fn reserved(outcome: ReserveOutcome) -> Ticket {
@@ -292,7 +296,7 @@ async fn pay_versus_expiry_race(backend: Backend) {
         let at = begun + hold + Duration::from_millis(10 * (i % 9) as u64);
         tokio::spawn(async move {
             tokio::time::sleep_until(at - Duration::from_millis(40)).await;
-            store.pay_ticket(id, owner).await.expect("pay")
+            store.pay_ticket(id, owner, None).await.expect("pay")
         })
     });
     let joined = join_all(payments).await;
@@ -420,43 +424,99 @@ async fn nearby_geometry_matches_across_backends(backend: Backend) {
 }
 
 async fn idempotency_claims(backend: Backend) {
-    use IdempotencyClaim::{Claimed, InProgress, Mismatch};
+    use IdempotencyClaim::{Claimed, InProgress, Mismatch, QuotaExceeded};
     let fx = Fixture::open(backend).await;
     let (user, other) = (fx.user().await, fx.user().await);
+    let event = fx.event(user, 10, lagos()).await.id;
     let store = &fx.store;
     let at = |user_id: Uuid, key: &'static str| RequestKey { user_id, key };
-    let claim = |user: Uuid, key: &'static str, hash: &'static str| async move {
-        store.claim_key(at(user, key), hash, 1000).await.unwrap()
+    let claim_for = |user: Uuid, key: &'static str, hash: &'static str, lease, quota| async move {
+        let terms = ClaimTerms {
+            claim: Uuid::new_v4(),
+            lease,
+            quota,
+        };
+        let held = HeldKey {
+            user_id: user,
+            key: key.to_owned(),
+            claim: terms.claim,
+        };
+        let claim = store.claim_key(at(user, key), hash, terms).await.unwrap();
+        (claim, held)
+    };
+    let minute = Duration::from_secs(60);
+    let claim = |user, key, hash| async move { claim_for(user, key, hash, minute, 1000).await.0 };
+    let answer = |outcome: &ReserveOutcome| StoredAnswer {
+        status: 201,
+        body: format!("{}", matches!(outcome, ReserveOutcome::Reserved(_))),
+    };
+    let keyed_reserve = |held: HeldKey| async move {
+        let request = NewReservation {
+            ticket_id: Uuid::now_v7(),
+            user_id: held.user_id,
+            event_id: event,
+            hold: LONG_HOLD,
+        };
+        let record = AnswerRecord {
+            held: &held,
+            answer: &answer,
+        };
+        store.reserve_ticket(&request, Some(&record)).await
     };
 
-    assert_eq!(claim(user, "k1", "h1").await, Claimed);
+    // A claimed key answers "in progress" until its write records the answer with the work.
+    let (claimed, held) = claim_for(user, "k1", "h1", minute, 1000).await;
+    assert_eq!(claimed, Claimed);
     assert_eq!(claim(user, "k1", "h1").await, InProgress);
     assert_eq!(claim(other, "k1", "h1").await, Claimed, "keys are per user");
-    let complete = store.complete_key(at(user, "k1"), 201, "{}");
-    complete.await.expect("complete");
-    let body = "{}".to_owned();
-    let completed = IdempotencyClaim::Completed { status: 201, body };
+    let outcome = keyed_reserve(held.clone()).await.expect("keyed reserve");
+    reserved(outcome);
+    let completed = IdempotencyClaim::Completed(StoredAnswer {
+        status: 201,
+        body: "true".into(),
+    });
     assert_eq!(claim(user, "k1", "h1").await, completed);
     assert_eq!(claim(user, "k1", "h2").await, Mismatch);
-    store.release_key(at(user, "k1")).await.unwrap();
+    store.release_key(&held).await.unwrap();
     assert_eq!(claim(user, "k1", "h1").await, completed, "still completed");
+    assert_eq!(fx.sold(event).await, 1);
 
-    assert_eq!(claim(user, "k2", "h1").await, Claimed);
-    store.release_key(at(user, "k2")).await.unwrap();
-    assert_eq!(claim(user, "k2", "h3").await, Claimed, "released");
-    assert_eq!(claim(user, "k2", "h3").await, InProgress);
+    // A claim whose lease passed unanswered is taken over; the old holder's write then rolls
+    // back instead of recording a second answer.
+    let (claimed, abandoned) = claim_for(user, "k2", "h1", Duration::ZERO, 1000).await;
+    assert_eq!(claimed, Claimed);
+    assert_eq!(store.peek_key(at(user, "k2"), "h1").await.unwrap(), None);
+    let (claimed, taker) = claim_for(user, "k2", "h1", minute, 1000).await;
+    assert_eq!(claimed, Claimed, "taken over");
+    let lost = keyed_reserve(abandoned).await;
+    assert!(matches!(lost, Err(StoreError::ClaimLost)), "{lost:?}");
+    assert_eq!(fx.sold(event).await, 1, "the lost write took no seat");
+    reserved(keyed_reserve(taker).await.expect("the new holder reserves"));
+    assert_eq!(fx.sold(event).await, 2);
+
+    // A released claim may be claimed again at once.
+    let (claimed, released) = claim_for(user, "k3", "h1", minute, 1000).await;
+    assert_eq!(claimed, Claimed);
+    store.release_key(&released).await.unwrap();
+    assert_eq!(claim(user, "k3", "h3").await, Claimed, "released");
+    assert_eq!(claim(user, "k3", "h3").await, InProgress);
 
     // Reads say what holds a key without taking it; a user's keys are bounded.
     let peek = store.peek_key(at(user, "k1"), "h1").await.unwrap();
     assert_eq!(peek, Some(completed));
     assert_eq!(store.peek_key(at(user, "k9"), "h1").await.unwrap(), None);
-    let quota = |key: &'static str| store.claim_key(at(other, key), "h", 2);
-    assert_eq!(quota("q1").await.unwrap(), Claimed, "the second of two");
-    assert_eq!(quota("q2").await.unwrap(), IdempotencyClaim::QuotaExceeded);
+    let quota = |key, lease| async move { claim_for(other, key, "h", lease, 2).await.0 };
     assert_eq!(
-        quota("k1").await.unwrap(),
+        quota("q1", Duration::ZERO).await,
+        Claimed,
+        "the second of two"
+    );
+    assert_eq!(quota("q2", minute).await, QuotaExceeded);
+    assert_eq!(
+        quota("k1", minute).await,
         Mismatch,
         "held keys still answer"
     );
+    assert_eq!(quota("q1", minute).await, Claimed, "its own abandoned key");
     fx.finish().await;
 }

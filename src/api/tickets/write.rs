@@ -1,10 +1,9 @@
 //! Ticket writes, each honouring `Idempotency-Key`.
 
-use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::Utc;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -22,6 +21,8 @@ use crate::api::schemas::shared::{
 };
 use crate::api::state::AppState;
 use crate::domain::Violations;
+use crate::service::{KeyedWrite, TicketAnswer};
+use crate::store::{HeldKey, StoredAnswer};
 
 #[derive(Deserialize, ToSchema)]
 pub struct ReserveRequest {
@@ -53,10 +54,14 @@ pub async fn reserve_ticket(
     ValidJson(event_id): ValidJson<ReserveRequest>,
 ) -> Result<Response, ApiError> {
     state.reservation_limits.check(user_id)?;
-    let reserve = || async {
-        let details = state.tickets.reserve(user_id, event_id).await?;
-        let ticket = TicketResponse::new(details, Utc::now());
-        Ok((StatusCode::CREATED, Json(ticket)).into_response())
+    let tickets = &state.tickets;
+    let reserve = |held: Option<HeldKey>| async move {
+        let answer = ticket_answer(StatusCode::CREATED);
+        let keyed = held.as_ref().map(|held| KeyedWrite {
+            held,
+            answer: &answer,
+        });
+        Ok(answer(tickets.reserve(user_id, event_id, keyed).await?))
     };
     let fingerprint = format!("POST /tickets/ {event_id}");
     idempotency::run(&state.idempotency, user_id, &headers, &fingerprint, reserve).await
@@ -89,6 +94,17 @@ pub async fn pay_ticket(command: TicketCommand) -> Result<Response, ApiError> {
 )]
 pub async fn cancel_ticket(command: TicketCommand) -> Result<Response, ApiError> {
     command.run(Change::Cancel).await
+}
+
+/// How a ticket write answers: `success` with the ticket as it is now, or the refusal.
+fn ticket_answer(success: StatusCode) -> impl Fn(TicketAnswer) -> StoredAnswer + Send + Sync {
+    let now = Utc::now();
+    move |answer| {
+        idempotency::answer(
+            success,
+            answer.map(|ticket| TicketResponse::new(ticket, now)),
+        )
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -133,12 +149,18 @@ impl TicketCommand {
             Change::Pay => "pay",
             Change::Cancel => "cancel",
         };
-        let apply = || async {
-            let details = match change {
-                Change::Pay => state.tickets.pay(user_id, ticket_id).await?,
-                Change::Cancel => state.tickets.cancel(user_id, ticket_id).await?,
+        let tickets = &state.tickets;
+        let apply = |held: Option<HeldKey>| async move {
+            let answer = ticket_answer(StatusCode::OK);
+            let keyed = held.as_ref().map(|held| KeyedWrite {
+                held,
+                answer: &answer,
+            });
+            let answered = match change {
+                Change::Pay => tickets.pay(user_id, ticket_id, keyed).await?,
+                Change::Cancel => tickets.cancel(user_id, ticket_id, keyed).await?,
             };
-            Ok(Json(TicketResponse::new(details, Utc::now())).into_response())
+            Ok(answer(answered))
         };
         let fingerprint = format!("POST /tickets/{ticket_id}/{action}");
         idempotency::run(&state.idempotency, user_id, &headers, &fingerprint, apply).await
