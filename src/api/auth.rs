@@ -7,6 +7,8 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa::openapi::OpenApi;
+use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, ObjectBuilder, Type};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -48,6 +50,31 @@ pub struct RegisterRequest {
     #[serde(default)]
     #[schema(example = 3.3792, minimum = -180, maximum = 180)]
     longitude: Option<f64>,
+}
+
+/// Adds "both coordinates or neither" to the register body's schema, which the derived schema
+/// cannot say: the body is the derived object and one of the two shapes.
+pub(super) fn require_coordinate_pairs(openapi: &mut OpenApi) {
+    let Some(components) = openapi.components.as_mut() else {
+        return;
+    };
+    let Some(derived) = components.schemas.remove("RegisterRequest") else {
+        return;
+    };
+    let coordinate = |kind: Type| ObjectBuilder::new().schema_type(kind);
+    let both = ObjectBuilder::new()
+        .property("latitude", coordinate(Type::Number))
+        .property("longitude", coordinate(Type::Number))
+        .required("latitude")
+        .required("longitude");
+    let neither = ObjectBuilder::new()
+        .property("latitude", coordinate(Type::Null))
+        .property("longitude", coordinate(Type::Null));
+    let pair = AnyOfBuilder::new().item(both).item(neither);
+    let body = AllOfBuilder::new().item(derived).item(pair);
+    components
+        .schemas
+        .insert("RegisterRequest".to_owned(), body.into());
 }
 
 impl Input for RegisterRequest {

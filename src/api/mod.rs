@@ -92,15 +92,25 @@ fn routes(api_prefix: &str, with_metrics: bool) -> OpenApiRouter<AppState> {
     }
 }
 
+/// The routes and their OpenAPI document, with the rules the derived schemas cannot state.
+fn routes_and_document(
+    api_prefix: &str,
+    with_metrics: bool,
+) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut openapi) = routes(api_prefix, with_metrics).split_for_parts();
+    auth::require_coordinate_pairs(&mut openapi);
+    (router, openapi)
+}
+
 /// The OpenAPI document (also served at `/openapi.json`), with `/metrics` on the API's address.
 pub fn openapi(api_prefix: &str) -> utoipa::openapi::OpenApi {
-    routes(api_prefix, true).split_for_parts().1
+    routes_and_document(api_prefix, true).1
 }
 
 /// The complete HTTP application.
 pub fn router(state: AppState, settings: &Settings) -> Router {
     let with_metrics = settings.metrics_addr.is_none();
-    let (router, openapi) = routes(&settings.api_prefix, with_metrics).split_for_parts();
+    let (router, openapi) = routes_and_document(&settings.api_prefix, with_metrics);
     let router = router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .fallback(|| async { ApiError::NotFound("Not Found".into()) })

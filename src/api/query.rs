@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{KnownFormat, SchemaFormat};
 use utoipa::openapi::{ObjectBuilder, Type};
 
 use super::extract::Input;
@@ -55,7 +56,11 @@ impl<const DEFAULT: i64, const MAX: i64> IntoParams for Paging<DEFAULT, MAX> {
             parameter(
                 "skip",
                 "Rows to skip (≥ 0).".to_owned(),
-                integer().minimum(Some(0)).default(Some(0.into())),
+                integer()
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(0))
+                    .maximum(Some(i64::MAX))
+                    .default(Some(0.into())),
             ),
             parameter(
                 "limit",

@@ -568,6 +568,7 @@ async fn my_tickets_filters_pages_and_counts(backend: Backend) {
         ("reserved", 3),
         ("expired", 0),
         ("PAID", 1),
+        ("", 5),
     ] {
         let (code, page) = app
             .get(&format!("/tickets/my-tickets?status={status}"), token)

@@ -7,8 +7,9 @@ use axum::extract::State;
 use chrono::Utc;
 use serde::Deserialize;
 use utoipa::IntoParams;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
-use super::response::{MyTicketItem, MyTicketsResponse, TicketResponse, TicketStatusBody};
+use super::response::{MyTicketItem, MyTicketsResponse, TicketResponse};
 use crate::api::current_user::CurrentUser;
 use crate::api::error::ApiError;
 use crate::api::extract::{Input, PathId, ValidQuery};
@@ -41,10 +42,27 @@ pub async fn get_ticket(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct MyTicketsQuery {
-    /// Effective status to keep: reserved, paid, expired or cancelled.
     #[serde(default)]
-    #[param(value_type = Option<TicketStatusBody>)]
+    #[param(schema_with = status_filter)]
     status: Option<String>,
+}
+
+/// A ticket status, or empty (what the web client sends for "all").
+fn status_filter() -> Object {
+    let statuses = [
+        TicketStatus::Reserved,
+        TicketStatus::Paid,
+        TicketStatus::Expired,
+        TicketStatus::Cancelled,
+    ];
+    let names = statuses.map(TicketStatus::as_str);
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(
+            "Effective status to keep: reserved, paid, expired or cancelled; empty keeps all.",
+        ))
+        .enum_values(Some(std::iter::once("").chain(names)))
+        .build()
 }
 
 impl Input for MyTicketsQuery {
