@@ -169,7 +169,11 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotOwner(_) => ApiError::Forbidden(detail),
             ServiceError::EmailTaken
             | ServiceError::EventStarted
-            | ServiceError::SoldOut
+            | ServiceError::NotEnough { .. }
+            | ServiceError::SalesNotStarted(_)
+            | ServiceError::SalesEnded(_)
+            | ServiceError::PerPersonLimit(_)
+            | ServiceError::PartOfOrder(_)
             | ServiceError::TotalBelowSold
             | ServiceError::EventHasTickets
             | ServiceError::NotReserved(_)

@@ -6,6 +6,7 @@
 
 pub mod event;
 pub mod geo;
+pub mod order;
 pub mod paging;
 pub mod text;
 pub mod ticket;
@@ -18,9 +19,13 @@ pub use event::{
     NearbyEvent, Venue, VenueFields,
 };
 pub use geo::{GeoPoint, RadiusKm};
+pub use order::{
+    NewOrder, Order, OrderDetails, OrderLine, OrderOutcome, OrderPlan, OrderRefusal, PlannedLine,
+    SaleState, Shortage, Tier, TierChoice,
+};
 pub use paging::PageRequest;
 pub use ticket::{
-    EventSummary, ReserveOutcome, Ticket, TicketChange, TicketDetails, TicketStatus, UserSummary,
+    EventSummary, Ticket, TicketChange, TicketDetails, TicketStatus, TierSummary, UserSummary,
 };
 pub use user::{Credentials, Email, NewUser, Password, Registration, RegistrationFields, User};
 pub use validation::{PathSegment, Violation, ViolationKind, Violations};

@@ -44,6 +44,8 @@ pub struct Ticket {
     pub id: Uuid,
     pub user_id: Uuid,
     pub event_id: Uuid,
+    /// The order the ticket was bought in; it shares the order's status.
+    pub order_id: Uuid,
     /// The status as stored; see [`Ticket::effective_status`] for the one to show.
     pub status: TicketStatus,
     pub expires_at: DateTime<Utc>,
@@ -80,21 +82,21 @@ pub struct EventSummary {
     pub state: String,
 }
 
+/// The tier a ticket was bought from, with the name and price its order recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TierSummary {
+    pub id: Uuid,
+    pub name: String,
+    pub price_minor: i64,
+}
+
 /// A ticket with the summaries every answer about it carries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TicketDetails {
     pub ticket: Ticket,
+    pub tier: TierSummary,
     pub user: UserSummary,
     pub event: EventSummary,
-}
-
-/// How a reservation attempt ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ReserveOutcome {
-    Reserved(Box<TicketDetails>),
-    EventNotFound,
-    EventStarted,
-    SoldOut,
 }
 
 /// How a payment or cancellation attempt ended.
@@ -107,6 +109,8 @@ pub enum TicketChange {
     Expired,
     /// The ticket is not in `reserved` (already paid or cancelled).
     NotReserved(TicketStatus),
+    /// The ticket is one of several in this order: the order is paid or cancelled as a whole.
+    PartOfOrder(Uuid),
 }
 
 impl TicketChange {
@@ -135,6 +139,7 @@ mod tests {
             id: Uuid::nil(),
             user_id: Uuid::nil(),
             event_id: Uuid::nil(),
+            order_id: Uuid::nil(),
             status: TicketStatus::Reserved,
             expires_at: now,
             paid_at: None,

@@ -56,6 +56,15 @@ impl Violations {
         self.push_kind(path, message, ViolationKind::Invalid);
     }
 
+    /// Records a broken rule at a path that may hold list indexes (`items[1].quantity`).
+    pub fn push_at(&mut self, path: Vec<PathSegment>, message: impl Into<String>) {
+        self.0.push(Violation {
+            path,
+            message: message.into(),
+            kind: ViolationKind::Invalid,
+        });
+    }
+
     pub fn push_kind(&mut self, path: &[&str], message: impl Into<String>, kind: ViolationKind) {
         self.0.push(Violation {
             path: path.iter().map(|field| PathSegment::from(*field)).collect(),

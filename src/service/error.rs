@@ -6,7 +6,7 @@ use std::fmt;
 use uuid::Uuid;
 
 use crate::auth::password::HashError;
-use crate::domain::{TicketStatus, Violations};
+use crate::domain::{Shortage, TicketStatus, Violations};
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,8 +64,17 @@ pub enum ServiceError {
     NotOwner(Action),
     #[error("Event has already started; tickets are no longer on sale")]
     EventStarted,
-    #[error("Event is sold out")]
-    SoldOut,
+    /// An order wants more seats than a tier or the event has left.
+    #[error("{}", not_enough(.short, *.left))]
+    NotEnough { short: Shortage, left: i64 },
+    #[error("Sales for '{0}' have not started")]
+    SalesNotStarted(String),
+    #[error("Sales for '{0}' have ended")]
+    SalesEnded(String),
+    #[error("Limit of {0} tickets per person for this event")]
+    PerPersonLimit(i32),
+    #[error("Ticket is part of order {0}: pay or cancel the order")]
+    PartOfOrder(Uuid),
     #[error("total_tickets cannot be lower than the number of tickets already sold")]
     TotalBelowSold,
     #[error("Event has reserved or paid tickets and cannot be deleted")]
@@ -91,6 +100,15 @@ pub enum ServiceError {
     Unavailable(#[source] StoreError),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+}
+
+fn not_enough(short: &Shortage, left: i64) -> String {
+    match (short, left) {
+        (Shortage::Event, 0) => "Event is sold out".to_owned(),
+        (Shortage::Tier(tier), 0) => format!("'{tier}' is sold out"),
+        (Shortage::Event, left) => format!("Not enough tickets: the event has {left} left"),
+        (Shortage::Tier(tier), left) => format!("Not enough tickets: '{tier}' has {left} left"),
+    }
 }
 
 fn not_reserved(status: TicketStatus) -> String {

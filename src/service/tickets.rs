@@ -5,10 +5,11 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::{Action, Resource, ServiceError};
-use crate::domain::{PageRequest, ReserveOutcome, TicketChange, TicketDetails, TicketStatus};
-use crate::store::{
-    AnswerRecord, DynStore, HeldKey, NewReservation, Page, StoreError, StoredAnswer, TicketFilter,
+use crate::domain::{
+    NewOrder, OrderOutcome, OrderRefusal, PageRequest, PathSegment, TicketChange, TicketDetails,
+    TicketStatus, Violations,
 };
+use crate::store::{AnswerRecord, DynStore, HeldKey, Page, StoreError, StoredAnswer, TicketFilter};
 use crate::telemetry;
 
 pub struct Tickets {
@@ -32,26 +33,23 @@ impl Tickets {
         Self { store, hold }
     }
 
-    /// Reserves a seat. `Err`: nothing was done (and nothing recorded for the key); `Ok`:
-    /// the answer, recorded with the key when there is one.
+    /// Reserves one ticket of `tier` (or of the first tier on sale): an order of one.
+    /// `Err`: nothing was done (and nothing recorded for the key); `Ok`: the answer, recorded
+    /// with the key when there is one.
     #[tracing::instrument(skip(self, keyed))]
     pub async fn reserve(
         &self,
         user_id: Uuid,
         event_id: Uuid,
+        tier: Option<Uuid>,
         keyed: Option<KeyedWrite<'_>>,
     ) -> Result<TicketAnswer, ServiceError> {
-        let request = NewReservation {
-            ticket_id: Uuid::now_v7(),
-            user_id,
-            event_id,
-            hold: self.hold,
-        };
+        let order = NewOrder::one_ticket(user_id, event_id, tier, self.hold);
         let render;
         let record = match &keyed {
             Some(keyed) => {
                 render =
-                    |outcome: &ReserveOutcome| (keyed.answer)(reserved(outcome.clone(), event_id));
+                    |outcome: &OrderOutcome| (keyed.answer)(reserved(outcome.clone(), event_id));
                 Some(AnswerRecord {
                     held: keyed.held,
                     answer: &render,
@@ -59,15 +57,17 @@ impl Tickets {
             }
             None => None,
         };
-        let outcome = match self.store.reserve_ticket(&request, record.as_ref()).await {
-            // The event row was just updated, so the missing reference is the token's user.
+        let outcome = match self.store.place_order(&order, record.as_ref()).await {
+            // The event row was read, so the missing reference is the token's user.
             Err(StoreError::ForeignKeyViolation) => return Err(ServiceError::InvalidToken),
             other => other?,
         };
         match outcome {
-            ReserveOutcome::Reserved(_) => telemetry::reservation_made(),
-            ReserveOutcome::SoldOut => telemetry::sold_out_answered(),
-            ReserveOutcome::EventNotFound | ReserveOutcome::EventStarted => {}
+            OrderOutcome::Placed(_) => telemetry::reservation_made(),
+            OrderOutcome::Refused(OrderRefusal::NotEnough { .. }) => {
+                telemetry::sold_out_answered();
+            }
+            OrderOutcome::Refused(_) => {}
         }
         Ok(reserved(outcome, event_id))
     }
@@ -173,12 +173,46 @@ impl Change {
     }
 }
 
-fn reserved(outcome: ReserveOutcome, event_id: Uuid) -> TicketAnswer {
+/// The one ticket of an order of one, or why the order was refused.
+fn reserved(outcome: OrderOutcome, event_id: Uuid) -> TicketAnswer {
     match outcome {
-        ReserveOutcome::Reserved(details) => Ok(*details),
-        ReserveOutcome::EventNotFound => Err(ServiceError::NotFound(Resource::Event, event_id)),
-        ReserveOutcome::EventStarted => Err(ServiceError::EventStarted),
-        ReserveOutcome::SoldOut => Err(ServiceError::SoldOut),
+        OrderOutcome::Placed(order) => order.tickets.into_iter().next().ok_or_else(|| {
+            ServiceError::Internal(anyhow::anyhow!("an order of one ticket holds none"))
+        }),
+        OrderOutcome::Refused(refusal) => Err(refused(refusal, event_id, |_, field| {
+            vec![PathSegment::Field(field.into())]
+        })),
+    }
+}
+
+/// Why an order was refused; `line_path(n, field)` says where `field` of line `n` is in the
+/// request body.
+fn refused(
+    refusal: OrderRefusal,
+    event_id: Uuid,
+    line_path: impl Fn(usize, &str) -> Vec<PathSegment>,
+) -> ServiceError {
+    match refusal {
+        OrderRefusal::EventNotFound => ServiceError::NotFound(Resource::Event, event_id),
+        OrderRefusal::EventStarted => ServiceError::EventStarted,
+        OrderRefusal::UnknownTier { line } => {
+            let mut violations = Violations::new();
+            violations.push_at(line_path(line, "tier_id"), "is not a tier of this event");
+            ServiceError::Invalid(violations)
+        }
+        OrderRefusal::OverTierLimit { line, max } => {
+            let path = line_path(line, "quantity");
+            let mut violations = Violations::new();
+            violations.push_at(
+                path,
+                format!("at most {max} tickets of this tier per order"),
+            );
+            ServiceError::Invalid(violations)
+        }
+        OrderRefusal::SalesNotStarted { tier } => ServiceError::SalesNotStarted(tier),
+        OrderRefusal::SalesEnded { tier } => ServiceError::SalesEnded(tier),
+        OrderRefusal::NotEnough { short, left } => ServiceError::NotEnough { short, left },
+        OrderRefusal::PerPersonLimit { limit } => ServiceError::PerPersonLimit(limit),
     }
 }
 
@@ -190,5 +224,6 @@ fn changed(ticket_id: Uuid, change: TicketChange, action: Action) -> TicketAnswe
         TicketChange::Expired if action == Action::PayTicket => Err(ServiceError::HoldExpired),
         TicketChange::Expired => Err(ServiceError::NotReserved(TicketStatus::Expired)),
         TicketChange::NotReserved(status) => Err(ServiceError::NotReserved(status)),
+        TicketChange::PartOfOrder(order_id) => Err(ServiceError::PartOfOrder(order_id)),
     }
 }

@@ -22,8 +22,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::{
-    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewUser, PageRequest,
-    RadiusKm, ReserveOutcome, TicketChange, TicketDetails, TicketStatus, User,
+    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewOrder, NewUser,
+    OrderOutcome, PageRequest, RadiusKm, TicketChange, TicketDetails, TicketStatus, User,
 };
 
 pub use error::StoreError;
@@ -100,14 +100,6 @@ pub struct NearbyQuery {
     pub center: GeoPoint,
     pub radius: RadiusKm,
     pub page: PageRequest,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewReservation {
-    pub ticket_id: Uuid,
-    pub user_id: Uuid,
-    pub event_id: Uuid,
-    pub hold: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -228,22 +220,25 @@ pub trait EventStore: Send + Sync {
 
 #[async_trait]
 pub trait TicketStore: Send + Sync {
-    /// Takes a seat and creates the held ticket atomically; reclaims the event's due holds
-    /// before answering sold out.
-    /// With a `record`, the answer commits with the outcome.
-    async fn reserve_ticket(
+    /// Places an order all or nothing: checks every rule of [`crate::domain::SaleState::plan`]
+    /// and takes the seats (event and tiers) in one transaction; reclaims the event's due
+    /// holds before answering that seats are short. With a `record`, the answer commits with
+    /// the outcome.
+    async fn place_order(
         &self,
-        request: &NewReservation,
-        record: Option<&AnswerRecord<'_, ReserveOutcome>>,
-    ) -> StoreResult<ReserveOutcome>;
-    /// Pays a reserved ticket of `user_id` whose hold has not passed.
+        order: &NewOrder,
+        record: Option<&AnswerRecord<'_, OrderOutcome>>,
+    ) -> StoreResult<OrderOutcome>;
+    /// Pays the order of a reserved ticket of `user_id` (an order of that one ticket) whose
+    /// hold has not passed.
     async fn pay_ticket(
         &self,
         ticket_id: Uuid,
         user_id: Uuid,
         record: Option<&AnswerRecord<'_, TicketChange>>,
     ) -> StoreResult<TicketChange>;
-    /// Cancels a reserved ticket of `user_id` and gives its seat back, atomically.
+    /// Cancels the order of a reserved ticket of `user_id` (an order of that one ticket) and
+    /// gives its seat back, atomically.
     async fn cancel_ticket(
         &self,
         ticket_id: Uuid,
@@ -253,8 +248,8 @@ pub trait TicketStore: Send + Sync {
     async fn find_ticket(&self, id: Uuid) -> StoreResult<Option<TicketDetails>>;
     /// A user's tickets, newest first; `status` filters on the effective status.
     async fn user_tickets(&self, filter: &TicketFilter) -> StoreResult<Page<TicketDetails>>;
-    /// Expires up to `batch_size` due holds and gives their seats back, in one transaction.
-    /// Returns how many were expired.
+    /// Expires up to `batch_size` due orders with their tickets and gives their seats back, in
+    /// one transaction. Returns how many tickets were expired.
     async fn expire_due_tickets(&self, batch_size: i64) -> StoreResult<u64>;
 }
 

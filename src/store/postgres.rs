@@ -7,20 +7,19 @@ use std::str::FromStr;
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{FromRow, Postgres, QueryBuilder, Transaction};
 use uuid::Uuid;
 
-use super::sql::{self, CredentialsRow, parse_status};
+use super::sql::{self, CredentialsRow, OrderChange, Placement};
 use super::{
     AnswerRecord, Backend, ClaimTerms, EventFilter, EventStore, HeldKey, IdempotencyClaim,
-    IdempotencyStore, Infrastructure, NearbyQuery, NewReservation, Page, PoolStats, RequestKey,
-    StoreError, StoreOptions, StoreResult, StoredAnswer, TicketFilter, TicketStore, UserStore,
+    IdempotencyStore, Infrastructure, NearbyQuery, Page, PoolStats, RequestKey, StoreError,
+    StoreOptions, StoreResult, StoredAnswer, TicketFilter, TicketStore, UserStore,
 };
 use crate::domain::{
-    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewUser, PageRequest,
-    ReserveOutcome, TicketChange, TicketDetails, User,
+    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewOrder, NewUser,
+    OrderOutcome, PageRequest, TicketChange, TicketDetails, User,
 };
 
 type UserRow = sql::UserRow<DateTime<Utc>>;
@@ -30,35 +29,53 @@ type KeyRow = sql::KeyRow<DateTime<Utc>>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// Expires due holds (optionally of one event) and gives the seats back, in one statement.
-/// `SKIP LOCKED` lets several sweepers share the work; event rows are locked in id order so
-/// concurrent sweepers cannot deadlock on them.
+/// Expires due orders (optionally of one event) and their tickets, and gives the seats back to
+/// the events and tiers, in one statement. `SKIP LOCKED` lets several sweepers share the work;
+/// event rows are locked in id order, and all of them before any tier row (the tier counts
+/// aggregate the event updates first), the order every writer follows.
 macro_rules! expire_holds {
     ($filter:literal) => {
         concat!(
             "WITH due AS (
-                SELECT id FROM tickets
+                SELECT id FROM orders
                 WHERE status = 'reserved' AND expires_at <= now() ",
             $filter,
             " ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED
             ), expired AS (
-                UPDATE tickets t SET status = 'expired', updated_at = now()
-                FROM due WHERE t.id = due.id AND t.status = 'reserved'
-                RETURNING t.event_id
+                UPDATE orders o SET status = 'expired', updated_at = now()
+                FROM due WHERE o.id = due.id AND o.status = 'reserved'
+                RETURNING o.id
             ), released AS (
-                SELECT event_id, count(*)::int AS n FROM expired GROUP BY event_id
+                UPDATE tickets t SET status = 'expired', updated_at = now()
+                FROM expired WHERE t.order_id = expired.id
+                RETURNING t.event_id, t.tier_id
+            ), per_event AS (
+                SELECT event_id, count(*)::int AS n FROM released GROUP BY event_id
             ), locked AS (
-                SELECT e.id FROM events e JOIN released r ON r.event_id = e.id
+                SELECT e.id FROM events e JOIN per_event r ON r.event_id = e.id
                 ORDER BY e.id FOR UPDATE OF e
             ), seats AS (
                 UPDATE events e SET tickets_sold = e.tickets_sold - r.n, updated_at = now()
-                FROM released r, locked l WHERE e.id = r.event_id AND l.id = e.id
+                FROM per_event r, locked l WHERE e.id = r.event_id AND l.id = e.id
                 RETURNING e.id
+            ), per_tier AS (
+                SELECT r.tier_id, count(*)::int AS n
+                FROM released r JOIN seats s ON s.id = r.event_id GROUP BY r.tier_id
+            ), tiers AS (
+                UPDATE ticket_tiers tt SET sold = tt.sold - p.n, updated_at = now()
+                FROM per_tier p WHERE tt.id = p.tier_id
+                RETURNING tt.id
             )
-            SELECT (SELECT count(*) FROM expired) AS expired, (SELECT count(*) FROM seats) AS events"
+            SELECT (SELECT count(*) FROM released) AS expired,
+                   (SELECT count(*) FROM seats) AS events,
+                   (SELECT count(*) FROM tiers) AS tiers"
         )
     };
 }
+
+/// The sale query: reads the event and the buyer, and locks the event's row until the order's
+/// transaction ends (every order of the event queues here, and only here).
+const SALE_FOR_UPDATE: &str = concat!("SELECT ", sale_columns!(), " FOR UPDATE OF e");
 
 pub struct PgStore {
     pool: PgPool,
@@ -86,6 +103,22 @@ impl PgStore {
         Ok(Self { pool })
     }
 
+    /// Pays or cancels a ticket's order (of that one ticket) in one transaction; deadlines
+    /// are judged by the database clock under the order's row lock, so a payment and the
+    /// sweeper racing for one order cannot both win.
+    async fn change_ticket(
+        &self,
+        ticket_id: Uuid,
+        user_id: Uuid,
+        change: OrderChange,
+        record: Option<&AnswerRecord<'_, TicketChange>>,
+    ) -> StoreResult<TicketChange> {
+        let (mut tx, now) = begin_write(&self.pool).await?;
+        let outcome =
+            sql::change_ticket_order::<Postgres>(&mut tx, ticket_id, user_id, change, now).await?;
+        finish(tx, record, outcome).await
+    }
+
     async fn key_row(&self, key: RequestKey<'_>) -> StoreResult<Option<KeyRow>> {
         let row = sqlx::query_as(sql::PEEK_KEY)
             .bind(key.user_id)
@@ -104,26 +137,24 @@ impl PgStore {
     }
 }
 
-/// The connection one ticket write runs on: statements commit one by one, or, when the write
-/// records a keyed answer, together with that answer in one transaction.
-enum WriteConn {
-    Autocommit(PoolConnection<Postgres>),
-    Transaction(Transaction<'static, Postgres>),
+/// A ticket write's transaction and the database's clock, which judges every deadline.
+async fn begin_write(
+    pool: &PgPool,
+) -> StoreResult<(Transaction<'static, Postgres>, DateTime<Utc>)> {
+    let mut tx = pool.begin().await?;
+    let now = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok((tx, now))
 }
 
-impl WriteConn {
-    async fn open<O>(pool: &PgPool, record: Option<&AnswerRecord<'_, O>>) -> StoreResult<Self> {
-        Ok(match record {
-            None => WriteConn::Autocommit(pool.acquire().await?),
-            Some(_) => WriteConn::Transaction(pool.begin().await?),
-        })
-    }
-
-    /// Records the answer to `outcome` and commits it with the work.
-    async fn finish<O>(self, record: Option<&AnswerRecord<'_, O>>, outcome: O) -> StoreResult<O> {
-        let (WriteConn::Transaction(mut tx), Some(record)) = (self, record) else {
-            return Ok(outcome);
-        };
+/// Records the answer to `outcome` of a keyed write, and commits it with the work.
+async fn finish<O>(
+    mut tx: Transaction<'static, Postgres>,
+    record: Option<&AnswerRecord<'_, O>>,
+    outcome: O,
+) -> StoreResult<O> {
+    if let Some(record) = record {
         let StoredAnswer { status, body } = (record.answer)(&outcome);
         let held = record.held;
         let recorded = sqlx::query(sql::RECORD_ANSWER)
@@ -138,132 +169,36 @@ impl WriteConn {
         if recorded == 0 {
             return Err(StoreError::ClaimLost);
         }
-        tx.commit().await?;
-        Ok(outcome)
     }
+    tx.commit().await?;
+    Ok(outcome)
 }
 
-impl std::ops::Deref for WriteConn {
-    type Target = PgConnection;
-
-    fn deref(&self) -> &PgConnection {
-        match self {
-            WriteConn::Autocommit(conn) => conn,
-            WriteConn::Transaction(tx) => tx,
-        }
-    }
-}
-
-impl std::ops::DerefMut for WriteConn {
-    fn deref_mut(&mut self) -> &mut PgConnection {
-        match self {
-            WriteConn::Autocommit(conn) => conn,
-            WriteConn::Transaction(tx) => tx,
-        }
-    }
-}
-
-async fn reserve_once(
+/// Places an order, releasing the event's due holds once when it looks short of seats.
+async fn place_order(
     conn: &mut PgConnection,
-    request: &NewReservation,
-) -> StoreResult<Option<TicketDetails>> {
-    let row: Option<TicketRow> = sqlx::query_as(
-        "WITH seat AS (
-            UPDATE events SET tickets_sold = tickets_sold + 1, updated_at = now()
-            WHERE id = $1 AND tickets_sold < total_tickets AND start_time > now()
-            RETURNING id, title, start_time, end_time, venue_name, city, state
-        ), ticket AS (
-            INSERT INTO tickets (id, user_id, event_id, status, expires_at)
-            SELECT $2, $3, seat.id, 'reserved', now() + make_interval(secs => $4) FROM seat
-            RETURNING id, user_id, event_id, status, expires_at, paid_at, created_at, updated_at
-        )
-        SELECT ticket.*, u.name AS user_name, u.email AS user_email,
-               seat.title AS event_title, seat.start_time AS event_start_time,
-               seat.end_time AS event_end_time, seat.venue_name AS event_venue_name,
-               seat.city AS event_city, seat.state AS event_state
-        FROM ticket CROSS JOIN seat JOIN users u ON u.id = ticket.user_id",
-    )
-    .bind(request.event_id)
-    .bind(request.ticket_id)
-    .bind(request.user_id)
-    .bind(request.hold.as_secs_f64())
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(TicketRow::into_details).transpose()
-}
-
-/// Takes a seat and creates the held ticket; reclaims the event's due holds before answering
-/// sold out.
-async fn reserve(conn: &mut PgConnection, request: &NewReservation) -> StoreResult<ReserveOutcome> {
-    if let Some(details) = reserve_once(conn, request).await? {
-        return Ok(ReserveOutcome::Reserved(Box::new(details)));
-    }
-    let state: Option<(bool, bool)> = sqlx::query_as(
-        "SELECT start_time <= now(), tickets_sold >= total_tickets FROM events WHERE id = $1",
-    )
-    .bind(request.event_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    match state {
-        None => Ok(ReserveOutcome::EventNotFound),
-        Some((true, _)) => Ok(ReserveOutcome::EventStarted),
-        Some((false, sold_out)) => {
-            // Looks sold out: release this event's due holds, then try once more.
-            let released: (i64, i64) = sqlx::query_as(expire_holds!("AND event_id = $2"))
-                .bind(i64::MAX)
-                .bind(request.event_id)
-                .fetch_one(&mut *conn)
-                .await?;
-            if sold_out && released.0 == 0 {
-                return Ok(ReserveOutcome::SoldOut);
+    order: &NewOrder,
+    now: DateTime<Utc>,
+) -> StoreResult<OrderOutcome> {
+    let mut released = false;
+    loop {
+        match sql::place_order_on::<Postgres>(conn, SALE_FOR_UPDATE, order, now).await? {
+            Placement::Done(outcome) => return Ok(outcome),
+            Placement::Short(refusal) if !released => {
+                released = true;
+                let (expired, _, _): (i64, i64, i64) =
+                    sqlx::query_as(expire_holds!("AND event_id = $2"))
+                        .bind(i64::MAX)
+                        .bind(order.event_id)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                if expired == 0 {
+                    return Ok(OrderOutcome::Refused(refusal));
+                }
             }
-            Ok(match reserve_once(conn, request).await? {
-                Some(details) => ReserveOutcome::Reserved(Box::new(details)),
-                None => ReserveOutcome::SoldOut,
-            })
+            Placement::Short(refusal) => return Ok(OrderOutcome::Refused(refusal)),
         }
     }
-}
-
-/// Runs a pay or cancel statement (`$1` ticket, `$2` owner) that returns the changed ticket
-/// with its summaries, or explains why nothing changed.
-async fn change_ticket(
-    conn: &mut PgConnection,
-    statement: &'static str,
-    ticket_id: Uuid,
-    user_id: Uuid,
-) -> StoreResult<TicketChange> {
-    let row: Option<TicketRow> = sqlx::query_as(statement)
-        .bind(ticket_id)
-        .bind(user_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    match row {
-        Some(row) => Ok(TicketChange::Done(Box::new(row.into_details()?))),
-        None => diagnose_ticket(conn, ticket_id, user_id).await,
-    }
-}
-
-/// Explains why a ticket could not be paid or cancelled.
-async fn diagnose_ticket(
-    conn: &mut PgConnection,
-    ticket_id: Uuid,
-    user_id: Uuid,
-) -> StoreResult<TicketChange> {
-    let row: Option<(Uuid, String, bool)> =
-        sqlx::query_as("SELECT user_id, status, expires_at <= now() FROM tickets WHERE id = $1")
-            .bind(ticket_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    let Some((owner, status, past_deadline)) = row else {
-        return Ok(TicketChange::NotFound);
-    };
-    Ok(TicketChange::refusal(
-        owner,
-        user_id,
-        parse_status(&status)?,
-        past_deadline,
-    ))
 }
 
 async fn ensure_postgis_available(pool: &PgPool) -> anyhow::Result<()> {
@@ -363,12 +298,20 @@ impl UserStore for PgStore {
 impl EventStore for PgStore {
     #[tracing::instrument(skip(self, draft))]
     async fn insert_event(&self, creator_id: Uuid, draft: &EventDraft) -> StoreResult<Event> {
-        let id = Uuid::now_v7();
+        let (id, now) = (Uuid::now_v7(), Utc::now());
+        let mut tx = self.pool.begin().await?;
         let row: EventRow =
             sql::bind_draft(sqlx::query_as(sql::INSERT_EVENT), id, creator_id, draft)
-                .bind(Utc::now())
-                .fetch_one(&self.pool)
+                .bind(now)
+                .fetch_one(&mut *tx)
                 .await?;
+        sqlx::query(sql::INSERT_DEFAULT_TIER)
+            .bind(Uuid::now_v7())
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         row.into_event()
     }
 
@@ -483,15 +426,16 @@ impl EventStore for PgStore {
 
 #[async_trait]
 impl TicketStore for PgStore {
-    #[tracing::instrument(skip(self, record), fields(event_id = %request.event_id))]
-    async fn reserve_ticket(
+    #[tracing::instrument(skip(self, record), fields(event_id = %order.event_id))]
+    async fn place_order(
         &self,
-        request: &NewReservation,
-        record: Option<&AnswerRecord<'_, ReserveOutcome>>,
-    ) -> StoreResult<ReserveOutcome> {
-        let mut conn = WriteConn::open(&self.pool, record).await?;
-        let outcome = reserve(&mut conn, request).await?;
-        conn.finish(record, outcome).await
+        order: &NewOrder,
+        record: Option<&AnswerRecord<'_, OrderOutcome>>,
+    ) -> StoreResult<OrderOutcome> {
+        let (mut tx, now) = begin_write(&self.pool).await?;
+        let outcome = place_order(&mut tx, order, now).await?;
+        // Refused or not, the transaction commits: released holds stay released.
+        finish(tx, record, outcome).await
     }
 
     #[tracing::instrument(skip(self, record))]
@@ -501,21 +445,8 @@ impl TicketStore for PgStore {
         user_id: Uuid,
         record: Option<&AnswerRecord<'_, TicketChange>>,
     ) -> StoreResult<TicketChange> {
-        // The deadline is judged by the database clock inside the row lock: a payment and the
-        // sweeper racing for one ticket cannot both win.
-        const PAY: &str = concat!(
-            "WITH t AS (
-                UPDATE tickets SET status = 'paid', paid_at = now(), updated_at = now()
-                WHERE id = $1 AND user_id = $2 AND status = 'reserved' AND expires_at > now()
-                RETURNING *
-            ) SELECT ",
-            ticket_columns!(),
-            " FROM t",
-            ticket_joins!()
-        );
-        let mut conn = WriteConn::open(&self.pool, record).await?;
-        let change = change_ticket(&mut conn, PAY, ticket_id, user_id).await?;
-        conn.finish(record, change).await
+        self.change_ticket(ticket_id, user_id, OrderChange::Pay, record)
+            .await
     }
 
     #[tracing::instrument(skip(self, record))]
@@ -525,24 +456,8 @@ impl TicketStore for PgStore {
         user_id: Uuid,
         record: Option<&AnswerRecord<'_, TicketChange>>,
     ) -> StoreResult<TicketChange> {
-        const CANCEL: &str = "WITH t AS (
-                UPDATE tickets SET status = 'cancelled', updated_at = now()
-                WHERE id = $1 AND user_id = $2 AND status = 'reserved' AND expires_at > now()
-                RETURNING *
-            ), seat AS (
-                UPDATE events e SET tickets_sold = e.tickets_sold - 1, updated_at = now()
-                FROM t WHERE e.id = t.event_id
-                RETURNING e.id, e.title, e.start_time, e.end_time, e.venue_name, e.city, e.state
-            )
-            SELECT t.id, t.user_id, t.event_id, t.status, t.expires_at, t.paid_at, t.created_at,
-                   t.updated_at, u.name AS user_name, u.email AS user_email,
-                   seat.title AS event_title, seat.start_time AS event_start_time,
-                   seat.end_time AS event_end_time, seat.venue_name AS event_venue_name,
-                   seat.city AS event_city, seat.state AS event_state
-            FROM t JOIN seat ON seat.id = t.event_id JOIN users u ON u.id = t.user_id";
-        let mut conn = WriteConn::open(&self.pool, record).await?;
-        let change = change_ticket(&mut conn, CANCEL, ticket_id, user_id).await?;
-        conn.finish(record, change).await
+        self.change_ticket(ticket_id, user_id, OrderChange::Cancel, record)
+            .await
     }
 
     async fn find_ticket(&self, id: Uuid) -> StoreResult<Option<TicketDetails>> {
@@ -555,7 +470,7 @@ impl TicketStore for PgStore {
 
     #[tracing::instrument(skip(self))]
     async fn expire_due_tickets(&self, batch_size: i64) -> StoreResult<u64> {
-        let (expired, _events): (i64, i64) = sqlx::query_as(expire_holds!(""))
+        let (expired, _events, _tiers): (i64, i64, i64) = sqlx::query_as(expire_holds!(""))
             .bind(batch_size)
             .fetch_one(&self.pool)
             .await?;

@@ -8,8 +8,9 @@ use uuid::Uuid;
 
 use super::{EventFilter, IdempotencyClaim, StoreError, StoredAnswer};
 use crate::domain::{
-    Event, EventDraft, EventSummary, GeoPoint, NewUser, Ticket, TicketDetails, TicketStatus, User,
-    UserSummary, Venue, VenueFields,
+    Event, EventDraft, EventSummary, GeoPoint, NewOrder, NewUser, Order, OrderDetails,
+    OrderOutcome, OrderPlan, OrderRefusal, SaleState, Ticket, TicketChange, TicketDetails,
+    TicketStatus, Tier, TierSummary, User, UserSummary, Venue, VenueFields,
 };
 
 macro_rules! user_columns {
@@ -26,11 +27,13 @@ macro_rules! event_columns {
     };
 }
 
-/// A ticket row (`t`) with its user (`u`) and event (`e`) summaries, joined by `ticket_joins`.
+/// A ticket row (`t`) with its tier as its order recorded it (`oi`) and its user (`u`) and
+/// event (`e`) summaries, joined by `ticket_joins`.
 macro_rules! ticket_columns {
     () => {
-        "t.id, t.user_id, t.event_id, t.status, t.expires_at, t.paid_at, t.created_at, \
-         t.updated_at, u.name AS user_name, u.email AS user_email, e.title AS event_title, \
+        "t.id, t.user_id, t.event_id, t.order_id, t.tier_id, t.status, t.expires_at, t.paid_at, \
+         t.created_at, t.updated_at, oi.tier_name, oi.unit_price_minor AS tier_price_minor, \
+         u.name AS user_name, u.email AS user_email, e.title AS event_title, \
          e.start_time AS event_start_time, e.end_time AS event_end_time, \
          e.venue_name AS event_venue_name, e.city AS event_city, e.state AS event_state"
     };
@@ -38,7 +41,8 @@ macro_rules! ticket_columns {
 
 macro_rules! ticket_joins {
     () => {
-        " JOIN users u ON u.id = t.user_id JOIN events e ON e.id = t.event_id "
+        " JOIN order_items oi ON oi.order_id = t.order_id AND oi.tier_id = t.tier_id \
+          JOIN users u ON u.id = t.user_id JOIN events e ON e.id = t.event_id "
     };
 }
 
@@ -68,6 +72,10 @@ pub(super) const INSERT_EVENT: &str = concat!(
      RETURNING ",
     event_columns!()
 );
+/// `$1` tier id, `$2` event, `$3` write time: the one tier of an event created without tiers.
+pub(super) const INSERT_DEFAULT_TIER: &str = "INSERT INTO ticket_tiers
+        (id, event_id, name, position, created_at, updated_at)
+     VALUES ($1, $2, 'General admission', 0, $3, $3)";
 /// [`bind_draft`]'s `$1..$16`, then `$17` the write time; only the creator's own event.
 pub(super) const UPDATE_EVENT: &str = concat!(
     "UPDATE events SET title = $3, description = $4, start_time = $5, end_time = $6,
@@ -105,6 +113,45 @@ pub(super) const TICKETS_ORDER: &str = " ORDER BY t.created_at DESC, t.id DESC";
 /// Whose ticket, in which status, and whether `$2` (now) is past its deadline.
 pub(super) const TICKET_STATE: &str =
     "SELECT user_id, status, expires_at <= $2 FROM tickets WHERE id = $1";
+/// `$1` ticket: its order, the order's owner and how many tickets the order holds.
+pub(super) const TICKET_ORDER: &str = "SELECT t.order_id, o.user_id,
+        (SELECT count(*) FROM tickets n WHERE n.order_id = t.order_id) AS tickets
+     FROM tickets t JOIN orders o ON o.id = t.order_id WHERE t.id = $1";
+/// `$1` order, `$2` status, `$3` now: the order's tickets take its new status.
+pub(super) const SET_ORDER_TICKETS_STATUS: &str = "UPDATE tickets SET status = $2, updated_at = $3,
+         paid_at = CASE WHEN $2 = 'paid' THEN $3 ELSE paid_at END
+     WHERE order_id = $1";
+/// `$1` order, `$2` now: gives the seats of a cancelled or expired order back to its tiers
+/// and its event (the event row first: every writer locks it before the tiers).
+pub(super) const RELEASE_ORDER_SEATS: [&str; 2] = [
+    "UPDATE events SET tickets_sold = tickets_sold
+         - (SELECT sum(quantity) FROM order_items WHERE order_id = $1), updated_at = $2
+     WHERE id = (SELECT event_id FROM orders WHERE id = $1)",
+    "UPDATE ticket_tiers SET sold = sold - (SELECT quantity FROM order_items oi
+             WHERE oi.order_id = $1 AND oi.tier_id = ticket_tiers.id), updated_at = $2
+     WHERE id IN (SELECT tier_id FROM order_items WHERE order_id = $1)",
+];
+/// `$1` event: its tiers in sale order.
+pub(super) const SALE_TIERS: &str = "SELECT id, name, description, price_minor, quantity, sold,
+        max_per_order, sales_start, sales_end, position
+     FROM ticket_tiers WHERE event_id = $1 ORDER BY position";
+/// `$1` user, `$2` event, `$3` now: the user's live tickets of the event.
+pub(super) const HELD_BY_BUYER: &str = "SELECT count(*) FROM tickets
+     WHERE user_id = $1 AND event_id = $2
+       AND (status = 'paid' OR (status = 'reserved' AND expires_at > $3))";
+const INSERT_ORDER: &str = "INSERT INTO orders
+        (id, user_id, event_id, status, currency, total_minor, expires_at, created_at, updated_at)
+     VALUES ($1, $2, $3, 'reserved', $4, $5, $6, $7, $7)";
+const INSERT_ORDER_ITEM: &str = "INSERT INTO order_items
+        (order_id, event_id, tier_id, tier_name, quantity, unit_price_minor)
+     VALUES ($1, $2, $3, $4, $5, $6)";
+const INSERT_TICKET: &str = "INSERT INTO tickets
+        (id, user_id, event_id, order_id, tier_id, status, expires_at, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, 'reserved', $6, $7, $7)";
+const TAKE_TIER_SEATS: &str =
+    "UPDATE ticket_tiers SET sold = sold + $2, updated_at = $3 WHERE id = $1";
+const TAKE_EVENT_SEATS: &str =
+    "UPDATE events SET tickets_sold = tickets_sold + $2, updated_at = $3 WHERE id = $1";
 pub(super) const PEEK_KEY: &str = "SELECT request_hash,
         CAST(response_status AS BIGINT) AS response_status, response_body, created_at, lease_until
      FROM idempotency_keys WHERE user_id = $1 AND key = $2";
@@ -150,6 +197,7 @@ impl StoredTime for Micros {
 pub(super) trait Dialect: Database {
     type Time: StoredTime
         + From<DateTime<Utc>>
+        + Unpin
         + Send
         + Sync
         + for<'q> Encode<'q, Self>
@@ -282,6 +330,10 @@ pub(super) struct TicketRow<T> {
     id: Uuid,
     user_id: Uuid,
     event_id: Uuid,
+    order_id: Uuid,
+    tier_id: Uuid,
+    tier_name: String,
+    tier_price_minor: i64,
     status: String,
     expires_at: T,
     paid_at: Option<T>,
@@ -304,11 +356,17 @@ impl<T: StoredTime> TicketRow<T> {
                 id: self.id,
                 user_id: self.user_id,
                 event_id: self.event_id,
+                order_id: self.order_id,
                 status: parse_status(&self.status)?,
                 expires_at: self.expires_at.into_utc()?,
                 paid_at: self.paid_at.map(StoredTime::into_utc).transpose()?,
                 created_at: self.created_at.into_utc()?,
                 updated_at: self.updated_at.into_utc()?,
+            },
+            tier: TierSummary {
+                id: self.tier_id,
+                name: self.tier_name,
+                price_minor: self.tier_price_minor,
             },
             user: UserSummary {
                 id: self.user_id,
@@ -615,4 +673,397 @@ mod tests {
         assert_eq!(Micros::from(now).into_utc().unwrap(), now);
         assert!(Micros(i64::MAX).into_utc().is_err());
     }
+}
+
+/// An event's sale as read under its lock, with what the placed order will show.
+pub(super) struct SaleRead {
+    pub(super) state: SaleState,
+    pub(super) event: EventSummary,
+    pub(super) user: UserSummary,
+}
+
+/// What a backend's sale query returns (`$1` event, `$2` buyer, `$3` now).
+#[derive(FromRow)]
+pub(super) struct SaleRow<T> {
+    started: bool,
+    seats_left: i64,
+    max_tickets_per_user: Option<i32>,
+    currency: String,
+    title: String,
+    start_time: T,
+    end_time: T,
+    venue_name: String,
+    city: String,
+    state: String,
+    user_name: Option<String>,
+    user_email: Option<String>,
+}
+
+/// The columns of [`SaleRow`] for a backend's sale query (`e` the event, `u` the buyer).
+macro_rules! sale_columns {
+    () => {
+        "e.start_time <= $3 AS started, \
+         CAST(e.total_tickets - e.tickets_sold AS BIGINT) AS seats_left, \
+         e.max_tickets_per_user, e.currency, e.title, e.start_time, e.end_time, e.venue_name, \
+         e.city, e.state, u.name AS user_name, u.email AS user_email \
+         FROM events e LEFT JOIN users u ON u.id = $2 WHERE e.id = $1"
+    };
+}
+
+#[derive(FromRow)]
+pub(super) struct TierRow<T> {
+    id: Uuid,
+    name: String,
+    description: Option<String>,
+    price_minor: i64,
+    quantity: Option<i32>,
+    sold: i32,
+    max_per_order: Option<i32>,
+    sales_start: Option<T>,
+    sales_end: Option<T>,
+    position: i32,
+}
+
+impl<T: StoredTime> TierRow<T> {
+    fn into_tier(self) -> Result<Tier, StoreError> {
+        Ok(Tier {
+            id: self.id,
+            name: self.name,
+            description: self.description,
+            price_minor: self.price_minor,
+            quantity: self.quantity,
+            sold: self.sold,
+            max_per_order: self.max_per_order,
+            sales_start: self.sales_start.map(StoredTime::into_utc).transpose()?,
+            sales_end: self.sales_end.map(StoredTime::into_utc).transpose()?,
+            position: self.position,
+        })
+    }
+}
+
+/// How [`place_order_on`] ended.
+pub(super) enum Placement {
+    Done(OrderOutcome),
+    /// Refused for want of seats: releasing the event's due holds may change the answer.
+    Short(OrderRefusal),
+}
+
+/// Places `order` on `conn`, inside the caller's transaction, after `sale_sql` (the backend's
+/// sale query, which on PostgreSQL locks the event row) has read the event. Every rule is the
+/// domain's ([`SaleState::plan`]); this reads the state and writes the plan.
+pub(super) async fn place_order_on<DB: Dialect>(
+    conn: &mut DB::Connection,
+    sale_sql: &'static str,
+    order: &NewOrder,
+    now: DateTime<Utc>,
+) -> Result<Placement, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> i32: Encode<'q, DB> + Type<DB>,
+    for<'r> SaleRow<DB::Time>: FromRow<'r, DB::Row>,
+    for<'r> TierRow<DB::Time>: FromRow<'r, DB::Row>,
+    for<'r> (i64,): FromRow<'r, DB::Row>,
+{
+    let Some(sale) = read_sale::<DB>(conn, sale_sql, order, now).await? else {
+        return Ok(Placement::Done(OrderOutcome::Refused(
+            OrderRefusal::EventNotFound,
+        )));
+    };
+    let plan = match sale.state.plan(&order.lines, now) {
+        Ok(plan) => plan,
+        Err(short @ OrderRefusal::NotEnough { .. }) => return Ok(Placement::Short(short)),
+        Err(refusal) => return Ok(Placement::Done(OrderOutcome::Refused(refusal))),
+    };
+    let details = write_order::<DB>(conn, order, &plan, sale, now).await?;
+    Ok(Placement::Done(OrderOutcome::Placed(Box::new(details))))
+}
+
+async fn read_sale<DB: Dialect>(
+    conn: &mut DB::Connection,
+    sale_sql: &'static str,
+    order: &NewOrder,
+    now: DateTime<Utc>,
+) -> Result<Option<SaleRead>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'r> SaleRow<DB::Time>: FromRow<'r, DB::Row>,
+    for<'r> TierRow<DB::Time>: FromRow<'r, DB::Row>,
+    for<'r> (i64,): FromRow<'r, DB::Row>,
+{
+    let row: Option<SaleRow<DB::Time>> = sqlx::query_as(sale_sql)
+        .bind(order.event_id)
+        .bind(order.user_id)
+        .bind(DB::Time::from(now))
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let (Some(name), Some(email)) = (row.user_name, row.user_email) else {
+        // The buyer's account is gone: the token names a deleted user.
+        return Err(StoreError::ForeignKeyViolation);
+    };
+    let tiers: Vec<TierRow<DB::Time>> = sqlx::query_as(SALE_TIERS)
+        .bind(order.event_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    let tiers = tiers
+        .into_iter()
+        .map(TierRow::into_tier)
+        .collect::<Result<_, _>>()?;
+    let held_by_buyer = match row.max_tickets_per_user {
+        None => 0,
+        Some(_) => {
+            let (held,): (i64,) = sqlx::query_as(HELD_BY_BUYER)
+                .bind(order.user_id)
+                .bind(order.event_id)
+                .bind(DB::Time::from(now))
+                .fetch_one(&mut *conn)
+                .await?;
+            held
+        }
+    };
+    Ok(Some(SaleRead {
+        state: SaleState {
+            started: row.started,
+            seats_left: row.seats_left,
+            max_tickets_per_user: row.max_tickets_per_user,
+            currency: row.currency,
+            tiers,
+            held_by_buyer,
+        },
+        event: EventSummary {
+            id: order.event_id,
+            title: row.title,
+            start_time: row.start_time.into_utc()?,
+            end_time: row.end_time.into_utc()?,
+            venue_name: row.venue_name,
+            city: row.city,
+            state: row.state,
+        },
+        user: UserSummary {
+            id: order.user_id,
+            name,
+            email,
+        },
+    }))
+}
+
+/// Writes a granted order: the order, its lines, one ticket per seat, and the counters.
+async fn write_order<DB: Dialect>(
+    conn: &mut DB::Connection,
+    order: &NewOrder,
+    plan: &OrderPlan,
+    sale: SaleRead,
+    now: DateTime<Utc>,
+) -> Result<OrderDetails, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> i32: Encode<'q, DB> + Type<DB>,
+{
+    let hold = chrono::Duration::from_std(order.hold)
+        .map_err(|_| StoreError::Corrupt("hold duration out of range".into()))?;
+    let expires_at = now + hold;
+    let (at, until) = (DB::Time::from(now), DB::Time::from(expires_at));
+    sqlx::query(INSERT_ORDER)
+        .bind(order.order_id)
+        .bind(order.user_id)
+        .bind(order.event_id)
+        .bind(sale.state.currency.as_str())
+        .bind(plan.total_minor)
+        .bind(until)
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
+    let mut tickets = Vec::with_capacity(usize::try_from(plan.tickets).unwrap_or_default());
+    for line in &plan.lines {
+        sqlx::query(INSERT_ORDER_ITEM)
+            .bind(order.order_id)
+            .bind(order.event_id)
+            .bind(line.tier_id)
+            .bind(line.tier_name.as_str())
+            .bind(line.quantity)
+            .bind(line.unit_price_minor)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(TAKE_TIER_SEATS)
+            .bind(line.tier_id)
+            .bind(line.quantity)
+            .bind(DB::Time::from(now))
+            .execute(&mut *conn)
+            .await?;
+        for _ in 0..line.quantity {
+            let ticket = Ticket {
+                id: Uuid::now_v7(),
+                user_id: order.user_id,
+                event_id: order.event_id,
+                order_id: order.order_id,
+                status: TicketStatus::Reserved,
+                expires_at,
+                paid_at: None,
+                created_at: now,
+                updated_at: now,
+            };
+            sqlx::query(INSERT_TICKET)
+                .bind(ticket.id)
+                .bind(order.user_id)
+                .bind(order.event_id)
+                .bind(order.order_id)
+                .bind(line.tier_id)
+                .bind(DB::Time::from(expires_at))
+                .bind(DB::Time::from(now))
+                .execute(&mut *conn)
+                .await?;
+            tickets.push(TicketDetails {
+                ticket,
+                tier: TierSummary {
+                    id: line.tier_id,
+                    name: line.tier_name.clone(),
+                    price_minor: line.unit_price_minor,
+                },
+                user: sale.user.clone(),
+                event: sale.event.clone(),
+            });
+        }
+    }
+    sqlx::query(TAKE_EVENT_SEATS)
+        .bind(order.event_id)
+        .bind(plan.tickets)
+        .bind(DB::Time::from(now))
+        .execute(&mut *conn)
+        .await?;
+    Ok(OrderDetails {
+        order: Order {
+            id: order.order_id,
+            user_id: order.user_id,
+            event_id: order.event_id,
+            status: TicketStatus::Reserved,
+            currency: sale.state.currency,
+            total_minor: plan.total_minor,
+            expires_at,
+            paid_at: None,
+            created_at: now,
+            updated_at: now,
+        },
+        lines: plan.lines.clone(),
+        tickets,
+    })
+}
+
+/// What a ticket's owner does to its order.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum OrderChange {
+    Pay,
+    Cancel,
+}
+
+impl OrderChange {
+    /// `$1` order, `$2` owner, `$3` now: the order's new status, while it is reserved and
+    /// its hold has not passed; a row when it changed.
+    fn statement(self) -> &'static str {
+        match self {
+            OrderChange::Pay => {
+                "UPDATE orders SET status = 'paid', paid_at = $3, updated_at = $3
+                 WHERE id = $1 AND user_id = $2 AND status = 'reserved' AND expires_at > $3
+                 RETURNING id"
+            }
+            OrderChange::Cancel => {
+                "UPDATE orders SET status = 'cancelled', updated_at = $3
+                 WHERE id = $1 AND user_id = $2 AND status = 'reserved' AND expires_at > $3
+                 RETURNING id"
+            }
+        }
+    }
+
+    fn status(self) -> TicketStatus {
+        match self {
+            OrderChange::Pay => TicketStatus::Paid,
+            OrderChange::Cancel => TicketStatus::Cancelled,
+        }
+    }
+}
+
+/// Pays or cancels the order of one ticket, inside the caller's transaction: the order and
+/// its ticket take the new status together, and a cancellation gives the seat back.
+pub(super) async fn change_ticket_order<DB: Dialect>(
+    conn: &mut DB::Connection,
+    ticket_id: Uuid,
+    user_id: Uuid,
+    change: OrderChange,
+    now: DateTime<Utc>,
+) -> Result<TicketChange, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'r> (Uuid, Uuid, i64): FromRow<'r, DB::Row>,
+    for<'r> (Uuid,): FromRow<'r, DB::Row>,
+    for<'r> (Uuid, String, bool): FromRow<'r, DB::Row>,
+    for<'r> TicketRow<DB::Time>: FromRow<'r, DB::Row>,
+{
+    let order: Option<(Uuid, Uuid, i64)> = sqlx::query_as(TICKET_ORDER)
+        .bind(ticket_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some((order_id, owner, tickets)) = order else {
+        return Ok(TicketChange::NotFound);
+    };
+    if owner != user_id {
+        return Ok(TicketChange::NotOwner);
+    }
+    if tickets > 1 {
+        return Ok(TicketChange::PartOfOrder(order_id));
+    }
+    let changed: Option<(Uuid,)> = sqlx::query_as(change.statement())
+        .bind(order_id)
+        .bind(user_id)
+        .bind(DB::Time::from(now))
+        .fetch_optional(&mut *conn)
+        .await?;
+    if changed.is_none() {
+        let state: Option<(Uuid, String, bool)> = sqlx::query_as(TICKET_STATE)
+            .bind(ticket_id)
+            .bind(DB::Time::from(now))
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some((owner, status, past_deadline)) = state else {
+            return Ok(TicketChange::NotFound);
+        };
+        let status = parse_status(&status)?;
+        return Ok(TicketChange::refusal(owner, user_id, status, past_deadline));
+    }
+    if matches!(change, OrderChange::Cancel) {
+        for statement in RELEASE_ORDER_SEATS {
+            sqlx::query(statement)
+                .bind(order_id)
+                .bind(DB::Time::from(now))
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    sqlx::query(SET_ORDER_TICKETS_STATUS)
+        .bind(order_id)
+        .bind(change.status().as_str())
+        .bind(DB::Time::from(now))
+        .execute(&mut *conn)
+        .await?;
+    let row: Option<TicketRow<DB::Time>> = sqlx::query_as(FIND_TICKET)
+        .bind(ticket_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(match row {
+        Some(row) => TicketChange::Done(Box::new(row.into_details()?)),
+        None => TicketChange::NotFound,
+    })
 }

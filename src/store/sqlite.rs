@@ -17,15 +17,15 @@ use sqlx::sqlite::{
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
-use super::sql::{self, CredentialsRow, Micros, parse_status};
+use super::sql::{self, CredentialsRow, Micros, OrderChange, Placement};
 use super::{
     AnswerRecord, Backend, ClaimTerms, EventFilter, EventStore, HeldKey, IdempotencyClaim,
-    IdempotencyStore, Infrastructure, NearbyQuery, NewReservation, Page, PoolStats, RequestKey,
-    StoreError, StoreOptions, StoreResult, StoredAnswer, TicketFilter, TicketStore, UserStore,
+    IdempotencyStore, Infrastructure, NearbyQuery, Page, PoolStats, RequestKey, StoreError,
+    StoreOptions, StoreResult, StoredAnswer, TicketFilter, TicketStore, UserStore,
 };
 use crate::domain::{
-    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewUser, PageRequest,
-    ReserveOutcome, TicketChange, TicketDetails, User,
+    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewOrder, NewUser,
+    OrderOutcome, OrderRefusal, PageRequest, Shortage, TicketChange, TicketDetails, User,
 };
 
 type UserRow = sql::UserRow<Micros>;
@@ -43,7 +43,7 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     path: PathBuf,
-    reservations: tokio::sync::mpsc::Sender<batch::Pending>,
+    orders: tokio::sync::mpsc::Sender<batch::Pending>,
 }
 
 /// A write transaction that takes the write lock at once (a deferred one that reads first can
@@ -185,25 +185,22 @@ impl SqliteStore {
             .connect_with(base.read_only(true))
             .await?;
         Ok(Self {
-            reservations: batch::spawn(writer.clone()),
+            orders: batch::spawn(writer.clone()),
             writer,
             reader,
             path,
         })
     }
 
-    /// The common case of a reservation, written together with whatever other reservations
-    /// arrived at the same time (see [`batch`]). `None` when no seat was taken.
-    async fn reserve_batched(
-        &self,
-        request: &NewReservation,
-    ) -> StoreResult<Option<TicketDetails>> {
+    /// Places an unkeyed order together with whatever other orders arrived at the same time
+    /// (see [`batch`]).
+    async fn place_batched(&self, order: &NewOrder) -> StoreResult<OrderOutcome> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let pending = batch::Pending {
-            request: request.clone(),
+            order: order.clone(),
             reply,
         };
-        if self.reservations.send(pending).await.is_err() {
+        if self.orders.send(pending).await.is_err() {
             return Err(sqlx::Error::WorkerCrashed.into());
         }
         answer
@@ -211,16 +208,16 @@ impl SqliteStore {
             .unwrap_or_else(|_| Err(sqlx::Error::WorkerCrashed.into()))
     }
 
-    /// Why a reservation took no seat, read without the writer; `None` when the event may have
-    /// due holds to release (only a write transaction can tell).
+    /// An order for an event that is sold out, started or missing, refused from a read without
+    /// the writer; `None` when only the writer can tell (seats left, or due holds to release).
     async fn refusal_without_writing(
         &self,
         event_id: Uuid,
         now: DateTime<Utc>,
-    ) -> StoreResult<Option<ReserveOutcome>> {
+    ) -> StoreResult<Option<OrderRefusal>> {
         let state: Option<(bool, bool, bool)> = sqlx::query_as(
             "SELECT start_time <= ?2, tickets_sold >= total_tickets,
-                    EXISTS (SELECT 1 FROM tickets
+                    EXISTS (SELECT 1 FROM orders
                             WHERE event_id = ?1 AND status = 'reserved' AND expires_at <= ?2)
              FROM events WHERE id = ?1",
         )
@@ -229,11 +226,28 @@ impl SqliteStore {
         .fetch_optional(&self.reader)
         .await?;
         Ok(match state {
-            None => Some(ReserveOutcome::EventNotFound),
-            Some((true, _, _)) => Some(ReserveOutcome::EventStarted),
-            Some((false, true, false)) => Some(ReserveOutcome::SoldOut),
+            None => Some(OrderRefusal::EventNotFound),
+            Some((true, _, _)) => Some(OrderRefusal::EventStarted),
+            Some((false, true, false)) => Some(OrderRefusal::NotEnough {
+                short: Shortage::Event,
+                left: 0,
+            }),
             Some(_) => None,
         })
+    }
+
+    async fn change_ticket(
+        &self,
+        ticket_id: Uuid,
+        user_id: Uuid,
+        change: OrderChange,
+        record: Option<&AnswerRecord<'_, TicketChange>>,
+    ) -> StoreResult<TicketChange> {
+        let now = Utc::now();
+        let mut tx = begin_immediate(&self.writer).await?;
+        let outcome =
+            sql::change_ticket_order::<Sqlite>(&mut tx, ticket_id, user_id, change, now).await?;
+        tx.finish(record, outcome).await
     }
 
     async fn reader(&self) -> StoreResult<PoolConnection<Sqlite>> {
@@ -253,101 +267,34 @@ pub(super) async fn ticket_details_on(
     row.map(TicketRow::into_details).transpose()
 }
 
-/// Why a ticket could not be paid or cancelled, read inside the write transaction.
-async fn diagnose_ticket(
-    conn: &mut SqliteConnection,
-    ticket_id: Uuid,
-    user_id: Uuid,
-    now: DateTime<Utc>,
-) -> StoreResult<TicketChange> {
-    let row: Option<(Uuid, String, bool)> = sqlx::query_as(sql::TICKET_STATE)
-        .bind(ticket_id)
-        .bind(Micros::from(now))
-        .fetch_optional(conn)
-        .await?;
-    let Some((owner, status, past_deadline)) = row else {
-        return Ok(TicketChange::NotFound);
-    };
-    Ok(TicketChange::refusal(
-        owner,
-        user_id,
-        parse_status(&status)?,
-        past_deadline,
-    ))
-}
+/// The sale query: the single writer's transaction already keeps other writers out.
+const SALE: &str = concat!("SELECT ", sale_columns!());
 
-/// The ticket a pay or cancel just changed.
-async fn changed_ticket(conn: &mut SqliteConnection, ticket_id: Uuid) -> StoreResult<TicketChange> {
-    Ok(match ticket_details_on(conn, ticket_id).await? {
-        Some(details) => TicketChange::Done(Box::new(details)),
-        None => TicketChange::NotFound,
-    })
-}
-
-/// A reservation inside the caller's write transaction: takes a seat and creates the held
-/// ticket, releasing the event's due holds first when it looks sold out.
-async fn reserve_in(
+/// Places an order inside the caller's write transaction, releasing the event's due holds once
+/// when it looks short of seats.
+pub(super) async fn place_in(
     conn: &mut SqliteConnection,
-    request: &NewReservation,
+    order: &NewOrder,
     now: DateTime<Utc>,
-) -> StoreResult<ReserveOutcome> {
-    let expires_at = now
-        + Duration::from_std(request.hold)
-            .map_err(|_| StoreError::Corrupt("hold duration out of range".into()))?;
-    let take_seat = "UPDATE events SET tickets_sold = tickets_sold + 1, updated_at = ?2
-                     WHERE id = ?1 AND tickets_sold < total_tickets AND start_time > ?2";
-    let mut taken = sqlx::query(take_seat)
-        .bind(request.event_id)
-        .bind(Micros::from(now))
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-    if taken == 0 {
-        let state: Option<(bool, bool)> = sqlx::query_as(
-            "SELECT start_time <= ?2, tickets_sold >= total_tickets FROM events WHERE id = ?1",
-        )
-        .bind(request.event_id)
-        .bind(Micros::from(now))
-        .fetch_optional(&mut *conn)
-        .await?;
-        match state {
-            None => return Ok(ReserveOutcome::EventNotFound),
-            Some((true, _)) => return Ok(ReserveOutcome::EventStarted),
-            Some((false, _)) => {
-                // Looks sold out: release this event's due holds, then try once more.
-                if expire_holds(conn, Some(request.event_id), i64::MAX, now).await? > 0 {
-                    taken = sqlx::query(take_seat)
-                        .bind(request.event_id)
-                        .bind(Micros::from(now))
-                        .execute(&mut *conn)
-                        .await?
-                        .rows_affected();
-                }
-                if taken == 0 {
-                    return Ok(ReserveOutcome::SoldOut);
+) -> StoreResult<OrderOutcome> {
+    let mut released = false;
+    loop {
+        match sql::place_order_on::<Sqlite>(conn, SALE, order, now).await? {
+            Placement::Done(outcome) => return Ok(outcome),
+            Placement::Short(refusal) if !released => {
+                released = true;
+                if expire_holds(conn, Some(order.event_id), i64::MAX, now).await? == 0 {
+                    return Ok(OrderOutcome::Refused(refusal));
                 }
             }
+            Placement::Short(refusal) => return Ok(OrderOutcome::Refused(refusal)),
         }
     }
-    sqlx::query(
-        "INSERT INTO tickets (id, user_id, event_id, status, expires_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, 'reserved', ?4, ?5, ?5)",
-    )
-    .bind(request.ticket_id)
-    .bind(request.user_id)
-    .bind(request.event_id)
-    .bind(Micros::from(expires_at))
-    .bind(Micros::from(now))
-    .execute(&mut *conn)
-    .await?;
-    let details = ticket_details_on(conn, request.ticket_id)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt("reserved ticket vanished".into()))?;
-    Ok(ReserveOutcome::Reserved(Box::new(details)))
 }
 
-/// Expires due holds (all, or of one event) inside the caller's write transaction and gives
-/// their seats back. Returns how many tickets were expired.
+/// Expires due orders (all, or of one event) and their tickets inside the caller's write
+/// transaction, and gives their seats back to the events and tiers. Returns how many tickets
+/// were expired.
 async fn expire_holds(
     conn: &mut SqliteConnection,
     event_id: Option<Uuid>,
@@ -355,24 +302,38 @@ async fn expire_holds(
     now: DateTime<Utc>,
 ) -> StoreResult<u64> {
     let now = Micros::from(now);
-    let expired: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE tickets SET status = 'expired', updated_at = ?1
+    let orders: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE orders SET status = 'expired', updated_at = ?1
          WHERE id IN (
-            SELECT id FROM tickets
+            SELECT id FROM orders
             WHERE status = 'reserved' AND expires_at <= ?1 AND (?2 IS NULL OR event_id = ?2)
             ORDER BY expires_at LIMIT ?3)
-         RETURNING event_id",
+         RETURNING id",
     )
     .bind(now)
     .bind(event_id)
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
-    let mut released: BTreeMap<Uuid, i64> = BTreeMap::new();
-    for event in &expired {
-        *released.entry(*event).or_default() += 1;
+    if orders.is_empty() {
+        return Ok(0);
     }
-    for (event, seats) in released {
+    let mut expire =
+        QueryBuilder::<Sqlite>::new("UPDATE tickets SET status = 'expired', updated_at = ");
+    expire.push_bind(now).push(" WHERE order_id IN (");
+    let mut ids = expire.separated(", ");
+    for order in &orders {
+        ids.push_bind(*order);
+    }
+    expire.push(") RETURNING event_id, tier_id");
+    let released: Vec<(Uuid, Uuid)> = expire.build_query_as().fetch_all(&mut *conn).await?;
+    let mut per_event: BTreeMap<Uuid, i64> = BTreeMap::new();
+    let mut per_tier: BTreeMap<Uuid, i64> = BTreeMap::new();
+    for (event, tier) in &released {
+        *per_event.entry(*event).or_default() += 1;
+        *per_tier.entry(*tier).or_default() += 1;
+    }
+    for (event, seats) in per_event {
         sqlx::query(
             "UPDATE events SET tickets_sold = tickets_sold - ?2, updated_at = ?3 WHERE id = ?1",
         )
@@ -382,7 +343,15 @@ async fn expire_holds(
         .execute(&mut *conn)
         .await?;
     }
-    Ok(expired.len() as u64)
+    for (tier, seats) in per_tier {
+        sqlx::query("UPDATE ticket_tiers SET sold = sold - ?2, updated_at = ?3 WHERE id = ?1")
+            .bind(tier)
+            .bind(seats)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(released.len() as u64)
 }
 
 #[async_trait]
@@ -483,13 +452,19 @@ impl UserStore for SqliteStore {
 impl EventStore for SqliteStore {
     #[tracing::instrument(skip(self, draft))]
     async fn insert_event(&self, creator_id: Uuid, draft: &EventDraft) -> StoreResult<Event> {
-        let id = Uuid::now_v7();
+        let (id, now) = (Uuid::now_v7(), Micros::from(Utc::now()));
         let mut tx = begin_immediate(&self.writer).await?;
         let row: EventRow =
             sql::bind_draft(sqlx::query_as(sql::INSERT_EVENT), id, creator_id, draft)
-                .bind(Micros::from(Utc::now()))
+                .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
+        sqlx::query(sql::INSERT_DEFAULT_TIER)
+            .bind(Uuid::now_v7())
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         row.into_event()
     }
@@ -649,25 +624,23 @@ impl EventStore for SqliteStore {
 
 #[async_trait]
 impl TicketStore for SqliteStore {
-    #[tracing::instrument(skip(self, record), fields(event_id = %request.event_id))]
-    async fn reserve_ticket(
+    #[tracing::instrument(skip(self, record), fields(event_id = %order.event_id))]
+    async fn place_order(
         &self,
-        request: &NewReservation,
-        record: Option<&AnswerRecord<'_, ReserveOutcome>>,
-    ) -> StoreResult<ReserveOutcome> {
+        order: &NewOrder,
+        record: Option<&AnswerRecord<'_, OrderOutcome>>,
+    ) -> StoreResult<OrderOutcome> {
         let now = Utc::now();
-        // A keyed reservation commits with its answer, so it takes a transaction of its own.
-        if record.is_none() {
-            if let Some(details) = self.reserve_batched(request).await? {
-                return Ok(ReserveOutcome::Reserved(Box::new(details)));
-            }
-            if let Some(refusal) = self.refusal_without_writing(request.event_id, now).await? {
-                return Ok(refusal);
-            }
+        // A keyed order commits with its answer, so it takes a transaction of its own.
+        if record.is_some() {
+            let mut tx = begin_immediate(&self.writer).await?;
+            let outcome = place_in(&mut tx, order, now).await?;
+            return tx.finish(record, outcome).await;
         }
-        let mut tx = begin_immediate(&self.writer).await?;
-        let outcome = reserve_in(&mut tx, request, now).await?;
-        tx.finish(record, outcome).await
+        match self.refusal_without_writing(order.event_id, now).await? {
+            Some(refusal) => Ok(OrderOutcome::Refused(refusal)),
+            None => self.place_batched(order).await,
+        }
     }
 
     #[tracing::instrument(skip(self, record))]
@@ -677,24 +650,8 @@ impl TicketStore for SqliteStore {
         user_id: Uuid,
         record: Option<&AnswerRecord<'_, TicketChange>>,
     ) -> StoreResult<TicketChange> {
-        let now = Utc::now();
-        let mut tx = begin_immediate(&self.writer).await?;
-        let paid = sqlx::query(
-            "UPDATE tickets SET status = 'paid', paid_at = ?3, updated_at = ?3
-             WHERE id = ?1 AND user_id = ?2 AND status = 'reserved' AND expires_at > ?3",
-        )
-        .bind(ticket_id)
-        .bind(user_id)
-        .bind(Micros::from(now))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let change = if paid == 0 {
-            diagnose_ticket(&mut tx, ticket_id, user_id, now).await?
-        } else {
-            changed_ticket(&mut tx, ticket_id).await?
-        };
-        tx.finish(record, change).await
+        self.change_ticket(ticket_id, user_id, OrderChange::Pay, record)
+            .await
     }
 
     #[tracing::instrument(skip(self, record))]
@@ -704,33 +661,8 @@ impl TicketStore for SqliteStore {
         user_id: Uuid,
         record: Option<&AnswerRecord<'_, TicketChange>>,
     ) -> StoreResult<TicketChange> {
-        let now = Utc::now();
-        let mut tx = begin_immediate(&self.writer).await?;
-        let event_id: Option<Uuid> = sqlx::query_scalar(
-            "UPDATE tickets SET status = 'cancelled', updated_at = ?3
-             WHERE id = ?1 AND user_id = ?2 AND status = 'reserved' AND expires_at > ?3
-             RETURNING event_id",
-        )
-        .bind(ticket_id)
-        .bind(user_id)
-        .bind(Micros::from(now))
-        .fetch_optional(&mut *tx)
-        .await?;
-        let change = match event_id {
-            None => diagnose_ticket(&mut tx, ticket_id, user_id, now).await?,
-            Some(event_id) => {
-                sqlx::query(
-                    "UPDATE events SET tickets_sold = tickets_sold - 1, updated_at = ?2
-                     WHERE id = ?1",
-                )
-                .bind(event_id)
-                .bind(Micros::from(now))
-                .execute(&mut *tx)
-                .await?;
-                changed_ticket(&mut tx, ticket_id).await?
-            }
-        };
-        tx.finish(record, change).await
+        self.change_ticket(ticket_id, user_id, OrderChange::Cancel, record)
+            .await
     }
 
     async fn find_ticket(&self, id: Uuid) -> StoreResult<Option<TicketDetails>> {

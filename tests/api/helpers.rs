@@ -231,6 +231,12 @@ impl TestApp {
         Self::serve(Backend::Sqlite, database, settings, true).await
     }
 
+    /// An app without its expiry sweeper on a database of the caller's.
+    pub async fn spawn_without_sweeper_on(backend: Backend, database: TestDatabase) -> TestApp {
+        let settings = test_settings(&database.url);
+        Self::serve(backend, database, settings, false).await
+    }
+
     /// An app whose expiry sweeper does not run (holds only expire on demand).
     pub async fn spawn_without_sweeper(backend: Backend) -> TestApp {
         let database = TestDatabase::create(backend).await;
@@ -404,30 +410,57 @@ impl TestApp {
     }
 }
 
-/// Checks the counters of every event against its ticket rows.
+/// Checks the counters of every event and tier against the ticket rows, and that every order's
+/// tickets share its status.
 pub async fn assert_invariants(backend: Backend, url: &str) {
-    let rows: Vec<(i64, i64, i64)> = match backend {
-        Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-            sqlx::query_as(INVARIANT_QUERY)
-                .fetch_all(&mut conn)
-                .await
-                .unwrap()
-        }
-        Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-            sqlx::query_as(INVARIANT_QUERY)
-                .fetch_all(&mut conn)
-                .await
-                .unwrap()
-        }
-    };
-    for (sold, total, live) in rows {
+    let events: Vec<(i64, i64, i64)> = rows(backend, url, INVARIANT_QUERY).await;
+    for (sold, total, live) in events {
         assert_eq!(
             sold, live,
             "tickets_sold must equal reserved + paid tickets"
         );
         assert!(sold <= total, "oversold: {sold} > {total}");
+    }
+    let tiers: Vec<(i64, Option<i64>, i64)> = rows(backend, url, TIER_INVARIANT_QUERY).await;
+    for (sold, quantity, live) in tiers {
+        assert_eq!(
+            sold, live,
+            "a tier's sold must equal its reserved + paid tickets"
+        );
+        if let Some(quantity) = quantity {
+            assert!(sold <= quantity, "tier oversold: {sold} > {quantity}");
+        }
+    }
+    let split = "SELECT COUNT(*) FROM tickets t JOIN orders o ON o.id = t.order_id \
+                 WHERE t.status <> o.status";
+    assert_eq!(
+        scalar(backend, url, split).await,
+        0,
+        "an order's tickets share its status"
+    );
+    let unbalanced = "SELECT COUNT(*) FROM events e WHERE e.tickets_sold <> \
+                      (SELECT COALESCE(SUM(sold), 0) FROM ticket_tiers WHERE event_id = e.id)";
+    assert_eq!(
+        scalar(backend, url, unbalanced).await,
+        0,
+        "tiers add up to the event"
+    );
+}
+
+async fn rows<T>(backend: Backend, url: &str, sql: &str) -> Vec<T>
+where
+    T: Send + Unpin + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>,
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
+    match backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap()
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap()
+        }
     }
 }
 
@@ -444,6 +477,10 @@ pub async fn scalar(backend: Backend, url: &str, sql: &str) -> i64 {
         }
     }
 }
+
+const TIER_INVARIANT_QUERY: &str = "SELECT CAST(tt.sold AS BIGINT), CAST(tt.quantity AS BIGINT),
+        (SELECT COUNT(*) FROM tickets t WHERE t.tier_id = tt.id AND t.status IN ('reserved', 'paid'))
+     FROM ticket_tiers tt";
 
 const INVARIANT_QUERY: &str = "SELECT CAST(e.tickets_sold AS BIGINT), CAST(e.total_tickets AS BIGINT),
         (SELECT COUNT(*) FROM tickets t WHERE t.event_id = e.id AND t.status IN ('reserved', 'paid'))

@@ -6,6 +6,7 @@ mod helpers;
 mod accounts;
 mod events;
 mod hardening;
+mod migrations;
 mod platform;
 mod process_support;
 mod processes;

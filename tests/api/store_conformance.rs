@@ -11,13 +11,13 @@ use chrono::Utc;
 use futures::future::join_all;
 use nearbytix::domain::paging::PageLimits;
 use nearbytix::domain::{
-    Email, Event, EventDelete, EventDraft, EventFields, EventUpdate, GeoPoint, NewUser,
-    PageRequest, RadiusKm, ReserveOutcome, Ticket, TicketChange, TicketStatus, VenueFields,
-    Violations,
+    Email, Event, EventDelete, EventDraft, EventFields, EventUpdate, GeoPoint, NewOrder, NewUser,
+    OrderOutcome, OrderRefusal, PageRequest, RadiusKm, Shortage, Ticket, TicketChange,
+    TicketStatus, VenueFields, Violations,
 };
 use nearbytix::store::{
-    AnswerRecord, ClaimTerms, DynStore, HeldKey, IdempotencyClaim, NearbyQuery, NewReservation,
-    RequestKey, StoreError, StoreOptions, StoredAnswer,
+    AnswerRecord, ClaimTerms, DynStore, HeldKey, IdempotencyClaim, NearbyQuery, RequestKey,
+    StoreError, StoreOptions, StoredAnswer,
 };
 use uuid::Uuid;
 
@@ -77,7 +77,7 @@ impl Fixture {
         event.await.expect("event inserted")
     }
 
-    async fn reserve(&self, user: Uuid, event: Uuid, hold: Duration) -> ReserveOutcome {
+    async fn reserve(&self, user: Uuid, event: Uuid, hold: Duration) -> OrderOutcome {
         reserve(self.store.clone(), user, event, hold).await
     }
 
@@ -123,22 +123,23 @@ impl Fixture {
     }
 }
 
-async fn reserve(store: DynStore, user: Uuid, event: Uuid, hold: Duration) -> ReserveOutcome {
-    let request = NewReservation {
-        ticket_id: Uuid::now_v7(),
-        user_id: user,
-        event_id: event,
-        hold,
-    };
-    store.reserve_ticket(&request, None).await.expect("reserve")
+async fn reserve(store: DynStore, user: Uuid, event: Uuid, hold: Duration) -> OrderOutcome {
+    let order = NewOrder::one_ticket(user, event, None, hold);
+    store.place_order(&order, None).await.expect("reserve")
 }
 
-fn reserved(outcome: ReserveOutcome) -> Ticket {
+fn reserved(outcome: OrderOutcome) -> Ticket {
     match outcome {
-        ReserveOutcome::Reserved(details) => details.ticket,
+        OrderOutcome::Placed(order) => order.tickets[0].ticket.clone(),
         other => panic!("expected a reservation, got {other:?}"),
     }
 }
+
+/// The refusal of an order for want of seats, with none left.
+const SOLD_OUT: OrderOutcome = OrderOutcome::Refused(OrderRefusal::NotEnough {
+    short: Shortage::Event,
+    left: 0,
+});
 
 fn lagos() -> GeoPoint {
     GeoPoint::new(6.5244, 3.3792).unwrap()
@@ -187,8 +188,8 @@ async fn reservations_never_oversell(backend: Backend) {
     let (mut won, mut sold_out) = (0, 0);
     for outcome in join_all(attempts).await {
         match outcome.expect("task ran") {
-            ReserveOutcome::Reserved(_) => won += 1,
-            ReserveOutcome::SoldOut => sold_out += 1,
+            OrderOutcome::Placed(_) => won += 1,
+            outcome if outcome == SOLD_OUT => sold_out += 1,
             other => panic!("unexpected outcome {other:?}"),
         }
     }
@@ -241,10 +242,10 @@ async fn expiry_releases_seats(backend: Backend) {
     let started = std::time::Instant::now();
     let first = reserved(fx.reserve(early, event.id, hold).await);
     match fx.reserve(late, event.id, LONG_HOLD).await {
-        ReserveOutcome::SoldOut => {}
+        outcome if outcome == SOLD_OUT => {}
         // Only on a machine so slow that the hold (begun after `started`) had passed.
-        ReserveOutcome::Reserved(slow) if started.elapsed() >= hold => {
-            let freed = fx.cancel(slow.ticket.id, late).await;
+        OrderOutcome::Placed(slow) if started.elapsed() >= hold => {
+            let freed = fx.cancel(slow.tickets[0].ticket.id, late).await;
             assert!(matches!(freed, TicketChange::Done(_)), "{freed:?}");
         }
         other => panic!("the only seat is held: {other:?}"),
@@ -253,7 +254,7 @@ async fn expiry_releases_seats(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let again = fx.reserve(late, event.id, LONG_HOLD).await;
     assert!(
-        matches!(again, ReserveOutcome::Reserved(_)),
+        matches!(again, OrderOutcome::Placed(_)),
         "the reservation path reclaims due holds before answering sold out: {again:?}"
     );
     assert_eq!(fx.pay(first.id, early).await, TicketChange::Expired);
@@ -446,22 +447,17 @@ async fn idempotency_claims(backend: Backend) {
     };
     let minute = Duration::from_secs(60);
     let claim = |user, key, hash| async move { claim_for(user, key, hash, minute, 1000).await.0 };
-    let answer = |outcome: &ReserveOutcome| StoredAnswer {
+    let answer = |outcome: &OrderOutcome| StoredAnswer {
         status: 201,
-        body: format!("{}", matches!(outcome, ReserveOutcome::Reserved(_))),
+        body: format!("{}", matches!(outcome, OrderOutcome::Placed(_))),
     };
     let keyed_reserve = |held: HeldKey| async move {
-        let request = NewReservation {
-            ticket_id: Uuid::now_v7(),
-            user_id: held.user_id,
-            event_id: event,
-            hold: LONG_HOLD,
-        };
+        let order = NewOrder::one_ticket(held.user_id, event, None, LONG_HOLD);
         let record = AnswerRecord {
             held: &held,
             answer: &answer,
         };
-        store.reserve_ticket(&request, Some(&record)).await
+        store.place_order(&order, Some(&record)).await
     };
 
     // A claimed key answers "in progress" until its write records the answer with the work.

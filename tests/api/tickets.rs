@@ -308,18 +308,22 @@ async fn a_due_hold_reads_expired_before_any_sweep(backend: Backend) {
         .await;
     let event_id = event["id"].as_str().unwrap();
     let (_, ticket) = reserve(&app, &buyers[0], event_id).await;
-    // Move the deadline into the past, as if two minutes had gone by.
+    // Move the deadline of the ticket and its order into the past, as if two minutes had
+    // gone by.
     let ticket_id = ticket["id"].as_str().unwrap();
-    let past_due = match backend {
-        Backend::Sqlite => format!(
-            "UPDATE tickets SET expires_at = expires_at - 600000000 WHERE id = X'{}' RETURNING 1",
-            ticket_id.replace('-', "")
-        ),
-        Backend::Postgres => format!(
-            "UPDATE tickets SET expires_at = now() - interval '1 second' WHERE id = '{ticket_id}' RETURNING 1::bigint"
-        ),
-    };
-    assert_eq!(app.scalar(&past_due).await, 1);
+    let order_id = ticket["order_id"].as_str().unwrap();
+    for (table, id) in [("tickets", ticket_id), ("orders", order_id)] {
+        let past_due = match backend {
+            Backend::Sqlite => format!(
+                "UPDATE {table} SET expires_at = expires_at - 600000000 WHERE id = X'{}' RETURNING 1",
+                id.replace('-', "")
+            ),
+            Backend::Postgres => format!(
+                "UPDATE {table} SET expires_at = now() - interval '1 second' WHERE id = '{id}' RETURNING 1::bigint"
+            ),
+        };
+        assert_eq!(app.scalar(&past_due).await, 1);
+    }
     let (_, seen) = app
         .get(&format!("/tickets/{ticket_id}"), Some(&buyers[0].token))
         .await;

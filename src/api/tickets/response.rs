@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::api::schemas::PageInfo;
-use crate::domain::{EventSummary, TicketDetails, TicketStatus};
+use crate::domain::{EventSummary, TicketDetails, TicketStatus, TierSummary};
 
 /// The status as clients read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -61,12 +61,34 @@ impl From<EventSummary> for TicketEvent {
     }
 }
 
+/// The tier a ticket was bought from, with the name and price its order recorded.
+#[derive(Serialize, ToSchema)]
+pub struct TicketTier {
+    id: Uuid,
+    name: String,
+    /// In the event currency's minor unit (cents); 0 is free.
+    price_minor: i64,
+}
+
+impl From<TierSummary> for TicketTier {
+    fn from(tier: TierSummary) -> Self {
+        Self {
+            id: tier.id,
+            name: tier.name,
+            price_minor: tier.price_minor,
+        }
+    }
+}
+
 /// A ticket; `status` is the effective one (a hold past its deadline reads `expired`).
 #[derive(Serialize, ToSchema)]
 pub struct TicketResponse {
     id: Uuid,
     user_id: Uuid,
     event_id: Uuid,
+    /// The order the ticket was bought in; it always has the order's status.
+    order_id: Uuid,
+    tier: TicketTier,
     status: TicketStatusBody,
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
@@ -86,6 +108,8 @@ impl TicketResponse {
             id: details.ticket.id,
             user_id: details.ticket.user_id,
             event_id: details.ticket.event_id,
+            order_id: details.ticket.order_id,
+            tier: details.tier.into(),
             status: status.into(),
             created_at: details.ticket.created_at,
             expires_at: details.ticket.expires_at,
@@ -108,6 +132,8 @@ impl TicketResponse {
 pub struct MyTicketItem {
     id: Uuid,
     event_id: Uuid,
+    order_id: Uuid,
+    tier_id: Uuid,
     status: TicketStatusBody,
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
@@ -122,6 +148,8 @@ impl MyTicketItem {
         Self {
             id: details.ticket.id,
             event_id: details.ticket.event_id,
+            order_id: details.ticket.order_id,
+            tier_id: details.tier.id,
             status: details.ticket.effective_status(now).into(),
             created_at: details.ticket.created_at,
             expires_at: details.ticket.expires_at,

@@ -27,23 +27,26 @@ use crate::store::{HeldKey, StoredAnswer};
 #[derive(Deserialize, ToSchema)]
 pub struct ReserveRequest {
     event_id: Uuid,
+    /// The tier to buy from; without it, the first tier (by position) on sale with seats.
+    #[serde(default)]
+    tier_id: Option<Uuid>,
 }
 
 impl Input for ReserveRequest {
-    type Valid = Uuid;
+    type Valid = (Uuid, Option<Uuid>);
 
-    fn validate(self) -> Result<Uuid, Violations> {
-        Ok(self.event_id)
+    fn validate(self) -> Result<(Uuid, Option<Uuid>), Violations> {
+        Ok((self.event_id, self.tier_id))
     }
 }
 
-/// Reserve one ticket, held for `TICKET_EXPIRATION_TIME` seconds until paid.
+/// Reserve one ticket (an order of one), held for `TICKET_EXPIRATION_TIME` seconds until paid.
 #[utoipa::path(
     post, path = "/tickets/", tag = "tickets",
     security(("bearer" = [])), request_body = ReserveRequest, params(IdempotencyKey),
     responses(
         (status = 201, description = "Reserved", body = TicketResponse),
-        (status = 409, description = "Sold out, the event already started, or a request with this Idempotency-Key is still running", body = ErrorBody),
+        (status = 409, description = "Sold out, the tier's sales window closed, the per-person limit reached, the event already started, or a request with this Idempotency-Key is still running", body = ErrorBody),
         Unauthenticated, NotJson, Invalid, EventNotFound, RateLimited,
     )
 )]
@@ -51,7 +54,7 @@ pub async fn reserve_ticket(
     State(state): State<AppState>,
     BearerUserId(user_id): BearerUserId,
     headers: HeaderMap,
-    ValidJson(event_id): ValidJson<ReserveRequest>,
+    ValidJson((event_id, tier_id)): ValidJson<ReserveRequest>,
 ) -> Result<Response, ApiError> {
     state.reservation_limits.check(user_id)?;
     let tickets = &state.tickets;
@@ -61,9 +64,14 @@ pub async fn reserve_ticket(
             held,
             answer: &answer,
         });
-        Ok(answer(tickets.reserve(user_id, event_id, keyed).await?))
+        Ok(answer(
+            tickets.reserve(user_id, event_id, tier_id, keyed).await?,
+        ))
     };
-    let fingerprint = format!("POST /tickets/ {event_id}");
+    let fingerprint = match tier_id {
+        None => format!("POST /tickets/ {event_id}"),
+        Some(tier_id) => format!("POST /tickets/ {event_id} {tier_id}"),
+    };
     idempotency::run(&state.idempotency, user_id, &headers, &fingerprint, reserve).await
 }
 
@@ -73,7 +81,7 @@ pub async fn reserve_ticket(
     security(("bearer" = [])), params(TicketPath, IdempotencyKey),
     responses(
         (status = 200, description = "Paid", body = TicketResponse),
-        (status = 409, description = "Not reserved (already paid or cancelled)", body = ErrorBody),
+        (status = 409, description = "Not reserved (already paid or cancelled), or one ticket of a larger order", body = ErrorBody),
         (status = 410, description = "The hold expired", body = ErrorBody),
         Unauthenticated, Invalid, TicketNotFound, NotYourTicket,
     )
@@ -88,7 +96,7 @@ pub async fn pay_ticket(command: TicketCommand) -> Result<Response, ApiError> {
     security(("bearer" = [])), params(TicketPath, IdempotencyKey),
     responses(
         (status = 200, description = "Cancelled", body = TicketResponse),
-        (status = 409, description = "Not reserved (paid, expired or cancelled)", body = ErrorBody),
+        (status = 409, description = "Not reserved (paid, expired or cancelled), or one ticket of a larger order", body = ErrorBody),
         Unauthenticated, Invalid, TicketNotFound, NotYourTicket,
     )
 )]

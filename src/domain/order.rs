@@ -1,0 +1,445 @@
+//! Tiers and orders: an event sells its seats through tiers (early bird, regular, VIP) that
+//! share its capacity; a purchase is an order of one or more tickets, granted all or nothing.
+//! [`SaleState::plan`] holds every order rule; the stores read the state under the event's
+//! lock, plan, and write the plan in the same transaction.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::ticket::{TicketDetails, TicketStatus};
+
+/// The name of the tier an event gets when it is created without tiers.
+pub const DEFAULT_TIER_NAME: &str = "General admission";
+
+/// A kind of ticket of an event, with its own price, quota and sales window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tier {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    /// In the currency's minor unit (cents); 0 is free.
+    pub price_minor: i64,
+    /// `None`: only the event's capacity limits the tier.
+    pub quantity: Option<i32>,
+    /// Reserved (unexpired) and paid tickets of the tier.
+    pub sold: i32,
+    pub max_per_order: Option<i32>,
+    pub sales_start: Option<DateTime<Utc>>,
+    pub sales_end: Option<DateTime<Utc>>,
+    pub position: i32,
+}
+
+impl Tier {
+    /// Seats this tier can still sell, before the event's own limit.
+    fn quota_left(&self) -> i64 {
+        self.quantity
+            .map_or(i64::MAX, |quantity| i64::from(quantity - self.sold))
+    }
+
+    fn window(&self, now: DateTime<Utc>) -> Result<(), OrderRefusal> {
+        if self.sales_start.is_some_and(|start| now < start) {
+            return Err(OrderRefusal::SalesNotStarted {
+                tier: self.name.clone(),
+            });
+        }
+        if self.sales_end.is_some_and(|end| now >= end) {
+            return Err(OrderRefusal::SalesEnded {
+                tier: self.name.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Which tier a line of an order takes its tickets from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierChoice {
+    Tier(Uuid),
+    /// The first tier (by position) on sale with seats left: how a ticket is reserved without
+    /// naming a tier.
+    FirstOnSale,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderLine {
+    pub tier: TierChoice,
+    pub quantity: i32,
+}
+
+/// An order to place: lines checked for shape (non-empty, quantities ≥ 1, each tier once, the
+/// order cap); the rules that need the event's state are [`SaleState::plan`]'s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOrder {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub event_id: Uuid,
+    pub lines: Vec<OrderLine>,
+    pub hold: std::time::Duration,
+}
+
+impl NewOrder {
+    /// One ticket, from `tier` or the first tier on sale.
+    pub fn one_ticket(
+        user_id: Uuid,
+        event_id: Uuid,
+        tier: Option<Uuid>,
+        hold: std::time::Duration,
+    ) -> Self {
+        let tier = tier.map_or(TierChoice::FirstOnSale, TierChoice::Tier);
+        Self {
+            order_id: Uuid::now_v7(),
+            user_id,
+            event_id,
+            lines: vec![OrderLine { tier, quantity: 1 }],
+            hold,
+        }
+    }
+}
+
+/// An event's sale as the store reads it under the event's lock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SaleState {
+    pub started: bool,
+    /// `total_tickets − tickets_sold`.
+    pub seats_left: i64,
+    pub max_tickets_per_user: Option<i32>,
+    pub currency: String,
+    /// Ordered by position.
+    pub tiers: Vec<Tier>,
+    /// The buyer's live (reserved and unexpired, or paid) tickets of the event.
+    pub held_by_buyer: i64,
+}
+
+/// A granted line: which tier, how many, at which price (copied into the order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedLine {
+    pub tier_id: Uuid,
+    pub tier_name: String,
+    pub quantity: i32,
+    pub unit_price_minor: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderPlan {
+    pub lines: Vec<PlannedLine>,
+    pub total_minor: i64,
+    pub tickets: i32,
+}
+
+/// What is short when an order cannot be granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shortage {
+    Tier(String),
+    Event,
+}
+
+/// Why an order is refused. Nothing is reserved in any case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderRefusal {
+    EventNotFound,
+    EventStarted,
+    /// Line `line` names a tier the event does not have.
+    UnknownTier {
+        line: usize,
+    },
+    /// Line `line` asks for more than its tier sells in one order.
+    OverTierLimit {
+        line: usize,
+        max: i32,
+    },
+    SalesNotStarted {
+        tier: String,
+    },
+    SalesEnded {
+        tier: String,
+    },
+    NotEnough {
+        short: Shortage,
+        left: i64,
+    },
+    PerPersonLimit {
+        limit: i32,
+    },
+}
+
+impl SaleState {
+    /// Grants the order whole or says why not.
+    pub fn plan(&self, lines: &[OrderLine], now: DateTime<Utc>) -> Result<OrderPlan, OrderRefusal> {
+        if self.started {
+            return Err(OrderRefusal::EventStarted);
+        }
+        let mut chosen = Vec::with_capacity(lines.len());
+        for (index, line) in lines.iter().enumerate() {
+            let tier = match line.tier {
+                TierChoice::Tier(id) => self.tiers.iter().find(|tier| tier.id == id),
+                TierChoice::FirstOnSale => Some(self.first_on_sale(now)?),
+            };
+            let tier = tier.ok_or(OrderRefusal::UnknownTier { line: index })?;
+            if let Some(max) = tier.max_per_order.filter(|max| line.quantity > *max) {
+                return Err(OrderRefusal::OverTierLimit { line: index, max });
+            }
+            chosen.push((tier, line.quantity));
+        }
+        for (tier, _) in &chosen {
+            tier.window(now)?;
+        }
+        let tickets: i32 = chosen.iter().map(|(_, quantity)| quantity).sum();
+        if let Some(limit) = self.max_tickets_per_user
+            && self.held_by_buyer + i64::from(tickets) > i64::from(limit)
+        {
+            return Err(OrderRefusal::PerPersonLimit { limit });
+        }
+        for (tier, quantity) in &chosen {
+            let left = tier.quota_left().min(self.seats_left);
+            if i64::from(*quantity) > left {
+                let short = if tier.quota_left() < self.seats_left {
+                    Shortage::Tier(tier.name.clone())
+                } else {
+                    Shortage::Event
+                };
+                return Err(OrderRefusal::NotEnough {
+                    short,
+                    left: left.max(0),
+                });
+            }
+        }
+        if i64::from(tickets) > self.seats_left {
+            return Err(OrderRefusal::NotEnough {
+                short: Shortage::Event,
+                left: self.seats_left.max(0),
+            });
+        }
+        let lines: Vec<PlannedLine> = chosen
+            .into_iter()
+            .map(|(tier, quantity)| PlannedLine {
+                tier_id: tier.id,
+                tier_name: tier.name.clone(),
+                quantity,
+                unit_price_minor: tier.price_minor,
+            })
+            .collect();
+        let total_minor = lines
+            .iter()
+            .map(|line| i64::from(line.quantity) * line.unit_price_minor)
+            .sum();
+        Ok(OrderPlan {
+            lines,
+            total_minor,
+            tickets,
+        })
+    }
+
+    /// The first tier in its sales window with a seat; when none has one, why not: sold out
+    /// when some tier is on sale, else the first tier's closed window.
+    fn first_on_sale(&self, now: DateTime<Utc>) -> Result<&Tier, OrderRefusal> {
+        let mut closed = None;
+        let mut any_open = false;
+        for tier in &self.tiers {
+            match tier.window(now) {
+                Ok(()) if tier.quota_left().min(self.seats_left) >= 1 => return Ok(tier),
+                Ok(()) => any_open = true,
+                Err(refusal) => {
+                    closed.get_or_insert(refusal);
+                }
+            }
+        }
+        let sold_out = OrderRefusal::NotEnough {
+            short: Shortage::Event,
+            left: 0,
+        };
+        Err(if any_open {
+            sold_out
+        } else {
+            closed.unwrap_or(sold_out)
+        })
+    }
+}
+
+/// A placed order as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Order {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub event_id: Uuid,
+    /// As stored; a reserved order past `expires_at` reads expired, like its tickets.
+    pub status: TicketStatus,
+    pub currency: String,
+    pub total_minor: i64,
+    pub expires_at: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An order with what it bought: its lines (prices as when it was placed) and its tickets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderDetails {
+    pub order: Order,
+    pub lines: Vec<PlannedLine>,
+    pub tickets: Vec<TicketDetails>,
+}
+
+/// How placing an order ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OrderOutcome {
+    Placed(Box<OrderDetails>),
+    Refused(OrderRefusal),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn tier(name: &str, price_minor: i64, quantity: Option<i32>, sold: i32) -> Tier {
+        Tier {
+            id: Uuid::new_v4(),
+            name: name.into(),
+            description: None,
+            price_minor,
+            quantity,
+            sold,
+            max_per_order: None,
+            sales_start: None,
+            sales_end: None,
+            position: 0,
+        }
+    }
+
+    fn sale(seats_left: i64, tiers: Vec<Tier>) -> SaleState {
+        SaleState {
+            started: false,
+            seats_left,
+            max_tickets_per_user: None,
+            currency: "USD".into(),
+            tiers,
+            held_by_buyer: 0,
+        }
+    }
+
+    fn line(tier: &Tier, quantity: i32) -> OrderLine {
+        OrderLine {
+            tier: TierChoice::Tier(tier.id),
+            quantity,
+        }
+    }
+
+    fn first(quantity: i32) -> OrderLine {
+        OrderLine {
+            tier: TierChoice::FirstOnSale,
+            quantity,
+        }
+    }
+
+    #[test]
+    fn an_order_over_two_tiers_totals_its_lines() {
+        let (early, vip) = (tier("Early", 1500, Some(10), 0), tier("VIP", 5000, None, 0));
+        let state = sale(100, vec![early.clone(), vip.clone()]);
+        let plan = state
+            .plan(&[line(&early, 2), line(&vip, 1)], Utc::now())
+            .unwrap();
+        assert_eq!(plan.total_minor, 2 * 1500 + 5000);
+        assert_eq!(plan.tickets, 3);
+        assert_eq!(plan.lines[1].tier_name, "VIP");
+    }
+
+    #[test]
+    fn a_short_tier_or_event_refuses_the_whole_order() {
+        let (early, vip) = (tier("Early", 0, Some(3), 2), tier("VIP", 0, None, 0));
+        let state = sale(5, vec![early.clone(), vip.clone()]);
+        let now = Utc::now();
+        let short_tier = state.plan(&[line(&vip, 1), line(&early, 2)], now);
+        let tier_left = OrderRefusal::NotEnough {
+            short: Shortage::Tier("Early".into()),
+            left: 1,
+        };
+        assert_eq!(short_tier.unwrap_err(), tier_left);
+        let short_event = state.plan(&[line(&vip, 6)], now);
+        let event_left = OrderRefusal::NotEnough {
+            short: Shortage::Event,
+            left: 5,
+        };
+        assert_eq!(short_event.unwrap_err(), event_left);
+        // Each line fits in what the event has left; together they do not.
+        assert!(state.plan(&[line(&vip, 4), line(&early, 1)], now).is_ok());
+        let together = state.plan(&[line(&vip, 5), line(&early, 1)], now);
+        assert_eq!(together.unwrap_err(), event_left);
+    }
+
+    #[test]
+    fn order_rules_refuse_with_their_reason() {
+        let now = Utc::now();
+        let mut capped = tier("Capped", 0, None, 0);
+        capped.max_per_order = Some(2);
+        let mut later = tier("Later", 0, None, 0);
+        later.sales_start = Some(now + Duration::hours(1));
+        let mut over = tier("Over", 0, None, 0);
+        over.sales_end = Some(now);
+        let mut state = sale(100, vec![capped.clone(), later.clone(), over.clone()]);
+        let unknown = OrderLine {
+            tier: TierChoice::Tier(Uuid::new_v4()),
+            quantity: 1,
+        };
+        let refusal = |state: &SaleState, lines: &[OrderLine]| state.plan(lines, now).unwrap_err();
+        assert_eq!(
+            refusal(&state, &[line(&capped, 1), unknown]),
+            OrderRefusal::UnknownTier { line: 1 }
+        );
+        assert_eq!(
+            refusal(&state, &[line(&capped, 3)]),
+            OrderRefusal::OverTierLimit { line: 0, max: 2 }
+        );
+        assert_eq!(
+            refusal(&state, &[line(&later, 1)]),
+            OrderRefusal::SalesNotStarted {
+                tier: "Later".into()
+            }
+        );
+        assert_eq!(
+            refusal(&state, &[line(&over, 1)]),
+            OrderRefusal::SalesEnded {
+                tier: "Over".into()
+            }
+        );
+        state.max_tickets_per_user = Some(4);
+        state.held_by_buyer = 3;
+        assert_eq!(
+            refusal(&state, &[line(&capped, 2)]),
+            OrderRefusal::PerPersonLimit { limit: 4 }
+        );
+        assert!(
+            state.plan(&[line(&capped, 1)], now).is_ok(),
+            "up to the cap"
+        );
+        state.started = true;
+        assert_eq!(
+            refusal(&state, &[line(&capped, 1)]),
+            OrderRefusal::EventStarted
+        );
+    }
+
+    #[test]
+    fn without_a_tier_the_first_on_sale_with_seats_sells() {
+        let now = Utc::now();
+        let mut closed = tier("Closed", 100, None, 0);
+        closed.sales_end = Some(now - Duration::hours(1));
+        let full = tier("Full", 200, Some(5), 5);
+        let open = tier("Open", 300, None, 0);
+        let state = sale(10, vec![closed.clone(), full.clone(), open]);
+        let plan = state.plan(&[first(1)], now).unwrap();
+        assert_eq!(plan.lines[0].tier_name, "Open");
+        let sold_out = OrderRefusal::NotEnough {
+            short: Shortage::Event,
+            left: 0,
+        };
+        let only_full = sale(10, vec![closed.clone(), full]);
+        assert_eq!(only_full.plan(&[first(1)], now).unwrap_err(), sold_out);
+        let only_closed = sale(10, vec![closed]);
+        assert_eq!(
+            only_closed.plan(&[first(1)], now).unwrap_err(),
+            OrderRefusal::SalesEnded {
+                tier: "Closed".into()
+            }
+        );
+    }
+}
