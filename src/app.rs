@@ -16,7 +16,7 @@ use crate::auth::{TokenKeys, resolve_jwt_secret};
 use crate::config::Settings;
 use crate::expiry::Sweeper;
 use crate::listener::{LimitedListener, connections_that_fit};
-use crate::service::{Accounts, Bulkhead, Events, Health, Idempotency, Search, Tickets};
+use crate::service::{Accounts, Bulkhead, Events, Health, Idempotency, Orders, Search, Tickets};
 use crate::store::{self, DynStore};
 use crate::telemetry;
 
@@ -59,6 +59,11 @@ impl App {
                 expensive_reads.clone(),
             )),
             tickets: Arc::new(Tickets::new(store.clone(), settings.ticket_hold)),
+            orders: Arc::new(Orders::new(
+                store.clone(),
+                settings.ticket_hold,
+                settings.max_tickets_per_order,
+            )),
             search: Arc::new(Search::new(
                 store.clone(),
                 settings.default_search_radius,

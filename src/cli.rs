@@ -81,6 +81,11 @@ pub struct Options {
           value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
     pub ticket_expiration_time: u64,
 
+    /// Most tickets in one order (1–100).
+    #[arg(long, env = "MAX_TICKETS_PER_ORDER", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=100), global = true)]
+    pub max_tickets_per_order: u32,
+
     /// Radius used by /for-you/ when the request gives none, in km (1–500).
     #[arg(
         long,

@@ -1,6 +1,7 @@
 //! The settings the program runs with: typed (durations, a radius, non-zero rates) and checked
 //! once, when built from the command line's [`Options`].
 
+use anyhow::Context;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -22,6 +23,8 @@ pub struct Settings {
     pub token_lifetime_minutes: u32,
     /// How long a reservation is held before it expires unpaid.
     pub ticket_hold: Duration,
+    /// Most tickets in one order.
+    pub max_tickets_per_order: i32,
     pub default_search_radius: RadiusKm,
     pub allowed_origins: Vec<String>,
     /// Empty, or starting with `/` and not ending with one.
@@ -129,6 +132,8 @@ impl TryFrom<Options> for Settings {
             jwt_secret_key: options.jwt_secret_key,
             token_lifetime_minutes: options.jwt_access_token_expire_minutes,
             ticket_hold: Duration::from_secs(options.ticket_expiration_time),
+            max_tickets_per_order: i32::try_from(options.max_tickets_per_order)
+                .context("MAX_TICKETS_PER_ORDER")?,
             default_search_radius,
             api_prefix,
             log_format: options.log_format,

@@ -60,6 +60,8 @@ CREATE TABLE order_items (
     tier_name        text NOT NULL,
     quantity         integer NOT NULL,
     unit_price_minor bigint NOT NULL,
+    -- The item's place in the order as it was sent.
+    line             integer NOT NULL,
     PRIMARY KEY (order_id, tier_id),
     CONSTRAINT order_items_quantity_positive CHECK (quantity >= 1)
 );
@@ -80,8 +82,8 @@ SELECT t.id, t.user_id, t.event_id, t.status, e.currency, 0, t.expires_at, t.pai
        t.created_at, t.updated_at
 FROM tickets t JOIN events e ON e.id = t.event_id;
 
-INSERT INTO order_items (order_id, event_id, tier_id, tier_name, quantity, unit_price_minor)
-SELECT t.id, t.event_id, tier.id, tier.name, 1, 0
+INSERT INTO order_items (order_id, event_id, tier_id, tier_name, quantity, unit_price_minor, line)
+SELECT t.id, t.event_id, tier.id, tier.name, 1, 0, 0
 FROM tickets t JOIN ticket_tiers tier ON tier.event_id = t.event_id;
 
 UPDATE tickets t SET order_id = t.id, tier_id = tier.id

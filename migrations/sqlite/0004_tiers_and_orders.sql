@@ -55,6 +55,8 @@ CREATE TABLE order_items (
     tier_name        TEXT NOT NULL,
     quantity         INTEGER NOT NULL,
     unit_price_minor INTEGER NOT NULL,
+    -- The item's place in the order as it was sent.
+    line             INTEGER NOT NULL,
     PRIMARY KEY (order_id, tier_id),
     CONSTRAINT order_items_quantity_positive CHECK (quantity >= 1)
 );
@@ -73,8 +75,8 @@ SELECT t.id, t.user_id, t.event_id, t.status, e.currency, 0, t.expires_at, t.pai
        t.created_at, t.updated_at
 FROM tickets t JOIN events e ON e.id = t.event_id;
 
-INSERT INTO order_items (order_id, event_id, tier_id, tier_name, quantity, unit_price_minor)
-SELECT t.id, t.event_id, tier.id, tier.name, 1, 0
+INSERT INTO order_items (order_id, event_id, tier_id, tier_name, quantity, unit_price_minor, line)
+SELECT t.id, t.event_id, tier.id, tier.name, 1, 0, 0
 FROM tickets t JOIN ticket_tiers tier ON tier.event_id = t.event_id;
 
 -- SQLite cannot make a column NOT NULL in place: the tickets table is rebuilt.

@@ -4,14 +4,16 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
-use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
+use super::current_user::BearerUserId;
 use super::error::{ApiError, FieldError, LocSegment, Source, field_errors};
+use super::state::AppState;
 use crate::domain::Violations;
 
 /// A request body or query type that checks itself into `Self::Valid`; violation paths are
@@ -145,6 +147,30 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
                 "Input should be a valid UUID",
                 "uuid_parsing",
             ))
+        })
+    }
+}
+
+/// A pay or cancel request: who asks (bearer token, 401 first), on what (the path's id, 422
+/// when malformed), and its headers (`Idempotency-Key`). Neither takes a body.
+pub struct OwnerCommand {
+    pub state: AppState,
+    pub user_id: Uuid,
+    pub id: Uuid,
+    pub headers: HeaderMap,
+}
+
+impl FromRequestParts<AppState> for OwnerCommand {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let BearerUserId(user_id) = BearerUserId::from_request_parts(parts, state).await?;
+        let PathId(id) = PathId::from_request_parts(parts, state).await?;
+        Ok(Self {
+            state: state.clone(),
+            user_id,
+            id,
+            headers: parts.headers.clone(),
         })
     }
 }

@@ -10,6 +10,7 @@ pub mod extract;
 mod health;
 mod idempotency;
 mod middleware;
+mod orders;
 mod query;
 pub mod rate_limit;
 mod recommendations;
@@ -45,6 +46,7 @@ pub use state::AppState;
         (name = "users", description = "The caller's account"),
         (name = "events", description = "Events and nearby search"),
         (name = "tickets", description = "Reservations, payment and cancellation"),
+        (name = "orders", description = "Several tickets over an event's tiers, all or nothing"),
         (name = "recommendations", description = "Events near the caller"),
         (name = "health", description = "Health, metrics and service information"),
     )
@@ -76,6 +78,7 @@ fn routes(api_prefix: &str, with_metrics: bool) -> OpenApiRouter<AppState> {
         .merge(users::router())
         .merge(events::router())
         .merge(tickets::router())
+        .merge(orders::router())
         .merge(recommendations::router());
     let api = if api_prefix.is_empty() {
         api

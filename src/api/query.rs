@@ -4,13 +4,13 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
-use utoipa::openapi::schema::{KnownFormat, SchemaFormat};
+use utoipa::openapi::schema::{KnownFormat, Object, SchemaFormat};
 use utoipa::openapi::{ObjectBuilder, Type};
 
 use super::extract::Input;
 use crate::domain::paging::PageLimits;
 use crate::domain::time::parse_timestamp;
-use crate::domain::{PageRequest, RadiusKm, ViolationKind, Violations};
+use crate::domain::{PageRequest, RadiusKm, TicketStatus, ViolationKind, Violations};
 
 /// `skip` and `limit` of a listing whose pages hold `DEFAULT` rows unless asked otherwise and
 /// at most `MAX`: declared, checked and documented here once for every listing.
@@ -71,6 +71,56 @@ impl<const DEFAULT: i64, const MAX: i64> IntoParams for Paging<DEFAULT, MAX> {
                     .default(Some(DEFAULT.into())),
             ),
         ]
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+/// `?status=`, the effective status a listing of tickets or orders keeps.
+pub struct StatusQuery {
+    #[serde(default)]
+    #[param(schema_with = status_filter)]
+    status: Option<String>,
+}
+
+/// A ticket status, or empty (what the web client sends for "all").
+fn status_filter() -> Object {
+    let statuses = [
+        TicketStatus::Reserved,
+        TicketStatus::Paid,
+        TicketStatus::Expired,
+        TicketStatus::Cancelled,
+    ];
+    let names = statuses.map(TicketStatus::as_str);
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(
+            "Effective status to keep: reserved, paid, expired or cancelled; empty keeps all.",
+        ))
+        .enum_values(Some(std::iter::once("").chain(names)))
+        .build()
+}
+
+impl Input for StatusQuery {
+    type Valid = Option<TicketStatus>;
+
+    fn validate(self) -> Result<Option<TicketStatus>, Violations> {
+        let mut violations = Violations::new();
+        let status = match self.status.as_deref().map(str::trim) {
+            None | Some("") => Some(None),
+            Some(raw) => {
+                let status = TicketStatus::parse(&raw.to_ascii_lowercase());
+                if status.is_none() {
+                    violations.push_kind(
+                        &["status"],
+                        "Input should be 'reserved', 'paid', 'expired' or 'cancelled'",
+                        ViolationKind::Choice,
+                    );
+                }
+                status.map(Some)
+            }
+        };
+        violations.finish(|| status)
     }
 }
 

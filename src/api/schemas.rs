@@ -69,6 +69,13 @@ pub mod shared {
         ticket_id: Uuid,
     }
 
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Path)]
+    pub struct OrderPath {
+        /// Order id
+        order_id: Uuid,
+    }
+
     #[derive(IntoResponses)]
     #[response(status = 401, description = "Missing or invalid token")]
     pub struct Unauthenticated(ErrorBody);
@@ -111,4 +118,12 @@ pub mod shared {
     #[derive(IntoResponses)]
     #[response(status = 403, description = "Not your ticket")]
     pub struct NotYourTicket(ErrorBody);
+
+    #[derive(IntoResponses)]
+    #[response(status = 404, description = "No such order")]
+    pub struct OrderNotFound(ErrorBody);
+
+    #[derive(IntoResponses)]
+    #[response(status = 403, description = "Not your order")]
+    pub struct NotYourOrder(ErrorBody);
 }

@@ -20,12 +20,13 @@ pub use event::{
 };
 pub use geo::{GeoPoint, RadiusKm};
 pub use order::{
-    NewOrder, Order, OrderDetails, OrderLine, OrderOutcome, OrderPlan, OrderRefusal, PlannedLine,
-    SaleState, Shortage, Tier, TierChoice,
+    NewOrder, Order, OrderChange, OrderDetails, OrderFields, OrderLine, OrderOutcome, OrderPlan,
+    OrderRefusal, PlannedLine, SaleState, Shortage, Tier, TierChoice,
 };
 pub use paging::PageRequest;
 pub use ticket::{
-    EventSummary, Ticket, TicketChange, TicketDetails, TicketStatus, TierSummary, UserSummary,
+    Change, EventSummary, Ticket, TicketChange, TicketDetails, TicketStatus, TierSummary,
+    UserSummary,
 };
 pub use user::{Credentials, Email, NewUser, Password, Registration, RegistrationFields, User};
 pub use validation::{PathSegment, Violation, ViolationKind, Violations};

@@ -6,7 +6,8 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::ticket::{TicketDetails, TicketStatus};
+use super::ticket::{Change, EventSummary, TicketDetails, TicketStatus};
+use super::validation::{PathSegment, Violations};
 
 /// The name of the tier an event gets when it is created without tiers.
 pub const DEFAULT_TIER_NAME: &str = "General admission";
@@ -77,7 +78,71 @@ pub struct NewOrder {
     pub hold: std::time::Duration,
 }
 
+/// An order as a buyer sent it: which tiers, how many of each.
+#[derive(Debug, Clone)]
+pub struct OrderFields {
+    pub event_id: Uuid,
+    /// `(tier_id, quantity)` per line.
+    pub items: Vec<(Uuid, i64)>,
+}
+
 impl NewOrder {
+    /// Checks the order's shape: lines present, each tier once, quantities ≥ 1, at most
+    /// `max_tickets` in all (the rules needing the event's state are [`SaleState::plan`]'s).
+    pub fn parse(
+        fields: OrderFields,
+        user_id: Uuid,
+        max_tickets: i32,
+        hold: std::time::Duration,
+    ) -> Result<Self, Violations> {
+        let mut violations = Violations::new();
+        if fields.items.is_empty() {
+            violations.push(&["items"], "must hold at least one item");
+        }
+        let item = |index: usize, field: &str| {
+            vec![
+                PathSegment::Field("items".into()),
+                PathSegment::Index(index),
+                PathSegment::Field(field.into()),
+            ]
+        };
+        let mut lines = Vec::with_capacity(fields.items.len());
+        let mut total: i64 = 0;
+        for (index, (tier_id, quantity)) in fields.items.iter().enumerate() {
+            if fields.items[..index]
+                .iter()
+                .any(|(seen, _)| seen == tier_id)
+            {
+                violations.push_at(item(index, "tier_id"), "each tier may appear once");
+            }
+            match i32::try_from(*quantity) {
+                Ok(quantity) if quantity >= 1 => {
+                    total += i64::from(quantity);
+                    lines.push(OrderLine {
+                        tier: TierChoice::Tier(*tier_id),
+                        quantity,
+                    });
+                }
+                _ => violations.push_at(item(index, "quantity"), "must be at least 1"),
+            }
+        }
+        if total > i64::from(max_tickets) {
+            violations.push(
+                &["items"],
+                format!("at most {max_tickets} tickets per order"),
+            );
+        }
+        violations.finish(|| {
+            Some(Self {
+                order_id: Uuid::now_v7(),
+                user_id,
+                event_id: fields.event_id,
+                lines,
+                hold,
+            })
+        })
+    }
+
     /// One ticket, from `tier` or the first tier on sale.
     pub fn one_ticket(
         user_id: Uuid,
@@ -271,13 +336,27 @@ pub struct Order {
     pub updated_at: DateTime<Utc>,
 }
 
+impl Order {
+    /// A hold past its deadline is expired whether or not the sweeper has reached it yet.
+    pub fn effective_status(&self, now: DateTime<Utc>) -> TicketStatus {
+        match self.status {
+            TicketStatus::Reserved if self.expires_at <= now => TicketStatus::Expired,
+            status => status,
+        }
+    }
+}
+
 /// An order with what it bought: its lines (prices as when it was placed) and its tickets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderDetails {
     pub order: Order,
+    pub event: EventSummary,
     pub lines: Vec<PlannedLine>,
     pub tickets: Vec<TicketDetails>,
 }
+
+/// How a payment or cancellation of an order ended.
+pub type OrderChange = Change<OrderDetails>;
 
 /// How placing an order ended.
 #[derive(Debug, Clone, PartialEq)]

@@ -99,30 +99,32 @@ pub struct TicketDetails {
     pub event: EventSummary,
 }
 
-/// How a payment or cancellation attempt ended.
+/// How a payment or cancellation of a ticket (`T` = [`TicketDetails`]) or an order ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum TicketChange {
-    Done(Box<TicketDetails>),
+pub enum Change<T> {
+    Done(Box<T>),
     NotFound,
     NotOwner,
     /// The hold's deadline passed before the change.
     Expired,
-    /// The ticket is not in `reserved` (already paid or cancelled).
+    /// Not in `reserved` (already paid or cancelled).
     NotReserved(TicketStatus),
     /// The ticket is one of several in this order: the order is paid or cancelled as a whole.
     PartOfOrder(Uuid),
 }
 
-impl TicketChange {
-    /// Why a ticket of `owner` in `status` cannot be changed by `user_id`.
+pub type TicketChange = Change<TicketDetails>;
+
+impl<T> Change<T> {
+    /// Why something of `owner` in `status` cannot be changed by `user_id`.
     pub fn refusal(owner: Uuid, user_id: Uuid, status: TicketStatus, past_deadline: bool) -> Self {
         if owner != user_id {
-            return TicketChange::NotOwner;
+            return Change::NotOwner;
         }
         match status {
-            TicketStatus::Reserved if past_deadline => TicketChange::Expired,
-            TicketStatus::Expired => TicketChange::Expired,
-            other => TicketChange::NotReserved(other),
+            TicketStatus::Reserved if past_deadline => Change::Expired,
+            TicketStatus::Expired => Change::Expired,
+            other => Change::NotReserved(other),
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::store::StoreError;
 pub enum Resource {
     Event,
     Ticket,
+    Order,
 }
 
 impl fmt::Display for Resource {
@@ -20,6 +21,7 @@ impl fmt::Display for Resource {
         f.write_str(match self {
             Resource::Event => "Event",
             Resource::Ticket => "Ticket",
+            Resource::Order => "Order",
         })
     }
 }
@@ -32,6 +34,9 @@ pub enum Action {
     PayTicket,
     CancelTicket,
     ViewTicket,
+    PayOrder,
+    CancelOrder,
+    ViewOrder,
 }
 
 impl fmt::Display for Action {
@@ -42,6 +47,9 @@ impl fmt::Display for Action {
             Action::PayTicket => "You can only pay for your own tickets",
             Action::CancelTicket => "You can only cancel your own tickets",
             Action::ViewTicket => "You can only view your own tickets",
+            Action::PayOrder => "You can only pay for your own orders",
+            Action::CancelOrder => "You can only cancel your own orders",
+            Action::ViewOrder => "You can only view your own orders",
         })
     }
 }

@@ -8,6 +8,7 @@ mod error;
 mod events;
 mod health;
 mod idempotency;
+mod orders;
 mod search;
 mod tickets;
 
@@ -19,6 +20,7 @@ pub use error::{Action, Resource, ServiceError};
 pub use events::Events;
 pub use health::Health;
 pub use idempotency::{Idempotency, IdempotencyStart};
+pub use orders::{OrderAnswer, Orders};
 pub use search::{Search, SearchResult};
 pub use tickets::{KeyedWrite, TicketAnswer, Tickets};
 

@@ -9,7 +9,7 @@ use crate::domain::{
     NewOrder, OrderOutcome, OrderRefusal, PageRequest, PathSegment, TicketChange, TicketDetails,
     TicketStatus, Violations,
 };
-use crate::store::{AnswerRecord, DynStore, HeldKey, Page, StoreError, StoredAnswer, TicketFilter};
+use crate::store::{AnswerRecord, BuyerFilter, DynStore, HeldKey, Page, StoreError, StoredAnswer};
 use crate::telemetry;
 
 pub struct Tickets {
@@ -21,11 +21,11 @@ pub struct Tickets {
 /// What a ticket write answers: the ticket, or why not.
 pub type TicketAnswer = Result<TicketDetails, ServiceError>;
 
-/// A write under an `Idempotency-Key`: the key this request holds, and how the answer reads
-/// to a client, so that the store records it with the work.
-pub struct KeyedWrite<'a> {
+/// A write under an `Idempotency-Key`: the key this request holds, and how the answer (`T`
+/// or why not) reads to a client, so that the store records it with the work.
+pub struct KeyedWrite<'a, T> {
     pub held: &'a HeldKey,
-    pub answer: &'a (dyn Fn(TicketAnswer) -> StoredAnswer + Send + Sync),
+    pub answer: &'a (dyn Fn(Result<T, ServiceError>) -> StoredAnswer + Send + Sync),
 }
 
 impl Tickets {
@@ -42,7 +42,7 @@ impl Tickets {
         user_id: Uuid,
         event_id: Uuid,
         tier: Option<Uuid>,
-        keyed: Option<KeyedWrite<'_>>,
+        keyed: Option<KeyedWrite<'_, TicketDetails>>,
     ) -> Result<TicketAnswer, ServiceError> {
         let order = NewOrder::one_ticket(user_id, event_id, tier, self.hold);
         let render;
@@ -78,7 +78,7 @@ impl Tickets {
         &self,
         user_id: Uuid,
         ticket_id: Uuid,
-        keyed: Option<KeyedWrite<'_>>,
+        keyed: Option<KeyedWrite<'_, TicketDetails>>,
     ) -> Result<TicketAnswer, ServiceError> {
         self.change(user_id, ticket_id, Change::Pay, keyed).await
     }
@@ -89,7 +89,7 @@ impl Tickets {
         &self,
         user_id: Uuid,
         ticket_id: Uuid,
-        keyed: Option<KeyedWrite<'_>>,
+        keyed: Option<KeyedWrite<'_, TicketDetails>>,
     ) -> Result<TicketAnswer, ServiceError> {
         self.change(user_id, ticket_id, Change::Cancel, keyed).await
     }
@@ -99,7 +99,7 @@ impl Tickets {
         user_id: Uuid,
         ticket_id: Uuid,
         change: Change,
-        keyed: Option<KeyedWrite<'_>>,
+        keyed: Option<KeyedWrite<'_, TicketDetails>>,
     ) -> Result<TicketAnswer, ServiceError> {
         let action = change.action();
         let render;
@@ -149,7 +149,7 @@ impl Tickets {
         status: Option<TicketStatus>,
         page: PageRequest,
     ) -> Result<Page<TicketDetails>, ServiceError> {
-        let filter = TicketFilter {
+        let filter = BuyerFilter {
             user_id,
             status,
             page,
@@ -187,7 +187,7 @@ fn reserved(outcome: OrderOutcome, event_id: Uuid) -> TicketAnswer {
 
 /// Why an order was refused; `line_path(n, field)` says where `field` of line `n` is in the
 /// request body.
-fn refused(
+pub(super) fn refused(
     refusal: OrderRefusal,
     event_id: Uuid,
     line_path: impl Fn(usize, &str) -> Vec<PathSegment>,

@@ -23,7 +23,8 @@ use uuid::Uuid;
 
 use crate::domain::{
     Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewOrder, NewUser,
-    OrderOutcome, PageRequest, RadiusKm, TicketChange, TicketDetails, TicketStatus, User,
+    OrderChange, OrderDetails, OrderOutcome, PageRequest, RadiusKm, TicketChange, TicketDetails,
+    TicketStatus, User,
 };
 
 pub use error::StoreError;
@@ -86,9 +87,26 @@ pub struct EventFilter {
     pub starts_before: Option<DateTime<Utc>>,
 }
 
-/// One user's tickets; `status` filters on the effective status.
+/// What a ticket's or order's owner does to an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderAction {
+    Pay,
+    Cancel,
+}
+
+impl OrderAction {
+    /// The path segment that asks for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderAction::Pay => "pay",
+            OrderAction::Cancel => "cancel",
+        }
+    }
+}
+
+/// One buyer's tickets or orders; `status` filters on the effective status.
 #[derive(Debug, Clone)]
-pub struct TicketFilter {
+pub struct BuyerFilter {
     pub user_id: Uuid,
     pub status: Option<TicketStatus>,
     pub page: PageRequest,
@@ -247,7 +265,19 @@ pub trait TicketStore: Send + Sync {
     ) -> StoreResult<TicketChange>;
     async fn find_ticket(&self, id: Uuid) -> StoreResult<Option<TicketDetails>>;
     /// A user's tickets, newest first; `status` filters on the effective status.
-    async fn user_tickets(&self, filter: &TicketFilter) -> StoreResult<Page<TicketDetails>>;
+    async fn user_tickets(&self, filter: &BuyerFilter) -> StoreResult<Page<TicketDetails>>;
+    /// Pays or cancels a whole order of `user_id` (reserved, hold not passed): the order and
+    /// its tickets change together; a cancellation gives every seat back at once.
+    async fn change_order(
+        &self,
+        order_id: Uuid,
+        user_id: Uuid,
+        action: OrderAction,
+        record: Option<&AnswerRecord<'_, OrderChange>>,
+    ) -> StoreResult<OrderChange>;
+    async fn find_order(&self, id: Uuid) -> StoreResult<Option<OrderDetails>>;
+    /// A user's orders, newest first; `status` filters on the effective status.
+    async fn user_orders(&self, filter: &BuyerFilter) -> StoreResult<Page<OrderDetails>>;
     /// Expires up to `batch_size` due orders with their tickets and gives their seats back, in
     /// one transaction. Returns how many tickets were expired.
     async fn expire_due_tickets(&self, batch_size: i64) -> StoreResult<u64>;

@@ -11,21 +11,22 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{FromRow, Postgres, QueryBuilder, Transaction};
 use uuid::Uuid;
 
-use super::sql::{self, CredentialsRow, OrderChange, Placement};
+use super::sql::{self, CredentialsRow, Placement};
 use super::{
-    AnswerRecord, Backend, ClaimTerms, EventFilter, EventStore, HeldKey, IdempotencyClaim,
-    IdempotencyStore, Infrastructure, NearbyQuery, Page, PoolStats, RequestKey, StoreError,
-    StoreOptions, StoreResult, StoredAnswer, TicketFilter, TicketStore, UserStore,
+    AnswerRecord, Backend, BuyerFilter, ClaimTerms, EventFilter, EventStore, HeldKey,
+    IdempotencyClaim, IdempotencyStore, Infrastructure, NearbyQuery, OrderAction, Page, PoolStats,
+    RequestKey, StoreError, StoreOptions, StoreResult, StoredAnswer, TicketStore, UserStore,
 };
 use crate::domain::{
     Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewOrder, NewUser,
-    OrderOutcome, PageRequest, TicketChange, TicketDetails, User,
+    OrderChange, OrderDetails, OrderOutcome, PageRequest, TicketChange, TicketDetails, User,
 };
 
 type UserRow = sql::UserRow<DateTime<Utc>>;
 type EventRow = sql::EventRow<DateTime<Utc>>;
 type TicketRow = sql::TicketRow<DateTime<Utc>>;
 type KeyRow = sql::KeyRow<DateTime<Utc>>;
+type OrderRow = sql::OrderRow<DateTime<Utc>>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -110,12 +111,12 @@ impl PgStore {
         &self,
         ticket_id: Uuid,
         user_id: Uuid,
-        change: OrderChange,
+        action: OrderAction,
         record: Option<&AnswerRecord<'_, TicketChange>>,
     ) -> StoreResult<TicketChange> {
         let (mut tx, now) = begin_write(&self.pool).await?;
         let outcome =
-            sql::change_ticket_order::<Postgres>(&mut tx, ticket_id, user_id, change, now).await?;
+            sql::change_ticket_order::<Postgres>(&mut tx, ticket_id, user_id, action, now).await?;
         finish(tx, record, outcome).await
     }
 
@@ -172,6 +173,34 @@ async fn finish<O>(
     }
     tx.commit().await?;
     Ok(outcome)
+}
+
+/// Orders with their items and tickets, read in two statements for any number of orders.
+async fn orders_with_parts(
+    conn: &mut PgConnection,
+    rows: Vec<OrderRow>,
+) -> StoreResult<Vec<OrderDetails>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = rows.iter().map(OrderRow::id).collect();
+    let items = sqlx::query_as(&format!(
+        "{} WHERE order_id = ANY($1){}",
+        sql::SELECT_ORDER_ITEMS,
+        sql::ORDER_ITEMS_ORDER
+    ))
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let tickets: Vec<TicketRow> = sqlx::query_as(&format!(
+        "{}WHERE t.order_id = ANY($1){}",
+        sql::SELECT_ORDER_TICKETS,
+        sql::ORDER_TICKETS_ORDER
+    ))
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    sql::assemble_orders(rows, items, tickets)
 }
 
 /// Places an order, releasing the event's due holds once when it looks short of seats.
@@ -445,7 +474,7 @@ impl TicketStore for PgStore {
         user_id: Uuid,
         record: Option<&AnswerRecord<'_, TicketChange>>,
     ) -> StoreResult<TicketChange> {
-        self.change_ticket(ticket_id, user_id, OrderChange::Pay, record)
+        self.change_ticket(ticket_id, user_id, OrderAction::Pay, record)
             .await
     }
 
@@ -456,7 +485,7 @@ impl TicketStore for PgStore {
         user_id: Uuid,
         record: Option<&AnswerRecord<'_, TicketChange>>,
     ) -> StoreResult<TicketChange> {
-        self.change_ticket(ticket_id, user_id, OrderChange::Cancel, record)
+        self.change_ticket(ticket_id, user_id, OrderAction::Cancel, record)
             .await
     }
 
@@ -464,8 +493,58 @@ impl TicketStore for PgStore {
         fetch_optional!(&self.pool, sql::FIND_TICKET, TicketRow::into_details, id)
     }
 
-    async fn user_tickets(&self, filter: &TicketFilter) -> StoreResult<Page<TicketDetails>> {
+    async fn user_tickets(&self, filter: &BuyerFilter) -> StoreResult<Page<TicketDetails>> {
         fetch_tickets_page!(&self.pool, filter)
+    }
+
+    #[tracing::instrument(skip(self, record))]
+    async fn change_order(
+        &self,
+        order_id: Uuid,
+        user_id: Uuid,
+        action: OrderAction,
+        record: Option<&AnswerRecord<'_, OrderChange>>,
+    ) -> StoreResult<OrderChange> {
+        let (mut tx, now) = begin_write(&self.pool).await?;
+        let change = sql::change_order_on::<Postgres>(&mut tx, order_id, user_id, action, now);
+        let outcome = match change.await? {
+            Some(refusal) => refusal,
+            None => {
+                let row: Option<OrderRow> = sqlx::query_as(sql::FIND_ORDER)
+                    .bind(order_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                match orders_with_parts(&mut tx, row.into_iter().collect())
+                    .await?
+                    .pop()
+                {
+                    Some(details) => OrderChange::Done(Box::new(details)),
+                    None => OrderChange::NotFound,
+                }
+            }
+        };
+        finish(tx, record, outcome).await
+    }
+
+    async fn find_order(&self, id: Uuid) -> StoreResult<Option<OrderDetails>> {
+        let mut conn = self.pool.acquire().await?;
+        let row: Option<OrderRow> = sqlx::query_as(sql::FIND_ORDER)
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(orders_with_parts(&mut conn, row.into_iter().collect())
+            .await?
+            .pop())
+    }
+
+    async fn user_orders(&self, filter: &BuyerFilter) -> StoreResult<Page<OrderDetails>> {
+        let page: StoreResult<Page<OrderRow>> = fetch_orders_page!(&self.pool, filter);
+        let page = page?;
+        let mut conn = self.pool.acquire().await?;
+        Ok(Page {
+            items: orders_with_parts(&mut conn, page.items).await?,
+            total: page.total,
+        })
     }
 
     #[tracing::instrument(skip(self))]

@@ -1,16 +1,19 @@
 //! What both SQL dialects share: column lists, row mapping (generic over how a backend stores
 //! timestamps), listing filters, paging and the event binding order.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::query::QueryAs;
 use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
 use uuid::Uuid;
 
-use super::{EventFilter, IdempotencyClaim, StoreError, StoredAnswer};
+use super::{EventFilter, IdempotencyClaim, OrderAction, StoreError, StoredAnswer};
 use crate::domain::{
-    Event, EventDraft, EventSummary, GeoPoint, NewOrder, NewUser, Order, OrderDetails,
-    OrderOutcome, OrderPlan, OrderRefusal, SaleState, Ticket, TicketChange, TicketDetails,
-    TicketStatus, Tier, TierSummary, User, UserSummary, Venue, VenueFields,
+    Change, Event, EventDraft, EventSummary, GeoPoint, NewOrder, NewUser, Order, OrderChange,
+    OrderDetails, OrderOutcome, OrderPlan, OrderRefusal, PlannedLine, SaleState, Ticket,
+    TicketChange, TicketDetails, TicketStatus, Tier, TierSummary, User, UserSummary, Venue,
+    VenueFields,
 };
 
 macro_rules! user_columns {
@@ -110,9 +113,38 @@ pub(super) const SELECT_TICKETS: &str = concat!(
 );
 pub(super) const COUNT_TICKETS: &str = "SELECT count(*) FROM tickets t";
 pub(super) const TICKETS_ORDER: &str = " ORDER BY t.created_at DESC, t.id DESC";
+/// Whose order, in which status, and whether `$2` (now) is past its deadline.
+const ORDER_STATE: &str = "SELECT user_id, status, expires_at <= $2 FROM orders WHERE id = $1";
 /// Whose ticket, in which status, and whether `$2` (now) is past its deadline.
 pub(super) const TICKET_STATE: &str =
     "SELECT user_id, status, expires_at <= $2 FROM tickets WHERE id = $1";
+/// An order (`o`) with its event's summary (`e`).
+macro_rules! order_columns {
+    () => {
+        "o.id, o.user_id, o.event_id, o.status, o.currency, o.total_minor, o.expires_at, \
+         o.paid_at, o.created_at, o.updated_at, e.title AS event_title, \
+         e.start_time AS event_start_time, e.end_time AS event_end_time, \
+         e.venue_name AS event_venue_name, e.city AS event_city, e.state AS event_state \
+         FROM orders o JOIN events e ON e.id = o.event_id"
+    };
+}
+pub(super) const FIND_ORDER: &str = concat!("SELECT ", order_columns!(), " WHERE o.id = $1");
+pub(super) const SELECT_ORDERS: &str =
+    concat!("SELECT count(*) OVER () AS total, ", order_columns!());
+pub(super) const COUNT_ORDERS: &str = "SELECT count(*) FROM orders o";
+pub(super) const ORDERS_ORDER: &str = " ORDER BY o.created_at DESC, o.id DESC";
+/// The items of some orders (the caller appends the `order_id` condition).
+pub(super) const SELECT_ORDER_ITEMS: &str =
+    "SELECT order_id, tier_id, tier_name, quantity, unit_price_minor FROM order_items";
+pub(super) const ORDER_ITEMS_ORDER: &str = " ORDER BY order_id, line";
+/// The tickets of some orders (the caller appends the `t.order_id` condition).
+pub(super) const SELECT_ORDER_TICKETS: &str = concat!(
+    "SELECT ",
+    ticket_columns!(),
+    " FROM tickets t",
+    ticket_joins!()
+);
+pub(super) const ORDER_TICKETS_ORDER: &str = " ORDER BY t.order_id, t.id";
 /// `$1` ticket: its order, the order's owner and how many tickets the order holds.
 pub(super) const TICKET_ORDER: &str = "SELECT t.order_id, o.user_id,
         (SELECT count(*) FROM tickets n WHERE n.order_id = t.order_id) AS tickets
@@ -143,8 +175,8 @@ const INSERT_ORDER: &str = "INSERT INTO orders
         (id, user_id, event_id, status, currency, total_minor, expires_at, created_at, updated_at)
      VALUES ($1, $2, $3, 'reserved', $4, $5, $6, $7, $7)";
 const INSERT_ORDER_ITEM: &str = "INSERT INTO order_items
-        (order_id, event_id, tier_id, tier_name, quantity, unit_price_minor)
-     VALUES ($1, $2, $3, $4, $5, $6)";
+        (order_id, event_id, tier_id, tier_name, quantity, unit_price_minor, line)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
 const INSERT_TICKET: &str = "INSERT INTO tickets
         (id, user_id, event_id, order_id, tier_id, status, expires_at, created_at, updated_at)
      VALUES ($1, $2, $3, $4, $5, 'reserved', $6, $7, $7)";
@@ -487,34 +519,43 @@ pub(super) fn push_event_filter<'a, DB: Dialect>(
 }
 
 /// The `WHERE` clause of a user's ticket listing (alias `t`), on the effective status.
-pub(super) fn push_ticket_filter<'a, DB: Dialect>(
+/// The `WHERE` clause of a buyer's tickets (`alias` `t`) or orders (`o`): theirs, in the
+/// effective `status` (a reserved hold past its deadline counts as expired).
+pub(super) fn push_buyer_filter<'a, DB: Dialect>(
     builder: &mut QueryBuilder<'a, DB>,
+    alias: &str,
     user_id: Uuid,
     status: Option<TicketStatus>,
     now: DateTime<Utc>,
 ) where
     Uuid: Encode<'a, DB> + Type<DB>,
 {
-    builder.push(" WHERE t.user_id = ").push_bind(user_id);
+    builder
+        .push(format!(" WHERE {alias}.user_id = "))
+        .push_bind(user_id);
     let now = DB::Time::from(now);
     match status {
         None => {}
         Some(TicketStatus::Reserved) => {
             builder
-                .push(" AND t.status = 'reserved' AND t.expires_at > ")
+                .push(format!(
+                    " AND {alias}.status = 'reserved' AND {alias}.expires_at > "
+                ))
                 .push_bind(now);
         }
         Some(TicketStatus::Expired) => {
             builder
-                .push(" AND (t.status = 'expired' OR (t.status = 'reserved' AND t.expires_at <= ")
+                .push(format!(
+                    " AND ({alias}.status = 'expired' OR ({alias}.status = 'reserved' AND {alias}.expires_at <= "
+                ))
                 .push_bind(now)
                 .push("))");
         }
         Some(TicketStatus::Paid) => {
-            builder.push(" AND t.status = 'paid'");
+            builder.push(format!(" AND {alias}.status = 'paid'"));
         }
         Some(TicketStatus::Cancelled) => {
-            builder.push(" AND t.status = 'cancelled'");
+            builder.push(format!(" AND {alias}.status = 'cancelled'"));
         }
     }
 }
@@ -535,7 +576,7 @@ macro_rules! fetch_events_page {
     }};
 }
 
-/// A page of [`super::TicketFilter`]'s tickets, with the backend's `TicketRow` in scope.
+/// A page of [`super::BuyerFilter`]'s tickets, with the backend's `TicketRow` in scope.
 macro_rules! fetch_tickets_page {
     ($pool:expr, $filter:expr) => {{
         let (filter, now) = ($filter, chrono::Utc::now());
@@ -543,10 +584,26 @@ macro_rules! fetch_tickets_page {
             $pool,
             sql::SELECT_TICKETS,
             sql::COUNT_TICKETS,
-            |builder| sql::push_ticket_filter(builder, filter.user_id, filter.status, now),
+            |builder| sql::push_buyer_filter(builder, "t", filter.user_id, filter.status, now),
             sql::TICKETS_ORDER,
             filter.page,
             TicketRow::into_details,
+        )
+    }};
+}
+
+/// A page of a buyer's order rows, with the backend's row type `OrderRow` in scope.
+macro_rules! fetch_orders_page {
+    ($pool:expr, $filter:expr) => {{
+        let (filter, now) = ($filter, chrono::Utc::now());
+        fetch_page!(
+            $pool,
+            sql::SELECT_ORDERS,
+            sql::COUNT_ORDERS,
+            |builder| sql::push_buyer_filter(builder, "o", filter.user_id, filter.status, now),
+            sql::ORDERS_ORDER,
+            filter.page,
+            |row: OrderRow| Ok(row),
         )
     }};
 }
@@ -886,7 +943,7 @@ where
         .execute(&mut *conn)
         .await?;
     let mut tickets = Vec::with_capacity(usize::try_from(plan.tickets).unwrap_or_default());
-    for line in &plan.lines {
+    for (position, line) in (0i32..).zip(&plan.lines) {
         sqlx::query(INSERT_ORDER_ITEM)
             .bind(order.order_id)
             .bind(order.event_id)
@@ -894,6 +951,7 @@ where
             .bind(line.tier_name.as_str())
             .bind(line.quantity)
             .bind(line.unit_price_minor)
+            .bind(position)
             .execute(&mut *conn)
             .await?;
         sqlx::query(TAKE_TIER_SEATS)
@@ -955,42 +1013,126 @@ where
             created_at: now,
             updated_at: now,
         },
+        event: sale.event,
         lines: plan.lines.clone(),
         tickets,
     })
 }
 
-/// What a ticket's owner does to its order.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum OrderChange {
-    Pay,
-    Cancel,
+/// `$1` order, `$2` owner, `$3` now: the order's new status, while it is reserved and its hold
+/// has not passed; a row when it changed.
+fn order_action_statement(action: OrderAction) -> &'static str {
+    match action {
+        OrderAction::Pay => {
+            "UPDATE orders SET status = 'paid', paid_at = $3, updated_at = $3
+             WHERE id = $1 AND user_id = $2 AND status = 'reserved' AND expires_at > $3
+             RETURNING id"
+        }
+        OrderAction::Cancel => {
+            "UPDATE orders SET status = 'cancelled', updated_at = $3
+             WHERE id = $1 AND user_id = $2 AND status = 'reserved' AND expires_at > $3
+             RETURNING id"
+        }
+    }
 }
 
-impl OrderChange {
-    /// `$1` order, `$2` owner, `$3` now: the order's new status, while it is reserved and
-    /// its hold has not passed; a row when it changed.
-    fn statement(self) -> &'static str {
-        match self {
-            OrderChange::Pay => {
-                "UPDATE orders SET status = 'paid', paid_at = $3, updated_at = $3
-                 WHERE id = $1 AND user_id = $2 AND status = 'reserved' AND expires_at > $3
-                 RETURNING id"
-            }
-            OrderChange::Cancel => {
-                "UPDATE orders SET status = 'cancelled', updated_at = $3
-                 WHERE id = $1 AND user_id = $2 AND status = 'reserved' AND expires_at > $3
-                 RETURNING id"
-            }
+/// Pays or cancels order `order_id` of `user_id` inside the caller's transaction: the order
+/// and all its tickets take the new status together, and a cancellation gives every seat
+/// back. `false` when the order was not changed (not theirs, not reserved, or past its hold).
+async fn apply_order_action<DB: Dialect>(
+    conn: &mut DB::Connection,
+    order_id: Uuid,
+    user_id: Uuid,
+    action: OrderAction,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'r> (Uuid,): FromRow<'r, DB::Row>,
+{
+    let changed: Option<(Uuid,)> = sqlx::query_as(order_action_statement(action))
+        .bind(order_id)
+        .bind(user_id)
+        .bind(DB::Time::from(now))
+        .fetch_optional(&mut *conn)
+        .await?;
+    if changed.is_none() {
+        return Ok(false);
+    }
+    if action == OrderAction::Cancel {
+        for statement in RELEASE_ORDER_SEATS {
+            sqlx::query(statement)
+                .bind(order_id)
+                .bind(DB::Time::from(now))
+                .execute(&mut *conn)
+                .await?;
         }
     }
+    let status = match action {
+        OrderAction::Pay => TicketStatus::Paid,
+        OrderAction::Cancel => TicketStatus::Cancelled,
+    };
+    sqlx::query(SET_ORDER_TICKETS_STATUS)
+        .bind(order_id)
+        .bind(status.as_str())
+        .bind(DB::Time::from(now))
+        .execute(&mut *conn)
+        .await?;
+    Ok(true)
+}
 
-    fn status(self) -> TicketStatus {
-        match self {
-            OrderChange::Pay => TicketStatus::Paid,
-            OrderChange::Cancel => TicketStatus::Cancelled,
-        }
+/// Why something was not changed, from its `(owner, status, past deadline)` as `state_sql`
+/// (`$1` id, `$2` now) reads it.
+async fn change_refusal<DB: Dialect, T>(
+    conn: &mut DB::Connection,
+    state_sql: &'static str,
+    id: Uuid,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Change<T>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'r> (Uuid, String, bool): FromRow<'r, DB::Row>,
+{
+    let state: Option<(Uuid, String, bool)> = sqlx::query_as(state_sql)
+        .bind(id)
+        .bind(DB::Time::from(now))
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some((owner, status, past_deadline)) = state else {
+        return Ok(Change::NotFound);
+    };
+    let status = parse_status(&status)?;
+    Ok(Change::refusal(owner, user_id, status, past_deadline))
+}
+
+/// Pays or cancels order `order_id` inside the caller's transaction; `None` when it changed
+/// (the caller reads the order back), else why not.
+pub(super) async fn change_order_on<DB: Dialect>(
+    conn: &mut DB::Connection,
+    order_id: Uuid,
+    user_id: Uuid,
+    action: OrderAction,
+    now: DateTime<Utc>,
+) -> Result<Option<OrderChange>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'r> (Uuid,): FromRow<'r, DB::Row>,
+    for<'r> (Uuid, String, bool): FromRow<'r, DB::Row>,
+{
+    if apply_order_action::<DB>(conn, order_id, user_id, action, now).await? {
+        return Ok(None);
     }
+    let refusal = change_refusal::<DB, OrderDetails>(conn, ORDER_STATE, order_id, user_id, now);
+    Ok(Some(refusal.await?))
 }
 
 /// Pays or cancels the order of one ticket, inside the caller's transaction: the order and
@@ -999,7 +1141,7 @@ pub(super) async fn change_ticket_order<DB: Dialect>(
     conn: &mut DB::Connection,
     ticket_id: Uuid,
     user_id: Uuid,
-    change: OrderChange,
+    action: OrderAction,
     now: DateTime<Utc>,
 ) -> Result<TicketChange, StoreError>
 where
@@ -1025,39 +1167,10 @@ where
     if tickets > 1 {
         return Ok(TicketChange::PartOfOrder(order_id));
     }
-    let changed: Option<(Uuid,)> = sqlx::query_as(change.statement())
-        .bind(order_id)
-        .bind(user_id)
-        .bind(DB::Time::from(now))
-        .fetch_optional(&mut *conn)
-        .await?;
-    if changed.is_none() {
-        let state: Option<(Uuid, String, bool)> = sqlx::query_as(TICKET_STATE)
-            .bind(ticket_id)
-            .bind(DB::Time::from(now))
-            .fetch_optional(&mut *conn)
-            .await?;
-        let Some((owner, status, past_deadline)) = state else {
-            return Ok(TicketChange::NotFound);
-        };
-        let status = parse_status(&status)?;
-        return Ok(TicketChange::refusal(owner, user_id, status, past_deadline));
+    if !apply_order_action::<DB>(conn, order_id, user_id, action, now).await? {
+        return change_refusal::<DB, TicketDetails>(conn, TICKET_STATE, ticket_id, user_id, now)
+            .await;
     }
-    if matches!(change, OrderChange::Cancel) {
-        for statement in RELEASE_ORDER_SEATS {
-            sqlx::query(statement)
-                .bind(order_id)
-                .bind(DB::Time::from(now))
-                .execute(&mut *conn)
-                .await?;
-        }
-    }
-    sqlx::query(SET_ORDER_TICKETS_STATUS)
-        .bind(order_id)
-        .bind(change.status().as_str())
-        .bind(DB::Time::from(now))
-        .execute(&mut *conn)
-        .await?;
     let row: Option<TicketRow<DB::Time>> = sqlx::query_as(FIND_TICKET)
         .bind(ticket_id)
         .fetch_optional(&mut *conn)
@@ -1066,4 +1179,90 @@ where
         Some(row) => TicketChange::Done(Box::new(row.into_details()?)),
         None => TicketChange::NotFound,
     })
+}
+
+#[derive(FromRow)]
+pub(super) struct OrderRow<T> {
+    id: Uuid,
+    user_id: Uuid,
+    event_id: Uuid,
+    status: String,
+    currency: String,
+    total_minor: i64,
+    expires_at: T,
+    paid_at: Option<T>,
+    created_at: T,
+    updated_at: T,
+    event_title: String,
+    event_start_time: T,
+    event_end_time: T,
+    event_venue_name: String,
+    event_city: String,
+    event_state: String,
+}
+
+impl<T> OrderRow<T> {
+    pub(super) fn id(&self) -> Uuid {
+        self.id
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct ItemRow {
+    order_id: Uuid,
+    tier_id: Uuid,
+    tier_name: String,
+    quantity: i32,
+    unit_price_minor: i64,
+}
+
+/// Orders with their items and tickets (each list ordered within its order).
+pub(super) fn assemble_orders<T: StoredTime>(
+    rows: Vec<OrderRow<T>>,
+    items: Vec<ItemRow>,
+    tickets: Vec<TicketRow<T>>,
+) -> Result<Vec<OrderDetails>, StoreError> {
+    let mut lines: HashMap<Uuid, Vec<PlannedLine>> = HashMap::new();
+    for item in items {
+        lines.entry(item.order_id).or_default().push(PlannedLine {
+            tier_id: item.tier_id,
+            tier_name: item.tier_name,
+            quantity: item.quantity,
+            unit_price_minor: item.unit_price_minor,
+        });
+    }
+    let mut held: HashMap<Uuid, Vec<TicketDetails>> = HashMap::new();
+    for ticket in tickets {
+        let ticket = ticket.into_details()?;
+        held.entry(ticket.ticket.order_id).or_default().push(ticket);
+    }
+    rows.into_iter()
+        .map(|row| {
+            Ok(OrderDetails {
+                lines: lines.remove(&row.id).unwrap_or_default(),
+                tickets: held.remove(&row.id).unwrap_or_default(),
+                order: Order {
+                    id: row.id,
+                    user_id: row.user_id,
+                    event_id: row.event_id,
+                    status: parse_status(&row.status)?,
+                    currency: row.currency,
+                    total_minor: row.total_minor,
+                    expires_at: row.expires_at.into_utc()?,
+                    paid_at: row.paid_at.map(StoredTime::into_utc).transpose()?,
+                    created_at: row.created_at.into_utc()?,
+                    updated_at: row.updated_at.into_utc()?,
+                },
+                event: EventSummary {
+                    id: row.event_id,
+                    title: row.event_title,
+                    start_time: row.event_start_time.into_utc()?,
+                    end_time: row.event_end_time.into_utc()?,
+                    venue_name: row.event_venue_name,
+                    city: row.event_city,
+                    state: row.event_state,
+                },
+            })
+        })
+        .collect()
 }

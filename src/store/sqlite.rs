@@ -17,21 +17,23 @@ use sqlx::sqlite::{
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
-use super::sql::{self, CredentialsRow, Micros, OrderChange, Placement};
+use super::sql::{self, CredentialsRow, Micros, Placement};
 use super::{
-    AnswerRecord, Backend, ClaimTerms, EventFilter, EventStore, HeldKey, IdempotencyClaim,
-    IdempotencyStore, Infrastructure, NearbyQuery, Page, PoolStats, RequestKey, StoreError,
-    StoreOptions, StoreResult, StoredAnswer, TicketFilter, TicketStore, UserStore,
+    AnswerRecord, Backend, BuyerFilter, ClaimTerms, EventFilter, EventStore, HeldKey,
+    IdempotencyClaim, IdempotencyStore, Infrastructure, NearbyQuery, OrderAction, Page, PoolStats,
+    RequestKey, StoreError, StoreOptions, StoreResult, StoredAnswer, TicketStore, UserStore,
 };
 use crate::domain::{
     Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewOrder, NewUser,
-    OrderOutcome, OrderRefusal, PageRequest, Shortage, TicketChange, TicketDetails, User,
+    OrderChange, OrderDetails, OrderOutcome, OrderRefusal, PageRequest, Shortage, TicketChange,
+    TicketDetails, User,
 };
 
 type UserRow = sql::UserRow<Micros>;
 type EventRow = sql::EventRow<Micros>;
 type TicketRow = sql::TicketRow<Micros>;
 type KeyRow = sql::KeyRow<Micros>;
+type OrderRow = sql::OrderRow<Micros>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -240,13 +242,13 @@ impl SqliteStore {
         &self,
         ticket_id: Uuid,
         user_id: Uuid,
-        change: OrderChange,
+        action: OrderAction,
         record: Option<&AnswerRecord<'_, TicketChange>>,
     ) -> StoreResult<TicketChange> {
         let now = Utc::now();
         let mut tx = begin_immediate(&self.writer).await?;
         let outcome =
-            sql::change_ticket_order::<Sqlite>(&mut tx, ticket_id, user_id, change, now).await?;
+            sql::change_ticket_order::<Sqlite>(&mut tx, ticket_id, user_id, action, now).await?;
         tx.finish(record, outcome).await
     }
 
@@ -265,6 +267,46 @@ pub(super) async fn ticket_details_on(
         .fetch_optional(conn)
         .await?;
     row.map(TicketRow::into_details).transpose()
+}
+
+/// One order with its items and tickets, read on `conn`.
+async fn order_on(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Option<OrderDetails>> {
+    let row: Option<OrderRow> = sqlx::query_as(sql::FIND_ORDER)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(orders_with_parts(conn, row.into_iter().collect())
+        .await?
+        .pop())
+}
+
+/// Orders with their items and tickets, read in two statements for any number of orders.
+async fn orders_with_parts(
+    conn: &mut SqliteConnection,
+    rows: Vec<OrderRow>,
+) -> StoreResult<Vec<OrderDetails>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let of_orders = |select: &str, column: &str, order: &str| {
+        let mut builder = QueryBuilder::<Sqlite>::new(select);
+        builder.push(format!(" WHERE {column} IN ("));
+        let mut ids = builder.separated(", ");
+        for row in &rows {
+            ids.push_bind(row.id());
+        }
+        builder.push(")").push(order);
+        builder
+    };
+    let mut items = of_orders(sql::SELECT_ORDER_ITEMS, "order_id", sql::ORDER_ITEMS_ORDER);
+    let items = items.build_query_as().fetch_all(&mut *conn).await?;
+    let mut tickets = of_orders(
+        sql::SELECT_ORDER_TICKETS,
+        "t.order_id",
+        sql::ORDER_TICKETS_ORDER,
+    );
+    let tickets: Vec<TicketRow> = tickets.build_query_as().fetch_all(&mut *conn).await?;
+    sql::assemble_orders(rows, items, tickets)
 }
 
 /// The sale query: the single writer's transaction already keeps other writers out.
@@ -650,7 +692,7 @@ impl TicketStore for SqliteStore {
         user_id: Uuid,
         record: Option<&AnswerRecord<'_, TicketChange>>,
     ) -> StoreResult<TicketChange> {
-        self.change_ticket(ticket_id, user_id, OrderChange::Pay, record)
+        self.change_ticket(ticket_id, user_id, OrderAction::Pay, record)
             .await
     }
 
@@ -661,7 +703,7 @@ impl TicketStore for SqliteStore {
         user_id: Uuid,
         record: Option<&AnswerRecord<'_, TicketChange>>,
     ) -> StoreResult<TicketChange> {
-        self.change_ticket(ticket_id, user_id, OrderChange::Cancel, record)
+        self.change_ticket(ticket_id, user_id, OrderAction::Cancel, record)
             .await
     }
 
@@ -669,8 +711,42 @@ impl TicketStore for SqliteStore {
         ticket_details_on(&mut *self.reader().await?, id).await
     }
 
-    async fn user_tickets(&self, filter: &TicketFilter) -> StoreResult<Page<TicketDetails>> {
+    async fn user_tickets(&self, filter: &BuyerFilter) -> StoreResult<Page<TicketDetails>> {
         fetch_tickets_page!(&self.reader, filter)
+    }
+
+    #[tracing::instrument(skip(self, record))]
+    async fn change_order(
+        &self,
+        order_id: Uuid,
+        user_id: Uuid,
+        action: OrderAction,
+        record: Option<&AnswerRecord<'_, OrderChange>>,
+    ) -> StoreResult<OrderChange> {
+        let now = Utc::now();
+        let mut tx = begin_immediate(&self.writer).await?;
+        let change = sql::change_order_on::<Sqlite>(&mut tx, order_id, user_id, action, now);
+        let outcome = match change.await? {
+            Some(refusal) => refusal,
+            None => match order_on(&mut tx, order_id).await? {
+                Some(details) => OrderChange::Done(Box::new(details)),
+                None => OrderChange::NotFound,
+            },
+        };
+        tx.finish(record, outcome).await
+    }
+
+    async fn find_order(&self, id: Uuid) -> StoreResult<Option<OrderDetails>> {
+        order_on(&mut *self.reader().await?, id).await
+    }
+
+    async fn user_orders(&self, filter: &BuyerFilter) -> StoreResult<Page<OrderDetails>> {
+        let page: StoreResult<Page<OrderRow>> = fetch_orders_page!(&self.reader, filter);
+        let page = page?;
+        Ok(Page {
+            items: orders_with_parts(&mut *self.reader().await?, page.items).await?,
+            total: page.total,
+        })
     }
 
     #[tracing::instrument(skip(self))]

@@ -1,7 +1,6 @@
 //! Ticket writes, each honouring `Idempotency-Key`.
 
-use axum::extract::{FromRequestParts, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chrono::Utc;
@@ -12,7 +11,7 @@ use uuid::Uuid;
 use super::response::TicketResponse;
 use crate::api::current_user::BearerUserId;
 use crate::api::error::ApiError;
-use crate::api::extract::{Input, PathId, ValidJson};
+use crate::api::extract::{Input, OwnerCommand, ValidJson};
 use crate::api::idempotency::{self, IdempotencyKey};
 use crate::api::schemas::ErrorBody;
 use crate::api::schemas::shared::{
@@ -22,7 +21,7 @@ use crate::api::schemas::shared::{
 use crate::api::state::AppState;
 use crate::domain::Violations;
 use crate::service::{KeyedWrite, TicketAnswer};
-use crate::store::{HeldKey, StoredAnswer};
+use crate::store::{HeldKey, OrderAction, StoredAnswer};
 
 #[derive(Deserialize, ToSchema)]
 pub struct ReserveRequest {
@@ -86,8 +85,8 @@ pub async fn reserve_ticket(
         Unauthenticated, Invalid, TicketNotFound, NotYourTicket,
     )
 )]
-pub async fn pay_ticket(command: TicketCommand) -> Result<Response, ApiError> {
-    command.run(Change::Pay).await
+pub async fn pay_ticket(command: OwnerCommand) -> Result<Response, ApiError> {
+    change_ticket(command, OrderAction::Pay).await
 }
 
 /// Cancel a reserved ticket (owner only); its seat goes back on sale at once.
@@ -100,8 +99,8 @@ pub async fn pay_ticket(command: TicketCommand) -> Result<Response, ApiError> {
         Unauthenticated, Invalid, TicketNotFound, NotYourTicket,
     )
 )]
-pub async fn cancel_ticket(command: TicketCommand) -> Result<Response, ApiError> {
-    command.run(Change::Cancel).await
+pub async fn cancel_ticket(command: OwnerCommand) -> Result<Response, ApiError> {
+    change_ticket(command, OrderAction::Cancel).await
 }
 
 /// How a ticket write answers: `success` with the ticket as it is now, or the refusal.
@@ -115,62 +114,27 @@ fn ticket_answer(success: StatusCode) -> impl Fn(TicketAnswer) -> StoredAnswer +
     }
 }
 
-#[derive(Clone, Copy)]
-enum Change {
-    Pay,
-    Cancel,
-}
-
-/// A pay or cancel request: who asks (bearer token, 401 first), for which ticket (422 for a
-/// malformed id), and its headers (`Idempotency-Key`). Neither takes a body.
-pub struct TicketCommand {
-    state: AppState,
-    user_id: Uuid,
-    ticket_id: Uuid,
-    headers: HeaderMap,
-}
-
-impl FromRequestParts<AppState> for TicketCommand {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let BearerUserId(user_id) = BearerUserId::from_request_parts(parts, state).await?;
-        let PathId(ticket_id) = PathId::from_request_parts(parts, state).await?;
-        Ok(Self {
-            state: state.clone(),
-            user_id,
-            ticket_id,
-            headers: parts.headers.clone(),
-        })
-    }
-}
-
-impl TicketCommand {
-    async fn run(self, change: Change) -> Result<Response, ApiError> {
-        let Self {
-            state,
-            user_id,
-            ticket_id,
-            headers,
-        } = self;
-        let action = match change {
-            Change::Pay => "pay",
-            Change::Cancel => "cancel",
+/// Pays or cancels the ticket in the path, honouring `Idempotency-Key`.
+async fn change_ticket(command: OwnerCommand, action: OrderAction) -> Result<Response, ApiError> {
+    let OwnerCommand {
+        state,
+        user_id,
+        id: ticket_id,
+        headers,
+    } = command;
+    let tickets = &state.tickets;
+    let apply = |held: Option<HeldKey>| async move {
+        let answer = ticket_answer(StatusCode::OK);
+        let keyed = held.as_ref().map(|held| KeyedWrite {
+            held,
+            answer: &answer,
+        });
+        let answered = match action {
+            OrderAction::Pay => tickets.pay(user_id, ticket_id, keyed).await?,
+            OrderAction::Cancel => tickets.cancel(user_id, ticket_id, keyed).await?,
         };
-        let tickets = &state.tickets;
-        let apply = |held: Option<HeldKey>| async move {
-            let answer = ticket_answer(StatusCode::OK);
-            let keyed = held.as_ref().map(|held| KeyedWrite {
-                held,
-                answer: &answer,
-            });
-            let answered = match change {
-                Change::Pay => tickets.pay(user_id, ticket_id, keyed).await?,
-                Change::Cancel => tickets.cancel(user_id, ticket_id, keyed).await?,
-            };
-            Ok(answer(answered))
-        };
-        let fingerprint = format!("POST /tickets/{ticket_id}/{action}");
-        idempotency::run(&state.idempotency, user_id, &headers, &fingerprint, apply).await
-    }
+        Ok(answer(answered))
+    };
+    let fingerprint = format!("POST /tickets/{ticket_id}/{}", action.as_str());
+    idempotency::run(&state.idempotency, user_id, &headers, &fingerprint, apply).await
 }

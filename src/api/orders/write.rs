@@ -1,0 +1,156 @@
+//! Order writes, each honouring `Idempotency-Key`.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use chrono::Utc;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::response::OrderResponse;
+use crate::api::current_user::BearerUserId;
+use crate::api::error::ApiError;
+use crate::api::extract::{Input, OwnerCommand, ValidJson};
+use crate::api::idempotency::{self, IdempotencyKey};
+use crate::api::schemas::ErrorBody;
+use crate::api::schemas::shared::{
+    EventNotFound, Invalid, NotJson, NotYourOrder, OrderNotFound, OrderPath, RateLimited,
+    Unauthenticated,
+};
+use crate::api::state::AppState;
+use crate::domain::{OrderDetails, OrderFields, Violations};
+use crate::service::{KeyedWrite, OrderAnswer};
+use crate::store::{HeldKey, OrderAction, StoredAnswer};
+
+#[derive(Deserialize, ToSchema)]
+pub struct OrderItemRequest {
+    tier_id: Uuid,
+    /// At least 1, at most the tier's `max_per_order`.
+    #[schema(minimum = 1, example = 2)]
+    quantity: i64,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct OrderRequest {
+    event_id: Uuid,
+    /// One item per tier, at most `MAX_TICKETS_PER_ORDER` tickets in all.
+    #[schema(min_items = 1)]
+    items: Vec<OrderItemRequest>,
+}
+
+impl Input for OrderRequest {
+    type Valid = OrderFields;
+
+    fn validate(self) -> Result<OrderFields, Violations> {
+        Ok(OrderFields {
+            event_id: self.event_id,
+            items: self
+                .items
+                .into_iter()
+                .map(|item| (item.tier_id, item.quantity))
+                .collect(),
+        })
+    }
+}
+
+/// Place an order of one or more tickets over the event's tiers, all or nothing, held for
+/// `TICKET_EXPIRATION_TIME` seconds until paid.
+#[utoipa::path(
+    post, path = "/orders/", tag = "orders",
+    security(("bearer" = [])), request_body = OrderRequest, params(IdempotencyKey),
+    responses(
+        (status = 201, description = "Reserved", body = OrderResponse),
+        (status = 409, description = "Not enough tickets (the detail names the tier or the event and what is left), a tier's sales window closed, the per-person limit reached, the event already started, or a request with this Idempotency-Key is still running", body = ErrorBody),
+        Unauthenticated, NotJson, Invalid, EventNotFound, RateLimited,
+    )
+)]
+pub async fn place_order(
+    State(state): State<AppState>,
+    BearerUserId(user_id): BearerUserId,
+    headers: HeaderMap,
+    ValidJson(fields): ValidJson<OrderRequest>,
+) -> Result<Response, ApiError> {
+    state.reservation_limits.check(user_id)?;
+    let fingerprint = order_fingerprint(&fields);
+    let orders = &state.orders;
+    let place = |held: Option<HeldKey>| async move {
+        let answer = order_answer(StatusCode::CREATED);
+        let keyed = held.as_ref().map(|held| KeyedWrite {
+            held,
+            answer: &answer,
+        });
+        Ok(answer(orders.place(user_id, fields, keyed).await?))
+    };
+    idempotency::run(&state.idempotency, user_id, &headers, &fingerprint, place).await
+}
+
+/// What an order request is, for `Idempotency-Key`.
+fn order_fingerprint(fields: &OrderFields) -> String {
+    let mut fingerprint = format!("POST /orders/ {}", fields.event_id);
+    for (tier_id, quantity) in &fields.items {
+        fingerprint.push_str(&format!(" {tier_id}x{quantity}"));
+    }
+    fingerprint
+}
+
+/// Pay for a reserved order (owner only) before its hold expires: every ticket is paid.
+#[utoipa::path(
+    post, path = "/orders/{order_id}/pay", tag = "orders",
+    security(("bearer" = [])), params(OrderPath, IdempotencyKey),
+    responses(
+        (status = 200, description = "Paid", body = OrderResponse),
+        (status = 409, description = "Not reserved (already paid or cancelled)", body = ErrorBody),
+        (status = 410, description = "The hold expired", body = ErrorBody),
+        Unauthenticated, Invalid, OrderNotFound, NotYourOrder,
+    )
+)]
+pub async fn pay_order(command: OwnerCommand) -> Result<Response, ApiError> {
+    change_order(command, OrderAction::Pay).await
+}
+
+/// Cancel a reserved order (owner only); every seat goes back on sale at once.
+#[utoipa::path(
+    post, path = "/orders/{order_id}/cancel", tag = "orders",
+    security(("bearer" = [])), params(OrderPath, IdempotencyKey),
+    responses(
+        (status = 200, description = "Cancelled", body = OrderResponse),
+        (status = 409, description = "Not reserved (paid, expired or cancelled)", body = ErrorBody),
+        Unauthenticated, Invalid, OrderNotFound, NotYourOrder,
+    )
+)]
+pub async fn cancel_order(command: OwnerCommand) -> Result<Response, ApiError> {
+    change_order(command, OrderAction::Cancel).await
+}
+
+async fn change_order(command: OwnerCommand, action: OrderAction) -> Result<Response, ApiError> {
+    let OwnerCommand {
+        state,
+        user_id,
+        id: order_id,
+        headers,
+    } = command;
+    let orders = &state.orders;
+    let apply = |held: Option<HeldKey>| async move {
+        let answer = order_answer(StatusCode::OK);
+        let keyed = held.as_ref().map(|held| KeyedWrite {
+            held,
+            answer: &answer,
+        });
+        let answered = match action {
+            OrderAction::Pay => orders.pay(user_id, order_id, keyed).await?,
+            OrderAction::Cancel => orders.cancel(user_id, order_id, keyed).await?,
+        };
+        Ok(answer(answered))
+    };
+    let fingerprint = format!("POST /orders/{order_id}/{}", action.as_str());
+    idempotency::run(&state.idempotency, user_id, &headers, &fingerprint, apply).await
+}
+
+/// How an order write answers: `success` with the order as it is now, or the refusal.
+fn order_answer(success: StatusCode) -> impl Fn(OrderAnswer) -> StoredAnswer + Send + Sync {
+    let now = Utc::now();
+    move |answer: Result<OrderDetails, _>| {
+        idempotency::answer(success, answer.map(|order| OrderResponse::new(order, now)))
+    }
+}

@@ -1,0 +1,184 @@
+//! Orders: several tickets over an event's tiers, placed, paid and cancelled all or nothing.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::tickets::{KeyedWrite, refused};
+use super::{Action, Resource, ServiceError};
+use crate::domain::{
+    Change, NewOrder, OrderChange, OrderDetails, OrderFields, OrderOutcome, OrderRefusal,
+    PageRequest, PathSegment, TicketStatus,
+};
+use crate::store::{AnswerRecord, BuyerFilter, DynStore, OrderAction, Page, StoreError};
+use crate::telemetry;
+
+pub struct Orders {
+    store: DynStore,
+    /// How long an order is held before it expires unpaid.
+    hold: Duration,
+    /// Most tickets in one order.
+    max_tickets_per_order: i32,
+}
+
+/// What an order write answers: the order, or why not.
+pub type OrderAnswer = Result<OrderDetails, ServiceError>;
+
+impl Orders {
+    pub fn new(store: DynStore, hold: Duration, max_tickets_per_order: i32) -> Self {
+        Self {
+            store,
+            hold,
+            max_tickets_per_order,
+        }
+    }
+
+    /// Places an order all or nothing. `Err`: nothing was done (and nothing recorded for the
+    /// key); `Ok`: the answer, recorded with the key when there is one.
+    #[tracing::instrument(skip(self, fields, keyed), fields(event_id = %fields.event_id))]
+    pub async fn place(
+        &self,
+        user_id: Uuid,
+        fields: OrderFields,
+        keyed: Option<KeyedWrite<'_, OrderDetails>>,
+    ) -> Result<OrderAnswer, ServiceError> {
+        let event_id = fields.event_id;
+        let order = NewOrder::parse(fields, user_id, self.max_tickets_per_order, self.hold)?;
+        let render;
+        let record = match &keyed {
+            Some(keyed) => {
+                render = |outcome: &OrderOutcome| (keyed.answer)(placed(outcome.clone(), event_id));
+                Some(AnswerRecord {
+                    held: keyed.held,
+                    answer: &render,
+                })
+            }
+            None => None,
+        };
+        let outcome = match self.store.place_order(&order, record.as_ref()).await {
+            Err(StoreError::ForeignKeyViolation) => return Err(ServiceError::InvalidToken),
+            other => other?,
+        };
+        match &outcome {
+            OrderOutcome::Placed(_) => telemetry::reservation_made(),
+            OrderOutcome::Refused(OrderRefusal::NotEnough { .. }) => {
+                telemetry::sold_out_answered();
+            }
+            OrderOutcome::Refused(_) => {}
+        }
+        Ok(placed(outcome, event_id))
+    }
+
+    /// Pays a reserved order whose hold has not passed; answers as [`Orders::place`] does.
+    pub async fn pay(
+        &self,
+        user_id: Uuid,
+        order_id: Uuid,
+        keyed: Option<KeyedWrite<'_, OrderDetails>>,
+    ) -> Result<OrderAnswer, ServiceError> {
+        self.change(user_id, order_id, OrderAction::Pay, keyed)
+            .await
+    }
+
+    /// Cancels a reserved order: every seat goes back on sale at once.
+    pub async fn cancel(
+        &self,
+        user_id: Uuid,
+        order_id: Uuid,
+        keyed: Option<KeyedWrite<'_, OrderDetails>>,
+    ) -> Result<OrderAnswer, ServiceError> {
+        self.change(user_id, order_id, OrderAction::Cancel, keyed)
+            .await
+    }
+
+    #[tracing::instrument(skip(self, keyed))]
+    async fn change(
+        &self,
+        user_id: Uuid,
+        order_id: Uuid,
+        action: OrderAction,
+        keyed: Option<KeyedWrite<'_, OrderDetails>>,
+    ) -> Result<OrderAnswer, ServiceError> {
+        let render;
+        let record = match &keyed {
+            Some(keyed) => {
+                render = |outcome: &OrderChange| {
+                    (keyed.answer)(changed(order_id, outcome.clone(), action))
+                };
+                Some(AnswerRecord {
+                    held: keyed.held,
+                    answer: &render,
+                })
+            }
+            None => None,
+        };
+        let record = record.as_ref();
+        let change = self
+            .store
+            .change_order(order_id, user_id, action, record)
+            .await?;
+        // As for tickets: a stranger's refusal first checks the caller still exists.
+        let refused_as_stranger = matches!(change, Change::NotFound | Change::NotOwner);
+        if keyed.is_none() && refused_as_stranger && !self.store.user_exists(user_id).await? {
+            return Err(ServiceError::InvalidToken);
+        }
+        Ok(changed(order_id, change, action))
+    }
+
+    pub async fn get(&self, user_id: Uuid, order_id: Uuid) -> Result<OrderDetails, ServiceError> {
+        let details = self
+            .store
+            .find_order(order_id)
+            .await?
+            .ok_or(ServiceError::NotFound(Resource::Order, order_id))?;
+        if details.order.user_id != user_id {
+            return Err(ServiceError::NotOwner(Action::ViewOrder));
+        }
+        Ok(details)
+    }
+
+    /// The caller's orders, newest first; `status` filters on the effective status.
+    pub async fn of_user(
+        &self,
+        user_id: Uuid,
+        status: Option<TicketStatus>,
+        page: PageRequest,
+    ) -> Result<Page<OrderDetails>, ServiceError> {
+        let filter = BuyerFilter {
+            user_id,
+            status,
+            page,
+        };
+        Ok(self.store.user_orders(&filter).await?)
+    }
+}
+
+fn placed(outcome: OrderOutcome, event_id: Uuid) -> OrderAnswer {
+    match outcome {
+        OrderOutcome::Placed(order) => Ok(*order),
+        OrderOutcome::Refused(refusal) => Err(refused(refusal, event_id, |line, field| {
+            vec![
+                PathSegment::Field("items".into()),
+                PathSegment::Index(line),
+                PathSegment::Field(field.into()),
+            ]
+        })),
+    }
+}
+
+fn changed(order_id: Uuid, change: OrderChange, action: OrderAction) -> OrderAnswer {
+    let not_owner = match action {
+        OrderAction::Pay => Action::PayOrder,
+        OrderAction::Cancel => Action::CancelOrder,
+    };
+    match change {
+        Change::Done(details) => Ok(*details),
+        Change::NotFound | Change::PartOfOrder(_) => {
+            Err(ServiceError::NotFound(Resource::Order, order_id))
+        }
+        Change::NotOwner => Err(ServiceError::NotOwner(not_owner)),
+        Change::Expired if action == OrderAction::Pay => Err(ServiceError::HoldExpired),
+        Change::Expired => Err(ServiceError::NotReserved(TicketStatus::Expired)),
+        Change::NotReserved(status) => Err(ServiceError::NotReserved(status)),
+    }
+}
