@@ -19,7 +19,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use nearbytix::app::App;
 use nearbytix::auth::TokenKeys;
 use nearbytix::config::Settings;
-use nearbytix::domain::{Email, EventDraft, EventFields, GeoPoint, NewUser, VenueFields};
+use nearbytix::domain::{Email, EventFields, GeoPoint, NewEvent, NewUser, VenueFields};
 use nearbytix::store::DynStore;
 use sqlx::Connection;
 use tokio::net::TcpListener;
@@ -241,9 +241,12 @@ impl Bench {
                 country: "Nigeria".into(),
                 postal_code: "100001".into(),
             },
+            currency: None,
+            max_tickets_per_user: None,
+            tiers: None,
         };
-        let draft = EventDraft::new(fields, Utc::now()).map_err(anyhow::Error::new)?;
-        Ok(self.store.insert_event(creator, &draft).await?.id)
+        let event = NewEvent::parse(fields, Utc::now()).map_err(anyhow::Error::new)?;
+        Ok(self.store.insert_event(creator, &event).await?.id)
     }
 }
 

@@ -4,13 +4,17 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::geo::GeoPoint;
+use super::order::{Tier, TierDraft, TierFields};
 use super::text;
 use super::time::parse_timestamp;
-use super::validation::Violations;
+use super::validation::{PathSegment, Violations};
 
 pub const TOTAL_TICKETS_MAX: i64 = 1_000_000;
 pub const TITLE_MAX_CHARS: usize = 255;
 pub const DESCRIPTION_MAX_CHARS: usize = 5000;
+pub const DEFAULT_CURRENCY: &str = "USD";
+const MAX_TICKETS_PER_USER_RANGE: std::ops::RangeInclusive<i64> = 1..=100;
+const MAX_TIERS: usize = 20;
 const VENUE_NAME_MAX_CHARS: usize = 255;
 const ADDRESS_LINE_MAX_CHARS: usize = 255;
 const REGION_MAX_CHARS: usize = 100;
@@ -117,6 +121,10 @@ pub struct Event {
     pub total_tickets: i32,
     pub tickets_sold: i32,
     pub venue: Venue,
+    /// ISO 4217 code of every price of the event.
+    pub currency: String,
+    /// Reserved and paid tickets one user may hold for the event; `None`: no cap.
+    pub max_tickets_per_user: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -129,6 +137,13 @@ impl Event {
     pub fn is_sold_out(&self) -> bool {
         self.tickets_available() == 0
     }
+}
+
+/// An event with its tiers in sale order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventDetails {
+    pub event: Event,
+    pub tiers: Vec<Tier>,
 }
 
 /// An event found by a distance search.
@@ -147,6 +162,10 @@ pub struct EventFields {
     pub end_time: String,
     pub total_tickets: i64,
     pub venue: VenueFields,
+    pub currency: Option<String>,
+    pub max_tickets_per_user: Option<i64>,
+    /// `None`: the one default tier.
+    pub tiers: Option<Vec<TierFields>>,
 }
 
 /// A partial update as a client gives it: `None` leaves a field as it is; `description:
@@ -159,6 +178,11 @@ pub struct EventPatchFields {
     pub end_time: Option<String>,
     pub total_tickets: Option<i64>,
     pub venue: Option<VenueFields>,
+    pub currency: Option<String>,
+    /// `Some(None)` removes the cap.
+    pub max_tickets_per_user: Option<Option<i64>>,
+    /// Tiers cannot be changed here (they have endpoints of their own): given at all, 422.
+    pub tiers_given: bool,
 }
 
 /// Checked changes to an event; [`EventDraft::merge`] applies them.
@@ -170,6 +194,8 @@ pub struct EventChanges {
     end_time: Option<DateTime<Utc>>,
     total_tickets: Option<i32>,
     venue: Option<Venue>,
+    currency: Option<String>,
+    max_tickets_per_user: Option<Option<i32>>,
 }
 
 impl EventChanges {
@@ -190,7 +216,16 @@ impl EventChanges {
                 .total_tickets
                 .and_then(|raw| violations.check(&["total_tickets"], total_tickets(raw))),
             venue: fields.venue.and_then(|raw| venue(&mut violations, raw)),
+            currency: fields
+                .currency
+                .and_then(|raw| violations.check(&["currency"], currency(&raw))),
+            max_tickets_per_user: fields.max_tickets_per_user.and_then(|raw| {
+                violations.check(&["max_tickets_per_user"], max_tickets_per_user(raw))
+            }),
         };
+        if fields.tiers_given {
+            violations.push(&["tiers"], "tiers are changed through /events/{id}/tiers");
+        }
         violations.finish(|| Some(changes))
     }
 }
@@ -205,6 +240,73 @@ pub struct EventDraft {
     end_time: DateTime<Utc>,
     total_tickets: i32,
     venue: Venue,
+    currency: String,
+    max_tickets_per_user: Option<i32>,
+}
+
+/// A new event: its draft and the tiers it sells (at least one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub draft: EventDraft,
+    pub tiers: Vec<TierDraft>,
+}
+
+impl NewEvent {
+    /// Checks a new event and its tiers; `now` decides whether it starts in the future.
+    pub fn parse(mut fields: EventFields, now: DateTime<Utc>) -> Result<Self, Violations> {
+        let tiers = fields.tiers.take();
+        let draft = EventDraft::new(fields, now);
+        let mut violations = Violations::new();
+        // Tier quantities are checked against the total only once it is valid.
+        let total = draft.as_ref().map_or(i32::MAX, EventDraft::total_tickets);
+        let tiers = match tiers {
+            None => Some(vec![TierDraft::default_tier()]),
+            Some(tiers) => tier_drafts(&mut violations, tiers, total),
+        };
+        let draft = match draft {
+            Ok(draft) => Some(draft),
+            Err(nested) => {
+                violations.absorb(&[], nested);
+                None
+            }
+        };
+        violations.finish(|| {
+            Some(NewEvent {
+                draft: draft?,
+                tiers: tiers?,
+            })
+        })
+    }
+}
+
+/// Checks a new event's tiers: 1 to 20, each valid, names unique.
+fn tier_drafts(
+    violations: &mut Violations,
+    tiers: Vec<TierFields>,
+    total_tickets: i32,
+) -> Option<Vec<TierDraft>> {
+    if tiers.is_empty() || tiers.len() > MAX_TIERS {
+        violations.push(&["tiers"], format!("must hold 1 to {MAX_TIERS} tiers"));
+        return None;
+    }
+    let mut drafts = Vec::with_capacity(tiers.len());
+    for (index, fields) in tiers.into_iter().enumerate() {
+        let at = vec![PathSegment::from("tiers"), PathSegment::Index(index)];
+        match TierDraft::parse(fields, total_tickets) {
+            Ok(tier)
+                if drafts
+                    .iter()
+                    .any(|seen: &TierDraft| seen.name() == tier.name()) =>
+            {
+                let mut name = at;
+                name.push(PathSegment::from("name"));
+                violations.push_at(name, "another tier of the event has this name");
+            }
+            Ok(tier) => drafts.push(tier),
+            Err(nested) => violations.absorb_at(at, nested),
+        }
+    }
+    Some(drafts)
 }
 
 impl EventDraft {
@@ -218,6 +320,16 @@ impl EventDraft {
         let total_tickets =
             violations.check(&["total_tickets"], total_tickets(fields.total_tickets));
         let venue = venue(&mut violations, fields.venue);
+        let currency = match fields.currency {
+            None => Some(DEFAULT_CURRENCY.to_owned()),
+            Some(raw) => violations.check(&["currency"], currency(&raw)),
+        };
+        let max_tickets_per_user = match fields.max_tickets_per_user {
+            None => Some(None),
+            Some(raw) => {
+                violations.check(&["max_tickets_per_user"], max_tickets_per_user(Some(raw)))
+            }
+        };
         let draft = violations.finish(|| {
             Some(EventDraft {
                 title: title?,
@@ -226,6 +338,8 @@ impl EventDraft {
                 end_time: end_time?,
                 total_tickets: total_tickets?,
                 venue: venue?,
+                currency: currency?,
+                max_tickets_per_user: max_tickets_per_user?,
             })
         })?;
         draft.checked(now)
@@ -246,6 +360,10 @@ impl EventDraft {
             end_time: changes.end_time.unwrap_or(event.end_time),
             total_tickets: changes.total_tickets.unwrap_or(event.total_tickets),
             venue: changes.venue.unwrap_or_else(|| event.venue.clone()),
+            currency: changes.currency.unwrap_or_else(|| event.currency.clone()),
+            max_tickets_per_user: changes
+                .max_tickets_per_user
+                .unwrap_or(event.max_tickets_per_user),
         }
         .checked(now)
     }
@@ -279,6 +397,31 @@ impl EventDraft {
     }
     pub fn venue(&self) -> &Venue {
         &self.venue
+    }
+    pub fn currency(&self) -> &str {
+        &self.currency
+    }
+    pub fn max_tickets_per_user(&self) -> Option<i32> {
+        self.max_tickets_per_user
+    }
+}
+
+/// An ISO 4217 code: three capital letters.
+fn currency(raw: &str) -> Result<String, String> {
+    let code = raw.trim();
+    if code.len() == 3 && code.bytes().all(|byte| byte.is_ascii_uppercase()) {
+        Ok(code.to_owned())
+    } else {
+        Err("must be an ISO 4217 code of three capital letters, such as USD".to_owned())
+    }
+}
+
+/// No cap (`None`) or 1–100 tickets per person.
+fn max_tickets_per_user(raw: Option<i64>) -> Result<Option<i32>, String> {
+    match raw {
+        None => Ok(None),
+        Some(cap) if MAX_TICKETS_PER_USER_RANGE.contains(&cap) => Ok(i32::try_from(cap).ok()),
+        Some(_) => Err("must be null or between 1 and 100".to_owned()),
     }
 }
 
@@ -363,6 +506,9 @@ pub(crate) mod tests {
             end_time: (start + Duration::hours(2)).to_rfc3339(),
             total_tickets: 10,
             venue: venue_fields(),
+            currency: None,
+            max_tickets_per_user: None,
+            tiers: None,
         }
     }
 
@@ -426,6 +572,8 @@ pub(crate) mod tests {
             total_tickets: base.total_tickets,
             tickets_sold: 3,
             venue: base.venue.clone(),
+            currency: base.currency.clone(),
+            max_tickets_per_user: base.max_tickets_per_user,
             created_at: now,
             updated_at: now,
         };

@@ -15,13 +15,13 @@ pub mod user;
 pub mod validation;
 
 pub use event::{
-    Event, EventChanges, EventDelete, EventDraft, EventFields, EventPatchFields, EventUpdate,
-    NearbyEvent, Venue, VenueFields,
+    Event, EventChanges, EventDelete, EventDetails, EventDraft, EventFields, EventPatchFields,
+    EventUpdate, NearbyEvent, NewEvent, Venue, VenueFields,
 };
 pub use geo::{GeoPoint, RadiusKm};
 pub use order::{
     NewOrder, Order, OrderChange, OrderDetails, OrderFields, OrderLine, OrderOutcome, OrderPlan,
-    OrderRefusal, PlannedLine, SaleState, Shortage, Tier, TierChoice,
+    OrderRefusal, PlannedLine, SaleState, Shortage, Tier, TierChoice, TierDraft, TierFields,
 };
 pub use paging::PageRequest;
 pub use ticket::{

@@ -6,8 +6,10 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::text;
 use super::ticket::{Change, EventSummary, TicketDetails, TicketStatus};
-use super::validation::{PathSegment, Violations};
+use super::time::parse_timestamp;
+use super::validation::{PathSegment, ViolationKind, Violations};
 
 /// The name of the tier an event gets when it is created without tiers.
 pub const DEFAULT_TIER_NAME: &str = "General admission";
@@ -31,6 +33,11 @@ pub struct Tier {
 }
 
 impl Tier {
+    /// Seats this tier can still sell, given the seats its event has left.
+    pub fn available(&self, event_seats_left: i64) -> i64 {
+        self.quota_left().min(event_seats_left).max(0)
+    }
+
     /// Seats this tier can still sell, before the event's own limit.
     fn quota_left(&self) -> i64 {
         self.quantity
@@ -49,6 +56,148 @@ impl Tier {
             });
         }
         Ok(())
+    }
+}
+
+const TIER_NAME_MAX_CHARS: usize = 100;
+const TIER_DESCRIPTION_MAX_CHARS: usize = 1000;
+const PRICE_MAX_MINOR: i64 = 1_000_000_000;
+const MAX_PER_ORDER_MAX: i64 = 100;
+
+/// A tier as a client gives it, not yet checked.
+#[derive(Debug, Clone, Default)]
+pub struct TierFields {
+    pub name: String,
+    pub description: Option<String>,
+    pub price_minor: Option<i64>,
+    pub quantity: Option<i64>,
+    pub max_per_order: Option<i64>,
+    pub sales_start: Option<String>,
+    pub sales_end: Option<String>,
+}
+
+/// A tier with every rule checked: only [`TierDraft::parse`] and
+/// [`TierDraft::default_tier`] make one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TierDraft {
+    name: String,
+    description: Option<String>,
+    price_minor: i64,
+    quantity: Option<i32>,
+    max_per_order: Option<i32>,
+    sales_start: Option<DateTime<Utc>>,
+    sales_end: Option<DateTime<Utc>>,
+}
+
+impl TierDraft {
+    /// The tier of an event created without tiers: free, limited by the event alone.
+    pub fn default_tier() -> Self {
+        Self {
+            name: DEFAULT_TIER_NAME.to_owned(),
+            description: None,
+            price_minor: 0,
+            quantity: None,
+            max_per_order: None,
+            sales_start: None,
+            sales_end: None,
+        }
+    }
+
+    /// Checks a tier of an event of `total_tickets` seats.
+    pub fn parse(fields: TierFields, total_tickets: i32) -> Result<Self, Violations> {
+        let mut violations = Violations::new();
+        let name = violations.check(
+            &["name"],
+            text::bounded(&fields.name, 1, TIER_NAME_MAX_CHARS),
+        );
+        let description = violations.check(
+            &["description"],
+            text::optional(fields.description.as_deref(), TIER_DESCRIPTION_MAX_CHARS),
+        );
+        let price_minor = match fields.price_minor.unwrap_or(0) {
+            price if (0..=PRICE_MAX_MINOR).contains(&price) => Some(price),
+            _ => {
+                violations.push(
+                    &["price_minor"],
+                    format!("must be between 0 and {PRICE_MAX_MINOR}"),
+                );
+                None
+            }
+        };
+        let quantity = match fields.quantity {
+            None => Some(None),
+            Some(quantity) if (1..=i64::from(total_tickets)).contains(&quantity) => {
+                i32::try_from(quantity).ok().map(Some)
+            }
+            Some(_) => {
+                let rule = format!("must be between 1 and total_tickets ({total_tickets})");
+                violations.push(&["quantity"], rule);
+                None
+            }
+        };
+        let max_per_order = match fields.max_per_order {
+            None => Some(None),
+            Some(max) if (1..=MAX_PER_ORDER_MAX).contains(&max) => {
+                i32::try_from(max).ok().map(Some)
+            }
+            Some(_) => {
+                violations.push(
+                    &["max_per_order"],
+                    format!("must be null or between 1 and {MAX_PER_ORDER_MAX}"),
+                );
+                None
+            }
+        };
+        let mut instant = |field: &str, raw: Option<String>| match raw {
+            None => Some(None),
+            Some(raw) => match parse_timestamp(&raw) {
+                Ok(at) => Some(Some(at)),
+                Err(error) => {
+                    violations.push_kind(&[field], error.to_string(), ViolationKind::DateTime);
+                    None
+                }
+            },
+        };
+        let sales_start = instant("sales_start", fields.sales_start);
+        let sales_end = instant("sales_end", fields.sales_end);
+        if let (Some(Some(start)), Some(Some(end))) = (sales_start, sales_end)
+            && start >= end
+        {
+            violations.push(&["sales_end"], "sales_end must be after sales_start");
+        }
+        violations.finish(|| {
+            Some(Self {
+                name: name?,
+                description: description?,
+                price_minor: price_minor?,
+                quantity: quantity?,
+                max_per_order: max_per_order?,
+                sales_start: sales_start?,
+                sales_end: sales_end?,
+            })
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+    pub fn price_minor(&self) -> i64 {
+        self.price_minor
+    }
+    pub fn quantity(&self) -> Option<i32> {
+        self.quantity
+    }
+    pub fn max_per_order(&self) -> Option<i32> {
+        self.max_per_order
+    }
+    pub fn sales_start(&self) -> Option<DateTime<Utc>> {
+        self.sales_start
+    }
+    pub fn sales_end(&self) -> Option<DateTime<Utc>> {
+        self.sales_end
     }
 }
 

@@ -82,8 +82,17 @@ impl Violations {
 
     /// Takes over the violations of a nested value, under `prefix`.
     pub fn absorb(&mut self, prefix: &[&str], nested: Violations) {
+        let prefix = prefix
+            .iter()
+            .map(|field| PathSegment::from(*field))
+            .collect();
+        self.absorb_at(prefix, nested);
+    }
+
+    /// Takes in the violations of a nested input found at `prefix` (say `tiers[2]`).
+    pub fn absorb_at(&mut self, prefix: Vec<PathSegment>, nested: Violations) {
         for mut violation in nested.0 {
-            let mut path: Vec<PathSegment> = prefix.iter().map(|f| PathSegment::from(*f)).collect();
+            let mut path = prefix.clone();
             path.append(&mut violation.path);
             violation.path = path;
             self.0.push(violation);

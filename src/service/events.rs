@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use super::{Action, Bulkhead, Clock, Resource, ServiceError};
 use crate::domain::{
-    Event, EventChanges, EventDelete, EventDraft, EventFields, EventUpdate, PageRequest,
+    Event, EventChanges, EventDelete, EventDetails, EventDraft, EventFields, EventUpdate, NewEvent,
+    PageRequest,
 };
 use crate::store::{DynStore, EventFilter, Page};
 
@@ -30,18 +31,29 @@ impl Events {
         &self,
         creator_id: Uuid,
         fields: EventFields,
-    ) -> Result<Event, ServiceError> {
-        let draft = EventDraft::new(fields, (self.clock)())?;
-        let event = self.store.insert_event(creator_id, &draft).await?;
+    ) -> Result<EventDetails, ServiceError> {
+        let new_event = NewEvent::parse(fields, (self.clock)())?;
+        let event = self.store.insert_event(creator_id, &new_event).await?;
         tracing::info!(event_id = %event.id, "event created");
-        Ok(event)
+        self.with_tiers(event).await
     }
 
-    pub async fn get(&self, id: Uuid) -> Result<Event, ServiceError> {
+    /// An event with its tiers.
+    pub async fn get(&self, id: Uuid) -> Result<EventDetails, ServiceError> {
+        let event = self.find(id).await?;
+        self.with_tiers(event).await
+    }
+
+    async fn find(&self, id: Uuid) -> Result<Event, ServiceError> {
         self.store
             .find_event(id)
             .await?
             .ok_or(ServiceError::NotFound(Resource::Event, id))
+    }
+
+    async fn with_tiers(&self, event: Event) -> Result<EventDetails, ServiceError> {
+        let tiers = self.store.event_tiers(event.id).await?;
+        Ok(EventDetails { event, tiers })
     }
 
     pub async fn list(
@@ -59,8 +71,8 @@ impl Events {
         user_id: Uuid,
         id: Uuid,
         changes: EventChanges,
-    ) -> Result<Event, ServiceError> {
-        let current = self.get(id).await?;
+    ) -> Result<EventDetails, ServiceError> {
+        let current = self.find(id).await?;
         if current.creator_id != user_id {
             return Err(ServiceError::NotOwner(Action::ModifyEvent));
         }
@@ -68,7 +80,7 @@ impl Events {
         // The store re-checks ownership and the sold count atomically; the read above only
         // chooses the right answer for the common cases.
         match self.store.update_event(id, user_id, &draft).await? {
-            EventUpdate::Done(event) => Ok(*event),
+            EventUpdate::Done(event) => self.with_tiers(*event).await,
             EventUpdate::NotFound => Err(ServiceError::NotFound(Resource::Event, id)),
             EventUpdate::NotCreator => Err(ServiceError::NotOwner(Action::ModifyEvent)),
             EventUpdate::BelowSold => Err(ServiceError::TotalBelowSold),

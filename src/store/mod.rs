@@ -22,9 +22,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::{
-    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewOrder, NewUser,
-    OrderChange, OrderDetails, OrderOutcome, PageRequest, RadiusKm, TicketChange, TicketDetails,
-    TicketStatus, User,
+    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewEvent, NewOrder,
+    NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest, RadiusKm, TicketChange,
+    TicketDetails, TicketStatus, Tier, User,
 };
 
 pub use error::StoreError;
@@ -216,8 +216,10 @@ pub trait UserStore: Send + Sync {
 
 #[async_trait]
 pub trait EventStore: Send + Sync {
-    /// Stores a new event (with a fresh id) created by `creator_id`.
-    async fn insert_event(&self, creator_id: Uuid, draft: &EventDraft) -> StoreResult<Event>;
+    /// Stores a new event (with a fresh id) created by `creator_id`, with its tiers.
+    async fn insert_event(&self, creator_id: Uuid, event: &NewEvent) -> StoreResult<Event>;
+    /// An event's tiers in sale order.
+    async fn event_tiers(&self, event_id: Uuid) -> StoreResult<Vec<Tier>>;
     async fn find_event(&self, id: Uuid) -> StoreResult<Option<Event>>;
     /// Replaces the creator-controlled fields, refusing a total below the tickets sold.
     async fn update_event(

@@ -18,8 +18,9 @@ use super::{
     RequestKey, StoreError, StoreOptions, StoreResult, StoredAnswer, TicketStore, UserStore,
 };
 use crate::domain::{
-    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewOrder, NewUser,
-    OrderChange, OrderDetails, OrderOutcome, PageRequest, TicketChange, TicketDetails, User,
+    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewEvent, NewOrder,
+    NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest, TicketChange, TicketDetails,
+    Tier, User,
 };
 
 type UserRow = sql::UserRow<DateTime<Utc>>;
@@ -325,8 +326,9 @@ impl UserStore for PgStore {
 
 #[async_trait]
 impl EventStore for PgStore {
-    #[tracing::instrument(skip(self, draft))]
-    async fn insert_event(&self, creator_id: Uuid, draft: &EventDraft) -> StoreResult<Event> {
+    #[tracing::instrument(skip(self, event))]
+    async fn insert_event(&self, creator_id: Uuid, event: &NewEvent) -> StoreResult<Event> {
+        let draft = &event.draft;
         let (id, now) = (Uuid::now_v7(), Utc::now());
         let mut tx = self.pool.begin().await?;
         let row: EventRow =
@@ -334,14 +336,23 @@ impl EventStore for PgStore {
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
-        sqlx::query(sql::INSERT_DEFAULT_TIER)
-            .bind(Uuid::now_v7())
-            .bind(id)
+        for (position, tier) in (0i32..).zip(&event.tiers) {
+            sql::bind_tier(
+                sqlx::query(sql::INSERT_TIER).bind(Uuid::now_v7()).bind(id),
+                tier,
+            )
+            .bind(position)
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        }
         tx.commit().await?;
         row.into_event()
+    }
+
+    async fn event_tiers(&self, event_id: Uuid) -> StoreResult<Vec<Tier>> {
+        let mut conn = self.pool.acquire().await?;
+        sql::tiers_on::<Postgres>(&mut conn, event_id).await
     }
 
     async fn find_event(&self, id: Uuid) -> StoreResult<Option<Event>> {

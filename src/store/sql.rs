@@ -12,8 +12,8 @@ use super::{EventFilter, IdempotencyClaim, OrderAction, StoreError, StoredAnswer
 use crate::domain::{
     Change, Event, EventDraft, EventSummary, GeoPoint, NewOrder, NewUser, Order, OrderChange,
     OrderDetails, OrderOutcome, OrderPlan, OrderRefusal, PlannedLine, SaleState, Ticket,
-    TicketChange, TicketDetails, TicketStatus, Tier, TierSummary, User, UserSummary, Venue,
-    VenueFields,
+    TicketChange, TicketDetails, TicketStatus, Tier, TierDraft, TierSummary, User, UserSummary,
+    Venue, VenueFields,
 };
 
 macro_rules! user_columns {
@@ -26,7 +26,7 @@ macro_rules! event_columns {
     () => {
         "id, creator_id, title, description, start_time, end_time, total_tickets, tickets_sold, \
          latitude, longitude, venue_name, address_line1, address_line2, city, state, country, \
-         postal_code, created_at, updated_at"
+         postal_code, currency, max_tickets_per_user, created_at, updated_at"
     };
 }
 
@@ -66,25 +66,29 @@ pub(super) const SET_USER_LOCATION: &str = concat!(
     "UPDATE users SET latitude = $2, longitude = $3, updated_at = $4 WHERE id = $1 RETURNING ",
     user_columns!()
 );
-/// [`bind_draft`]'s `$1..$16`, then `$17` the write time.
+/// [`bind_draft`]'s `$1..$18`, then `$19` the write time.
 pub(super) const INSERT_EVENT: &str = concat!(
     "INSERT INTO events (id, creator_id, title, description, start_time, end_time,
         total_tickets, latitude, longitude, venue_name, address_line1, address_line2,
-        city, state, country, postal_code, created_at, updated_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)
+        city, state, country, postal_code, currency, max_tickets_per_user, created_at,
+        updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+        $19, $19)
      RETURNING ",
     event_columns!()
 );
-/// `$1` tier id, `$2` event, `$3` write time: the one tier of an event created without tiers.
-pub(super) const INSERT_DEFAULT_TIER: &str = "INSERT INTO ticket_tiers
-        (id, event_id, name, position, created_at, updated_at)
-     VALUES ($1, $2, 'General admission', 0, $3, $3)";
-/// [`bind_draft`]'s `$1..$16`, then `$17` the write time; only the creator's own event.
+/// `$1` id, `$2` event, `$3..$9` the tier (see [`bind_tier`]), `$10` position, `$11` write
+/// time.
+pub(super) const INSERT_TIER: &str = "INSERT INTO ticket_tiers
+        (id, event_id, name, description, price_minor, quantity, max_per_order, sales_start,
+         sales_end, position, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)";
+/// [`bind_draft`]'s `$1..$18`, then `$19` the write time; only the creator's own event.
 pub(super) const UPDATE_EVENT: &str = concat!(
     "UPDATE events SET title = $3, description = $4, start_time = $5, end_time = $6,
         total_tickets = $7, latitude = $8, longitude = $9, venue_name = $10,
         address_line1 = $11, address_line2 = $12, city = $13, state = $14, country = $15,
-        postal_code = $16, updated_at = $17
+        postal_code = $16, currency = $17, max_tickets_per_user = $18, updated_at = $19
      WHERE id = $1 AND creator_id = $2 RETURNING ",
     event_columns!()
 );
@@ -307,6 +311,8 @@ pub(super) struct EventRow<T> {
     tickets_sold: i32,
     #[sqlx(flatten)]
     venue: VenueColumns,
+    currency: String,
+    max_tickets_per_user: Option<i32>,
     created_at: T,
     updated_at: T,
 }
@@ -351,6 +357,8 @@ impl<T: StoredTime> EventRow<T> {
             total_tickets: self.total_tickets,
             tickets_sold: self.tickets_sold,
             venue,
+            currency: self.currency,
+            max_tickets_per_user: self.max_tickets_per_user,
             created_at: self.created_at.into_utc()?,
             updated_at: self.updated_at.into_utc()?,
         })
@@ -445,7 +453,7 @@ where
         .bind(user.location.map(|p| p.longitude()))
 }
 
-/// Binds `$1` id, `$2` creator and `$3..$16` the draft, in the column order of
+/// Binds `$1` id, `$2` creator and `$3..$18` the draft, in the column order of
 /// [`INSERT_EVENT`] and [`UPDATE_EVENT`].
 pub(super) fn bind_draft<'q, DB: Dialect, O>(
     query: QueryAs<'q, DB, O, <DB as Database>::Arguments<'q>>,
@@ -458,6 +466,7 @@ where
     &'q str: Encode<'q, DB> + Type<DB>,
     Option<&'q str>: Encode<'q, DB> + Type<DB>,
     i32: Encode<'q, DB> + Type<DB>,
+    Option<i32>: Encode<'q, DB> + Type<DB>,
     f64: Encode<'q, DB> + Type<DB>,
 {
     let venue = draft.venue();
@@ -478,6 +487,30 @@ where
         .bind(venue.state())
         .bind(venue.country())
         .bind(venue.postal_code())
+        .bind(draft.currency())
+        .bind(draft.max_tickets_per_user())
+}
+
+/// Binds `$3..$9` of [`INSERT_TIER`].
+pub(super) fn bind_tier<'q, DB: Dialect>(
+    query: sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>,
+    tier: &'q TierDraft,
+) -> sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>
+where
+    &'q str: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    Option<i32>: Encode<'q, DB> + Type<DB>,
+    Option<DB::Time>: Encode<'q, DB> + Type<DB>,
+{
+    query
+        .bind(tier.name())
+        .bind(tier.description())
+        .bind(tier.price_minor())
+        .bind(tier.quantity())
+        .bind(tier.max_per_order())
+        .bind(tier.sales_start().map(DB::Time::from))
+        .bind(tier.sales_end().map(DB::Time::from))
 }
 
 /// The `WHERE` clause of an event listing (table alias `e`).
@@ -866,14 +899,7 @@ where
         // The buyer's account is gone: the token names a deleted user.
         return Err(StoreError::ForeignKeyViolation);
     };
-    let tiers: Vec<TierRow<DB::Time>> = sqlx::query_as(SALE_TIERS)
-        .bind(order.event_id)
-        .fetch_all(&mut *conn)
-        .await?;
-    let tiers = tiers
-        .into_iter()
-        .map(TierRow::into_tier)
-        .collect::<Result<_, _>>()?;
+    let tiers = tiers_on::<DB>(conn, order.event_id).await?;
     let held_by_buyer = match row.max_tickets_per_user {
         None => 0,
         Some(_) => {
@@ -910,6 +936,24 @@ where
             email,
         },
     }))
+}
+
+/// An event's tiers in sale order, read on `conn`.
+pub(super) async fn tiers_on<DB: Dialect>(
+    conn: &mut DB::Connection,
+    event_id: Uuid,
+) -> Result<Vec<Tier>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'r> TierRow<DB::Time>: FromRow<'r, DB::Row>,
+{
+    let rows: Vec<TierRow<DB::Time>> = sqlx::query_as(SALE_TIERS)
+        .bind(event_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.into_iter().map(TierRow::into_tier).collect()
 }
 
 /// Writes a granted order: the order, its lines, one ticket per seat, and the counters.

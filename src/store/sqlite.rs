@@ -24,9 +24,9 @@ use super::{
     RequestKey, StoreError, StoreOptions, StoreResult, StoredAnswer, TicketStore, UserStore,
 };
 use crate::domain::{
-    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewOrder, NewUser,
-    OrderChange, OrderDetails, OrderOutcome, OrderRefusal, PageRequest, Shortage, TicketChange,
-    TicketDetails, User,
+    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewEvent, NewOrder,
+    NewUser, OrderChange, OrderDetails, OrderOutcome, OrderRefusal, PageRequest, Shortage,
+    TicketChange, TicketDetails, Tier, User,
 };
 
 type UserRow = sql::UserRow<Micros>;
@@ -492,8 +492,9 @@ impl UserStore for SqliteStore {
 
 #[async_trait]
 impl EventStore for SqliteStore {
-    #[tracing::instrument(skip(self, draft))]
-    async fn insert_event(&self, creator_id: Uuid, draft: &EventDraft) -> StoreResult<Event> {
+    #[tracing::instrument(skip(self, event))]
+    async fn insert_event(&self, creator_id: Uuid, event: &NewEvent) -> StoreResult<Event> {
+        let draft = &event.draft;
         let (id, now) = (Uuid::now_v7(), Micros::from(Utc::now()));
         let mut tx = begin_immediate(&self.writer).await?;
         let row: EventRow =
@@ -501,14 +502,23 @@ impl EventStore for SqliteStore {
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
-        sqlx::query(sql::INSERT_DEFAULT_TIER)
-            .bind(Uuid::now_v7())
-            .bind(id)
+        for (position, tier) in (0i32..).zip(&event.tiers) {
+            sql::bind_tier(
+                sqlx::query(sql::INSERT_TIER).bind(Uuid::now_v7()).bind(id),
+                tier,
+            )
+            .bind(position)
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        }
         tx.commit().await?;
         row.into_event()
+    }
+
+    async fn event_tiers(&self, event_id: Uuid) -> StoreResult<Vec<Tier>> {
+        let mut conn = self.reader.acquire().await?;
+        sql::tiers_on::<Sqlite>(&mut conn, event_id).await
     }
 
     async fn find_event(&self, id: Uuid) -> StoreResult<Option<Event>> {

@@ -11,13 +11,14 @@ use chrono::Utc;
 use futures::future::join_all;
 use nearbytix::domain::paging::PageLimits;
 use nearbytix::domain::{
-    Email, Event, EventDelete, EventDraft, EventFields, EventUpdate, GeoPoint, NewOrder, NewUser,
-    OrderOutcome, OrderRefusal, PageRequest, RadiusKm, Shortage, Ticket, TicketChange,
-    TicketStatus, VenueFields, Violations,
+    Change, Email, Event, EventDelete, EventDraft, EventFields, EventUpdate, GeoPoint, NewEvent,
+    NewOrder, NewUser, OrderDetails, OrderFields, OrderOutcome, OrderRefusal, PageRequest,
+    RadiusKm, Shortage, Ticket, TicketChange, TicketStatus, Tier, TierFields, VenueFields,
+    Violations,
 };
 use nearbytix::store::{
-    AnswerRecord, ClaimTerms, DynStore, HeldKey, IdempotencyClaim, NearbyQuery, RequestKey,
-    StoreError, StoreOptions, StoredAnswer,
+    AnswerRecord, ClaimTerms, DynStore, HeldKey, IdempotencyClaim, NearbyQuery, OrderAction,
+    RequestKey, StoreError, StoreOptions, StoredAnswer,
 };
 use uuid::Uuid;
 
@@ -32,6 +33,9 @@ backend_tests!(
     event_update_and_delete_outcomes,
     nearby_geometry_matches_across_backends,
     idempotency_claims,
+    orders_over_tiers_are_all_or_nothing,
+    concurrent_orders_never_oversell_a_tier,
+    whole_orders_are_paid_cancelled_or_expired,
 );
 
 const LONG_HOLD: Duration = Duration::from_secs(120);
@@ -72,9 +76,9 @@ impl Fixture {
     }
 
     async fn event(&self, creator: Uuid, total: i64, at: GeoPoint) -> Event {
-        let draft = draft(total, at);
-        let event = self.store.insert_event(creator, &draft);
-        event.await.expect("event inserted")
+        let event = new_event(total, at, None);
+        let inserted = self.store.insert_event(creator, &event).await;
+        inserted.expect("event inserted")
     }
 
     async fn reserve(&self, user: Uuid, event: Uuid, hold: Duration) -> OrderOutcome {
@@ -135,6 +139,38 @@ fn reserved(outcome: OrderOutcome) -> Ticket {
     }
 }
 
+fn tier(name: &str, price_minor: i64, quantity: Option<i64>) -> TierFields {
+    TierFields {
+        name: name.into(),
+        price_minor: Some(price_minor),
+        quantity,
+        ..TierFields::default()
+    }
+}
+
+/// Places `items` (`(tier, quantity)`) for `user`.
+async fn order(
+    store: &DynStore,
+    user: Uuid,
+    event: Uuid,
+    items: &[(&Tier, i64)],
+    hold: Duration,
+) -> OrderOutcome {
+    let fields = OrderFields {
+        event_id: event,
+        items: items.iter().map(|(tier, n)| (tier.id, *n)).collect(),
+    };
+    let order = NewOrder::parse(fields, user, 10, hold).expect("well-formed order");
+    store.place_order(&order, None).await.expect("place_order")
+}
+
+fn placed(outcome: OrderOutcome) -> OrderDetails {
+    match outcome {
+        OrderOutcome::Placed(order) => *order,
+        other => panic!("expected an order, got {other:?}"),
+    }
+}
+
 /// The refusal of an order for want of seats, with none left.
 const SOLD_OUT: OrderOutcome = OrderOutcome::Refused(OrderRefusal::NotEnough {
     short: Shortage::Event,
@@ -147,8 +183,21 @@ fn lagos() -> GeoPoint {
 
 /// A valid draft starting tomorrow, at `at`.
 fn draft(total: i64, at: GeoPoint) -> EventDraft {
-    let start = Utc::now() + chrono::Duration::days(1);
+    EventDraft::new(fields(total, at), Utc::now()).expect("valid draft")
+}
+
+/// A new event starting tomorrow, at `at`, selling `tiers` (or the default tier).
+fn new_event(total: i64, at: GeoPoint, tiers: Option<Vec<TierFields>>) -> NewEvent {
     let fields = EventFields {
+        tiers,
+        ..fields(total, at)
+    };
+    NewEvent::parse(fields, Utc::now()).expect("valid event")
+}
+
+fn fields(total: i64, at: GeoPoint) -> EventFields {
+    let start = Utc::now() + chrono::Duration::days(1);
+    EventFields {
         title: format!("Conformance {total}"),
         description: Some("Store suite".into()),
         start_time: start.to_rfc3339(),
@@ -165,8 +214,10 @@ fn draft(total: i64, at: GeoPoint) -> EventDraft {
             country: "Nigeria".into(),
             postal_code: "101001".into(),
         },
-    };
-    EventDraft::new(fields, Utc::now()).expect("valid draft")
+        currency: None,
+        max_tickets_per_user: None,
+        tiers: None,
+    }
 }
 
 fn page(skip: i64, limit: i64) -> PageRequest {
@@ -514,5 +565,199 @@ async fn idempotency_claims(backend: Backend) {
         "held keys still answer"
     );
     assert_eq!(quota("q1", minute).await, Claimed, "its own abandoned key");
+    fx.finish().await;
+}
+
+/// An event selling Early (1500, 3 seats), VIP (5000, 2 seats) and Regular (2500, no quota).
+async fn tiered_event(fx: &Fixture, creator: Uuid, total: i64) -> (Event, Vec<Tier>) {
+    let tiers = vec![
+        tier("Early", 1500, Some(3)),
+        tier("VIP", 5000, Some(2)),
+        tier("Regular", 2500, None),
+    ];
+    let event = fx
+        .store
+        .insert_event(creator, &new_event(total, lagos(), Some(tiers)))
+        .await
+        .expect("event");
+    let tiers = fx.store.event_tiers(event.id).await.expect("tiers");
+    (event, tiers)
+}
+
+async fn orders_over_tiers_are_all_or_nothing(backend: Backend) {
+    let fx = Fixture::open(backend).await;
+    let buyer = fx.user().await;
+    let (event, tiers) = tiered_event(&fx, buyer, 10).await;
+    let (early, vip, regular) = (&tiers[0], &tiers[1], &tiers[2]);
+    assert_eq!(
+        tiers.iter().map(|t| t.position).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+
+    let first = placed(
+        order(
+            &fx.store,
+            buyer,
+            event.id,
+            &[(early, 2), (vip, 1)],
+            LONG_HOLD,
+        )
+        .await,
+    );
+    assert_eq!(first.order.total_minor, 2 * 1500 + 5000);
+    assert_eq!(first.tickets.len(), 3);
+    assert!(
+        first
+            .tickets
+            .iter()
+            .all(|t| t.ticket.order_id == first.order.id)
+    );
+
+    // Early has one seat left: the whole order is refused and nothing moves.
+    let short = order(
+        &fx.store,
+        buyer,
+        event.id,
+        &[(regular, 1), (early, 2)],
+        LONG_HOLD,
+    )
+    .await;
+    let early_left = OrderRefusal::NotEnough {
+        short: Shortage::Tier("Early".into()),
+        left: 1,
+    };
+    assert_eq!(short, OrderOutcome::Refused(early_left));
+    assert_eq!(fx.sold(event.id).await, 3);
+    let after = fx.store.event_tiers(event.id).await.unwrap();
+    assert_eq!(after.iter().map(|t| t.sold).collect::<Vec<_>>(), [2, 1, 0]);
+
+    // Regular has no quota of its own: the event's 7 seats limit it.
+    let event_left = OrderRefusal::NotEnough {
+        short: Shortage::Event,
+        left: 7,
+    };
+    let too_many = order(&fx.store, buyer, event.id, &[(regular, 8)], LONG_HOLD).await;
+    assert_eq!(too_many, OrderOutcome::Refused(event_left));
+    placed(order(&fx.store, buyer, event.id, &[(regular, 7)], LONG_HOLD).await);
+    assert_eq!(fx.sold(event.id).await, 10);
+    fx.finish().await;
+}
+
+async fn concurrent_orders_never_oversell_a_tier(backend: Backend) {
+    let fx = Fixture::open(backend).await;
+    let users = join_all((0..10).map(|_| fx.user())).await;
+    let (event, tiers) = tiered_event(&fx, users[0], 40).await;
+    let tiers = Arc::new(tiers);
+    // 300 orders of 1–4 tickets over the three tiers: far more demand than 40 seats.
+    let attempts = (0..300).map(|i| {
+        let (store, tiers, user) = (fx.store.clone(), tiers.clone(), users[i % 10]);
+        tokio::spawn(async move {
+            let lines: Vec<(&Tier, i64)> = match i % 3 {
+                0 => vec![(&tiers[0], 1), (&tiers[2], (i % 4) as i64 + 1)],
+                1 => vec![(&tiers[1], 1)],
+                _ => vec![(&tiers[2], (i % 4) as i64 + 1)],
+            };
+            order(&store, user, event.id, &lines, LONG_HOLD).await
+        })
+    });
+    let mut tickets = 0;
+    for outcome in join_all(attempts).await {
+        match outcome.expect("task ran") {
+            OrderOutcome::Placed(order) => tickets += order.tickets.len() as i32,
+            OrderOutcome::Refused(OrderRefusal::NotEnough { .. }) => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(
+        fx.sold(event.id).await,
+        tickets,
+        "every granted ticket counted"
+    );
+    assert_eq!(
+        tickets, 40,
+        "demand exceeds the capacity: all of it is sold"
+    );
+    let rows = fx.count("SELECT COUNT(*) FROM tickets").await;
+    assert_eq!(rows, i64::from(tickets), "refused orders left no ticket");
+    // Tier quotas held and every counter matches its rows (checked by `finish`).
+    let after = fx.store.event_tiers(event.id).await.unwrap();
+    assert!(after[0].sold <= 3 && after[1].sold <= 2, "{after:?}");
+    fx.finish().await;
+}
+
+async fn whole_orders_are_paid_cancelled_or_expired(backend: Backend) {
+    let fx = Fixture::open(backend).await;
+    let (buyer, stranger) = (fx.user().await, fx.user().await);
+    let (event, tiers) = tiered_event(&fx, buyer, 20).await;
+    let lines = [(&tiers[2], 3), (&tiers[0], 1)];
+    let store = &fx.store;
+
+    let paid = placed(order(store, buyer, event.id, &lines, LONG_HOLD).await);
+    let change = |id, user, action| store.change_order(id, user, action, None);
+    assert_eq!(
+        change(paid.order.id, stranger, OrderAction::Pay)
+            .await
+            .unwrap(),
+        Change::NotOwner
+    );
+    let Change::Done(done) = change(paid.order.id, buyer, OrderAction::Pay)
+        .await
+        .unwrap()
+    else {
+        panic!("the owner pays");
+    };
+    assert_eq!(done.order.status, TicketStatus::Paid);
+    assert!(
+        done.tickets
+            .iter()
+            .all(|t| t.ticket.status == TicketStatus::Paid)
+    );
+    let again = change(paid.order.id, buyer, OrderAction::Cancel)
+        .await
+        .unwrap();
+    assert_eq!(again, Change::NotReserved(TicketStatus::Paid));
+    // One ticket of a larger order is not paid or cancelled on its own.
+    let one = paid.tickets[0].ticket.id;
+    assert_eq!(
+        fx.cancel(one, buyer).await,
+        TicketChange::PartOfOrder(paid.order.id)
+    );
+
+    let cancelled = placed(order(store, buyer, event.id, &lines, LONG_HOLD).await);
+    assert_eq!(fx.sold(event.id).await, 8);
+    let outcome = change(cancelled.order.id, buyer, OrderAction::Cancel)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Change::Done(_)), "{outcome:?}");
+    assert_eq!(fx.sold(event.id).await, 4, "all four seats back at once");
+
+    // A short hold: paying races the sweeper, and exactly one wins for the whole order.
+    let hold = Duration::from_millis(200);
+    let racing = placed(order(store, buyer, event.id, &lines, hold).await);
+    let sweeper = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for _ in 0..40 {
+                store.expire_due_tickets(100).await.expect("sweep");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(190)).await;
+    let paying = change(racing.order.id, buyer, OrderAction::Pay)
+        .await
+        .unwrap();
+    sweeper.await.unwrap();
+    let found = store.find_order(racing.order.id).await.unwrap().unwrap();
+    match paying {
+        Change::Done(_) => assert_eq!(found.order.status, TicketStatus::Paid),
+        Change::Expired => assert_eq!(found.order.status, TicketStatus::Expired),
+        other => panic!("pay or expire, got {other:?}"),
+    }
+    let statuses: Vec<_> = found.tickets.iter().map(|t| t.ticket.status).collect();
+    assert!(
+        statuses.iter().all(|s| *s == found.order.status),
+        "{statuses:?}"
+    );
     fx.finish().await;
 }

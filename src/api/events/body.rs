@@ -4,7 +4,9 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::api::extract::{Input, nullable};
-use crate::domain::{EventChanges, EventFields, EventPatchFields, VenueFields, Violations};
+use crate::domain::{
+    EventChanges, EventFields, EventPatchFields, TierFields, VenueFields, Violations,
+};
 
 #[derive(Deserialize, ToSchema)]
 pub struct VenueBody {
@@ -71,6 +73,65 @@ pub struct EventCreateRequest {
     #[schema(example = 500, minimum = 1, maximum = 1000000)]
     total_tickets: i64,
     venue: VenueBody,
+    /// ISO 4217, three capital letters; `USD` when not given.
+    #[serde(default)]
+    #[schema(example = "NGN", pattern = "^[A-Z]{3}$")]
+    currency: Option<String>,
+    /// Reserved and paid tickets one user may hold for the event, 1–100; null: no cap.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
+    max_tickets_per_user: Option<i64>,
+    /// 1–20 tiers with unique names; without it the event sells one free "General admission"
+    /// tier.
+    #[serde(default)]
+    #[schema(min_items = 1, max_items = 20)]
+    tiers: Option<Vec<TierBody>>,
+}
+
+/// A tier of tickets: its price, quota and sales window.
+#[derive(Deserialize, ToSchema)]
+pub struct TierBody {
+    /// 1–100 characters, unique within the event.
+    #[schema(example = "Early bird", min_length = 1, max_length = 100)]
+    name: String,
+    /// At most 1000 characters.
+    #[serde(default)]
+    #[schema(max_length = 1000)]
+    description: Option<String>,
+    /// In the currency's minor unit (cents), 0..1e9; 0 (free) when not given.
+    #[serde(default)]
+    #[schema(example = 1500, minimum = 0, maximum = 1000000000)]
+    price_minor: Option<i64>,
+    /// 1..total_tickets; null: only the event's capacity limits the tier.
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    quantity: Option<i64>,
+    /// 1–100 tickets of this tier in one order; null: only the order cap applies.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
+    max_per_order: Option<i64>,
+    /// When sales open (with a UTC offset); null: open now.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    sales_start: Option<String>,
+    /// When sales close, after `sales_start`; null: until the event starts.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    sales_end: Option<String>,
+}
+
+impl From<TierBody> for TierFields {
+    fn from(body: TierBody) -> Self {
+        TierFields {
+            name: body.name,
+            description: body.description,
+            price_minor: body.price_minor,
+            quantity: body.quantity,
+            max_per_order: body.max_per_order,
+            sales_start: body.sales_start,
+            sales_end: body.sales_end,
+        }
+    }
 }
 
 /// Checked by the events service, which knows the clock ("in the future").
@@ -85,6 +146,11 @@ impl Input for EventCreateRequest {
             end_time: self.end_time,
             total_tickets: self.total_tickets,
             venue: self.venue.into(),
+            currency: self.currency,
+            max_tickets_per_user: self.max_tickets_per_user,
+            tiers: self
+                .tiers
+                .map(|tiers| tiers.into_iter().map(TierFields::from).collect()),
         })
     }
 }
@@ -109,6 +175,17 @@ pub struct EventUpdateRequest {
     total_tickets: Option<i64>,
     #[serde(default)]
     venue: Option<VenueBody>,
+    #[serde(default)]
+    #[schema(pattern = "^[A-Z]{3}$")]
+    currency: Option<String>,
+    /// null removes the cap.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    max_tickets_per_user: Option<Option<i64>>,
+    /// Not accepted here: tiers change through `/events/{id}/tiers`.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
+    tiers: Option<serde::de::IgnoredAny>,
 }
 
 impl Input for EventUpdateRequest {
@@ -122,6 +199,9 @@ impl Input for EventUpdateRequest {
             end_time: self.end_time,
             total_tickets: self.total_tickets,
             venue: self.venue.map(VenueFields::from),
+            currency: self.currency,
+            max_tickets_per_user: self.max_tickets_per_user,
+            tiers_given: self.tiers.is_some(),
         })
     }
 }

@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::api::schemas::PageInfo;
-use crate::domain::{Event, NearbyEvent, Venue};
+use crate::domain::{Event, EventDetails, NearbyEvent, Tier, Venue};
 
 /// Where an event takes place, as every event answer shows it.
 #[derive(Clone, Serialize, ToSchema)]
@@ -43,6 +43,10 @@ pub struct EventBasics {
     is_sold_out: bool,
     #[serde(flatten)]
     place: VenuePlace,
+    /// ISO 4217 code of the event's prices.
+    currency: String,
+    /// Reserved and paid tickets one user may hold for the event; null: no cap.
+    max_tickets_per_user: Option<i32>,
     created_at: DateTime<Utc>,
 }
 
@@ -58,6 +62,8 @@ impl From<&Event> for EventBasics {
             tickets_available: event.tickets_available(),
             is_sold_out: event.is_sold_out(),
             place: VenuePlace::from(&event.venue),
+            currency: event.currency.clone(),
+            max_tickets_per_user: event.max_tickets_per_user,
             created_at: event.created_at,
         }
     }
@@ -75,12 +81,52 @@ pub struct EventResponse {
     address_line2: Option<String>,
     country: String,
     postal_code: String,
+    /// What the event sells, in sale order.
+    tiers: Vec<TierResponse>,
     updated_at: DateTime<Utc>,
 }
 
-impl From<Event> for EventResponse {
-    fn from(event: Event) -> Self {
+/// A tier of tickets; `available` is what it can still sell, given the event's own seats.
+#[derive(Serialize, ToSchema)]
+pub struct TierResponse {
+    id: Uuid,
+    name: String,
+    description: Option<String>,
+    /// In the event currency's minor unit (cents); 0 is free.
+    price_minor: i64,
+    /// null: only the event's capacity limits the tier.
+    quantity: Option<i32>,
+    /// Reserved (unexpired) plus paid tickets of the tier.
+    sold: i32,
+    available: i64,
+    max_per_order: Option<i32>,
+    sales_start: Option<DateTime<Utc>>,
+    sales_end: Option<DateTime<Utc>>,
+    position: i32,
+}
+
+impl TierResponse {
+    pub fn new(tier: Tier, event_seats_left: i64) -> Self {
+        Self {
+            available: tier.available(event_seats_left),
+            id: tier.id,
+            name: tier.name,
+            description: tier.description,
+            price_minor: tier.price_minor,
+            quantity: tier.quantity,
+            sold: tier.sold,
+            max_per_order: tier.max_per_order,
+            sales_start: tier.sales_start,
+            sales_end: tier.sales_end,
+            position: tier.position,
+        }
+    }
+}
+
+impl From<EventDetails> for EventResponse {
+    fn from(EventDetails { event, tiers }: EventDetails) -> Self {
         let venue = &event.venue;
+        let seats_left = i64::from(event.tickets_available());
         Self {
             basics: EventBasics::from(&event),
             total_tickets: event.total_tickets,
@@ -89,6 +135,10 @@ impl From<Event> for EventResponse {
             address_line2: venue.address_line2().map(str::to_owned),
             country: venue.country().to_owned(),
             postal_code: venue.postal_code().to_owned(),
+            tiers: tiers
+                .into_iter()
+                .map(|tier| TierResponse::new(tier, seats_left))
+                .collect(),
             updated_at: event.updated_at,
         }
     }
