@@ -7,6 +7,7 @@ mod accounts;
 mod events;
 mod hardening;
 mod migrations;
+mod orders;
 mod platform;
 mod process_support;
 mod processes;

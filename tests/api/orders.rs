@@ -1,0 +1,551 @@
+//! Tiers and orders over HTTP: every rule of the contract with its status code, all or nothing
+//! under concurrency, and across two server processes.
+
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::backend_tests;
+use crate::helpers::{Backend, TestApp, TestUser, error_locs, loc};
+
+backend_tests!(
+    events_are_created_with_their_tiers,
+    an_order_over_two_tiers_is_paid_and_read_back,
+    order_rules_answer_with_their_status,
+    a_short_tier_refuses_the_whole_order,
+    the_per_person_cap_holds_under_concurrent_orders,
+    cancelling_an_order_returns_every_seat,
+    orders_honour_idempotency_keys,
+    two_processes_sell_one_tiered_capacity,
+);
+
+/// Early bird (1500, 5 seats, 2 per order), VIP (5000, 3 seats) and Regular (2500).
+fn tiers() -> Value {
+    json!([
+        {"name": "Early bird", "price_minor": 1500, "quantity": 5, "max_per_order": 2},
+        {"name": "VIP", "price_minor": 5000, "quantity": 3, "description": "Front rows"},
+        {"name": "Regular", "price_minor": 2500},
+    ])
+}
+
+async fn tiered_event(app: &TestApp, organiser: &TestUser, overrides: Value) -> Value {
+    let mut body = json!({"total_tickets": 20, "currency": "NGN", "tiers": tiers()});
+    if let (Value::Object(body), Value::Object(extra)) = (&mut body, overrides) {
+        body.extend(extra);
+    }
+    app.create_event(&organiser.token, body).await
+}
+
+fn tier_id(event: &Value, name: &str) -> String {
+    let tiers = event["tiers"].as_array().expect("tiers");
+    let tier = tiers.iter().find(|tier| tier["name"] == name).expect(name);
+    tier["id"].as_str().unwrap().to_owned()
+}
+
+async fn place(
+    app: &TestApp,
+    buyer: &TestUser,
+    event: &Value,
+    items: Value,
+) -> (StatusCode, Value) {
+    let body = json!({"event_id": event["id"], "items": items});
+    app.post("/orders/", Some(&buyer.token), body).await
+}
+
+async fn events_are_created_with_their_tiers(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let organiser = app.register_user(None).await;
+    let event = tiered_event(&app, &organiser, json!({"max_tickets_per_user": 4})).await;
+    assert_eq!(event["currency"], "NGN");
+    assert_eq!(event["max_tickets_per_user"], 4);
+    let tiers = event["tiers"].as_array().unwrap();
+    let names: Vec<_> = tiers.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Early bird", "VIP", "Regular"]);
+    assert_eq!(tiers[0]["position"], 0);
+    assert_eq!(tiers[2]["position"], 2);
+    assert_eq!(tiers[0]["available"], 5);
+    assert_eq!(tiers[2]["available"], 20, "no quota: the event's seats");
+    assert_eq!(tiers[2]["quantity"], Value::Null);
+    assert_eq!(tiers[1]["description"], "Front rows");
+    let (_, read) = app
+        .get(&format!("/events/{}", event["id"].as_str().unwrap()), None)
+        .await;
+    assert_eq!(read["tiers"], event["tiers"]);
+
+    // Without tiers: one free General admission tier, in US dollars, no cap.
+    let plain = app.create_event(&organiser.token, json!({})).await;
+    assert_eq!(plain["currency"], "USD");
+    assert_eq!(plain["max_tickets_per_user"], Value::Null);
+    assert_eq!(plain["tiers"][0]["name"], "General admission");
+    assert_eq!(plain["tiers"][0]["price_minor"], 0);
+    assert_eq!(plain["tiers"][0]["sales_start"], Value::Null);
+
+    let token = Some(organiser.token.as_str());
+    for (body, at) in [
+        (json!({"tiers": []}), vec!["body", "tiers"]),
+        (
+            json!({"tiers": [{"name": "A"}, {"name": "A"}]}),
+            vec!["body", "tiers", "1", "name"],
+        ),
+        (
+            json!({"tiers": [{"name": "A", "quantity": 101}]}),
+            vec!["body", "tiers", "0", "quantity"],
+        ),
+        (
+            json!({"tiers": [{"name": "A", "price_minor": -1}]}),
+            vec!["body", "tiers", "0", "price_minor"],
+        ),
+        (
+            json!({"tiers": [{"name": "A", "sales_start": "2030-01-02T00:00:00Z", "sales_end": "2030-01-01T00:00:00Z"}]}),
+            vec!["body", "tiers", "0", "sales_end"],
+        ),
+        (json!({"currency": "usd"}), vec!["body", "currency"]),
+        (
+            json!({"max_tickets_per_user": 0}),
+            vec!["body", "max_tickets_per_user"],
+        ),
+    ] {
+        let (status, answer) = app
+            .post("/events/", token, crate::helpers::event_body(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
+        let locs = error_locs(&answer);
+        assert!(locs.contains(&loc(&at)), "{body}: {locs:?}");
+    }
+    let path = format!("/events/{}", event["id"].as_str().unwrap());
+    let (status, answer) = app.put(&path, token, json!({"tiers": []})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert!(error_locs(&answer).contains(&loc(&["body", "tiers"])));
+    let (status, changed) = app
+        .put(
+            &path,
+            token,
+            json!({"currency": "EUR", "max_tickets_per_user": null}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["currency"], "EUR");
+    assert_eq!(changed["max_tickets_per_user"], Value::Null);
+}
+
+async fn an_order_over_two_tiers_is_paid_and_read_back(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (organiser, buyer) = (app.register_user(None).await, app.register_user(None).await);
+    let event = tiered_event(&app, &organiser, json!({})).await;
+    let (early, vip) = (tier_id(&event, "Early bird"), tier_id(&event, "VIP"));
+    let items = json!([{"tier_id": early, "quantity": 2}, {"tier_id": vip, "quantity": 1}]);
+    let (status, order) = place(&app, &buyer, &event, items).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    assert_eq!(order["status"], "reserved");
+    assert_eq!(order["currency"], "NGN");
+    assert_eq!(order["total_minor"], 2 * 1500 + 5000);
+    assert_eq!(order["items"][0]["tier_name"], "Early bird");
+    assert_eq!(order["items"][0]["subtotal_minor"], 3000);
+    assert_eq!(order["items"][1]["unit_price_minor"], 5000);
+    assert_eq!(order["tickets"].as_array().unwrap().len(), 3);
+    assert_eq!(order["event"]["id"], event["id"]);
+    let order_id = order["id"].as_str().unwrap();
+    let token = Some(buyer.token.as_str());
+
+    // Its tickets show the order and the tier; one of them cannot be paid on its own.
+    let ticket_id = order["tickets"][0]["id"].as_str().unwrap();
+    let (_, ticket) = app.get(&format!("/tickets/{ticket_id}"), token).await;
+    assert_eq!(ticket["order_id"], order_id);
+    assert_eq!(ticket["tier"]["price_minor"], 1500);
+    let (status, refusal) = app
+        .ticket_action(&format!("/tickets/{ticket_id}"), token, "pay")
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        refusal["detail"].as_str().unwrap().contains(order_id),
+        "{refusal}"
+    );
+
+    let (status, paid) = app
+        .post(&format!("/orders/{order_id}/pay"), token, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{paid}");
+    assert_eq!(paid["status"], "paid");
+    assert!(paid["paid_at"].is_string());
+    assert!(
+        paid["tickets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["status"] == "paid")
+    );
+    let (status, _) = app
+        .post(&format!("/orders/{order_id}/cancel"), token, json!({}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a paid order is not cancelled"
+    );
+
+    let (status, read) = app.get(&format!("/orders/{order_id}"), token).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read["status"], "paid");
+    let stranger = app.register_user(None).await;
+    let (status, _) = app
+        .get(&format!("/orders/{order_id}"), Some(&stranger.token))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app
+        .post(
+            &format!("/orders/{order_id}/pay"),
+            Some(&stranger.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let missing = uuid::Uuid::new_v4();
+    let (status, _) = app.get(&format!("/orders/{missing}"), token).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (_, mine) = app.get("/orders/my-orders?status=paid", token).await;
+    assert_eq!(mine["total"], 1);
+    assert_eq!(mine["orders"][0]["total_minor"], 8000);
+    let (_, none) = app.get("/orders/my-orders?status=reserved", token).await;
+    assert_eq!(none["total"], 0);
+    let (status, _) = app.get("/orders/my-orders?status=refunded", token).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, listed) = app.get("/tickets/my-tickets", token).await;
+    assert_eq!(listed["total"], 3);
+    assert_eq!(listed["tickets"][0]["order_id"], order_id);
+    app.assert_invariants().await;
+}
+
+async fn order_rules_answer_with_their_status(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |settings| settings.max_tickets_per_order = 4).await;
+    let (organiser, buyer) = (app.register_user(None).await, app.register_user(None).await);
+    let now = chrono::Utc::now();
+    let tiers = json!([
+        {"name": "Later", "sales_start": (now + chrono::Duration::days(1)).to_rfc3339()},
+        {"name": "Over", "sales_end": (now - chrono::Duration::hours(1)).to_rfc3339(),
+         "sales_start": (now - chrono::Duration::days(1)).to_rfc3339()},
+        {"name": "Open", "max_per_order": 2},
+    ]);
+    let event = app
+        .create_event(
+            &organiser.token,
+            json!({"tiers": tiers, "total_tickets": 50}),
+        )
+        .await;
+    let (later, over, open) = (
+        tier_id(&event, "Later"),
+        tier_id(&event, "Over"),
+        tier_id(&event, "Open"),
+    );
+    let unknown = uuid::Uuid::new_v4();
+    let invalid = [
+        (json!([]), vec!["body", "items"]),
+        (
+            json!([{"tier_id": open, "quantity": 0}]),
+            vec!["body", "items", "0", "quantity"],
+        ),
+        (
+            json!([{"tier_id": open, "quantity": 1}, {"tier_id": open, "quantity": 1}]),
+            vec!["body", "items", "1", "tier_id"],
+        ),
+        (
+            json!([{"tier_id": open, "quantity": 1}, {"tier_id": unknown, "quantity": 1}]),
+            vec!["body", "items", "1", "tier_id"],
+        ),
+        (
+            json!([{"tier_id": open, "quantity": 3}]),
+            vec!["body", "items", "0", "quantity"],
+        ),
+        (
+            json!([{"tier_id": open, "quantity": 2}, {"tier_id": later, "quantity": 3}]),
+            vec!["body", "items"],
+        ),
+    ];
+    for (items, at) in invalid {
+        let (status, answer) = place(&app, &buyer, &event, items.clone()).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{items}: {answer}"
+        );
+        assert!(error_locs(&answer).contains(&loc(&at)), "{items}: {answer}");
+    }
+    let (status, answer) = place(
+        &app,
+        &buyer,
+        &event,
+        json!([{"tier_id": later, "quantity": 1}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(answer["detail"], "Sales for 'Later' have not started");
+    let (status, answer) = place(
+        &app,
+        &buyer,
+        &event,
+        json!([{"tier_id": over, "quantity": 1}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(answer["detail"], "Sales for 'Over' have ended");
+    let missing = json!({"id": uuid::Uuid::new_v4()});
+    let (status, _) = place(
+        &app,
+        &buyer,
+        &missing,
+        json!([{"tier_id": open, "quantity": 1}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A ticket without a tier comes from the first tier on sale; naming a closed one is 409.
+    let (status, ticket) = app
+        .post(
+            "/tickets/",
+            Some(&buyer.token),
+            json!({"event_id": event["id"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ticket}");
+    assert_eq!(ticket["tier"]["name"], "Open");
+    let (status, _) = app
+        .post(
+            "/tickets/",
+            Some(&buyer.token),
+            json!({"event_id": event["id"], "tier_id": later}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, answer) = app
+        .post(
+            "/tickets/",
+            Some(&buyer.token),
+            json!({"event_id": event["id"], "tier_id": unknown}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        error_locs(&answer).contains(&loc(&["body", "tier_id"])),
+        "{answer}"
+    );
+    app.assert_invariants().await;
+}
+
+async fn a_short_tier_refuses_the_whole_order(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (organiser, buyer) = (app.register_user(None).await, app.register_user(None).await);
+    // VIP has 3 seats; the event has only 6, fewer than Regular could sell.
+    let event = tiered_event(&app, &organiser, json!({"total_tickets": 6})).await;
+    let (vip, regular) = (tier_id(&event, "VIP"), tier_id(&event, "Regular"));
+    let (status, _) = place(
+        &app,
+        &buyer,
+        &event,
+        json!([{"tier_id": vip, "quantity": 2}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let items = json!([{"tier_id": regular, "quantity": 1}, {"tier_id": vip, "quantity": 2}]);
+    let (status, answer) = place(&app, &buyer, &event, items).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(answer["detail"], "Not enough tickets: 'VIP' has 1 left");
+    let (_, read) = app
+        .get(&format!("/events/{}", event["id"].as_str().unwrap()), None)
+        .await;
+    assert_eq!(
+        read["tickets_sold"], 2,
+        "nothing of the refused order was taken"
+    );
+    let items = json!([{"tier_id": regular, "quantity": 5}]);
+    let (status, answer) = place(&app, &buyer, &event, items).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(answer["detail"], "Not enough tickets: the event has 4 left");
+    let (status, _) = place(
+        &app,
+        &buyer,
+        &event,
+        json!([{"tier_id": regular, "quantity": 4}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, answer) = place(
+        &app,
+        &buyer,
+        &event,
+        json!([{"tier_id": vip, "quantity": 1}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        answer["detail"].as_str().unwrap().contains("sold out"),
+        "{answer}"
+    );
+    app.assert_invariants().await;
+}
+
+async fn the_per_person_cap_holds_under_concurrent_orders(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (organiser, buyer) = (app.register_user(None).await, app.register_user(None).await);
+    let event = tiered_event(&app, &organiser, json!({"max_tickets_per_user": 4})).await;
+    let regular = tier_id(&event, "Regular");
+    let attempts = (0..12).map(|_| {
+        place(
+            &app,
+            &buyer,
+            &event,
+            json!([{"tier_id": regular, "quantity": 1}]),
+        )
+    });
+    let answers = join_all(attempts).await;
+    let granted = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .count();
+    assert_eq!(granted, 4, "{answers:?}");
+    for (status, answer) in &answers {
+        if *status != StatusCode::CREATED {
+            assert_eq!(*status, StatusCode::CONFLICT);
+            assert_eq!(
+                answer["detail"],
+                "Limit of 4 tickets per person for this event"
+            );
+        }
+    }
+    // Lowering the cap cancels nothing; another buyer still buys.
+    let path = format!("/events/{}", event["id"].as_str().unwrap());
+    let (status, _) = app
+        .put(
+            &path,
+            Some(&organiser.token),
+            json!({"max_tickets_per_user": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, mine) = app
+        .get("/tickets/my-tickets?status=reserved", Some(&buyer.token))
+        .await;
+    assert_eq!(mine["total"], 4);
+    let other = app.register_user(None).await;
+    let (status, _) = place(
+        &app,
+        &other,
+        &event,
+        json!([{"tier_id": regular, "quantity": 1}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    app.assert_invariants().await;
+}
+
+async fn cancelling_an_order_returns_every_seat(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (organiser, buyer) = (app.register_user(None).await, app.register_user(None).await);
+    let event = tiered_event(&app, &organiser, json!({})).await;
+    let (early, vip) = (tier_id(&event, "Early bird"), tier_id(&event, "VIP"));
+    let items = json!([{"tier_id": early, "quantity": 2}, {"tier_id": vip, "quantity": 3}]);
+    let (_, order) = place(&app, &buyer, &event, items).await;
+    let path = format!("/events/{}", event["id"].as_str().unwrap());
+    let (_, read) = app.get(&path, None).await;
+    assert_eq!(read["tickets_sold"], 5);
+    assert_eq!(read["tiers"][1]["available"], 0);
+    let order_path = format!("/orders/{}", order["id"].as_str().unwrap());
+    let token = Some(buyer.token.as_str());
+    let (status, cancelled) = app
+        .post(&format!("{order_path}/cancel"), token, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled");
+    let (_, read) = app.get(&path, None).await;
+    assert_eq!(read["tickets_sold"], 0);
+    assert_eq!(read["tiers"][1]["available"], 3);
+    assert_eq!(read["tiers"][0]["sold"], 0);
+    let (status, _) = app
+        .post(&format!("{order_path}/pay"), token, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    app.assert_invariants().await;
+}
+
+async fn orders_honour_idempotency_keys(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (organiser, buyer) = (app.register_user(None).await, app.register_user(None).await);
+    let event = tiered_event(&app, &organiser, json!({})).await;
+    let regular = tier_id(&event, "Regular");
+    let send = |quantity: i64| {
+        app.client
+            .post(app.url("/orders/"))
+            .bearer_auth(&buyer.token)
+            .header("Idempotency-Key", "order-once")
+            .json(&json!({"event_id": event["id"], "items": [{"tier_id": regular, "quantity": quantity}]}))
+            .send()
+    };
+    let answers = join_all((0..8).map(|_| send(2))).await;
+    let mut bodies = Vec::new();
+    for answer in answers {
+        let answer = answer.unwrap();
+        assert_eq!(answer.status(), StatusCode::CREATED);
+        bodies.push(answer.text().await.unwrap());
+    }
+    assert!(
+        bodies.iter().all(|body| *body == bodies[0]),
+        "one answer for all"
+    );
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM orders").await, 1);
+    let other = send(3).await.unwrap();
+    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let order: Value = serde_json::from_str(&bodies[0]).unwrap();
+    let pay = || {
+        app.client
+            .post(app.url(&format!("/orders/{}/pay", order["id"].as_str().unwrap())))
+            .bearer_auth(&buyer.token)
+            .header("Idempotency-Key", "pay-order-once")
+            .send()
+    };
+    let first = pay().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let first = first.text().await.unwrap();
+    let retry = pay().await.unwrap();
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(retry.text().await.unwrap(), first);
+}
+
+async fn two_processes_sell_one_tiered_capacity(backend: Backend) {
+    let first = TestApp::spawn(backend).await;
+    let second = first.spawn_sibling(|_| {}).await;
+    let organiser = first.register_user(None).await;
+    let event = tiered_event(&first, &organiser, json!({"total_tickets": 12})).await;
+    let tiers = [
+        tier_id(&event, "Early bird"),
+        tier_id(&event, "VIP"),
+        tier_id(&event, "Regular"),
+    ];
+    let buyers = join_all((0..10).map(|_| first.register_user(None))).await;
+    let attempts = (0..60).map(|i| {
+        let app = if i % 2 == 0 { &first } else { &second };
+        let tier = &tiers[i % 3];
+        let quantity = (i % 2) as i64 + 1;
+        place(
+            app,
+            &buyers[i % 10],
+            &event,
+            json!([{"tier_id": tier, "quantity": quantity}]),
+        )
+    });
+    let answers = join_all(attempts).await;
+    let mut sold = 0;
+    for (status, order) in &answers {
+        match *status {
+            StatusCode::CREATED => sold += order["tickets"].as_array().unwrap().len(),
+            StatusCode::CONFLICT => {}
+            other => panic!("unexpected {other}: {order}"),
+        }
+    }
+    let (_, read) = second
+        .get(&format!("/events/{}", event["id"].as_str().unwrap()), None)
+        .await;
+    assert_eq!(read["tickets_sold"], sold as i64);
+    assert_eq!(
+        sold, 12,
+        "the demand exceeds the capacity, which is sold exactly"
+    );
+    first.assert_invariants().await;
+}
