@@ -3,6 +3,7 @@
 //!
 //!   cargo bench --bench loadgen -- search     --backend sqlite|postgres
 //!   cargo bench --bench loadgen -- flash-sale --backend sqlite|postgres
+//!   cargo bench --bench loadgen -- orders --backend sqlite|postgres
 //!   cargo bench --bench loadgen -- spread     --backend sqlite|postgres
 //!
 //! PostgreSQL runs use BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres)
@@ -19,7 +20,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use nearbytix::app::App;
 use nearbytix::auth::TokenKeys;
 use nearbytix::config::Settings;
-use nearbytix::domain::{Email, EventFields, GeoPoint, NewEvent, NewUser, VenueFields};
+use nearbytix::domain::{Email, EventFields, GeoPoint, NewEvent, NewUser, TierFields, VenueFields};
 use nearbytix::store::DynStore;
 use sqlx::Connection;
 use tokio::net::TcpListener;
@@ -60,6 +61,15 @@ enum Scenario {
     },
     /// One hot event, many buyers, until it is sold out.
     FlashSale {
+        #[arg(long, default_value_t = 20_000)]
+        tickets: i32,
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 2_000)]
+        users: usize,
+    },
+    /// One hot event selling three tiers; orders of 1–4 tickets until it is sold out.
+    Orders {
         #[arg(long, default_value_t = 20_000)]
         tickets: i32,
         #[arg(long, default_value_t = 256)]
@@ -127,6 +137,11 @@ fn main() -> anyhow::Result<()> {
                 concurrency,
                 users,
             } => flash_sale(&bench, tickets, concurrency, users).await,
+            Scenario::Orders {
+                tickets,
+                concurrency,
+                users,
+            } => orders(&bench, tickets, concurrency, users).await,
             Scenario::Baseline {
                 concurrency,
                 seconds,
@@ -223,6 +238,18 @@ impl Bench {
         at: GeoPoint,
         seed: u64,
     ) -> anyhow::Result<Uuid> {
+        self.event_with_tiers(creator, tickets, at, seed, None)
+            .await
+    }
+
+    async fn event_with_tiers(
+        &self,
+        creator: Uuid,
+        tickets: i32,
+        at: GeoPoint,
+        seed: u64,
+        tiers: Option<Vec<TierFields>>,
+    ) -> anyhow::Result<Uuid> {
         let start = Utc::now() + chrono::Duration::days(1 + (seed % 60) as i64);
         let fields = EventFields {
             title: format!("Event {seed}"),
@@ -243,7 +270,7 @@ impl Bench {
             },
             currency: None,
             max_tickets_per_user: None,
-            tiers: None,
+            tiers,
         };
         let event = NewEvent::parse(fields, Utc::now()).map_err(anyhow::Error::new)?;
         Ok(self.store.insert_event(creator, &event).await?.id)
@@ -614,5 +641,102 @@ async fn spread(
     })
     .await;
     figures.print("spread");
+    Ok(())
+}
+
+async fn orders(
+    bench: &Bench,
+    tickets: i32,
+    concurrency: usize,
+    users: usize,
+) -> anyhow::Result<()> {
+    let users = Arc::new(bench.users(users, false).await?);
+    let tier = |name: &str, price_minor: i64, quantity: Option<i64>| TierFields {
+        name: name.into(),
+        price_minor: Some(price_minor),
+        quantity,
+        ..TierFields::default()
+    };
+    let tiers = vec![
+        tier("Early bird", 1500, Some(i64::from(tickets / 4))),
+        tier("VIP", 5000, Some(i64::from(tickets / 10))),
+        tier("Regular", 2500, None),
+    ];
+    let event = bench
+        .event_with_tiers(users[0].0, tickets, random_point(2, 0.1), 2, Some(tiers))
+        .await?;
+    let tier_ids: Arc<Vec<Uuid>> = Arc::new(
+        bench
+            .store
+            .event_tiers(event)
+            .await?
+            .iter()
+            .map(|tier| tier.id)
+            .collect(),
+    );
+    println!(
+        "orders: {tickets} tickets over 3 tiers, orders of 1-4, {} buyers, {concurrency} connections",
+        users.len()
+    );
+    let sold_out = Arc::new(AtomicBool::new(false));
+    let (client, base) = (bench.client.clone(), bench.base.clone());
+    let flag = sold_out.clone();
+    let mut figures = drive(
+        concurrency,
+        Some(Duration::from_secs(600)),
+        move |worker, iteration| {
+            if flag.load(Ordering::Relaxed) {
+                return None;
+            }
+            let pick = worker * 7919 + iteration;
+            let (_, token) = &users[pick % users.len()];
+            let items = serde_json::json!([{
+                "tier_id": tier_ids[pick % 3],
+                "quantity": 1 + (pick / 3) % 4,
+            }]);
+            let request = client
+                .post(format!("{base}/orders/"))
+                .bearer_auth(token)
+                .json(&serde_json::json!({"event_id": event, "items": items}));
+            let flag = flag.clone();
+            Some(async move {
+                let Ok(response) = request.send().await else {
+                    return 0;
+                };
+                let status = response.status().as_u16();
+                let body = response.text().await.unwrap_or_default();
+                // The event itself (not one tier) is out of seats: the sale is over.
+                if status == 409
+                    && (body.contains("Event is sold out") || body.contains("the event has"))
+                {
+                    flag.store(true, Ordering::Relaxed);
+                }
+                status
+            })
+        },
+    )
+    .await;
+    let placed = figures.statuses.get(&201).copied().unwrap_or(0);
+    figures.print("orders");
+    let (sold, total, rows) = sold_and_rows(bench, event).await?;
+    let seconds = figures.elapsed.as_secs_f64();
+    println!(
+        "successful orders/s: {:.0} ({placed} in {seconds:.2}s); tickets/s: {:.0} ({rows} tickets)",
+        placed as f64 / seconds,
+        rows as f64 / seconds,
+    );
+    let tiers = bench.store.event_tiers(event).await?;
+    let tiers_ok = tiers
+        .iter()
+        .all(|tier| tier.quantity.is_none_or(|quantity| tier.sold <= quantity));
+    let tier_sum: i64 = tiers.iter().map(|tier| i64::from(tier.sold)).sum();
+    println!(
+        "oversell check: tickets_sold={sold} total_tickets={total} live_rows={rows} tier_sum={tier_sum} -> {}",
+        if sold == rows && sold <= total && tier_sum == sold && tiers_ok {
+            "OK"
+        } else {
+            "VIOLATED"
+        }
+    );
     Ok(())
 }

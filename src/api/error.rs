@@ -174,6 +174,11 @@ impl From<ServiceError> for ApiError {
             | ServiceError::SalesEnded(_)
             | ServiceError::PerPersonLimit(_)
             | ServiceError::PartOfOrder(_)
+            | ServiceError::TierNameTaken
+            | ServiceError::TooManyTiers
+            | ServiceError::TierBelowSold
+            | ServiceError::TierHasTickets
+            | ServiceError::LastTier
             | ServiceError::TotalBelowSold
             | ServiceError::EventHasTickets
             | ServiceError::NotReserved(_)

@@ -134,21 +134,48 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let params = RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|error| ApiError::Internal(anyhow::anyhow!("path parameters: {error}")))?;
-        let (name, value) = params
-            .iter()
-            .next()
-            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("route has no path parameter")))?;
-        Uuid::parse_str(value).map(PathId).map_err(|_| {
-            ApiError::validation(FieldError::new(
-                vec!["path".into(), name.into()],
-                "Input should be a valid UUID",
-                "uuid_parsing",
-            ))
-        })
+        match path_uuids(parts, state).await?[..] {
+            [id, ..] => Ok(PathId(id)),
+            [] => Err(ApiError::Internal(anyhow::anyhow!(
+                "route has no path parameter"
+            ))),
+        }
     }
+}
+
+/// The two UUID path parameters of a route (`/events/{event_id}/tiers/{tier_id}`), in order.
+pub struct PathIds(pub Uuid, pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathIds {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match path_uuids(parts, state).await?[..] {
+            [first, second, ..] => Ok(PathIds(first, second)),
+            _ => Err(ApiError::Internal(anyhow::anyhow!(
+                "route has fewer than two path parameters"
+            ))),
+        }
+    }
+}
+
+/// Every path parameter of the route as a UUID; a malformed one is a 422 at its name.
+async fn path_uuids<S: Send + Sync>(parts: &mut Parts, state: &S) -> Result<Vec<Uuid>, ApiError> {
+    let params = RawPathParams::from_request_parts(parts, state)
+        .await
+        .map_err(|error| ApiError::Internal(anyhow::anyhow!("path parameters: {error}")))?;
+    params
+        .iter()
+        .map(|(name, value)| {
+            Uuid::parse_str(value).map_err(|_| {
+                ApiError::validation(FieldError::new(
+                    vec!["path".into(), name.into()],
+                    "Input should be a valid UUID",
+                    "uuid_parsing",
+                ))
+            })
+        })
+        .collect()
 }
 
 /// A pay or cancel request: who asks (bearer token, 401 first), on what (the path's id, 422

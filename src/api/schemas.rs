@@ -71,6 +71,19 @@ pub mod shared {
 
     #[derive(IntoParams)]
     #[into_params(parameter_in = Path)]
+    pub struct TierPath {
+        /// Event id
+        event_id: Uuid,
+        /// Tier id
+        tier_id: Uuid,
+    }
+
+    #[derive(IntoResponses)]
+    #[response(status = 404, description = "No such event, or no such tier of it")]
+    pub struct TierNotFound(ErrorBody);
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Path)]
     pub struct OrderPath {
         /// Order id
         order_id: Uuid,

@@ -14,7 +14,8 @@ pub const TITLE_MAX_CHARS: usize = 255;
 pub const DESCRIPTION_MAX_CHARS: usize = 5000;
 pub const DEFAULT_CURRENCY: &str = "USD";
 const MAX_TICKETS_PER_USER_RANGE: std::ops::RangeInclusive<i64> = 1..=100;
-const MAX_TIERS: usize = 20;
+/// Most tiers an event sells.
+pub const MAX_TIERS: usize = 20;
 const VENUE_NAME_MAX_CHARS: usize = 255;
 const ADDRESS_LINE_MAX_CHARS: usize = 255;
 const REGION_MAX_CHARS: usize = 100;

@@ -20,8 +20,9 @@ pub use event::{
 };
 pub use geo::{GeoPoint, RadiusKm};
 pub use order::{
-    NewOrder, Order, OrderChange, OrderDetails, OrderFields, OrderLine, OrderOutcome, OrderPlan,
-    OrderRefusal, PlannedLine, SaleState, Shortage, Tier, TierChoice, TierDraft, TierFields,
+    EventStats, NewOrder, Order, OrderChange, OrderDetails, OrderFields, OrderLine, OrderOutcome,
+    OrderPlan, OrderRefusal, PlannedLine, SaleState, SalesFigures, Shortage, Tier, TierChoice,
+    TierDraft, TierFields, TierOutcome, TierPatchFields,
 };
 pub use paging::PageRequest;
 pub use ticket::{

@@ -201,6 +201,87 @@ impl TierDraft {
     }
 }
 
+/// A partial change of a tier: `None` leaves a field as it is; `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct TierPatchFields {
+    pub name: Option<String>,
+    pub description: Option<Option<String>>,
+    pub price_minor: Option<i64>,
+    pub quantity: Option<Option<i64>>,
+    pub max_per_order: Option<Option<i64>>,
+    pub sales_start: Option<Option<String>>,
+    pub sales_end: Option<Option<String>>,
+}
+
+impl TierDraft {
+    /// What `tier` becomes after `patch`, re-checked as a whole against an event of
+    /// `total_tickets` seats.
+    pub fn merge(
+        tier: &Tier,
+        patch: TierPatchFields,
+        total_tickets: i32,
+    ) -> Result<Self, Violations> {
+        let instant = |at: Option<DateTime<Utc>>| at.map(|at| at.to_rfc3339());
+        let fields = TierFields {
+            name: patch.name.unwrap_or_else(|| tier.name.clone()),
+            description: patch
+                .description
+                .unwrap_or_else(|| tier.description.clone()),
+            price_minor: Some(patch.price_minor.unwrap_or(tier.price_minor)),
+            quantity: patch.quantity.unwrap_or(tier.quantity.map(i64::from)),
+            max_per_order: patch
+                .max_per_order
+                .unwrap_or(tier.max_per_order.map(i64::from)),
+            sales_start: patch
+                .sales_start
+                .unwrap_or_else(|| instant(tier.sales_start)),
+            sales_end: patch.sales_end.unwrap_or_else(|| instant(tier.sales_end)),
+        };
+        Self::parse(fields, total_tickets)
+    }
+}
+
+/// How a change to an event's tiers ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TierOutcome {
+    Saved(Box<Tier>),
+    Deleted,
+    EventNotFound,
+    NotCreator,
+    TierNotFound,
+    /// Another tier of the event has the name.
+    NameTaken,
+    /// The event already has the most tiers allowed.
+    TooManyTiers,
+    /// The new quantity is below the tickets the tier sold.
+    BelowSold,
+    /// The tier has reserved or paid tickets.
+    HasTickets,
+    /// An event keeps at least one tier.
+    LastTier,
+}
+
+/// What an event has sold, for its creator: live reservations, payments and revenue at the
+/// prices the orders recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SalesFigures {
+    pub reserved: i64,
+    pub paid: i64,
+    pub revenue_minor: i64,
+}
+
+/// An event's sales, whole and per tier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventStats {
+    pub event_id: Uuid,
+    pub currency: String,
+    pub total_tickets: i32,
+    pub available: i64,
+    pub sales: SalesFigures,
+    /// Each tier with its own figures, in sale order.
+    pub tiers: Vec<(Tier, SalesFigures)>,
+}
+
 /// Which tier a line of an order takes its tickets from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TierChoice {

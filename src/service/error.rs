@@ -14,6 +14,7 @@ pub enum Resource {
     Event,
     Ticket,
     Order,
+    Tier,
 }
 
 impl fmt::Display for Resource {
@@ -22,6 +23,7 @@ impl fmt::Display for Resource {
             Resource::Event => "Event",
             Resource::Ticket => "Ticket",
             Resource::Order => "Order",
+            Resource::Tier => "Tier",
         })
     }
 }
@@ -37,6 +39,7 @@ pub enum Action {
     PayOrder,
     CancelOrder,
     ViewOrder,
+    ViewStats,
 }
 
 impl fmt::Display for Action {
@@ -50,6 +53,7 @@ impl fmt::Display for Action {
             Action::PayOrder => "You can only pay for your own orders",
             Action::CancelOrder => "You can only cancel your own orders",
             Action::ViewOrder => "You can only view your own orders",
+            Action::ViewStats => "You can only see the sales of your own events",
         })
     }
 }
@@ -83,6 +87,16 @@ pub enum ServiceError {
     PerPersonLimit(i32),
     #[error("Ticket is part of order {0}: pay or cancel the order")]
     PartOfOrder(Uuid),
+    #[error("Another tier of this event has this name")]
+    TierNameTaken,
+    #[error("An event has at most 20 tiers")]
+    TooManyTiers,
+    #[error("quantity cannot be lower than the tickets this tier already sold")]
+    TierBelowSold,
+    #[error("Tier has reserved or paid tickets and cannot be deleted")]
+    TierHasTickets,
+    #[error("An event keeps at least one tier")]
+    LastTier,
     #[error("total_tickets cannot be lower than the number of tickets already sold")]
     TotalBelowSold,
     #[error("Event has reserved or paid tickets and cannot be deleted")]

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::{Action, Bulkhead, Clock, Resource, ServiceError};
 use crate::domain::{
-    Event, EventChanges, EventDelete, EventDetails, EventDraft, EventFields, EventUpdate, NewEvent,
-    PageRequest,
+    Event, EventChanges, EventDelete, EventDetails, EventDraft, EventFields, EventStats,
+    EventUpdate, NewEvent, PageRequest, Tier, TierDraft, TierFields, TierOutcome, TierPatchFields,
 };
 use crate::store::{DynStore, EventFilter, Page};
 
@@ -98,5 +98,102 @@ impl Events {
             EventDelete::NotCreator => Err(ServiceError::NotOwner(Action::DeleteEvent)),
             EventDelete::HasTickets => Err(ServiceError::EventHasTickets),
         }
+    }
+
+    /// Adds a tier to the caller's event; the tier and the seats its event has left.
+    #[tracing::instrument(skip(self, fields))]
+    pub async fn add_tier(
+        &self,
+        user_id: Uuid,
+        event_id: Uuid,
+        fields: TierFields,
+    ) -> Result<(Tier, i64), ServiceError> {
+        let event = self.own(user_id, event_id).await?;
+        let draft = TierDraft::parse(fields, event.total_tickets)?;
+        let outcome = self.store.add_tier(event_id, user_id, &draft).await?;
+        saved(tier_outcome(event_id, None, outcome)?, &event)
+    }
+
+    /// Changes a tier of the caller's event; the merged tier is checked as a whole.
+    #[tracing::instrument(skip(self, patch))]
+    pub async fn update_tier(
+        &self,
+        user_id: Uuid,
+        event_id: Uuid,
+        tier_id: Uuid,
+        patch: TierPatchFields,
+    ) -> Result<(Tier, i64), ServiceError> {
+        let event = self.own(user_id, event_id).await?;
+        let tiers = self.store.event_tiers(event_id).await?;
+        let current = tiers
+            .iter()
+            .find(|tier| tier.id == tier_id)
+            .ok_or(ServiceError::NotFound(Resource::Tier, tier_id))?;
+        let draft = TierDraft::merge(current, patch, event.total_tickets)?;
+        let outcome = self
+            .store
+            .update_tier(event_id, tier_id, user_id, &draft)
+            .await?;
+        saved(tier_outcome(event_id, Some(tier_id), outcome)?, &event)
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn delete_tier(
+        &self,
+        user_id: Uuid,
+        event_id: Uuid,
+        tier_id: Uuid,
+    ) -> Result<(), ServiceError> {
+        let outcome = self.store.delete_tier(event_id, tier_id, user_id).await?;
+        tier_outcome(event_id, Some(tier_id), outcome).map(|_| ())
+    }
+
+    /// What the caller's event sold.
+    pub async fn stats(&self, user_id: Uuid, event_id: Uuid) -> Result<EventStats, ServiceError> {
+        let (creator_id, stats) = self
+            .store
+            .event_stats(event_id)
+            .await?
+            .ok_or(ServiceError::NotFound(Resource::Event, event_id))?;
+        if creator_id != user_id {
+            return Err(ServiceError::NotOwner(Action::ViewStats));
+        }
+        Ok(stats)
+    }
+
+    /// The caller's event (404 when there is none, 403 when it is someone else's).
+    async fn own(&self, user_id: Uuid, event_id: Uuid) -> Result<Event, ServiceError> {
+        let event = self.find(event_id).await?;
+        if event.creator_id != user_id {
+            return Err(ServiceError::NotOwner(Action::ModifyEvent));
+        }
+        Ok(event)
+    }
+}
+
+/// A saved tier with the seats its event had left.
+fn saved(tier: Option<Tier>, event: &Event) -> Result<(Tier, i64), ServiceError> {
+    let tier = tier.ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("no tier saved")))?;
+    Ok((tier, i64::from(event.tickets_available())))
+}
+
+/// The tier a change saved (`None` once deleted), or why it was refused.
+fn tier_outcome(
+    event_id: Uuid,
+    tier_id: Option<Uuid>,
+    outcome: TierOutcome,
+) -> Result<Option<Tier>, ServiceError> {
+    let missing_tier = || ServiceError::NotFound(Resource::Tier, tier_id.unwrap_or_default());
+    match outcome {
+        TierOutcome::Saved(tier) => Ok(Some(*tier)),
+        TierOutcome::Deleted => Ok(None),
+        TierOutcome::EventNotFound => Err(ServiceError::NotFound(Resource::Event, event_id)),
+        TierOutcome::NotCreator => Err(ServiceError::NotOwner(Action::ModifyEvent)),
+        TierOutcome::TierNotFound => Err(missing_tier()),
+        TierOutcome::NameTaken => Err(ServiceError::TierNameTaken),
+        TierOutcome::TooManyTiers => Err(ServiceError::TooManyTiers),
+        TierOutcome::BelowSold => Err(ServiceError::TierBelowSold),
+        TierOutcome::HasTickets => Err(ServiceError::TierHasTickets),
+        TierOutcome::LastTier => Err(ServiceError::LastTier),
     }
 }

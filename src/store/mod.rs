@@ -22,9 +22,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::{
-    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewEvent, NewOrder,
-    NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest, RadiusKm, TicketChange,
-    TicketDetails, TicketStatus, Tier, User,
+    Event, EventDelete, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent, NewEvent,
+    NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest, RadiusKm,
+    TicketChange, TicketDetails, TicketStatus, Tier, TierDraft, TierOutcome, User,
 };
 
 pub use error::StoreError;
@@ -220,6 +220,31 @@ pub trait EventStore: Send + Sync {
     async fn insert_event(&self, creator_id: Uuid, event: &NewEvent) -> StoreResult<Event>;
     /// An event's tiers in sale order.
     async fn event_tiers(&self, event_id: Uuid) -> StoreResult<Vec<Tier>>;
+    /// Adds a tier, last in sale order, to an event of `creator_id`.
+    async fn add_tier(
+        &self,
+        event_id: Uuid,
+        creator_id: Uuid,
+        tier: &TierDraft,
+    ) -> StoreResult<TierOutcome>;
+    /// Replaces a tier of an event of `creator_id`, refusing a quantity below its sold.
+    async fn update_tier(
+        &self,
+        event_id: Uuid,
+        tier_id: Uuid,
+        creator_id: Uuid,
+        tier: &TierDraft,
+    ) -> StoreResult<TierOutcome>;
+    /// Deletes a tier without reserved or paid tickets (due holds are released first) that is
+    /// not the event's last.
+    async fn delete_tier(
+        &self,
+        event_id: Uuid,
+        tier_id: Uuid,
+        creator_id: Uuid,
+    ) -> StoreResult<TierOutcome>;
+    /// What an event sold, with its creator's id; `None` when there is no such event.
+    async fn event_stats(&self, event_id: Uuid) -> StoreResult<Option<(Uuid, EventStats)>>;
     async fn find_event(&self, id: Uuid) -> StoreResult<Option<Event>>;
     /// Replaces the creator-controlled fields, refusing a total below the tickets sold.
     async fn update_event(

@@ -11,16 +11,16 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{FromRow, Postgres, QueryBuilder, Transaction};
 use uuid::Uuid;
 
-use super::sql::{self, CredentialsRow, Placement};
+use super::sql::{self, CredentialsRow, Placement, TierChange};
 use super::{
     AnswerRecord, Backend, BuyerFilter, ClaimTerms, EventFilter, EventStore, HeldKey,
     IdempotencyClaim, IdempotencyStore, Infrastructure, NearbyQuery, OrderAction, Page, PoolStats,
     RequestKey, StoreError, StoreOptions, StoreResult, StoredAnswer, TicketStore, UserStore,
 };
 use crate::domain::{
-    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewEvent, NewOrder,
-    NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest, TicketChange, TicketDetails,
-    Tier, User,
+    Event, EventDelete, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent, NewEvent,
+    NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest, TicketChange,
+    TicketDetails, Tier, TierDraft, TierOutcome, User,
 };
 
 type UserRow = sql::UserRow<DateTime<Utc>>;
@@ -119,6 +119,35 @@ impl PgStore {
         let outcome =
             sql::change_ticket_order::<Postgres>(&mut tx, ticket_id, user_id, action, now).await?;
         finish(tx, record, outcome).await
+    }
+
+    /// A change to an event's tiers under the event's row lock, due holds released first.
+    async fn change_tier(
+        &self,
+        event_id: Uuid,
+        creator_id: Uuid,
+        change: TierChange<'_>,
+    ) -> StoreResult<TierOutcome> {
+        const OWNER_FOR_UPDATE: &str = "SELECT creator_id FROM events WHERE id = $1 FOR UPDATE";
+        let (mut tx, now) = begin_write(&self.pool).await?;
+        if matches!(change, TierChange::Delete(_)) {
+            sqlx::query(expire_holds!("AND event_id = $2"))
+                .bind(i64::MAX)
+                .bind(event_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let outcome = sql::change_tier_on::<Postgres>(
+            &mut tx,
+            OWNER_FOR_UPDATE,
+            event_id,
+            creator_id,
+            change,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     async fn key_row(&self, key: RequestKey<'_>) -> StoreResult<Option<KeyRow>> {
@@ -348,6 +377,42 @@ impl EventStore for PgStore {
         }
         tx.commit().await?;
         row.into_event()
+    }
+
+    async fn add_tier(
+        &self,
+        event_id: Uuid,
+        creator_id: Uuid,
+        tier: &TierDraft,
+    ) -> StoreResult<TierOutcome> {
+        self.change_tier(event_id, creator_id, TierChange::Add(tier))
+            .await
+    }
+
+    async fn update_tier(
+        &self,
+        event_id: Uuid,
+        tier_id: Uuid,
+        creator_id: Uuid,
+        tier: &TierDraft,
+    ) -> StoreResult<TierOutcome> {
+        self.change_tier(event_id, creator_id, TierChange::Update(tier_id, tier))
+            .await
+    }
+
+    async fn delete_tier(
+        &self,
+        event_id: Uuid,
+        tier_id: Uuid,
+        creator_id: Uuid,
+    ) -> StoreResult<TierOutcome> {
+        self.change_tier(event_id, creator_id, TierChange::Delete(tier_id))
+            .await
+    }
+
+    async fn event_stats(&self, event_id: Uuid) -> StoreResult<Option<(Uuid, EventStats)>> {
+        let mut conn = self.pool.acquire().await?;
+        sql::event_stats_on::<Postgres>(&mut conn, event_id, Utc::now()).await
     }
 
     async fn event_tiers(&self, event_id: Uuid) -> StoreResult<Vec<Tier>> {

@@ -9,11 +9,12 @@ use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
 use uuid::Uuid;
 
 use super::{EventFilter, IdempotencyClaim, OrderAction, StoreError, StoredAnswer};
+use crate::domain::event::MAX_TIERS;
 use crate::domain::{
-    Change, Event, EventDraft, EventSummary, GeoPoint, NewOrder, NewUser, Order, OrderChange,
-    OrderDetails, OrderOutcome, OrderPlan, OrderRefusal, PlannedLine, SaleState, Ticket,
-    TicketChange, TicketDetails, TicketStatus, Tier, TierDraft, TierSummary, User, UserSummary,
-    Venue, VenueFields,
+    Change, Event, EventDraft, EventStats, EventSummary, GeoPoint, NewOrder, NewUser, Order,
+    OrderChange, OrderDetails, OrderOutcome, OrderPlan, OrderRefusal, PlannedLine, SaleState,
+    SalesFigures, Ticket, TicketChange, TicketDetails, TicketStatus, Tier, TierDraft, TierOutcome,
+    TierSummary, User, UserSummary, Venue, VenueFields,
 };
 
 macro_rules! user_columns {
@@ -83,6 +84,10 @@ pub(super) const INSERT_TIER: &str = "INSERT INTO ticket_tiers
         (id, event_id, name, description, price_minor, quantity, max_per_order, sales_start,
          sales_end, position, created_at, updated_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)";
+/// `$1` id, `$2` event, `$3..$9` the tier (see [`bind_tier`]), `$10` write time.
+const UPDATE_TIER: &str = "UPDATE ticket_tiers SET name = $3, description = $4, price_minor = $5,
+        quantity = $6, max_per_order = $7, sales_start = $8, sales_end = $9, updated_at = $10
+     WHERE id = $1 AND event_id = $2";
 /// [`bind_draft`]'s `$1..$18`, then `$19` the write time; only the creator's own event.
 pub(super) const UPDATE_EVENT: &str = concat!(
     "UPDATE events SET title = $3, description = $4, start_time = $5, end_time = $6,
@@ -1309,4 +1314,194 @@ pub(super) fn assemble_orders<T: StoredTime>(
             })
         })
         .collect()
+}
+
+/// A change to an event's tiers.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum TierChange<'a> {
+    Add(&'a TierDraft),
+    Update(Uuid, &'a TierDraft),
+    Delete(Uuid),
+}
+
+/// Applies `change` to the tiers of `event_id` inside the caller's transaction, after
+/// `owner_sql` (`$1` event: its creator; on PostgreSQL it locks the event row, which every
+/// tier counter change holds) has read the event. A tier being deleted must have had the
+/// event's due holds released first, so that `sold` counts only live tickets.
+pub(super) async fn change_tier_on<DB: Dialect>(
+    conn: &mut DB::Connection,
+    owner_sql: &'static str,
+    event_id: Uuid,
+    creator_id: Uuid,
+    change: TierChange<'_>,
+    now: DateTime<Utc>,
+) -> Result<TierOutcome, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> i32: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<DB::Time>: Encode<'q, DB> + Type<DB>,
+    for<'r> (Uuid,): FromRow<'r, DB::Row>,
+    for<'r> TierRow<DB::Time>: FromRow<'r, DB::Row>,
+{
+    let owner: Option<(Uuid,)> = sqlx::query_as(owner_sql)
+        .bind(event_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match owner {
+        None => return Ok(TierOutcome::EventNotFound),
+        Some((owner,)) if owner != creator_id => return Ok(TierOutcome::NotCreator),
+        Some(_) => {}
+    }
+    let tiers = tiers_on::<DB>(conn, event_id).await?;
+    let named = |name: &str, except: Option<Uuid>| {
+        tiers
+            .iter()
+            .any(|tier| tier.name == name && Some(tier.id) != except)
+    };
+    let saved = match change {
+        TierChange::Add(draft) => {
+            if tiers.len() >= MAX_TIERS {
+                return Ok(TierOutcome::TooManyTiers);
+            }
+            if named(draft.name(), None) {
+                return Ok(TierOutcome::NameTaken);
+            }
+            let id = Uuid::now_v7();
+            let position = tiers
+                .iter()
+                .map(|tier| tier.position + 1)
+                .max()
+                .unwrap_or(0);
+            bind_tier(sqlx::query(INSERT_TIER).bind(id).bind(event_id), draft)
+                .bind(position)
+                .bind(DB::Time::from(now))
+                .execute(&mut *conn)
+                .await?;
+            id
+        }
+        TierChange::Update(id, draft) => {
+            let Some(tier) = tiers.iter().find(|tier| tier.id == id) else {
+                return Ok(TierOutcome::TierNotFound);
+            };
+            if named(draft.name(), Some(id)) {
+                return Ok(TierOutcome::NameTaken);
+            }
+            if draft
+                .quantity()
+                .is_some_and(|quantity| quantity < tier.sold)
+            {
+                return Ok(TierOutcome::BelowSold);
+            }
+            bind_tier(sqlx::query(UPDATE_TIER).bind(id).bind(event_id), draft)
+                .bind(DB::Time::from(now))
+                .execute(&mut *conn)
+                .await?;
+            id
+        }
+        TierChange::Delete(id) => {
+            let Some(tier) = tiers.iter().find(|tier| tier.id == id) else {
+                return Ok(TierOutcome::TierNotFound);
+            };
+            if tier.sold > 0 {
+                return Ok(TierOutcome::HasTickets);
+            }
+            if tiers.len() == 1 {
+                return Ok(TierOutcome::LastTier);
+            }
+            sqlx::query("DELETE FROM ticket_tiers WHERE id = $1 AND event_id = $2")
+                .bind(id)
+                .bind(event_id)
+                .execute(&mut *conn)
+                .await?;
+            return Ok(TierOutcome::Deleted);
+        }
+    };
+    let tiers = tiers_on::<DB>(conn, event_id).await?;
+    match tiers.into_iter().find(|tier| tier.id == saved) {
+        Some(tier) => Ok(TierOutcome::Saved(Box::new(tier))),
+        None => Err(StoreError::Corrupt("a saved tier vanished".into())),
+    }
+}
+
+/// `$1` event, `$2` now: live reservations, payments and revenue (at the orders' prices) of
+/// each tier that has any.
+const TIER_SALES: &str = "SELECT t.tier_id,
+        CAST(SUM(CASE WHEN t.status = 'reserved' AND t.expires_at > $2 THEN 1 ELSE 0 END)
+             AS BIGINT) AS reserved,
+        CAST(SUM(CASE WHEN t.status = 'paid' THEN 1 ELSE 0 END) AS BIGINT) AS paid,
+        CAST(SUM(CASE WHEN t.status = 'paid' THEN oi.unit_price_minor ELSE 0 END) AS BIGINT)
+             AS revenue_minor
+     FROM tickets t JOIN order_items oi ON oi.order_id = t.order_id AND oi.tier_id = t.tier_id
+     WHERE t.event_id = $1 GROUP BY t.tier_id";
+
+/// An event's sales for its creator; `None` when there is no such event.
+pub(super) async fn event_stats_on<DB: Dialect>(
+    conn: &mut DB::Connection,
+    event_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Option<(Uuid, EventStats)>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'r> (Uuid, String, i32, i32): FromRow<'r, DB::Row>,
+    for<'r> (Uuid, i64, i64, i64): FromRow<'r, DB::Row>,
+    for<'r> TierRow<DB::Time>: FromRow<'r, DB::Row>,
+{
+    let event: Option<(Uuid, String, i32, i32)> = sqlx::query_as(
+        "SELECT creator_id, currency, total_tickets, tickets_sold FROM events WHERE id = $1",
+    )
+    .bind(event_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((creator_id, currency, total_tickets, tickets_sold)) = event else {
+        return Ok(None);
+    };
+    let tiers = tiers_on::<DB>(conn, event_id).await?;
+    let sales: Vec<(Uuid, i64, i64, i64)> = sqlx::query_as(TIER_SALES)
+        .bind(event_id)
+        .bind(DB::Time::from(now))
+        .fetch_all(&mut *conn)
+        .await?;
+    let figures = |tier_id: Uuid| {
+        let found = sales.iter().find(|(id, ..)| *id == tier_id);
+        let (reserved, paid, revenue_minor) = found
+            .map_or((0, 0, 0), |(_, reserved, paid, revenue)| {
+                (*reserved, *paid, *revenue)
+            });
+        SalesFigures {
+            reserved,
+            paid,
+            revenue_minor,
+        }
+    };
+    let tiers: Vec<(Tier, SalesFigures)> = tiers
+        .into_iter()
+        .map(|tier| {
+            let sold = figures(tier.id);
+            (tier, sold)
+        })
+        .collect();
+    let sales = SalesFigures {
+        reserved: tiers.iter().map(|(_, sold)| sold.reserved).sum(),
+        paid: tiers.iter().map(|(_, sold)| sold.paid).sum(),
+        revenue_minor: tiers.iter().map(|(_, sold)| sold.revenue_minor).sum(),
+    };
+    Ok(Some((
+        creator_id,
+        EventStats {
+            event_id,
+            currency,
+            total_tickets,
+            available: i64::from(total_tickets - tickets_sold).max(0),
+            sales,
+            tiers,
+        },
+    )))
 }

@@ -17,16 +17,16 @@ use sqlx::sqlite::{
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
-use super::sql::{self, CredentialsRow, Micros, Placement};
+use super::sql::{self, CredentialsRow, Micros, Placement, TierChange};
 use super::{
     AnswerRecord, Backend, BuyerFilter, ClaimTerms, EventFilter, EventStore, HeldKey,
     IdempotencyClaim, IdempotencyStore, Infrastructure, NearbyQuery, OrderAction, Page, PoolStats,
     RequestKey, StoreError, StoreOptions, StoreResult, StoredAnswer, TicketStore, UserStore,
 };
 use crate::domain::{
-    Event, EventDelete, EventDraft, EventUpdate, GeoPoint, NearbyEvent, NewEvent, NewOrder,
-    NewUser, OrderChange, OrderDetails, OrderOutcome, OrderRefusal, PageRequest, Shortage,
-    TicketChange, TicketDetails, Tier, User,
+    Event, EventDelete, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent, NewEvent,
+    NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, OrderRefusal, PageRequest,
+    Shortage, TicketChange, TicketDetails, Tier, TierDraft, TierOutcome, User,
 };
 
 type UserRow = sql::UserRow<Micros>;
@@ -236,6 +236,31 @@ impl SqliteStore {
             }),
             Some(_) => None,
         })
+    }
+
+    /// A change to an event's tiers in a write transaction, due holds released first.
+    async fn change_tier(
+        &self,
+        event_id: Uuid,
+        creator_id: Uuid,
+        change: TierChange<'_>,
+    ) -> StoreResult<TierOutcome> {
+        let now = Utc::now();
+        let mut tx = begin_immediate(&self.writer).await?;
+        if matches!(change, TierChange::Delete(_)) {
+            expire_holds(&mut tx, Some(event_id), i64::MAX, now).await?;
+        }
+        let outcome = sql::change_tier_on::<Sqlite>(
+            &mut tx,
+            sql::EVENT_OWNER,
+            event_id,
+            creator_id,
+            change,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     async fn change_ticket(
@@ -514,6 +539,42 @@ impl EventStore for SqliteStore {
         }
         tx.commit().await?;
         row.into_event()
+    }
+
+    async fn add_tier(
+        &self,
+        event_id: Uuid,
+        creator_id: Uuid,
+        tier: &TierDraft,
+    ) -> StoreResult<TierOutcome> {
+        self.change_tier(event_id, creator_id, TierChange::Add(tier))
+            .await
+    }
+
+    async fn update_tier(
+        &self,
+        event_id: Uuid,
+        tier_id: Uuid,
+        creator_id: Uuid,
+        tier: &TierDraft,
+    ) -> StoreResult<TierOutcome> {
+        self.change_tier(event_id, creator_id, TierChange::Update(tier_id, tier))
+            .await
+    }
+
+    async fn delete_tier(
+        &self,
+        event_id: Uuid,
+        tier_id: Uuid,
+        creator_id: Uuid,
+    ) -> StoreResult<TierOutcome> {
+        self.change_tier(event_id, creator_id, TierChange::Delete(tier_id))
+            .await
+    }
+
+    async fn event_stats(&self, event_id: Uuid) -> StoreResult<Option<(Uuid, EventStats)>> {
+        let mut conn = self.reader.acquire().await?;
+        sql::event_stats_on::<Sqlite>(&mut conn, event_id, Utc::now()).await
     }
 
     async fn event_tiers(&self, event_id: Uuid) -> StoreResult<Vec<Tier>> {

@@ -17,6 +17,8 @@ backend_tests!(
     cancelling_an_order_returns_every_seat,
     orders_honour_idempotency_keys,
     two_processes_sell_one_tiered_capacity,
+    creators_manage_tiers_with_the_409_rules,
+    stats_count_sales_and_revenue_at_order_prices,
 );
 
 /// Early bird (1500, 5 seats, 2 per order), VIP (5000, 3 seats) and Regular (2500).
@@ -548,4 +550,141 @@ async fn two_processes_sell_one_tiered_capacity(backend: Backend) {
         "the demand exceeds the capacity, which is sold exactly"
     );
     first.assert_invariants().await;
+}
+
+async fn creators_manage_tiers_with_the_409_rules(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (organiser, buyer) = (app.register_user(None).await, app.register_user(None).await);
+    let event = tiered_event(&app, &organiser, json!({})).await;
+    let event_path = format!("/events/{}", event["id"].as_str().unwrap());
+    let tiers_path = format!("{event_path}/tiers");
+    let token = Some(organiser.token.as_str());
+
+    let (status, student) = app
+        .post(
+            &tiers_path,
+            token,
+            json!({"name": "Student", "price_minor": 1000, "quantity": 4}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{student}");
+    assert_eq!(student["position"], 3, "a new tier goes last");
+    assert_eq!(student["available"], 4);
+    let (status, _) = app.post(&tiers_path, token, json!({"name": "VIP"})).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "names are unique within the event"
+    );
+    let (status, answer) = app
+        .post(&tiers_path, token, json!({"name": "Huge", "quantity": 21}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        error_locs(&answer).contains(&loc(&["body", "quantity"])),
+        "{answer}"
+    );
+    let (status, _) = app
+        .post(&tiers_path, Some(&buyer.token), json!({"name": "Mine"}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let nowhere = format!("/events/{}/tiers", uuid::Uuid::new_v4());
+    let (status, _) = app.post(&nowhere, token, json!({"name": "Lost"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let early = tier_id(&event, "Early bird");
+    let items = json!([{"tier_id": early, "quantity": 2}]);
+    let (_, order) = place(&app, &buyer, &event, items).await;
+    let early_path = format!("{tiers_path}/{early}");
+    let (status, answer) = app.put(&early_path, token, json!({"quantity": 1})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    let (status, answer) = app.put(&early_path, token, json!({"name": "VIP"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    let (status, changed) = app
+        .put(
+            &early_path,
+            token,
+            json!({"quantity": 2, "price_minor": 9999, "description": "Gone fast"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["quantity"], 2);
+    assert_eq!(changed["available"], 0);
+    assert_eq!(changed["description"], "Gone fast");
+    // The order keeps the price it was placed at.
+    let order_path = format!("/orders/{}", order["id"].as_str().unwrap());
+    let (_, read) = app.get(&order_path, Some(&buyer.token)).await;
+    assert_eq!(read["total_minor"], 3000);
+    assert_eq!(read["items"][0]["unit_price_minor"], 1500);
+    let other = app.create_event(&organiser.token, json!({})).await;
+    let foreign = format!("/events/{}/tiers/{early}", other["id"].as_str().unwrap());
+    let (status, _) = app.put(&foreign, token, json!({"price_minor": 1})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a tier of another event");
+    let (status, _) = app
+        .put(&format!("{tiers_path}/not-a-uuid"), token, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (status, _) = app.delete(&early_path, token).await;
+    assert_eq!(status, StatusCode::CONFLICT, "it has reserved tickets");
+    let student_path = format!("{tiers_path}/{}", student["id"].as_str().unwrap());
+    let (status, _) = app.delete(&student_path, token).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, read) = app.get(&event_path, None).await;
+    assert_eq!(read["tiers"].as_array().unwrap().len(), 3);
+    let only = format!(
+        "/events/{}/tiers/{}",
+        other["id"].as_str().unwrap(),
+        other["tiers"][0]["id"].as_str().unwrap()
+    );
+    let (status, answer) = app.delete(&only, token).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["detail"], "An event keeps at least one tier");
+    app.assert_invariants().await;
+}
+
+async fn stats_count_sales_and_revenue_at_order_prices(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (organiser, buyer) = (app.register_user(None).await, app.register_user(None).await);
+    let event = tiered_event(&app, &organiser, json!({})).await;
+    let (early, vip) = (tier_id(&event, "Early bird"), tier_id(&event, "VIP"));
+    let token = Some(buyer.token.as_str());
+    let items = json!([{"tier_id": early, "quantity": 2}, {"tier_id": vip, "quantity": 1}]);
+    let (_, paid) = place(&app, &buyer, &event, items).await;
+    let pay = format!("/orders/{}/pay", paid["id"].as_str().unwrap());
+    assert_eq!(app.post(&pay, token, json!({})).await.0, StatusCode::OK);
+    let (status, _) = place(
+        &app,
+        &buyer,
+        &event,
+        json!([{"tier_id": vip, "quantity": 1}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // A later price does not rewrite what was paid.
+    let vip_path = format!("/events/{}/tiers/{vip}", event["id"].as_str().unwrap());
+    let (status, _) = app
+        .put(&vip_path, Some(&organiser.token), json!({"price_minor": 1}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let stats_path = format!("/events/{}/stats", event["id"].as_str().unwrap());
+    let (status, stats) = app.get(&stats_path, Some(&organiser.token)).await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    assert_eq!(stats["currency"], "NGN");
+    assert_eq!(stats["total_tickets"], 20);
+    assert_eq!(stats["paid"], 3);
+    assert_eq!(stats["reserved"], 1);
+    assert_eq!(stats["available"], 16);
+    assert_eq!(stats["revenue_minor"], 2 * 1500 + 5000);
+    let vip_stats = &stats["tiers"][1];
+    assert_eq!(vip_stats["name"], "VIP");
+    assert_eq!(
+        (vip_stats["paid"].clone(), vip_stats["reserved"].clone()),
+        (json!(1), json!(1))
+    );
+    assert_eq!(vip_stats["revenue_minor"], 5000);
+    assert_eq!(vip_stats["available"], 1);
+    let (status, _) = app.get(&stats_path, token).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }

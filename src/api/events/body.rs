@@ -5,7 +5,8 @@ use utoipa::ToSchema;
 
 use crate::api::extract::{Input, nullable};
 use crate::domain::{
-    EventChanges, EventFields, EventPatchFields, TierFields, VenueFields, Violations,
+    EventChanges, EventFields, EventPatchFields, TierFields, TierPatchFields, VenueFields,
+    Violations,
 };
 
 #[derive(Deserialize, ToSchema)]
@@ -118,6 +119,58 @@ pub struct TierBody {
     #[serde(default)]
     #[schema(value_type = Option<String>, format = DateTime)]
     sales_end: Option<String>,
+}
+
+impl Input for TierBody {
+    type Valid = TierFields;
+
+    fn validate(self) -> Result<TierFields, Violations> {
+        Ok(self.into())
+    }
+}
+
+/// Any subset of a tier's fields; null clears `description`, `quantity`, `max_per_order` and
+/// the sales window's ends.
+#[derive(Deserialize, ToSchema)]
+pub struct TierUpdateRequest {
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 100)]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, max_length = 1000)]
+    description: Option<Option<String>>,
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000000000)]
+    price_minor: Option<i64>,
+    /// Not below the tickets the tier sold (409).
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>, minimum = 1)]
+    quantity: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    max_per_order: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    sales_start: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    sales_end: Option<Option<String>>,
+}
+
+impl Input for TierUpdateRequest {
+    type Valid = TierPatchFields;
+
+    fn validate(self) -> Result<TierPatchFields, Violations> {
+        Ok(TierPatchFields {
+            name: self.name,
+            description: self.description,
+            price_minor: self.price_minor,
+            quantity: self.quantity,
+            max_per_order: self.max_per_order,
+            sales_start: self.sales_start,
+            sales_end: self.sales_end,
+        })
+    }
 }
 
 impl From<TierBody> for TierFields {

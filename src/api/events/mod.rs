@@ -6,6 +6,7 @@ mod item;
 mod list;
 mod nearby;
 mod response;
+mod tiers;
 
 use axum::routing::post;
 use utoipa_axum::router::OpenApiRouter;
@@ -26,4 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
             item::update_event,
             item::delete_event
         ))
+        .routes(routes!(tiers::add_tier))
+        .routes(routes!(tiers::update_tier, tiers::delete_tier))
+        .routes(routes!(tiers::event_stats))
 }

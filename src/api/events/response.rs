@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::api::schemas::PageInfo;
-use crate::domain::{Event, EventDetails, NearbyEvent, Tier, Venue};
+use crate::domain::{Event, EventDetails, EventStats, NearbyEvent, Tier, Venue};
 
 /// Where an event takes place, as every event answer shows it.
 #[derive(Clone, Serialize, ToSchema)]
@@ -119,6 +119,61 @@ impl TierResponse {
             sales_start: tier.sales_start,
             sales_end: tier.sales_end,
             position: tier.position,
+        }
+    }
+}
+
+/// What one tier sold.
+#[derive(Serialize, ToSchema)]
+pub struct TierStatsBody {
+    tier_id: Uuid,
+    name: String,
+    quantity: Option<i32>,
+    /// Live (unexpired) reservations.
+    reserved: i64,
+    paid: i64,
+    available: i64,
+    /// Paid tickets at the prices their orders recorded, in the currency's minor unit.
+    revenue_minor: i64,
+}
+
+/// What an event sold, whole and per tier (for its creator).
+#[derive(Serialize, ToSchema)]
+pub struct EventStatsResponse {
+    event_id: Uuid,
+    currency: String,
+    total_tickets: i32,
+    reserved: i64,
+    paid: i64,
+    available: i64,
+    revenue_minor: i64,
+    tiers: Vec<TierStatsBody>,
+}
+
+impl From<EventStats> for EventStatsResponse {
+    fn from(stats: EventStats) -> Self {
+        let seats_left = stats.available;
+        Self {
+            event_id: stats.event_id,
+            currency: stats.currency,
+            total_tickets: stats.total_tickets,
+            reserved: stats.sales.reserved,
+            paid: stats.sales.paid,
+            available: stats.available,
+            revenue_minor: stats.sales.revenue_minor,
+            tiers: stats
+                .tiers
+                .into_iter()
+                .map(|(tier, sales)| TierStatsBody {
+                    available: tier.available(seats_left),
+                    tier_id: tier.id,
+                    name: tier.name,
+                    quantity: tier.quantity,
+                    reserved: sales.reserved,
+                    paid: sales.paid,
+                    revenue_minor: sales.revenue_minor,
+                })
+                .collect(),
         }
     }
 }
