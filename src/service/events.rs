@@ -9,7 +9,7 @@ use crate::domain::{
     Event, EventChanges, EventDelete, EventDetails, EventDraft, EventFields, EventStats,
     EventUpdate, NewEvent, PageRequest, Tier, TierDraft, TierFields, TierOutcome, TierPatchFields,
 };
-use crate::store::{DynStore, EventFilter, Page};
+use crate::store::{DynStore, EventFilter, Page, TierChange};
 
 pub struct Events {
     store: DynStore,
@@ -110,7 +110,8 @@ impl Events {
     ) -> Result<(Tier, i64), ServiceError> {
         let event = self.own(user_id, event_id).await?;
         let draft = TierDraft::parse(fields, event.total_tickets)?;
-        let outcome = self.store.add_tier(event_id, user_id, &draft).await?;
+        let change = TierChange::Add(&draft);
+        let outcome = self.store.change_tier(event_id, user_id, change).await?;
         saved(tier_outcome(event_id, None, outcome)?, &event)
     }
 
@@ -130,10 +131,8 @@ impl Events {
             .find(|tier| tier.id == tier_id)
             .ok_or(ServiceError::NotFound(Resource::Tier, tier_id))?;
         let draft = TierDraft::merge(current, patch, event.total_tickets)?;
-        let outcome = self
-            .store
-            .update_tier(event_id, tier_id, user_id, &draft)
-            .await?;
+        let change = TierChange::Update(tier_id, &draft);
+        let outcome = self.store.change_tier(event_id, user_id, change).await?;
         saved(tier_outcome(event_id, Some(tier_id), outcome)?, &event)
     }
 
@@ -144,7 +143,8 @@ impl Events {
         event_id: Uuid,
         tier_id: Uuid,
     ) -> Result<(), ServiceError> {
-        let outcome = self.store.delete_tier(event_id, tier_id, user_id).await?;
+        let change = TierChange::Delete(tier_id);
+        let outcome = self.store.change_tier(event_id, user_id, change).await?;
         tier_outcome(event_id, Some(tier_id), outcome).map(|_| ())
     }
 

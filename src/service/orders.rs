@@ -4,13 +4,13 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::tickets::{KeyedWrite, refused};
+use super::tickets::{KeyedWrite, Recorder, refused};
 use super::{Action, Resource, ServiceError};
 use crate::domain::{
     Change, NewOrder, OrderChange, OrderDetails, OrderFields, OrderOutcome, OrderRefusal,
     PageRequest, PathSegment, TicketStatus,
 };
-use crate::store::{AnswerRecord, BuyerFilter, DynStore, OrderAction, Page, StoreError};
+use crate::store::{BuyerFilter, DynStore, OrderAction, Page, StoreError};
 use crate::telemetry;
 
 pub struct Orders {
@@ -44,17 +44,10 @@ impl Orders {
     ) -> Result<OrderAnswer, ServiceError> {
         let event_id = fields.event_id;
         let order = NewOrder::parse(fields, user_id, self.max_tickets_per_order, self.hold)?;
-        let render;
-        let record = match &keyed {
-            Some(keyed) => {
-                render = |outcome: &OrderOutcome| (keyed.answer)(placed(outcome.clone(), event_id));
-                Some(AnswerRecord {
-                    held: keyed.held,
-                    answer: &render,
-                })
-            }
-            None => None,
-        };
+        let recorder = Recorder::new(keyed.as_ref(), |outcome: &OrderOutcome| {
+            placed(outcome.clone(), event_id)
+        });
+        let record = recorder.as_ref().map(Recorder::record);
         let outcome = match self.store.place_order(&order, record.as_ref()).await {
             Err(StoreError::ForeignKeyViolation) => return Err(ServiceError::InvalidToken),
             other => other?,
@@ -99,19 +92,10 @@ impl Orders {
         action: OrderAction,
         keyed: Option<KeyedWrite<'_, OrderDetails>>,
     ) -> Result<OrderAnswer, ServiceError> {
-        let render;
-        let record = match &keyed {
-            Some(keyed) => {
-                render = |outcome: &OrderChange| {
-                    (keyed.answer)(changed(order_id, outcome.clone(), action))
-                };
-                Some(AnswerRecord {
-                    held: keyed.held,
-                    answer: &render,
-                })
-            }
-            None => None,
-        };
+        let recorder = Recorder::new(keyed.as_ref(), |outcome: &OrderChange| {
+            changed(order_id, outcome.clone(), action)
+        });
+        let record = recorder.as_ref().map(Recorder::record);
         let record = record.as_ref();
         let change = self
             .store

@@ -28,6 +28,32 @@ pub struct KeyedWrite<'a, T> {
     pub answer: &'a (dyn Fn(Result<T, ServiceError>) -> StoredAnswer + Send + Sync),
 }
 
+/// The answer record a keyed write hands the store: how its outcome `O` reads to a client.
+pub(super) struct Recorder<'a, O> {
+    held: &'a HeldKey,
+    answer: Box<dyn Fn(&O) -> StoredAnswer + Send + Sync + 'a>,
+}
+
+impl<'a, O> Recorder<'a, O> {
+    /// `None` for an unkeyed write; `result` turns the store's outcome into the service's.
+    pub(super) fn new<T>(
+        keyed: Option<&'a KeyedWrite<'a, T>>,
+        result: impl Fn(&O) -> Result<T, ServiceError> + Send + Sync + 'a,
+    ) -> Option<Self> {
+        keyed.map(|keyed| Self {
+            held: keyed.held,
+            answer: Box::new(move |outcome| (keyed.answer)(result(outcome))),
+        })
+    }
+
+    pub(super) fn record(&self) -> AnswerRecord<'_, O> {
+        AnswerRecord {
+            held: self.held,
+            answer: self.answer.as_ref(),
+        }
+    }
+}
+
 impl Tickets {
     pub fn new(store: DynStore, hold: Duration) -> Self {
         Self { store, hold }
@@ -45,18 +71,10 @@ impl Tickets {
         keyed: Option<KeyedWrite<'_, TicketDetails>>,
     ) -> Result<TicketAnswer, ServiceError> {
         let order = NewOrder::one_ticket(user_id, event_id, tier, self.hold);
-        let render;
-        let record = match &keyed {
-            Some(keyed) => {
-                render =
-                    |outcome: &OrderOutcome| (keyed.answer)(reserved(outcome.clone(), event_id));
-                Some(AnswerRecord {
-                    held: keyed.held,
-                    answer: &render,
-                })
-            }
-            None => None,
-        };
+        let recorder = Recorder::new(keyed.as_ref(), |outcome: &OrderOutcome| {
+            reserved(outcome.clone(), event_id)
+        });
+        let record = recorder.as_ref().map(Recorder::record);
         let outcome = match self.store.place_order(&order, record.as_ref()).await {
             // The event row was read, so the missing reference is the token's user.
             Err(StoreError::ForeignKeyViolation) => return Err(ServiceError::InvalidToken),
@@ -102,19 +120,10 @@ impl Tickets {
         keyed: Option<KeyedWrite<'_, TicketDetails>>,
     ) -> Result<TicketAnswer, ServiceError> {
         let action = change.action();
-        let render;
-        let record = match &keyed {
-            Some(keyed) => {
-                render = |outcome: &TicketChange| {
-                    (keyed.answer)(changed(ticket_id, outcome.clone(), action))
-                };
-                Some(AnswerRecord {
-                    held: keyed.held,
-                    answer: &render,
-                })
-            }
-            None => None,
-        };
+        let recorder = Recorder::new(keyed.as_ref(), |outcome: &TicketChange| {
+            changed(ticket_id, outcome.clone(), action)
+        });
+        let record = recorder.as_ref().map(Recorder::record);
         let record = record.as_ref();
         let change = match change {
             Change::Pay => self.store.pay_ticket(ticket_id, user_id, record).await?,

@@ -87,6 +87,14 @@ pub struct EventFilter {
     pub starts_before: Option<DateTime<Utc>>,
 }
 
+/// A change to an event's tiers.
+#[derive(Debug, Clone, Copy)]
+pub enum TierChange<'a> {
+    Add(&'a TierDraft),
+    Update(Uuid, &'a TierDraft),
+    Delete(Uuid),
+}
+
 /// What a ticket's or order's owner does to an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderAction {
@@ -220,28 +228,15 @@ pub trait EventStore: Send + Sync {
     async fn insert_event(&self, creator_id: Uuid, event: &NewEvent) -> StoreResult<Event>;
     /// An event's tiers in sale order.
     async fn event_tiers(&self, event_id: Uuid) -> StoreResult<Vec<Tier>>;
-    /// Adds a tier, last in sale order, to an event of `creator_id`.
-    async fn add_tier(
-        &self,
-        event_id: Uuid,
-        creator_id: Uuid,
-        tier: &TierDraft,
-    ) -> StoreResult<TierOutcome>;
-    /// Replaces a tier of an event of `creator_id`, refusing a quantity below its sold.
-    async fn update_tier(
-        &self,
-        event_id: Uuid,
-        tier_id: Uuid,
-        creator_id: Uuid,
-        tier: &TierDraft,
-    ) -> StoreResult<TierOutcome>;
-    /// Deletes a tier without reserved or paid tickets (due holds are released first) that is
+    /// Adds, replaces or deletes a tier of an event of `creator_id`, under the event's lock:
+    /// a new tier goes last; a replacement may not go below the tickets the tier sold; a tier is
+    /// deleted only without reserved or paid tickets (due holds released first) and when it is
     /// not the event's last.
-    async fn delete_tier(
+    async fn change_tier(
         &self,
         event_id: Uuid,
-        tier_id: Uuid,
         creator_id: Uuid,
+        change: TierChange<'_>,
     ) -> StoreResult<TierOutcome>;
     /// What an event sold, with its creator's id; `None` when there is no such event.
     async fn event_stats(&self, event_id: Uuid) -> StoreResult<Option<(Uuid, EventStats)>>;

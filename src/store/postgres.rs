@@ -11,16 +11,16 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{FromRow, Postgres, QueryBuilder, Transaction};
 use uuid::Uuid;
 
-use super::sql::{self, CredentialsRow, Placement, TierChange};
+use super::sql::{self, CredentialsRow, Placement};
 use super::{
     AnswerRecord, Backend, BuyerFilter, ClaimTerms, EventFilter, EventStore, HeldKey,
     IdempotencyClaim, IdempotencyStore, Infrastructure, NearbyQuery, OrderAction, Page, PoolStats,
-    RequestKey, StoreError, StoreOptions, StoreResult, StoredAnswer, TicketStore, UserStore,
+    RequestKey, StoreError, StoreOptions, StoreResult, TicketStore, TierChange, UserStore,
 };
 use crate::domain::{
     Event, EventDelete, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent, NewEvent,
     NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest, TicketChange,
-    TicketDetails, Tier, TierDraft, TierOutcome, User,
+    TicketDetails, Tier, TierOutcome, User,
 };
 
 type UserRow = sql::UserRow<DateTime<Utc>>;
@@ -77,7 +77,7 @@ macro_rules! expire_holds {
 
 /// The sale query: reads the event and the buyer, and locks the event's row until the order's
 /// transaction ends (every order of the event queues here, and only here).
-const SALE_FOR_UPDATE: &str = concat!("SELECT ", sale_columns!(), " FOR UPDATE OF e");
+const SALE_FOR_UPDATE: &str = concat!(sale_by_tier!(), " FOR UPDATE OF e");
 
 pub struct PgStore {
     pool: PgPool,
@@ -121,35 +121,6 @@ impl PgStore {
         finish(tx, record, outcome).await
     }
 
-    /// A change to an event's tiers under the event's row lock, due holds released first.
-    async fn change_tier(
-        &self,
-        event_id: Uuid,
-        creator_id: Uuid,
-        change: TierChange<'_>,
-    ) -> StoreResult<TierOutcome> {
-        const OWNER_FOR_UPDATE: &str = "SELECT creator_id FROM events WHERE id = $1 FOR UPDATE";
-        let (mut tx, now) = begin_write(&self.pool).await?;
-        if matches!(change, TierChange::Delete(_)) {
-            sqlx::query(expire_holds!("AND event_id = $2"))
-                .bind(i64::MAX)
-                .bind(event_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let outcome = sql::change_tier_on::<Postgres>(
-            &mut tx,
-            OWNER_FOR_UPDATE,
-            event_id,
-            creator_id,
-            change,
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(outcome)
-    }
-
     async fn key_row(&self, key: RequestKey<'_>) -> StoreResult<Option<KeyRow>> {
         let row = sqlx::query_as(sql::PEEK_KEY)
             .bind(key.user_id)
@@ -185,21 +156,10 @@ async fn finish<O>(
     record: Option<&AnswerRecord<'_, O>>,
     outcome: O,
 ) -> StoreResult<O> {
-    if let Some(record) = record {
-        let StoredAnswer { status, body } = (record.answer)(&outcome);
-        let held = record.held;
-        let recorded = sqlx::query(sql::RECORD_ANSWER)
-            .bind(held.user_id)
-            .bind(&held.key)
-            .bind(i16::try_from(status).unwrap_or(500))
-            .bind(body)
-            .bind(held.claim)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if recorded == 0 {
-            return Err(StoreError::ClaimLost);
-        }
+    if let Some(record) = record
+        && !sql::record_answer_on::<Postgres, O>(&mut tx, record, &outcome).await?
+    {
+        return Err(StoreError::ClaimLost);
     }
     tx.commit().await?;
     Ok(outcome)
@@ -379,35 +339,33 @@ impl EventStore for PgStore {
         row.into_event()
     }
 
-    async fn add_tier(
+    #[tracing::instrument(skip(self, change))]
+    async fn change_tier(
         &self,
         event_id: Uuid,
         creator_id: Uuid,
-        tier: &TierDraft,
+        change: TierChange<'_>,
     ) -> StoreResult<TierOutcome> {
-        self.change_tier(event_id, creator_id, TierChange::Add(tier))
-            .await
-    }
-
-    async fn update_tier(
-        &self,
-        event_id: Uuid,
-        tier_id: Uuid,
-        creator_id: Uuid,
-        tier: &TierDraft,
-    ) -> StoreResult<TierOutcome> {
-        self.change_tier(event_id, creator_id, TierChange::Update(tier_id, tier))
-            .await
-    }
-
-    async fn delete_tier(
-        &self,
-        event_id: Uuid,
-        tier_id: Uuid,
-        creator_id: Uuid,
-    ) -> StoreResult<TierOutcome> {
-        self.change_tier(event_id, creator_id, TierChange::Delete(tier_id))
-            .await
+        const OWNER_FOR_UPDATE: &str = "SELECT creator_id FROM events WHERE id = $1 FOR UPDATE";
+        let (mut tx, now) = begin_write(&self.pool).await?;
+        if matches!(change, TierChange::Delete(_)) {
+            sqlx::query(expire_holds!("AND event_id = $2"))
+                .bind(i64::MAX)
+                .bind(event_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let outcome = sql::change_tier_on::<Postgres>(
+            &mut tx,
+            OWNER_FOR_UPDATE,
+            event_id,
+            creator_id,
+            change,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     async fn event_stats(&self, event_id: Uuid) -> StoreResult<Option<(Uuid, EventStats)>> {

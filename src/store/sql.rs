@@ -8,7 +8,9 @@ use sqlx::query::QueryAs;
 use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
 use uuid::Uuid;
 
-use super::{EventFilter, IdempotencyClaim, OrderAction, StoreError, StoredAnswer};
+use super::{
+    AnswerRecord, EventFilter, IdempotencyClaim, OrderAction, StoreError, StoredAnswer, TierChange,
+};
 use crate::domain::event::MAX_TIERS;
 use crate::domain::{
     Change, Event, EventDraft, EventStats, EventSummary, GeoPoint, NewOrder, NewUser, Order,
@@ -197,9 +199,10 @@ pub(super) const PEEK_KEY: &str = "SELECT request_hash,
         CAST(response_status AS BIGINT) AS response_status, response_body, created_at, lease_until
      FROM idempotency_keys WHERE user_id = $1 AND key = $2";
 /// Records the answer of the request holding claim `$5`: no row when the claim was lost.
-pub(super) const RECORD_ANSWER: &str =
-    "UPDATE idempotency_keys SET response_status = $3, response_body = $4, lease_until = NULL
-     WHERE user_id = $1 AND key = $2 AND claim = $5 AND response_status IS NULL";
+const RECORD_ANSWER: &str = "UPDATE idempotency_keys
+     SET response_status = $3, response_body = $4, lease_until = NULL
+     WHERE user_id = $1 AND key = $2 AND claim = $5 AND response_status IS NULL
+     RETURNING user_id";
 pub(super) const RELEASE_IDEMPOTENCY_KEY: &str = "DELETE FROM idempotency_keys
      WHERE user_id = $1 AND key = $2 AND claim = $3 AND response_status IS NULL";
 pub(super) const PURGE_IDEMPOTENCY_KEYS: &str =
@@ -246,17 +249,24 @@ pub(super) trait Dialect: Database {
         + for<'r> sqlx::Decode<'r, Self>;
     /// The case-insensitive LIKE operator.
     const ILIKE: &'static str;
+    /// Whether a statement that waits for a row lock may return the rows joined to the locked
+    /// one as they were before the wait (PostgreSQL re-reads only the locked row): then what
+    /// depends on the lock is read again after it.
+    const STALE_JOINS_AFTER_LOCK: bool;
 }
 
 impl Dialect for sqlx::Postgres {
     type Time = DateTime<Utc>;
     const ILIKE: &'static str = "ILIKE";
+    const STALE_JOINS_AFTER_LOCK: bool = true;
 }
 
 impl Dialect for sqlx::Sqlite {
     type Time = Micros;
     // SQLite's LIKE ignores case for ASCII letters.
     const ILIKE: &'static str = "LIKE";
+    // One writer at a time: a write transaction sees everything committed before it.
+    const STALE_JOINS_AFTER_LOCK: bool = false;
 }
 
 pub(super) fn point(latitude: f64, longitude: f64) -> Result<GeoPoint, StoreError> {
@@ -708,6 +718,35 @@ fn escape_like(text: &str) -> String {
     escaped
 }
 
+/// Records a keyed write's answer to `outcome` on its key, inside the write's transaction;
+/// `false` when the key is no longer the request's (the caller rolls back).
+pub(super) async fn record_answer_on<DB: Dialect, O>(
+    conn: &mut DB::Connection,
+    record: &AnswerRecord<'_, O>,
+    outcome: &O,
+) -> Result<bool, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> i32: Encode<'q, DB> + Type<DB>,
+    for<'r> (Uuid,): FromRow<'r, DB::Row>,
+{
+    let StoredAnswer { status, body } = (record.answer)(outcome);
+    let held = record.held;
+    let recorded: Option<(Uuid,)> = sqlx::query_as(RECORD_ANSWER)
+        .bind(held.user_id)
+        .bind(held.key.as_str())
+        .bind(i32::from(status))
+        .bind(body)
+        .bind(held.claim)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(recorded.is_some())
+}
+
 /// How long a key is remembered.
 pub(super) const KEY_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
@@ -794,15 +833,28 @@ pub(super) struct SaleRow<T> {
     user_email: Option<String>,
 }
 
-/// The columns of [`SaleRow`] for a backend's sale query (`e` the event, `u` the buyer).
-macro_rules! sale_columns {
+/// A backend's sale query without its locking clause: one [`SaleTierRow`] per tier of the
+/// event (`e`), in sale order, with the buyer (`u`).
+macro_rules! sale_by_tier {
     () => {
-        "e.start_time <= $3 AS started, \
+        "SELECT e.start_time <= $3 AS started, \
          CAST(e.total_tickets - e.tickets_sold AS BIGINT) AS seats_left, \
          e.max_tickets_per_user, e.currency, e.title, e.start_time, e.end_time, e.venue_name, \
-         e.city, e.state, u.name AS user_name, u.email AS user_email \
-         FROM events e LEFT JOIN users u ON u.id = $2 WHERE e.id = $1"
+         e.city, e.state, u.name AS user_name, u.email AS user_email, t.id, t.name, \
+         t.description, t.price_minor, t.quantity, t.sold, t.max_per_order, t.sales_start, \
+         t.sales_end, t.position \
+         FROM events e LEFT JOIN users u ON u.id = $2 JOIN ticket_tiers t ON t.event_id = e.id \
+         WHERE e.id = $1 ORDER BY t.position"
     };
+}
+
+/// An event's sale with one of its tiers: what [`sale_by_tier`] reads.
+#[derive(FromRow)]
+pub(super) struct SaleTierRow<T> {
+    #[sqlx(flatten)]
+    sale: SaleRow<T>,
+    #[sqlx(flatten)]
+    tier: TierRow<T>,
 }
 
 #[derive(FromRow)]
@@ -844,7 +896,8 @@ pub(super) enum Placement {
 }
 
 /// Places `order` on `conn`, inside the caller's transaction, after `sale_sql` (the backend's
-/// sale query, which on PostgreSQL locks the event row) has read the event. Every rule is the
+/// [`sale_by_tier`] query, which on PostgreSQL locks the event row) has read the event and
+/// its tiers in one round trip. Every rule is the
 /// domain's ([`SaleState::plan`]); this reads the state and writes the plan.
 pub(super) async fn place_order_on<DB: Dialect>(
     conn: &mut DB::Connection,
@@ -859,7 +912,7 @@ where
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'q> i32: Encode<'q, DB> + Type<DB>,
-    for<'r> SaleRow<DB::Time>: FromRow<'r, DB::Row>,
+    for<'r> SaleTierRow<DB::Time>: FromRow<'r, DB::Row>,
     for<'r> TierRow<DB::Time>: FromRow<'r, DB::Row>,
     for<'r> (i64,): FromRow<'r, DB::Row>,
 {
@@ -887,24 +940,34 @@ where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     for<'q> Uuid: Encode<'q, DB> + Type<DB>,
-    for<'r> SaleRow<DB::Time>: FromRow<'r, DB::Row>,
+    for<'r> SaleTierRow<DB::Time>: FromRow<'r, DB::Row>,
     for<'r> TierRow<DB::Time>: FromRow<'r, DB::Row>,
     for<'r> (i64,): FromRow<'r, DB::Row>,
 {
-    let row: Option<SaleRow<DB::Time>> = sqlx::query_as(sale_sql)
+    let rows: Vec<SaleTierRow<DB::Time>> = sqlx::query_as(sale_sql)
         .bind(order.event_id)
         .bind(order.user_id)
         .bind(DB::Time::from(now))
-        .fetch_optional(&mut *conn)
+        .fetch_all(&mut *conn)
         .await?;
-    let Some(row) = row else {
+    let mut tiers = Vec::with_capacity(rows.len());
+    let mut sale = None;
+    for row in rows {
+        tiers.push(row.tier.into_tier()?);
+        sale.get_or_insert(row.sale);
+    }
+    // No row: no such event (every event has a tier).
+    let Some(row) = sale else {
         return Ok(None);
     };
+    if DB::STALE_JOINS_AFTER_LOCK {
+        // The tiers' counters as they are now that the event is locked.
+        tiers = tiers_on::<DB>(conn, order.event_id).await?;
+    }
     let (Some(name), Some(email)) = (row.user_name, row.user_email) else {
         // The buyer's account is gone: the token names a deleted user.
         return Err(StoreError::ForeignKeyViolation);
     };
-    let tiers = tiers_on::<DB>(conn, order.event_id).await?;
     let held_by_buyer = match row.max_tickets_per_user {
         None => 0,
         Some(_) => {
@@ -1314,14 +1377,6 @@ pub(super) fn assemble_orders<T: StoredTime>(
             })
         })
         .collect()
-}
-
-/// A change to an event's tiers.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum TierChange<'a> {
-    Add(&'a TierDraft),
-    Update(Uuid, &'a TierDraft),
-    Delete(Uuid),
 }
 
 /// Applies `change` to the tiers of `event_id` inside the caller's transaction, after

@@ -17,16 +17,16 @@ use sqlx::sqlite::{
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
-use super::sql::{self, CredentialsRow, Micros, Placement, TierChange};
+use super::sql::{self, CredentialsRow, Micros, Placement};
 use super::{
     AnswerRecord, Backend, BuyerFilter, ClaimTerms, EventFilter, EventStore, HeldKey,
     IdempotencyClaim, IdempotencyStore, Infrastructure, NearbyQuery, OrderAction, Page, PoolStats,
-    RequestKey, StoreError, StoreOptions, StoreResult, StoredAnswer, TicketStore, UserStore,
+    RequestKey, StoreError, StoreOptions, StoreResult, TicketStore, TierChange, UserStore,
 };
 use crate::domain::{
     Event, EventDelete, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent, NewEvent,
     NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, OrderRefusal, PageRequest,
-    Shortage, TicketChange, TicketDetails, Tier, TierDraft, TierOutcome, User,
+    Shortage, TicketChange, TicketDetails, Tier, TierOutcome, User,
 };
 
 type UserRow = sql::UserRow<Micros>;
@@ -101,22 +101,11 @@ impl WriteTx {
         record: Option<&AnswerRecord<'_, O>>,
         outcome: O,
     ) -> StoreResult<O> {
-        if let Some(record) = record {
-            let StoredAnswer { status, body } = (record.answer)(&outcome);
-            let held = record.held;
-            let recorded = sqlx::query(sql::RECORD_ANSWER)
-                .bind(held.user_id)
-                .bind(&held.key)
-                .bind(i64::from(status))
-                .bind(body)
-                .bind(held.claim)
-                .execute(&mut *self)
-                .await?
-                .rows_affected();
-            if recorded == 0 {
-                self.rollback().await?;
-                return Err(StoreError::ClaimLost);
-            }
+        if let Some(record) = record
+            && !sql::record_answer_on::<Sqlite, O>(&mut self, record, &outcome).await?
+        {
+            self.rollback().await?;
+            return Err(StoreError::ClaimLost);
         }
         self.commit().await?;
         Ok(outcome)
@@ -238,31 +227,6 @@ impl SqliteStore {
         })
     }
 
-    /// A change to an event's tiers in a write transaction, due holds released first.
-    async fn change_tier(
-        &self,
-        event_id: Uuid,
-        creator_id: Uuid,
-        change: TierChange<'_>,
-    ) -> StoreResult<TierOutcome> {
-        let now = Utc::now();
-        let mut tx = begin_immediate(&self.writer).await?;
-        if matches!(change, TierChange::Delete(_)) {
-            expire_holds(&mut tx, Some(event_id), i64::MAX, now).await?;
-        }
-        let outcome = sql::change_tier_on::<Sqlite>(
-            &mut tx,
-            sql::EVENT_OWNER,
-            event_id,
-            creator_id,
-            change,
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(outcome)
-    }
-
     async fn change_ticket(
         &self,
         ticket_id: Uuid,
@@ -335,7 +299,7 @@ async fn orders_with_parts(
 }
 
 /// The sale query: the single writer's transaction already keeps other writers out.
-const SALE: &str = concat!("SELECT ", sale_columns!());
+const SALE: &str = sale_by_tier!();
 
 /// Places an order inside the caller's write transaction, releasing the event's due holds once
 /// when it looks short of seats.
@@ -541,35 +505,29 @@ impl EventStore for SqliteStore {
         row.into_event()
     }
 
-    async fn add_tier(
+    #[tracing::instrument(skip(self, change))]
+    async fn change_tier(
         &self,
         event_id: Uuid,
         creator_id: Uuid,
-        tier: &TierDraft,
+        change: TierChange<'_>,
     ) -> StoreResult<TierOutcome> {
-        self.change_tier(event_id, creator_id, TierChange::Add(tier))
-            .await
-    }
-
-    async fn update_tier(
-        &self,
-        event_id: Uuid,
-        tier_id: Uuid,
-        creator_id: Uuid,
-        tier: &TierDraft,
-    ) -> StoreResult<TierOutcome> {
-        self.change_tier(event_id, creator_id, TierChange::Update(tier_id, tier))
-            .await
-    }
-
-    async fn delete_tier(
-        &self,
-        event_id: Uuid,
-        tier_id: Uuid,
-        creator_id: Uuid,
-    ) -> StoreResult<TierOutcome> {
-        self.change_tier(event_id, creator_id, TierChange::Delete(tier_id))
-            .await
+        let now = Utc::now();
+        let mut tx = begin_immediate(&self.writer).await?;
+        if matches!(change, TierChange::Delete(_)) {
+            expire_holds(&mut tx, Some(event_id), i64::MAX, now).await?;
+        }
+        let outcome = sql::change_tier_on::<Sqlite>(
+            &mut tx,
+            sql::EVENT_OWNER,
+            event_id,
+            creator_id,
+            change,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     async fn event_stats(&self, event_id: Uuid) -> StoreResult<Option<(Uuid, EventStats)>> {

@@ -2,9 +2,9 @@
 //!
 //! Every write goes through one connection, and a commit (with its WAL sync) costs more than
 //! placing an order. Orders that arrive together are therefore placed by one task in one
-//! transaction, each under a savepoint of its own: the result is exactly as if they had run one
-//! after another, an order whose statements fail (say, its buyer was deleted meanwhile) fails
-//! alone, and a batch of one is the plain case.
+//! transaction, one after another, so the result is exactly as if they had run alone. Should
+//! any order's statements fail, nothing of the batch is kept and each order is placed again in
+//! a transaction of its own, so that it fails alone; a batch of one is the plain case.
 
 use chrono::Utc;
 use sqlx::SqlitePool;
@@ -34,52 +34,43 @@ pub(super) fn spawn(writer: SqlitePool) -> mpsc::Sender<Pending> {
 async fn run(writer: SqlitePool, mut receiver: mpsc::Receiver<Pending>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        match write_batch(&writer, &batch).await {
-            Ok(outcomes) => {
-                for (pending, outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = pending.reply.send(outcome);
+        let orders: Vec<&NewOrder> = batch.iter().map(|pending| &pending.order).collect();
+        let outcomes = match write_batch(&writer, &orders).await {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            Err(error) if orders.len() > 1 => {
+                tracing::warn!(%error, size = orders.len(), "a batch of orders failed; placing each alone");
+                let mut outcomes = Vec::with_capacity(orders.len());
+                for order in &orders {
+                    let alone = write_batch(&writer, std::slice::from_ref(order)).await;
+                    outcomes.push(alone.map(|mut placed| placed.remove(0)));
                 }
+                outcomes
             }
-            // Nothing of the batch was committed: every order gets the error.
-            Err(error) => {
-                tracing::warn!(%error, size = batch.len(), "a batch of orders was not committed");
-                let unavailable = matches!(error, StoreError::Unavailable(_));
-                for pending in batch.drain(..) {
-                    let message = format!("group commit failed: {error}");
-                    let error = sqlx::Error::Protocol(message);
-                    let _ = pending.reply.send(Err(if unavailable {
-                        StoreError::Unavailable(error)
-                    } else {
-                        StoreError::Database(error)
-                    }));
-                }
-            }
+            Err(error) => vec![Err(error)],
+        };
+        for (pending, outcome) in batch.drain(..).zip(outcomes) {
+            let _ = pending.reply.send(outcome);
         }
     }
 }
 
-/// Places every order of `batch` in one transaction; the outer error means none committed.
+/// Places `orders` one after another in one transaction: all committed, or none.
 async fn write_batch(
     writer: &SqlitePool,
-    batch: &[Pending],
-) -> Result<Vec<Result<OrderOutcome, StoreError>>, StoreError> {
+    orders: &[&NewOrder],
+) -> Result<Vec<OrderOutcome>, StoreError> {
     let now = Utc::now();
     let mut tx = WriteTx::begin(writer).await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for pending in batch {
-        sqlx::query("SAVEPOINT pending_order")
-            .execute(&mut *tx)
-            .await?;
-        let outcome = place_in(&mut tx, &pending.order, now).await;
-        if outcome.is_err() {
-            sqlx::query("ROLLBACK TO pending_order")
-                .execute(&mut *tx)
-                .await?;
+    let mut outcomes = Vec::with_capacity(orders.len());
+    for order in orders {
+        match place_in(&mut tx, order, now).await {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(error) => {
+                // Whether the rollback works or not, the error is the answer.
+                let _ = tx.rollback().await;
+                return Err(error);
+            }
         }
-        sqlx::query("RELEASE pending_order")
-            .execute(&mut *tx)
-            .await?;
-        outcomes.push(outcome);
     }
     tx.commit().await?;
     Ok(outcomes)
