@@ -91,6 +91,8 @@ FROM ticket_tiers tier WHERE tier.event_id = t.event_id;
 
 ALTER TABLE tickets ALTER COLUMN order_id SET NOT NULL, ALTER COLUMN tier_id SET NOT NULL;
 CREATE INDEX tickets_order_idx ON tickets (order_id);
+-- A tier's sales and an event's cascading delete find the event's tickets.
+CREATE INDEX tickets_event_idx ON tickets (event_id);
 -- The per-person cap counts a user's live tickets of one event.
 CREATE INDEX tickets_user_event_live_idx ON tickets (user_id, event_id)
     WHERE status IN ('reserved', 'paid');

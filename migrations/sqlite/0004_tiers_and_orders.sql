@@ -103,5 +103,7 @@ DROP TABLE tickets;
 ALTER TABLE tickets_with_orders RENAME TO tickets;
 CREATE INDEX tickets_user_created_idx ON tickets (user_id, created_at DESC, id DESC);
 CREATE INDEX tickets_order_idx ON tickets (order_id);
+-- A tier's sales and an event's cascading delete find the event's tickets.
+CREATE INDEX tickets_event_idx ON tickets (event_id);
 CREATE INDEX tickets_user_event_live_idx ON tickets (user_id, event_id)
     WHERE status IN ('reserved', 'paid');

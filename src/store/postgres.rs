@@ -348,7 +348,8 @@ impl EventStore for PgStore {
     ) -> StoreResult<TierOutcome> {
         const OWNER_FOR_UPDATE: &str = "SELECT creator_id FROM events WHERE id = $1 FOR UPDATE";
         let (mut tx, now) = begin_write(&self.pool).await?;
-        if matches!(change, TierChange::Delete(_)) {
+        // `sold` must count live tickets only when a tier is checked against it.
+        if !matches!(change, TierChange::Add(_)) {
             sqlx::query(expire_holds!("AND event_id = $2"))
                 .bind(i64::MAX)
                 .bind(event_id)
@@ -599,12 +600,14 @@ impl IdempotencyStore for PgStore {
         request_hash: &str,
         terms: ClaimTerms,
     ) -> StoreResult<IdempotencyClaim> {
-        // A new key is taken while the user holds fewer than `quota` others. A held key is
-        // taken over when it is forgotten (24 h) or its holder's lease passed unanswered.
+        // A new key is taken while the user holds fewer than `quota` others. A held key (the
+        // quota does not apply to it) is taken over when it is forgotten (24 h) or its holder's
+        // lease passed unanswered.
         let claimed = sqlx::query_scalar::<_, i32>(
             "INSERT INTO idempotency_keys (user_id, key, request_hash, claim, lease_until)
              SELECT $1, $2, $3, $4, now() + make_interval(secs => $5)
-             WHERE (SELECT count(*) FROM idempotency_keys
+             WHERE EXISTS (SELECT 1 FROM idempotency_keys WHERE user_id = $1 AND key = $2)
+                OR (SELECT count(*) FROM idempotency_keys
                     WHERE user_id = $1 AND key <> $2
                       AND created_at > now() - interval '24 hours') < $6
              ON CONFLICT (user_id, key) DO UPDATE

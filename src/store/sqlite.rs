@@ -26,7 +26,7 @@ use super::{
 use crate::domain::{
     Event, EventDelete, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent, NewEvent,
     NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, OrderRefusal, PageRequest,
-    Shortage, TicketChange, TicketDetails, Tier, TierOutcome, User,
+    Shortage, TicketChange, TicketDetails, Tier, TierChoice, TierOutcome, User,
 };
 
 type UserRow = sql::UserRow<Micros>;
@@ -61,6 +61,9 @@ async fn begin_immediate(writer: &SqlitePool) -> StoreResult<WriteTx> {
 /// back whatever it held.
 pub(super) struct WriteTx {
     conn: Option<PoolConnection<Sqlite>>,
+    /// When the write lock was taken: the time the transaction's writes are judged by (taken
+    /// before, it would age by the wait for the lock).
+    now: DateTime<Utc>,
 }
 
 impl WriteTx {
@@ -69,9 +72,15 @@ impl WriteTx {
         // the lock drops the connection (see `Drop`) rather than pooling one mid-transaction.
         let mut tx = Self {
             conn: Some(writer.acquire().await?),
+            now: Utc::now(),
         };
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *tx).await?;
+        tx.now = Utc::now();
         Ok(tx)
+    }
+
+    pub(super) fn now(&self) -> DateTime<Utc> {
+        self.now
     }
 
     async fn end(mut self, statement: &'static str) -> StoreResult<()> {
@@ -199,12 +208,14 @@ impl SqliteStore {
             .unwrap_or_else(|_| Err(sqlx::Error::WorkerCrashed.into()))
     }
 
-    /// An order for an event that is sold out, started or missing, refused from a read without
-    /// the writer; `None` when only the writer can tell (seats left, or due holds to release).
+    /// An order for an event that is missing, started or (when `sold_out_answers`) sold out,
+    /// refused from a read without the writer; `None` when only the writer can tell (seats
+    /// left, due holds to release, or rules to check first).
     async fn refusal_without_writing(
         &self,
         event_id: Uuid,
         now: DateTime<Utc>,
+        sold_out_answers: bool,
     ) -> StoreResult<Option<OrderRefusal>> {
         let state: Option<(bool, bool, bool)> = sqlx::query_as(
             "SELECT start_time <= ?2, tickets_sold >= total_tickets,
@@ -219,7 +230,7 @@ impl SqliteStore {
         Ok(match state {
             None => Some(OrderRefusal::EventNotFound),
             Some((true, _, _)) => Some(OrderRefusal::EventStarted),
-            Some((false, true, false)) => Some(OrderRefusal::NotEnough {
+            Some((false, true, false)) if sold_out_answers => Some(OrderRefusal::NotEnough {
                 short: Shortage::Event,
                 left: 0,
             }),
@@ -234,8 +245,8 @@ impl SqliteStore {
         action: OrderAction,
         record: Option<&AnswerRecord<'_, TicketChange>>,
     ) -> StoreResult<TicketChange> {
-        let now = Utc::now();
         let mut tx = begin_immediate(&self.writer).await?;
+        let now = tx.now();
         let outcome =
             sql::change_ticket_order::<Sqlite>(&mut tx, ticket_id, user_id, action, now).await?;
         tx.finish(record, outcome).await
@@ -332,32 +343,39 @@ async fn expire_holds(
     limit: i64,
     now: DateTime<Utc>,
 ) -> StoreResult<u64> {
+    // `?1` now, `?2` the event or NULL, `?3` the limit: the due orders, oldest first. Selected
+    // twice (for the tickets, then the orders) inside one write transaction: the same set.
+    macro_rules! due_orders {
+        () => {
+            "SELECT id FROM orders
+             WHERE status = 'reserved' AND expires_at <= ?1 AND (?2 IS NULL OR event_id = ?2)
+             ORDER BY expires_at, id LIMIT ?3"
+        };
+    }
     let now = Micros::from(now);
-    let orders: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE orders SET status = 'expired', updated_at = ?1
-         WHERE id IN (
-            SELECT id FROM orders
-            WHERE status = 'reserved' AND expires_at <= ?1 AND (?2 IS NULL OR event_id = ?2)
-            ORDER BY expires_at LIMIT ?3)
-         RETURNING id",
-    )
+    let released: Vec<(Uuid, Uuid)> = sqlx::query_as(concat!(
+        "UPDATE tickets SET status = 'expired', updated_at = ?1 WHERE order_id IN (",
+        due_orders!(),
+        ") RETURNING event_id, tier_id"
+    ))
     .bind(now)
     .bind(event_id)
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
-    if orders.is_empty() {
+    if released.is_empty() {
         return Ok(0);
     }
-    let mut expire =
-        QueryBuilder::<Sqlite>::new("UPDATE tickets SET status = 'expired', updated_at = ");
-    expire.push_bind(now).push(" WHERE order_id IN (");
-    let mut ids = expire.separated(", ");
-    for order in &orders {
-        ids.push_bind(*order);
-    }
-    expire.push(") RETURNING event_id, tier_id");
-    let released: Vec<(Uuid, Uuid)> = expire.build_query_as().fetch_all(&mut *conn).await?;
+    sqlx::query(concat!(
+        "UPDATE orders SET status = 'expired', updated_at = ?1 WHERE id IN (",
+        due_orders!(),
+        ")"
+    ))
+    .bind(now)
+    .bind(event_id)
+    .bind(limit)
+    .execute(&mut *conn)
+    .await?;
     let mut per_event: BTreeMap<Uuid, i64> = BTreeMap::new();
     let mut per_tier: BTreeMap<Uuid, i64> = BTreeMap::new();
     for (event, tier) in &released {
@@ -512,9 +530,10 @@ impl EventStore for SqliteStore {
         creator_id: Uuid,
         change: TierChange<'_>,
     ) -> StoreResult<TierOutcome> {
-        let now = Utc::now();
         let mut tx = begin_immediate(&self.writer).await?;
-        if matches!(change, TierChange::Delete(_)) {
+        let now = tx.now();
+        // `sold` must count live tickets only when a tier is checked against it.
+        if !matches!(change, TierChange::Add(_)) {
             expire_holds(&mut tx, Some(event_id), i64::MAX, now).await?;
         }
         let outcome = sql::change_tier_on::<Sqlite>(
@@ -578,8 +597,8 @@ impl EventStore for SqliteStore {
 
     #[tracing::instrument(skip(self))]
     async fn delete_event(&self, id: Uuid, creator_id: Uuid) -> StoreResult<EventDelete> {
-        let now = Utc::now();
         let mut tx = begin_immediate(&self.writer).await?;
+        let now = tx.now();
         let owner: Option<Uuid> = sqlx::query_scalar(sql::EVENT_OWNER)
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -701,14 +720,24 @@ impl TicketStore for SqliteStore {
         order: &NewOrder,
         record: Option<&AnswerRecord<'_, OrderOutcome>>,
     ) -> StoreResult<OrderOutcome> {
-        let now = Utc::now();
         // A keyed order commits with its answer, so it takes a transaction of its own.
         if record.is_some() {
             let mut tx = begin_immediate(&self.writer).await?;
+            let now = tx.now();
             let outcome = place_in(&mut tx, order, now).await?;
             return tx.finish(record, outcome).await;
         }
-        match self.refusal_without_writing(order.event_id, now).await? {
+        let now = Utc::now();
+        // "Sold out" may be answered early only where no rule on a named tier could come
+        // first (an unknown tier or a per-order maximum is 422 even when nothing is left).
+        let names_tiers = order
+            .lines
+            .iter()
+            .any(|line| matches!(line.tier, TierChoice::Tier(_)));
+        match self
+            .refusal_without_writing(order.event_id, now, !names_tiers)
+            .await?
+        {
             Some(refusal) => Ok(OrderOutcome::Refused(refusal)),
             None => self.place_batched(order).await,
         }
@@ -752,8 +781,8 @@ impl TicketStore for SqliteStore {
         action: OrderAction,
         record: Option<&AnswerRecord<'_, OrderChange>>,
     ) -> StoreResult<OrderChange> {
-        let now = Utc::now();
         let mut tx = begin_immediate(&self.writer).await?;
+        let now = tx.now();
         let change = sql::change_order_on::<Sqlite>(&mut tx, order_id, user_id, action, now);
         let outcome = match change.await? {
             Some(refusal) => refusal,
@@ -781,7 +810,8 @@ impl TicketStore for SqliteStore {
     #[tracing::instrument(skip(self))]
     async fn expire_due_tickets(&self, batch_size: i64) -> StoreResult<u64> {
         let mut tx = begin_immediate(&self.writer).await?;
-        let expired = expire_holds(&mut tx, None, batch_size, Utc::now()).await?;
+        let now = tx.now();
+        let expired = expire_holds(&mut tx, None, batch_size, now).await?;
         tx.commit().await?;
         Ok(expired)
     }
@@ -795,8 +825,8 @@ impl IdempotencyStore for SqliteStore {
         request_hash: &str,
         terms: ClaimTerms,
     ) -> StoreResult<IdempotencyClaim> {
-        let now = Utc::now();
         let mut tx = begin_immediate(&self.writer).await?;
+        let now = tx.now();
         let row: Option<KeyRow> = sqlx::query_as(sql::PEEK_KEY)
             .bind(key.user_id)
             .bind(key.key)

@@ -329,6 +329,26 @@ async fn order_rules_answer_with_their_status(backend: Backend) {
         error_locs(&answer).contains(&loc(&["body", "tier_id"])),
         "{answer}"
     );
+    // On a sold-out event the rules on named tiers still come first (422, not "sold out").
+    let full = app
+        .create_event(&organiser.token, json!({"total_tickets": 1}))
+        .await;
+    let (status, _) = app
+        .post(
+            "/tickets/",
+            Some(&buyer.token),
+            json!({"event_id": full["id"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, answer) = place(
+        &app,
+        &buyer,
+        &full,
+        json!([{"tier_id": unknown, "quantity": 1}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
     app.assert_invariants().await;
 }
 

@@ -565,6 +565,11 @@ async fn idempotency_claims(backend: Backend) {
         "held keys still answer"
     );
     assert_eq!(quota("q1", minute).await, Claimed, "its own abandoned key");
+    // At its quota, a user still takes over a key of its own whose holder died.
+    let (claimed, _) = claim_for(other, "q3", "h", Duration::ZERO, 10).await;
+    assert_eq!(claimed, Claimed);
+    let (taken, _) = claim_for(other, "q3", "h", minute, 1).await;
+    assert_eq!(taken, Claimed, "the quota counts new keys only");
     fx.finish().await;
 }
 

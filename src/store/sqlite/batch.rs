@@ -6,7 +6,6 @@
 //! any order's statements fail, nothing of the batch is kept and each order is placed again in
 //! a transaction of its own, so that it fails alone; a batch of one is the plain case.
 
-use chrono::Utc;
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
@@ -34,13 +33,22 @@ pub(super) fn spawn(writer: SqlitePool) -> mpsc::Sender<Pending> {
 async fn run(writer: SqlitePool, mut receiver: mpsc::Receiver<Pending>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // A request cut off (by its timeout) while queued is not placed behind its back.
+        batch.retain(|pending| !pending.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
         let orders: Vec<&NewOrder> = batch.iter().map(|pending| &pending.order).collect();
         let outcomes = match write_batch(&writer, &orders).await {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
             Err(error) if orders.len() > 1 => {
                 tracing::warn!(%error, size = orders.len(), "a batch of orders failed; placing each alone");
                 let mut outcomes = Vec::with_capacity(orders.len());
-                for order in &orders {
+                for (pending, order) in batch.iter().zip(&orders) {
+                    if pending.reply.is_closed() {
+                        outcomes.push(Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut)));
+                        continue;
+                    }
                     let alone = write_batch(&writer, std::slice::from_ref(order)).await;
                     outcomes.push(alone.map(|mut placed| placed.remove(0)));
                 }
@@ -59,8 +67,8 @@ async fn write_batch(
     writer: &SqlitePool,
     orders: &[&NewOrder],
 ) -> Result<Vec<OrderOutcome>, StoreError> {
-    let now = Utc::now();
     let mut tx = WriteTx::begin(writer).await?;
+    let now = tx.now();
     let mut outcomes = Vec::with_capacity(orders.len());
     for order in orders {
         match place_in(&mut tx, order, now).await {
