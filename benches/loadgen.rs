@@ -4,6 +4,7 @@
 //!   cargo bench --bench loadgen -- search     --backend sqlite|postgres
 //!   cargo bench --bench loadgen -- flash-sale --backend sqlite|postgres
 //!   cargo bench --bench loadgen -- orders --backend sqlite|postgres
+//!   cargo bench --bench loadgen -- sold-out --backend sqlite|postgres
 //!   cargo bench --bench loadgen -- spread     --backend sqlite|postgres
 //!
 //! PostgreSQL runs use BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres)
@@ -77,6 +78,15 @@ enum Scenario {
         #[arg(long, default_value_t = 2_000)]
         users: usize,
     },
+    /// Reservations for an event already sold out: how fast "sold out" is answered.
+    SoldOut {
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        #[arg(long, default_value_t = 2_000)]
+        users: usize,
+    },
     /// `GET /` (no database): the HTTP ceiling of server plus load generator on this machine.
     Baseline {
         #[arg(long, default_value_t = 256)]
@@ -142,6 +152,11 @@ fn main() -> anyhow::Result<()> {
                 concurrency,
                 users,
             } => orders(&bench, tickets, concurrency, users).await,
+            Scenario::SoldOut {
+                concurrency,
+                seconds,
+                users,
+            } => sold_out(&bench, concurrency, Duration::from_secs(seconds), users).await,
             Scenario::Baseline {
                 concurrency,
                 seconds,
@@ -733,6 +748,47 @@ async fn orders(
     println!(
         "oversell check: tickets_sold={sold} total_tickets={total} live_rows={rows} tier_sum={tier_sum} -> {}",
         if sold == rows && sold <= total && tier_sum == sold && tiers_ok {
+            "OK"
+        } else {
+            "VIOLATED"
+        }
+    );
+    Ok(())
+}
+
+async fn sold_out(
+    bench: &Bench,
+    concurrency: usize,
+    seconds: Duration,
+    users: usize,
+) -> anyhow::Result<()> {
+    let users = Arc::new(bench.users(users, false).await?);
+    let event = bench.event(users[0].0, 1, random_point(3, 0.1), 3).await?;
+    let (client, base) = (bench.client.clone(), bench.base.clone());
+    let first = client
+        .post(format!("{base}/tickets/"))
+        .bearer_auth(&users[0].1)
+        .json(&serde_json::json!({"event_id": event}));
+    anyhow::ensure!(status_of(first).await == 201, "the only seat is taken");
+    println!(
+        "sold out: {concurrency} connections for {}s",
+        seconds.as_secs()
+    );
+    let mut figures = drive(concurrency, Some(seconds), move |worker, iteration| {
+        let (_, token) = &users[(worker * 7919 + iteration) % users.len()];
+        Some(status_of(
+            client
+                .post(format!("{base}/tickets/"))
+                .bearer_auth(token)
+                .json(&serde_json::json!({"event_id": event})),
+        ))
+    })
+    .await;
+    figures.print("sold-out");
+    let (sold, total, rows) = sold_and_rows(bench, event).await?;
+    println!(
+        "after: tickets_sold={sold} total_tickets={total} live_rows={rows} -> {}",
+        if sold == 1 && rows == 1 {
             "OK"
         } else {
             "VIOLATED"

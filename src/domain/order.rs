@@ -373,6 +373,13 @@ impl NewOrder {
         })
     }
 
+    /// Whether a line names its tier (rules on that tier then come before "sold out").
+    pub fn names_tiers(&self) -> bool {
+        self.lines
+            .iter()
+            .any(|line| matches!(line.tier, TierChoice::Tier(_)))
+    }
+
     /// One ticket, from `tier` or the first tier on sale.
     pub fn one_ticket(
         user_id: Uuid,

@@ -496,6 +496,18 @@ impl TicketStore for PgStore {
         order: &NewOrder,
         record: Option<&AnswerRecord<'_, OrderOutcome>>,
     ) -> StoreResult<OrderOutcome> {
+        // A missing, started or sold-out event is refused from one read, without the event's
+        // lock or a write (a keyed order records its answer, so it takes the write path).
+        if record.is_none() {
+            let state = sqlx::query_as(sql::SALE_AT_A_GLANCE)
+                .bind(order.event_id)
+                .bind(Utc::now())
+                .fetch_optional(&self.pool)
+                .await?;
+            if let Some(refusal) = sql::refusal_at_a_glance(state, !order.names_tiers()) {
+                return Ok(OrderOutcome::Refused(refusal));
+            }
+        }
         let (mut tx, now) = begin_write(&self.pool).await?;
         let outcome = place_order(&mut tx, order, now).await?;
         // Refused or not, the transaction commits: released holds stay released.

@@ -15,8 +15,8 @@ use crate::domain::event::MAX_TIERS;
 use crate::domain::{
     Change, Event, EventDraft, EventStats, EventSummary, GeoPoint, NewOrder, NewUser, Order,
     OrderChange, OrderDetails, OrderOutcome, OrderPlan, OrderRefusal, PlannedLine, SaleState,
-    SalesFigures, Ticket, TicketChange, TicketDetails, TicketStatus, Tier, TierDraft, TierOutcome,
-    TierSummary, User, UserSummary, Venue, VenueFields,
+    SalesFigures, Shortage, Ticket, TicketChange, TicketDetails, TicketStatus, Tier, TierDraft,
+    TierOutcome, TierSummary, User, UserSummary, Venue, VenueFields,
 };
 
 macro_rules! user_columns {
@@ -174,6 +174,31 @@ pub(super) const RELEASE_ORDER_SEATS: [&str; 2] = [
              WHERE oi.order_id = $1 AND oi.tier_id = ticket_tiers.id), updated_at = $2
      WHERE id IN (SELECT tier_id FROM order_items WHERE order_id = $1)",
 ];
+/// `$1` event, `$2` now: whether it started, is sold out, and has due holds to release.
+pub(super) const SALE_AT_A_GLANCE: &str = "SELECT start_time <= $2, tickets_sold >= total_tickets,
+        EXISTS (SELECT 1 FROM orders
+                WHERE event_id = $1 AND status = 'reserved' AND expires_at <= $2)
+     FROM events WHERE id = $1";
+
+/// An order refused from [`SALE_AT_A_GLANCE`] alone, without a write or a lock: the event is
+/// missing, started, or (when `sold_out_answers`) sold out with no due hold to release. `None`
+/// when only the write path can tell (seats left, due holds, or a rule on a named tier that
+/// must come first).
+pub(super) fn refusal_at_a_glance(
+    state: Option<(bool, bool, bool)>,
+    sold_out_answers: bool,
+) -> Option<OrderRefusal> {
+    match state {
+        None => Some(OrderRefusal::EventNotFound),
+        Some((true, _, _)) => Some(OrderRefusal::EventStarted),
+        Some((false, true, false)) if sold_out_answers => Some(OrderRefusal::NotEnough {
+            short: Shortage::Event,
+            left: 0,
+        }),
+        Some(_) => None,
+    }
+}
+
 /// `$1` event: its tiers in sale order.
 pub(super) const SALE_TIERS: &str = "SELECT id, name, description, price_minor, quantity, sold,
         max_per_order, sales_start, sales_end, position

@@ -26,7 +26,7 @@ use super::{
 use crate::domain::{
     Event, EventDelete, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent, NewEvent,
     NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, OrderRefusal, PageRequest,
-    Shortage, TicketChange, TicketDetails, Tier, TierChoice, TierOutcome, User,
+    TicketChange, TicketDetails, Tier, TierOutcome, User,
 };
 
 type UserRow = sql::UserRow<Micros>;
@@ -217,25 +217,12 @@ impl SqliteStore {
         now: DateTime<Utc>,
         sold_out_answers: bool,
     ) -> StoreResult<Option<OrderRefusal>> {
-        let state: Option<(bool, bool, bool)> = sqlx::query_as(
-            "SELECT start_time <= ?2, tickets_sold >= total_tickets,
-                    EXISTS (SELECT 1 FROM orders
-                            WHERE event_id = ?1 AND status = 'reserved' AND expires_at <= ?2)
-             FROM events WHERE id = ?1",
-        )
-        .bind(event_id)
-        .bind(Micros::from(now))
-        .fetch_optional(&self.reader)
-        .await?;
-        Ok(match state {
-            None => Some(OrderRefusal::EventNotFound),
-            Some((true, _, _)) => Some(OrderRefusal::EventStarted),
-            Some((false, true, false)) if sold_out_answers => Some(OrderRefusal::NotEnough {
-                short: Shortage::Event,
-                left: 0,
-            }),
-            Some(_) => None,
-        })
+        let state = sqlx::query_as(sql::SALE_AT_A_GLANCE)
+            .bind(event_id)
+            .bind(Micros::from(now))
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(sql::refusal_at_a_glance(state, sold_out_answers))
     }
 
     async fn change_ticket(
@@ -730,12 +717,8 @@ impl TicketStore for SqliteStore {
         let now = Utc::now();
         // "Sold out" may be answered early only where no rule on a named tier could come
         // first (an unknown tier or a per-order maximum is 422 even when nothing is left).
-        let names_tiers = order
-            .lines
-            .iter()
-            .any(|line| matches!(line.tier, TierChoice::Tier(_)));
         match self
-            .refusal_without_writing(order.event_id, now, !names_tiers)
+            .refusal_without_writing(order.event_id, now, !order.names_tiers())
             .await?
         {
             Some(refusal) => Ok(OrderOutcome::Refused(refusal)),

@@ -25,6 +25,7 @@ backend_tests!(
     idempotency_keys_per_user_are_bounded,
     a_cut_off_keyed_write_commits_nothing_and_its_retry_runs_once,
     a_key_claimed_by_a_dead_process_is_taken_over,
+    sold_out_answers_take_no_lock,
 );
 
 async fn nul_characters_are_refused_not_stored(backend: Backend) {
@@ -430,6 +431,33 @@ async fn a_cut_off_keyed_write_commits_nothing_and_its_retry_runs_once(backend: 
     assert_eq!(replay.text().await.unwrap(), created);
     assert_eq!(app.scalar("SELECT COUNT(*) FROM tickets").await, 1);
     app.assert_invariants().await;
+}
+
+async fn sold_out_answers_take_no_lock(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |settings| {
+        settings.request_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let (first, second) = (app.register_user(None).await, app.register_user(None).await);
+    let event = app
+        .create_event(&first.token, json!({"total_tickets": 1}))
+        .await;
+    let event_id = event["id"].as_str().unwrap();
+    let body = json!({"event_id": event_id});
+    let (status, _) = app
+        .post("/tickets/", Some(&first.token), body.clone())
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // With the event's lock (the write lock on SQLite) held elsewhere, "sold out" still comes
+    // at once: it is read, not written (a write would wait and be cut off with 503).
+    let unblock = block_reservations(&app, event_id).await;
+    let (status, answer) = app.post("/tickets/", Some(&second.token), body).await;
+    unblock.send(()).unwrap();
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert!(
+        answer["detail"].as_str().unwrap().contains("sold out"),
+        "{answer}"
+    );
 }
 
 /// Holds what a reservation of `event_id` waits for (the event's row on PostgreSQL, the write
