@@ -5,6 +5,7 @@
 //!   cargo bench --bench loadgen -- flash-sale --backend sqlite|postgres
 //!   cargo bench --bench loadgen -- orders --backend sqlite|postgres
 //!   cargo bench --bench loadgen -- sold-out --backend sqlite|postgres
+//!   cargo bench --bench loadgen -- listing --backend sqlite|postgres [--events N]
 //!   cargo bench --bench loadgen -- spread     --backend sqlite|postgres
 //!
 //! PostgreSQL runs use BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres)
@@ -87,6 +88,15 @@ enum Scenario {
         #[arg(long, default_value_t = 2_000)]
         users: usize,
     },
+    /// `GET /events/?limit=20` over many seeded events.
+    Listing {
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
     /// `GET /` (no database): the HTTP ceiling of server plus load generator on this machine.
     Baseline {
         #[arg(long, default_value_t = 256)]
@@ -157,6 +167,11 @@ fn main() -> anyhow::Result<()> {
                 seconds,
                 users,
             } => sold_out(&bench, concurrency, Duration::from_secs(seconds), users).await,
+            Scenario::Listing {
+                events,
+                concurrency,
+                seconds,
+            } => listing(&bench, events, concurrency, Duration::from_secs(seconds)).await,
             Scenario::Baseline {
                 concurrency,
                 seconds,
@@ -794,5 +809,31 @@ async fn sold_out(
             "VIOLATED"
         }
     );
+    Ok(())
+}
+
+async fn listing(
+    bench: &Bench,
+    events: usize,
+    concurrency: usize,
+    seconds: Duration,
+) -> anyhow::Result<()> {
+    let users = bench.users(1, false).await?;
+    let seeding = Instant::now();
+    for i in 0..events {
+        bench
+            .event(users[0].0, 100, random_point(i as u64 + 5, 1.0), i as u64)
+            .await?;
+    }
+    println!(
+        "listing: {events} events seeded in {:.1}s; GET /events/?limit=20, {concurrency} connections",
+        seeding.elapsed().as_secs_f64()
+    );
+    let (client, base) = (bench.client.clone(), bench.base.clone());
+    let mut figures = drive(concurrency, Some(seconds), move |_, _| {
+        Some(status_of(client.get(format!("{base}/events/?limit=20"))))
+    })
+    .await;
+    figures.print(&format!("listing events={events}"));
     Ok(())
 }

@@ -102,11 +102,7 @@ pub(super) const UPDATE_EVENT: &str = concat!(
 pub(super) const FIND_EVENT: &str =
     concat!("SELECT ", event_columns!(), " FROM events WHERE id = $1");
 pub(super) const EVENT_OWNER: &str = "SELECT creator_id FROM events WHERE id = $1";
-pub(super) const SELECT_EVENTS: &str = concat!(
-    "SELECT ",
-    event_columns!(),
-    ", count(*) OVER () AS total FROM events e"
-);
+pub(super) const SELECT_EVENTS: &str = concat!("SELECT ", event_columns!(), " FROM events e");
 pub(super) const COUNT_EVENTS: &str = "SELECT count(*) FROM events e";
 pub(super) const EVENTS_ORDER: &str = " ORDER BY e.start_time, e.id";
 pub(super) const FIND_TICKET: &str = concat!(
@@ -645,6 +641,7 @@ macro_rules! fetch_events_page {
             sql::EVENTS_ORDER,
             $page,
             EventRow::into_event,
+            count_apart,
         )
     }};
 }
@@ -693,10 +690,15 @@ macro_rules! fetch_optional {
     }};
 }
 
-/// One page of `$select` (which must yield `count(*) OVER () AS total`) narrowed by the
-/// `$filter` closure and ordered by `$order`; an empty page past the end runs `$count` for
-/// the total. A macro, not a generic function: sqlx's SQLite arguments only fit a query built
-/// from a concrete backend's builder.
+/// One page of `$select` narrowed by the `$filter` closure and ordered by `$order`, with the
+/// number of rows matching the filter. A macro, not a generic function: sqlx's SQLite arguments
+/// only fit a query built from a concrete backend's builder.
+///
+/// By default `$select` yields `count(*) OVER () AS total` (cheap where the filter leaves few
+/// rows, as a buyer's tickets); an empty page past the end runs `$count` for the total. With
+/// `count_apart` (the event listing, where the filter may match every event) the page is read
+/// by the ordering index alone and `$count` runs only when the page cannot tell the total, so
+/// a page of 20 never reads every matching row.
 macro_rules! fetch_page {
     ($pool:expr, $select:expr, $count:expr, $filter:expr, $order:expr, $page:expr, $into_item:expr $(,)?) => {{
         let page: $crate::domain::PageRequest = $page;
@@ -728,6 +730,32 @@ macro_rules! fetch_page {
                 })
             }
         }
+    }};
+    ($pool:expr, $select:expr, $count:expr, $filter:expr, $order:expr, $page:expr, $into_item:expr, count_apart $(,)?) => {{
+        let page: $crate::domain::PageRequest = $page;
+        let mut builder = sqlx::QueryBuilder::new($select);
+        ($filter)(&mut builder);
+        builder
+            .push($order)
+            .push(" LIMIT ")
+            .push_bind(page.limit())
+            .push(" OFFSET ")
+            .push_bind(page.skip());
+        let rows: Vec<_> = builder.build_query_as().fetch_all($pool).await?;
+        let read = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+        // A page that is neither full nor empty ends the listing: it tells the total.
+        let total = if read > 0 && read < page.limit() {
+            page.skip().saturating_add(read)
+        } else {
+            let mut builder = sqlx::QueryBuilder::new($count);
+            ($filter)(&mut builder);
+            builder.build_query_scalar().fetch_one($pool).await?
+        };
+        let items = rows
+            .into_iter()
+            .map($into_item)
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Page { items, total })
     }};
 }
 
