@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::tickets::{KeyedWrite, Recorder, refused};
+use super::tickets::{KeyedWrite, Recorder, refuse_deleted_user, refused};
 use super::{Action, Resource, ServiceError};
 use crate::domain::{
     Change, NewOrder, OrderChange, OrderDetails, OrderFields, OrderOutcome, OrderRefusal,
@@ -62,30 +62,10 @@ impl Orders {
         Ok(placed(outcome, event_id))
     }
 
-    /// Pays a reserved order whose hold has not passed; answers as [`Orders::place`] does.
-    pub async fn pay(
-        &self,
-        user_id: Uuid,
-        order_id: Uuid,
-        keyed: Option<KeyedWrite<'_, OrderDetails>>,
-    ) -> Result<OrderAnswer, ServiceError> {
-        self.change(user_id, order_id, OrderAction::Pay, keyed)
-            .await
-    }
-
-    /// Cancels a reserved order: every seat goes back on sale at once.
-    pub async fn cancel(
-        &self,
-        user_id: Uuid,
-        order_id: Uuid,
-        keyed: Option<KeyedWrite<'_, OrderDetails>>,
-    ) -> Result<OrderAnswer, ServiceError> {
-        self.change(user_id, order_id, OrderAction::Cancel, keyed)
-            .await
-    }
-
+    /// Pays or cancels a reserved order whose hold has not passed (a cancellation puts every
+    /// seat back on sale at once); answers as [`Orders::place`] does.
     #[tracing::instrument(skip(self, keyed))]
-    async fn change(
+    pub async fn change(
         &self,
         user_id: Uuid,
         order_id: Uuid,
@@ -101,11 +81,7 @@ impl Orders {
             .store
             .change_order(order_id, user_id, action, record)
             .await?;
-        // As for tickets: a stranger's refusal first checks the caller still exists.
-        let refused_as_stranger = matches!(change, Change::NotFound | Change::NotOwner);
-        if keyed.is_none() && refused_as_stranger && !self.store.user_exists(user_id).await? {
-            return Err(ServiceError::InvalidToken);
-        }
+        refuse_deleted_user(&self.store, user_id, keyed.is_some(), &change).await?;
         Ok(changed(order_id, change, action))
     }
 

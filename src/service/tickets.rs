@@ -6,10 +6,12 @@ use uuid::Uuid;
 
 use super::{Action, Resource, ServiceError};
 use crate::domain::{
-    NewOrder, OrderOutcome, OrderRefusal, PageRequest, PathSegment, TicketChange, TicketDetails,
-    TicketStatus, Violations,
+    Change, NewOrder, OrderOutcome, OrderRefusal, PageRequest, PathSegment, TicketChange,
+    TicketDetails, TicketStatus, Violations,
 };
-use crate::store::{AnswerRecord, BuyerFilter, DynStore, HeldKey, Page, StoreError, StoredAnswer};
+use crate::store::{
+    AnswerRecord, BuyerFilter, DynStore, HeldKey, OrderAction, Page, StoreError, StoredAnswer,
+};
 use crate::telemetry;
 
 pub struct Tickets {
@@ -90,52 +92,30 @@ impl Tickets {
         Ok(reserved(outcome, event_id))
     }
 
-    /// Pays a reserved ticket; answers as [`Tickets::reserve`] does.
+    /// Pays or cancels a reserved ticket (the order of that one ticket); answers as
+    /// [`Tickets::reserve`] does.
     #[tracing::instrument(skip(self, keyed))]
-    pub async fn pay(
+    pub async fn change(
         &self,
         user_id: Uuid,
         ticket_id: Uuid,
+        order_action: OrderAction,
         keyed: Option<KeyedWrite<'_, TicketDetails>>,
     ) -> Result<TicketAnswer, ServiceError> {
-        self.change(user_id, ticket_id, Change::Pay, keyed).await
-    }
-
-    /// Cancels a reserved ticket; answers as [`Tickets::reserve`] does.
-    #[tracing::instrument(skip(self, keyed))]
-    pub async fn cancel(
-        &self,
-        user_id: Uuid,
-        ticket_id: Uuid,
-        keyed: Option<KeyedWrite<'_, TicketDetails>>,
-    ) -> Result<TicketAnswer, ServiceError> {
-        self.change(user_id, ticket_id, Change::Cancel, keyed).await
-    }
-
-    async fn change(
-        &self,
-        user_id: Uuid,
-        ticket_id: Uuid,
-        change: Change,
-        keyed: Option<KeyedWrite<'_, TicketDetails>>,
-    ) -> Result<TicketAnswer, ServiceError> {
-        let action = change.action();
+        let action = match order_action {
+            OrderAction::Pay => Action::PayTicket,
+            OrderAction::Cancel => Action::CancelTicket,
+        };
         let recorder = Recorder::new(keyed.as_ref(), |outcome: &TicketChange| {
             changed(ticket_id, outcome.clone(), action)
         });
         let record = recorder.as_ref().map(Recorder::record);
         let record = record.as_ref();
-        let change = match change {
-            Change::Pay => self.store.pay_ticket(ticket_id, user_id, record).await?,
-            Change::Cancel => self.store.cancel_ticket(ticket_id, user_id, record).await?,
-        };
-        // A refusal for a ticket that is not found or not the caller's first checks that the
-        // caller still exists (a deleted user's token is 401). A keyed request's user existed
-        // when it claimed its key, and its answer is already recorded.
-        let refused_as_stranger = matches!(change, TicketChange::NotFound | TicketChange::NotOwner);
-        if keyed.is_none() && refused_as_stranger && !self.store.user_exists(user_id).await? {
-            return Err(ServiceError::InvalidToken);
-        }
+        let change = self
+            .store
+            .change_ticket(ticket_id, user_id, order_action, record)
+            .await?;
+        refuse_deleted_user(&self.store, user_id, keyed.is_some(), &change).await?;
         Ok(changed(ticket_id, change, action))
     }
 
@@ -167,19 +147,20 @@ impl Tickets {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Change {
-    Pay,
-    Cancel,
-}
-
-impl Change {
-    fn action(self) -> Action {
-        match self {
-            Change::Pay => Action::PayTicket,
-            Change::Cancel => Action::CancelTicket,
-        }
+/// A refusal as a stranger (not found, not the owner) first checks that the caller still
+/// exists: a deleted user's token is 401. A keyed request's user existed when it claimed its
+/// key, and its answer is already recorded.
+pub(super) async fn refuse_deleted_user<T>(
+    store: &DynStore,
+    user_id: Uuid,
+    keyed: bool,
+    change: &Change<T>,
+) -> Result<(), ServiceError> {
+    let as_stranger = matches!(change, Change::NotFound | Change::NotOwner);
+    if !keyed && as_stranger && !store.user_exists(user_id).await? {
+        return Err(ServiceError::InvalidToken);
     }
+    Ok(())
 }
 
 /// The one ticket of an order of one, or why the order was refused.

@@ -269,20 +269,13 @@ pub trait TicketStore: Send + Sync {
         order: &NewOrder,
         record: Option<&AnswerRecord<'_, OrderOutcome>>,
     ) -> StoreResult<OrderOutcome>;
-    /// Pays the order of a reserved ticket of `user_id` (an order of that one ticket) whose
-    /// hold has not passed.
-    async fn pay_ticket(
+    /// Pays or cancels the order of a reserved ticket of `user_id` (an order of that one
+    /// ticket) whose hold has not passed; a cancellation gives the seat back, atomically.
+    async fn change_ticket(
         &self,
         ticket_id: Uuid,
         user_id: Uuid,
-        record: Option<&AnswerRecord<'_, TicketChange>>,
-    ) -> StoreResult<TicketChange>;
-    /// Cancels the order of a reserved ticket of `user_id` (an order of that one ticket) and
-    /// gives its seat back, atomically.
-    async fn cancel_ticket(
-        &self,
-        ticket_id: Uuid,
-        user_id: Uuid,
+        action: OrderAction,
         record: Option<&AnswerRecord<'_, TicketChange>>,
     ) -> StoreResult<TicketChange>;
     async fn find_ticket(&self, id: Uuid) -> StoreResult<Option<TicketDetails>>;

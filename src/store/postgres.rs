@@ -105,22 +105,6 @@ impl PgStore {
         Ok(Self { pool })
     }
 
-    /// Pays or cancels a ticket's order (of that one ticket) in one transaction; deadlines
-    /// are judged by the database clock under the order's row lock, so a payment and the
-    /// sweeper racing for one order cannot both win.
-    async fn change_ticket(
-        &self,
-        ticket_id: Uuid,
-        user_id: Uuid,
-        action: OrderAction,
-        record: Option<&AnswerRecord<'_, TicketChange>>,
-    ) -> StoreResult<TicketChange> {
-        let (mut tx, now) = begin_write(&self.pool).await?;
-        let outcome =
-            sql::change_ticket_order::<Postgres>(&mut tx, ticket_id, user_id, action, now).await?;
-        finish(tx, record, outcome).await
-    }
-
     async fn key_row(&self, key: RequestKey<'_>) -> StoreResult<Option<KeyRow>> {
         let row = sqlx::query_as(sql::PEEK_KEY)
             .bind(key.user_id)
@@ -514,26 +498,21 @@ impl TicketStore for PgStore {
         finish(tx, record, outcome).await
     }
 
+    /// Pays or cancels a ticket's order (of that one ticket) in one transaction; deadlines
+    /// are judged by the database clock under the order's row lock, so a payment and the
+    /// sweeper racing for one order cannot both win.
     #[tracing::instrument(skip(self, record))]
-    async fn pay_ticket(
+    async fn change_ticket(
         &self,
         ticket_id: Uuid,
         user_id: Uuid,
+        action: OrderAction,
         record: Option<&AnswerRecord<'_, TicketChange>>,
     ) -> StoreResult<TicketChange> {
-        self.change_ticket(ticket_id, user_id, OrderAction::Pay, record)
-            .await
-    }
-
-    #[tracing::instrument(skip(self, record))]
-    async fn cancel_ticket(
-        &self,
-        ticket_id: Uuid,
-        user_id: Uuid,
-        record: Option<&AnswerRecord<'_, TicketChange>>,
-    ) -> StoreResult<TicketChange> {
-        self.change_ticket(ticket_id, user_id, OrderAction::Cancel, record)
-            .await
+        let (mut tx, now) = begin_write(&self.pool).await?;
+        let outcome =
+            sql::change_ticket_order::<Postgres>(&mut tx, ticket_id, user_id, action, now).await?;
+        finish(tx, record, outcome).await
     }
 
     async fn find_ticket(&self, id: Uuid) -> StoreResult<Option<TicketDetails>> {

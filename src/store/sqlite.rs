@@ -225,20 +225,6 @@ impl SqliteStore {
         Ok(sql::refusal_at_a_glance(state, sold_out_answers))
     }
 
-    async fn change_ticket(
-        &self,
-        ticket_id: Uuid,
-        user_id: Uuid,
-        action: OrderAction,
-        record: Option<&AnswerRecord<'_, TicketChange>>,
-    ) -> StoreResult<TicketChange> {
-        let mut tx = begin_immediate(&self.writer).await?;
-        let now = tx.now();
-        let outcome =
-            sql::change_ticket_order::<Sqlite>(&mut tx, ticket_id, user_id, action, now).await?;
-        tx.finish(record, outcome).await
-    }
-
     async fn reader(&self) -> StoreResult<PoolConnection<Sqlite>> {
         Ok(self.reader.acquire().await?)
     }
@@ -727,25 +713,18 @@ impl TicketStore for SqliteStore {
     }
 
     #[tracing::instrument(skip(self, record))]
-    async fn pay_ticket(
+    async fn change_ticket(
         &self,
         ticket_id: Uuid,
         user_id: Uuid,
+        action: OrderAction,
         record: Option<&AnswerRecord<'_, TicketChange>>,
     ) -> StoreResult<TicketChange> {
-        self.change_ticket(ticket_id, user_id, OrderAction::Pay, record)
-            .await
-    }
-
-    #[tracing::instrument(skip(self, record))]
-    async fn cancel_ticket(
-        &self,
-        ticket_id: Uuid,
-        user_id: Uuid,
-        record: Option<&AnswerRecord<'_, TicketChange>>,
-    ) -> StoreResult<TicketChange> {
-        self.change_ticket(ticket_id, user_id, OrderAction::Cancel, record)
-            .await
+        let mut tx = begin_immediate(&self.writer).await?;
+        let now = tx.now();
+        let outcome =
+            sql::change_ticket_order::<Sqlite>(&mut tx, ticket_id, user_id, action, now).await?;
+        tx.finish(record, outcome).await
     }
 
     async fn find_ticket(&self, id: Uuid) -> StoreResult<Option<TicketDetails>> {

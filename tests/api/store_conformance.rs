@@ -86,15 +86,17 @@ impl Fixture {
     }
 
     async fn pay(&self, ticket: Uuid, user: Uuid) -> TicketChange {
-        self.store
-            .pay_ticket(ticket, user, None)
-            .await
-            .expect("pay")
+        let change = self
+            .store
+            .change_ticket(ticket, user, OrderAction::Pay, None);
+        change.await.expect("pay")
     }
 
     async fn cancel(&self, ticket: Uuid, user: Uuid) -> TicketChange {
-        let change = self.store.cancel_ticket(ticket, user, None).await;
-        change.expect("cancel")
+        let change = self
+            .store
+            .change_ticket(ticket, user, OrderAction::Cancel, None);
+        change.await.expect("cancel")
     }
 
     async fn ticket(&self, id: Uuid) -> Ticket {
@@ -348,7 +350,8 @@ async fn pay_versus_expiry_race(backend: Backend) {
         let at = begun + hold + Duration::from_millis(10 * (i % 9) as u64);
         tokio::spawn(async move {
             tokio::time::sleep_until(at - Duration::from_millis(40)).await;
-            store.pay_ticket(id, owner, None).await.expect("pay")
+            let paying = store.change_ticket(id, owner, OrderAction::Pay, None);
+            paying.await.expect("pay")
         })
     });
     let joined = join_all(payments).await;

@@ -137,10 +137,7 @@ async fn change_order(command: OwnerCommand, action: OrderAction) -> Result<Resp
             held,
             answer: &answer,
         });
-        let answered = match action {
-            OrderAction::Pay => orders.pay(user_id, order_id, keyed).await?,
-            OrderAction::Cancel => orders.cancel(user_id, order_id, keyed).await?,
-        };
+        let answered = orders.change(user_id, order_id, action, keyed).await?;
         Ok(answer(answered))
     };
     let fingerprint = format!("POST /orders/{order_id}/{}", action.as_str());

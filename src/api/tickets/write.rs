@@ -129,10 +129,7 @@ async fn change_ticket(command: OwnerCommand, action: OrderAction) -> Result<Res
             held,
             answer: &answer,
         });
-        let answered = match action {
-            OrderAction::Pay => tickets.pay(user_id, ticket_id, keyed).await?,
-            OrderAction::Cancel => tickets.cancel(user_id, ticket_id, keyed).await?,
-        };
+        let answered = tickets.change(user_id, ticket_id, action, keyed).await?;
         Ok(answer(answered))
     };
     let fingerprint = format!("POST /tickets/{ticket_id}/{}", action.as_str());
