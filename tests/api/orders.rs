@@ -19,6 +19,7 @@ backend_tests!(
     two_processes_sell_one_tiered_capacity,
     creators_manage_tiers_with_the_409_rules,
     stats_count_sales_and_revenue_at_order_prices,
+    a_due_order_reads_expired_and_pays_410,
 );
 
 /// Early bird (1500, 5 seats, 2 per order), VIP (5000, 3 seats) and Regular (2500).
@@ -717,4 +718,78 @@ async fn stats_count_sales_and_revenue_at_order_prices(backend: Backend) {
     assert_eq!(vip_stats["available"], 1);
     let (status, _) = app.get(&stats_path, token).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+async fn a_due_order_reads_expired_and_pays_410(backend: Backend) {
+    let app = TestApp::spawn_without_sweeper(backend).await;
+    let (organiser, buyer) = (app.register_user(None).await, app.register_user(None).await);
+    let event = tiered_event(&app, &organiser, json!({"total_tickets": 5})).await;
+    let vip = tier_id(&event, "VIP");
+    let (status, order) = place(
+        &app,
+        &buyer,
+        &event,
+        json!([{"tier_id": vip, "quantity": 3}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    let order_id = order["id"].as_str().unwrap();
+    // As if the hold had run out: the order's and its tickets' deadline in the past.
+    let past_due = match backend {
+        Backend::Sqlite => format!(
+            "UPDATE {{table}} SET expires_at = expires_at - 600000000 WHERE {{column}} = X'{}' RETURNING 1",
+            order_id.replace('-', "")
+        ),
+        Backend::Postgres => format!(
+            "UPDATE {{table}} SET expires_at = now() - interval '1 second' WHERE {{column}} = '{order_id}' RETURNING 1::bigint"
+        ),
+    };
+    for (table, column) in [("orders", "id"), ("tickets", "order_id")] {
+        let sql = past_due
+            .replace("{table}", table)
+            .replace("{column}", column);
+        assert!(app.scalar(&sql).await >= 1, "{sql}");
+    }
+    let token = Some(buyer.token.as_str());
+    let path = format!("/orders/{order_id}");
+    let (_, read) = app.get(&path, token).await;
+    assert_eq!(read["status"], "expired");
+    assert!(
+        read["tickets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["status"] == "expired")
+    );
+    // Pay and cancel take no body.
+    let pay = app
+        .client
+        .post(app.url(&format!("{path}/pay")))
+        .bearer_auth(&buyer.token)
+        .send();
+    assert_eq!(pay.await.unwrap().status(), StatusCode::GONE);
+    let cancel = app
+        .client
+        .post(app.url(&format!("{path}/cancel")))
+        .bearer_auth(&buyer.token)
+        .send();
+    assert_eq!(cancel.await.unwrap().status(), StatusCode::CONFLICT);
+    // The seats are on sale again: the order path releases the due order first.
+    let (status, again) = place(
+        &app,
+        &buyer,
+        &event,
+        json!([{"tier_id": vip, "quantity": 3}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    let paid = app
+        .client
+        .post(app.url(&format!("/orders/{}/pay", again["id"].as_str().unwrap())))
+        .bearer_auth(&buyer.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), StatusCode::OK);
+    app.assert_invariants().await;
 }
