@@ -531,6 +531,27 @@ impl SaleState {
         })
     }
 
+    /// Grants the order like [`plan`](Self::plan) for a buyer holding `buyer_held` live
+    /// tickets, and takes its seats: orders granted one after another against one state get
+    /// exactly the answers they would get placed one at a time.
+    pub fn grant(
+        &mut self,
+        buyer_held: &mut i64,
+        lines: &[OrderLine],
+        now: DateTime<Utc>,
+    ) -> Result<OrderPlan, OrderRefusal> {
+        self.held_by_buyer = *buyer_held;
+        let plan = self.plan(lines, now)?;
+        self.seats_left -= i64::from(plan.tickets);
+        for line in &plan.lines {
+            if let Some(tier) = self.tiers.iter_mut().find(|tier| tier.id == line.tier_id) {
+                tier.sold += line.quantity;
+            }
+        }
+        *buyer_held += i64::from(plan.tickets);
+        Ok(plan)
+    }
+
     /// The first tier in its sales window with a seat; when none has one, why not: sold out
     /// when some tier is on sale, else the first tier's closed window.
     fn first_on_sale(&self, now: DateTime<Utc>) -> Result<&Tier, OrderRefusal> {
@@ -657,6 +678,42 @@ mod tests {
         assert_eq!(plan.total_minor, 2 * 1500 + 5000);
         assert_eq!(plan.tickets, 3);
         assert_eq!(plan.lines[1].tier_name, "VIP");
+    }
+
+    #[test]
+    fn granted_orders_take_their_seats_before_the_next_is_planned() {
+        let early = tier("Early", 1000, Some(3), 0);
+        let mut state = sale(4, vec![early.clone(), tier("Rest", 0, None, 0)]);
+        state.max_tickets_per_user = Some(3);
+        let now = Utc::now();
+        let (mut ada, mut bo) = (0, 0);
+        assert!(state.grant(&mut ada, &[line(&early, 2)], now).is_ok());
+        assert_eq!(
+            state.grant(&mut ada, &[line(&early, 2)], now).unwrap_err(),
+            OrderRefusal::PerPersonLimit { limit: 3 }
+        );
+        assert_eq!(
+            state.grant(&mut bo, &[line(&early, 2)], now).unwrap_err(),
+            OrderRefusal::NotEnough {
+                short: Shortage::Tier("Early".into()),
+                left: 1
+            }
+        );
+        let plan = state.grant(&mut bo, &[first(1)], now).unwrap();
+        assert_eq!(plan.lines[0].tier_name, "Early");
+        let plan = state.grant(&mut bo, &[first(1)], now).unwrap();
+        assert_eq!(plan.lines[0].tier_name, "Rest");
+        assert_eq!(
+            state.grant(&mut ada, &[first(1)], now).unwrap_err(),
+            OrderRefusal::NotEnough {
+                short: Shortage::Event,
+                left: 0
+            }
+        );
+        assert_eq!(
+            (ada, bo, state.seats_left, state.tiers[0].sold),
+            (2, 2, 0, 3)
+        );
     }
 
     #[test]

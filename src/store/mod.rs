@@ -10,6 +10,7 @@
 #[macro_use]
 pub(crate) mod sql;
 mod error;
+mod order_batch;
 mod postgres;
 mod sqlite;
 

@@ -3,6 +3,7 @@
 //! database clock (`now()`), the one clock every server process shares.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -11,7 +12,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{FromRow, Postgres, QueryBuilder, Transaction};
 use uuid::Uuid;
 
-use super::sql::{self, CredentialsRow, Placement};
+use self::sold_out::SoldOut;
+use super::sql::{self, CredentialsRow};
 use super::{
     AnswerRecord, Backend, BuyerFilter, ClaimTerms, EventFilter, EventStore, HeldKey,
     IdempotencyClaim, IdempotencyStore, Infrastructure, NearbyQuery, OrderAction, Page, PoolStats,
@@ -19,8 +21,8 @@ use super::{
 };
 use crate::domain::{
     Event, EventDelete, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent, NewEvent,
-    NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest, TicketChange,
-    TicketDetails, Tier, TierOutcome, User,
+    NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, OrderRefusal, PageRequest,
+    Shortage, TicketChange, TicketDetails, Tier, TierOutcome, User,
 };
 
 type UserRow = sql::UserRow<DateTime<Utc>>;
@@ -75,12 +77,16 @@ macro_rules! expire_holds {
     };
 }
 
-/// The sale query: reads the event and the buyer, and locks the event's row until the order's
-/// transaction ends (every order of the event queues here, and only here).
-const SALE_FOR_UPDATE: &str = concat!(sale_by_tier!(), " FOR UPDATE OF e");
+mod batch;
+mod sold_out;
 
 pub struct PgStore {
     pool: PgPool,
+    orders: Arc<batch::Lanes>,
+    sold_out: Arc<SoldOut>,
+    /// The sold-out listener's own pool (its one connection is held for good).
+    listener_pool: PgPool,
+    listener: tokio::task::JoinHandle<()>,
 }
 
 impl PgStore {
@@ -94,7 +100,7 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect_options)
+            .connect_with(connect_options.clone())
             .await
             .context("could not connect to PostgreSQL at DATABASE_URL")?;
         ensure_postgis_available(&pool).await?;
@@ -102,7 +108,19 @@ impl PgStore {
             .run(&pool)
             .await
             .context("applying the PostgreSQL migrations")?;
-        Ok(Self { pool })
+        let listener_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_lazy_with(connect_options);
+        let sold_out = Arc::new(SoldOut::default());
+        let listener = sold_out::listen(listener_pool.clone(), Arc::clone(&sold_out)).await;
+        Ok(Self {
+            orders: batch::Lanes::new(pool.clone(), Arc::clone(&sold_out)),
+            pool,
+            sold_out,
+            listener_pool,
+            listener,
+        })
     }
 
     async fn key_row(&self, key: RequestKey<'_>) -> StoreResult<Option<KeyRow>> {
@@ -177,33 +195,6 @@ async fn orders_with_parts(
     sql::assemble_orders(rows, items, tickets)
 }
 
-/// Places an order, releasing the event's due holds once when it looks short of seats.
-async fn place_order(
-    conn: &mut PgConnection,
-    order: &NewOrder,
-    now: DateTime<Utc>,
-) -> StoreResult<OrderOutcome> {
-    let mut released = false;
-    loop {
-        match sql::place_order_on::<Postgres>(conn, SALE_FOR_UPDATE, order, now).await? {
-            Placement::Done(outcome) => return Ok(outcome),
-            Placement::Short(refusal) if !released => {
-                released = true;
-                let (expired, _, _): (i64, i64, i64) =
-                    sqlx::query_as(expire_holds!("AND event_id = $2"))
-                        .bind(i64::MAX)
-                        .bind(order.event_id)
-                        .fetch_one(&mut *conn)
-                        .await?;
-                if expired == 0 {
-                    return Ok(OrderOutcome::Refused(refusal));
-                }
-            }
-            Placement::Short(refusal) => return Ok(OrderOutcome::Refused(refusal)),
-        }
-    }
-}
-
 async fn ensure_postgis_available(pool: &PgPool) -> anyhow::Result<()> {
     let available: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'postgis')",
@@ -244,6 +235,8 @@ impl Infrastructure for PgStore {
     }
 
     async fn close(&self) {
+        self.listener_pool.close().await;
+        self.listener.abort();
         self.pool.close().await;
     }
 }
@@ -480,22 +473,32 @@ impl TicketStore for PgStore {
         order: &NewOrder,
         record: Option<&AnswerRecord<'_, OrderOutcome>>,
     ) -> StoreResult<OrderOutcome> {
-        // A missing, started or sold-out event is refused from one read, without the event's
-        // lock or a write (a keyed order records its answer, so it takes the write path).
         if record.is_none() {
-            let state = sqlx::query_as(sql::SALE_AT_A_GLANCE)
-                .bind(order.event_id)
-                .bind(Utc::now())
-                .fetch_optional(&self.pool)
-                .await?;
-            if let Some(refusal) = sql::refusal_at_a_glance(state, !order.names_tiers()) {
-                return Ok(OrderOutcome::Refused(refusal));
+            // "Sold out" may be answered early only where no rule on a named tier could come
+            // first (an unknown tier or a per-order maximum is 422 even when nothing is left).
+            if !order.names_tiers() && self.sold_out.knows(order.event_id) {
+                return Ok(OrderOutcome::Refused(OrderRefusal::NotEnough {
+                    short: Shortage::Event,
+                    left: 0,
+                }));
             }
+            return self.orders.place(order.clone()).await;
         }
-        let (mut tx, now) = begin_write(&self.pool).await?;
-        let outcome = place_order(&mut tx, order, now).await?;
+        // A keyed order commits with its answer, so it takes a transaction of its own.
+        let generation = self.sold_out.generation();
+        let mut tx = self.pool.begin().await?;
+        let written = batch::write_orders(&mut tx, &[order]).await?;
+        let outcome = written
+            .outcomes
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Corrupt("an order went unanswered".into()))??;
         // Refused or not, the transaction commits: released holds stay released.
-        finish(tx, record, outcome).await
+        let outcome = finish(tx, record, outcome).await?;
+        if let Some(period) = written.sold_out_for {
+            self.sold_out.remember(order.event_id, generation, period);
+        }
+        Ok(outcome)
     }
 
     /// Pays or cancels a ticket's order (of that one ticket) in one transaction; deadlines
@@ -657,5 +660,12 @@ impl IdempotencyStore for PgStore {
             .await?
             .rows_affected();
         Ok(purged)
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // The listener holds a connection of its own: a dropped store lets it go.
+        self.listener.abort();
     }
 }

@@ -270,24 +270,17 @@ pub(super) trait Dialect: Database {
         + for<'r> sqlx::Decode<'r, Self>;
     /// The case-insensitive LIKE operator.
     const ILIKE: &'static str;
-    /// Whether a statement that waits for a row lock may return the rows joined to the locked
-    /// one as they were before the wait (PostgreSQL re-reads only the locked row): then what
-    /// depends on the lock is read again after it.
-    const STALE_JOINS_AFTER_LOCK: bool;
 }
 
 impl Dialect for sqlx::Postgres {
     type Time = DateTime<Utc>;
     const ILIKE: &'static str = "ILIKE";
-    const STALE_JOINS_AFTER_LOCK: bool = true;
 }
 
 impl Dialect for sqlx::Sqlite {
     type Time = Micros;
     // SQLite's LIKE ignores case for ASCII letters.
     const ILIKE: &'static str = "LIKE";
-    // One writer at a time: a write transaction sees everything committed before it.
-    const STALE_JOINS_AFTER_LOCK: bool = false;
 }
 
 pub(super) fn point(latitude: f64, longitude: f64) -> Result<GeoPoint, StoreError> {
@@ -948,10 +941,12 @@ pub(super) enum Placement {
     Short(OrderRefusal),
 }
 
-/// Places `order` on `conn`, inside the caller's transaction, after `sale_sql` (the backend's
-/// [`sale_by_tier`] query, which on PostgreSQL locks the event row) has read the event and
-/// its tiers in one round trip. Every rule is the
-/// domain's ([`SaleState::plan`]); this reads the state and writes the plan.
+/// Places `order` on `conn`, inside the caller's write transaction, after `sale_sql` (the
+/// backend's [`sale_by_tier`] query) has read the event and its tiers in one round trip: one
+/// order at a time, for a backend whose writer excludes all others for the transaction (a
+/// query joined to a row lock would see stale tiers; PostgreSQL places orders in batches, see
+/// `postgres/batch.rs`). Every rule is the domain's ([`SaleState::plan`]); this reads the
+/// state and writes the plan.
 pub(super) async fn place_order_on<DB: Dialect>(
     conn: &mut DB::Connection,
     sale_sql: &'static str,
@@ -979,7 +974,15 @@ where
         Err(short @ OrderRefusal::NotEnough { .. }) => return Ok(Placement::Short(short)),
         Err(refusal) => return Ok(Placement::Done(OrderOutcome::Refused(refusal))),
     };
-    let details = write_order::<DB>(conn, order, &plan, sale, now).await?;
+    let details = granted_order(
+        order,
+        plan,
+        sale.state.currency,
+        &sale.event,
+        &sale.user,
+        now,
+    )?;
+    write_order::<DB>(conn, &details, now).await?;
     Ok(Placement::Done(OrderOutcome::Placed(Box::new(details))))
 }
 
@@ -1013,10 +1016,6 @@ where
     let Some(row) = sale else {
         return Ok(None);
     };
-    if DB::STALE_JOINS_AFTER_LOCK {
-        // The tiers' counters as they are now that the event is locked.
-        tiers = tiers_on::<DB>(conn, order.event_id).await?;
-    }
     let (Some(name), Some(email)) = (row.user_name, row.user_email) else {
         // The buyer's account is gone: the token names a deleted user.
         return Err(StoreError::ForeignKeyViolation);
@@ -1077,14 +1076,69 @@ where
     rows.into_iter().map(TierRow::into_tier).collect()
 }
 
-/// Writes a granted order: the order, its lines, one ticket per seat, and the counters.
+/// The order `plan` grants, as it is written and answered: held from `now` for the order's
+/// hold, one ticket per seat.
+pub(super) fn granted_order(
+    order: &NewOrder,
+    plan: OrderPlan,
+    currency: String,
+    event: &EventSummary,
+    user: &UserSummary,
+    now: DateTime<Utc>,
+) -> Result<OrderDetails, StoreError> {
+    let hold = chrono::Duration::from_std(order.hold)
+        .map_err(|_| StoreError::Corrupt("hold duration out of range".into()))?;
+    let expires_at = now + hold;
+    let mut tickets = Vec::with_capacity(usize::try_from(plan.tickets).unwrap_or_default());
+    for line in &plan.lines {
+        for _ in 0..line.quantity {
+            tickets.push(TicketDetails {
+                ticket: Ticket {
+                    id: Uuid::now_v7(),
+                    user_id: order.user_id,
+                    event_id: order.event_id,
+                    order_id: order.order_id,
+                    status: TicketStatus::Reserved,
+                    expires_at,
+                    paid_at: None,
+                    created_at: now,
+                    updated_at: now,
+                },
+                tier: TierSummary {
+                    id: line.tier_id,
+                    name: line.tier_name.clone(),
+                    price_minor: line.unit_price_minor,
+                },
+                user: user.clone(),
+                event: event.clone(),
+            });
+        }
+    }
+    Ok(OrderDetails {
+        order: Order {
+            id: order.order_id,
+            user_id: order.user_id,
+            event_id: order.event_id,
+            status: TicketStatus::Reserved,
+            currency,
+            total_minor: plan.total_minor,
+            expires_at,
+            paid_at: None,
+            created_at: now,
+            updated_at: now,
+        },
+        event: event.clone(),
+        lines: plan.lines,
+        tickets,
+    })
+}
+
+/// Writes a granted order row by row: the order, its lines, its tickets, and the counters.
 async fn write_order<DB: Dialect>(
     conn: &mut DB::Connection,
-    order: &NewOrder,
-    plan: &OrderPlan,
-    sale: SaleRead,
+    details: &OrderDetails,
     now: DateTime<Utc>,
-) -> Result<OrderDetails, StoreError>
+) -> Result<(), StoreError>
 where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
@@ -1093,24 +1147,21 @@ where
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'q> i32: Encode<'q, DB> + Type<DB>,
 {
-    let hold = chrono::Duration::from_std(order.hold)
-        .map_err(|_| StoreError::Corrupt("hold duration out of range".into()))?;
-    let expires_at = now + hold;
-    let (at, until) = (DB::Time::from(now), DB::Time::from(expires_at));
+    let order = &details.order;
+    let (at, until) = (DB::Time::from(now), DB::Time::from(order.expires_at));
     sqlx::query(INSERT_ORDER)
-        .bind(order.order_id)
+        .bind(order.id)
         .bind(order.user_id)
         .bind(order.event_id)
-        .bind(sale.state.currency.as_str())
-        .bind(plan.total_minor)
+        .bind(order.currency.as_str())
+        .bind(order.total_minor)
         .bind(until)
         .bind(at)
         .execute(&mut *conn)
         .await?;
-    let mut tickets = Vec::with_capacity(usize::try_from(plan.tickets).unwrap_or_default());
-    for (position, line) in (0i32..).zip(&plan.lines) {
+    for (position, line) in (0i32..).zip(&details.lines) {
         sqlx::query(INSERT_ORDER_ITEM)
-            .bind(order.order_id)
+            .bind(order.id)
             .bind(order.event_id)
             .bind(line.tier_id)
             .bind(line.tier_name.as_str())
@@ -1125,63 +1176,27 @@ where
             .bind(DB::Time::from(now))
             .execute(&mut *conn)
             .await?;
-        for _ in 0..line.quantity {
-            let ticket = Ticket {
-                id: Uuid::now_v7(),
-                user_id: order.user_id,
-                event_id: order.event_id,
-                order_id: order.order_id,
-                status: TicketStatus::Reserved,
-                expires_at,
-                paid_at: None,
-                created_at: now,
-                updated_at: now,
-            };
-            sqlx::query(INSERT_TICKET)
-                .bind(ticket.id)
-                .bind(order.user_id)
-                .bind(order.event_id)
-                .bind(order.order_id)
-                .bind(line.tier_id)
-                .bind(DB::Time::from(expires_at))
-                .bind(DB::Time::from(now))
-                .execute(&mut *conn)
-                .await?;
-            tickets.push(TicketDetails {
-                ticket,
-                tier: TierSummary {
-                    id: line.tier_id,
-                    name: line.tier_name.clone(),
-                    price_minor: line.unit_price_minor,
-                },
-                user: sale.user.clone(),
-                event: sale.event.clone(),
-            });
-        }
     }
+    for ticket in &details.tickets {
+        sqlx::query(INSERT_TICKET)
+            .bind(ticket.ticket.id)
+            .bind(order.user_id)
+            .bind(order.event_id)
+            .bind(order.id)
+            .bind(ticket.tier.id)
+            .bind(DB::Time::from(order.expires_at))
+            .bind(DB::Time::from(now))
+            .execute(&mut *conn)
+            .await?;
+    }
+    let seats: i32 = details.lines.iter().map(|line| line.quantity).sum();
     sqlx::query(TAKE_EVENT_SEATS)
         .bind(order.event_id)
-        .bind(plan.tickets)
+        .bind(seats)
         .bind(DB::Time::from(now))
         .execute(&mut *conn)
         .await?;
-    Ok(OrderDetails {
-        order: Order {
-            id: order.order_id,
-            user_id: order.user_id,
-            event_id: order.event_id,
-            status: TicketStatus::Reserved,
-            currency: sale.state.currency,
-            total_minor: plan.total_minor,
-            expires_at,
-            paid_at: None,
-            created_at: now,
-            updated_at: now,
-        },
-        event: sale.event,
-        lines: plan.lines.clone(),
-        tickets,
-    })
+    Ok(())
 }
 
 /// `$1` order, `$2` owner, `$3` now: the order's new status, while it is reserved and its hold

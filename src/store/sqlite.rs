@@ -17,6 +17,7 @@ use sqlx::sqlite::{
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
+use super::order_batch::Pending;
 use super::sql::{self, CredentialsRow, Micros, Placement};
 use super::{
     AnswerRecord, Backend, BuyerFilter, ClaimTerms, EventFilter, EventStore, HeldKey,
@@ -45,7 +46,7 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     path: PathBuf,
-    orders: tokio::sync::mpsc::Sender<batch::Pending>,
+    orders: tokio::sync::mpsc::Sender<Pending>,
 }
 
 /// A write transaction that takes the write lock at once (a deferred one that reads first can
@@ -195,17 +196,11 @@ impl SqliteStore {
     /// Places an unkeyed order together with whatever other orders arrived at the same time
     /// (see [`batch`]).
     async fn place_batched(&self, order: &NewOrder) -> StoreResult<OrderOutcome> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let pending = batch::Pending {
-            order: order.clone(),
-            reply,
-        };
+        let (pending, answer) = Pending::new(order.clone());
         if self.orders.send(pending).await.is_err() {
             return Err(sqlx::Error::WorkerCrashed.into());
         }
-        answer
-            .await
-            .unwrap_or_else(|_| Err(sqlx::Error::WorkerCrashed.into()))
+        answer.wait().await
     }
 
     /// An order for an event that is missing, started or (when `sold_out_answers`) sold out,

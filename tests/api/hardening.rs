@@ -7,7 +7,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::helpers::{Backend, TestApp, TestDatabase, error_locs, event_body, loc};
+use crate::helpers::{
+    Backend, TestApp, TestDatabase, block_reservations, error_locs, event_body, loc,
+};
 use crate::process_support::Process;
 use nearbytix::store::{ClaimTerms, IdempotencyClaim, RequestKey};
 
@@ -458,43 +460,6 @@ async fn sold_out_answers_take_no_lock(backend: Backend) {
         answer["detail"].as_str().unwrap().contains("sold out"),
         "{answer}"
     );
-}
-
-/// Holds what a reservation of `event_id` waits for (the event's row on PostgreSQL, the write
-/// lock on SQLite) until the returned sender fires.
-async fn block_reservations(app: &TestApp, event_id: &str) -> tokio::sync::oneshot::Sender<()> {
-    use sqlx::Connection;
-    let (unblock, unblocked) = tokio::sync::oneshot::channel::<()>();
-    let (blocked, is_blocked) = tokio::sync::oneshot::channel();
-    let (backend, url, event_id) = (app.backend, app.database.url.clone(), event_id.to_owned());
-    tokio::spawn(async move {
-        match backend {
-            Backend::Postgres => {
-                let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-                sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
-                sqlx::query("SELECT 1 FROM events WHERE id = CAST($1 AS uuid) FOR UPDATE")
-                    .bind(&event_id)
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                blocked.send(()).unwrap();
-                let _ = unblocked.await;
-                sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
-            }
-            Backend::Sqlite => {
-                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-                sqlx::query("BEGIN IMMEDIATE")
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                blocked.send(()).unwrap();
-                let _ = unblocked.await;
-                sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
-            }
-        }
-    });
-    is_blocked.await.unwrap();
-    unblock
 }
 
 async fn a_key_claimed_by_a_dead_process_is_taken_over(backend: Backend) {

@@ -239,8 +239,16 @@ impl TestApp {
 
     /// An app whose expiry sweeper does not run (holds only expire on demand).
     pub async fn spawn_without_sweeper(backend: Backend) -> TestApp {
+        Self::spawn_without_sweeper_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_without_sweeper_with(
+        backend: Backend,
+        configure: impl FnOnce(&mut Settings),
+    ) -> TestApp {
         let database = TestDatabase::create(backend).await;
-        let settings = test_settings(&database.url);
+        let mut settings = test_settings(&database.url);
+        configure(&mut settings);
         Self::serve(backend, database, settings, false).await
     }
 
@@ -559,4 +567,61 @@ pub fn error_locs(body: &Value) -> Vec<Vec<String>> {
 
 pub fn loc(path: &[&str]) -> Vec<String> {
     path.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Holds what a reservation of `event_id` waits for (the event's row on PostgreSQL, the write
+/// lock on SQLite) until the returned sender fires.
+pub async fn block_reservations(app: &TestApp, event_id: &str) -> oneshot::Sender<()> {
+    block_reservations_and(app, event_id, None).await
+}
+
+/// As [`block_reservations`], in a transaction that also runs `statement` (when given) and
+/// commits when released (else it rolls back).
+pub async fn block_reservations_and(
+    app: &TestApp,
+    event_id: &str,
+    statement: Option<String>,
+) -> oneshot::Sender<()> {
+    let (unblock, unblocked) = oneshot::channel::<()>();
+    let (blocked, is_blocked) = oneshot::channel();
+    let (backend, url, event_id) = (app.backend, app.database.url.clone(), event_id.to_owned());
+    let end = if statement.is_some() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    tokio::spawn(async move {
+        match backend {
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+                sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+                sqlx::query("SELECT 1 FROM events WHERE id = CAST($1 AS uuid) FOR UPDATE")
+                    .bind(&event_id)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                if let Some(statement) = &statement {
+                    sqlx::query(statement).execute(&mut conn).await.unwrap();
+                }
+                blocked.send(()).unwrap();
+                let _ = unblocked.await;
+                sqlx::query(end).execute(&mut conn).await.unwrap();
+            }
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                if let Some(statement) = &statement {
+                    sqlx::query(statement).execute(&mut conn).await.unwrap();
+                }
+                blocked.send(()).unwrap();
+                let _ = unblocked.await;
+                sqlx::query(end).execute(&mut conn).await.unwrap();
+            }
+        }
+    });
+    is_blocked.await.unwrap();
+    unblock
 }

@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::helpers::{Backend, TestApp, TestUser, error_locs, loc};
+use crate::helpers::{Backend, TestApp, TestUser, block_reservations_and, error_locs, loc};
 
 backend_tests!(
     events_are_created_with_their_tiers,
@@ -20,6 +20,7 @@ backend_tests!(
     creators_manage_tiers_with_the_409_rules,
     stats_count_sales_and_revenue_at_order_prices,
     a_due_order_reads_expired_and_pays_410,
+    a_batch_answers_each_order_as_if_alone,
 );
 
 /// Early bird (1500, 5 seats, 2 per order), VIP (5000, 3 seats) and Regular (2500).
@@ -791,5 +792,60 @@ async fn a_due_order_reads_expired_and_pays_410(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(paid.status(), StatusCode::OK);
+    app.assert_invariants().await;
+}
+
+/// Orders that wait together (the event's lock held elsewhere) are placed together, and each
+/// gets the answer it would get alone, in arrival order: grants, a per-person cap, a short
+/// tier, a short event, a buyer deleted while waiting, and sold out.
+async fn a_batch_answers_each_order_as_if_alone(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let organiser = app.register_user(None).await;
+    let buyers: Vec<TestUser> = join_all((0..6).map(|_| app.register_user(None))).await;
+    let limits = json!({"total_tickets": 6, "max_tickets_per_user": 3});
+    let event = tiered_event(&app, &organiser, limits).await;
+    let (early, vip) = (tier_id(&event, "Early bird"), tier_id(&event, "VIP"));
+    let line = |tier: &str, quantity: i64| json!([{"tier_id": tier, "quantity": quantity}]);
+    let orders = [
+        (0, line(&early, 2), 201, "", 2),
+        (0, line(&vip, 2), 409, "Limit of 3 tickets per person", 0),
+        (1, line(&vip, 3), 201, "", 3),
+        (2, line(&vip, 1), 409, "'VIP' is sold out", 0),
+        (3, line(&early, 1), 401, "", 0),
+        (4, line(&early, 2), 409, "the event has 1 left", 0),
+        (5, line(&early, 1), 201, "", 1),
+        (2, line(&early, 1), 409, "Event is sold out", 0),
+    ];
+    // The lock is held by a transaction that also deletes buyer 3, committed on release: the
+    // buyer is gone by the time its order is placed, though not when it was sent.
+    let delete_buyer = format!("DELETE FROM users WHERE email = '{}'", buyers[3].email);
+    let event_id = event["id"].as_str().unwrap();
+    let unblock = block_reservations_and(&app, event_id, Some(delete_buyer)).await;
+    let pause = std::time::Duration::from_millis(60);
+    let requests = orders.iter().enumerate().map(|(i, (buyer, items, ..))| {
+        let (app, buyer, event) = (&app, &buyers[*buyer], &event);
+        async move {
+            // Sent one after another, so they wait for the lock in this order.
+            tokio::time::sleep(pause * u32::try_from(i).unwrap()).await;
+            place(app, buyer, event, items.clone()).await
+        }
+    });
+    let release = async {
+        tokio::time::sleep(pause * (u32::try_from(orders.len()).unwrap() + 2)).await;
+        unblock.send(()).unwrap();
+    };
+    let (answers, ()) = tokio::join!(join_all(requests), release);
+    for ((buyer, items, status, detail, tickets), (got, answer)) in orders.iter().zip(&answers) {
+        let what = format!("buyer {buyer} ordering {items}: {answer}");
+        assert_eq!(got.as_u16(), *status, "{what}");
+        assert!(
+            answer["detail"].as_str().unwrap_or("").contains(detail),
+            "{what}"
+        );
+        let placed = answer["tickets"].as_array().map_or(0, Vec::len);
+        assert_eq!(placed, *tickets, "{what}");
+    }
+    let (_, read) = app.get(&format!("/events/{event_id}"), None).await;
+    assert_eq!(read["tickets_sold"], 6);
     app.assert_invariants().await;
 }

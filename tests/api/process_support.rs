@@ -169,6 +169,18 @@ impl Api {
         event["id"].as_str().unwrap().to_owned()
     }
 
+    /// Cancels a ticket through `base`; the answer's status.
+    pub async fn cancel(&self, base: &str, token: &str, ticket: &str) -> StatusCode {
+        let response = self
+            .client
+            .post(format!("{base}/api/v1/tickets/{ticket}/cancel"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        response.status()
+    }
+
     /// A reservation's status and ticket id; `None` when no HTTP answer arrived.
     pub async fn reserve(
         &self,

@@ -15,6 +15,7 @@ backend_tests!(
     two_api_processes_and_a_worker_share_one_database,
     killing_an_api_process_loses_no_answered_reservation,
     sigterm_finishes_in_flight_requests,
+    a_seat_released_in_one_process_sells_in_another_within_a_second,
 );
 
 async fn two_api_processes_and_a_worker_share_one_database(backend: Backend) {
@@ -183,5 +184,44 @@ async fn sigterm_finishes_in_flight_requests(backend: Backend) {
         stored as usize, created,
         "every 201 is stored and nothing else is"
     );
+    assert_invariants(backend, &database.url).await;
+}
+
+/// A process that has seen an event sell out (and answers "sold out" from memory on
+/// PostgreSQL) sells a seat cancelled through another process within a second.
+async fn a_seat_released_in_one_process_sells_in_another_within_a_second(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let first = Process::start(&database.url, &["serve", "--no-sweeper"], &[]).await;
+    let second = Process::start(&database.url, &["serve", "--no-sweeper"], &[]).await;
+    let api = Api::new();
+    let tokens = join_all((0..3).map(|_| api.register(&first.base))).await;
+    let event = api.create_event(&first.base, &tokens[0], 2).await;
+    let mut held = Vec::new();
+    for token in &tokens[..2] {
+        let (status, ticket) = api.reserve(&second.base, token, &event).await.unwrap();
+        assert_eq!(status, StatusCode::CREATED);
+        held.push(ticket.unwrap());
+    }
+    for _ in 0..3 {
+        let (status, _) = api.reserve(&second.base, &tokens[2], &event).await.unwrap();
+        assert_eq!(status, StatusCode::CONFLICT, "sold out");
+    }
+    assert_eq!(
+        api.cancel(&first.base, &tokens[0], &held[0]).await,
+        StatusCode::OK
+    );
+    let cancelled = std::time::Instant::now();
+    loop {
+        let (status, _) = api.reserve(&second.base, &tokens[2], &event).await.unwrap();
+        if status == StatusCode::CREATED {
+            break;
+        }
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert!(
+            cancelled.elapsed() < Duration::from_secs(1),
+            "the released seat was still sold out after a second"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_invariants(backend, &database.url).await;
 }

@@ -1,0 +1,145 @@
+//! Events this process knows to be sold out, so that "sold out" is answered without a
+//! database round trip.
+//!
+//! An event is remembered when an order's transaction found no seat left, for as long as no
+//! seat can come back on its own: until its earliest hold can lapse, or it starts. Sooner than
+//! that a seat only comes back through a write (a cancellation, an expiry, more capacity), in
+//! any process: a trigger then notifies [`CHANNEL`] with the event's id, and [`listen`] makes
+//! every process forget the event. While this process is not listening it remembers nothing,
+//! and what it remembered before a lost connection is forgotten.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::{PgListener, PgPool};
+use uuid::Uuid;
+
+/// The notification channel, named in migration `0004` too.
+pub(super) const CHANNEL: &str = "nearbytix_seats";
+/// Most events remembered at once.
+const MAX_REMEMBERED: usize = 10_000;
+/// Pause before listening again after the listener's connection failed.
+const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+pub(super) struct SoldOut {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    until: HashMap<Uuid, Instant>,
+    /// Counts what may have made a sell-out seen earlier untrue (a notification, a lost
+    /// connection): a sell-out read before such a change is not remembered after it.
+    generation: u64,
+    listening: bool,
+}
+
+impl SoldOut {
+    /// Where things stand before a transaction reads an event's seats.
+    pub fn generation(&self) -> u64 {
+        self.state().generation
+    }
+
+    /// Remembers that `event_id` has no seat for `period`, as read by a transaction that
+    /// started at `generation` (nothing is remembered when a change arrived since).
+    pub fn remember(&self, event_id: Uuid, generation: u64, period: Duration) {
+        let mut state = self.state();
+        if !state.listening || state.generation != generation {
+            return;
+        }
+        let now = Instant::now();
+        if state.until.len() >= MAX_REMEMBERED {
+            state.until.retain(|_, until| *until > now);
+            if state.until.len() >= MAX_REMEMBERED {
+                return;
+            }
+        }
+        state.until.insert(event_id, now + period);
+    }
+
+    /// Whether `event_id` is known to have no seat now.
+    pub fn knows(&self, event_id: Uuid) -> bool {
+        let mut state = self.state();
+        match state.until.get(&event_id) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                state.until.remove(&event_id);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn forget(&self, event_id: Option<Uuid>) {
+        let mut state = self.state();
+        state.generation += 1;
+        match event_id {
+            Some(event_id) => {
+                state.until.remove(&event_id);
+            }
+            None => state.until.clear(),
+        }
+    }
+
+    /// Starts or stops remembering; either way what was remembered is forgotten.
+    fn set_listening(&self, listening: bool) {
+        self.forget(None);
+        self.state().listening = listening;
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Listens on [`CHANNEL`] through `pool` (a pool of its own: the connection is held for good)
+/// until the pool is closed. The first connection is made before this returns, so sell-outs
+/// are remembered from the first order on; after a failure it is made again.
+pub(super) async fn listen(pool: PgPool, sold_out: Arc<SoldOut>) -> tokio::task::JoinHandle<()> {
+    let first = subscribe(&pool).await;
+    tokio::spawn(async move {
+        let mut subscribed = first;
+        while !pool.is_closed() {
+            if let Some(listener) = subscribed {
+                relay(listener, &sold_out).await;
+            }
+            sold_out.set_listening(false);
+            tokio::time::sleep(RECONNECT_PAUSE).await;
+            subscribed = subscribe(&pool).await;
+        }
+    })
+}
+
+async fn subscribe(pool: &PgPool) -> Option<PgListener> {
+    let subscribed = async {
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.listen(CHANNEL).await?;
+        Ok::<_, sqlx::Error>(listener)
+    };
+    match subscribed.await {
+        Ok(listener) => Some(listener),
+        Err(error) => {
+            tracing::warn!(%error, "could not listen for sold-out notifications");
+            None
+        }
+    }
+}
+
+/// Forgets each event announced on the channel, until the connection fails for good.
+async fn relay(mut listener: PgListener, sold_out: &SoldOut) {
+    sold_out.set_listening(true);
+    loop {
+        match listener.try_recv().await {
+            // An id that does not parse forgets every event.
+            Ok(Some(notification)) => sold_out.forget(notification.payload().parse().ok()),
+            // The connection was lost (and is back): notifications were missed.
+            Ok(None) => sold_out.set_listening(true),
+            Err(error) => {
+                tracing::warn!(%error, "lost the sold-out notifications");
+                return;
+            }
+        }
+    }
+}
