@@ -495,8 +495,8 @@ impl TicketStore for PgStore {
             .ok_or_else(|| StoreError::Corrupt("an order went unanswered".into()))??;
         // Refused or not, the transaction commits: released holds stay released.
         let outcome = finish(tx, record, outcome).await?;
-        if let Some(period) = written.sold_out_for {
-            self.sold_out.remember(order.event_id, generation, period);
+        for (event_id, period) in written.sold_out {
+            self.sold_out.remember(event_id, generation, period);
         }
         Ok(outcome)
     }

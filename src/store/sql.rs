@@ -918,7 +918,7 @@ pub(super) struct TierRow<T> {
 }
 
 impl<T: StoredTime> TierRow<T> {
-    fn into_tier(self) -> Result<Tier, StoreError> {
+    pub(super) fn into_tier(self) -> Result<Tier, StoreError> {
         Ok(Tier {
             id: self.id,
             name: self.name,

@@ -35,6 +35,7 @@ backend_tests!(
     idempotency_claims,
     orders_over_tiers_are_all_or_nothing,
     concurrent_orders_never_oversell_a_tier,
+    concurrent_orders_over_many_events_sell_each_exactly,
     whole_orders_are_paid_cancelled_or_expired,
 );
 
@@ -690,6 +691,54 @@ async fn concurrent_orders_never_oversell_a_tier(backend: Backend) {
     // Tier quotas held and every counter matches its rows (checked by `finish`).
     let after = fx.store.event_tiers(event.id).await.unwrap();
     assert!(after[0].sold <= 3 && after[1].sold <= 2, "{after:?}");
+    fx.finish().await;
+}
+
+/// Orders for many events at once (on PostgreSQL several events share a batch) sell each
+/// event exactly out, and hold the per-person cap per event.
+async fn concurrent_orders_over_many_events_sell_each_exactly(backend: Backend) {
+    let fx = Fixture::open(backend).await;
+    let users = join_all((0..12).map(|_| fx.user())).await;
+    let mut events = Vec::new();
+    for _ in 0..8 {
+        let capped = EventFields {
+            max_tickets_per_user: Some(2),
+            ..fields(15, lagos())
+        };
+        let event = NewEvent::parse(capped, Utc::now()).expect("valid event");
+        events.push(
+            fx.store
+                .insert_event(users[0], &event)
+                .await
+                .expect("event"),
+        );
+    }
+    // Each of 12 buyers tries 3 tickets of each event: 24 allowed per event, 15 seats.
+    let attempts = (0..12 * 8 * 3).map(|i| {
+        let (store, user, event) = (fx.store.clone(), users[i % 12], events[i / 12 % 8].id);
+        tokio::spawn(async move { reserve(store, user, event, LONG_HOLD).await })
+    });
+    let mut granted = 0;
+    for outcome in join_all(attempts).await {
+        match outcome.expect("task ran") {
+            OrderOutcome::Placed(_) => granted += 1,
+            OrderOutcome::Refused(
+                OrderRefusal::NotEnough { .. } | OrderRefusal::PerPersonLimit { limit: 2 },
+            ) => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(granted, 8 * 15, "every event sold out, no more");
+    for event in &events {
+        assert_eq!(fx.sold(event.id).await, 15);
+    }
+    let most = fx
+        .count(
+            "SELECT CAST(MAX(n) AS BIGINT) FROM
+             (SELECT COUNT(*) AS n FROM tickets GROUP BY user_id, event_id) AS per_buyer",
+        )
+        .await;
+    assert!(most <= 2, "a buyer holds {most} tickets of one event");
     fx.finish().await;
 }
 
