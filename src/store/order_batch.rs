@@ -1,12 +1,26 @@
-//! What the order batchers of both backends share: an order waiting with where its answer
-//! goes, and placing a batch so that an order that fails fails alone.
+//! Placing orders in batches, on both backends.
+//!
+//! A commit costs more than placing an order (on SQLite a hand-off to the writer thread per
+//! statement, on PostgreSQL round trips with the hot event's row lock held, and a WAL flush on
+//! both), so orders that arrive together are placed in one transaction ([`write_orders`]):
+//! each event's sale read once, every order granted in arrival order exactly as if it ran
+//! alone ([`SaleState::grant`]), all granted orders, lines and tickets inserted together, each
+//! counter updated once. The backends differ only in their statements ([`BatchStatements`]).
 
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
+use super::sql::{self, StoredTime};
 use super::{StoreError, StoreResult};
-use crate::domain::{NewOrder, OrderOutcome};
+use crate::domain::{
+    EventSummary, NewOrder, Order, OrderDetails, OrderOutcome, OrderPlan, OrderRefusal, SaleState,
+    Ticket, TicketDetails, TicketStatus, Tier, TierSummary, UserSummary,
+};
 
 /// An order waiting for its batch, and where its answer goes.
 pub(super) struct Pending {
@@ -59,6 +73,12 @@ pub(super) async fn place(writer: &impl BatchWriter, mut batch: Vec<Pending>) {
     let orders: Vec<&NewOrder> = batch.iter().map(|pending| &pending.order).collect();
     let outcomes = match writer.write(&orders).await {
         Ok(outcomes) => outcomes,
+        // The database is away: placing each order alone would only wait for it again.
+        Err(error @ StoreError::Unavailable(_)) => std::iter::once(Err(error))
+            .chain(
+                (1..orders.len()).map(|_| Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut))),
+            )
+            .collect(),
         Err(error) if orders.len() > 1 => {
             tracing::warn!(%error, size = orders.len(), "a batch of orders failed; placing each alone");
             let mut outcomes = Vec::with_capacity(orders.len());
@@ -81,5 +101,434 @@ pub(super) async fn place(writer: &impl BatchWriter, mut batch: Vec<Pending>) {
     drop(orders);
     for (pending, outcome) in batch.into_iter().zip(outcomes) {
         let _ = pending.reply.send(outcome);
+    }
+}
+
+/// One event's sale within a batch: its state as orders are granted, and what a placed order
+/// shows of it.
+pub(super) struct Sale {
+    pub state: SaleState,
+    pub event: EventSummary,
+}
+
+/// The sales of a batch's events that exist, by event id.
+pub(super) type Sales = BTreeMap<Uuid, Sale>;
+
+/// The buyers of a batch still registered, per (buyer, event), with the live tickets each
+/// holds for that event (counted only where the event caps them).
+pub(super) type Buyers = HashMap<(Uuid, Uuid), (UserSummary, i64)>;
+
+/// A buyer of an event, and whether the event caps tickets per person.
+pub(super) struct BuyerOf {
+    pub user_id: Uuid,
+    pub event_id: Uuid,
+    pub capped: bool,
+}
+
+/// A backend's statements for [`write_orders`], run inside its write transaction.
+pub(super) trait BatchStatements {
+    type Conn: Send;
+
+    /// The events' sales (tiers in sale order), and the time the batch's writes are judged
+    /// by. On PostgreSQL this locks the events' rows, in id order.
+    fn read_sales(
+        &self,
+        conn: &mut Self::Conn,
+        event_ids: &[Uuid],
+    ) -> impl Future<Output = StoreResult<(DateTime<Utc>, Sales)>> + Send;
+
+    fn read_buyers(
+        &self,
+        conn: &mut Self::Conn,
+        wanted: &[BuyerOf],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<Buyers>> + Send;
+
+    /// Expires the events' due holds and gives their seats back; how many tickets expired.
+    fn release_due_holds(
+        &self,
+        conn: &mut Self::Conn,
+        event_ids: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Inserts the placed orders, lines and tickets, and takes their seats from the events'
+    /// and tiers' counters.
+    fn insert(
+        &self,
+        conn: &mut Self::Conn,
+        placed: &[&OrderDetails],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
+/// Orders placed in one transaction: an answer per order, the time they were judged by, and
+/// the events now without a seat.
+pub(super) struct Written {
+    pub outcomes: Vec<StoreResult<OrderOutcome>>,
+    pub now: DateTime<Utc>,
+    pub sold_out: Vec<Uuid>,
+}
+
+/// Places `orders` inside the caller's write transaction on `conn`. An order whose buyer is no
+/// longer registered fails alone (`ForeignKeyViolation`); the others are granted or refused as
+/// if each ran alone, in order. The due holds of events an order was short of seats for are
+/// released once, and the batch judged again.
+pub(super) async fn write_orders<S: BatchStatements>(
+    statements: &S,
+    conn: &mut S::Conn,
+    orders: &[&NewOrder],
+) -> StoreResult<Written> {
+    let mut event_ids: Vec<Uuid> = orders.iter().map(|order| order.event_id).collect();
+    event_ids.sort_unstable();
+    event_ids.dedup();
+    let mut released = false;
+    loop {
+        let (now, mut sales) = statements.read_sales(conn, &event_ids).await?;
+        let buyers = statements
+            .read_buyers(conn, &buyers_wanted(orders, &sales), now)
+            .await?;
+        let (grants, short) = grant_in_order(orders, &mut sales, &buyers, now);
+        if !short.is_empty() && !released {
+            released = true;
+            if statements.release_due_holds(conn, &short, now).await? > 0 {
+                continue;
+            }
+        }
+        let mut outcomes = Vec::with_capacity(orders.len());
+        for (order, grant) in orders.iter().zip(grants) {
+            outcomes.push(match grant {
+                // The buyer's account is gone: the token names a deleted user.
+                None => Err(StoreError::ForeignKeyViolation),
+                Some(Err(refusal)) => Ok(OrderOutcome::Refused(refusal)),
+                Some(Ok(plan)) => {
+                    let sale = &sales[&order.event_id];
+                    let (buyer, _) = &buyers[&(order.user_id, order.event_id)];
+                    let currency = sale.state.currency.clone();
+                    let details = granted_order(order, plan, currency, &sale.event, buyer, now)?;
+                    Ok(OrderOutcome::Placed(Box::new(details)))
+                }
+            });
+        }
+        let placed: Vec<&OrderDetails> = outcomes
+            .iter()
+            .filter_map(|outcome| match outcome {
+                Ok(OrderOutcome::Placed(details)) => Some(details.as_ref()),
+                _ => None,
+            })
+            .collect();
+        if !placed.is_empty() {
+            statements.insert(conn, &placed, now).await?;
+        }
+        let sold_out = sales
+            .iter()
+            .filter(|(_, sale)| sale.state.seats_left <= 0)
+            .map(|(id, _)| *id)
+            .collect();
+        return Ok(Written {
+            outcomes,
+            now,
+            sold_out,
+        });
+    }
+}
+
+impl Written {
+    /// The answer to a batch of one.
+    pub fn only_outcome(self) -> StoreResult<OrderOutcome> {
+        self.outcomes.into_iter().next().unwrap_or_else(unanswered)
+    }
+}
+
+fn unanswered() -> StoreResult<OrderOutcome> {
+    Err(StoreError::Corrupt("an order went unanswered".into()))
+}
+
+/// The order `plan` grants, as it is written and answered: held from `now` for the order's
+/// hold, one ticket per seat.
+fn granted_order(
+    order: &NewOrder,
+    plan: OrderPlan,
+    currency: String,
+    event: &EventSummary,
+    user: &UserSummary,
+    now: DateTime<Utc>,
+) -> Result<OrderDetails, StoreError> {
+    let hold = chrono::Duration::from_std(order.hold)
+        .map_err(|_| StoreError::Corrupt("hold duration out of range".into()))?;
+    let expires_at = now + hold;
+    let mut tickets = Vec::with_capacity(usize::try_from(plan.tickets).unwrap_or_default());
+    for line in &plan.lines {
+        for _ in 0..line.quantity {
+            tickets.push(TicketDetails {
+                ticket: Ticket {
+                    id: Uuid::now_v7(),
+                    user_id: order.user_id,
+                    event_id: order.event_id,
+                    order_id: order.order_id,
+                    status: TicketStatus::Reserved,
+                    expires_at,
+                    paid_at: None,
+                    created_at: now,
+                    updated_at: now,
+                },
+                tier: TierSummary {
+                    id: line.tier_id,
+                    name: line.tier_name.clone(),
+                    price_minor: line.unit_price_minor,
+                },
+                user: user.clone(),
+                event: event.clone(),
+            });
+        }
+    }
+    Ok(OrderDetails {
+        order: Order {
+            id: order.order_id,
+            user_id: order.user_id,
+            event_id: order.event_id,
+            status: TicketStatus::Reserved,
+            currency,
+            total_minor: plan.total_minor,
+            expires_at,
+            paid_at: None,
+            created_at: now,
+            updated_at: now,
+        },
+        event: event.clone(),
+        lines: plan.lines,
+        tickets,
+    })
+}
+
+fn buyers_wanted(orders: &[&NewOrder], sales: &Sales) -> Vec<BuyerOf> {
+    let mut pairs: Vec<(Uuid, Uuid)> = orders
+        .iter()
+        .filter(|order| sales.contains_key(&order.event_id))
+        .map(|order| (order.user_id, order.event_id))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    pairs
+        .into_iter()
+        .map(|(user_id, event_id)| BuyerOf {
+            user_id,
+            event_id,
+            capped: sales[&event_id].state.max_tickets_per_user.is_some(),
+        })
+        .collect()
+}
+
+/// A grant per order (`None`: its buyer is gone), and the events an order was short of seats
+/// for.
+type Grants = (Vec<Option<Result<OrderPlan, OrderRefusal>>>, Vec<Uuid>);
+
+fn grant_in_order(
+    orders: &[&NewOrder],
+    sales: &mut Sales,
+    buyers: &Buyers,
+    now: DateTime<Utc>,
+) -> Grants {
+    let mut held: HashMap<(Uuid, Uuid), i64> = buyers
+        .iter()
+        .map(|(key, (_, held))| (*key, *held))
+        .collect();
+    let mut short = Vec::new();
+    let grants = orders
+        .iter()
+        .map(|order| {
+            let Some(sale) = sales.get_mut(&order.event_id) else {
+                return Some(Err(OrderRefusal::EventNotFound));
+            };
+            let buyer_held = held.get_mut(&(order.user_id, order.event_id))?;
+            let grant = sale.state.grant(buyer_held, &order.lines, now);
+            if matches!(grant, Err(OrderRefusal::NotEnough { .. })) {
+                short.push(order.event_id);
+            }
+            Some(grant)
+        })
+        .collect();
+    short.sort_unstable();
+    short.dedup();
+    (grants, short)
+}
+
+/// An event's sale as a backend reads it (`T`: how it stores instants).
+#[derive(FromRow)]
+pub(super) struct SaleRow<T> {
+    id: Uuid,
+    seats_left: i64,
+    max_tickets_per_user: Option<i32>,
+    currency: String,
+    title: String,
+    start_time: T,
+    end_time: T,
+    venue_name: String,
+    city: String,
+    state: String,
+}
+
+/// The columns of [`SaleRow`], from `events`.
+macro_rules! sale_columns {
+    () => {
+        "id, CAST(total_tickets - tickets_sold AS BIGINT) AS seats_left, max_tickets_per_user,
+         currency, title, start_time, end_time, venue_name, city, state"
+    };
+}
+
+/// A tier with its event, as a backend reads it.
+#[derive(FromRow)]
+pub(super) struct EventTierRow<T> {
+    event_id: Uuid,
+    #[sqlx(flatten)]
+    tier: sql::TierRow<T>,
+}
+
+/// The columns of [`EventTierRow`], from `ticket_tiers`.
+macro_rules! event_tier_columns {
+    () => {
+        "event_id, id, name, description, price_minor, quantity, sold, max_per_order,
+         sales_start, sales_end, position"
+    };
+}
+
+/// A registered buyer of an event, with its live tickets for it.
+#[derive(FromRow)]
+pub(super) struct BuyerRow {
+    user_id: Uuid,
+    event_id: Uuid,
+    name: String,
+    email: String,
+    held: i64,
+}
+
+/// The sales read as rows, with their tiers (in sale order), judged at `now`.
+pub(super) fn sales<T: StoredTime>(
+    rows: Vec<SaleRow<T>>,
+    tier_rows: Vec<EventTierRow<T>>,
+    now: DateTime<Utc>,
+) -> StoreResult<Sales> {
+    let mut tiers: HashMap<Uuid, Vec<Tier>> = HashMap::new();
+    for row in tier_rows {
+        tiers
+            .entry(row.event_id)
+            .or_default()
+            .push(row.tier.into_tier()?);
+    }
+    rows.into_iter()
+        .map(|row| {
+            let start_time = row.start_time.into_utc()?;
+            let state = SaleState {
+                started: start_time <= now,
+                seats_left: row.seats_left,
+                max_tickets_per_user: row.max_tickets_per_user,
+                currency: row.currency,
+                tiers: tiers.remove(&row.id).unwrap_or_default(),
+                held_by_buyer: 0,
+            };
+            let event = EventSummary {
+                id: row.id,
+                title: row.title,
+                start_time,
+                end_time: row.end_time.into_utc()?,
+                venue_name: row.venue_name,
+                city: row.city,
+                state: row.state,
+            };
+            Ok((row.id, Sale { state, event }))
+        })
+        .collect()
+}
+
+pub(super) fn buyers(rows: Vec<BuyerRow>) -> Buyers {
+    rows.into_iter()
+        .map(|row| {
+            let user = UserSummary {
+                id: row.user_id,
+                name: row.name,
+                email: row.email,
+            };
+            ((row.user_id, row.event_id), (user, row.held))
+        })
+        .collect()
+}
+
+/// The rows a batch inserts, column by column.
+#[derive(Default)]
+pub(super) struct Columns {
+    pub orders: Vec<OrderRowOut>,
+    pub lines: Vec<LineRowOut>,
+    pub tickets: Vec<TicketRowOut>,
+    /// Seats taken per event and per tier.
+    pub event_seats: BTreeMap<Uuid, i32>,
+    pub tier_seats: BTreeMap<Uuid, i32>,
+}
+
+pub(super) struct OrderRowOut {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub event_id: Uuid,
+    pub currency: String,
+    pub total_minor: i64,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub(super) struct LineRowOut {
+    pub order_id: Uuid,
+    pub event_id: Uuid,
+    pub tier_id: Uuid,
+    pub tier_name: String,
+    pub quantity: i32,
+    pub unit_price_minor: i64,
+    pub position: i32,
+}
+
+pub(super) struct TicketRowOut {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub event_id: Uuid,
+    pub order_id: Uuid,
+    pub tier_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Columns {
+    pub fn of(placed: &[&OrderDetails]) -> Self {
+        let mut columns = Self::default();
+        for details in placed {
+            let order = &details.order;
+            columns.orders.push(OrderRowOut {
+                id: order.id,
+                user_id: order.user_id,
+                event_id: order.event_id,
+                currency: order.currency.clone(),
+                total_minor: order.total_minor,
+                expires_at: order.expires_at,
+            });
+            for (position, line) in (0i32..).zip(&details.lines) {
+                columns.lines.push(LineRowOut {
+                    order_id: order.id,
+                    event_id: order.event_id,
+                    tier_id: line.tier_id,
+                    tier_name: line.tier_name.clone(),
+                    quantity: line.quantity,
+                    unit_price_minor: line.unit_price_minor,
+                    position,
+                });
+                *columns.event_seats.entry(order.event_id).or_default() += line.quantity;
+                *columns.tier_seats.entry(line.tier_id).or_default() += line.quantity;
+            }
+            for ticket in &details.tickets {
+                columns.tickets.push(TicketRowOut {
+                    id: ticket.ticket.id,
+                    user_id: order.user_id,
+                    event_id: order.event_id,
+                    order_id: order.id,
+                    tier_id: ticket.tier.id,
+                    expires_at: order.expires_at,
+                });
+            }
+        }
+        columns
     }
 }

@@ -487,15 +487,10 @@ impl TicketStore for PgStore {
         // A keyed order commits with its answer, so it takes a transaction of its own.
         let generation = self.sold_out.generation();
         let mut tx = self.pool.begin().await?;
-        let written = batch::write_orders(&mut tx, &[order]).await?;
-        let outcome = written
-            .outcomes
-            .into_iter()
-            .next()
-            .ok_or_else(|| StoreError::Corrupt("an order went unanswered".into()))??;
+        let (written, sold_out) = batch::write_orders(&mut tx, &[order]).await?;
         // Refused or not, the transaction commits: released holds stay released.
-        let outcome = finish(tx, record, outcome).await?;
-        for (event_id, period) in written.sold_out {
+        let outcome = finish(tx, record, written.only_outcome()?).await?;
+        for (event_id, period) in sold_out {
             self.sold_out.remember(event_id, generation, period);
         }
         Ok(outcome)

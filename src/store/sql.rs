@@ -13,10 +13,10 @@ use super::{
 };
 use crate::domain::event::MAX_TIERS;
 use crate::domain::{
-    Change, Event, EventDraft, EventStats, EventSummary, GeoPoint, NewOrder, NewUser, Order,
-    OrderChange, OrderDetails, OrderOutcome, OrderPlan, OrderRefusal, PlannedLine, SaleState,
-    SalesFigures, Shortage, Ticket, TicketChange, TicketDetails, TicketStatus, Tier, TierDraft,
-    TierOutcome, TierSummary, User, UserSummary, Venue, VenueFields,
+    Change, Event, EventDraft, EventStats, EventSummary, GeoPoint, NewUser, Order, OrderChange,
+    OrderDetails, OrderRefusal, PlannedLine, SalesFigures, Shortage, Ticket, TicketChange,
+    TicketDetails, TicketStatus, Tier, TierDraft, TierOutcome, TierSummary, User, UserSummary,
+    Venue, VenueFields,
 };
 
 macro_rules! user_columns {
@@ -199,23 +199,6 @@ pub(super) fn refusal_at_a_glance(
 pub(super) const SALE_TIERS: &str = "SELECT id, name, description, price_minor, quantity, sold,
         max_per_order, sales_start, sales_end, position
      FROM ticket_tiers WHERE event_id = $1 ORDER BY position";
-/// `$1` user, `$2` event, `$3` now: the user's live tickets of the event.
-pub(super) const HELD_BY_BUYER: &str = "SELECT count(*) FROM tickets
-     WHERE user_id = $1 AND event_id = $2
-       AND (status = 'paid' OR (status = 'reserved' AND expires_at > $3))";
-const INSERT_ORDER: &str = "INSERT INTO orders
-        (id, user_id, event_id, status, currency, total_minor, expires_at, created_at, updated_at)
-     VALUES ($1, $2, $3, 'reserved', $4, $5, $6, $7, $7)";
-const INSERT_ORDER_ITEM: &str = "INSERT INTO order_items
-        (order_id, event_id, tier_id, tier_name, quantity, unit_price_minor, line)
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
-const INSERT_TICKET: &str = "INSERT INTO tickets
-        (id, user_id, event_id, order_id, tier_id, status, expires_at, created_at, updated_at)
-     VALUES ($1, $2, $3, $4, $5, 'reserved', $6, $7, $7)";
-const TAKE_TIER_SEATS: &str =
-    "UPDATE ticket_tiers SET sold = sold + $2, updated_at = $3 WHERE id = $1";
-const TAKE_EVENT_SEATS: &str =
-    "UPDATE events SET tickets_sold = tickets_sold + $2, updated_at = $3 WHERE id = $1";
 pub(super) const PEEK_KEY: &str = "SELECT request_hash,
         CAST(response_status AS BIGINT) AS response_status, response_body, created_at, lease_until
      FROM idempotency_keys WHERE user_id = $1 AND key = $2";
@@ -855,54 +838,6 @@ mod tests {
     }
 }
 
-/// An event's sale as read under its lock, with what the placed order will show.
-pub(super) struct SaleRead {
-    pub(super) state: SaleState,
-    pub(super) event: EventSummary,
-    pub(super) user: UserSummary,
-}
-
-/// What a backend's sale query returns (`$1` event, `$2` buyer, `$3` now).
-#[derive(FromRow)]
-pub(super) struct SaleRow<T> {
-    started: bool,
-    seats_left: i64,
-    max_tickets_per_user: Option<i32>,
-    currency: String,
-    title: String,
-    start_time: T,
-    end_time: T,
-    venue_name: String,
-    city: String,
-    state: String,
-    user_name: Option<String>,
-    user_email: Option<String>,
-}
-
-/// A backend's sale query without its locking clause: one [`SaleTierRow`] per tier of the
-/// event (`e`), in sale order, with the buyer (`u`).
-macro_rules! sale_by_tier {
-    () => {
-        "SELECT e.start_time <= $3 AS started, \
-         CAST(e.total_tickets - e.tickets_sold AS BIGINT) AS seats_left, \
-         e.max_tickets_per_user, e.currency, e.title, e.start_time, e.end_time, e.venue_name, \
-         e.city, e.state, u.name AS user_name, u.email AS user_email, t.id, t.name, \
-         t.description, t.price_minor, t.quantity, t.sold, t.max_per_order, t.sales_start, \
-         t.sales_end, t.position \
-         FROM events e LEFT JOIN users u ON u.id = $2 JOIN ticket_tiers t ON t.event_id = e.id \
-         WHERE e.id = $1 ORDER BY t.position"
-    };
-}
-
-/// An event's sale with one of its tiers: what [`sale_by_tier`] reads.
-#[derive(FromRow)]
-pub(super) struct SaleTierRow<T> {
-    #[sqlx(flatten)]
-    sale: SaleRow<T>,
-    #[sqlx(flatten)]
-    tier: TierRow<T>,
-}
-
 #[derive(FromRow)]
 pub(super) struct TierRow<T> {
     id: Uuid,
@@ -934,130 +869,6 @@ impl<T: StoredTime> TierRow<T> {
     }
 }
 
-/// How [`place_order_on`] ended.
-pub(super) enum Placement {
-    Done(OrderOutcome),
-    /// Refused for want of seats: releasing the event's due holds may change the answer.
-    Short(OrderRefusal),
-}
-
-/// Places `order` on `conn`, inside the caller's write transaction, after `sale_sql` (the
-/// backend's [`sale_by_tier`] query) has read the event and its tiers in one round trip: one
-/// order at a time, for a backend whose writer excludes all others for the transaction (a
-/// query joined to a row lock would see stale tiers; PostgreSQL places orders in batches, see
-/// `postgres/batch.rs`). Every rule is the domain's ([`SaleState::plan`]); this reads the
-/// state and writes the plan.
-pub(super) async fn place_order_on<DB: Dialect>(
-    conn: &mut DB::Connection,
-    sale_sql: &'static str,
-    order: &NewOrder,
-    now: DateTime<Utc>,
-) -> Result<Placement, StoreError>
-where
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'q> i64: Encode<'q, DB> + Type<DB>,
-    for<'q> i32: Encode<'q, DB> + Type<DB>,
-    for<'r> SaleTierRow<DB::Time>: FromRow<'r, DB::Row>,
-    for<'r> TierRow<DB::Time>: FromRow<'r, DB::Row>,
-    for<'r> (i64,): FromRow<'r, DB::Row>,
-{
-    let Some(sale) = read_sale::<DB>(conn, sale_sql, order, now).await? else {
-        return Ok(Placement::Done(OrderOutcome::Refused(
-            OrderRefusal::EventNotFound,
-        )));
-    };
-    let plan = match sale.state.plan(&order.lines, now) {
-        Ok(plan) => plan,
-        Err(short @ OrderRefusal::NotEnough { .. }) => return Ok(Placement::Short(short)),
-        Err(refusal) => return Ok(Placement::Done(OrderOutcome::Refused(refusal))),
-    };
-    let details = granted_order(
-        order,
-        plan,
-        sale.state.currency,
-        &sale.event,
-        &sale.user,
-        now,
-    )?;
-    write_order::<DB>(conn, &details, now).await?;
-    Ok(Placement::Done(OrderOutcome::Placed(Box::new(details))))
-}
-
-async fn read_sale<DB: Dialect>(
-    conn: &mut DB::Connection,
-    sale_sql: &'static str,
-    order: &NewOrder,
-    now: DateTime<Utc>,
-) -> Result<Option<SaleRead>, StoreError>
-where
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
-    for<'r> SaleTierRow<DB::Time>: FromRow<'r, DB::Row>,
-    for<'r> TierRow<DB::Time>: FromRow<'r, DB::Row>,
-    for<'r> (i64,): FromRow<'r, DB::Row>,
-{
-    let rows: Vec<SaleTierRow<DB::Time>> = sqlx::query_as(sale_sql)
-        .bind(order.event_id)
-        .bind(order.user_id)
-        .bind(DB::Time::from(now))
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut tiers = Vec::with_capacity(rows.len());
-    let mut sale = None;
-    for row in rows {
-        tiers.push(row.tier.into_tier()?);
-        sale.get_or_insert(row.sale);
-    }
-    // No row: no such event (every event has a tier).
-    let Some(row) = sale else {
-        return Ok(None);
-    };
-    let (Some(name), Some(email)) = (row.user_name, row.user_email) else {
-        // The buyer's account is gone: the token names a deleted user.
-        return Err(StoreError::ForeignKeyViolation);
-    };
-    let held_by_buyer = match row.max_tickets_per_user {
-        None => 0,
-        Some(_) => {
-            let (held,): (i64,) = sqlx::query_as(HELD_BY_BUYER)
-                .bind(order.user_id)
-                .bind(order.event_id)
-                .bind(DB::Time::from(now))
-                .fetch_one(&mut *conn)
-                .await?;
-            held
-        }
-    };
-    Ok(Some(SaleRead {
-        state: SaleState {
-            started: row.started,
-            seats_left: row.seats_left,
-            max_tickets_per_user: row.max_tickets_per_user,
-            currency: row.currency,
-            tiers,
-            held_by_buyer,
-        },
-        event: EventSummary {
-            id: order.event_id,
-            title: row.title,
-            start_time: row.start_time.into_utc()?,
-            end_time: row.end_time.into_utc()?,
-            venue_name: row.venue_name,
-            city: row.city,
-            state: row.state,
-        },
-        user: UserSummary {
-            id: order.user_id,
-            name,
-            email,
-        },
-    }))
-}
-
 /// An event's tiers in sale order, read on `conn`.
 pub(super) async fn tiers_on<DB: Dialect>(
     conn: &mut DB::Connection,
@@ -1074,129 +885,6 @@ where
         .fetch_all(&mut *conn)
         .await?;
     rows.into_iter().map(TierRow::into_tier).collect()
-}
-
-/// The order `plan` grants, as it is written and answered: held from `now` for the order's
-/// hold, one ticket per seat.
-pub(super) fn granted_order(
-    order: &NewOrder,
-    plan: OrderPlan,
-    currency: String,
-    event: &EventSummary,
-    user: &UserSummary,
-    now: DateTime<Utc>,
-) -> Result<OrderDetails, StoreError> {
-    let hold = chrono::Duration::from_std(order.hold)
-        .map_err(|_| StoreError::Corrupt("hold duration out of range".into()))?;
-    let expires_at = now + hold;
-    let mut tickets = Vec::with_capacity(usize::try_from(plan.tickets).unwrap_or_default());
-    for line in &plan.lines {
-        for _ in 0..line.quantity {
-            tickets.push(TicketDetails {
-                ticket: Ticket {
-                    id: Uuid::now_v7(),
-                    user_id: order.user_id,
-                    event_id: order.event_id,
-                    order_id: order.order_id,
-                    status: TicketStatus::Reserved,
-                    expires_at,
-                    paid_at: None,
-                    created_at: now,
-                    updated_at: now,
-                },
-                tier: TierSummary {
-                    id: line.tier_id,
-                    name: line.tier_name.clone(),
-                    price_minor: line.unit_price_minor,
-                },
-                user: user.clone(),
-                event: event.clone(),
-            });
-        }
-    }
-    Ok(OrderDetails {
-        order: Order {
-            id: order.order_id,
-            user_id: order.user_id,
-            event_id: order.event_id,
-            status: TicketStatus::Reserved,
-            currency,
-            total_minor: plan.total_minor,
-            expires_at,
-            paid_at: None,
-            created_at: now,
-            updated_at: now,
-        },
-        event: event.clone(),
-        lines: plan.lines,
-        tickets,
-    })
-}
-
-/// Writes a granted order row by row: the order, its lines, its tickets, and the counters.
-async fn write_order<DB: Dialect>(
-    conn: &mut DB::Connection,
-    details: &OrderDetails,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError>
-where
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'q> i64: Encode<'q, DB> + Type<DB>,
-    for<'q> i32: Encode<'q, DB> + Type<DB>,
-{
-    let order = &details.order;
-    let (at, until) = (DB::Time::from(now), DB::Time::from(order.expires_at));
-    sqlx::query(INSERT_ORDER)
-        .bind(order.id)
-        .bind(order.user_id)
-        .bind(order.event_id)
-        .bind(order.currency.as_str())
-        .bind(order.total_minor)
-        .bind(until)
-        .bind(at)
-        .execute(&mut *conn)
-        .await?;
-    for (position, line) in (0i32..).zip(&details.lines) {
-        sqlx::query(INSERT_ORDER_ITEM)
-            .bind(order.id)
-            .bind(order.event_id)
-            .bind(line.tier_id)
-            .bind(line.tier_name.as_str())
-            .bind(line.quantity)
-            .bind(line.unit_price_minor)
-            .bind(position)
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query(TAKE_TIER_SEATS)
-            .bind(line.tier_id)
-            .bind(line.quantity)
-            .bind(DB::Time::from(now))
-            .execute(&mut *conn)
-            .await?;
-    }
-    for ticket in &details.tickets {
-        sqlx::query(INSERT_TICKET)
-            .bind(ticket.ticket.id)
-            .bind(order.user_id)
-            .bind(order.event_id)
-            .bind(order.id)
-            .bind(ticket.tier.id)
-            .bind(DB::Time::from(order.expires_at))
-            .bind(DB::Time::from(now))
-            .execute(&mut *conn)
-            .await?;
-    }
-    let seats: i32 = details.lines.iter().map(|line| line.quantity).sum();
-    sqlx::query(TAKE_EVENT_SEATS)
-        .bind(order.event_id)
-        .bind(seats)
-        .bind(DB::Time::from(now))
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
 }
 
 /// `$1` order, `$2` owner, `$3` now: the order's new status, while it is reserved and its hold

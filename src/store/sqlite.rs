@@ -17,8 +17,8 @@ use sqlx::sqlite::{
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
-use super::order_batch::Pending;
-use super::sql::{self, CredentialsRow, Micros, Placement};
+use super::order_batch::{self, Pending};
+use super::sql::{self, CredentialsRow, Micros};
 use super::{
     AnswerRecord, Backend, BuyerFilter, ClaimTerms, EventFilter, EventStore, HeldKey,
     IdempotencyClaim, IdempotencyStore, Infrastructure, NearbyQuery, OrderAction, Page, PoolStats,
@@ -275,31 +275,6 @@ async fn orders_with_parts(
     );
     let tickets: Vec<TicketRow> = tickets.build_query_as().fetch_all(&mut *conn).await?;
     sql::assemble_orders(rows, items, tickets)
-}
-
-/// The sale query: the single writer's transaction already keeps other writers out.
-const SALE: &str = sale_by_tier!();
-
-/// Places an order inside the caller's write transaction, releasing the event's due holds once
-/// when it looks short of seats.
-pub(super) async fn place_in(
-    conn: &mut SqliteConnection,
-    order: &NewOrder,
-    now: DateTime<Utc>,
-) -> StoreResult<OrderOutcome> {
-    let mut released = false;
-    loop {
-        match sql::place_order_on::<Sqlite>(conn, SALE, order, now).await? {
-            Placement::Done(outcome) => return Ok(outcome),
-            Placement::Short(refusal) if !released => {
-                released = true;
-                if expire_holds(conn, Some(order.event_id), i64::MAX, now).await? == 0 {
-                    return Ok(OrderOutcome::Refused(refusal));
-                }
-            }
-            Placement::Short(refusal) => return Ok(OrderOutcome::Refused(refusal)),
-        }
-    }
 }
 
 /// Expires due orders (all, or of one event) and their tickets inside the caller's write
@@ -691,9 +666,10 @@ impl TicketStore for SqliteStore {
         // A keyed order commits with its answer, so it takes a transaction of its own.
         if record.is_some() {
             let mut tx = begin_immediate(&self.writer).await?;
-            let now = tx.now();
-            let outcome = place_in(&mut tx, order, now).await?;
-            return tx.finish(record, outcome).await;
+            let statements = batch::SqliteStatements { now: tx.now() };
+            let written = order_batch::write_orders(&statements, &mut tx, &[order]).await?;
+            // Refused or not, the transaction commits: released holds stay released.
+            return tx.finish(record, written.only_outcome()?).await;
         }
         let now = Utc::now();
         // "Sold out" may be answered early only where no rule on a named tier could come

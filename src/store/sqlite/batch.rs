@@ -1,20 +1,28 @@
 //! Group commit for orders on SQLite.
 //!
-//! Every write goes through one connection, and a commit (with its WAL sync) costs more than
-//! placing an order. Orders that arrive together are therefore placed by one task in one
-//! transaction, one after another, so the result is exactly as if they had run alone (should
-//! one fail, [`order_batch::place`] places each alone); a batch of one is the plain case.
+//! Every write goes through one connection, and each statement is a hand-off to sqlx's worker
+//! thread for it, which costs more than SQLite's work. Orders that arrive together are
+//! therefore placed by one task in one transaction ([`order_batch::write_orders`]) with a
+//! handful of statements for the whole batch; a batch of one is the plain case.
 
-use sqlx::SqlitePool;
+use chrono::{DateTime, Utc};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::mpsc;
+use uuid::Uuid;
 
-use super::{WriteTx, place_in};
-use crate::domain::{NewOrder, OrderOutcome};
+use super::{WriteTx, expire_holds};
+use crate::domain::{NewOrder, OrderDetails, OrderOutcome};
 use crate::store::StoreResult;
-use crate::store::order_batch::{self, BatchWriter, Pending};
+use crate::store::order_batch::{
+    self, BatchStatements, BatchWriter, BuyerOf, Buyers, Columns, EventTierRow, Pending, SaleRow,
+    Sales,
+};
+use crate::store::sql::Micros;
 
 /// Most orders written in one transaction.
 const MAX_BATCH: usize = 64;
+/// Most rows one INSERT carries (SQLite bounds the parameters of a statement).
+const ROWS_PER_INSERT: usize = 500;
 
 /// Starts the batching task; orders are sent to the returned channel.
 pub(super) fn spawn(writer: SqlitePool) -> mpsc::Sender<Pending> {
@@ -33,22 +41,179 @@ async fn run(writer: Writer, mut receiver: mpsc::Receiver<Pending>) {
 struct Writer(SqlitePool);
 
 impl BatchWriter for Writer {
-    /// Places `orders` one after another in one transaction: all committed, or none.
     async fn write(&self, orders: &[&NewOrder]) -> StoreResult<Vec<StoreResult<OrderOutcome>>> {
         let mut tx = WriteTx::begin(&self.0).await?;
-        let now = tx.now();
-        let mut outcomes = Vec::with_capacity(orders.len());
-        for order in orders {
-            match place_in(&mut tx, order, now).await {
-                Ok(outcome) => outcomes.push(Ok(outcome)),
-                Err(error) => {
-                    // Whether the rollback works or not, the error is the answer.
-                    let _ = tx.rollback().await;
-                    return Err(error);
-                }
+        let statements = SqliteStatements { now: tx.now() };
+        match order_batch::write_orders(&statements, &mut tx, orders).await {
+            Ok(written) => {
+                tx.commit().await?;
+                Ok(written.outcomes)
+            }
+            Err(error) => {
+                // Whether the rollback works or not, the error is the answer.
+                let _ = tx.rollback().await;
+                Err(error)
             }
         }
-        tx.commit().await?;
-        Ok(outcomes)
+    }
+}
+
+/// SQLite's statements for a batch: the single writer already keeps other writers out, and
+/// the batch's writes are judged by the time its write lock was taken.
+pub(super) struct SqliteStatements {
+    pub now: DateTime<Utc>,
+}
+
+/// `… IN (?, ?, …)` over `ids`.
+fn push_ids(query: &mut QueryBuilder<'_, Sqlite>, ids: &[Uuid]) {
+    query.push(" IN (");
+    let mut separated = query.separated(", ");
+    for id in ids {
+        separated.push_bind(*id);
+    }
+    query.push(")");
+}
+
+impl BatchStatements for SqliteStatements {
+    type Conn = SqliteConnection;
+
+    async fn read_sales(
+        &self,
+        conn: &mut SqliteConnection,
+        event_ids: &[Uuid],
+    ) -> StoreResult<(DateTime<Utc>, Sales)> {
+        let mut query =
+            QueryBuilder::new(concat!("SELECT ", sale_columns!(), " FROM events WHERE id"));
+        push_ids(&mut query, event_ids);
+        let rows: Vec<SaleRow<Micros>> = query.build_query_as().fetch_all(&mut *conn).await?;
+        let mut query = QueryBuilder::new(concat!(
+            "SELECT ",
+            event_tier_columns!(),
+            " FROM ticket_tiers WHERE event_id"
+        ));
+        push_ids(&mut query, event_ids);
+        query.push(" ORDER BY event_id, position");
+        let tiers: Vec<EventTierRow<Micros>> = query.build_query_as().fetch_all(&mut *conn).await?;
+        Ok((self.now, order_batch::sales(rows, tiers, self.now)?))
+    }
+
+    async fn read_buyers(
+        &self,
+        conn: &mut SqliteConnection,
+        wanted: &[BuyerOf],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Buyers> {
+        if wanted.is_empty() {
+            return Ok(Buyers::new());
+        }
+        let mut query = QueryBuilder::new("WITH p(user_id, event_id, capped) AS (");
+        query.push_values(wanted, |mut row, buyer| {
+            row.push_bind(buyer.user_id)
+                .push_bind(buyer.event_id)
+                .push_bind(buyer.capped);
+        });
+        query.push(
+            ") SELECT p.user_id, p.event_id, u.name, u.email,
+                CASE WHEN p.capped THEN (SELECT count(*) FROM tickets t
+                     WHERE t.user_id = p.user_id AND t.event_id = p.event_id
+                       AND (t.status = 'paid' OR (t.status = 'reserved' AND t.expires_at > ",
+        );
+        query.push_bind(Micros::from(now));
+        query.push("))) ELSE 0 END AS held FROM p JOIN users u ON u.id = p.user_id");
+        let rows = query.build_query_as().fetch_all(&mut *conn).await?;
+        Ok(order_batch::buyers(rows))
+    }
+
+    async fn release_due_holds(
+        &self,
+        conn: &mut SqliteConnection,
+        event_ids: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let mut expired = 0;
+        for event_id in event_ids {
+            expired += expire_holds(conn, Some(*event_id), i64::MAX, now).await?;
+        }
+        Ok(expired)
+    }
+
+    async fn insert(
+        &self,
+        conn: &mut SqliteConnection,
+        placed: &[&OrderDetails],
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let columns = Columns::of(placed);
+        let at = Micros::from(now);
+        for rows in columns.orders.chunks(ROWS_PER_INSERT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO orders (id, user_id, event_id, status, currency, total_minor,
+                                     expires_at, created_at, updated_at) ",
+            );
+            query.push_values(rows, |mut row, order| {
+                row.push_bind(order.id)
+                    .push_bind(order.user_id)
+                    .push_bind(order.event_id)
+                    .push("'reserved'")
+                    .push_bind(order.currency.clone())
+                    .push_bind(order.total_minor)
+                    .push_bind(Micros::from(order.expires_at))
+                    .push_bind(at)
+                    .push_bind(at);
+            });
+            query.build().execute(&mut *conn).await?;
+        }
+        for rows in columns.lines.chunks(ROWS_PER_INSERT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO order_items (order_id, event_id, tier_id, tier_name, quantity,
+                                          unit_price_minor, line) ",
+            );
+            query.push_values(rows, |mut row, line| {
+                row.push_bind(line.order_id)
+                    .push_bind(line.event_id)
+                    .push_bind(line.tier_id)
+                    .push_bind(line.tier_name.clone())
+                    .push_bind(line.quantity)
+                    .push_bind(line.unit_price_minor)
+                    .push_bind(line.position);
+            });
+            query.build().execute(&mut *conn).await?;
+        }
+        for rows in columns.tickets.chunks(ROWS_PER_INSERT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO tickets (id, user_id, event_id, order_id, tier_id, status,
+                                      expires_at, created_at, updated_at) ",
+            );
+            query.push_values(rows, |mut row, ticket| {
+                row.push_bind(ticket.id)
+                    .push_bind(ticket.user_id)
+                    .push_bind(ticket.event_id)
+                    .push_bind(ticket.order_id)
+                    .push_bind(ticket.tier_id)
+                    .push("'reserved'")
+                    .push_bind(Micros::from(ticket.expires_at))
+                    .push_bind(at)
+                    .push_bind(at);
+            });
+            query.build().execute(&mut *conn).await?;
+        }
+        // The event rows first, then the tiers: the order every writer follows.
+        for (table, counter, seats) in [
+            ("events", "tickets_sold", &columns.event_seats),
+            ("ticket_tiers", "sold", &columns.tier_seats),
+        ] {
+            let mut query = QueryBuilder::<Sqlite>::new("WITH taken(id, seats) AS (");
+            query.push_values(seats.iter(), |mut row, (id, seats)| {
+                row.push_bind(*id).push_bind(*seats);
+            });
+            query.push(format!(
+                ") UPDATE {table} SET {counter} = {counter}
+                     + (SELECT seats FROM taken WHERE taken.id = {table}.id), updated_at = "
+            ));
+            query.push_bind(at);
+            query.push(" WHERE id IN (SELECT id FROM taken)");
+            query.build().execute(&mut *conn).await?;
+        }
+        Ok(())
     }
 }
