@@ -546,6 +546,57 @@ async fn explain_nearby(database_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Seeds `events` upcoming events of `creator` with one SQL statement (a million through the
+/// store would take the better part of an hour). A listing reads events only: they get no
+/// tiers, so they are for listing benchmarks, not for sales.
+async fn seed_events_in_bulk(bench: &Bench, creator: Uuid, events: usize) -> anyhow::Result<()> {
+    let count = i64::try_from(events)?;
+    match bench.backend {
+        BackendChoice::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&bench.database_url).await?;
+            sqlx::query(
+                "INSERT INTO events (id, creator_id, title, description, start_time, end_time,
+                     total_tickets, latitude, longitude, venue_name, address_line1, city, state,
+                     country, postal_code)
+                 SELECT gen_random_uuid(), $1, 'Event ' || i, 'Seeded by the load generator',
+                        now() + make_interval(days => 1 + i % 60, secs => i % 86400),
+                        now() + make_interval(days => 1 + i % 60, secs => i % 86400 + 10800),
+                        100, 6.0 + (i % 1000) * 0.001, 3.0 + (i / 1000 % 1000) * 0.001,
+                        'Venue ' || i, '1 Bench Road', 'Lagos', 'Lagos', 'Nigeria', '100001'
+                 FROM generate_series(1, $2) AS i",
+            )
+            .bind(creator)
+            .bind(count)
+            .execute(&mut conn)
+            .await?;
+            sqlx::query("ANALYZE events").execute(&mut conn).await?;
+        }
+        BackendChoice::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&bench.database_url).await?;
+            let now = Utc::now().timestamp_micros();
+            sqlx::query(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2)
+                 INSERT INTO events (id, creator_id, title, description, start_time, end_time,
+                     total_tickets, latitude, longitude, venue_name, address_line1, city, state,
+                     country, postal_code, created_at, updated_at)
+                 SELECT randomblob(16), ?1, 'Event ' || i, 'Seeded by the load generator',
+                        ?3 + (1 + i % 60) * 86400000000 + (i % 86400) * 1000000,
+                        ?3 + (1 + i % 60) * 86400000000 + (i % 86400 + 10800) * 1000000,
+                        100, 6.0 + (i % 1000) * 0.001, 3.0 + (i / 1000 % 1000) * 0.001,
+                        'Venue ' || i, '1 Bench Road', 'Lagos', 'Lagos', 'Nigeria', '100001',
+                        ?3, ?3
+                 FROM n",
+            )
+            .bind(creator)
+            .bind(count)
+            .bind(now)
+            .execute(&mut conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 async fn sold_and_rows(bench: &Bench, event: Uuid) -> anyhow::Result<(i64, i64, i64)> {
     let sql_pg = "SELECT tickets_sold::bigint, total_tickets::bigint,
                    (SELECT count(*) FROM tickets t WHERE t.event_id = e.id AND t.status IN ('reserved','paid'))
@@ -820,11 +871,7 @@ async fn listing(
 ) -> anyhow::Result<()> {
     let users = bench.users(1, false).await?;
     let seeding = Instant::now();
-    for i in 0..events {
-        bench
-            .event(users[0].0, 100, random_point(i as u64 + 5, 1.0), i as u64)
-            .await?;
-    }
+    seed_events_in_bulk(bench, users[0].0, events).await?;
     println!(
         "listing: {events} events seeded in {:.1}s; GET /events/?limit=20, {concurrency} connections",
         seeding.elapsed().as_secs_f64()

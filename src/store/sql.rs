@@ -563,7 +563,62 @@ pub(super) fn push_event_filter<'a, DB: Dialect>(
     }
 }
 
-/// The `WHERE` clause of a user's ticket listing (alias `t`), on the effective status.
+/// The query counting [`EventFilter`]'s events. A text filter can only be counted row by row;
+/// otherwise the filter is a range of start times, counted from the per-day counts the
+/// triggers of `event_start_days` keep: the events starting before a bound are the days
+/// before its day plus, through the `start_time` index, the events of its day before it. The
+/// cost follows the number of days and the events of the bounds' days, not of all events.
+pub(super) fn push_event_count<'a, DB: Dialect>(
+    builder: &mut QueryBuilder<'a, DB>,
+    filter: &EventFilter,
+    now: DateTime<Utc>,
+) where
+    String: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    if filter.text.is_some() {
+        builder.push(COUNT_EVENTS);
+        push_event_filter(builder, filter, now);
+        return;
+    }
+    let lower = match (filter.upcoming_only.then_some(now), filter.starts_after) {
+        (Some(now), Some(after)) => Some(now.max(after)),
+        (now, after) => now.or(after),
+    };
+    // Starting before `bound` (or at it, with `inclusive`).
+    let push_before = |builder: &mut QueryBuilder<'a, DB>, bound: DateTime<Utc>, inclusive| {
+        let day = bound.timestamp().div_euclid(SECONDS_PER_DAY);
+        let day_start = DateTime::from_timestamp(day * SECONDS_PER_DAY, 0).unwrap_or(bound);
+        builder
+            .push("(SELECT coalesce(sum(events), 0) FROM event_start_days WHERE day < ")
+            .push_bind(day)
+            .push(") + (SELECT count(*) FROM events WHERE start_time >= ")
+            .push_bind(DB::Time::from(day_start))
+            .push(if inclusive {
+                " AND start_time <= "
+            } else {
+                " AND start_time < "
+            })
+            .push_bind(DB::Time::from(bound))
+            .push(")");
+    };
+    builder.push("SELECT CAST(");
+    match filter.starts_before {
+        Some(before) => push_before(builder, before, false),
+        None => {
+            builder.push("(SELECT coalesce(sum(events), 0) FROM event_start_days)");
+        }
+    }
+    if let Some(after) = lower {
+        builder.push(" - (");
+        push_before(builder, after, true);
+        builder.push(")");
+    }
+    builder.push(" AS BIGINT)");
+}
+
+const SECONDS_PER_DAY: i64 = 86_400;
+
 /// The `WHERE` clause of a buyer's tickets (`alias` `t`) or orders (`o`): theirs, in the
 /// effective `status` (a reserved hold past its deadline counts as expired).
 pub(super) fn push_buyer_filter<'a, DB: Dialect>(
@@ -612,7 +667,7 @@ macro_rules! fetch_events_page {
         fetch_page!(
             $pool,
             sql::SELECT_EVENTS,
-            sql::COUNT_EVENTS,
+            |builder| sql::push_event_count(builder, filter, now),
             |builder| sql::push_event_filter(builder, filter, now),
             sql::EVENTS_ORDER,
             $page,
@@ -673,8 +728,9 @@ macro_rules! fetch_optional {
 /// By default `$select` yields `count(*) OVER () AS total` (cheap where the filter leaves few
 /// rows, as a buyer's tickets); an empty page past the end runs `$count` for the total. With
 /// `count_apart` (the event listing, where the filter may match every event) the page is read
-/// by the ordering index alone and `$count` runs only when the page cannot tell the total, so
-/// a page of 20 never reads every matching row.
+/// by the ordering index alone, and `$count` (then a function writing the whole count query)
+/// runs only when the page cannot tell the total, so a page of 20 never reads every matching
+/// row.
 macro_rules! fetch_page {
     ($pool:expr, $select:expr, $count:expr, $filter:expr, $order:expr, $page:expr, $into_item:expr $(,)?) => {{
         let page: $crate::domain::PageRequest = $page;
@@ -723,9 +779,11 @@ macro_rules! fetch_page {
         let total = if read > 0 && read < page.limit() {
             page.skip().saturating_add(read)
         } else {
-            let mut builder = sqlx::QueryBuilder::new($count);
-            ($filter)(&mut builder);
-            builder.build_query_scalar().fetch_one($pool).await?
+            let mut builder = sqlx::QueryBuilder::new("");
+            ($count)(&mut builder);
+            let total: i64 = builder.build_query_scalar().fetch_one($pool).await?;
+            // Counted as the difference of two counts: an empty range comes out ≤ 0.
+            total.max(0)
         };
         let items = rows
             .into_iter()

@@ -14,6 +14,7 @@ backend_tests!(
     only_the_creator_may_change_an_event,
     events_with_live_tickets_cannot_be_deleted,
     listing_counts_filters_and_pages,
+    listing_totals_match_the_rows_around_day_boundaries,
 );
 
 async fn creator_can_create_read_update_and_delete(backend: Backend) {
@@ -439,4 +440,96 @@ async fn listing_counts_filters_and_pages(backend: Backend) {
 
 fn urlencode(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// The listing's `total` (counted from per-day counts when no text filter applies) equals the
+/// rows the filter matches, for bounds on, beside and between events that start around UTC
+/// midnight, and stays so after an event moves to another day or is deleted.
+async fn listing_totals_match_the_rows_around_day_boundaries(backend: Backend) {
+    use chrono::SecondsFormat;
+    let app = TestApp::spawn(backend).await;
+    let user = app.register_user(None).await;
+    let token = Some(user.token.as_str());
+    let midnight = (Utc::now() + Duration::days(2))
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    let starts = [
+        midnight - Duration::seconds(1),
+        midnight,
+        midnight,
+        midnight + Duration::seconds(1),
+        midnight + Duration::days(1) - Duration::seconds(1),
+        midnight + Duration::days(1),
+        midnight + Duration::days(3) + Duration::hours(5),
+    ];
+    let mut ids = Vec::new();
+    for start in starts {
+        let event = app
+            .create_event(
+                &user.token,
+                json!({"start_time": start.to_rfc3339(),
+                       "end_time": (start + Duration::hours(1)).to_rfc3339()}),
+            )
+            .await;
+        ids.push(event["id"].as_str().unwrap().to_owned());
+    }
+    let mut bounds: Vec<Option<chrono::DateTime<Utc>>> = vec![None];
+    for start in starts {
+        for shift in [-1, 0, 1] {
+            bounds.push(Some(start + Duration::seconds(shift)));
+        }
+    }
+    bounds.push(Some(midnight - Duration::days(1)));
+    bounds.push(Some(midnight + Duration::days(10)));
+    let check = |bounds: Vec<Option<chrono::DateTime<Utc>>>| {
+        let app = &app;
+        async move {
+            for after in &bounds {
+                for before in &bounds {
+                    let mut path = "/events/?limit=1000".to_owned();
+                    if let Some(after) = after {
+                        let at = after.to_rfc3339_opts(SecondsFormat::Secs, true);
+                        path.push_str(&format!("&starts_after={at}"));
+                    }
+                    if let Some(before) = before {
+                        let at = before.to_rfc3339_opts(SecondsFormat::Secs, true);
+                        path.push_str(&format!("&starts_before={at}"));
+                    }
+                    // `upcoming_only` is one more lower bound (now, before every event).
+                    let upcoming: &[&str] = if after.is_none() {
+                        &["", "&upcoming_only=true"]
+                    } else {
+                        &[""]
+                    };
+                    for upcoming in upcoming {
+                        let path = format!("{path}{upcoming}");
+                        let (status, page) = app.get(&path, None).await;
+                        assert_eq!(status, StatusCode::OK, "{path}: {page}");
+                        let rows = page["events"].as_array().unwrap().len();
+                        assert_eq!(page["total"], rows, "{path}");
+                    }
+                }
+            }
+        }
+    };
+    check(bounds.clone()).await;
+    // One event moves to another day, another is deleted: the counts follow.
+    let moved = midnight + Duration::days(2) + Duration::hours(1);
+    let (status, _) = app
+        .put(
+            &format!("/events/{}", ids[1]),
+            token,
+            json!({"start_time": moved.to_rfc3339(),
+                   "end_time": (moved + Duration::hours(1)).to_rfc3339()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.delete(&format!("/events/{}", ids[4]), token).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    bounds.push(Some(moved));
+    check(bounds).await;
+    let (_, all) = app.get("/events/?limit=1", None).await;
+    assert_eq!(all["total"], starts.len() - 1);
 }
