@@ -559,8 +559,8 @@ async fn seed_events_in_bulk(bench: &Bench, creator: Uuid, events: usize) -> any
                      total_tickets, latitude, longitude, venue_name, address_line1, city, state,
                      country, postal_code)
                  SELECT gen_random_uuid(), $1, 'Event ' || i, 'Seeded by the load generator',
-                        now() + make_interval(days => 1 + i % 60, secs => i % 86400),
-                        now() + make_interval(days => 1 + i % 60, secs => i % 86400 + 10800),
+                        now() + make_interval(days => (1 + i % 60)::int, secs => (i % 86400)::float8),
+                        now() + make_interval(days => (1 + i % 60)::int, secs => (i % 86400 + 10800)::float8),
                         100, 6.0 + (i % 1000) * 0.001, 3.0 + (i / 1000 % 1000) * 0.001,
                         'Venue ' || i, '1 Bench Road', 'Lagos', 'Lagos', 'Nigeria', '100001'
                  FROM generate_series(1, $2) AS i",

@@ -10,26 +10,49 @@ CREATE TABLE event_start_days (
 INSERT INTO event_start_days (day, events)
 SELECT floor(extract(epoch FROM start_time) / 86400)::bigint, count(*) FROM events GROUP BY 1;
 
+-- Inserts and deletes are counted per statement: a bulk insert updates each day once (a row
+-- trigger would update one day row thousands of times in one transaction, each update
+-- walking the versions the earlier ones left).
 CREATE FUNCTION count_event_start_days() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        UPDATE event_start_days SET events = events - 1
-        WHERE day = floor(extract(epoch FROM OLD.start_time) / 86400)::bigint;
-    END IF;
-    IF TG_OP IN ('UPDATE', 'INSERT') THEN
+    IF TG_OP = 'INSERT' THEN
         INSERT INTO event_start_days (day, events)
-        VALUES (floor(extract(epoch FROM NEW.start_time) / 86400)::bigint, 1)
-        ON CONFLICT (day) DO UPDATE SET events = event_start_days.events + 1;
+        SELECT floor(extract(epoch FROM start_time) / 86400)::bigint, count(*)
+        FROM new_events GROUP BY 1
+        ON CONFLICT (day) DO UPDATE SET events = event_start_days.events + EXCLUDED.events;
+    ELSE
+        UPDATE event_start_days d SET events = d.events - gone.events
+        FROM (SELECT floor(extract(epoch FROM start_time) / 86400)::bigint AS day,
+                     count(*) AS events
+              FROM old_events GROUP BY 1) gone
+        WHERE d.day = gone.day;
     END IF;
     RETURN NULL;
 END
 $$;
 
-CREATE TRIGGER events_start_days_kept
-    AFTER INSERT OR DELETE ON events
-    FOR EACH ROW EXECUTE FUNCTION count_event_start_days();
+CREATE TRIGGER events_start_days_inserted
+    AFTER INSERT ON events REFERENCING NEW TABLE AS new_events
+    FOR EACH STATEMENT EXECUTE FUNCTION count_event_start_days();
+
+CREATE TRIGGER events_start_days_deleted
+    AFTER DELETE ON events REFERENCING OLD TABLE AS old_events
+    FOR EACH STATEMENT EXECUTE FUNCTION count_event_start_days();
+
+-- A start moves one event at a time; a row trigger limited to `start_time` leaves the hot
+-- updates of `tickets_sold` alone.
+CREATE FUNCTION move_event_start_day() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE event_start_days SET events = events - 1
+    WHERE day = floor(extract(epoch FROM OLD.start_time) / 86400)::bigint;
+    INSERT INTO event_start_days (day, events)
+    VALUES (floor(extract(epoch FROM NEW.start_time) / 86400)::bigint, 1)
+    ON CONFLICT (day) DO UPDATE SET events = event_start_days.events + 1;
+    RETURN NULL;
+END
+$$;
 
 CREATE TRIGGER events_start_days_moved
     AFTER UPDATE OF start_time ON events
     FOR EACH ROW WHEN (OLD.start_time IS DISTINCT FROM NEW.start_time)
-    EXECUTE FUNCTION count_event_start_days();
+    EXECUTE FUNCTION move_event_start_day();
