@@ -597,6 +597,24 @@ async fn seed_events_in_bulk(bench: &Bench, creator: Uuid, events: usize) -> any
     Ok(())
 }
 
+/// PostgreSQL's count of transactions ended and rows written in the bench database, once
+/// every session has reported (idle sessions report within 10 s); `None` on SQLite.
+async fn database_work(bench: &Bench) -> anyhow::Result<Option<(i64, i64)>> {
+    if !matches!(bench.backend, BackendChoice::Postgres) {
+        return Ok(None);
+    }
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let mut conn = sqlx::PgConnection::connect(&bench.database_url).await?;
+    let work = sqlx::query_as(
+        "SELECT (xact_commit + xact_rollback)::bigint,
+                (tup_inserted + tup_updated + tup_deleted)::bigint
+         FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    Ok(Some(work))
+}
+
 async fn sold_and_rows(bench: &Bench, event: Uuid) -> anyhow::Result<(i64, i64, i64)> {
     let sql_pg = "SELECT tickets_sold::bigint, total_tickets::bigint,
                    (SELECT count(*) FROM tickets t WHERE t.event_id = e.id AND t.status IN ('reserved','paid'))
@@ -840,6 +858,7 @@ async fn sold_out(
         "sold out: {concurrency} connections for {}s",
         seconds.as_secs()
     );
+    let work_before = database_work(bench).await?;
     let mut figures = drive(concurrency, Some(seconds), move |worker, iteration| {
         let (_, token) = &users[(worker * 7919 + iteration) % users.len()];
         Some(status_of(
@@ -851,6 +870,15 @@ async fn sold_out(
     })
     .await;
     figures.print("sold-out");
+    if let (Some(before), Some(after)) = (work_before, database_work(bench).await?) {
+        let answers = figures.latencies.len().max(1) as f64;
+        let (transactions, rows) = (after.0 - before.0, after.1 - before.1);
+        println!(
+            "database work during the run (all sessions, sweeper included): {transactions} \
+             transactions ({:.5} per answer), {rows} rows written",
+            transactions as f64 / answers
+        );
+    }
     let (sold, total, rows) = sold_and_rows(bench, event).await?;
     println!(
         "after: tickets_sold={sold} total_tickets={total} live_rows={rows} -> {}",
