@@ -40,14 +40,18 @@ CREATE TRIGGER events_start_days_deleted
     FOR EACH STATEMENT EXECUTE FUNCTION count_event_start_days();
 
 -- A start moves one event at a time; a row trigger limited to `start_time` leaves the hot
--- updates of `tickets_sold` alone.
+-- updates of `tickets_sold` alone. Both day rows are locked in day order, so two events moving
+-- between the same days in opposite directions cannot deadlock.
 CREATE FUNCTION move_event_start_day() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    old_day bigint := floor(extract(epoch FROM OLD.start_time) / 86400)::bigint;
+    new_day bigint := floor(extract(epoch FROM NEW.start_time) / 86400)::bigint;
 BEGIN
-    UPDATE event_start_days SET events = events - 1
-    WHERE day = floor(extract(epoch FROM OLD.start_time) / 86400)::bigint;
-    INSERT INTO event_start_days (day, events)
-    VALUES (floor(extract(epoch FROM NEW.start_time) / 86400)::bigint, 1)
-    ON CONFLICT (day) DO UPDATE SET events = event_start_days.events + 1;
+    INSERT INTO event_start_days (day, events) VALUES (new_day, 0)
+    ON CONFLICT (day) DO NOTHING;
+    PERFORM 1 FROM event_start_days WHERE day IN (old_day, new_day) ORDER BY day FOR UPDATE;
+    UPDATE event_start_days SET events = events - 1 WHERE day = old_day;
+    UPDATE event_start_days SET events = events + 1 WHERE day = new_day;
     RETURN NULL;
 END
 $$;

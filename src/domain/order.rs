@@ -408,8 +408,6 @@ pub struct SaleState {
     pub currency: String,
     /// Ordered by position.
     pub tiers: Vec<Tier>,
-    /// The buyer's live (reserved and unexpired, or paid) tickets of the event.
-    pub held_by_buyer: i64,
 }
 
 /// A granted line: which tier, how many, at which price (copied into the order).
@@ -465,8 +463,14 @@ pub enum OrderRefusal {
 }
 
 impl SaleState {
-    /// Grants the order whole or says why not.
-    pub fn plan(&self, lines: &[OrderLine], now: DateTime<Utc>) -> Result<OrderPlan, OrderRefusal> {
+    /// Grants the order whole or says why not, for a buyer who holds `held_by_buyer` live
+    /// (reserved and unexpired, or paid) tickets of the event.
+    pub fn plan(
+        &self,
+        lines: &[OrderLine],
+        held_by_buyer: i64,
+        now: DateTime<Utc>,
+    ) -> Result<OrderPlan, OrderRefusal> {
         if self.started {
             return Err(OrderRefusal::EventStarted);
         }
@@ -487,7 +491,7 @@ impl SaleState {
         }
         let tickets: i32 = chosen.iter().map(|(_, quantity)| quantity).sum();
         if let Some(limit) = self.max_tickets_per_user
-            && self.held_by_buyer + i64::from(tickets) > i64::from(limit)
+            && held_by_buyer + i64::from(tickets) > i64::from(limit)
         {
             return Err(OrderRefusal::PerPersonLimit { limit });
         }
@@ -540,8 +544,7 @@ impl SaleState {
         lines: &[OrderLine],
         now: DateTime<Utc>,
     ) -> Result<OrderPlan, OrderRefusal> {
-        self.held_by_buyer = *buyer_held;
-        let plan = self.plan(lines, now)?;
+        let plan = self.plan(lines, *buyer_held, now)?;
         self.seats_left -= i64::from(plan.tickets);
         for line in &plan.lines {
             if let Some(tier) = self.tiers.iter_mut().find(|tier| tier.id == line.tier_id) {
@@ -650,7 +653,6 @@ mod tests {
             max_tickets_per_user: None,
             currency: "USD".into(),
             tiers,
-            held_by_buyer: 0,
         }
     }
 
@@ -673,7 +675,7 @@ mod tests {
         let (early, vip) = (tier("Early", 1500, Some(10), 0), tier("VIP", 5000, None, 0));
         let state = sale(100, vec![early.clone(), vip.clone()]);
         let plan = state
-            .plan(&[line(&early, 2), line(&vip, 1)], Utc::now())
+            .plan(&[line(&early, 2), line(&vip, 1)], 0, Utc::now())
             .unwrap();
         assert_eq!(plan.total_minor, 2 * 1500 + 5000);
         assert_eq!(plan.tickets, 3);
@@ -721,21 +723,25 @@ mod tests {
         let (early, vip) = (tier("Early", 0, Some(3), 2), tier("VIP", 0, None, 0));
         let state = sale(5, vec![early.clone(), vip.clone()]);
         let now = Utc::now();
-        let short_tier = state.plan(&[line(&vip, 1), line(&early, 2)], now);
+        let short_tier = state.plan(&[line(&vip, 1), line(&early, 2)], 0, now);
         let tier_left = OrderRefusal::NotEnough {
             short: Shortage::Tier("Early".into()),
             left: 1,
         };
         assert_eq!(short_tier.unwrap_err(), tier_left);
-        let short_event = state.plan(&[line(&vip, 6)], now);
+        let short_event = state.plan(&[line(&vip, 6)], 0, now);
         let event_left = OrderRefusal::NotEnough {
             short: Shortage::Event,
             left: 5,
         };
         assert_eq!(short_event.unwrap_err(), event_left);
         // Each line fits in what the event has left; together they do not.
-        assert!(state.plan(&[line(&vip, 4), line(&early, 1)], now).is_ok());
-        let together = state.plan(&[line(&vip, 5), line(&early, 1)], now);
+        assert!(
+            state
+                .plan(&[line(&vip, 4), line(&early, 1)], 0, now)
+                .is_ok()
+        );
+        let together = state.plan(&[line(&vip, 5), line(&early, 1)], 0, now);
         assert_eq!(together.unwrap_err(), event_left);
     }
 
@@ -753,7 +759,8 @@ mod tests {
             tier: TierChoice::Tier(Uuid::new_v4()),
             quantity: 1,
         };
-        let refusal = |state: &SaleState, lines: &[OrderLine]| state.plan(lines, now).unwrap_err();
+        let refusal =
+            |state: &SaleState, lines: &[OrderLine]| state.plan(lines, 0, now).unwrap_err();
         assert_eq!(
             refusal(&state, &[line(&capped, 1), unknown]),
             OrderRefusal::UnknownTier { line: 1 }
@@ -775,13 +782,12 @@ mod tests {
             }
         );
         state.max_tickets_per_user = Some(4);
-        state.held_by_buyer = 3;
         assert_eq!(
-            refusal(&state, &[line(&capped, 2)]),
+            state.plan(&[line(&capped, 2)], 3, now).unwrap_err(),
             OrderRefusal::PerPersonLimit { limit: 4 }
         );
         assert!(
-            state.plan(&[line(&capped, 1)], now).is_ok(),
+            state.plan(&[line(&capped, 1)], 3, now).is_ok(),
             "up to the cap"
         );
         state.started = true;
@@ -799,17 +805,17 @@ mod tests {
         let full = tier("Full", 200, Some(5), 5);
         let open = tier("Open", 300, None, 0);
         let state = sale(10, vec![closed.clone(), full.clone(), open]);
-        let plan = state.plan(&[first(1)], now).unwrap();
+        let plan = state.plan(&[first(1)], 0, now).unwrap();
         assert_eq!(plan.lines[0].tier_name, "Open");
         let sold_out = OrderRefusal::NotEnough {
             short: Shortage::Event,
             left: 0,
         };
         let only_full = sale(10, vec![closed.clone(), full]);
-        assert_eq!(only_full.plan(&[first(1)], now).unwrap_err(), sold_out);
+        assert_eq!(only_full.plan(&[first(1)], 0, now).unwrap_err(), sold_out);
         let only_closed = sale(10, vec![closed]);
         assert_eq!(
-            only_closed.plan(&[first(1)], now).unwrap_err(),
+            only_closed.plan(&[first(1)], 0, now).unwrap_err(),
             OrderRefusal::SalesEnded {
                 tier: "Closed".into()
             }

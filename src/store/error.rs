@@ -65,9 +65,12 @@ fn means_unavailable(sqlite: bool, code: &str) -> bool {
         code.parse::<u32>()
             .is_ok_and(|code| matches!(code & 0xff, 8 | 10 | 13 | 14))
     } else {
-        // SQLSTATE classes 08 connection, 53 insufficient resources (disk full, out of
-        // memory), 57P operator intervention (shutdown, cannot connect now).
-        code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
+        // SQLSTATE classes 08 connection, 40 transaction rollback (a deadlock or serialization
+        // failure: the work is undone and may be retried), 53 insufficient resources (disk
+        // full, out of memory), 57P operator intervention (shutdown, cannot connect now).
+        ["08", "40", "53", "57P"]
+            .iter()
+            .any(|class| code.starts_with(class))
     }
 }
 

@@ -54,7 +54,8 @@ impl Answer {
 }
 
 /// Writes orders in one transaction, with an answer for each (an order may be refused, or fail
-/// alone, without failing the others); an error means nothing was written.
+/// alone, without failing the others). An error means the transaction did not commit — unless
+/// the COMMIT itself failed on the way, when, as for any write, the outcome is unknown.
 pub(super) trait BatchWriter {
     fn write(
         &self,
@@ -88,11 +89,7 @@ pub(super) async fn place(writer: &impl BatchWriter, mut batch: Vec<Pending>) {
                     continue;
                 }
                 let alone = writer.write(std::slice::from_ref(order)).await;
-                outcomes.push(alone.and_then(|mut placed| {
-                    placed.pop().unwrap_or_else(|| {
-                        Err(StoreError::Corrupt("an order went unanswered".into()))
-                    })
-                }));
+                outcomes.push(alone.and_then(|mut placed| placed.pop().unwrap_or_else(unanswered)));
             }
             outcomes
         }
@@ -424,7 +421,6 @@ pub(super) fn sales<T: StoredTime>(
                 max_tickets_per_user: row.max_tickets_per_user,
                 currency: row.currency,
                 tiers: tiers.remove(&row.id).unwrap_or_default(),
-                held_by_buyer: 0,
             };
             let event = EventSummary {
                 id: row.id,

@@ -1,6 +1,6 @@
-//! PostgreSQL + PostGIS store. Each guarantee is one statement (or one short transaction), so
-//! row locks are held for the time of a single round trip, and deadlines are judged by the
-//! database clock (`now()`), the one clock every server process shares.
+//! PostgreSQL + PostGIS store. Each guarantee lives in one statement or one short transaction
+//! (orders: a batch's, see [`batch`]), and deadlines are judged by the database clock
+//! (`now()`), the one clock every server process shares.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -485,13 +485,13 @@ impl TicketStore for PgStore {
             return self.orders.place(order.clone()).await;
         }
         // A keyed order commits with its answer, so it takes a transaction of its own.
-        let generation = self.sold_out.generation();
+        let mark = self.sold_out.mark();
         let mut tx = self.pool.begin().await?;
         let (written, sold_out) = batch::write_orders(&mut tx, &[order]).await?;
         // Refused or not, the transaction commits: released holds stay released.
         let outcome = finish(tx, record, written.only_outcome()?).await?;
         for (event_id, period) in sold_out {
-            self.sold_out.remember(event_id, generation, period);
+            self.sold_out.remember(event_id, mark, period);
         }
         Ok(outcome)
     }

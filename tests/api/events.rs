@@ -15,6 +15,7 @@ backend_tests!(
     events_with_live_tickets_cannot_be_deleted,
     listing_counts_filters_and_pages,
     listing_totals_match_the_rows_around_day_boundaries,
+    events_moving_between_two_days_at_once_keep_the_counts,
 );
 
 async fn creator_can_create_read_update_and_delete(backend: Backend) {
@@ -532,4 +533,44 @@ async fn listing_totals_match_the_rows_around_day_boundaries(backend: Backend) {
     check(bounds).await;
     let (_, all) = app.get("/events/?limit=1", None).await;
     assert_eq!(all["total"], starts.len() - 1);
+}
+
+/// Two events swapping days again and again at the same time (each move updates both days'
+/// counts) all succeed, and the counts still match the rows.
+async fn events_moving_between_two_days_at_once_keep_the_counts(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = app.register_user(None).await;
+    let token = Some(user.token.as_str());
+    let day = |n: i64| Utc::now() + Duration::days(n);
+    let body = |start: chrono::DateTime<Utc>| {
+        json!({"start_time": start.to_rfc3339(),
+               "end_time": (start + Duration::hours(1)).to_rfc3339()})
+    };
+    let first = app.create_event(&user.token, body(day(2))).await;
+    let second = app.create_event(&user.token, body(day(3))).await;
+    let paths = [first, second].map(|e| format!("/events/{}", e["id"].as_str().unwrap()));
+    for round in 0..15 {
+        let (a, b) = if round % 2 == 0 { (3, 2) } else { (2, 3) };
+        let (one, other) = tokio::join!(
+            app.put(&paths[0], token, body(day(a))),
+            app.put(&paths[1], token, body(day(b))),
+        );
+        assert_eq!(one.0, StatusCode::OK, "{}", one.1);
+        assert_eq!(other.0, StatusCode::OK, "{}", other.1);
+    }
+    for n in [2, 3] {
+        let after =
+            (day(n) - Duration::hours(12)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let before =
+            (day(n) + Duration::hours(12)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let (_, page) = app
+            .get(
+                &format!("/events/?starts_after={after}&starts_before={before}"),
+                None,
+            )
+            .await;
+        assert_eq!(page["total"], page["events"].as_array().unwrap().len());
+    }
+    let (_, all) = app.get("/events/", None).await;
+    assert_eq!(all["total"], 2);
 }

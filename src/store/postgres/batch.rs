@@ -41,7 +41,7 @@ const LOCK_SALES: &str = concat!(
 
 /// `$1` events: their tiers in sale order, read after the lock (a statement that waited for
 /// the lock would see tier counters older than it).
-const SALE_TIERS: &str = concat!(
+const BATCH_TIERS: &str = concat!(
     "SELECT ",
     event_tier_columns!(),
     " FROM ticket_tiers WHERE event_id = ANY($1) ORDER BY event_id, position"
@@ -125,7 +125,7 @@ impl BatchStatements for PgStatements {
         let Some(now) = locked.first().map(|locked| locked.now) else {
             return Ok((Utc::now(), Sales::new()));
         };
-        let tiers = sqlx::query_as(SALE_TIERS)
+        let tiers = sqlx::query_as(BATCH_TIERS)
             .bind(event_ids)
             .fetch_all(&mut *conn)
             .await?;
@@ -340,12 +340,12 @@ impl Drop for LaneGuard<'_> {
 
 impl BatchWriter for Writer {
     async fn write(&self, orders: &[&NewOrder]) -> StoreResult<Vec<StoreResult<OrderOutcome>>> {
-        let generation = self.sold_out.generation();
+        let mark = self.sold_out.mark();
         let mut tx = self.pool.begin().await?;
         let (written, sold_out) = write_orders(&mut tx, orders).await?;
         tx.commit().await?;
         for (event_id, period) in sold_out {
-            self.sold_out.remember(event_id, generation, period);
+            self.sold_out.remember(event_id, mark, period);
         }
         Ok(written.outcomes)
     }

@@ -2,7 +2,8 @@
 //! database round trip.
 //!
 //! An event is remembered when an order's transaction found no seat left, for as long as no
-//! seat can come back on its own: until its earliest hold can lapse, or it starts. Sooner than
+//! seat can come back on its own: until its earliest hold can lapse, or it starts (and never
+//! longer than [`MAX_PERIOD`]). Sooner than
 //! that a seat only comes back through a write (a cancellation, an expiry, more capacity), in
 //! any process: a trigger then notifies [`CHANNEL`] with the event's id, and [`listen`] makes
 //! every process forget the event. While this process is not listening it remembers nothing,
@@ -19,8 +20,18 @@ use uuid::Uuid;
 pub(super) const CHANNEL: &str = "nearbytix_seats";
 /// Most events remembered at once.
 const MAX_REMEMBERED: usize = 10_000;
+/// Longest an event is remembered: the bound on a stale "sold out" should the listener's
+/// connection die without the process noticing (a peer that drops it silently).
+const MAX_PERIOD: Duration = Duration::from_secs(10);
 /// Pause before listening again after the listener's connection failed.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+
+/// When a transaction began, for [`SoldOut::remember`].
+#[derive(Clone, Copy)]
+pub(super) struct Mark {
+    generation: u64,
+    at: Instant,
+}
 
 #[derive(Default)]
 pub(super) struct SoldOut {
@@ -37,16 +48,22 @@ struct State {
 }
 
 impl SoldOut {
-    /// Where things stand before a transaction reads an event's seats.
-    pub fn generation(&self) -> u64 {
-        self.state().generation
+    /// Where things stand before a transaction reads events' seats: taken before it begins,
+    /// so that a period the transaction measures from its start is not stretched by its
+    /// duration.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            generation: self.state().generation,
+            at: Instant::now(),
+        }
     }
 
-    /// Remembers that `event_id` has no seat for `period`, as read by a transaction that
-    /// started at `generation` (nothing is remembered when a change arrived since).
-    pub fn remember(&self, event_id: Uuid, generation: u64, period: Duration) {
+    /// Remembers that `event_id` has no seat for `period` (at most [`MAX_PERIOD`]) from
+    /// `mark`, as read by a transaction that began at `mark` (nothing is remembered when a
+    /// change arrived since).
+    pub fn remember(&self, event_id: Uuid, mark: Mark, period: Duration) {
         let mut state = self.state();
-        if !state.listening || state.generation != generation {
+        if !state.listening || state.generation != mark.generation {
             return;
         }
         let now = Instant::now();
@@ -56,7 +73,9 @@ impl SoldOut {
                 return;
             }
         }
-        state.until.insert(event_id, now + period);
+        state
+            .until
+            .insert(event_id, mark.at + period.min(MAX_PERIOD));
     }
 
     /// Whether `event_id` is known to have no seat now.
