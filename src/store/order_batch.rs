@@ -159,11 +159,9 @@ pub(super) trait BatchStatements {
     ) -> impl Future<Output = StoreResult<()>> + Send;
 }
 
-/// Orders placed in one transaction: an answer per order, the time they were judged by, and
-/// the events now without a seat.
+/// Orders placed in one transaction: an answer per order, and the events now without a seat.
 pub(super) struct Written {
     pub outcomes: Vec<StoreResult<OrderOutcome>>,
-    pub now: DateTime<Utc>,
     pub sold_out: Vec<Uuid>,
 }
 
@@ -222,19 +220,13 @@ pub(super) async fn write_orders<S: BatchStatements>(
             .filter(|(_, sale)| sale.state.seats_left <= 0)
             .map(|(id, _)| *id)
             .collect();
-        return Ok(Written {
-            outcomes,
-            now,
-            sold_out,
-        });
+        return Ok(Written { outcomes, sold_out });
     }
 }
 
-impl Written {
-    /// The answer to a batch of one.
-    pub fn only_outcome(self) -> StoreResult<OrderOutcome> {
-        self.outcomes.into_iter().next().unwrap_or_else(unanswered)
-    }
+/// The answer to a batch of one.
+pub(super) fn only_outcome(outcomes: Vec<StoreResult<OrderOutcome>>) -> StoreResult<OrderOutcome> {
+    outcomes.into_iter().next().unwrap_or_else(unanswered)
 }
 
 fn unanswered() -> StoreResult<OrderOutcome> {
@@ -384,8 +376,7 @@ pub(super) struct EventTierRow<T> {
 /// The columns of [`EventTierRow`], from `ticket_tiers`.
 macro_rules! event_tier_columns {
     () => {
-        "event_id, id, name, description, price_minor, quantity, sold, max_per_order,
-         sales_start, sales_end, position"
+        concat!("event_id, ", tier_columns!())
     };
 }
 

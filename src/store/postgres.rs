@@ -13,6 +13,7 @@ use sqlx::{FromRow, Postgres, QueryBuilder, Transaction};
 use uuid::Uuid;
 
 use self::sold_out::SoldOut;
+use super::order_batch::{self, Written};
 use super::sql::{self, CredentialsRow};
 use super::{
     AnswerRecord, Backend, BuyerFilter, ClaimTerms, EventFilter, EventStore, HeldKey,
@@ -487,12 +488,12 @@ impl TicketStore for PgStore {
         // A keyed order commits with its answer, so it takes a transaction of its own.
         let mark = self.sold_out.mark();
         let mut tx = self.pool.begin().await?;
-        let (written, sold_out) = batch::write_orders(&mut tx, &[order]).await?;
+        let statements = &batch::PgStatements;
+        let Written { outcomes, sold_out } =
+            order_batch::write_orders(statements, &mut tx, &[order]).await?;
         // Refused or not, the transaction commits: released holds stay released.
-        let outcome = finish(tx, record, written.only_outcome()?).await?;
-        for (event_id, period) in sold_out {
-            self.sold_out.remember(event_id, mark, period);
-        }
+        let outcome = finish(tx, record, order_batch::only_outcome(outcomes)?).await?;
+        self.sold_out.learn(&self.pool, mark, &sold_out).await;
         Ok(outcome)
     }
 

@@ -195,10 +195,20 @@ pub(super) fn refusal_at_a_glance(
     }
 }
 
+/// The columns of a [`TierRow`], from `ticket_tiers`.
+macro_rules! tier_columns {
+    () => {
+        "id, name, description, price_minor, quantity, sold, max_per_order, sales_start, \
+         sales_end, position"
+    };
+}
+
 /// `$1` event: its tiers in sale order.
-pub(super) const SALE_TIERS: &str = "SELECT id, name, description, price_minor, quantity, sold,
-        max_per_order, sales_start, sales_end, position
-     FROM ticket_tiers WHERE event_id = $1 ORDER BY position";
+pub(super) const SALE_TIERS: &str = concat!(
+    "SELECT ",
+    tier_columns!(),
+    " FROM ticket_tiers WHERE event_id = $1 ORDER BY position"
+);
 pub(super) const PEEK_KEY: &str = "SELECT request_hash,
         CAST(response_status AS BIGINT) AS response_status, response_body, created_at, lease_until
      FROM idempotency_keys WHERE user_id = $1 AND key = $2";
@@ -581,10 +591,10 @@ pub(super) fn push_event_count<'a, DB: Dialect>(
         push_event_filter(builder, filter, now);
         return;
     }
-    let lower = match (filter.upcoming_only.then_some(now), filter.starts_after) {
-        (Some(now), Some(after)) => Some(now.max(after)),
-        (now, after) => now.or(after),
-    };
+    let lower = [filter.upcoming_only.then_some(now), filter.starts_after]
+        .into_iter()
+        .flatten()
+        .max();
     // Starting before `bound` (or at it, with `inclusive`).
     let push_before = |builder: &mut QueryBuilder<'a, DB>, bound: DateTime<Utc>, inclusive| {
         let day = bound.timestamp().div_euclid(SECONDS_PER_DAY);

@@ -669,7 +669,9 @@ impl TicketStore for SqliteStore {
             let statements = batch::SqliteStatements { now: tx.now() };
             let written = order_batch::write_orders(&statements, &mut tx, &[order]).await?;
             // Refused or not, the transaction commits: released holds stay released.
-            return tx.finish(record, written.only_outcome()?).await;
+            return tx
+                .finish(record, order_batch::only_outcome(written.outcomes)?)
+                .await;
         }
         let now = Utc::now();
         // "Sold out" may be answered early only where no rule on a named tier could come

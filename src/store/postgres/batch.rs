@@ -9,7 +9,6 @@
 //! nothing changes: the row locks and the CHECK constraints keep the guarantee.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
@@ -19,7 +18,7 @@ use uuid::Uuid;
 use super::sold_out::SoldOut;
 use crate::domain::{NewOrder, OrderDetails, OrderOutcome};
 use crate::store::order_batch::{
-    self, BatchStatements, BatchWriter, BuyerOf, Buyers, Columns, Pending, SaleRow, Sales, Written,
+    self, BatchStatements, BatchWriter, BuyerOf, Buyers, Columns, Pending, SaleRow, Sales,
 };
 use crate::store::{StoreError, StoreResult};
 
@@ -93,12 +92,6 @@ const WRITE_ORDERS: &str = "WITH new_orders AS (
     UPDATE ticket_tiers tt SET sold = tt.sold + s.seats, updated_at = $1
     FROM unnest($23::uuid[], $24::int[]) AS s(id, seats)
     WHERE tt.id = s.id";
-
-/// `$1` event, `$2` the database's now: how long the event stays sold out for certain — until
-/// its earliest hold can lapse, or it starts (then the answer changes).
-const SOLD_OUT_FOR: &str = "SELECT EXTRACT(EPOCH FROM LEAST(
-            (SELECT min(expires_at) FROM orders WHERE event_id = $1 AND status = 'reserved'),
-            (SELECT start_time FROM events WHERE id = $1)) - $2)::float8";
 
 #[derive(FromRow)]
 struct LockedSale {
@@ -219,30 +212,6 @@ impl BatchStatements for PgStatements {
     }
 }
 
-/// Places `orders` on `conn` (inside the caller's transaction) and reads how long each event
-/// they sold out stays sold out for certain.
-pub(super) async fn write_orders(
-    conn: &mut PgConnection,
-    orders: &[&NewOrder],
-) -> StoreResult<(Written, Vec<(Uuid, Duration)>)> {
-    let written = order_batch::write_orders(&PgStatements, conn, orders).await?;
-    let mut sold_out = Vec::with_capacity(written.sold_out.len());
-    for event_id in &written.sold_out {
-        let seconds: Option<f64> = sqlx::query_scalar(SOLD_OUT_FOR)
-            .bind(event_id)
-            .bind(written.now)
-            .fetch_one(&mut *conn)
-            .await?;
-        let period = seconds
-            .filter(|seconds| *seconds > 0.0)
-            .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok());
-        if let Some(period) = period {
-            sold_out.push((*event_id, period));
-        }
-    }
-    Ok((written, sold_out))
-}
-
 /// The lanes of one process: the orders waiting in each lane whose transaction is in flight
 /// (`None`: the lane is idle).
 pub(super) struct Lanes {
@@ -342,11 +311,11 @@ impl BatchWriter for Writer {
     async fn write(&self, orders: &[&NewOrder]) -> StoreResult<Vec<StoreResult<OrderOutcome>>> {
         let mark = self.sold_out.mark();
         let mut tx = self.pool.begin().await?;
-        let (written, sold_out) = write_orders(&mut tx, orders).await?;
+        let written = order_batch::write_orders(&PgStatements, &mut tx, orders).await?;
         tx.commit().await?;
-        for (event_id, period) in sold_out {
-            self.sold_out.remember(event_id, mark, period);
-        }
+        self.sold_out
+            .learn(&self.pool, mark, &written.sold_out)
+            .await;
         Ok(written.outcomes)
     }
 }

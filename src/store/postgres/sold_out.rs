@@ -20,6 +20,13 @@ use uuid::Uuid;
 pub(super) const CHANNEL: &str = "nearbytix_seats";
 /// Most events remembered at once.
 const MAX_REMEMBERED: usize = 10_000;
+/// `$1` events: those without a seat, each with the seconds it stays so for certain — until
+/// its earliest hold can lapse, or it starts (then the answer changes).
+const SOLD_OUT_FOR: &str = "SELECT e.id, EXTRACT(EPOCH FROM LEAST(
+            (SELECT min(o.expires_at) FROM orders o
+             WHERE o.event_id = e.id AND o.status = 'reserved'),
+            e.start_time) - now())::float8
+     FROM events e WHERE e.id = ANY($1) AND e.tickets_sold >= e.total_tickets";
 /// Longest an event is remembered: the bound on a stale "sold out" should the listener's
 /// connection die without the process noticing (a peer that drops it silently).
 const MAX_PERIOD: Duration = Duration::from_secs(10);
@@ -61,7 +68,7 @@ impl SoldOut {
     /// Remembers that `event_id` has no seat for `period` (at most [`MAX_PERIOD`]) from
     /// `mark`, as read by a transaction that began at `mark` (nothing is remembered when a
     /// change arrived since).
-    pub fn remember(&self, event_id: Uuid, mark: Mark, period: Duration) {
+    fn remember(&self, event_id: Uuid, mark: Mark, period: Duration) {
         let mut state = self.state();
         if !state.listening || state.generation != mark.generation {
             return;
@@ -76,6 +83,34 @@ impl SoldOut {
         state
             .until
             .insert(event_id, mark.at + period.min(MAX_PERIOD));
+    }
+
+    /// Remembers the events among `event_ids` that still have no seat, each for as long as it
+    /// stays so for certain, as read after a transaction that began at `mark` sold them out.
+    /// Read after its commit, so that no lock waits for it; a failed read remembers nothing.
+    pub async fn learn(&self, pool: &PgPool, mark: Mark, event_ids: &[Uuid]) {
+        if event_ids.is_empty() {
+            return;
+        }
+        let periods: Result<Vec<(Uuid, Option<f64>)>, _> = sqlx::query_as(SOLD_OUT_FOR)
+            .bind(event_ids)
+            .fetch_all(pool)
+            .await;
+        let periods = match periods {
+            Ok(periods) => periods,
+            Err(error) => {
+                tracing::warn!(%error, "could not read how long events stay sold out");
+                return;
+            }
+        };
+        for (event_id, seconds) in periods {
+            let period = seconds
+                .filter(|seconds| *seconds > 0.0)
+                .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok());
+            if let Some(period) = period {
+                self.remember(event_id, mark, period);
+            }
+        }
     }
 
     /// Whether `event_id` is known to have no seat now.
@@ -155,6 +190,8 @@ async fn relay(mut listener: PgListener, sold_out: &SoldOut) {
             Ok(Some(notification)) => sold_out.forget(notification.payload().parse().ok()),
             // The connection was lost (and is back): notifications were missed.
             Ok(None) => sold_out.set_listening(true),
+            // The store is closing.
+            Err(sqlx::Error::PoolClosed) => return,
             Err(error) => {
                 tracing::warn!(%error, "lost the sold-out notifications");
                 return;
