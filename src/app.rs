@@ -16,7 +16,9 @@ use crate::auth::{TokenKeys, resolve_jwt_secret};
 use crate::config::Settings;
 use crate::expiry::Sweeper;
 use crate::listener::{LimitedListener, connections_that_fit};
-use crate::service::{Accounts, Bulkhead, Events, Health, Idempotency, Orders, Search, Tickets};
+use crate::service::{
+    Accounts, Bulkhead, Events, Health, Idempotency, Orders, ReadModel, Search, Tickets,
+};
 use crate::store::{self, DynStore};
 use crate::telemetry;
 
@@ -29,6 +31,7 @@ pub struct App {
     pub store: DynStore,
     pub tokens: Arc<TokenKeys>,
     pub state: AppState,
+    pub search_model: Arc<ReadModel>,
 }
 
 impl App {
@@ -51,12 +54,14 @@ impl App {
             settings.expensive_reads_max,
             settings.expensive_read_wait,
         ));
+        let search_model = Arc::new(ReadModel::default());
         let state = AppState {
             accounts: Arc::new(Accounts::new(store.clone(), tokens.clone(), hasher)),
             events: Arc::new(Events::new(
                 store.clone(),
                 chrono::Utc::now,
                 expensive_reads.clone(),
+                search_model.clone(),
             )),
             tickets: Arc::new(Tickets::new(store.clone(), settings.ticket_hold)),
             orders: Arc::new(Orders::new(
@@ -66,6 +71,7 @@ impl App {
             )),
             search: Arc::new(Search::new(
                 store.clone(),
+                search_model.clone(),
                 settings.default_search_radius,
                 expensive_reads,
             )),
@@ -89,6 +95,7 @@ impl App {
             store,
             tokens,
             state,
+            search_model,
         })
     }
 
@@ -108,6 +115,9 @@ impl App {
             Some(address) => Some(self.serve_metrics(address).await?),
             None => None,
         };
+        // Searches are answered from memory from the first request on.
+        let following = self.search_model.follow(self.store.clone());
+        self.search_model.first_load().await;
         let sweeper = run_sweeper.then(|| self.start_sweeper());
         let app = self
             .router()
@@ -131,6 +141,7 @@ impl App {
         if let Some(metrics) = metrics {
             metrics.abort();
         }
+        drop(following);
         self.store.close().await;
         result
     }

@@ -6,12 +6,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::store::{DynStore, StoreError};
+use crate::store::{CHANGE_LOG_KEPT, DynStore, StoreError};
 use crate::telemetry;
 
 /// Longest pause after repeated failures (the database being away, say).
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// Idempotency keys are kept 24 h; forgetting them is housekeeping, not urgent.
+/// Forgetting old idempotency keys and change log entries is housekeeping, not urgent.
 const PURGE_EVERY: Duration = Duration::from_secs(300);
 
 /// A running sweeper task.
@@ -36,6 +36,29 @@ impl Sweeper {
     }
 }
 
+/// Forgets idempotency keys older than 24 h and event change log entries older than
+/// [`CHANGE_LOG_KEPT`]; whether both purges worked.
+async fn purge(store: &DynStore) -> bool {
+    let now = chrono::Utc::now();
+    let keys = store.purge_keys(now - chrono::Duration::hours(24)).await;
+    match &keys {
+        Ok(purged) if *purged > 0 => {
+            tracing::info!(purged, "forgot idempotency keys older than 24 h")
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(error = format!("{error:#}"), "idempotency key purge failed"),
+    }
+    let kept = chrono::Duration::from_std(CHANGE_LOG_KEPT).unwrap_or(chrono::Duration::MAX);
+    let changes = store.purge_event_changes(now - kept).await;
+    if let Err(error) = &changes {
+        tracing::warn!(
+            error = format!("{error:#}"),
+            "event change log purge failed"
+        );
+    }
+    keys.is_ok() && changes.is_ok()
+}
+
 /// Runs until `shutdown` turns true; stops between batches, never inside one.
 async fn run(
     store: DynStore,
@@ -54,19 +77,8 @@ async fn run(
         if *shutdown.borrow() {
             break;
         }
-        if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
-            let cutoff = chrono::Utc::now() - chrono::Duration::hours(24);
-            match store.purge_keys(cutoff).await {
-                Ok(purged) => {
-                    last_purge = Some(tokio::time::Instant::now());
-                    if purged > 0 {
-                        tracing::info!(purged, "forgot idempotency keys older than 24 h");
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(error = format!("{error:#}"), "idempotency key purge failed")
-                }
-            }
+        if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) && purge(&store).await {
+            last_purge = Some(tokio::time::Instant::now());
         }
         let pause = match sweep(&store, batch_size).await {
             // A full batch means more may be due: go again at once.

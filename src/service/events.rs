@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use std::sync::Arc;
 
-use super::{Action, Bulkhead, Clock, Resource, ServiceError};
+use super::{Action, Bulkhead, Clock, ReadModel, Resource, ServiceError};
 use crate::domain::{
     Event, EventChanges, EventDelete, EventDetails, EventDraft, EventFields, EventStats,
     EventUpdate, NewEvent, PageRequest, Tier, TierDraft, TierFields, TierOutcome, TierPatchFields,
@@ -15,14 +15,22 @@ pub struct Events {
     store: DynStore,
     clock: Clock,
     expensive_reads: Arc<Bulkhead>,
+    /// Told of each event write, so that the organiser's next search shows it.
+    search: Arc<ReadModel>,
 }
 
 impl Events {
-    pub fn new(store: DynStore, clock: Clock, expensive_reads: Arc<Bulkhead>) -> Self {
+    pub fn new(
+        store: DynStore,
+        clock: Clock,
+        expensive_reads: Arc<Bulkhead>,
+        search: Arc<ReadModel>,
+    ) -> Self {
         Self {
             store,
             clock,
             expensive_reads,
+            search,
         }
     }
 
@@ -35,6 +43,7 @@ impl Events {
         let new_event = NewEvent::parse(fields, (self.clock)())?;
         let event = self.store.insert_event(creator_id, &new_event).await?;
         tracing::info!(event_id = %event.id, "event created");
+        self.search.catch_up().await;
         self.with_tiers(event).await
     }
 
@@ -80,7 +89,10 @@ impl Events {
         // The store re-checks ownership and the sold count atomically; the read above only
         // chooses the right answer for the common cases.
         match self.store.update_event(id, user_id, &draft).await? {
-            EventUpdate::Done(event) => self.with_tiers(*event).await,
+            EventUpdate::Done(event) => {
+                self.search.catch_up().await;
+                self.with_tiers(*event).await
+            }
             EventUpdate::NotFound => Err(ServiceError::NotFound(Resource::Event, id)),
             EventUpdate::NotCreator => Err(ServiceError::NotOwner(Action::ModifyEvent)),
             EventUpdate::BelowSold => Err(ServiceError::TotalBelowSold),
@@ -92,6 +104,7 @@ impl Events {
         match self.store.delete_event(id, user_id).await? {
             EventDelete::Deleted => {
                 tracing::info!(event_id = %id, "event deleted");
+                self.search.catch_up().await;
                 Ok(())
             }
             EventDelete::NotFound => Err(ServiceError::NotFound(Resource::Event, id)),

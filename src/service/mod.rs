@@ -21,7 +21,7 @@ pub use events::Events;
 pub use health::Health;
 pub use idempotency::{Idempotency, IdempotencyStart};
 pub use orders::{OrderAnswer, Orders};
-pub use search::{Search, SearchResult};
+pub use search::{Following, ReadModel, Search, SearchResult};
 pub use tickets::{KeyedWrite, TicketAnswer, Tickets};
 
 /// Where a service reads the time (tests may pin it).

@@ -21,6 +21,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::domain::{
@@ -130,6 +131,31 @@ pub struct NearbyQuery {
     pub page: PageRequest,
 }
 
+/// How long the log of event changes keeps an entry: a reader further behind than that loads
+/// everything anew rather than catch up.
+pub const CHANGE_LOG_KEPT: Duration = Duration::from_secs(3600);
+
+/// Where a reader stands in the log of event changes; only the store that gave it knows what
+/// it means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeCursor(i64);
+
+/// The events search can return (upcoming, not sold out) and the point in the change log
+/// that their read includes every change before.
+#[derive(Debug)]
+pub struct SearchableEvents {
+    pub cursor: ChangeCursor,
+    pub events: Vec<Event>,
+}
+
+/// The events changed since a cursor, as they are now, and the cursor to read from next.
+#[derive(Debug)]
+pub struct EventChanges {
+    pub cursor: ChangeCursor,
+    pub current: Vec<Event>,
+    pub deleted: Vec<Uuid>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum IdempotencyClaim {
     /// The key is new (or its last holder died): the caller holds it and does the work.
@@ -203,6 +229,10 @@ pub trait Infrastructure: Send + Sync {
         None
     }
     fn pool_stats(&self) -> PoolStats;
+    /// Changes whenever events may have changed in a way search can see (written by this
+    /// process, or announced by another): a prompt to read [`EventStore::event_changes`], which
+    /// is complete without it.
+    fn change_announcements(&self) -> watch::Receiver<()>;
     /// A real round trip to the database.
     async fn ping(&self) -> StoreResult<()>;
     /// Whether the database takes writes now; a server that answers reads may not (SQLite on
@@ -258,6 +288,14 @@ pub trait EventStore: Send + Sync {
         page: PageRequest,
     ) -> StoreResult<Page<Event>>;
     async fn nearby_events(&self, query: &NearbyQuery) -> StoreResult<Page<NearbyEvent>>;
+    /// Every event search can return now, for an in-memory read model.
+    async fn searchable_events(&self) -> StoreResult<SearchableEvents>;
+    /// The events changed since `since` (created, updated, seats sold or released, deleted).
+    /// Reading again from the returned cursor misses no committed change, whatever order
+    /// concurrent transactions commit in; a change may be seen twice.
+    async fn event_changes(&self, since: ChangeCursor) -> StoreResult<EventChanges>;
+    /// Forgets change log entries written before `older_than`.
+    async fn purge_event_changes(&self, older_than: DateTime<Utc>) -> StoreResult<u64>;
 }
 
 #[async_trait]

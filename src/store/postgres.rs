@@ -10,15 +10,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{FromRow, Postgres, QueryBuilder, Transaction};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use self::sold_out::SoldOut;
 use super::order_batch::{self, Written};
 use super::sql::{self, CredentialsRow};
 use super::{
-    AnswerRecord, Backend, BuyerFilter, ClaimTerms, EventFilter, EventStore, HeldKey,
-    IdempotencyClaim, IdempotencyStore, Infrastructure, NearbyQuery, OrderAction, Page, PoolStats,
-    RequestKey, StoreError, StoreOptions, StoreResult, TicketStore, TierChange, UserStore,
+    AnswerRecord, Backend, BuyerFilter, ChangeCursor, ClaimTerms, EventChanges, EventFilter,
+    EventStore, HeldKey, IdempotencyClaim, IdempotencyStore, Infrastructure, NearbyQuery,
+    OrderAction, Page, PoolStats, RequestKey, SearchableEvents, StoreError, StoreOptions,
+    StoreResult, TicketStore, TierChange, UserStore,
 };
 use crate::domain::{
     Event, EventDelete, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent, NewEvent,
@@ -33,6 +35,10 @@ type KeyRow = sql::KeyRow<DateTime<Utc>>;
 type OrderRow = sql::OrderRow<DateTime<Utc>>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+/// The oldest transaction still running, as a position in the change log (see migration 0006).
+const CHANGE_HORIZON: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+/// `application_name` of the listening connection, as `pg_stat_activity` shows it.
+pub const LISTENER_NAME: &str = "nearbytix-listener";
 
 /// Expires due orders (optionally of one event) and their tickets, and gives the seats back to
 /// the events and tiers, in one statement. `SKIP LOCKED` lets several sweepers share the work;
@@ -79,15 +85,17 @@ macro_rules! expire_holds {
 }
 
 mod batch;
+mod notifications;
 mod sold_out;
 
 pub struct PgStore {
     pool: PgPool,
     orders: Arc<batch::Lanes>,
     sold_out: Arc<SoldOut>,
-    /// The sold-out listener's own pool (its one connection is held for good).
+    /// The notification listener's own pool (its one connection is held for good).
     listener_pool: PgPool,
     listener: tokio::task::JoinHandle<()>,
+    events_changed: Arc<watch::Sender<()>>,
 }
 
 impl PgStore {
@@ -112,15 +120,21 @@ impl PgStore {
         let listener_pool = PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(options.acquire_timeout)
-            .connect_lazy_with(connect_options);
+            .connect_lazy_with(connect_options.application_name(LISTENER_NAME));
         let sold_out = Arc::new(SoldOut::default());
-        let listener = sold_out::listen(listener_pool.clone(), Arc::clone(&sold_out)).await;
+        let events_changed = Arc::new(watch::Sender::new(()));
+        let relay = notifications::Relay {
+            sold_out: Arc::clone(&sold_out),
+            events_changed: Arc::clone(&events_changed),
+        };
+        let listener = notifications::listen(listener_pool.clone(), relay).await;
         Ok(Self {
             orders: batch::Lanes::new(pool.clone(), Arc::clone(&sold_out)),
             pool,
             sold_out,
             listener_pool,
             listener,
+            events_changed,
         })
     }
 
@@ -221,6 +235,10 @@ async fn ensure_postgis_available(pool: &PgPool) -> anyhow::Result<()> {
 impl Infrastructure for PgStore {
     fn backend(&self) -> Backend {
         Backend::Postgres
+    }
+
+    fn change_announcements(&self) -> watch::Receiver<()> {
+        self.events_changed.subscribe()
     }
 
     fn pool_stats(&self) -> PoolStats {
@@ -463,6 +481,59 @@ impl EventStore for PgStore {
                 })
             },
         )
+    }
+
+    async fn searchable_events(&self) -> StoreResult<SearchableEvents> {
+        // The horizon first: whatever commits between the two reads is read again next time.
+        let horizon: i64 = sqlx::query_scalar(CHANGE_HORIZON)
+            .fetch_one(&self.pool)
+            .await?;
+        let rows: Vec<EventRow> = sqlx::query_as(sql::SEARCHABLE_EVENTS)
+            .bind(Utc::now())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(SearchableEvents {
+            cursor: ChangeCursor(horizon),
+            events: rows
+                .into_iter()
+                .map(EventRow::into_event)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    async fn event_changes(&self, since: ChangeCursor) -> StoreResult<EventChanges> {
+        // One snapshot gives both the events changed by transactions from `since` on and the
+        // oldest transaction still running: every change of an older one is in this read, and
+        // the next read starts at that transaction, whenever it commits.
+        let (horizon, changed): (i64, Vec<Uuid>) = sqlx::query_as(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
+                    coalesce(array_agg(DISTINCT event_id), '{}')
+             FROM event_changes WHERE change_xid >= $1::bigint::text::xid8",
+        )
+        .bind(since.0)
+        .fetch_one(&self.pool)
+        .await?;
+        let rows: Vec<EventRow> = if changed.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                event_columns!(),
+                " FROM events WHERE id = ANY($1)"
+            ))
+            .bind(&changed)
+            .fetch_all(&self.pool)
+            .await?
+        };
+        sql::event_changes(horizon, changed, rows)
+    }
+
+    async fn purge_event_changes(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {
+        let purged = sqlx::query("DELETE FROM event_changes WHERE changed_at < $1")
+            .bind(older_than)
+            .execute(&self.pool)
+            .await?;
+        Ok(purged.rows_affected())
     }
 }
 

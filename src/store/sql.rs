@@ -9,7 +9,8 @@ use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
 use uuid::Uuid;
 
 use super::{
-    AnswerRecord, EventFilter, IdempotencyClaim, OrderAction, StoreError, StoredAnswer, TierChange,
+    AnswerRecord, ChangeCursor, EventChanges, EventFilter, IdempotencyClaim, OrderAction,
+    StoreError, StoredAnswer, TierChange,
 };
 use crate::domain::event::MAX_TIERS;
 use crate::domain::{
@@ -363,6 +364,36 @@ where
             postal_code: row.try_get("postal_code")?,
         }))
     }
+}
+
+/// Every event search can return at `$1` (now).
+pub(super) const SEARCHABLE_EVENTS: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE start_time > $1 AND tickets_sold < total_tickets"
+);
+
+/// What [`super::EventStore::event_changes`] answers: `changed` named in the log since the
+/// last read, `rows` those of them that still exist.
+pub(super) fn event_changes<T: StoredTime>(
+    cursor: i64,
+    changed: Vec<Uuid>,
+    rows: Vec<EventRow<T>>,
+) -> Result<EventChanges, StoreError> {
+    let current = rows
+        .into_iter()
+        .map(EventRow::into_event)
+        .collect::<Result<Vec<_>, _>>()?;
+    let found: std::collections::HashSet<Uuid> = current.iter().map(|event| event.id).collect();
+    let deleted = changed
+        .into_iter()
+        .filter(|id| !found.contains(id))
+        .collect();
+    Ok(EventChanges {
+        cursor: ChangeCursor(cursor),
+        current,
+        deleted,
+    })
 }
 
 impl<T: StoredTime> EventRow<T> {

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -15,14 +16,16 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::order_batch::{self, Pending};
 use super::sql::{self, CredentialsRow, Micros};
 use super::{
-    AnswerRecord, Backend, BuyerFilter, ClaimTerms, EventFilter, EventStore, HeldKey,
-    IdempotencyClaim, IdempotencyStore, Infrastructure, NearbyQuery, OrderAction, Page, PoolStats,
-    RequestKey, StoreError, StoreOptions, StoreResult, TicketStore, TierChange, UserStore,
+    AnswerRecord, Backend, BuyerFilter, ChangeCursor, ClaimTerms, EventChanges, EventFilter,
+    EventStore, HeldKey, IdempotencyClaim, IdempotencyStore, Infrastructure, NearbyQuery,
+    OrderAction, Page, PoolStats, RequestKey, SearchableEvents, StoreError, StoreOptions,
+    StoreResult, TicketStore, TierChange, UserStore,
 };
 use crate::domain::{
     Event, EventDelete, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent, NewEvent,
@@ -39,6 +42,8 @@ type OrderRow = sql::OrderRow<Micros>;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 const READ_CONNECTIONS: u32 = 8;
+/// The last entry of the event change log (`?1` when it is empty).
+const LOG_END: &str = "SELECT coalesce(max(seq), ?1) FROM event_changes";
 
 mod batch;
 
@@ -47,12 +52,16 @@ pub struct SqliteStore {
     reader: SqlitePool,
     path: PathBuf,
     orders: tokio::sync::mpsc::Sender<Pending>,
+    /// Told of every commit: readers of the event change log in this process look at once.
+    committed: Arc<watch::Sender<()>>,
 }
 
 /// A write transaction that takes the write lock at once (a deferred one that reads first can
 /// fail with "database is locked" when it tries to write, instead of waiting its turn).
-async fn begin_immediate(writer: &SqlitePool) -> StoreResult<WriteTx> {
-    WriteTx::begin(writer).await
+impl SqliteStore {
+    async fn begin_immediate(&self) -> StoreResult<WriteTx> {
+        WriteTx::begin(&self.writer, &self.committed).await
+    }
 }
 
 /// A write transaction on the writer connection, kept by hand rather than by sqlx: when a
@@ -65,15 +74,17 @@ pub(super) struct WriteTx {
     /// When the write lock was taken: the time the transaction's writes are judged by (taken
     /// before, it would age by the wait for the lock).
     now: DateTime<Utc>,
+    committed: Arc<watch::Sender<()>>,
 }
 
 impl WriteTx {
-    async fn begin(writer: &SqlitePool) -> StoreResult<Self> {
+    async fn begin(writer: &SqlitePool, committed: &Arc<watch::Sender<()>>) -> StoreResult<Self> {
         // Owned by the transaction before BEGIN runs: a caller cut off while BEGIN waits for
         // the lock drops the connection (see `Drop`) rather than pooling one mid-transaction.
         let mut tx = Self {
             conn: Some(writer.acquire().await?),
             now: Utc::now(),
+            committed: Arc::clone(committed),
         };
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *tx).await?;
         tx.now = Utc::now();
@@ -98,7 +109,10 @@ impl WriteTx {
 
     /// Makes the writes durable; an error means none of them happened.
     async fn commit(self) -> StoreResult<()> {
-        self.end("COMMIT").await
+        let committed = Arc::clone(&self.committed);
+        self.end("COMMIT").await?;
+        committed.send_replace(());
+        Ok(())
     }
 
     async fn rollback(self) -> StoreResult<()> {
@@ -185,8 +199,10 @@ impl SqliteStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(base.read_only(true))
             .await?;
+        let committed = Arc::new(watch::Sender::new(()));
         Ok(Self {
-            orders: batch::spawn(writer.clone()),
+            orders: batch::spawn(writer.clone(), Arc::clone(&committed)),
+            committed,
             writer,
             reader,
             path,
@@ -356,6 +372,10 @@ impl Infrastructure for SqliteStore {
         Some(&self.path)
     }
 
+    fn change_announcements(&self) -> watch::Receiver<()> {
+        self.committed.subscribe()
+    }
+
     fn pool_stats(&self) -> PoolStats {
         PoolStats {
             size: self.writer.size() + self.reader.size(),
@@ -372,7 +392,7 @@ impl Infrastructure for SqliteStore {
     /// A write through the writer and a commit: reading alone would call a full disk or a
     /// read-only file healthy.
     async fn probe_write(&self) -> StoreResult<()> {
-        let mut tx = begin_immediate(&self.writer).await?;
+        let mut tx = self.begin_immediate().await?;
         sqlx::query("INSERT OR REPLACE INTO health_probe (id, checked_at) VALUES (1, ?)")
             .bind(Micros::from(Utc::now()))
             .execute(&mut *tx)
@@ -393,7 +413,7 @@ impl UserStore for SqliteStore {
     async fn insert_user(&self, user: &NewUser) -> StoreResult<User> {
         // In a transaction of its own: an autocommit INSERT … RETURNING hands back its row
         // before the commit, and a failed commit (full disk) would go unnoticed.
-        let mut tx = begin_immediate(&self.writer).await?;
+        let mut tx = self.begin_immediate().await?;
         let row: UserRow = sql::bind_new_user(sqlx::query_as(sql::INSERT_USER), user)
             .bind(Micros::from(Utc::now()))
             .fetch_one(&mut *tx)
@@ -427,7 +447,7 @@ impl UserStore for SqliteStore {
 
     #[tracing::instrument(skip(self))]
     async fn set_user_location(&self, id: Uuid, location: GeoPoint) -> StoreResult<Option<User>> {
-        let mut tx = begin_immediate(&self.writer).await?;
+        let mut tx = self.begin_immediate().await?;
         let row: Option<UserRow> = sqlx::query_as(sql::SET_USER_LOCATION)
             .bind(id)
             .bind(location.latitude())
@@ -446,7 +466,7 @@ impl EventStore for SqliteStore {
     async fn insert_event(&self, creator_id: Uuid, event: &NewEvent) -> StoreResult<Event> {
         let draft = &event.draft;
         let (id, now) = (Uuid::now_v7(), Micros::from(Utc::now()));
-        let mut tx = begin_immediate(&self.writer).await?;
+        let mut tx = self.begin_immediate().await?;
         let row: EventRow =
             sql::bind_draft(sqlx::query_as(sql::INSERT_EVENT), id, creator_id, draft)
                 .bind(now)
@@ -473,7 +493,7 @@ impl EventStore for SqliteStore {
         creator_id: Uuid,
         change: TierChange<'_>,
     ) -> StoreResult<TierOutcome> {
-        let mut tx = begin_immediate(&self.writer).await?;
+        let mut tx = self.begin_immediate().await?;
         let now = tx.now();
         // `sold` must count live tickets only when a tier is checked against it.
         if !matches!(change, TierChange::Add(_)) {
@@ -513,7 +533,7 @@ impl EventStore for SqliteStore {
         creator_id: Uuid,
         draft: &EventDraft,
     ) -> StoreResult<EventUpdate> {
-        let mut tx = begin_immediate(&self.writer).await?;
+        let mut tx = self.begin_immediate().await?;
         let updated: Result<Option<EventRow>, _> =
             sql::bind_draft(sqlx::query_as(sql::UPDATE_EVENT), id, creator_id, draft)
                 .bind(Micros::from(Utc::now()))
@@ -540,7 +560,7 @@ impl EventStore for SqliteStore {
 
     #[tracing::instrument(skip(self))]
     async fn delete_event(&self, id: Uuid, creator_id: Uuid) -> StoreResult<EventDelete> {
-        let mut tx = begin_immediate(&self.writer).await?;
+        let mut tx = self.begin_immediate().await?;
         let now = tx.now();
         let owner: Option<Uuid> = sqlx::query_scalar(sql::EVENT_OWNER)
             .bind(id)
@@ -653,6 +673,63 @@ impl EventStore for SqliteStore {
             .collect::<Result<_, _>>()?;
         Ok(Page { items, total })
     }
+
+    async fn searchable_events(&self) -> StoreResult<SearchableEvents> {
+        // The log's end first: whatever commits between the two reads is read again next time.
+        let end: i64 = sqlx::query_scalar(LOG_END)
+            .bind(0_i64)
+            .fetch_one(&self.reader)
+            .await?;
+        let rows: Vec<EventRow> = sqlx::query_as(sql::SEARCHABLE_EVENTS)
+            .bind(Micros::from(Utc::now()))
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(SearchableEvents {
+            cursor: ChangeCursor(end),
+            events: rows
+                .into_iter()
+                .map(EventRow::into_event)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    async fn event_changes(&self, since: ChangeCursor) -> StoreResult<EventChanges> {
+        // One writer at a time: `seq` grows in commit order, so every entry up to the end read
+        // here has committed, and the next read starts after it.
+        let end: i64 = sqlx::query_scalar(LOG_END)
+            .bind(since.0)
+            .fetch_one(&self.reader)
+            .await?;
+        if end == since.0 {
+            return sql::event_changes(end, Vec::new(), Vec::<EventRow>::new());
+        }
+        let changed: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT DISTINCT event_id FROM event_changes WHERE seq > ?1 AND seq <= ?2",
+        )
+        .bind(since.0)
+        .bind(end)
+        .fetch_all(&self.reader)
+        .await?;
+        let rows: Vec<EventRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE id IN
+                (SELECT event_id FROM event_changes WHERE seq > ?1 AND seq <= ?2)"
+        ))
+        .bind(since.0)
+        .bind(end)
+        .fetch_all(&self.reader)
+        .await?;
+        sql::event_changes(end, changed, rows)
+    }
+
+    async fn purge_event_changes(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {
+        let purged = sqlx::query("DELETE FROM event_changes WHERE changed_at < ?1")
+            .bind(Micros::from(older_than))
+            .execute(&self.writer)
+            .await?;
+        Ok(purged.rows_affected())
+    }
 }
 
 #[async_trait]
@@ -665,7 +742,7 @@ impl TicketStore for SqliteStore {
     ) -> StoreResult<OrderOutcome> {
         // A keyed order commits with its answer, so it takes a transaction of its own.
         if record.is_some() {
-            let mut tx = begin_immediate(&self.writer).await?;
+            let mut tx = self.begin_immediate().await?;
             let statements = batch::SqliteStatements { now: tx.now() };
             let written = order_batch::write_orders(&statements, &mut tx, &[order]).await?;
             // Refused or not, the transaction commits: released holds stay released.
@@ -693,7 +770,7 @@ impl TicketStore for SqliteStore {
         action: OrderAction,
         record: Option<&AnswerRecord<'_, TicketChange>>,
     ) -> StoreResult<TicketChange> {
-        let mut tx = begin_immediate(&self.writer).await?;
+        let mut tx = self.begin_immediate().await?;
         let now = tx.now();
         let outcome =
             sql::change_ticket_order::<Sqlite>(&mut tx, ticket_id, user_id, action, now).await?;
@@ -716,7 +793,7 @@ impl TicketStore for SqliteStore {
         action: OrderAction,
         record: Option<&AnswerRecord<'_, OrderChange>>,
     ) -> StoreResult<OrderChange> {
-        let mut tx = begin_immediate(&self.writer).await?;
+        let mut tx = self.begin_immediate().await?;
         let now = tx.now();
         let change = sql::change_order_on::<Sqlite>(&mut tx, order_id, user_id, action, now);
         let outcome = match change.await? {
@@ -744,7 +821,7 @@ impl TicketStore for SqliteStore {
 
     #[tracing::instrument(skip(self))]
     async fn expire_due_tickets(&self, batch_size: i64) -> StoreResult<u64> {
-        let mut tx = begin_immediate(&self.writer).await?;
+        let mut tx = self.begin_immediate().await?;
         let now = tx.now();
         let expired = expire_holds(&mut tx, None, batch_size, now).await?;
         tx.commit().await?;
@@ -760,7 +837,7 @@ impl IdempotencyStore for SqliteStore {
         request_hash: &str,
         terms: ClaimTerms,
     ) -> StoreResult<IdempotencyClaim> {
-        let mut tx = begin_immediate(&self.writer).await?;
+        let mut tx = self.begin_immediate().await?;
         let now = tx.now();
         let row: Option<KeyRow> = sqlx::query_as(sql::PEEK_KEY)
             .bind(key.user_id)

@@ -169,6 +169,27 @@ impl Api {
         event["id"].as_str().unwrap().to_owned()
     }
 
+    /// Any request through `base` (`path` from `/api/v1`); the answer's status and body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        base: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{base}/api/v1{path}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// Cancels a ticket through `base`; the answer's status.
     pub async fn cancel(&self, base: &str, token: &str, ticket: &str) -> StatusCode {
         let response = self

@@ -6,16 +6,18 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use reqwest::StatusCode;
+use serde_json::json;
 
 use crate::backend_tests;
-use crate::helpers::{Backend, TestDatabase, assert_invariants, scalar};
-use crate::process_support::{Api, Process};
+use crate::helpers::{Backend, TestDatabase, assert_invariants, event_body, scalar};
+use crate::process_support::{Api, Process, free_port};
 
 backend_tests!(
     two_api_processes_and_a_worker_share_one_database,
     killing_an_api_process_loses_no_answered_reservation,
     sigterm_finishes_in_flight_requests,
     a_seat_released_in_one_process_sells_in_another_within_a_second,
+    search_in_one_process_follows_changes_made_through_another,
 );
 
 async fn two_api_processes_and_a_worker_share_one_database(backend: Backend) {
@@ -224,4 +226,140 @@ async fn a_seat_released_in_one_process_sells_in_another_within_a_second(backend
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_invariants(backend, &database.url).await;
+}
+
+/// The sum of a counter's samples whose labels include `labels`, in a `/metrics` text.
+fn counter(metrics: &str, name: &str, labels: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(name) && line.contains(labels))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Search in process B follows what is done through process A within a second — an event
+/// created, moved away and back, sold out, released, deleted — including a change made while
+/// the listening connections were cut (PostgreSQL), whose notification is lost. B answers from
+/// its read model throughout (its metrics say so), not by falling back to the database.
+async fn search_in_one_process_follows_changes_made_through_another(backend: Backend) {
+    use reqwest::Method;
+    let database = TestDatabase::create(backend).await;
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let first = Process::start(&database.url, &["serve", "--no-sweeper"], &[]).await;
+    let second = Process::start(
+        &database.url,
+        &["serve", "--no-sweeper"],
+        &[("METRICS_ADDR", metrics.as_str())],
+    )
+    .await;
+    let api = Api::new();
+    let (organiser, buyer) = (
+        api.register(&first.base).await,
+        api.register(&first.base).await,
+    );
+    let searches = std::cell::Cell::new(0);
+    let found_in_second = || async {
+        searches.set(searches.get() + 1);
+        let path = "/events/nearby?latitude=6.5244&longitude=3.3792&radius_km=10&limit=100";
+        let (status, body) = api.send(Method::GET, &second.base, path, None, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|event| event["id"].as_str().unwrap().to_owned())
+            .collect::<HashSet<_>>()
+    };
+    let within_a_second = |what: &'static str, event: String, expected: bool| {
+        let found_in_second = &found_in_second;
+        async move {
+            let changed = std::time::Instant::now();
+            while found_in_second().await.contains(&event) != expected {
+                assert!(
+                    changed.elapsed() < Duration::from_secs(1),
+                    "{what}: search in the other process did not follow within a second"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let event = api.create_event(&first.base, &organiser, 1).await;
+    within_a_second("created", event.clone(), true).await;
+
+    let path = format!("/events/{event}");
+    let venue = |latitude: f64| {
+        let mut venue = event_body(json!({}))["venue"].clone();
+        venue["latitude"] = json!(latitude);
+        json!({ "venue": venue })
+    };
+    let (status, _) = api
+        .send(
+            Method::PUT,
+            &first.base,
+            &path,
+            Some(&organiser),
+            Some(venue(8.0)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    within_a_second("moved away", event.clone(), false).await;
+    let (status, _) = api
+        .send(
+            Method::PUT,
+            &first.base,
+            &path,
+            Some(&organiser),
+            Some(venue(6.5244)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    within_a_second("moved back", event.clone(), true).await;
+
+    let (status, ticket) = api.reserve(&first.base, &buyer, &event).await.unwrap();
+    assert_eq!(status, StatusCode::CREATED);
+    within_a_second("sold out", event.clone(), false).await;
+    assert_eq!(
+        api.cancel(&first.base, &buyer, &ticket.unwrap()).await,
+        StatusCode::OK
+    );
+    within_a_second("seat released", event.clone(), true).await;
+
+    if backend == Backend::Postgres {
+        let cut = scalar(
+            backend,
+            &database.url,
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE application_name = 'nearbytix-listener' AND datname = current_database()",
+        )
+        .await;
+        // Tests share the database (a schema each): other tests' listeners are cut too, which
+        // they survive like these.
+        assert!(cut >= 2, "each process has a listening connection");
+    }
+    let unannounced = api.create_event(&first.base, &organiser, 5).await;
+    within_a_second("created while not listening", unannounced.clone(), true).await;
+    let (status, _) = api
+        .send(
+            Method::DELETE,
+            &first.base,
+            &format!("/events/{unannounced}"),
+            Some(&organiser),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    within_a_second("deleted", unannounced, false).await;
+
+    let text = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let from_memory = counter(&text, "nearbytix_search_answers_total", "source=\"memory\"");
+    assert!(
+        from_memory >= f64::from(searches.get()) * 0.9,
+        "{from_memory} of {} searches answered from memory:\n{text}",
+        searches.get()
+    );
 }

@@ -16,6 +16,7 @@ use nearbytix::domain::{
     RadiusKm, Shortage, Ticket, TicketChange, TicketStatus, Tier, TierFields, VenueFields,
     Violations,
 };
+use nearbytix::service::ReadModel;
 use nearbytix::store::{
     AnswerRecord, ClaimTerms, DynStore, HeldKey, IdempotencyClaim, NearbyQuery, OrderAction,
     RequestKey, StoreError, StoreOptions, StoredAnswer,
@@ -32,6 +33,7 @@ backend_tests!(
     pay_versus_expiry_race,
     event_update_and_delete_outcomes,
     nearby_geometry_matches_across_backends,
+    the_read_model_follows_concurrent_writes_and_answers_as_the_database,
     idempotency_claims,
     orders_over_tiers_are_all_or_nothing,
     concurrent_orders_never_oversell_a_tier,
@@ -476,6 +478,191 @@ async fn nearby_geometry_matches_across_backends(backend: Backend) {
     assert_eq!(wrapped.items[0].event.id, across);
     assert_close(wrapped.items[0].distance_km, west.distance_km(&east));
     assert!(wrapped.items[0].distance_km < 12.0, "about 11.1 km away");
+    fx.finish().await;
+}
+
+/// A small deterministic random source (splitmix64): the data sets below are random but
+/// reproducible from the seed printed on failure.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[low, high)`.
+    fn between(&mut self, low: f64, high: f64) -> f64 {
+        low + (high - low) * (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn below(&mut self, bound: usize) -> usize {
+        (self.next() % bound as u64) as usize
+    }
+}
+
+/// Where the data sets cluster: a city, across the antimeridian, around each pole.
+fn clusters() -> [GeoPoint; 4] {
+    [
+        lagos(),
+        GeoPoint::new(0.0, 179.9).unwrap(),
+        GeoPoint::new(89.7, 30.0).unwrap(),
+        GeoPoint::new(-89.8, -120.0).unwrap(),
+    ]
+}
+
+fn all_events() -> nearbytix::store::EventFilter {
+    nearbytix::store::EventFilter {
+        upcoming_only: false,
+        text: None,
+        starts_after: None,
+        starts_before: None,
+    }
+}
+
+fn random_point(random: &mut Random) -> GeoPoint {
+    let centre = clusters()[random.below(4)];
+    centre.destination(random.between(0.0, 400.0), random.between(0.0, 360.0))
+}
+
+/// The read model, following the store while writers create, sell out, release, move and
+/// delete events concurrently, then answers every query exactly as the database does: same
+/// ids in the same order, same totals, distances within 1 m.
+async fn the_read_model_follows_concurrent_writes_and_answers_as_the_database(backend: Backend) {
+    let seed = Utc::now().timestamp_micros() as u64;
+    let fx = Fixture::open(backend).await;
+    let creator = fx.user().await;
+    let mut random = Random(seed);
+    // Loaded at start: random events, and a group at one place and one start time, which
+    // only their ids order.
+    for _ in 0..80 {
+        let total = 1 + random.below(3) as i64;
+        fx.event(creator, total, random_point(&mut random)).await;
+    }
+    let start = (Utc::now() + chrono::Duration::days(2)).to_rfc3339();
+    let same_place = random_point(&mut random);
+    for _ in 0..5 {
+        let tied = EventFields {
+            start_time: start.clone(),
+            end_time: (Utc::now() + chrono::Duration::days(3)).to_rfc3339(),
+            ..fields(10, same_place)
+        };
+        let event = NewEvent::parse(tied, Utc::now()).expect("valid event");
+        fx.store.insert_event(creator, &event).await.expect("event");
+    }
+    let model = Arc::new(ReadModel::default());
+    let following = model.follow(fx.store.clone());
+    model.first_load().await;
+
+    // Writers commit in whatever order their transactions end: a change read late must not
+    // be skipped. Errors (a deadlock answered 503, a refused delete) are part of the mix.
+    let events: Arc<std::sync::Mutex<Vec<Uuid>>> = Arc::new(std::sync::Mutex::new(
+        fx.store
+            .list_events(&all_events(), page(0, 100))
+            .await
+            .expect("list")
+            .items
+            .into_iter()
+            .map(|event| event.id)
+            .collect(),
+    ));
+    let writers = (0..8u64).map(|writer| {
+        let (store, events) = (fx.store.clone(), events.clone());
+        async move {
+            let mut random = Random(seed ^ (writer + 1).wrapping_mul(0x1234_5678_9ABC_DEF1));
+            let buyer = {
+                let email = format!("w-{}@example.com", Uuid::new_v4().simple());
+                let user = NewUser {
+                    id: Uuid::now_v7(),
+                    name: "Writer".into(),
+                    email: Email::parse(&email).unwrap(),
+                    password_hash: "x".into(),
+                    location: None,
+                };
+                store.insert_user(&user).await.expect("user").id
+            };
+            let mut tickets = Vec::new();
+            for _ in 0..30 {
+                let pick = {
+                    let events = events.lock().unwrap();
+                    events[random.below(events.len())]
+                };
+                match random.below(5) {
+                    0 => {
+                        let total = 1 + random.below(2) as i64;
+                        let event = new_event(total, random_point(&mut random), None);
+                        if let Ok(event) = store.insert_event(creator, &event).await {
+                            events.lock().unwrap().push(event.id);
+                        }
+                    }
+                    1 | 2 => {
+                        let order = NewOrder::one_ticket(buyer, pick, None, LONG_HOLD);
+                        if let Ok(OrderOutcome::Placed(order)) =
+                            store.place_order(&order, None).await
+                        {
+                            tickets.push(order.tickets[0].ticket.id);
+                        }
+                    }
+                    3 => {
+                        if let Some(ticket) = tickets.pop() {
+                            let _ = store
+                                .change_ticket(ticket, buyer, OrderAction::Cancel, None)
+                                .await;
+                        }
+                    }
+                    _ => {
+                        let moved = EventDraft::new(
+                            fields(1 + random.below(3) as i64, random_point(&mut random)),
+                            Utc::now(),
+                        )
+                        .expect("valid draft");
+                        if random.below(2) == 0 {
+                            let _ = store.update_event(pick, creator, &moved).await;
+                        } else {
+                            let _ = store.delete_event(pick, creator).await;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    join_all(writers).await;
+    model.catch_up().await;
+
+    for _ in 0..300 {
+        let query = NearbyQuery {
+            center: random_point(&mut random),
+            radius: RadiusKm::new(random.between(1.0, 500.0)).unwrap(),
+            page: page(random.below(4) as i64, 1 + random.below(40) as i64),
+        };
+        let memory = model.search(&query).expect("the model is fresh");
+        let database = fx.store.nearby_events(&query).await.expect("nearby");
+        let ids = |found: &[nearbytix::domain::NearbyEvent]| {
+            found.iter().map(|n| n.event.id).collect::<Vec<_>>()
+        };
+        assert_eq!(memory.total, database.total, "seed {seed}: {query:?}");
+        assert_eq!(
+            ids(&memory.items),
+            ids(&database.items),
+            "seed {seed}: {query:?}"
+        );
+        for (memory, database) in memory.items.iter().zip(&database.items) {
+            assert!(
+                (memory.distance_km - database.distance_km).abs() < 0.001,
+                "seed {seed}: {} km vs {} km",
+                memory.distance_km,
+                database.distance_km
+            );
+            assert_eq!(
+                memory.event, database.event,
+                "seed {seed}: the item as stored"
+            );
+        }
+    }
+    drop(following);
     fx.finish().await;
 }
 

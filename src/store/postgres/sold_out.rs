@@ -5,15 +5,16 @@
 //! seat can come back on its own: until its earliest hold can lapse, or it starts (and never
 //! longer than [`MAX_PERIOD`]). Sooner than
 //! that a seat only comes back through a write (a cancellation, an expiry, more capacity), in
-//! any process: a trigger then notifies [`CHANNEL`] with the event's id, and [`listen`] makes
-//! every process forget the event. While this process is not listening it remembers nothing,
-//! and what it remembered before a lost connection is forgotten.
+//! any process: a trigger then notifies [`CHANNEL`] with the event's id, and every process's
+//! listener ([`super::notifications`]) makes it forget the event. While this process is not
+//! listening it remembers nothing, and what it remembered before a lost connection is
+//! forgotten.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::{PgListener, PgPool};
+use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
 /// The notification channel, named in migration `0004` too.
@@ -30,8 +31,6 @@ const SOLD_OUT_FOR: &str = "SELECT e.id, EXTRACT(EPOCH FROM LEAST(
 /// Longest an event is remembered: the bound on a stale "sold out" should the listener's
 /// connection die without the process noticing (a peer that drops it silently).
 const MAX_PERIOD: Duration = Duration::from_secs(10);
-/// Pause before listening again after the listener's connection failed.
-const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 
 /// When a transaction began, for [`SoldOut::remember`].
 #[derive(Clone, Copy)]
@@ -126,7 +125,7 @@ impl SoldOut {
         }
     }
 
-    fn forget(&self, event_id: Option<Uuid>) {
+    pub(super) fn forget(&self, event_id: Option<Uuid>) {
         let mut state = self.state();
         state.generation += 1;
         match event_id {
@@ -138,64 +137,12 @@ impl SoldOut {
     }
 
     /// Starts or stops remembering; either way what was remembered is forgotten.
-    fn set_listening(&self, listening: bool) {
+    pub(super) fn set_listening(&self, listening: bool) {
         self.forget(None);
         self.state().listening = listening;
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// Listens on [`CHANNEL`] through `pool` (a pool of its own: the connection is held for good)
-/// until the pool is closed. The first connection is made before this returns, so sell-outs
-/// are remembered from the first order on; after a failure it is made again.
-pub(super) async fn listen(pool: PgPool, sold_out: Arc<SoldOut>) -> tokio::task::JoinHandle<()> {
-    let first = subscribe(&pool).await;
-    tokio::spawn(async move {
-        let mut subscribed = first;
-        while !pool.is_closed() {
-            if let Some(listener) = subscribed {
-                relay(listener, &sold_out).await;
-            }
-            sold_out.set_listening(false);
-            tokio::time::sleep(RECONNECT_PAUSE).await;
-            subscribed = subscribe(&pool).await;
-        }
-    })
-}
-
-async fn subscribe(pool: &PgPool) -> Option<PgListener> {
-    let subscribed = async {
-        let mut listener = PgListener::connect_with(pool).await?;
-        listener.listen(CHANNEL).await?;
-        Ok::<_, sqlx::Error>(listener)
-    };
-    match subscribed.await {
-        Ok(listener) => Some(listener),
-        Err(error) => {
-            tracing::warn!(%error, "could not listen for sold-out notifications");
-            None
-        }
-    }
-}
-
-/// Forgets each event announced on the channel, until the connection fails for good.
-async fn relay(mut listener: PgListener, sold_out: &SoldOut) {
-    sold_out.set_listening(true);
-    loop {
-        match listener.try_recv().await {
-            // An id that does not parse forgets every event.
-            Ok(Some(notification)) => sold_out.forget(notification.payload().parse().ok()),
-            // The connection was lost (and is back): notifications were missed.
-            Ok(None) => sold_out.set_listening(true),
-            // The store is closing.
-            Err(sqlx::Error::PoolClosed) => return,
-            Err(error) => {
-                tracing::warn!(%error, "lost the sold-out notifications");
-                return;
-            }
-        }
     }
 }

@@ -5,9 +5,11 @@
 //! therefore placed by one task in one transaction ([`order_batch::write_orders`]) with a
 //! handful of statements for the whole batch; a batch of one is the plain case.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::{WriteTx, expire_holds};
@@ -25,9 +27,12 @@ const MAX_BATCH: usize = 64;
 const ROWS_PER_INSERT: usize = 500;
 
 /// Starts the batching task; orders are sent to the returned channel.
-pub(super) fn spawn(writer: SqlitePool) -> mpsc::Sender<Pending> {
+pub(super) fn spawn(
+    writer: SqlitePool,
+    committed: Arc<watch::Sender<()>>,
+) -> mpsc::Sender<Pending> {
     let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
-    tokio::spawn(run(Writer(writer), receiver));
+    tokio::spawn(run(Writer { writer, committed }, receiver));
     sender
 }
 
@@ -38,11 +43,14 @@ async fn run(writer: Writer, mut receiver: mpsc::Receiver<Pending>) {
     }
 }
 
-struct Writer(SqlitePool);
+struct Writer {
+    writer: SqlitePool,
+    committed: Arc<watch::Sender<()>>,
+}
 
 impl BatchWriter for Writer {
     async fn write(&self, orders: &[&NewOrder]) -> StoreResult<Vec<StoreResult<OrderOutcome>>> {
-        let mut tx = WriteTx::begin(&self.0).await?;
+        let mut tx = WriteTx::begin(&self.writer, &self.committed).await?;
         let statements = SqliteStatements { now: tx.now() };
         match order_batch::write_orders(&statements, &mut tx, orders).await {
             Ok(written) => {

@@ -1,13 +1,22 @@
-//! Upcoming, not sold-out events near a point: the public nearby search and "for you".
+//! Upcoming, not sold-out events near a point: the public nearby search and "for you",
+//! answered from the process's read model ([`ReadModel`]) while it is fresh, from the
+//! database otherwise.
+
+mod index;
+mod model;
 
 use std::sync::Arc;
+
+pub use model::{Following, ReadModel};
 
 use super::{Bulkhead, ServiceError};
 use crate::domain::{GeoPoint, NearbyEvent, PageRequest, RadiusKm, User};
 use crate::store::{DynStore, NearbyQuery, Page};
+use crate::telemetry;
 
 pub struct Search {
     store: DynStore,
+    model: Arc<ReadModel>,
     /// The radius of a search that names none (`DEFAULT_SEARCH_RADIUS_KM`).
     default_radius: RadiusKm,
     expensive_reads: Arc<Bulkhead>,
@@ -22,9 +31,15 @@ pub struct SearchResult {
 }
 
 impl Search {
-    pub fn new(store: DynStore, default_radius: RadiusKm, expensive_reads: Arc<Bulkhead>) -> Self {
+    pub fn new(
+        store: DynStore,
+        model: Arc<ReadModel>,
+        default_radius: RadiusKm,
+        expensive_reads: Arc<Bulkhead>,
+    ) -> Self {
         Self {
             store,
+            model,
             default_radius,
             expensive_reads,
         }
@@ -42,8 +57,18 @@ impl Search {
             radius: radius.unwrap_or(self.default_radius),
             page,
         };
-        let _running = self.expensive_reads.enter().await?;
-        let found = self.store.nearby_events(&query).await?;
+        let found = match self.model.search(&query) {
+            Some(found) => {
+                telemetry::search_answered("memory");
+                found
+            }
+            None => {
+                let _running = self.expensive_reads.enter().await?;
+                let found = self.store.nearby_events(&query).await?;
+                telemetry::search_answered("database");
+                found
+            }
+        };
         Ok(SearchResult {
             center,
             radius: query.radius,
