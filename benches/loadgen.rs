@@ -1,7 +1,8 @@
 //! Load generator: starts NearbyTix in-process on 127.0.0.1, seeds data, drives it over HTTP
 //! and prints figures. Not a test: nothing here asserts timings.
 //!
-//!   cargo bench --bench loadgen -- search     --backend sqlite|postgres
+//!   cargo bench --bench loadgen -- search     --backend sqlite|postgres [--events N]
+//!   cargo bench --bench loadgen -- search-during-sale --backend sqlite|postgres
 //!   cargo bench --bench loadgen -- flash-sale --backend sqlite|postgres
 //!   cargo bench --bench loadgen -- orders --backend sqlite|postgres
 //!   cargo bench --bench loadgen -- sold-out --backend sqlite|postgres
@@ -52,7 +53,8 @@ enum BackendChoice {
 
 #[derive(Subcommand)]
 enum Scenario {
-    /// /for-you/ (radius 10 and 50) and /events/nearby over many seeded events.
+    /// /for-you/ (radius 50 and 500) and /events/nearby over many seeded events, after
+    /// the server's read model loaded them (its load time and memory are printed).
     Search {
         #[arg(long, default_value_t = 100_000)]
         events: usize,
@@ -60,6 +62,15 @@ enum Scenario {
         concurrency: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+    },
+    /// Search latency (32 connections, radius 50) while 256 buyers reserve one hot event.
+    SearchDuringSale {
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 256)]
+        buyers: usize,
     },
     /// One hot event, many buyers, until it is sold out.
     FlashSale {
@@ -118,6 +129,10 @@ enum Scenario {
 }
 
 struct Bench {
+    /// The app until it serves (search scenarios seed before the server starts, so that its
+    /// read model's start-up load is what they measure).
+    app: Option<App>,
+    listener: Option<TcpListener>,
     store: DynStore,
     tokens: Arc<TokenKeys>,
     base: String,
@@ -139,7 +154,13 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let bench = Bench::start(args.backend).await?;
+        let mut bench = Bench::start(args.backend).await?;
+        if !matches!(
+            args.scenario,
+            Scenario::Search { .. } | Scenario::SearchDuringSale { .. }
+        ) {
+            bench.serve().await?;
+        }
         println!(
             "backend={} cores={} started={}",
             bench.store.backend().as_str(),
@@ -151,7 +172,20 @@ fn main() -> anyhow::Result<()> {
                 events,
                 concurrency,
                 seconds,
-            } => search(&bench, events, concurrency, Duration::from_secs(seconds)).await,
+            } => {
+                search(
+                    &mut bench,
+                    events,
+                    concurrency,
+                    Duration::from_secs(seconds),
+                )
+                .await
+            }
+            Scenario::SearchDuringSale {
+                events,
+                seconds,
+                buyers,
+            } => search_during_sale(&mut bench, events, Duration::from_secs(seconds), buyers).await,
             Scenario::FlashSale {
                 tickets,
                 concurrency,
@@ -197,6 +231,19 @@ fn main() -> anyhow::Result<()> {
 }
 
 impl Bench {
+    /// Starts serving (once) and waits until the server answers; how long that took.
+    async fn serve(&mut self) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        if let (Some(app), Some(listener)) = (self.app.take(), self.listener.take()) {
+            tokio::spawn(app.serve(listener, true, std::future::pending()));
+        }
+        let root = self.base.replace("/api/v1", "/");
+        while self.client.get(&root).send().await.is_err() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(started.elapsed())
+    }
+
     async fn start(backend: BackendChoice) -> anyhow::Result<Bench> {
         let (database_url, dir) = match backend {
             BackendChoice::Sqlite => {
@@ -218,11 +265,12 @@ impl Bench {
         let (store, tokens) = (app.store.clone(), app.tokens.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}/api/v1", listener.local_addr()?);
-        tokio::spawn(app.serve(listener, true, std::future::pending()));
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
             .build()?;
         Ok(Bench {
+            app: Some(app),
+            listener: Some(listener),
             store,
             tokens,
             base,
@@ -430,54 +478,12 @@ async fn status_of(request: reqwest::RequestBuilder) -> u16 {
     }
 }
 
-async fn search(
-    bench: &Bench,
-    events: usize,
-    concurrency: usize,
-    duration: Duration,
-) -> anyhow::Result<()> {
+/// Seeds `events` events scattered over the region and starts the server, printing how long
+/// its read model took to load and what the process's resident memory grew by.
+async fn seed_search(bench: &mut Bench, events: usize) -> anyhow::Result<Vec<(Uuid, String)>> {
     let users = bench.users(64, true).await?;
-    let creator = users[0].0;
     let seeded = Instant::now();
-    let store = bench.store.clone();
-    let next = Arc::new(AtomicUsize::new(0));
-    let workers: Vec<_> = (0..8)
-        .map(|_| {
-            let (next, store) = (next.clone(), store.clone());
-            let bench_event = |i: usize| (random_point(i as u64 * 13 + 5, 1.0), i as u64);
-            async move {
-                let _ = store;
-                let mut made = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= events {
-                        break;
-                    }
-                    made.push(bench_event(i));
-                }
-                made
-            }
-        })
-        .collect();
-    // Points are generated in parallel; inserts go through the store (the SQLite writer is one
-    // connection anyway).
-    let mut points = Vec::new();
-    for worker in futures::future::join_all(workers).await {
-        points.extend(worker);
-    }
-    let chunks: Vec<_> = points
-        .chunks(points.len().div_ceil(8))
-        .map(<[_]>::to_vec)
-        .collect();
-    let inserts = chunks.into_iter().map(|chunk| async move {
-        for (point, seed) in chunk {
-            bench.event(creator, 100, point, seed).await?;
-        }
-        anyhow::Ok(())
-    });
-    for result in futures::future::join_all(inserts).await {
-        result?;
-    }
+    seed_events_in_bulk(bench, users[0].0, events, Layout::Scattered).await?;
     println!(
         "seeded {events} events over a {:.0} km wide region in {:.1}s",
         REGION_HALF_KM * 2.0,
@@ -486,18 +492,43 @@ async fn search(
     if bench.backend == BackendChoice::Postgres {
         explain_nearby(&bench.database_url).await?;
     }
+    let before = resident_mib();
+    let loaded = bench.serve().await?;
+    println!(
+        "read model: server answering {:.2}s after start ({events} events loaded first); \
+         process resident memory {before:.0} -> {:.0} MiB",
+        loaded.as_secs_f64(),
+        resident_mib()
+    );
+    Ok(users)
+}
 
-    let users = Arc::new(users);
-    for radius in [10, 50] {
-        let (client, base, users) = (bench.client.clone(), bench.base.clone(), users.clone());
-        let mut figures = drive(concurrency, Some(duration), move |worker, iteration| {
-            let (_, token) = &users[(worker + iteration) % users.len()];
-            Some(status_of(
-                client
-                    .get(format!("{base}/for-you/?radius={radius}&limit=20"))
-                    .bearer_auth(token),
-            ))
+/// This process's resident memory in MiB (the server runs in it), from /proc.
+fn resident_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+async fn search(
+    bench: &mut Bench,
+    events: usize,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<()> {
+    let users = Arc::new(seed_search(bench, events).await?);
+    for radius in [50, 500] {
+        let mut figures = drive(
+            concurrency,
+            Some(duration),
+            for_you(bench, users.clone(), radius),
+        )
         .await;
         figures.print(&format!(
             "for-you radius={radius} concurrency={concurrency}"
@@ -516,6 +547,53 @@ async fn search(
     figures.print(&format!(
         "events/nearby radius_km=50 concurrency={concurrency}"
     ));
+    Ok(())
+}
+
+/// `GET /for-you/?radius=…&limit=20` as one of `users` after another.
+fn for_you(
+    bench: &Bench,
+    users: Arc<Vec<(Uuid, String)>>,
+    radius: u32,
+) -> impl Fn(usize, usize) -> Option<futures::future::BoxFuture<'static, u16>> + Send + Sync + 'static
+{
+    let (client, base) = (bench.client.clone(), bench.base.clone());
+    move |worker, iteration| {
+        let (_, token) = &users[(worker + iteration) % users.len()];
+        let request = client
+            .get(format!("{base}/for-you/?radius={radius}&limit=20"))
+            .bearer_auth(token);
+        Some(Box::pin(status_of(request)))
+    }
+}
+
+/// Search at 32 connections for `duration` while `buyers` connections reserve one hot event
+/// (enough tickets not to sell out meanwhile): search's latency under a flash sale.
+async fn search_during_sale(
+    bench: &mut Bench,
+    events: usize,
+    duration: Duration,
+    buyers: usize,
+) -> anyhow::Result<()> {
+    let users = Arc::new(seed_search(bench, events).await?);
+    let buyer_users = Arc::new(bench.users(2_000, false).await?);
+    let hot = bench
+        .event(users[0].0, 1_000_000, random_point(1, 0.1), 1)
+        .await?;
+    let (client, base) = (bench.client.clone(), bench.base.clone());
+    let sale = drive(buyers, Some(duration), move |worker, iteration| {
+        let (_, token) = &buyer_users[(worker * 7919 + iteration) % buyer_users.len()];
+        Some(status_of(
+            client
+                .post(format!("{base}/tickets/"))
+                .bearer_auth(token)
+                .json(&serde_json::json!({"event_id": hot})),
+        ))
+    });
+    let searches = drive(32, Some(duration), for_you(bench, users, 50));
+    let (mut sale, mut searches) = tokio::join!(sale, searches);
+    sale.print(&format!("flash sale during search, {buyers} connections"));
+    searches.print("for-you radius=50 concurrency=32 during the sale");
     Ok(())
 }
 
@@ -549,32 +627,73 @@ async fn explain_nearby(database_url: &str) -> anyhow::Result<()> {
 /// Seeds `events` upcoming events of `creator` with one SQL statement (a million through the
 /// store would take the better part of an hour). A listing reads events only: they get no
 /// tiers, so they are for listing benchmarks, not for sales.
-async fn seed_events_in_bulk(bench: &Bench, creator: Uuid, events: usize) -> anyhow::Result<()> {
+/// Where bulk-seeded events are.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// A 1000 x 1000 grid 0.001 degree apart (listings only read them).
+    Grid,
+    /// Uniformly over the region (searches find them).
+    Scattered,
+}
+
+async fn seed_events_in_bulk(
+    bench: &Bench,
+    creator: Uuid,
+    events: usize,
+    layout: Layout,
+) -> anyhow::Result<()> {
     let count = i64::try_from(events)?;
+    // Each event at (lat0 + u * lat_span, lon0 + v * lon_span), u and v in [0, 1).
+    let half_lat = REGION_HALF_KM / 111.195;
+    let half_lon = half_lat / REGION_CENTER.0.to_radians().cos();
+    let (lat0, lat_span, lon0, lon_span) = match layout {
+        Layout::Grid => (6.0, 1.0, 3.0, 1.0),
+        Layout::Scattered => (
+            REGION_CENTER.0 - half_lat,
+            2.0 * half_lat,
+            REGION_CENTER.1 - half_lon,
+            2.0 * half_lon,
+        ),
+    };
     match bench.backend {
         BackendChoice::Postgres => {
+            let (u, v) = match layout {
+                Layout::Grid => ("(i % 1000) / 1000.0", "(i / 1000 % 1000) / 1000.0"),
+                Layout::Scattered => ("random()", "random()"),
+            };
             let mut conn = sqlx::PgConnection::connect(&bench.database_url).await?;
-            sqlx::query(
+            sqlx::query(&format!(
                 "INSERT INTO events (id, creator_id, title, description, start_time, end_time,
                      total_tickets, latitude, longitude, venue_name, address_line1, city, state,
                      country, postal_code)
                  SELECT gen_random_uuid(), $1, 'Event ' || i, 'Seeded by the load generator',
                         now() + make_interval(days => (1 + i % 60)::int, secs => (i % 86400)::float8),
                         now() + make_interval(days => (1 + i % 60)::int, secs => (i % 86400 + 10800)::float8),
-                        100, 6.0 + (i % 1000) * 0.001, 3.0 + (i / 1000 % 1000) * 0.001,
+                        100, $3 + {u} * $4, $5 + {v} * $6,
                         'Venue ' || i, '1 Bench Road', 'Lagos', 'Lagos', 'Nigeria', '100001'
-                 FROM generate_series(1, $2) AS i",
-            )
+                 FROM generate_series(1, $2) AS i"
+            ))
             .bind(creator)
             .bind(count)
+            .bind(lat0)
+            .bind(lat_span)
+            .bind(lon0)
+            .bind(lon_span)
             .execute(&mut conn)
             .await?;
             sqlx::query("ANALYZE events").execute(&mut conn).await?;
         }
         BackendChoice::Sqlite => {
+            let (u, v) = match layout {
+                Layout::Grid => ("(i % 1000) / 1000.0", "(i / 1000 % 1000) / 1000.0"),
+                Layout::Scattered => (
+                    "(random() / 18446744073709551616.0 + 0.5)",
+                    "(random() / 18446744073709551616.0 + 0.5)",
+                ),
+            };
             let mut conn = sqlx::SqliteConnection::connect(&bench.database_url).await?;
             let now = Utc::now().timestamp_micros();
-            sqlx::query(
+            sqlx::query(&format!(
                 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2)
                  INSERT INTO events (id, creator_id, title, description, start_time, end_time,
                      total_tickets, latitude, longitude, venue_name, address_line1, city, state,
@@ -582,14 +701,18 @@ async fn seed_events_in_bulk(bench: &Bench, creator: Uuid, events: usize) -> any
                  SELECT randomblob(16), ?1, 'Event ' || i, 'Seeded by the load generator',
                         ?3 + (1 + i % 60) * 86400000000 + (i % 86400) * 1000000,
                         ?3 + (1 + i % 60) * 86400000000 + (i % 86400 + 10800) * 1000000,
-                        100, 6.0 + (i % 1000) * 0.001, 3.0 + (i / 1000 % 1000) * 0.001,
+                        100, ?4 + {u} * ?5, ?6 + {v} * ?7,
                         'Venue ' || i, '1 Bench Road', 'Lagos', 'Lagos', 'Nigeria', '100001',
                         ?3, ?3
-                 FROM n",
-            )
+                 FROM n"
+            ))
             .bind(creator)
             .bind(count)
             .bind(now)
+            .bind(lat0)
+            .bind(lat_span)
+            .bind(lon0)
+            .bind(lon_span)
             .execute(&mut conn)
             .await?;
         }
@@ -899,7 +1022,7 @@ async fn listing(
 ) -> anyhow::Result<()> {
     let users = bench.users(1, false).await?;
     let seeding = Instant::now();
-    seed_events_in_bulk(bench, users[0].0, events).await?;
+    seed_events_in_bulk(bench, users[0].0, events, Layout::Grid).await?;
     println!(
         "listing: {events} events seeded in {:.1}s; GET /events/?limit=20, {concurrency} connections",
         seeding.elapsed().as_secs_f64()

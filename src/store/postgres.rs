@@ -94,6 +94,9 @@ pub struct PgStore {
     sold_out: Arc<SoldOut>,
     /// The notification listener's own pool (its one connection is held for good).
     listener_pool: PgPool,
+    /// The change log's reader: a connection of its own, so that following the database never
+    /// waits behind the requests it is meant to spare.
+    follower: PgPool,
     listener: tokio::task::JoinHandle<()>,
     events_changed: Arc<watch::Sender<()>>,
 }
@@ -117,6 +120,10 @@ impl PgStore {
             .run(&pool)
             .await
             .context("applying the PostgreSQL migrations")?;
+        let follower = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_lazy_with(connect_options.clone());
         let listener_pool = PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(options.acquire_timeout)
@@ -133,6 +140,7 @@ impl PgStore {
             pool,
             sold_out,
             listener_pool,
+            follower,
             listener,
             events_changed,
         })
@@ -256,6 +264,7 @@ impl Infrastructure for PgStore {
     async fn close(&self) {
         self.listener_pool.close().await;
         self.listener.abort();
+        self.follower.close().await;
         self.pool.close().await;
     }
 }
@@ -486,11 +495,11 @@ impl EventStore for PgStore {
     async fn searchable_events(&self) -> StoreResult<SearchableEvents> {
         // The horizon first: whatever commits between the two reads is read again next time.
         let horizon: i64 = sqlx::query_scalar(CHANGE_HORIZON)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.follower)
             .await?;
         let rows: Vec<EventRow> = sqlx::query_as(sql::SEARCHABLE_EVENTS)
             .bind(Utc::now())
-            .fetch_all(&self.pool)
+            .fetch_all(&self.follower)
             .await?;
         Ok(SearchableEvents {
             cursor: ChangeCursor(horizon),
@@ -511,7 +520,7 @@ impl EventStore for PgStore {
              FROM event_changes WHERE change_xid >= $1::bigint::text::xid8",
         )
         .bind(since.0)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.follower)
         .await?;
         let rows: Vec<EventRow> = if changed.is_empty() {
             Vec::new()
@@ -522,7 +531,7 @@ impl EventStore for PgStore {
                 " FROM events WHERE id = ANY($1)"
             ))
             .bind(&changed)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.follower)
             .await?
         };
         sql::event_changes(horizon, changed, rows)

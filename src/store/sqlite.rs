@@ -50,6 +50,9 @@ mod batch;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// The change log's reader: a connection of its own, so that following the database never
+    /// waits behind the requests it is meant to spare.
+    follower: SqlitePool,
     path: PathBuf,
     orders: tokio::sync::mpsc::Sender<Pending>,
     /// Told of every commit: readers of the event change log in this process look at once.
@@ -197,6 +200,12 @@ impl SqliteStore {
             .max_connections(READ_CONNECTIONS)
             .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
+            .connect_with(base.clone().read_only(true))
+            .await?;
+        let follower = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .acquire_timeout(options.acquire_timeout)
             .connect_with(base.read_only(true))
             .await?;
         let committed = Arc::new(watch::Sender::new(()));
@@ -205,6 +214,7 @@ impl SqliteStore {
             committed,
             writer,
             reader,
+            follower,
             path,
         })
     }
@@ -403,6 +413,7 @@ impl Infrastructure for SqliteStore {
 
     async fn close(&self) {
         self.reader.close().await;
+        self.follower.close().await;
         self.writer.close().await;
     }
 }
@@ -678,11 +689,11 @@ impl EventStore for SqliteStore {
         // The log's end first: whatever commits between the two reads is read again next time.
         let end: i64 = sqlx::query_scalar(LOG_END)
             .bind(0_i64)
-            .fetch_one(&self.reader)
+            .fetch_one(&self.follower)
             .await?;
         let rows: Vec<EventRow> = sqlx::query_as(sql::SEARCHABLE_EVENTS)
             .bind(Micros::from(Utc::now()))
-            .fetch_all(&self.reader)
+            .fetch_all(&self.follower)
             .await?;
         Ok(SearchableEvents {
             cursor: ChangeCursor(end),
@@ -698,7 +709,7 @@ impl EventStore for SqliteStore {
         // here has committed, and the next read starts after it.
         let end: i64 = sqlx::query_scalar(LOG_END)
             .bind(since.0)
-            .fetch_one(&self.reader)
+            .fetch_one(&self.follower)
             .await?;
         if end == since.0 {
             return sql::event_changes(end, Vec::new(), Vec::<EventRow>::new());
@@ -708,7 +719,7 @@ impl EventStore for SqliteStore {
         )
         .bind(since.0)
         .bind(end)
-        .fetch_all(&self.reader)
+        .fetch_all(&self.follower)
         .await?;
         let rows: Vec<EventRow> = sqlx::query_as(concat!(
             "SELECT ",
@@ -718,7 +729,7 @@ impl EventStore for SqliteStore {
         ))
         .bind(since.0)
         .bind(end)
-        .fetch_all(&self.reader)
+        .fetch_all(&self.follower)
         .await?;
         sql::event_changes(end, changed, rows)
     }

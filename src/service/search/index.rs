@@ -6,12 +6,12 @@
 //! it orders results nearest first as well; distances in km are computed only for the page,
 //! with the same formula the SQLite store uses.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rstar::RTree;
 use rstar::primitives::GeomWithData;
+use rstar::{AABB, ParentNode, RStarInsertionStrategy, RTree, RTreeNode, RTreeParams};
 use uuid::Uuid;
 
 use crate::domain::geo::EARTH_RADIUS_KM;
@@ -20,6 +20,17 @@ use crate::store::{NearbyQuery, Page};
 
 type Point = [f64; 3];
 type Entry = GeomWithData<Point, Listed>;
+
+/// Wider nodes than rstar's default (6): a search counts thousands of leaves, and leaves that
+/// sit together in one node are read together from memory.
+struct Wide;
+
+impl RTreeParams for Wide {
+    const MIN_SIZE: usize = 10;
+    const MAX_SIZE: usize = 32;
+    const REINSERTION_COUNT: usize = 8;
+    type DefaultInsertionStrategy = RStarInsertionStrategy;
+}
 
 /// An event in the tree. Two entries are the same entry only if they hold the same `Arc`, so
 /// removing one event never removes another at the same place.
@@ -37,7 +48,7 @@ impl PartialEq for Listed {
 
 #[derive(Default)]
 pub struct SearchIndex {
-    tree: RTree<Entry>,
+    tree: RTree<Entry, Wide>,
     by_id: HashMap<Uuid, Arc<Event>>,
     /// Start times, to drop events once they start.
     starts: BTreeSet<(DateTime<Utc>, Uuid)>,
@@ -85,7 +96,7 @@ impl SearchIndex {
             .filter(|event| searchable(event, now))
             .map(Arc::new)
             .collect();
-        let tree = RTree::bulk_load(events.iter().map(entry).collect());
+        let tree = RTree::bulk_load_with_params(events.iter().map(entry).collect());
         let starts = events
             .iter()
             .map(|event| (event.start_time, event.id))
@@ -134,40 +145,366 @@ impl SearchIndex {
     /// Upcoming, not sold-out events within the radius, nearest first, ties by start time
     /// then id — as the stores order them.
     pub fn search(&self, query: &NearbyQuery, now: DateTime<Utc>) -> Page<NearbyEvent> {
-        let now_micros = now.timestamp_micros();
-        let center = unit_vector(query.center);
-        let mut found: Vec<(f64, &Listed)> = self
-            .tree
-            .locate_within_distance(center, squared_chord(query.radius.km()))
-            .filter(|hit| hit.data.start_micros > now_micros)
-            .map(|hit| (squared_distance(hit.geom(), &center), &hit.data))
-            .collect();
-        let total = i64::try_from(found.len()).unwrap_or(i64::MAX);
         let skip = usize::try_from(query.page.skip()).unwrap_or(usize::MAX);
         let limit = usize::try_from(query.page.limit()).unwrap_or(0);
-        let end = skip.saturating_add(limit).min(found.len());
-        let order = |a: &(f64, &Listed), b: &(f64, &Listed)| {
-            a.0.total_cmp(&b.0)
-                .then(a.1.start_micros.cmp(&b.1.start_micros))
-                .then(a.1.event.id.cmp(&b.1.event.id))
+        let mut walk = Walk {
+            center: unit_vector(query.center),
+            within: squared_chord(query.radius.km()),
+            now_micros: now.timestamp_micros(),
+            keep: skip.saturating_add(limit),
+            nearest: BinaryHeap::new(),
+            total: 0,
         };
-        if end < found.len() {
-            found.select_nth_unstable_by(end, order);
-            found.truncate(end);
-        }
-        found.sort_unstable_by(order);
-        let items = found
+        walk.visit(self.tree.root());
+        let items = walk
+            .nearest
+            .into_sorted_vec()
             .into_iter()
             .skip(skip)
-            .map(|(_, listed)| NearbyEvent {
-                distance_km: query.center.distance_km(&listed.event.venue.location()),
-                event: Event::clone(&listed.event),
+            .map(|ranked| NearbyEvent {
+                distance_km: query
+                    .center
+                    .distance_km(&ranked.listed.event.venue.location()),
+                event: Event::clone(&ranked.listed.event),
             })
             .collect();
-        Page { items, total }
+        Page {
+            items,
+            total: i64::try_from(walk.total).unwrap_or(i64::MAX),
+        }
     }
 }
 
+/// A search's pass over the tree: counts every match and keeps the `keep` nearest.
+struct Walk<'a> {
+    center: Point,
+    /// The squared chord of the radius.
+    within: f64,
+    now_micros: i64,
+    keep: usize,
+    /// The nearest matches so far, the farthest on top.
+    nearest: BinaryHeap<Ranked<'a>>,
+    total: usize,
+}
+
+impl<'a> Walk<'a> {
+    /// Visits nodes nearest first, so the nearest matches are found early; once no node left
+    /// can hold one of them, the rest are only counted.
+    fn visit(&mut self, root: &'a ParentNode<Entry>) {
+        let mut queue = BinaryHeap::new();
+        queue.push(Node {
+            nearest: root.envelope().distance_2(&self.center),
+            node: root,
+        });
+        while let Some(Node { nearest, node }) = queue.pop() {
+            if self.cannot_rank(nearest) {
+                self.count(node);
+                for Node { node, .. } in queue.drain() {
+                    self.count(node);
+                }
+                return;
+            }
+            for child in node.children() {
+                match child {
+                    RTreeNode::Leaf(entry) => {
+                        if let Some(distance) = self.matches(entry) {
+                            self.total += 1;
+                            self.rank(Ranked {
+                                distance,
+                                listed: &entry.data,
+                            });
+                        }
+                    }
+                    RTreeNode::Parent(parent) => {
+                        let envelope = parent.envelope();
+                        let nearest = envelope.distance_2(&self.center);
+                        if nearest > self.within {
+                            continue;
+                        }
+                        queue.push(Node {
+                            nearest,
+                            node: parent,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counts the matches under `node` without ranking them.
+    fn count(&mut self, node: &'a ParentNode<Entry>) {
+        let envelope = node.envelope();
+        if envelope.distance_2(&self.center) > self.within {
+            return;
+        }
+        if farthest_corner(&envelope, &self.center) <= self.within {
+            self.total += upcoming(node, self.now_micros);
+            return;
+        }
+        for child in node.children() {
+            match child {
+                RTreeNode::Leaf(entry) => {
+                    self.total += usize::from(self.matches(entry).is_some());
+                }
+                RTreeNode::Parent(parent) => self.count(parent),
+            }
+        }
+    }
+
+    /// The squared chord to `entry` when it matches (within the radius, upcoming).
+    fn matches(&self, entry: &Entry) -> Option<f64> {
+        let distance = squared_distance(entry.geom(), &self.center);
+        (distance <= self.within && entry.data.start_micros > self.now_micros).then_some(distance)
+    }
+
+    fn cannot_rank(&self, distance: f64) -> bool {
+        self.nearest.len() >= self.keep
+            && self
+                .nearest
+                .peek()
+                .is_some_and(|farthest| distance > farthest.distance)
+    }
+
+    fn rank(&mut self, candidate: Ranked<'a>) {
+        if self.nearest.len() < self.keep {
+            self.nearest.push(candidate);
+        } else if let Some(mut farthest) = self.nearest.peek_mut()
+            && candidate < *farthest
+        {
+            *farthest = candidate;
+        }
+    }
+}
+
+/// A node waiting to be visited; the queue pops the nearest first.
+struct Node<'a> {
+    nearest: f64,
+    node: &'a ParentNode<Entry>,
+}
+
+impl Ord for Node<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.nearest.total_cmp(&self.nearest)
+    }
+}
+
+impl PartialOrd for Node<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Node<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Node<'_> {}
+
+/// The upcoming events under `node`.
+fn upcoming(node: &ParentNode<Entry>, now_micros: i64) -> usize {
+    node.children()
+        .iter()
+        .map(|child| match child {
+            RTreeNode::Leaf(entry) => usize::from(entry.data.start_micros > now_micros),
+            RTreeNode::Parent(parent) => upcoming(parent, now_micros),
+        })
+        .sum()
+}
+
+/// The squared distance from `point` to the farthest corner of `envelope`.
+fn farthest_corner(envelope: &AABB<Point>, point: &Point) -> f64 {
+    let (lower, upper) = (envelope.lower(), envelope.upper());
+    (0..3)
+        .map(|axis| {
+            let far = (point[axis] - lower[axis])
+                .abs()
+                .max((upper[axis] - point[axis]).abs());
+            far * far
+        })
+        .sum()
+}
+
+/// A match, ordered as results are: nearest first, then by start time, then by id.
+struct Ranked<'a> {
+    distance: f64,
+    listed: &'a Listed,
+}
+
+impl Ord for Ranked<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.distance
+            .total_cmp(&other.distance)
+            .then(self.listed.start_micros.cmp(&other.listed.start_micros))
+            .then(self.listed.event.id.cmp(&other.listed.event.id))
+    }
+}
+
+impl PartialOrd for Ranked<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Ranked<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Ranked<'_> {}
+
 fn squared_distance(a: &Point, b: &Point) -> f64 {
     a.iter().zip(b).map(|(a, b)| (a - b) * (a - b)).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+    use crate::domain::event::tests::venue_fields;
+    use crate::domain::paging::PageLimits;
+    use crate::domain::{PageRequest, RadiusKm, Venue, VenueFields, Violations};
+
+    /// splitmix64: random but reproducible.
+    struct Random(u64);
+
+    impl Random {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        fn between(&mut self, low: f64, high: f64) -> f64 {
+            low + (high - low) * (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        }
+
+        /// Near a city, the antimeridian or a pole.
+        fn point(&mut self) -> GeoPoint {
+            let centres = [(6.5, 3.4), (0.0, 179.9), (89.8, 10.0), (-89.7, -100.0)];
+            let (latitude, longitude) = centres[(self.next() % 4) as usize];
+            GeoPoint::new(latitude, longitude)
+                .unwrap()
+                .destination(self.between(0.0, 600.0), self.between(0.0, 360.0))
+        }
+    }
+
+    fn event(random: &mut Random, now: DateTime<Utc>) -> Event {
+        let at = random.point();
+        let venue = Venue::parse(VenueFields {
+            latitude: at.latitude(),
+            longitude: at.longitude(),
+            ..venue_fields()
+        })
+        .unwrap();
+        // Few distinct start times, so that ties on distance and start occur (same place).
+        let start = now + Duration::hours(1 + (random.next() % 3) as i64);
+        let total_tickets = 1 + (random.next() % 3) as i32;
+        Event {
+            id: Uuid::from_u128(u128::from(random.next())),
+            creator_id: Uuid::nil(),
+            title: "Gig".into(),
+            description: None,
+            start_time: start,
+            end_time: start + Duration::hours(2),
+            total_tickets,
+            tickets_sold: (random.next() % 4) as i32 % (total_tickets + 1),
+            venue,
+            currency: "USD".into(),
+            max_tickets_per_user: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// What the stores answer, by brute force over every event.
+    fn brute_force(
+        events: &HashMap<Uuid, Event>,
+        query: &NearbyQuery,
+        now: DateTime<Utc>,
+    ) -> (i64, Vec<Uuid>) {
+        let mut found: Vec<(f64, &Event)> = events
+            .values()
+            .filter(|event| searchable(event, now))
+            .map(|event| (query.center.distance_km(&event.venue.location()), event))
+            .filter(|(km, _)| *km <= query.radius.km())
+            .collect();
+        found.sort_by(|a, b| {
+            a.0.total_cmp(&b.0)
+                .then(a.1.start_time.cmp(&b.1.start_time))
+                .then(a.1.id.cmp(&b.1.id))
+        });
+        let ids = found
+            .iter()
+            .skip(query.page.skip() as usize)
+            .take(query.page.limit() as usize)
+            .map(|(_, event)| event.id)
+            .collect();
+        (found.len() as i64, ids)
+    }
+
+    #[test]
+    fn answers_as_a_scan_of_every_event_does() {
+        let now = Utc::now();
+        let mut random = Random(7);
+        let mut events: HashMap<Uuid, Event> = HashMap::new();
+        for _ in 0..20_000 {
+            let event = event(&mut random, now);
+            events.insert(event.id, event);
+        }
+        // Some events share a place (ties broken by start time, then id).
+        let shared = events.values().next().unwrap().venue.clone();
+        for _ in 0..30 {
+            let mut twin = event(&mut random, now);
+            twin.venue = shared.clone();
+            events.insert(twin.id, twin);
+        }
+        let mut index = SearchIndex::new(events.values().cloned().collect(), now);
+        // Changes after the load: moves, sell-outs, deletes.
+        let ids: Vec<Uuid> = events.keys().copied().collect();
+        for id in ids.iter().step_by(7) {
+            let mut changed = event(&mut random, now);
+            changed.id = *id;
+            index.put(changed.clone(), now);
+            events.insert(*id, changed);
+        }
+        for id in ids.iter().skip(3).step_by(11) {
+            index.remove(*id);
+            events.remove(id);
+        }
+        let limits = PageLimits {
+            default: 20,
+            max: 100,
+        };
+        for _ in 0..400 {
+            let skip = (random.next() % 5) as i64;
+            let limit = 1 + (random.next() % 60) as i64;
+            let query = NearbyQuery {
+                center: random.point(),
+                radius: RadiusKm::new(random.between(1.0, 500.0)).unwrap(),
+                page: PageRequest::parse(&mut Violations::new(), Some(skip), Some(limit), limits)
+                    .unwrap(),
+            };
+            // Half the searches after the earliest events started.
+            let at = now + Duration::minutes(90 * (random.next() % 2) as i64);
+            let found = index.search(&query, at);
+            let ids: Vec<Uuid> = found.items.iter().map(|n| n.event.id).collect();
+            assert_eq!(
+                (found.total, ids),
+                brute_force(&events, &query, at),
+                "{query:?}"
+            );
+        }
+        // Once the earliest events start, they are gone.
+        let later = now + Duration::minutes(90);
+        index.drop_started(later);
+        assert!(index.starts.iter().all(|(start, _)| *start > later));
+        assert_eq!(index.event_count(), index.starts.len());
+        assert_eq!(index.tree.size(), index.starts.len());
+    }
 }
