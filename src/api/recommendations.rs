@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::current_user::CurrentUser;
+use super::current_user::BearerUserId;
 use super::error::ApiError;
 use super::events::{EventListItem, round_km};
 use super::extract::{Input, ValidQuery};
@@ -20,7 +20,7 @@ use super::schemas::shared::{Busy, Invalid, Unauthenticated};
 use super::state::AppState;
 use super::users::Location;
 use crate::domain::{RadiusKm, Violations};
-use crate::service::Search;
+use crate::service::{Accounts, Search};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -85,11 +85,13 @@ pub struct ForYouResponse {
 )]
 async fn for_you(
     State(search): State<Arc<Search>>,
-    CurrentUser(user): CurrentUser,
+    State(accounts): State<Arc<Accounts>>,
+    BearerUserId(caller): BearerUserId,
     ValidQuery(query): ValidQuery<ForYouParams>,
     ValidQuery(page): ValidQuery<SearchPaging>,
 ) -> Result<Json<ForYouResponse>, ApiError> {
-    let result = search.for_user(&user, query.radius, page).await?;
+    let location = accounts.location_of(caller).await?;
+    let result = search.for_caller(location, query.radius, page).await?;
     let recommendations = result
         .found
         .items

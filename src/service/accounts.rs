@@ -1,6 +1,8 @@
 //! Registration, login, tokens and the caller's profile.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
@@ -10,10 +12,19 @@ use crate::auth::{IssuedToken, TokenKeys};
 use crate::domain::{Credentials, GeoPoint, NewUser, Registration, User};
 use crate::store::{DynStore, StoreError};
 
+/// How long a caller's location is reused for "for you" without reading the database: the
+/// same bound as search's freshness (a location changed through another process shows within
+/// it; through this one at once).
+const LOCATION_KEPT_FOR: Duration = Duration::from_secs(1);
+/// Most callers whose location is kept at once.
+const MAX_LOCATIONS: usize = 100_000;
+
 pub struct Accounts {
     store: DynStore,
     tokens: Arc<TokenKeys>,
     hasher: Hasher,
+    /// Recent callers' locations, for the search hot path.
+    locations: Mutex<HashMap<Uuid, (Option<GeoPoint>, Instant)>>,
 }
 
 impl Accounts {
@@ -22,7 +33,43 @@ impl Accounts {
             store,
             tokens,
             hasher,
+            locations: Mutex::default(),
         }
+    }
+
+    /// The stored location of the user a token names (`None`: none set), read at most
+    /// [`LOCATION_KEPT_FOR`] ago; a token of a user that is gone is refused.
+    pub async fn location_of(&self, user_id: Uuid) -> Result<Option<GeoPoint>, ServiceError> {
+        if let Some((location, read_at)) = self.locations().get(&user_id)
+            && read_at.elapsed() < LOCATION_KEPT_FOR
+        {
+            return Ok(*location);
+        }
+        let read_at = Instant::now();
+        let user = self
+            .store
+            .find_user(user_id)
+            .await?
+            .ok_or(ServiceError::InvalidToken)?;
+        self.keep_location(user_id, user.location, read_at);
+        Ok(user.location)
+    }
+
+    fn keep_location(&self, user_id: Uuid, location: Option<GeoPoint>, read_at: Instant) {
+        let mut locations = self.locations();
+        if locations.len() >= MAX_LOCATIONS {
+            locations.retain(|_, (_, at)| at.elapsed() < LOCATION_KEPT_FOR);
+            if locations.len() >= MAX_LOCATIONS {
+                return;
+            }
+        }
+        locations.insert(user_id, (location, read_at));
+    }
+
+    fn locations(&self) -> MutexGuard<'_, HashMap<Uuid, (Option<GeoPoint>, Instant)>> {
+        self.locations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     #[tracing::instrument(skip_all)]
@@ -97,9 +144,13 @@ impl Accounts {
         user_id: Uuid,
         location: GeoPoint,
     ) -> Result<User, ServiceError> {
-        self.store
+        let read_at = Instant::now();
+        let user = self
+            .store
             .set_user_location(user_id, location)
             .await?
-            .ok_or(ServiceError::InvalidToken)
+            .ok_or(ServiceError::InvalidToken)?;
+        self.keep_location(user_id, user.location, read_at);
+        Ok(user)
     }
 }

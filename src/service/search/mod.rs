@@ -10,7 +10,7 @@ use std::sync::Arc;
 pub use model::{Following, ReadModel};
 
 use super::{Bulkhead, ServiceError};
-use crate::domain::{GeoPoint, NearbyEvent, PageRequest, RadiusKm, User};
+use crate::domain::{GeoPoint, NearbyEvent, PageRequest, RadiusKm};
 use crate::store::{DynStore, NearbyQuery, Page};
 use crate::telemetry;
 
@@ -77,14 +77,14 @@ impl Search {
         })
     }
 
-    /// Events near the user's stored location.
-    pub async fn for_user(
+    /// Events near a caller's stored location (`None`: the caller has none).
+    pub async fn for_caller(
         &self,
-        user: &User,
+        location: Option<GeoPoint>,
         radius: Option<RadiusKm>,
         page: PageRequest,
     ) -> Result<SearchResult, ServiceError> {
-        let center = user.location.ok_or(ServiceError::NoLocation)?;
+        let center = location.ok_or(ServiceError::NoLocation)?;
         self.near(center, radius, page).await
     }
 }
