@@ -103,7 +103,12 @@ impl ReadModel {
                 Some((since, at)) if at.elapsed() < CHANGE_LOG_KEPT / 2 => {
                     self.apply_changes(&store, since).await
                 }
-                _ => self.load(&store).await,
+                // A load takes a while: what changed meanwhile is read at once, so that the
+                // model is fresh when it starts answering.
+                _ => match self.load(&store).await {
+                    Ok(loaded) => self.apply_changes(&store, loaded).await,
+                    Err(error) => Err(error),
+                },
             };
             self.tried.send_replace(true);
             match read {
