@@ -1,15 +1,16 @@
 -- A log of committed changes to events, read by every server process to keep its in-memory
 -- search read model (see `PgStore::event_changes`). Each row names the changed event and the
--- writing transaction: a reader takes the oldest transaction still running with its read
--- (`pg_snapshot_xmin`) and next time reads every row from that transaction on, so a change
--- that committed late, after a younger one was read, is never skipped. Rows are kept for an
--- hour (purged by the sweeper); a process further behind than that loads the model anew.
+-- writing transaction: a reader keeps the snapshot of its read and next time reads the rows
+-- of every transaction that snapshot could not see, so a change that committed late, after a
+-- younger one was read, is never skipped. Rows are kept for an hour (purged by the sweeper);
+-- a process further behind than that loads the model anew.
 CREATE TABLE event_changes (
     event_id   uuid NOT NULL,
     change_xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
     changed_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX event_changes_xid_idx ON event_changes (change_xid);
+CREATE INDEX event_changes_changed_at_idx ON event_changes (changed_at);
 
 -- Per statement: a batch of orders or a bulk insert logs its events with one INSERT. Changes
 -- that can add or remove an event from search (not a seat count that leaves it on sale) are

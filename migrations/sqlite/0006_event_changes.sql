@@ -8,6 +8,7 @@ CREATE TABLE event_changes (
     event_id   BLOB NOT NULL,
     changed_at INTEGER NOT NULL -- microseconds since 1970-01-01 UTC
 );
+CREATE INDEX event_changes_changed_at_idx ON event_changes (changed_at);
 
 CREATE TRIGGER events_changes_inserted AFTER INSERT ON events BEGIN
     INSERT INTO event_changes (event_id, changed_at)

@@ -38,7 +38,8 @@ impl Accounts {
     }
 
     /// The stored location of the user a token names (`None`: none set), read at most
-    /// [`LOCATION_KEPT_FOR`] ago; a token of a user that is gone is refused.
+    /// [`LOCATION_KEPT_FOR`] ago; a token of a user that is gone is refused once that user is
+    /// no longer kept (within the same bound).
     pub async fn location_of(&self, user_id: Uuid) -> Result<Option<GeoPoint>, ServiceError> {
         if let Some((location, read_at)) = self.locations().get(&user_id)
             && read_at.elapsed() < LOCATION_KEPT_FOR
@@ -55,15 +56,18 @@ impl Accounts {
         Ok(user.location)
     }
 
+    /// Keeps what a read begun at `read_at` found, unless a later read is kept already (a
+    /// location change racing a lookup).
     fn keep_location(&self, user_id: Uuid, location: Option<GeoPoint>, read_at: Instant) {
         let mut locations = self.locations();
-        if locations.len() >= MAX_LOCATIONS {
-            locations.retain(|_, (_, at)| at.elapsed() < LOCATION_KEPT_FOR);
-            if locations.len() >= MAX_LOCATIONS {
-                return;
-            }
+        if locations.len() >= MAX_LOCATIONS && !locations.contains_key(&user_id) {
+            // Every kept entry lapses within a second anyway.
+            locations.clear();
         }
-        locations.insert(user_id, (location, read_at));
+        let entry = locations.entry(user_id).or_insert((location, read_at));
+        if entry.1 <= read_at {
+            *entry = (location, read_at);
+        }
     }
 
     fn locations(&self) -> MutexGuard<'_, HashMap<Uuid, (Option<GeoPoint>, Instant)>> {

@@ -137,8 +137,33 @@ pub const CHANGE_LOG_KEPT: Duration = Duration::from_secs(3600);
 
 /// Where a reader stands in the log of event changes; only the store that gave it knows what
 /// it means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChangeCursor(i64);
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeCursor(Position);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Position {
+    /// SQLite: the last `seq` read.
+    Seq(i64),
+    /// PostgreSQL: the snapshot (`pg_snapshot` text) the last read saw.
+    Snapshot(String),
+}
+
+impl ChangeCursor {
+    /// A cursor of the other backend (never given out) reads from the start.
+    fn seq(&self) -> i64 {
+        match &self.0 {
+            Position::Seq(seq) => *seq,
+            Position::Snapshot(_) => 0,
+        }
+    }
+
+    fn snapshot(&self) -> &str {
+        match &self.0 {
+            Position::Snapshot(snapshot) => snapshot,
+            Position::Seq(_) => "1:1:",
+        }
+    }
+}
 
 /// The events search can return (upcoming, not sold out) and the point in the change log
 /// that their read includes every change before.
@@ -229,9 +254,9 @@ pub trait Infrastructure: Send + Sync {
         None
     }
     fn pool_stats(&self) -> PoolStats;
-    /// Changes whenever events may have changed in a way search can see (written by this
-    /// process, or announced by another): a prompt to read [`EventStore::event_changes`], which
-    /// is complete without it.
+    /// Changes when events may have changed (SQLite: any commit of this process; PostgreSQL: a
+    /// notification, from any process, of a change search can see): a prompt to read
+    /// [`EventStore::event_changes`], which is complete without it.
     fn change_announcements(&self) -> watch::Receiver<()>;
     /// A real round trip to the database.
     async fn ping(&self) -> StoreResult<()>;

@@ -19,7 +19,7 @@ use super::sql::{self, CredentialsRow};
 use super::{
     AnswerRecord, Backend, BuyerFilter, ChangeCursor, ClaimTerms, EventChanges, EventFilter,
     EventStore, HeldKey, IdempotencyClaim, IdempotencyStore, Infrastructure, NearbyQuery,
-    OrderAction, Page, PoolStats, RequestKey, SearchableEvents, StoreError, StoreOptions,
+    OrderAction, Page, PoolStats, Position, RequestKey, SearchableEvents, StoreError, StoreOptions,
     StoreResult, TicketStore, TierChange, UserStore,
 };
 use crate::domain::{
@@ -35,9 +35,8 @@ type KeyRow = sql::KeyRow<DateTime<Utc>>;
 type OrderRow = sql::OrderRow<DateTime<Utc>>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-/// The oldest transaction still running, as a position in the change log (see migration 0006).
-const CHANGE_HORIZON: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
-/// `application_name` of the listening connection, as `pg_stat_activity` shows it.
+/// `application_name` of the listening connection, as `pg_stat_activity` shows it, followed by
+/// the process id (`nearbytix-listener-4242`): an operator can tell whose it is.
 pub const LISTENER_NAME: &str = "nearbytix-listener";
 
 /// Expires due orders (optionally of one event) and their tickets, and gives the seats back to
@@ -127,7 +126,10 @@ impl PgStore {
         let listener_pool = PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(options.acquire_timeout)
-            .connect_lazy_with(connect_options.application_name(LISTENER_NAME));
+            .connect_lazy_with(
+                connect_options
+                    .application_name(&format!("{LISTENER_NAME}-{}", std::process::id())),
+            );
         let sold_out = Arc::new(SoldOut::default());
         let events_changed = Arc::new(watch::Sender::new(()));
         let relay = notifications::Relay {
@@ -493,8 +495,8 @@ impl EventStore for PgStore {
     }
 
     async fn searchable_events(&self) -> StoreResult<SearchableEvents> {
-        // The horizon first: whatever commits between the two reads is read again next time.
-        let horizon: i64 = sqlx::query_scalar(CHANGE_HORIZON)
+        // The snapshot first: whatever commits between the two reads is read again next time.
+        let snapshot: String = sqlx::query_scalar("SELECT pg_current_snapshot()::text")
             .fetch_one(&self.follower)
             .await?;
         let rows: Vec<EventRow> = sqlx::query_as(sql::SEARCHABLE_EVENTS)
@@ -502,7 +504,7 @@ impl EventStore for PgStore {
             .fetch_all(&self.follower)
             .await?;
         Ok(SearchableEvents {
-            cursor: ChangeCursor(horizon),
+            cursor: ChangeCursor(Position::Snapshot(snapshot)),
             events: rows
                 .into_iter()
                 .map(EventRow::into_event)
@@ -511,15 +513,17 @@ impl EventStore for PgStore {
     }
 
     async fn event_changes(&self, since: ChangeCursor) -> StoreResult<EventChanges> {
-        // One snapshot gives both the events changed by transactions from `since` on and the
-        // oldest transaction still running: every change of an older one is in this read, and
-        // the next read starts at that transaction, whenever it commits.
-        let (horizon, changed): (i64, Vec<Uuid>) = sqlx::query_as(
-            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
-                    coalesce(array_agg(DISTINCT event_id), '{}')
-             FROM event_changes WHERE change_xid >= $1::bigint::text::xid8",
+        // The entries of every transaction the last read could not see (still running, or
+        // begun after it), with the snapshot of this read, in one statement: an entry is read
+        // once its transaction has committed, whatever the order of commits, and a transaction
+        // left open for long costs nothing until it commits.
+        let (snapshot, changed): (String, Vec<Uuid>) = sqlx::query_as(
+            "SELECT pg_current_snapshot()::text, coalesce(array_agg(DISTINCT event_id), '{}')
+             FROM event_changes
+             WHERE change_xid >= pg_snapshot_xmax($1::pg_snapshot)
+                OR change_xid = ANY(ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot)))",
         )
-        .bind(since.0)
+        .bind(since.snapshot())
         .fetch_one(&self.follower)
         .await?;
         let rows: Vec<EventRow> = if changed.is_empty() {
@@ -534,7 +538,7 @@ impl EventStore for PgStore {
             .fetch_all(&self.follower)
             .await?
         };
-        sql::event_changes(horizon, changed, rows)
+        sql::event_changes(ChangeCursor(Position::Snapshot(snapshot)), changed, rows)
     }
 
     async fn purge_event_changes(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {

@@ -376,7 +376,7 @@ pub(super) const SEARCHABLE_EVENTS: &str = concat!(
 /// What [`super::EventStore::event_changes`] answers: `changed` named in the log since the
 /// last read, `rows` those of them that still exist.
 pub(super) fn event_changes<T: StoredTime>(
-    cursor: i64,
+    cursor: ChangeCursor,
     changed: Vec<Uuid>,
     rows: Vec<EventRow<T>>,
 ) -> Result<EventChanges, StoreError> {
@@ -390,7 +390,7 @@ pub(super) fn event_changes<T: StoredTime>(
         .filter(|id| !found.contains(id))
         .collect();
     Ok(EventChanges {
-        cursor: ChangeCursor(cursor),
+        cursor,
         current,
         deleted,
     })

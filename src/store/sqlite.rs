@@ -24,7 +24,7 @@ use super::sql::{self, CredentialsRow, Micros};
 use super::{
     AnswerRecord, Backend, BuyerFilter, ChangeCursor, ClaimTerms, EventChanges, EventFilter,
     EventStore, HeldKey, IdempotencyClaim, IdempotencyStore, Infrastructure, NearbyQuery,
-    OrderAction, Page, PoolStats, RequestKey, SearchableEvents, StoreError, StoreOptions,
+    OrderAction, Page, PoolStats, Position, RequestKey, SearchableEvents, StoreError, StoreOptions,
     StoreResult, TicketStore, TierChange, UserStore,
 };
 use crate::domain::{
@@ -696,7 +696,7 @@ impl EventStore for SqliteStore {
             .fetch_all(&self.follower)
             .await?;
         Ok(SearchableEvents {
-            cursor: ChangeCursor(end),
+            cursor: ChangeCursor(Position::Seq(end)),
             events: rows
                 .into_iter()
                 .map(EventRow::into_event)
@@ -707,17 +707,19 @@ impl EventStore for SqliteStore {
     async fn event_changes(&self, since: ChangeCursor) -> StoreResult<EventChanges> {
         // One writer at a time: `seq` grows in commit order, so every entry up to the end read
         // here has committed, and the next read starts after it.
+        let since = since.seq();
         let end: i64 = sqlx::query_scalar(LOG_END)
-            .bind(since.0)
+            .bind(since)
             .fetch_one(&self.follower)
             .await?;
-        if end == since.0 {
-            return sql::event_changes(end, Vec::new(), Vec::<EventRow>::new());
+        let cursor = ChangeCursor(Position::Seq(end));
+        if end == since {
+            return sql::event_changes(cursor, Vec::new(), Vec::<EventRow>::new());
         }
         let changed: Vec<Uuid> = sqlx::query_scalar(
             "SELECT DISTINCT event_id FROM event_changes WHERE seq > ?1 AND seq <= ?2",
         )
-        .bind(since.0)
+        .bind(since)
         .bind(end)
         .fetch_all(&self.follower)
         .await?;
@@ -727,11 +729,11 @@ impl EventStore for SqliteStore {
             " FROM events WHERE id IN
                 (SELECT event_id FROM event_changes WHERE seq > ?1 AND seq <= ?2)"
         ))
-        .bind(since.0)
+        .bind(since)
         .bind(end)
         .fetch_all(&self.follower)
         .await?;
-        sql::event_changes(end, changed, rows)
+        sql::event_changes(cursor, changed, rows)
     }
 
     async fn purge_event_changes(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {

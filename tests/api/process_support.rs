@@ -71,6 +71,10 @@ impl Process {
         );
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The process's resident memory in KiB, from /proc (0 where there is none).
     pub fn resident_kib(&self) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))

@@ -134,11 +134,12 @@ impl SearchIndex {
     /// Drops the events that started by `now`: a search does not list them, and counts them
     /// only until this runs (see [`events_under`]).
     pub fn drop_started(&mut self, now: DateTime<Utc>) {
-        while let Some(&(start, id)) = self.starts.first() {
-            if start > now {
-                break;
+        while self.starts.first().is_some_and(|(start, _)| *start <= now) {
+            if let Some((_, id)) = self.starts.pop_first()
+                && let Some(event) = self.by_id.remove(&id)
+            {
+                self.tree.remove(&entry(&event));
             }
-            self.remove(id);
         }
     }
 

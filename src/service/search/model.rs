@@ -1,13 +1,14 @@
 //! The process's search read model: a [`SearchIndex`] that follows the database.
 //!
 //! One task ([`ReadModel::follow`]) loads every searchable event, then reads the store's log of
-//! event changes from where it stopped: at once when the store announces a change (a commit in
-//! this process, a notification from another), and every [`POLL`] whatever happens, so a lost
-//! announcement costs at most one poll. A search is answered from memory only while the last
+//! event changes from where it stopped: at once when a writer of this process asks
+//! ([`ReadModel::catch_up`]) or the store announces a change (SQLite: any commit of this
+//! process; PostgreSQL: a notification, from any process, of a change search can see), and
+//! every [`POLL`] whatever happens, so a lost announcement costs at most one poll. A search is answered from memory only while the last
 //! successful read began less than [`FRESH_FOR`] ago; otherwise (not loaded yet, the database
 //! away) it goes to the database like before, and stays correct.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::index::SearchIndex;
 use crate::domain::NearbyEvent;
-use crate::store::{CHANGE_LOG_KEPT, ChangeCursor, DynStore, NearbyQuery, Page, StoreResult};
+use crate::store::{CHANGE_LOG_KEPT, ChangeCursor, DynStore, NearbyQuery, Page};
 
 /// Longest pause between two reads of the change log.
 const POLL: Duration = Duration::from_millis(250);
@@ -32,7 +33,7 @@ const WRITER_WAIT: Duration = Duration::from_secs(1);
 /// Longest pause between attempts while the database fails.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Changes applied under one hold of the write lock: a large catch-up does not stall searches.
-const CHANGES_PER_LOCK: usize = 10_000;
+const CHANGES_PER_LOCK: usize = 1_000;
 
 #[derive(Default)]
 pub struct ReadModel {
@@ -44,6 +45,8 @@ pub struct ReadModel {
     /// Whether the first load was attempted (successfully or not).
     tried: watch::Sender<bool>,
     wake: Notify,
+    /// The following task has ended: nothing more will be read.
+    stopped: AtomicBool,
 }
 
 #[derive(Default)]
@@ -85,30 +88,42 @@ impl ReadModel {
 
     /// Waits (a bounded time) until the model has read every change committed before this
     /// call: a writer calls it after its commit, so its own change shows in its next search.
-    pub async fn catch_up(&self) {
+    /// Whether it has.
+    pub async fn catch_up(&self) -> bool {
+        if self.stopped.load(Ordering::SeqCst) {
+            return false;
+        }
         let ticket = self.asked.fetch_add(1, Ordering::SeqCst) + 1;
         self.wake.notify_one();
         let mut answered = self.answered.subscribe();
-        let _ = tokio::time::timeout(WRITER_WAIT, answered.wait_for(|done| *done >= ticket)).await;
+        let caught_up = answered.wait_for(|done| *done >= ticket);
+        matches!(
+            tokio::time::timeout(WRITER_WAIT, caught_up).await,
+            Ok(Ok(_))
+        ) && !self.stopped.load(Ordering::SeqCst)
     }
 
     async fn run(self: Arc<Self>, store: DynStore) {
+        let _stopped = Stopped(&self);
         let mut announcements = store.change_announcements();
+        // Where the next read starts, and when the read that left it there began.
         let mut cursor: Option<(ChangeCursor, Instant)> = None;
         let mut failures: u32 = 0;
         loop {
             let asked = self.asked.load(Ordering::SeqCst);
             let started = Instant::now();
-            let read = match cursor {
-                Some((since, at)) if at.elapsed() < CHANGE_LOG_KEPT / 2 => {
+            let (since, at) = match cursor.take() {
+                Some((since, at)) if at.elapsed() < CHANGE_LOG_KEPT / 2 => (Ok(since), at),
+                _ => (self.load(&store).await, started),
+            };
+            // After a load too: it takes a while, and what changed meanwhile is read at once,
+            // so that the model is fresh when it starts answering.
+            let read = match since {
+                Ok(since) => {
+                    cursor = Some((since.clone(), at));
                     self.apply_changes(&store, since).await
                 }
-                // A load takes a while: what changed meanwhile is read at once, so that the
-                // model is fresh when it starts answering.
-                _ => match self.load(&store).await {
-                    Ok(loaded) => self.apply_changes(&store, loaded).await,
-                    Err(error) => Err(error),
-                },
+                Err(error) => Err(error),
             };
             self.tried.send_replace(true);
             match read {
@@ -122,7 +137,10 @@ impl ReadModel {
                 }
                 Err(error) => {
                     if failures == 0 {
-                        tracing::warn!(%error, "search read model could not read changes");
+                        tracing::warn!(
+                            error = format!("{error:#}"),
+                            "search read model could not read changes"
+                        );
                     }
                     failures = failures.saturating_add(1);
                 }
@@ -138,8 +156,11 @@ impl ReadModel {
                         // The store is gone: nothing more to follow.
                         return;
                     }
-                    if self.asked.load(Ordering::SeqCst) == asked {
-                        tokio::time::sleep(MIN_GAP).await;
+                    // Announcements come with every commit under a flash sale: read them
+                    // together, unless a writer of this process waits.
+                    tokio::select! {
+                        () = tokio::time::sleep(MIN_GAP) => {}
+                        () = self.wake.notified() => {}
                     }
                 }
                 () = self.wake.notified() => {}
@@ -148,12 +169,15 @@ impl ReadModel {
         }
     }
 
-    /// Loads every searchable event into a new index, built beside the one searches use.
-    async fn load(&self, store: &DynStore) -> StoreResult<ChangeCursor> {
+    /// Loads every searchable event into a new index, built beside the one searches use (on
+    /// a blocking thread: a million events take a second or two).
+    async fn load(&self, store: &DynStore) -> anyhow::Result<ChangeCursor> {
         let started = Instant::now();
         let searchable = store.searchable_events().await?;
         let read = started.elapsed();
-        let index = SearchIndex::new(searchable.events, Utc::now());
+        let now = Utc::now();
+        let index =
+            tokio::task::spawn_blocking(move || SearchIndex::new(searchable.events, now)).await?;
         tracing::info!(
             events = index.event_count(),
             read_ms = read.as_millis() as u64,
@@ -171,7 +195,7 @@ impl ReadModel {
         &self,
         store: &DynStore,
         since: ChangeCursor,
-    ) -> StoreResult<ChangeCursor> {
+    ) -> anyhow::Result<ChangeCursor> {
         let started = Instant::now();
         let changes = store.event_changes(since).await?;
         let mut current = changes.current.into_iter().peekable();
@@ -195,5 +219,17 @@ impl ReadModel {
             }
         }
         Ok(changes.cursor)
+    }
+}
+
+/// Marks the model stopped however its task ends (dropped, aborted, panicked): a server
+/// waiting for the first load, and writers waiting for a read, are not kept waiting.
+struct Stopped<'a>(&'a ReadModel);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        self.0.stopped.store(true, Ordering::SeqCst);
+        self.0.tried.send_replace(true);
+        self.0.answered.send_replace(u64::MAX);
     }
 }
