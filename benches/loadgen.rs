@@ -467,6 +467,19 @@ where
     figures
 }
 
+/// `POST /tickets/` for `event` as the holder of `token`.
+fn reservation(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    event: Uuid,
+) -> reqwest::RequestBuilder {
+    client
+        .post(format!("{base}/tickets/"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "event_id": event }))
+}
+
 async fn status_of(request: reqwest::RequestBuilder) -> u16 {
     match request.send().await {
         Ok(response) => {
@@ -583,12 +596,7 @@ async fn search_during_sale(
     let (client, base) = (bench.client.clone(), bench.base.clone());
     let sale = drive(buyers, Some(duration), move |worker, iteration| {
         let (_, token) = &buyer_users[(worker * 7919 + iteration) % buyer_users.len()];
-        Some(status_of(
-            client
-                .post(format!("{base}/tickets/"))
-                .bearer_auth(token)
-                .json(&serde_json::json!({"event_id": hot})),
-        ))
+        Some(status_of(reservation(&client, &base, token, hot)))
     });
     let searches = drive(32, Some(duration), for_you(bench, users, 50));
     let (mut sale, mut searches) = tokio::join!(sale, searches);
@@ -788,10 +796,7 @@ async fn flash_sale(
                 return None;
             }
             let (_, token) = &users[(worker * 7919 + iteration) % users.len()];
-            let request = client
-                .post(format!("{base}/tickets/"))
-                .bearer_auth(token)
-                .json(&serde_json::json!({"event_id": event}));
+            let request = reservation(&client, &base, token, event);
             let flag = flag.clone();
             Some(async move {
                 let status = status_of(request).await;
@@ -854,12 +859,7 @@ async fn spread(
         }
         let (_, token) = &users[(worker * 31 + iteration) % users.len()];
         let event = ids[(n * 7_919) % ids.len()];
-        Some(status_of(
-            client
-                .post(format!("{base}/tickets/"))
-                .bearer_auth(token)
-                .json(&serde_json::json!({"event_id": event})),
-        ))
+        Some(status_of(reservation(&client, &base, token, event)))
     })
     .await;
     figures.print("spread");
@@ -972,10 +972,7 @@ async fn sold_out(
     let users = Arc::new(bench.users(users, false).await?);
     let event = bench.event(users[0].0, 1, random_point(3, 0.1), 3).await?;
     let (client, base) = (bench.client.clone(), bench.base.clone());
-    let first = client
-        .post(format!("{base}/tickets/"))
-        .bearer_auth(&users[0].1)
-        .json(&serde_json::json!({"event_id": event}));
+    let first = reservation(&client, &base, &users[0].1, event);
     anyhow::ensure!(status_of(first).await == 201, "the only seat is taken");
     println!(
         "sold out: {concurrency} connections for {}s",
@@ -984,12 +981,7 @@ async fn sold_out(
     let work_before = database_work(bench).await?;
     let mut figures = drive(concurrency, Some(seconds), move |worker, iteration| {
         let (_, token) = &users[(worker * 7919 + iteration) % users.len()];
-        Some(status_of(
-            client
-                .post(format!("{base}/tickets/"))
-                .bearer_auth(token)
-                .json(&serde_json::json!({"event_id": event})),
-        ))
+        Some(status_of(reservation(&client, &base, token, event)))
     })
     .await;
     figures.print("sold-out");

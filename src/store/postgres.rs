@@ -503,13 +503,7 @@ impl EventStore for PgStore {
             .bind(Utc::now())
             .fetch_all(&self.follower)
             .await?;
-        Ok(SearchableEvents {
-            cursor: ChangeCursor(Position::Snapshot(snapshot)),
-            events: rows
-                .into_iter()
-                .map(EventRow::into_event)
-                .collect::<Result<_, _>>()?,
-        })
+        sql::searchable_events(ChangeCursor(Position::Snapshot(snapshot)), rows)
     }
 
     async fn event_changes(&self, since: ChangeCursor) -> StoreResult<EventChanges> {

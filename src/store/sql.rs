@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{
     AnswerRecord, ChangeCursor, EventChanges, EventFilter, IdempotencyClaim, OrderAction,
-    StoreError, StoredAnswer, TierChange,
+    SearchableEvents, StoreError, StoredAnswer, TierChange,
 };
 use crate::domain::event::MAX_TIERS;
 use crate::domain::{
@@ -372,6 +372,21 @@ pub(super) const SEARCHABLE_EVENTS: &str = concat!(
     event_columns!(),
     " FROM events WHERE start_time > $1 AND tickets_sold < total_tickets"
 );
+
+/// What [`super::EventStore::searchable_events`] answers: `rows` read after the log stood at
+/// `cursor`.
+pub(super) fn searchable_events<T: StoredTime>(
+    cursor: ChangeCursor,
+    rows: Vec<EventRow<T>>,
+) -> Result<SearchableEvents, StoreError> {
+    Ok(SearchableEvents {
+        cursor,
+        events: rows
+            .into_iter()
+            .map(EventRow::into_event)
+            .collect::<Result<_, _>>()?,
+    })
+}
 
 /// What [`super::EventStore::event_changes`] answers: `changed` named in the log since the
 /// last read, `rows` those of them that still exist.

@@ -695,13 +695,7 @@ impl EventStore for SqliteStore {
             .bind(Micros::from(Utc::now()))
             .fetch_all(&self.follower)
             .await?;
-        Ok(SearchableEvents {
-            cursor: ChangeCursor(Position::Seq(end)),
-            events: rows
-                .into_iter()
-                .map(EventRow::into_event)
-                .collect::<Result<_, _>>()?,
-        })
+        sql::searchable_events(ChangeCursor(Position::Seq(end)), rows)
     }
 
     async fn event_changes(&self, since: ChangeCursor) -> StoreResult<EventChanges> {

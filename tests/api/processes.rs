@@ -287,32 +287,21 @@ async fn search_in_one_process_follows_changes_made_through_another(backend: Bac
     within_a_second("created", event.clone(), true).await;
 
     let path = format!("/events/{event}");
-    let venue = |latitude: f64| {
+    let move_to = |latitude: f64| {
         let mut venue = event_body(json!({}))["venue"].clone();
         venue["latitude"] = json!(latitude);
-        json!({ "venue": venue })
+        let (api, base, path, organiser) = (&api, &first.base, &path, &organiser);
+        async move {
+            let body = json!({ "venue": venue });
+            let (status, _) = api
+                .send(Method::PUT, base, path, Some(organiser), Some(body))
+                .await;
+            assert_eq!(status, StatusCode::OK);
+        }
     };
-    let (status, _) = api
-        .send(
-            Method::PUT,
-            &first.base,
-            &path,
-            Some(&organiser),
-            Some(venue(8.0)),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    move_to(8.0).await;
     within_a_second("moved away", event.clone(), false).await;
-    let (status, _) = api
-        .send(
-            Method::PUT,
-            &first.base,
-            &path,
-            Some(&organiser),
-            Some(venue(6.5244)),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    move_to(6.5244).await;
     within_a_second("moved back", event.clone(), true).await;
 
     let (status, ticket) = api.reserve(&first.base, &buyer, &event).await.unwrap();
