@@ -58,6 +58,11 @@ pub fn sold_out_answered() {
     metrics::counter!("nearbytix_sold_out_total").increment(1);
 }
 
+/// An order refused from what the process remembers of a sold-out sale, without the database.
+pub fn order_refused_from_memory() {
+    metrics::counter!("nearbytix_order_refusals_from_memory_total").increment(1);
+}
+
 /// A search answered from the read model (`memory`) or, while it is not fresh, the database.
 pub fn search_answered(source: &'static str) {
     metrics::counter!("nearbytix_search_answers_total", "source" => source).increment(1);

@@ -490,11 +490,6 @@ impl SaleState {
             tier.window(now)?;
         }
         let tickets: i32 = chosen.iter().map(|(_, quantity)| quantity).sum();
-        if let Some(limit) = self.max_tickets_per_user
-            && held_by_buyer + i64::from(tickets) > i64::from(limit)
-        {
-            return Err(OrderRefusal::PerPersonLimit { limit });
-        }
         for (tier, quantity) in &chosen {
             let left = tier.quota_left().min(self.seats_left);
             if i64::from(*quantity) > left {
@@ -515,6 +510,14 @@ impl SaleState {
                 left: self.seats_left.max(0),
             });
         }
+        // Last, as the only rule about the buyer rather than the sale: a refusal planned for a
+        // buyer holding nothing is then every buyer's, which lets a store answer it from what
+        // it remembers of the sale (see `SaleState::refusal_for_anyone`).
+        if let Some(limit) = self.max_tickets_per_user
+            && held_by_buyer + i64::from(tickets) > i64::from(limit)
+        {
+            return Err(OrderRefusal::PerPersonLimit { limit });
+        }
         let lines: Vec<PlannedLine> = chosen
             .into_iter()
             .map(|(tier, quantity)| PlannedLine {
@@ -533,6 +536,34 @@ impl SaleState {
             total_minor,
             tickets,
         })
+    }
+
+    /// The refusal every buyer gets for `lines` at `now`, whatever they hold, for as long as no
+    /// rule of the sale changes and no seat comes back: a broken rule of the sale (unknown
+    /// tier, per-order maximum, sales window), or a seat wanted where none is left. Sales made
+    /// since can only leave fewer seats (the answer may then name the event where it named a
+    /// tier). `None` when the order might be granted, or the answer depends on the buyer or on
+    /// how many seats are left.
+    pub fn refusal_for_anyone(
+        &self,
+        lines: &[OrderLine],
+        now: DateTime<Utc>,
+    ) -> Option<OrderRefusal> {
+        match self.plan(lines, 0, now) {
+            Err(
+                refusal @ (OrderRefusal::UnknownTier { .. }
+                | OrderRefusal::OverTierLimit { .. }
+                | OrderRefusal::SalesNotStarted { .. }
+                | OrderRefusal::SalesEnded { .. }
+                | OrderRefusal::NotEnough { left: 0, .. }),
+            ) => Some(refusal),
+            _ => None,
+        }
+    }
+
+    /// Whether the event or one of its tiers has no seat left.
+    pub fn sold_out_anywhere(&self) -> bool {
+        self.seats_left <= 0 || self.tiers.iter().any(|tier| tier.quota_left() <= 0)
     }
 
     /// Grants the order like [`plan`](Self::plan) for a buyer holding `buyer_held` live
@@ -684,14 +715,14 @@ mod tests {
 
     #[test]
     fn granted_orders_take_their_seats_before_the_next_is_planned() {
-        let early = tier("Early", 1000, Some(3), 0);
-        let mut state = sale(4, vec![early.clone(), tier("Rest", 0, None, 0)]);
+        let (early, rest) = (tier("Early", 1000, Some(3), 0), tier("Rest", 0, None, 0));
+        let mut state = sale(4, vec![early.clone(), rest.clone()]);
         state.max_tickets_per_user = Some(3);
         let now = Utc::now();
         let (mut ada, mut bo) = (0, 0);
         assert!(state.grant(&mut ada, &[line(&early, 2)], now).is_ok());
         assert_eq!(
-            state.grant(&mut ada, &[line(&early, 2)], now).unwrap_err(),
+            state.grant(&mut ada, &[line(&rest, 2)], now).unwrap_err(),
             OrderRefusal::PerPersonLimit { limit: 3 }
         );
         assert_eq!(
@@ -820,5 +851,55 @@ mod tests {
                 tier: "Closed".into()
             }
         );
+    }
+
+    #[test]
+    fn what_the_sale_refuses_comes_before_the_buyers_cap_and_holds_for_anyone() {
+        let now = Utc::now();
+        let (vip, general) = (tier("VIP", 5000, Some(2), 2), tier("General", 0, None, 0));
+        let mut state = sale(10, vec![vip.clone(), general.clone()]);
+        state.max_tickets_per_user = Some(4);
+        let vip_sold_out = OrderRefusal::NotEnough {
+            short: Shortage::Tier("VIP".into()),
+            left: 0,
+        };
+        // A buyer at the cap asking for a sold-out tier is told it is sold out, as anyone is.
+        assert_eq!(
+            state.plan(&[line(&vip, 1)], 4, now).unwrap_err(),
+            vip_sold_out
+        );
+        assert_eq!(
+            state.refusal_for_anyone(&[line(&vip, 1)], now),
+            Some(vip_sold_out)
+        );
+        assert!(state.sold_out_anywhere());
+        // What depends on the buyer, or on how many seats are left, is not for anyone.
+        assert_eq!(state.refusal_for_anyone(&[line(&general, 1)], now), None);
+        assert_eq!(state.refusal_for_anyone(&[line(&general, 11)], now), None);
+        assert_eq!(
+            state.plan(&[line(&general, 1)], 4, now).unwrap_err(),
+            OrderRefusal::PerPersonLimit { limit: 4 }
+        );
+        let mut capped = general.clone();
+        capped.max_per_order = Some(2);
+        let state = sale(10, vec![vip.clone(), capped.clone()]);
+        assert_eq!(
+            state.refusal_for_anyone(&[line(&capped, 3)], now),
+            Some(OrderRefusal::OverTierLimit { line: 0, max: 2 })
+        );
+        assert_eq!(
+            state.refusal_for_anyone(&[first(1)], now),
+            None,
+            "the first tier with a seat sells"
+        );
+        let all_gone = sale(0, vec![vip.clone(), general]);
+        assert_eq!(
+            all_gone.refusal_for_anyone(&[first(1)], now),
+            Some(OrderRefusal::NotEnough {
+                short: Shortage::Event,
+                left: 0
+            })
+        );
+        assert!(!sale(10, vec![tier("Open", 0, Some(5), 4)]).sold_out_anywhere());
     }
 }

@@ -159,10 +159,12 @@ pub(super) trait BatchStatements {
     ) -> impl Future<Output = StoreResult<()>> + Send;
 }
 
-/// Orders placed in one transaction: an answer per order, and the events now without a seat.
+/// Orders placed in one transaction: an answer per order, and the sales it left with the event
+/// or a tier sold out, as judged at `judged_at`.
 pub(super) struct Written {
     pub outcomes: Vec<StoreResult<OrderOutcome>>,
-    pub sold_out: Vec<Uuid>,
+    pub judged_at: DateTime<Utc>,
+    pub sold_out: Vec<(Uuid, SaleState)>,
 }
 
 /// Places `orders` inside the caller's write transaction on `conn`. An order whose buyer is no
@@ -216,11 +218,15 @@ pub(super) async fn write_orders<S: BatchStatements>(
             statements.insert(conn, &placed, now).await?;
         }
         let sold_out = sales
-            .iter()
-            .filter(|(_, sale)| sale.state.seats_left <= 0)
-            .map(|(id, _)| *id)
+            .into_iter()
+            .filter(|(_, sale)| sale.state.sold_out_anywhere())
+            .map(|(id, sale)| (id, sale.state))
             .collect();
-        return Ok(Written { outcomes, sold_out });
+        return Ok(Written {
+            outcomes,
+            judged_at: now,
+            sold_out,
+        });
     }
 }
 

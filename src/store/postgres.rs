@@ -4,12 +4,13 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{FromRow, Postgres, QueryBuilder, Transaction};
+use sqlx::{Connection, FromRow, Postgres, QueryBuilder, Transaction};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -24,8 +25,8 @@ use super::{
 };
 use crate::domain::{
     Event, EventDelete, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent, NewEvent,
-    NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, OrderRefusal, PageRequest,
-    Shortage, TicketChange, TicketDetails, Tier, TierOutcome, User,
+    NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest, TicketChange,
+    TicketDetails, Tier, TierOutcome, User,
 };
 
 type UserRow = sql::UserRow<DateTime<Utc>>;
@@ -100,6 +101,28 @@ pub struct PgStore {
     events_changed: Arc<watch::Sender<()>>,
 }
 
+/// Settings of the request pool and of the order lanes' pool. sqlx pings a connection before
+/// every use by default: one more round trip per request. A connection used within the last
+/// second is taken as it is (should it have died since, its statement fails like any other
+/// that meets a lost database, and the connection is dropped); one idle for longer is pinged.
+fn pool_options(max_connections: u32, acquire_timeout: Duration) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > TRUSTED_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
+/// How long a pooled connection may have been idle and still be used without a ping.
+const TRUSTED_IDLE: Duration = Duration::from_secs(1);
+
 impl PgStore {
     pub async fn connect(options: &StoreOptions) -> anyhow::Result<Self> {
         // The URL may carry a password: never echo it.
@@ -108,9 +131,7 @@ impl PgStore {
         let connect_options = PgConnectOptions::from_str(&options.url)
             .context("DATABASE_URL is not a valid PostgreSQL URL")?
             .options([("max_parallel_workers_per_gather", "0")]);
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections)
-            .acquire_timeout(options.acquire_timeout)
+        let pool = pool_options(options.max_connections, options.acquire_timeout)
             .connect_with(connect_options.clone())
             .await
             .context("could not connect to PostgreSQL at DATABASE_URL")?;
@@ -128,6 +149,7 @@ impl PgStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(
                 connect_options
+                    .clone()
                     .application_name(&format!("{LISTENER_NAME}-{}", std::process::id())),
             );
         let sold_out = Arc::new(SoldOut::default());
@@ -137,8 +159,14 @@ impl PgStore {
             events_changed: Arc::clone(&events_changed),
         };
         let listener = notifications::listen(listener_pool.clone(), relay).await;
+        let orders = batch::Lanes::start(
+            pool_options(batch::LANES, options.acquire_timeout),
+            connect_options,
+            Arc::clone(&sold_out),
+        )
+        .await?;
         Ok(Self {
-            orders: batch::Lanes::new(pool.clone(), Arc::clone(&sold_out)),
+            orders,
             pool,
             sold_out,
             listener_pool,
@@ -264,6 +292,7 @@ impl Infrastructure for PgStore {
     }
 
     async fn close(&self) {
+        self.orders.close().await;
         self.listener_pool.close().await;
         self.listener.abort();
         self.follower.close().await;
@@ -553,13 +582,9 @@ impl TicketStore for PgStore {
         record: Option<&AnswerRecord<'_, OrderOutcome>>,
     ) -> StoreResult<OrderOutcome> {
         if record.is_none() {
-            // "Sold out" may be answered early only where no rule on a named tier could come
-            // first (an unknown tier or a per-order maximum is 422 even when nothing is left).
-            if !order.names_tiers() && self.sold_out.knows(order.event_id) {
-                return Ok(OrderOutcome::Refused(OrderRefusal::NotEnough {
-                    short: Shortage::Event,
-                    left: 0,
-                }));
+            if let Some(refusal) = self.sold_out.answer(order) {
+                crate::telemetry::order_refused_from_memory();
+                return Ok(OrderOutcome::Refused(refusal));
             }
             return self.orders.place(order.clone()).await;
         }
@@ -567,11 +592,16 @@ impl TicketStore for PgStore {
         let mark = self.sold_out.mark();
         let mut tx = self.pool.begin().await?;
         let statements = &batch::PgStatements;
-        let Written { outcomes, sold_out } =
-            order_batch::write_orders(statements, &mut tx, &[order]).await?;
+        let Written {
+            outcomes,
+            judged_at,
+            sold_out,
+        } = order_batch::write_orders(statements, &mut tx, &[order]).await?;
         // Refused or not, the transaction commits: released holds stay released.
         let outcome = finish(tx, record, order_batch::only_outcome(outcomes)?).await?;
-        self.sold_out.learn(&self.pool, mark, &sold_out).await;
+        self.sold_out
+            .learn(&self.pool, mark, judged_at, sold_out)
+            .await;
         Ok(outcome)
     }
 

@@ -237,11 +237,7 @@ impl TestApp {
         Self::serve(backend, database, settings, false).await
     }
 
-    /// An app whose expiry sweeper does not run (holds only expire on demand).
-    pub async fn spawn_without_sweeper(backend: Backend) -> TestApp {
-        Self::spawn_without_sweeper_with(backend, |_| {}).await
-    }
-
+    /// An app whose expiry sweeper does not run (holds only expire on demand), configured.
     pub async fn spawn_without_sweeper_with(
         backend: Backend,
         configure: impl FnOnce(&mut Settings),

@@ -17,6 +17,7 @@ backend_tests!(
     killing_an_api_process_loses_no_answered_reservation,
     sigterm_finishes_in_flight_requests,
     a_seat_released_in_one_process_sells_in_another_within_a_second,
+    a_sold_out_tier_is_remembered_until_a_seat_comes_back_through_another_process,
     search_in_one_process_follows_changes_made_through_another,
 );
 
@@ -226,6 +227,144 @@ async fn a_seat_released_in_one_process_sells_in_another_within_a_second(backend
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_invariants(backend, &database.url).await;
+}
+
+/// A tier sold out through process B is refused by B from memory (PostgreSQL: its metrics say
+/// so) while the event's other tier still sells there; a seat given back, then more seats for
+/// the tier, through process A are on sale through B within a second.
+async fn a_sold_out_tier_is_remembered_until_a_seat_comes_back_through_another_process(
+    backend: Backend,
+) {
+    use reqwest::Method;
+    let database = TestDatabase::create(backend).await;
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let first = Process::start(&database.url, &["serve", "--no-sweeper"], &[]).await;
+    let second = Process::start(
+        &database.url,
+        &["serve", "--no-sweeper"],
+        &[("METRICS_ADDR", metrics.as_str())],
+    )
+    .await;
+    let api = Api::new();
+    let tokens = join_all((0..4).map(|_| api.register(&first.base))).await;
+    let (organiser, buyers) = (&tokens[0], &tokens[1..]);
+    let body = event_body(json!({
+        "total_tickets": 10,
+        "max_tickets_per_user": 2,
+        "tiers": [{"name": "VIP", "quantity": 1, "price_minor": 5000}, {"name": "General"}],
+    }));
+    let (status, event) = api
+        .send(
+            Method::POST,
+            &first.base,
+            "/events/",
+            Some(organiser),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{event}");
+    let tier = |name: &str| {
+        let tiers = event["tiers"].as_array().unwrap();
+        let tier = tiers.iter().find(|tier| tier["name"] == name).unwrap();
+        tier["id"].as_str().unwrap().to_owned()
+    };
+    let (vip, general) = (tier("VIP"), tier("General"));
+    let (status, held) = order_one(&api, &second.base, &event, &buyers[0], &vip).await;
+    assert_eq!(status, StatusCode::CREATED, "{held}");
+    for _ in 0..3 {
+        assert_vip_sold_out(order_one(&api, &second.base, &event, &buyers[1], &vip).await);
+    }
+    let (status, answer) = order_one(&api, &second.base, &event, &buyers[1], &general).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the other tier still sells: {answer}"
+    );
+    if backend == Backend::Postgres {
+        let text = reqwest::get(format!("http://{metrics}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let from_memory = counter(&text, "nearbytix_order_refusals_from_memory_total", "");
+        // The first refusal may have gone to the database, should a notification (the event's
+        // creation) have reached B while the sell-out was read.
+        assert!(
+            from_memory >= 2.0,
+            "{from_memory} refusals from memory:\n{text}"
+        );
+    }
+
+    let cancel = format!("/orders/{}/cancel", held["id"].as_str().unwrap());
+    let (status, _) = api
+        .send(Method::POST, &first.base, &cancel, Some(&buyers[0]), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    vip_on_sale_within_a_second(&api, &second.base, &event, &buyers[1], &vip, "cancelled").await;
+
+    assert_vip_sold_out(order_one(&api, &second.base, &event, &buyers[2], &vip).await);
+    let more = format!("/events/{}/tiers/{vip}", event["id"].as_str().unwrap());
+    let (status, answer) = api
+        .send(
+            Method::PUT,
+            &first.base,
+            &more,
+            Some(organiser),
+            Some(json!({"quantity": 2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    vip_on_sale_within_a_second(&api, &second.base, &event, &buyers[2], &vip, "more seats").await;
+    assert_invariants(backend, &database.url).await;
+}
+
+async fn order_one(
+    api: &Api,
+    base: &str,
+    event: &serde_json::Value,
+    buyer: &str,
+    tier: &str,
+) -> (StatusCode, serde_json::Value) {
+    let body = json!({"event_id": event["id"], "items": [{"tier_id": tier, "quantity": 1}]});
+    api.send(
+        reqwest::Method::POST,
+        base,
+        "/orders/",
+        Some(buyer),
+        Some(body),
+    )
+    .await
+}
+
+fn assert_vip_sold_out((status, answer): (StatusCode, serde_json::Value)) {
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    let detail = answer["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("'VIP' is sold out"), "{answer}");
+}
+
+/// Orders `vip` through `base` until one is placed, within a second of `what`.
+async fn vip_on_sale_within_a_second(
+    api: &Api,
+    base: &str,
+    event: &serde_json::Value,
+    buyer: &str,
+    vip: &str,
+    what: &str,
+) {
+    let changed = std::time::Instant::now();
+    loop {
+        let answer = order_one(api, base, event, buyer, vip).await;
+        if answer.0 == StatusCode::CREATED {
+            return;
+        }
+        assert_vip_sold_out(answer);
+        assert!(
+            changed.elapsed() < Duration::from_secs(1),
+            "{what}: the VIP seat was still sold out through the other process after a second"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The sum of a counter's samples whose labels include `labels`, in a `/metrics` text.
