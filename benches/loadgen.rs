@@ -5,7 +5,7 @@
 //!   cargo bench --bench loadgen -- search-during-sale --backend sqlite|postgres
 //!   cargo bench --bench loadgen -- flash-sale --backend sqlite|postgres
 //!   cargo bench --bench loadgen -- orders --backend sqlite|postgres
-//!   cargo bench --bench loadgen -- sold-out --backend sqlite|postgres
+//!   cargo bench --bench loadgen -- sold-out --backend sqlite|postgres [--tier]
 //!   cargo bench --bench loadgen -- listing --backend sqlite|postgres [--events N]
 //!   cargo bench --bench loadgen -- spread     --backend sqlite|postgres
 //!
@@ -90,8 +90,11 @@ enum Scenario {
         #[arg(long, default_value_t = 2_000)]
         users: usize,
     },
-    /// Reservations for an event already sold out: how fast "sold out" is answered.
+    /// Reservations for an event already sold out (with `--tier`: orders for a sold-out tier
+    /// of an event whose other tier still sells): how fast "sold out" is answered.
     SoldOut {
+        #[arg(long)]
+        tier: bool,
         #[arg(long, default_value_t = 256)]
         concurrency: usize,
         #[arg(long, default_value_t = 5)]
@@ -197,10 +200,20 @@ fn main() -> anyhow::Result<()> {
                 users,
             } => orders(&bench, tickets, concurrency, users).await,
             Scenario::SoldOut {
+                tier,
                 concurrency,
                 seconds,
                 users,
-            } => sold_out(&bench, concurrency, Duration::from_secs(seconds), users).await,
+            } => {
+                sold_out(
+                    &bench,
+                    tier,
+                    concurrency,
+                    Duration::from_secs(seconds),
+                    users,
+                )
+                .await
+            }
             Scenario::Listing {
                 events,
                 concurrency,
@@ -307,6 +320,14 @@ impl Bench {
             users.push((stored.id, self.tokens.issue(stored.id)?.access_token));
         }
         Ok(users)
+    }
+
+    /// Opens `connections` keep-alive connections to the server at once, so that a timed run
+    /// measures requests, not as many TCP handshakes in its first milliseconds.
+    async fn warm_up(&self, connections: usize) {
+        let root = self.base.replace("/api/v1", "/");
+        futures::future::join_all((0..connections).map(|_| status_of(self.client.get(&root))))
+            .await;
     }
 
     async fn event(
@@ -785,6 +806,7 @@ async fn flash_sale(
         "flash sale: {tickets} tickets, {} buyers, {concurrency} connections",
         users.len()
     );
+    bench.warm_up(concurrency).await;
     let sold_out = Arc::new(AtomicBool::new(false));
     let (client, base) = (bench.client.clone(), bench.base.clone());
     let flag = sold_out.clone();
@@ -850,6 +872,7 @@ async fn spread(
     }
     let ids = Arc::new(ids);
     println!("spread: {requests} reservations over {events} events, {concurrency} connections");
+    bench.warm_up(concurrency).await;
     let issued = Arc::new(AtomicUsize::new(0));
     let (client, base) = (bench.client.clone(), bench.base.clone());
     let mut figures = drive(concurrency, None, move |worker, iteration| {
@@ -900,6 +923,7 @@ async fn orders(
         "orders: {tickets} tickets over 3 tiers, orders of 1-4, {} buyers, {concurrency} connections",
         users.len()
     );
+    bench.warm_up(concurrency).await;
     let sold_out = Arc::new(AtomicBool::new(false));
     let (client, base) = (bench.client.clone(), bench.base.clone());
     let flag = sold_out.clone();
@@ -965,23 +989,61 @@ async fn orders(
 
 async fn sold_out(
     bench: &Bench,
+    tier: bool,
     concurrency: usize,
     seconds: Duration,
     users: usize,
 ) -> anyhow::Result<()> {
     let users = Arc::new(bench.users(users, false).await?);
-    let event = bench.event(users[0].0, 1, random_point(3, 0.1), 3).await?;
     let (client, base) = (bench.client.clone(), bench.base.clone());
-    let first = reservation(&client, &base, &users[0].1, event);
-    anyhow::ensure!(status_of(first).await == 201, "the only seat is taken");
+    let (event, sold_out_order) = if tier {
+        let tiers = vec![
+            TierFields {
+                name: "VIP".into(),
+                price_minor: Some(5000),
+                quantity: Some(1),
+                ..TierFields::default()
+            },
+            TierFields {
+                name: "General".into(),
+                ..TierFields::default()
+            },
+        ];
+        let event = bench
+            .event_with_tiers(users[0].0, 1_000, random_point(3, 0.1), 3, Some(tiers))
+            .await?;
+        let vip = bench.store.event_tiers(event).await?[0].id;
+        let body =
+            serde_json::json!({"event_id": event, "items": [{"tier_id": vip, "quantity": 1}]});
+        (event, Some(body))
+    } else {
+        let event = bench.event(users[0].0, 1, random_point(3, 0.1), 3).await?;
+        (event, None)
+    };
+    let request = {
+        let (client, base) = (client.clone(), base.clone());
+        move |token: &str| match &sold_out_order {
+            Some(body) => client
+                .post(format!("{base}/orders/"))
+                .bearer_auth(token)
+                .json(body),
+            None => reservation(&client, &base, token, event),
+        }
+    };
+    anyhow::ensure!(
+        status_of(request(&users[0].1)).await == 201,
+        "the only seat is taken"
+    );
     println!(
-        "sold out: {concurrency} connections for {}s",
+        "sold out{}: {concurrency} connections for {}s",
+        if tier { " (one tier of two)" } else { "" },
         seconds.as_secs()
     );
+    bench.warm_up(concurrency).await;
     let work_before = database_work(bench).await?;
     let mut figures = drive(concurrency, Some(seconds), move |worker, iteration| {
         let (_, token) = &users[(worker * 7919 + iteration) % users.len()];
-        Some(status_of(reservation(&client, &base, token, event)))
+        Some(status_of(request(token)))
     })
     .await;
     figures.print("sold-out");

@@ -163,8 +163,7 @@ impl PgStore {
             pool_options(batch::LANES, options.acquire_timeout),
             connect_options,
             Arc::clone(&sold_out),
-        )
-        .await?;
+        )?;
         Ok(Self {
             orders,
             pool,

@@ -8,14 +8,14 @@
 //! one statement of `unnest`ed arrays. A lone order waits for no one. Across processes
 //! nothing changes: the row locks and the CHECK constraints keep the guarantee.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use tokio::runtime::Handle;
-use tokio::sync::oneshot;
+use tokio::runtime::Runtime;
 use uuid::Uuid;
 
 use super::sold_out::SoldOut;
@@ -220,7 +220,7 @@ impl BatchStatements for PgStatements {
 pub(super) struct Lanes {
     writer: Writer,
     lanes: [Mutex<Option<Vec<Pending>>>; LANES as usize],
-    thread: LaneThread,
+    runtime: LaneRuntime,
 }
 
 struct Writer {
@@ -229,74 +229,59 @@ struct Writer {
     sold_out: Arc<SoldOut>,
 }
 
-/// The lanes' own thread: a runtime whose only tasks are the lanes' transactions, over
-/// connections of its own. On the request runtime, a batch waited behind the HTTP work of
-/// every request in flight for each of its six round trips; measured under a flash sale on 2
-/// cores, reading a batch's sales took 1.9 ms there and 0.3 ms here (BENCHMARKS.md).
-struct LaneThread {
-    runtime: Handle,
-    /// Dropped with the lanes: the thread's runtime then ends, its connections with it.
-    _stop: oneshot::Sender<()>,
+/// The lanes' own runtime (two threads): its only tasks are the lanes' transactions, over
+/// connections of its own. On the request runtime, a batch waited behind the HTTP work of every
+/// request in flight for each of its six round trips; measured under a flash sale on 2 cores,
+/// reading a batch's sales took 1.9 ms there and 0.3 ms here (BENCHMARKS.md). Two threads, so
+/// that lanes of different events still prepare their batches on both cores.
+struct LaneRuntime(Option<Runtime>);
+
+impl LaneRuntime {
+    /// Starts the runtime, and opens `pool` (lazily) on it.
+    fn start(pool: PgPoolOptions, connect: PgConnectOptions) -> anyhow::Result<(Self, PgPool)> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("nearbytix-orders")
+            .enable_all()
+            .build()
+            .context("starting the order lanes' runtime")?;
+        let pool = {
+            let _inside = runtime.enter();
+            pool.connect_lazy_with(connect)
+        };
+        Ok((Self(Some(runtime)), pool))
+    }
+
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        if let Some(runtime) = &self.0 {
+            runtime.spawn(task);
+        }
+    }
 }
 
-impl LaneThread {
-    /// Starts the thread, and opens `pool` (lazily) on its runtime.
-    async fn start(
-        pool: PgPoolOptions,
-        connect: PgConnectOptions,
-    ) -> anyhow::Result<(Self, PgPool)> {
-        let (started, ready) = oneshot::channel();
-        let (stop, stopped) = oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("nearbytix-orders".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(error) => {
-                        let _ = started.send(Err(error));
-                        return;
-                    }
-                };
-                let pool = {
-                    let _inside = runtime.enter();
-                    pool.connect_lazy_with(connect)
-                };
-                let _ = started.send(Ok((runtime.handle().clone(), pool)));
-                runtime.block_on(async {
-                    let _ = stopped.await;
-                });
-            })
-            .context("starting the order lanes' thread")?;
-        let (runtime, pool) = ready
-            .await
-            .context("the order lanes' thread ended at start")?
-            .context("starting the order lanes' runtime")?;
-        Ok((
-            Self {
-                runtime,
-                _stop: stop,
-            },
-            pool,
-        ))
+impl Drop for LaneRuntime {
+    /// Ends the runtime, and its connections with it, without waiting: the lanes may be
+    /// dropped inside an asynchronous task.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
 impl Lanes {
-    /// Lanes whose transactions run on a thread of their own, over connections of `pool` to
+    /// Lanes whose transactions run on a runtime of their own, over connections of `pool` to
     /// `connect`.
-    pub async fn start(
+    pub fn start(
         pool: PgPoolOptions,
         connect: PgConnectOptions,
         sold_out: Arc<SoldOut>,
     ) -> anyhow::Result<Arc<Self>> {
-        let (thread, pool) = LaneThread::start(pool, connect).await?;
+        let (runtime, pool) = LaneRuntime::start(pool, connect)?;
         Ok(Arc::new(Self {
             writer: Writer { pool, sold_out },
             lanes: std::array::from_fn(|_| Mutex::new(None)),
-            thread,
+            runtime,
         }))
     }
 
@@ -329,9 +314,7 @@ impl Lanes {
         if let Some(first) = lead {
             // A task of its own, so that a request cut off by its timeout does not strand
             // the orders that wait behind its transaction.
-            self.thread
-                .runtime
-                .spawn(Arc::clone(self).drive(lane, first));
+            self.runtime.spawn(Arc::clone(self).drive(lane, first));
         }
         answer.wait().await
     }
