@@ -47,3 +47,19 @@ CREATE TRIGGER ticket_tiers_sale_changed
           OR NEW.name <> OLD.name
           OR NEW.position <> OLD.position)
     EXECUTE FUNCTION notify_sale_changed();
+
+-- TRUNCATE fires no row trigger: an empty payload makes every process forget every sale.
+CREATE FUNCTION notify_sales_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('nearbytix_seats', '');
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER events_truncated
+    AFTER TRUNCATE ON events
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_sales_truncated();
+
+CREATE TRIGGER ticket_tiers_truncated
+    AFTER TRUNCATE ON ticket_tiers
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_sales_truncated();

@@ -493,7 +493,8 @@ impl SaleState {
         for (tier, quantity) in &chosen {
             let left = tier.quota_left().min(self.seats_left);
             if i64::from(*quantity) > left {
-                let short = if tier.quota_left() < self.seats_left {
+                // The tier is named when it is what is short, and whenever it has nothing left.
+                let short = if tier.quota_left() <= 0 || tier.quota_left() < self.seats_left {
                     Shortage::Tier(tier.name.clone())
                 } else {
                     Shortage::Event
@@ -539,11 +540,11 @@ impl SaleState {
     }
 
     /// The refusal every buyer gets for `lines` at `now`, whatever they hold, for as long as no
-    /// rule of the sale changes and no seat comes back: a broken rule of the sale (unknown
-    /// tier, per-order maximum, sales window), or a seat wanted where none is left. Sales made
-    /// since can only leave fewer seats (the answer may then name the event where it named a
-    /// tier). `None` when the order might be granted, or the answer depends on the buyer or on
-    /// how many seats are left.
+    /// rule of the sale changes and no seat comes back (sales made since only take seats): a
+    /// broken rule of the sale (unknown tier, per-order maximum, sales window), or nothing left
+    /// for the first line. `None` when the order might be granted, or the answer depends on
+    /// the buyer or on how many seats are left — a later line's shortage among them, since a
+    /// sale since may have left an earlier line short first.
     pub fn refusal_for_anyone(
         &self,
         lines: &[OrderLine],
@@ -554,9 +555,13 @@ impl SaleState {
                 refusal @ (OrderRefusal::UnknownTier { .. }
                 | OrderRefusal::OverTierLimit { .. }
                 | OrderRefusal::SalesNotStarted { .. }
-                | OrderRefusal::SalesEnded { .. }
-                | OrderRefusal::NotEnough { left: 0, .. }),
+                | OrderRefusal::SalesEnded { .. }),
             ) => Some(refusal),
+            Err(refusal @ OrderRefusal::NotEnough { left: 0, .. })
+                if self.plan(&lines[..1], 0, now).as_ref() == Err(&refusal) =>
+            {
+                Some(refusal)
+            }
             _ => None,
         }
     }
@@ -870,7 +875,7 @@ mod tests {
         );
         assert_eq!(
             state.refusal_for_anyone(&[line(&vip, 1)], now),
-            Some(vip_sold_out)
+            Some(vip_sold_out.clone())
         );
         assert!(state.sold_out_anywhere());
         // What depends on the buyer, or on how many seats are left, is not for anyone.
@@ -892,7 +897,7 @@ mod tests {
             None,
             "the first tier with a seat sells"
         );
-        let all_gone = sale(0, vec![vip.clone(), general]);
+        let all_gone = sale(0, vec![vip.clone(), general.clone()]);
         assert_eq!(
             all_gone.refusal_for_anyone(&[first(1)], now),
             Some(OrderRefusal::NotEnough {
@@ -901,5 +906,20 @@ mod tests {
             })
         );
         assert!(!sale(10, vec![tier("Open", 0, Some(5), 4)]).sold_out_anywhere());
+        // Only a shortage at the first line: sales since may have left an earlier line short.
+        let state = sale(2, vec![vip.clone(), general.clone()]);
+        assert_eq!(
+            state.refusal_for_anyone(&[line(&vip, 1), line(&general, 1)], now),
+            Some(vip_sold_out.clone())
+        );
+        assert_eq!(
+            state.refusal_for_anyone(&[line(&general, 1), line(&vip, 1)], now),
+            None
+        );
+        // A tier with nothing left is named even when the event has nothing left either.
+        assert_eq!(
+            sale(0, vec![vip.clone()]).plan(&[line(&vip, 1)], 0, now),
+            Err(vip_sold_out)
+        );
     }
 }

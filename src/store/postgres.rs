@@ -24,9 +24,9 @@ use super::{
     StoreResult, TicketStore, TierChange, UserStore,
 };
 use crate::domain::{
-    Event, EventDelete, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent, NewEvent,
-    NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest, TicketChange,
-    TicketDetails, Tier, TierOutcome, User,
+    Change, Event, EventDelete, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent,
+    NewEvent, NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest,
+    TicketChange, TicketDetails, Tier, TierOutcome, User,
 };
 
 type UserRow = sql::UserRow<DateTime<Utc>>;
@@ -194,10 +194,30 @@ impl PgStore {
 }
 
 /// A ticket write's transaction and the database's clock, which judges every deadline.
+/// Begins a transaction; should the connection turn out dead (one used within
+/// [`TRUSTED_IDLE`] is not pinged first), once more on another: nothing has been done yet.
+pub(super) async fn begin(pool: &PgPool) -> StoreResult<Transaction<'static, Postgres>> {
+    match pool.begin().await {
+        Err(error) if connection_lost(&error) => Ok(pool.begin().await?),
+        begun => Ok(begun?),
+    }
+}
+
+/// Whether `error` says the connection itself is gone (not the pool, nor the request).
+fn connection_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
+}
+
 async fn begin_write(
     pool: &PgPool,
 ) -> StoreResult<(Transaction<'static, Postgres>, DateTime<Utc>)> {
-    let mut tx = pool.begin().await?;
+    let mut tx = begin(pool).await?;
     let now = sqlx::query_scalar("SELECT now()")
         .fetch_one(&mut *tx)
         .await?;
@@ -354,7 +374,7 @@ impl EventStore for PgStore {
     async fn insert_event(&self, creator_id: Uuid, event: &NewEvent) -> StoreResult<Event> {
         let draft = &event.draft;
         let (id, now) = (Uuid::now_v7(), Utc::now());
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin(&self.pool).await?;
         let row: EventRow =
             sql::bind_draft(sqlx::query_as(sql::INSERT_EVENT), id, creator_id, draft)
                 .bind(now)
@@ -401,6 +421,7 @@ impl EventStore for PgStore {
         )
         .await?;
         tx.commit().await?;
+        self.sold_out.forget(Some(event_id));
         Ok(outcome)
     }
 
@@ -431,7 +452,10 @@ impl EventStore for PgStore {
                 .fetch_optional(&self.pool)
                 .await;
         match updated.map_err(StoreError::from) {
-            Ok(Some(row)) => Ok(EventUpdate::Done(Box::new(row.into_event()?))),
+            Ok(Some(row)) => {
+                self.sold_out.forget(Some(id));
+                Ok(EventUpdate::Done(Box::new(row.into_event()?)))
+            }
             Ok(None) => Ok(match self.event_owner(id).await? {
                 None => EventUpdate::NotFound,
                 Some(_) => EventUpdate::NotCreator,
@@ -448,7 +472,7 @@ impl EventStore for PgStore {
             Some(owner) if owner != creator_id => return Ok(EventDelete::NotCreator),
             Some(_) => {}
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin(&self.pool).await?;
         sqlx::query(expire_holds!("AND event_id = $2"))
             .bind(i64::MAX)
             .bind(id)
@@ -462,6 +486,7 @@ impl EventStore for PgStore {
             .await?
             .rows_affected();
         tx.commit().await?;
+        self.sold_out.forget(Some(id));
         Ok(if deleted == 1 {
             EventDelete::Deleted
         } else if self.event_owner(id).await?.is_some() {
@@ -589,7 +614,7 @@ impl TicketStore for PgStore {
         }
         // A keyed order commits with its answer, so it takes a transaction of its own.
         let mark = self.sold_out.mark();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin(&self.pool).await?;
         let statements = &batch::PgStatements;
         let Written {
             outcomes,
@@ -618,7 +643,11 @@ impl TicketStore for PgStore {
         let (mut tx, now) = begin_write(&self.pool).await?;
         let outcome =
             sql::change_ticket_order::<Postgres>(&mut tx, ticket_id, user_id, action, now).await?;
-        finish(tx, record, outcome).await
+        let outcome = finish(tx, record, outcome).await?;
+        if let (OrderAction::Cancel, Change::Done(details)) = (action, &outcome) {
+            self.sold_out.forget(Some(details.ticket.event_id));
+        }
+        Ok(outcome)
     }
 
     async fn find_ticket(&self, id: Uuid) -> StoreResult<Option<TicketDetails>> {
@@ -655,7 +684,11 @@ impl TicketStore for PgStore {
                 }
             }
         };
-        finish(tx, record, outcome).await
+        let outcome = finish(tx, record, outcome).await?;
+        if let (OrderAction::Cancel, Change::Done(details)) = (action, &outcome) {
+            self.sold_out.forget(Some(details.order.event_id));
+        }
+        Ok(outcome)
     }
 
     async fn find_order(&self, id: Uuid) -> StoreResult<Option<OrderDetails>> {

@@ -230,8 +230,8 @@ async fn a_seat_released_in_one_process_sells_in_another_within_a_second(backend
 }
 
 /// A tier sold out through process B is refused by B from memory (PostgreSQL: its metrics say
-/// so) while the event's other tier still sells there; a seat given back, then more seats for
-/// the tier, through process A are on sale through B within a second.
+/// so) while the event's other tier still sells there; a seat given back, more seats for the
+/// tier, and its sales closed, through process A, show through B within a second.
 async fn a_sold_out_tier_is_remembered_until_a_seat_comes_back_through_another_process(
     backend: Backend,
 ) {
@@ -280,20 +280,11 @@ async fn a_sold_out_tier_is_remembered_until_a_seat_comes_back_through_another_p
         StatusCode::CREATED,
         "the other tier still sells: {answer}"
     );
+    let from_memory = refusals_from_memory(&metrics).await;
     if backend == Backend::Postgres {
-        let text = reqwest::get(format!("http://{metrics}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let from_memory = counter(&text, "nearbytix_order_refusals_from_memory_total", "");
         // The first refusal may have gone to the database, should a notification (the event's
         // creation) have reached B while the sell-out was read.
-        assert!(
-            from_memory >= 2.0,
-            "{from_memory} refusals from memory:\n{text}"
-        );
+        assert!(from_memory >= 2.0, "{from_memory} refusals from memory");
     }
 
     let cancel = format!("/orders/{}/cancel", held["id"].as_str().unwrap());
@@ -304,6 +295,13 @@ async fn a_sold_out_tier_is_remembered_until_a_seat_comes_back_through_another_p
     vip_on_sale_within_a_second(&api, &second.base, &event, &buyers[1], &vip, "cancelled").await;
 
     assert_vip_sold_out(order_one(&api, &second.base, &event, &buyers[2], &vip).await);
+    if backend == Backend::Postgres {
+        let now_from_memory = refusals_from_memory(&metrics).await;
+        assert!(
+            now_from_memory > from_memory,
+            "the new sell-out was remembered"
+        );
+    }
     let more = format!("/events/{}/tiers/{vip}", event["id"].as_str().unwrap());
     let (status, answer) = api
         .send(
@@ -316,7 +314,45 @@ async fn a_sold_out_tier_is_remembered_until_a_seat_comes_back_through_another_p
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     vip_on_sale_within_a_second(&api, &second.base, &event, &buyers[2], &vip, "more seats").await;
+
+    // Sold out again, and remembered; a changed rule (sales closed) shows through B too.
+    assert_vip_sold_out(order_one(&api, &second.base, &event, &buyers[0], &vip).await);
+    let closed = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+    let (status, answer) = api
+        .send(
+            Method::PUT,
+            &first.base,
+            &more,
+            Some(organiser),
+            Some(json!({"sales_end": closed})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let changed = std::time::Instant::now();
+    loop {
+        let (status, answer) = order_one(&api, &second.base, &event, &buyers[0], &vip).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+        if answer["detail"] == "Sales for 'VIP' have ended" {
+            break;
+        }
+        assert!(
+            changed.elapsed() < Duration::from_secs(1),
+            "closed sales still answered as {answer} through the other process after a second"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_invariants(backend, &database.url).await;
+}
+
+/// How many orders a process refused from memory, from its `/metrics` at `metrics`.
+async fn refusals_from_memory(metrics: &str) -> f64 {
+    let text = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    counter(&text, "nearbytix_order_refusals_from_memory_total", "")
 }
 
 async fn order_one(

@@ -367,7 +367,7 @@ impl Drop for LaneGuard<'_> {
 impl BatchWriter for Writer {
     async fn write(&self, orders: &[&NewOrder]) -> StoreResult<Vec<StoreResult<OrderOutcome>>> {
         let mark = self.sold_out.mark();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::begin(&self.pool).await?;
         let written = order_batch::write_orders(&PgStatements, &mut tx, orders).await?;
         tx.commit().await?;
         self.sold_out

@@ -1,7 +1,8 @@
 //! The process's one listening connection: what other processes (and this one) announce
 //! through PostgreSQL's NOTIFY reaches the in-memory views that follow the database.
 //!
-//! - [`sold_out::CHANNEL`] names an event that got a seat back: the sold-out memory forgets it.
+//! - [`sold_out::CHANNEL`] names an event whose sale changed in a way the sold-out memory
+//!   cannot foresee (a seat given back, a rule changed): the memory forgets it.
 //! - [`EVENTS_CHANNEL`] says that events changed in a way search can see: readers of the event
 //!   change log are woken ([`crate::store::Infrastructure::change_announcements`]).
 //!

@@ -6,7 +6,8 @@
 //! window opens or closes (and never longer than [`MAX_PERIOD`]). Sooner than that they change
 //! only through a write in some process — a seat given back (cancellation, expiry) where one
 //! was missing, more capacity, a changed rule of the sale, a tier added or removed, the event
-//! deleted: triggers (migrations `0004`, `0007`) then notify [`CHANNEL`] with the event's id,
+//! deleted: triggers (migration `0007`) then notify [`CHANNEL`] with the event's id (an empty
+//! payload, for a `TRUNCATE`, forgets every sale),
 //! and every process's listener ([`super::notifications`]) makes it forget the sale. Sales made
 //! elsewhere meanwhile only take more seats. While this process is not listening it remembers
 //! nothing, and what it remembered before a lost connection is forgotten.
@@ -24,10 +25,10 @@ use uuid::Uuid;
 
 use crate::domain::{NewOrder, OrderRefusal, SaleState};
 
-/// The notification channel, named in migrations `0004` and `0007` too.
+/// The notification channel, named in migration `0007` too.
 pub(super) const CHANNEL: &str = "nearbytix_seats";
-/// Most sales remembered at once (each a few tiers' rules: ~40 MB at worst, with 20 tiers of
-/// 100-character names each).
+/// Most sales remembered at once (each its tiers' rules without their descriptions: ~50 MB at
+/// worst, with 20 tiers of 100-character names each).
 const MAX_REMEMBERED: usize = 10_000;
 /// `$1` events, `$2` the instant their sales were judged at: each event with the seconds its
 /// sale stays as judged — until its earliest hold can lapse, it starts, or a tier's window
@@ -124,6 +125,9 @@ impl SoldOut {
         judged_at: DateTime<Utc>,
         sales: impl IntoIterator<Item = (Uuid, SaleState)>,
     ) {
+        if !self.state().listening {
+            return;
+        }
         let mut sales: HashMap<Uuid, SaleState> = sales
             .into_iter()
             .filter(|(event_id, sale)| {
@@ -196,8 +200,10 @@ impl SoldOut {
 
     /// Starts or stops remembering; either way what was remembered is forgotten.
     pub(super) fn set_listening(&self, listening: bool) {
-        self.forget(None);
-        self.state().listening = listening;
+        let mut state = self.state();
+        state.generation += 1;
+        state.sales.clear();
+        state.listening = listening;
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
