@@ -6,11 +6,11 @@
 //! window opens or closes (and never longer than [`MAX_PERIOD`]). Sooner than that they change
 //! only through a write in some process — a seat given back (cancellation, expiry) where one
 //! was missing, more capacity, a changed rule of the sale, a tier added or removed, the event
-//! deleted: triggers (migration `0007`) then notify [`CHANNEL`] with the event's id (an empty
-//! payload, for a `TRUNCATE`, forgets every sale),
-//! and every process's listener ([`super::notifications`]) makes it forget the sale. Sales made
-//! elsewhere meanwhile only take more seats. While this process is not listening it remembers
-//! nothing, and what it remembered before a lost connection is forgotten.
+//! deleted: triggers (migration `0007`) then notify [`CHANNEL`] with the event's id, and every
+//! process's listener ([`super::notifications`]) makes it forget the sale (an empty payload,
+//! sent on `TRUNCATE`, forgets every sale). Sales made elsewhere meanwhile only take more
+//! seats. While this process is not listening it remembers nothing, and what it remembered
+//! before a lost connection is forgotten.
 //!
 //! Only answers that hold for every buyer are given from memory
 //! ([`SaleState::refusal_for_anyone`]); an order the sale might grant goes to the database.
