@@ -38,6 +38,11 @@ impl Tier {
         self.quota_left().min(event_seats_left).max(0)
     }
 
+    /// Whether the tier's own quantity is all taken.
+    pub fn sold_out(&self) -> bool {
+        self.quota_left() <= 0
+    }
+
     /// Seats this tier can still sell, before the event's own limit.
     fn quota_left(&self) -> i64 {
         self.quantity
@@ -568,7 +573,7 @@ impl SaleState {
 
     /// Whether the event or one of its tiers has no seat left.
     pub fn sold_out_anywhere(&self) -> bool {
-        self.seats_left <= 0 || self.tiers.iter().any(|tier| tier.quota_left() <= 0)
+        self.seats_left <= 0 || self.tiers.iter().any(Tier::sold_out)
     }
 
     /// Grants the order like [`plan`](Self::plan) for a buyer holding `buyer_held` live

@@ -50,11 +50,27 @@ impl From<sqlx::Error> for StoreError {
 }
 
 impl StoreError {
+    /// Whether `error` says a PostgreSQL connection itself is gone (not the pool, nor the
+    /// request): a broken socket, SQLSTATE class 08 (connection) or 57P (operator intervention).
+    pub fn connection_lost(error: &sqlx::Error) -> bool {
+        match error {
+            sqlx::Error::Io(_) => true,
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|code| CONNECTION_LOST.iter().any(|class| code.starts_with(class))),
+            _ => false,
+        }
+    }
+
     /// Whether this is a violation of the named CHECK constraint (named alike on both backends).
     pub fn is_check(&self, constraint: &str) -> bool {
         matches!(self, StoreError::CheckViolation(Some(name)) if name == constraint)
     }
 }
+
+/// PostgreSQL SQLSTATE classes of a lost connection: 08 connection, 57P operator intervention
+/// (shutdown, cannot connect now).
+const CONNECTION_LOST: [&str; 2] = ["08", "57P"];
 
 /// Whether a database error code says the database cannot do the work now (it is away, out
 /// of space, or cannot write), rather than that the request was wrong.
@@ -68,8 +84,9 @@ fn means_unavailable(sqlite: bool, code: &str) -> bool {
         // SQLSTATE classes 08 connection, 40 transaction rollback (a deadlock or serialization
         // failure: the work is undone and may be retried), 53 insufficient resources (disk
         // full, out of memory), 57P operator intervention (shutdown, cannot connect now).
-        ["08", "40", "53", "57P"]
+        CONNECTION_LOST
             .iter()
+            .chain(&["40", "53"])
             .any(|class| code.starts_with(class))
     }
 }

@@ -198,19 +198,8 @@ impl PgStore {
 /// [`TRUSTED_IDLE`] is not pinged first), once more on another: nothing has been done yet.
 pub(super) async fn begin(pool: &PgPool) -> StoreResult<Transaction<'static, Postgres>> {
     match pool.begin().await {
-        Err(error) if connection_lost(&error) => Ok(pool.begin().await?),
+        Err(error) if StoreError::connection_lost(&error) => Ok(pool.begin().await?),
         begun => Ok(begun?),
-    }
-}
-
-/// Whether `error` says the connection itself is gone (not the pool, nor the request).
-fn connection_lost(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_) => true,
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
-        _ => false,
     }
 }
 

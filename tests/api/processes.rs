@@ -237,14 +237,7 @@ async fn a_sold_out_tier_is_remembered_until_a_seat_comes_back_through_another_p
 ) {
     use reqwest::Method;
     let database = TestDatabase::create(backend).await;
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let first = Process::start(&database.url, &["serve", "--no-sweeper"], &[]).await;
-    let second = Process::start(
-        &database.url,
-        &["serve", "--no-sweeper"],
-        &[("METRICS_ADDR", metrics.as_str())],
-    )
-    .await;
+    let (first, second, metrics) = two_processes_the_second_measured(&database).await;
     let api = Api::new();
     let tokens = join_all((0..4).map(|_| api.register(&first.base))).await;
     let (organiser, buyers) = (&tokens[0], &tokens[1..]);
@@ -346,13 +339,32 @@ async fn a_sold_out_tier_is_remembered_until_a_seat_comes_back_through_another_p
 
 /// How many orders a process refused from memory, from its `/metrics` at `metrics`.
 async fn refusals_from_memory(metrics: &str) -> f64 {
-    let text = reqwest::get(format!("http://{metrics}/metrics"))
+    let text = metrics_text(metrics).await;
+    counter(&text, "nearbytix_order_refusals_from_memory_total", "")
+}
+
+/// Two API processes on `database`, without sweepers; the second serves its `/metrics` at the
+/// address returned.
+async fn two_processes_the_second_measured(database: &TestDatabase) -> (Process, Process, String) {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let first = Process::start(&database.url, &["serve", "--no-sweeper"], &[]).await;
+    let second = Process::start(
+        &database.url,
+        &["serve", "--no-sweeper"],
+        &[("METRICS_ADDR", metrics.as_str())],
+    )
+    .await;
+    (first, second, metrics)
+}
+
+/// A process's `/metrics` text, served at `metrics`.
+async fn metrics_text(metrics: &str) -> String {
+    reqwest::get(format!("http://{metrics}/metrics"))
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    counter(&text, "nearbytix_order_refusals_from_memory_total", "")
+        .unwrap()
 }
 
 async fn order_one(
@@ -419,14 +431,7 @@ fn counter(metrics: &str, name: &str, labels: &str) -> f64 {
 async fn search_in_one_process_follows_changes_made_through_another(backend: Backend) {
     use reqwest::Method;
     let database = TestDatabase::create(backend).await;
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let first = Process::start(&database.url, &["serve", "--no-sweeper"], &[]).await;
-    let second = Process::start(
-        &database.url,
-        &["serve", "--no-sweeper"],
-        &[("METRICS_ADDR", metrics.as_str())],
-    )
-    .await;
+    let (first, second, metrics) = two_processes_the_second_measured(&database).await;
     let api = Api::new();
     let (organiser, buyer) = (
         api.register(&first.base).await,
@@ -516,12 +521,7 @@ async fn search_in_one_process_follows_changes_made_through_another(backend: Bac
     assert_eq!(status, StatusCode::NO_CONTENT);
     within_a_second("deleted", unannounced, false).await;
 
-    let text = reqwest::get(format!("http://{metrics}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&metrics).await;
     let from_memory = counter(&text, "nearbytix_search_answers_total", "source=\"memory\"");
     // Most, not all: a read of B's that took long on a busy machine sends a search to the
     // database, which answers it correctly.

@@ -216,7 +216,7 @@ fn sold_out_parts(sale: &SaleState) -> (bool, Vec<Uuid>) {
     let tiers = sale
         .tiers
         .iter()
-        .filter(|tier| tier.available(i64::MAX) == 0)
+        .filter(|tier| tier.sold_out())
         .map(|tier| tier.id)
         .collect();
     (sale.seats_left <= 0, tiers)
