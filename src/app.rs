@@ -19,7 +19,7 @@ use crate::listener::{LimitedListener, connections_that_fit};
 use crate::service::{
     Accounts, Bulkhead, Events, Health, Idempotency, Orders, ReadModel, Search, Tickets,
 };
-use crate::store::{self, DynStore};
+use crate::store::{self, DynStore, StoreOptions};
 use crate::telemetry;
 
 /// Pooled connections of a `nearbytix worker` (the sweeper needs one, plus one spare).
@@ -43,11 +43,7 @@ impl App {
 
     pub fn with_store(settings: Settings, store: DynStore) -> anyhow::Result<Self> {
         telemetry::init_metrics();
-        let secret = resolve_jwt_secret(
-            settings.jwt_secret_key.as_ref(),
-            store.backend(),
-            store.database_file(),
-        )?;
+        let secret = resolve_jwt_secret(settings.jwt_secret_key.as_ref(), store.database_file())?;
         let tokens = Arc::new(TokenKeys::new(&secret, settings.token_lifetime_minutes)?);
         let hasher = Hasher::new(settings.password_hash_workers, settings.password_hash_queue);
         let expensive_reads = Arc::new(Bulkhead::new(
@@ -63,9 +59,14 @@ impl App {
                 expensive_reads.clone(),
                 search_model.clone(),
             )),
-            tickets: Arc::new(Tickets::new(store.clone(), settings.ticket_hold)),
+            tickets: Arc::new(Tickets::new(
+                store.clone(),
+                search_model.clone(),
+                settings.ticket_hold,
+            )),
             orders: Arc::new(Orders::new(
                 store.clone(),
+                search_model.clone(),
                 settings.ticket_hold,
                 settings.max_tickets_per_order,
             )),
@@ -169,7 +170,12 @@ impl App {
 }
 
 async fn open_store(settings: &Settings, max_connections: u32) -> anyhow::Result<DynStore> {
-    store::connect(&settings.store_options(max_connections)).await
+    let options = StoreOptions {
+        url: settings.database_url.clone(),
+        max_connections,
+        acquire_timeout: settings.database_acquire_timeout,
+    };
+    store::connect(&options).await
 }
 
 fn start_sweeper(settings: &Settings, store: DynStore) -> Sweeper {

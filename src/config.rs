@@ -12,7 +12,6 @@ use secrecy::SecretString;
 pub use crate::cli::LogFormat;
 use crate::cli::{Cli, Options};
 use crate::domain::RadiusKm;
-use crate::store::StoreOptions;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -154,15 +153,6 @@ impl Settings {
         let mut options = Cli::try_parse_from(["nearbytix"])?.options;
         options.database_url = database_url.into();
         Settings::try_from(options)
-    }
-
-    /// How to open the database, with at most `max_connections` pooled connections.
-    pub fn store_options(&self, max_connections: u32) -> StoreOptions {
-        StoreOptions {
-            url: self.database_url.clone(),
-            max_connections,
-            acquire_timeout: self.database_acquire_timeout,
-        }
     }
 }
 

@@ -7,7 +7,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::store::{CHANGE_LOG_KEPT, DynStore, StoreError};
-use crate::telemetry;
 
 /// Longest pause after repeated failures (the database being away, say).
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -92,7 +91,7 @@ async fn run(
             }
             Err(error) => {
                 failures = failures.saturating_add(1);
-                telemetry::sweeper_failed();
+                metrics::counter!("nearbytix_sweeper_errors_total").increment(1);
                 let backoff = interval
                     .saturating_mul(2u32.saturating_pow(failures.min(10)))
                     .min(MAX_BACKOFF);
@@ -116,7 +115,7 @@ async fn run(
 pub async fn sweep(store: &DynStore, batch_size: i64) -> Result<u64, StoreError> {
     let expired = store.expire_due_tickets(batch_size).await?;
     if expired > 0 {
-        telemetry::tickets_expired(expired);
+        metrics::counter!("nearbytix_tickets_expired_total").increment(expired);
         tracing::info!(expired, "expired unpaid holds");
     }
     Ok(expired)

@@ -1,13 +1,11 @@
 //! Logs (tracing) and Prometheus metrics.
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
-use crate::store::PoolStats;
+use crate::cli::LogFormat;
 
 /// Installs the log subscriber: `RUST_LOG` filter (default `info`), text or JSON lines.
 pub fn init_logging(format: LogFormat) {
@@ -41,59 +39,57 @@ fn handle() -> &'static PrometheusHandle {
     })
 }
 
-/// Makes sure the recorder exists before the first metric is recorded.
+/// Installs the recorder and describes every metric the program emits. Metrics are emitted
+/// where things happen, with the `metrics` macros and these names; every label set is closed.
 pub fn init_metrics() {
+    static DESCRIBED: OnceLock<()> = OnceLock::new();
     handle();
+    DESCRIBED.get_or_init(|| {
+        use metrics::{describe_counter, describe_gauge, describe_histogram};
+        describe_counter!(
+            "nearbytix_reservations_total",
+            "orders placed (an order of one ticket included)"
+        );
+        describe_counter!(
+            "nearbytix_sold_out_total",
+            "orders refused for want of seats"
+        );
+        describe_counter!(
+            "nearbytix_order_refusals_from_memory_total",
+            "orders refused from a remembered sold-out sale, without the database"
+        );
+        describe_counter!(
+            "nearbytix_search_answers_total",
+            "searches answered, by source: memory (the read model) or database"
+        );
+        describe_counter!(
+            "nearbytix_tickets_expired_total",
+            "tickets expired by the sweeper"
+        );
+        describe_counter!(
+            "nearbytix_load_shed_total",
+            "expensive reads refused as overload"
+        );
+        describe_counter!("nearbytix_sweeper_errors_total", "sweeps that failed");
+        describe_gauge!(
+            "nearbytix_db_pool_connections",
+            "pooled database connections"
+        );
+        describe_gauge!(
+            "nearbytix_db_pool_idle_connections",
+            "idle pooled database connections"
+        );
+        describe_counter!(
+            "http_requests_total",
+            "answered requests by method, route and status"
+        );
+        describe_histogram!(
+            "http_request_duration_seconds",
+            "request latency by method and route"
+        );
+    });
 }
 
 pub fn render() -> String {
     handle().render()
-}
-
-pub fn reservation_made() {
-    metrics::counter!("nearbytix_reservations_total").increment(1);
-}
-
-pub fn sold_out_answered() {
-    metrics::counter!("nearbytix_sold_out_total").increment(1);
-}
-
-/// An order refused from what the process remembers of a sold-out sale, without the database.
-pub fn order_refused_from_memory() {
-    metrics::counter!("nearbytix_order_refusals_from_memory_total").increment(1);
-}
-
-/// A search answered from the read model (`memory`) or, while it is not fresh, the database.
-pub fn search_answered(source: &'static str) {
-    metrics::counter!("nearbytix_search_answers_total", "source" => source).increment(1);
-}
-
-pub fn tickets_expired(count: u64) {
-    metrics::counter!("nearbytix_tickets_expired_total").increment(count);
-}
-
-pub fn load_shed() {
-    metrics::counter!("nearbytix_load_shed_total").increment(1);
-}
-
-pub fn sweeper_failed() {
-    metrics::counter!("nearbytix_sweeper_errors_total").increment(1);
-}
-
-pub fn record_pool(stats: PoolStats) {
-    metrics::gauge!("nearbytix_db_pool_connections").set(f64::from(stats.size));
-    metrics::gauge!("nearbytix_db_pool_idle_connections").set(f64::from(stats.idle));
-}
-
-/// One answered request: counted and timed by method, route template and status.
-pub fn http_request(method: &'static str, route: String, status: u16, took: Duration) {
-    metrics::counter!(
-        "http_requests_total",
-        "method" => method,
-        "route" => route.clone(),
-        "status" => status.to_string()
-    )
-    .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
-        .record(took.as_secs_f64());
 }

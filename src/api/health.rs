@@ -130,7 +130,9 @@ async fn root() -> Json<WelcomeResponse> {
     )
 )]
 async fn metrics(State(health): State<Arc<Health>>) -> impl IntoResponse {
-    telemetry::record_pool(health.pool_stats());
+    let pool = health.pool_stats();
+    metrics::gauge!("nearbytix_db_pool_connections").set(f64::from(pool.size));
+    metrics::gauge!("nearbytix_db_pool_idle_connections").set(f64::from(pool.idle));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         telemetry::render(),

@@ -17,7 +17,6 @@ use tower_http::trace::TraceLayer;
 
 use super::error::{INTERNAL_ERROR_DETAIL, UNAVAILABLE_DETAIL, detail_response};
 use crate::config::Settings;
-use crate::telemetry;
 
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 const REQUEST_ID: &str = "x-request-id";
@@ -157,6 +156,10 @@ async fn track_http(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let response = next.run(request).await;
-    telemetry::http_request(method, route, response.status().as_u16(), started.elapsed());
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
     response
 }

@@ -20,7 +20,10 @@ mod tickets;
 mod users;
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{StatusCode, Uri};
+use tower::Layer;
+use tower::util::MapRequestLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -110,7 +113,10 @@ pub fn openapi(api_prefix: &str) -> utoipa::openapi::OpenApi {
     routes_and_document(api_prefix, true).1
 }
 
-/// The complete HTTP application.
+/// The complete HTTP application. Every path answers alike with and without a trailing slash
+/// (the seed's framework redirected one form to the other, and its clients use both): the slash
+/// is dropped before routing, so each route is registered once, bare. The slashed collection
+/// paths of the published document (`/events/`) are served by their bare aliases.
 pub fn router(state: AppState, settings: &Settings) -> Router {
     let with_metrics = settings.metrics_addr.is_none();
     let (router, openapi) = routes_and_document(&settings.api_prefix, with_metrics);
@@ -121,7 +127,32 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
             detail_response(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
         })
         .with_state(state);
-    middleware::wrap(router, settings)
+    let routed = middleware::wrap(router, settings);
+    Router::new().fallback_service(MapRequestLayer::new(without_trailing_slash).layer(routed))
+}
+
+/// `request` with its path's trailing slash dropped; Swagger UI's own paths, which redirect
+/// `/docs` to `/docs/`, stay as they are.
+fn without_trailing_slash(mut request: Request) -> Request {
+    let uri = request.uri();
+    let path = uri.path();
+    if path.len() <= 1 || !path.ends_with('/') || path.starts_with("/docs") {
+        return request;
+    }
+    let trimmed = path.trim_end_matches('/');
+    let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{trimmed}?{query}"),
+        None => trimmed.to_owned(),
+    };
+    let mut parts = uri.clone().into_parts();
+    if let Ok(path_and_query) = path_and_query.parse() {
+        parts.path_and_query = Some(path_and_query);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
 }
 
 /// `/metrics` alone, for `METRICS_ADDR`.

@@ -8,14 +8,12 @@ use argon2::password_hash::rand_core::{OsRng, RngCore};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::jwt::MIN_SECRET_BYTES;
-use crate::store::Backend;
 
 /// `JWT_SECRET_KEY` when set. Otherwise PostgreSQL refuses to start (several processes must
 /// share one secret), and SQLite uses a secret generated once and kept beside the database
 /// file, so tokens survive restarts.
 pub fn resolve_jwt_secret(
     configured: Option<&SecretString>,
-    backend: Backend,
     database_file: Option<&Path>,
 ) -> anyhow::Result<SecretString> {
     if let Some(secret) = configured {
@@ -26,9 +24,9 @@ pub fn resolve_jwt_secret(
         );
         return Ok(secret.clone());
     }
-    match (backend, database_file) {
-        (Backend::Sqlite, Some(database)) => load_or_create(&secret_path(database)),
-        _ => anyhow::bail!(
+    match database_file {
+        Some(database) => load_or_create(&secret_path(database)),
+        None => anyhow::bail!(
             "JWT_SECRET_KEY is required with PostgreSQL: set it to at least {MIN_SECRET_BYTES} \
              random bytes (for example: openssl rand -hex 32), the same in every process"
         ),
@@ -89,8 +87,8 @@ mod tests {
     fn sqlite_secret_is_generated_once_and_private() {
         let dir = tempfile::tempdir().unwrap();
         let database = dir.path().join("tix.db");
-        let first = resolve_jwt_secret(None, Backend::Sqlite, Some(&database)).unwrap();
-        let second = resolve_jwt_secret(None, Backend::Sqlite, Some(&database)).unwrap();
+        let first = resolve_jwt_secret(None, Some(&database)).unwrap();
+        let second = resolve_jwt_secret(None, Some(&database)).unwrap();
         assert_eq!(first.expose_secret(), second.expose_secret());
         assert_eq!(first.expose_secret().len(), 64);
         #[cfg(unix)]
@@ -106,10 +104,10 @@ mod tests {
 
     #[test]
     fn postgres_requires_a_long_enough_secret() {
-        assert!(resolve_jwt_secret(None, Backend::Postgres, None).is_err());
+        assert!(resolve_jwt_secret(None, None).is_err());
         let short = SecretString::from("too short".to_owned());
-        assert!(resolve_jwt_secret(Some(&short), Backend::Postgres, None).is_err());
+        assert!(resolve_jwt_secret(Some(&short), None).is_err());
         let long = SecretString::from("s".repeat(32));
-        assert!(resolve_jwt_secret(Some(&long), Backend::Postgres, None).is_ok());
+        assert!(resolve_jwt_secret(Some(&long), None).is_ok());
     }
 }

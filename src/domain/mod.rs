@@ -8,6 +8,7 @@ pub mod event;
 pub mod geo;
 pub mod order;
 pub mod paging;
+pub mod seats;
 pub mod text;
 pub mod ticket;
 pub mod time;
@@ -25,6 +26,7 @@ pub use order::{
     TierDraft, TierFields, TierOutcome, TierPatchFields,
 };
 pub use paging::PageRequest;
+pub use seats::{SeatsBack, SeatsBackCause};
 pub use ticket::{
     Change, EventSummary, Ticket, TicketChange, TicketDetails, TicketStatus, TierSummary,
     UserSummary,

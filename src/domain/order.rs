@@ -663,7 +663,11 @@ pub type OrderChange = Change<OrderDetails>;
 /// How placing an order ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OrderOutcome {
-    Placed(Box<OrderDetails>),
+    Placed {
+        order: Box<OrderDetails>,
+        /// The event had no seat left once the order was placed: it left search.
+        event_sold_out: bool,
+    },
     Refused(OrderRefusal),
 }
 

@@ -27,7 +27,7 @@ impl Bulkhead {
         match tokio::time::timeout(self.wait, self.permits.acquire()).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => {
-                crate::telemetry::load_shed();
+                metrics::counter!("nearbytix_load_shed_total").increment(1);
                 Err(ServiceError::Overloaded {
                     retry_after: Duration::from_secs(1),
                 })

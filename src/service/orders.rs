@@ -1,20 +1,23 @@
 //! Orders: several tickets over an event's tiers, placed, paid and cancelled all or nothing.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::tickets::{KeyedWrite, Recorder, refuse_deleted_user, refused};
-use super::{Action, Resource, ServiceError};
+use super::tickets::{KeyedWrite, Recorder, placed_or_refused, refuse_deleted_user, refused};
+use super::{Action, ReadModel, Resource, ServiceError};
 use crate::domain::{
-    Change, NewOrder, OrderChange, OrderDetails, OrderFields, OrderOutcome, OrderRefusal,
-    PageRequest, PathSegment, TicketStatus,
+    Change, NewOrder, OrderChange, OrderDetails, OrderFields, OrderOutcome, PageRequest,
+    PathSegment, TicketStatus,
 };
 use crate::store::{BuyerFilter, DynStore, OrderAction, Page, StoreError};
-use crate::telemetry;
 
 pub struct Orders {
     store: DynStore,
+    /// Told of orders that take an event's last seat and of cancellations, so that the
+    /// buyer's next search shows them.
+    search: Arc<ReadModel>,
     /// How long an order is held before it expires unpaid.
     hold: Duration,
     /// Most tickets in one order.
@@ -25,9 +28,15 @@ pub struct Orders {
 pub type OrderAnswer = Result<OrderDetails, ServiceError>;
 
 impl Orders {
-    pub fn new(store: DynStore, hold: Duration, max_tickets_per_order: i32) -> Self {
+    pub fn new(
+        store: DynStore,
+        search: Arc<ReadModel>,
+        hold: Duration,
+        max_tickets_per_order: i32,
+    ) -> Self {
         Self {
             store,
+            search,
             hold,
             max_tickets_per_order,
         }
@@ -52,13 +61,7 @@ impl Orders {
             Err(StoreError::ForeignKeyViolation) => return Err(ServiceError::InvalidToken),
             other => other?,
         };
-        match &outcome {
-            OrderOutcome::Placed(_) => telemetry::reservation_made(),
-            OrderOutcome::Refused(OrderRefusal::NotEnough { .. }) => {
-                telemetry::sold_out_answered();
-            }
-            OrderOutcome::Refused(_) => {}
-        }
+        placed_or_refused(&self.search, &outcome).await;
         Ok(placed(outcome, event_id))
     }
 
@@ -82,6 +85,9 @@ impl Orders {
             .change_order(order_id, user_id, action, record)
             .await?;
         refuse_deleted_user(&self.store, user_id, keyed.is_some(), &change).await?;
+        if let (OrderAction::Cancel, Change::Done(_)) = (action, &change) {
+            self.search.catch_up().await;
+        }
         Ok(changed(order_id, change, action))
     }
 
@@ -115,7 +121,7 @@ impl Orders {
 
 fn placed(outcome: OrderOutcome, event_id: Uuid) -> OrderAnswer {
     match outcome {
-        OrderOutcome::Placed(order) => Ok(*order),
+        OrderOutcome::Placed { order, .. } => Ok(*order),
         OrderOutcome::Refused(refusal) => Err(refused(refusal, event_id, |line, field| {
             vec![
                 PathSegment::Field("items".into()),

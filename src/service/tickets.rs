@@ -1,10 +1,11 @@
 //! Ticket life cycle rules around the store's atomic operations.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::{Action, Resource, ServiceError};
+use super::{Action, ReadModel, Resource, ServiceError};
 use crate::domain::{
     Change, NewOrder, OrderOutcome, OrderRefusal, PageRequest, PathSegment, TicketChange,
     TicketDetails, TicketStatus, Violations,
@@ -12,10 +13,12 @@ use crate::domain::{
 use crate::store::{
     AnswerRecord, BuyerFilter, DynStore, HeldKey, OrderAction, Page, StoreError, StoredAnswer,
 };
-use crate::telemetry;
 
 pub struct Tickets {
     store: DynStore,
+    /// Told of orders that take an event's last seat and of cancellations, so that the
+    /// buyer's next search shows them.
+    search: Arc<ReadModel>,
     /// How long a reservation is held before it expires unpaid.
     hold: Duration,
 }
@@ -57,8 +60,12 @@ impl<'a, O> Recorder<'a, O> {
 }
 
 impl Tickets {
-    pub fn new(store: DynStore, hold: Duration) -> Self {
-        Self { store, hold }
+    pub fn new(store: DynStore, search: Arc<ReadModel>, hold: Duration) -> Self {
+        Self {
+            store,
+            search,
+            hold,
+        }
     }
 
     /// Reserves one ticket of `tier` (or of the first tier on sale): an order of one.
@@ -82,13 +89,7 @@ impl Tickets {
             Err(StoreError::ForeignKeyViolation) => return Err(ServiceError::InvalidToken),
             other => other?,
         };
-        match outcome {
-            OrderOutcome::Placed(_) => telemetry::reservation_made(),
-            OrderOutcome::Refused(OrderRefusal::NotEnough { .. }) => {
-                telemetry::sold_out_answered();
-            }
-            OrderOutcome::Refused(_) => {}
-        }
+        placed_or_refused(&self.search, &outcome).await;
         Ok(reserved(outcome, event_id))
     }
 
@@ -116,6 +117,9 @@ impl Tickets {
             .change_ticket(ticket_id, user_id, order_action, record)
             .await?;
         refuse_deleted_user(&self.store, user_id, keyed.is_some(), &change).await?;
+        if let (OrderAction::Cancel, Change::Done(_)) = (order_action, &change) {
+            self.search.catch_up().await;
+        }
         Ok(changed(ticket_id, change, action))
     }
 
@@ -147,6 +151,24 @@ impl Tickets {
     }
 }
 
+/// Counts an order placed or refused for want of seats; an order that took its event's last
+/// seat waits (a bounded time) until search shows the event gone, so that the buyer's next
+/// search on this server does.
+pub(super) async fn placed_or_refused(search: &ReadModel, outcome: &OrderOutcome) {
+    match outcome {
+        OrderOutcome::Placed { event_sold_out, .. } => {
+            metrics::counter!("nearbytix_reservations_total").increment(1);
+            if *event_sold_out {
+                search.catch_up().await;
+            }
+        }
+        OrderOutcome::Refused(OrderRefusal::NotEnough { .. }) => {
+            metrics::counter!("nearbytix_sold_out_total").increment(1);
+        }
+        OrderOutcome::Refused(_) => {}
+    }
+}
+
 /// A refusal as a stranger (not found, not the owner) first checks that the caller still
 /// exists: a deleted user's token is 401. A keyed request's user existed when it claimed its
 /// key, and its answer is already recorded.
@@ -166,7 +188,7 @@ pub(super) async fn refuse_deleted_user<T>(
 /// The one ticket of an order of one, or why the order was refused.
 fn reserved(outcome: OrderOutcome, event_id: Uuid) -> TicketAnswer {
     match outcome {
-        OrderOutcome::Placed(order) => order.tickets.into_iter().next().ok_or_else(|| {
+        OrderOutcome::Placed { order, .. } => order.tickets.into_iter().next().ok_or_else(|| {
             ServiceError::Internal(anyhow::anyhow!("an order of one ticket holds none"))
         }),
         OrderOutcome::Refused(refusal) => Err(refused(refusal, event_id, |_, field| {

@@ -10,6 +10,7 @@
 #[macro_use]
 pub(crate) mod sql;
 mod error;
+mod ledger;
 #[macro_use]
 mod order_batch;
 mod postgres;

@@ -203,14 +203,18 @@ pub(super) async fn write_orders<S: BatchStatements>(
                     let (buyer, _) = &buyers[&(order.user_id, order.event_id)];
                     let currency = sale.state.currency.clone();
                     let details = granted_order(order, plan, currency, &sale.event, buyer, now)?;
-                    Ok(OrderOutcome::Placed(Box::new(details)))
+                    // The sale as the whole batch left it.
+                    Ok(OrderOutcome::Placed {
+                        order: Box::new(details),
+                        event_sold_out: sale.state.seats_left <= 0,
+                    })
                 }
             });
         }
         let placed: Vec<&OrderDetails> = outcomes
             .iter()
             .filter_map(|outcome| match outcome {
-                Ok(OrderOutcome::Placed(details)) => Some(details.as_ref()),
+                Ok(OrderOutcome::Placed { order, .. }) => Some(order.as_ref()),
                 _ => None,
             })
             .collect();

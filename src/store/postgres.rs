@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use self::sold_out::SoldOut;
+use super::ledger;
 use super::order_batch::{self, Written};
 use super::sql::{self, CredentialsRow};
 use super::{
@@ -25,8 +26,8 @@ use super::{
 };
 use crate::domain::{
     Change, Event, EventDelete, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent,
-    NewEvent, NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest,
-    TicketChange, TicketDetails, Tier, TierOutcome, User,
+    NewEvent, NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest, SeatsBack,
+    SeatsBackCause, TicketChange, TicketDetails, Tier, TierOutcome, User,
 };
 
 type UserRow = sql::UserRow<DateTime<Utc>>;
@@ -40,48 +41,133 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 /// the process id (`nearbytix-listener-4242`): an operator can tell whose it is.
 pub const LISTENER_NAME: &str = "nearbytix-listener";
 
-/// Expires due orders (optionally of one event) and their tickets, and gives the seats back to
-/// the events and tiers, in one statement. `SKIP LOCKED` lets several sweepers share the work;
-/// event rows are locked in id order, and all of them before any tier row (the tier counts
-/// aggregate the event updates first), the order every writer follows.
-macro_rules! expire_holds {
+/// `$1` limit, `$2` now (then the filter's own parameters): marks due orders (oldest first)
+/// and their tickets expired, and counts their seats per event and tier. `SKIP LOCKED` lets
+/// several sweepers share the work; the seat ledger then gives the seats back.
+macro_rules! expire_due {
     ($filter:literal) => {
         concat!(
             "WITH due AS (
                 SELECT id FROM orders
-                WHERE status = 'reserved' AND expires_at <= now() ",
+                WHERE status = 'reserved' AND expires_at <= $2 ",
             $filter,
             " ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED
             ), expired AS (
-                UPDATE orders o SET status = 'expired', updated_at = now()
+                UPDATE orders o SET status = 'expired', updated_at = $2
                 FROM due WHERE o.id = due.id AND o.status = 'reserved'
                 RETURNING o.id
             ), released AS (
-                UPDATE tickets t SET status = 'expired', updated_at = now()
+                UPDATE tickets t SET status = 'expired', updated_at = $2
                 FROM expired WHERE t.order_id = expired.id
                 RETURNING t.event_id, t.tier_id
-            ), per_event AS (
-                SELECT event_id, count(*)::int AS n FROM released GROUP BY event_id
-            ), locked AS (
-                SELECT e.id FROM events e JOIN per_event r ON r.event_id = e.id
-                ORDER BY e.id FOR UPDATE OF e
-            ), seats AS (
-                UPDATE events e SET tickets_sold = e.tickets_sold - r.n, updated_at = now()
-                FROM per_event r, locked l WHERE e.id = r.event_id AND l.id = e.id
-                RETURNING e.id
-            ), per_tier AS (
-                SELECT r.tier_id, count(*)::int AS n
-                FROM released r JOIN seats s ON s.id = r.event_id GROUP BY r.tier_id
-            ), tiers AS (
-                UPDATE ticket_tiers tt SET sold = tt.sold - p.n, updated_at = now()
-                FROM per_tier p WHERE tt.id = p.tier_id
-                RETURNING tt.id
             )
-            SELECT (SELECT count(*) FROM released) AS expired,
-                   (SELECT count(*) FROM seats) AS events,
-                   (SELECT count(*) FROM tiers) AS tiers"
+            SELECT event_id, tier_id, count(*) FROM released GROUP BY event_id, tier_id"
         )
     };
+}
+
+/// `$1` events, `$2` tiers, `$3` seats (one entry per event and tier), `$4` now: takes the
+/// seats off the counters, event rows locked in id order and all of them before any tier row
+/// (the tier update waits for the events'), the order every writer follows.
+const UNCOUNT_SEATS: &str = "WITH freed AS (
+        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[]) AS f(event_id, tier_id, seats)
+    ), per_event AS (
+        SELECT event_id, sum(seats)::int AS seats FROM freed GROUP BY event_id
+    ), locked AS (
+        SELECT e.id FROM events e JOIN per_event p ON p.event_id = e.id
+        ORDER BY e.id FOR UPDATE OF e
+    ), events_back AS (
+        UPDATE events e SET tickets_sold = e.tickets_sold - p.seats, updated_at = $4
+        FROM per_event p, locked l WHERE e.id = p.event_id AND l.id = e.id
+        RETURNING e.id
+    )
+    UPDATE ticket_tiers tt SET sold = tt.sold - f.seats, updated_at = $4
+    FROM freed f JOIN events_back b ON b.id = f.event_id
+    WHERE tt.id = f.tier_id";
+
+impl sql::Dialect for Postgres {
+    type Time = DateTime<Utc>;
+    const ILIKE: &'static str = "ILIKE";
+
+    async fn expire_due(
+        conn: &mut PgConnection,
+        events: Option<&[Uuid]>,
+        limit: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<SeatsBack>> {
+        let rows: Vec<(Uuid, Uuid, i64)> = match events {
+            None => {
+                let due = sqlx::query_as(expire_due!("")).bind(limit).bind(now);
+                due.fetch_all(&mut *conn).await?
+            }
+            Some(events) => {
+                let due = sqlx::query_as(expire_due!("AND event_id = ANY($3)"));
+                due.bind(limit)
+                    .bind(now)
+                    .bind(events)
+                    .fetch_all(&mut *conn)
+                    .await?
+            }
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(event_id, tier_id, seats)| SeatsBack {
+                event_id,
+                tier_id: Some(tier_id),
+                seats,
+            })
+            .collect())
+    }
+
+    async fn uncount_seats(
+        conn: &mut PgConnection,
+        freed: &[SeatsBack],
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(UNCOUNT_SEATS)
+            .bind(freed.iter().map(|back| back.event_id).collect::<Vec<_>>())
+            .bind(freed.iter().map(|back| back.tier_id).collect::<Vec<_>>())
+            .bind(
+                freed
+                    .iter()
+                    .map(|back| seats_i32(back.seats))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_seats_back(
+        conn: &mut PgConnection,
+        back: &[SeatsBack],
+        cause: SeatsBackCause,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO seat_returns (event_id, tier_id, seats, cause, returned_at)
+             SELECT b.event_id, b.tier_id, b.seats, $4, $5
+             FROM unnest($1::uuid[], $2::uuid[], $3::int[]) AS b(event_id, tier_id, seats)",
+        )
+        .bind(back.iter().map(|back| back.event_id).collect::<Vec<_>>())
+        .bind(back.iter().map(|back| back.tier_id).collect::<Vec<_>>())
+        .bind(
+            back.iter()
+                .map(|back| seats_i32(back.seats))
+                .collect::<Vec<_>>(),
+        )
+        .bind(cause.as_str())
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Seats as the counters' column type (an event holds at most 1 000 000).
+fn seats_i32(seats: i64) -> i32 {
+    i32::try_from(seats).unwrap_or(i32::MAX)
 }
 
 mod batch;
@@ -390,19 +476,14 @@ impl EventStore for PgStore {
         creator_id: Uuid,
         change: TierChange<'_>,
     ) -> StoreResult<TierOutcome> {
-        const OWNER_FOR_UPDATE: &str = "SELECT creator_id FROM events WHERE id = $1 FOR UPDATE";
         let (mut tx, now) = begin_write(&self.pool).await?;
         // `sold` must count live tickets only when a tier is checked against it.
         if !matches!(change, TierChange::Add(_)) {
-            sqlx::query(expire_holds!("AND event_id = $2"))
-                .bind(i64::MAX)
-                .bind(event_id)
-                .execute(&mut *tx)
-                .await?;
+            ledger::expire_due_holds::<Postgres>(&mut tx, Some(&[event_id]), i64::MAX, now).await?;
         }
         let outcome = sql::change_tier_on::<Postgres>(
             &mut tx,
-            OWNER_FOR_UPDATE,
+            sql::EVENT_OWNER_AND_SEATS_FOR_UPDATE,
             event_id,
             creator_id,
             change,
@@ -435,23 +516,21 @@ impl EventStore for PgStore {
         creator_id: Uuid,
         draft: &EventDraft,
     ) -> StoreResult<EventUpdate> {
-        let updated: Result<Option<EventRow>, _> =
-            sql::bind_draft(sqlx::query_as(sql::UPDATE_EVENT), id, creator_id, draft)
-                .bind(Utc::now())
-                .fetch_optional(&self.pool)
-                .await;
-        match updated.map_err(StoreError::from) {
-            Ok(Some(row)) => {
-                self.sold_out.forget(Some(id));
-                Ok(EventUpdate::Done(Box::new(row.into_event()?)))
-            }
-            Ok(None) => Ok(match self.event_owner(id).await? {
-                None => EventUpdate::NotFound,
-                Some(_) => EventUpdate::NotCreator,
-            }),
-            Err(error) if error.is_check("events_tickets_sold_range") => Ok(EventUpdate::BelowSold),
-            Err(error) => Err(error),
+        let (mut tx, now) = begin_write(&self.pool).await?;
+        let update = sql::update_event_on::<Postgres>(
+            &mut tx,
+            sql::EVENT_SALE_FOR_UPDATE,
+            id,
+            creator_id,
+            draft,
+            now,
+        );
+        let outcome = update.await?;
+        tx.commit().await?;
+        if let EventUpdate::Done(_) = outcome {
+            self.sold_out.forget(Some(id));
         }
+        Ok(outcome)
     }
 
     #[tracing::instrument(skip(self))]
@@ -461,12 +540,8 @@ impl EventStore for PgStore {
             Some(owner) if owner != creator_id => return Ok(EventDelete::NotCreator),
             Some(_) => {}
         }
-        let mut tx = begin(&self.pool).await?;
-        sqlx::query(expire_holds!("AND event_id = $2"))
-            .bind(i64::MAX)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let (mut tx, now) = begin_write(&self.pool).await?;
+        ledger::expire_due_holds::<Postgres>(&mut tx, Some(&[id]), i64::MAX, now).await?;
         // `tickets_sold` counts reserved and paid tickets, and the row lock taken here orders
         // this delete after (or before) any concurrent reservation of the event.
         let deleted = sqlx::query("DELETE FROM events WHERE id = $1 AND tickets_sold = 0")
@@ -578,11 +653,15 @@ impl EventStore for PgStore {
     }
 
     async fn purge_event_changes(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {
-        let purged = sqlx::query("DELETE FROM event_changes WHERE changed_at < $1")
-            .bind(older_than)
-            .execute(&self.pool)
-            .await?;
-        Ok(purged.rows_affected())
+        let mut purged = 0;
+        for statement in sql::PURGE_CHANGE_LOGS {
+            let done = sqlx::query(statement)
+                .bind(older_than)
+                .execute(&self.pool)
+                .await?;
+            purged += done.rows_affected();
+        }
+        Ok(purged)
     }
 }
 
@@ -596,7 +675,7 @@ impl TicketStore for PgStore {
     ) -> StoreResult<OrderOutcome> {
         if record.is_none() {
             if let Some(refusal) = self.sold_out.answer(order) {
-                crate::telemetry::order_refused_from_memory();
+                metrics::counter!("nearbytix_order_refusals_from_memory_total").increment(1);
                 return Ok(OrderOutcome::Refused(refusal));
             }
             return self.orders.place(order.clone()).await;
@@ -703,11 +782,10 @@ impl TicketStore for PgStore {
 
     #[tracing::instrument(skip(self))]
     async fn expire_due_tickets(&self, batch_size: i64) -> StoreResult<u64> {
-        let (expired, _events, _tiers): (i64, i64, i64) = sqlx::query_as(expire_holds!(""))
-            .bind(batch_size)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(u64::try_from(expired).unwrap_or_default())
+        let (mut tx, now) = begin_write(&self.pool).await?;
+        let expired = ledger::expire_due_holds::<Postgres>(&mut tx, None, batch_size, now).await?;
+        tx.commit().await?;
+        Ok(expired)
     }
 }
 

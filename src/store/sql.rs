@@ -2,22 +2,24 @@
 //! timestamps), listing filters, paging and the event binding order.
 
 use std::collections::HashMap;
+use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use sqlx::query::QueryAs;
 use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
 use uuid::Uuid;
 
+use super::ledger;
 use super::{
     AnswerRecord, ChangeCursor, EventChanges, EventFilter, IdempotencyClaim, OrderAction,
     SearchableEvents, StoreError, StoredAnswer, TierChange,
 };
 use crate::domain::event::MAX_TIERS;
 use crate::domain::{
-    Change, Event, EventDraft, EventStats, EventSummary, GeoPoint, NewUser, Order, OrderChange,
-    OrderDetails, OrderRefusal, PlannedLine, SalesFigures, Shortage, Ticket, TicketChange,
-    TicketDetails, TicketStatus, Tier, TierDraft, TierOutcome, TierSummary, User, UserSummary,
-    Venue, VenueFields,
+    Change, Event, EventDraft, EventStats, EventSummary, EventUpdate, GeoPoint, NewUser, Order,
+    OrderChange, OrderDetails, OrderRefusal, PlannedLine, SalesFigures, SeatsBack, SeatsBackCause,
+    Shortage, Ticket, TicketChange, TicketDetails, TicketStatus, Tier, TierDraft, TierOutcome,
+    TierSummary, User, UserSummary, Venue, VenueFields,
 };
 
 macro_rules! user_columns {
@@ -161,16 +163,9 @@ pub(super) const TICKET_ORDER: &str = "SELECT t.order_id, o.user_id,
 pub(super) const SET_ORDER_TICKETS_STATUS: &str = "UPDATE tickets SET status = $2, updated_at = $3,
          paid_at = CASE WHEN $2 = 'paid' THEN $3 ELSE paid_at END
      WHERE order_id = $1";
-/// `$1` order, `$2` now: gives the seats of a cancelled or expired order back to its tiers
-/// and its event (the event row first: every writer locks it before the tiers).
-pub(super) const RELEASE_ORDER_SEATS: [&str; 2] = [
-    "UPDATE events SET tickets_sold = tickets_sold
-         - (SELECT sum(quantity) FROM order_items WHERE order_id = $1), updated_at = $2
-     WHERE id = (SELECT event_id FROM orders WHERE id = $1)",
-    "UPDATE ticket_tiers SET sold = sold - (SELECT quantity FROM order_items oi
-             WHERE oi.order_id = $1 AND oi.tier_id = ticket_tiers.id), updated_at = $2
-     WHERE id IN (SELECT tier_id FROM order_items WHERE order_id = $1)",
-];
+/// `$1` order: the seats it holds, per event and tier.
+const ORDER_SEATS: &str =
+    "SELECT event_id, tier_id, CAST(quantity AS BIGINT) FROM order_items WHERE order_id = $1";
 /// `$1` event, `$2` now: whether it started, is sold out, and has due holds to release.
 pub(super) const SALE_AT_A_GLANCE: &str = "SELECT start_time <= $2, tickets_sold >= total_tickets,
         EXISTS (SELECT 1 FROM orders
@@ -220,6 +215,12 @@ const RECORD_ANSWER: &str = "UPDATE idempotency_keys
      RETURNING user_id";
 pub(super) const RELEASE_IDEMPOTENCY_KEY: &str = "DELETE FROM idempotency_keys
      WHERE user_id = $1 AND key = $2 AND claim = $3 AND response_status IS NULL";
+/// `$1` a time: the entries of the event change log and the seat ledger's record written
+/// before it.
+pub(super) const PURGE_CHANGE_LOGS: [&str; 2] = [
+    "DELETE FROM event_changes WHERE changed_at < $1",
+    "DELETE FROM seat_returns WHERE returned_at < $1",
+];
 pub(super) const PURGE_IDEMPOTENCY_KEYS: &str =
     "DELETE FROM idempotency_keys WHERE created_at < $1";
 
@@ -252,7 +253,8 @@ impl StoredTime for Micros {
     }
 }
 
-/// The parts of a backend the shared code needs to know.
+/// The parts of a backend the shared code needs to know: how it stores instants, and the
+/// statements of the seat ledger ([`super::ledger`]) that only its dialect can write.
 pub(super) trait Dialect: Database {
     type Time: StoredTime
         + From<DateTime<Utc>>
@@ -264,17 +266,32 @@ pub(super) trait Dialect: Database {
         + for<'r> sqlx::Decode<'r, Self>;
     /// The case-insensitive LIKE operator.
     const ILIKE: &'static str;
-}
 
-impl Dialect for sqlx::Postgres {
-    type Time = DateTime<Utc>;
-    const ILIKE: &'static str = "ILIKE";
-}
+    /// Marks the due holds of `events` (or of every event) expired, at most `limit` orders,
+    /// oldest first, with their tickets; the seats they held, per event and tier. Orders
+    /// another transaction holds are left to it.
+    fn expire_due(
+        conn: &mut Self::Connection,
+        events: Option<&[Uuid]>,
+        limit: i64,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<SeatsBack>, StoreError>> + Send;
 
-impl Dialect for sqlx::Sqlite {
-    type Time = Micros;
-    // SQLite's LIKE ignores case for ASCII letters.
-    const ILIKE: &'static str = "LIKE";
+    /// Takes `freed` (merged, in lock order) off the sold counters: every event first, in id
+    /// order, then the tiers.
+    fn uncount_seats(
+        conn: &mut Self::Connection,
+        freed: &[SeatsBack],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Appends `back` to the `seat_returns` log.
+    fn record_seats_back(
+        conn: &mut Self::Connection,
+        back: &[SeatsBack],
+        cause: SeatsBackCause,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 pub(super) fn point(latitude: f64, longitude: f64) -> Result<GeoPoint, StoreError> {
@@ -1034,6 +1051,7 @@ where
     for<'q> Uuid: Encode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'r> (Uuid,): FromRow<'r, DB::Row>,
+    for<'r> (Uuid, Uuid, i64): FromRow<'r, DB::Row>,
 {
     let changed: Option<(Uuid,)> = sqlx::query_as(order_action_statement(action))
         .bind(order_id)
@@ -1045,13 +1063,18 @@ where
         return Ok(false);
     }
     if action == OrderAction::Cancel {
-        for statement in RELEASE_ORDER_SEATS {
-            sqlx::query(statement)
-                .bind(order_id)
-                .bind(DB::Time::from(now))
-                .execute(&mut *conn)
-                .await?;
-        }
+        let seats: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(ORDER_SEATS)
+            .bind(order_id)
+            .fetch_all(&mut *conn)
+            .await?;
+        let freed = seats
+            .into_iter()
+            .map(|(event_id, tier_id, seats)| SeatsBack {
+                event_id,
+                tier_id: Some(tier_id),
+                seats,
+            });
+        ledger::release::<DB>(conn, freed, SeatsBackCause::Cancelled, now).await?;
     }
     let status = match action {
         OrderAction::Pay => TicketStatus::Paid,
@@ -1108,6 +1131,7 @@ where
     for<'q> Uuid: Encode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'r> (Uuid,): FromRow<'r, DB::Row>,
+    for<'r> (Uuid, Uuid, i64): FromRow<'r, DB::Row>,
     for<'r> (Uuid, String, bool): FromRow<'r, DB::Row>,
 {
     if apply_order_action::<DB>(conn, order_id, user_id, action, now).await? {
@@ -1249,10 +1273,70 @@ pub(super) fn assemble_orders<T: StoredTime>(
         .collect()
 }
 
+/// `$1` event: its creator, capacity and tickets sold ([`EVENT_SALE_FOR_UPDATE`] locks the row
+/// on PostgreSQL).
+pub(super) const EVENT_SALE: &str =
+    "SELECT creator_id, total_tickets, tickets_sold FROM events WHERE id = $1";
+pub(super) const EVENT_SALE_FOR_UPDATE: &str =
+    "SELECT creator_id, total_tickets, tickets_sold FROM events WHERE id = $1 FOR UPDATE";
+
+/// Replaces the creator-controlled fields of event `id` inside the caller's transaction, after
+/// `sale_sql` (one of [`EVENT_SALE`]) has read it: a total below the tickets sold is refused,
+/// and seats a raised total puts on sale go through the seat ledger.
+pub(super) async fn update_event_on<DB: Dialect>(
+    conn: &mut DB::Connection,
+    sale_sql: &'static str,
+    id: Uuid,
+    creator_id: Uuid,
+    draft: &EventDraft,
+    now: DateTime<Utc>,
+) -> Result<EventUpdate, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> i32: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
+    for<'q> f64: Encode<'q, DB> + Type<DB>,
+    for<'r> (Uuid, i32, i32): FromRow<'r, DB::Row>,
+    for<'r> EventRow<DB::Time>: FromRow<'r, DB::Row>,
+{
+    let sale: Option<(Uuid, i32, i32)> = sqlx::query_as(sale_sql)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let total_before = match sale {
+        None => return Ok(EventUpdate::NotFound),
+        Some((owner, ..)) if owner != creator_id => return Ok(EventUpdate::NotCreator),
+        Some((_, _, sold)) if draft.total_tickets() < sold => return Ok(EventUpdate::BelowSold),
+        Some((_, total, _)) => total,
+    };
+    let row: EventRow<DB::Time> = bind_draft(sqlx::query_as(UPDATE_EVENT), id, creator_id, draft)
+        .bind(DB::Time::from(now))
+        .fetch_one(&mut *conn)
+        .await?;
+    let back = SeatsBack {
+        event_id: id,
+        tier_id: None,
+        seats: i64::from(draft.total_tickets()) - i64::from(total_before),
+    };
+    ledger::capacity_back::<DB>(conn, back, SeatsBackCause::CapacityRaised, now).await?;
+    Ok(EventUpdate::Done(Box::new(row.into_event()?)))
+}
+
+/// `$1` event: its creator and seats left ([`EVENT_OWNER_AND_SEATS_FOR_UPDATE`] locks the
+/// row on PostgreSQL, as every tier counter change does).
+pub(super) const EVENT_OWNER_AND_SEATS: &str =
+    "SELECT creator_id, CAST(total_tickets - tickets_sold AS BIGINT) FROM events WHERE id = $1";
+pub(super) const EVENT_OWNER_AND_SEATS_FOR_UPDATE: &str = "SELECT creator_id,
+        CAST(total_tickets - tickets_sold AS BIGINT) FROM events WHERE id = $1 FOR UPDATE";
+
 /// Applies `change` to the tiers of `event_id` inside the caller's transaction, after
-/// `owner_sql` (`$1` event: its creator; on PostgreSQL it locks the event row, which every
-/// tier counter change holds) has read the event. A tier being deleted must have had the
-/// event's due holds released first, so that `sold` counts only live tickets.
+/// `owner_sql` (one of [`EVENT_OWNER_AND_SEATS`]) has read the event. A tier being deleted
+/// must have had the event's due holds released first, so that `sold` counts only live
+/// tickets. Seats a new or raised tier puts on sale go through the seat ledger.
 pub(super) async fn change_tier_on<DB: Dialect>(
     conn: &mut DB::Connection,
     owner_sql: &'static str,
@@ -1271,25 +1355,27 @@ where
     for<'q> i32: Encode<'q, DB> + Type<DB>,
     for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<DB::Time>: Encode<'q, DB> + Type<DB>,
-    for<'r> (Uuid,): FromRow<'r, DB::Row>,
+    for<'r> (Uuid, i64): FromRow<'r, DB::Row>,
     for<'r> TierRow<DB::Time>: FromRow<'r, DB::Row>,
 {
-    let owner: Option<(Uuid,)> = sqlx::query_as(owner_sql)
+    let owner: Option<(Uuid, i64)> = sqlx::query_as(owner_sql)
         .bind(event_id)
         .fetch_optional(&mut *conn)
         .await?;
-    match owner {
+    let seats_left = match owner {
         None => return Ok(TierOutcome::EventNotFound),
-        Some((owner,)) if owner != creator_id => return Ok(TierOutcome::NotCreator),
-        Some(_) => {}
-    }
+        Some((owner, _)) if owner != creator_id => return Ok(TierOutcome::NotCreator),
+        Some((_, seats_left)) => seats_left,
+    };
     let tiers = tiers_on::<DB>(conn, event_id).await?;
     let named = |name: &str, except: Option<Uuid>| {
         tiers
             .iter()
             .any(|tier| tier.name == name && Some(tier.id) != except)
     };
-    let saved = match change {
+    // What the changed tier could sell before: a new tier nothing.
+    let mut was_available = 0;
+    let (saved, cause) = match change {
         TierChange::Add(draft) => {
             if tiers.len() >= MAX_TIERS {
                 return Ok(TierOutcome::TooManyTiers);
@@ -1308,7 +1394,7 @@ where
                 .bind(DB::Time::from(now))
                 .execute(&mut *conn)
                 .await?;
-            id
+            (id, SeatsBackCause::TierAdded)
         }
         TierChange::Update(id, draft) => {
             let Some(tier) = tiers.iter().find(|tier| tier.id == id) else {
@@ -1323,11 +1409,12 @@ where
             {
                 return Ok(TierOutcome::BelowSold);
             }
+            was_available = tier.available(seats_left);
             bind_tier(sqlx::query(UPDATE_TIER).bind(id).bind(event_id), draft)
                 .bind(DB::Time::from(now))
                 .execute(&mut *conn)
                 .await?;
-            id
+            (id, SeatsBackCause::TierRaised)
         }
         TierChange::Delete(id) => {
             let Some(tier) = tiers.iter().find(|tier| tier.id == id) else {
@@ -1348,10 +1435,16 @@ where
         }
     };
     let tiers = tiers_on::<DB>(conn, event_id).await?;
-    match tiers.into_iter().find(|tier| tier.id == saved) {
-        Some(tier) => Ok(TierOutcome::Saved(Box::new(tier))),
-        None => Err(StoreError::Corrupt("a saved tier vanished".into())),
-    }
+    let Some(tier) = tiers.into_iter().find(|tier| tier.id == saved) else {
+        return Err(StoreError::Corrupt("a saved tier vanished".into()));
+    };
+    let back = SeatsBack {
+        event_id,
+        tier_id: Some(tier.id),
+        seats: tier.available(seats_left) - was_available,
+    };
+    ledger::capacity_back::<DB>(conn, back, cause, now).await?;
+    Ok(TierOutcome::Saved(Box::new(tier)))
 }
 
 /// `$1` event, `$2` now: live reservations, payments and revenue (at the orders' prices) of

@@ -19,6 +19,7 @@ use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::ledger;
 use super::order_batch::{self, Pending};
 use super::sql::{self, CredentialsRow, Micros};
 use super::{
@@ -30,7 +31,7 @@ use super::{
 use crate::domain::{
     Event, EventDelete, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent, NewEvent,
     NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, OrderRefusal, PageRequest,
-    TicketChange, TicketDetails, Tier, TierOutcome, User,
+    SeatsBack, SeatsBackCause, TicketChange, TicketDetails, Tier, TierOutcome, User,
 };
 
 type UserRow = sql::UserRow<Micros>;
@@ -303,73 +304,116 @@ async fn orders_with_parts(
     sql::assemble_orders(rows, items, tickets)
 }
 
-/// Expires due orders (all, or of one event) and their tickets inside the caller's write
-/// transaction, and gives their seats back to the events and tiers. Returns how many tickets
-/// were expired.
-async fn expire_holds(
-    conn: &mut SqliteConnection,
-    event_id: Option<Uuid>,
-    limit: i64,
-    now: DateTime<Utc>,
-) -> StoreResult<u64> {
-    // `?1` now, `?2` the event or NULL, `?3` the limit: the due orders, oldest first. Selected
-    // twice (for the tickets, then the orders) inside one write transaction: the same set.
-    macro_rules! due_orders {
-        () => {
-            "SELECT id FROM orders
-             WHERE status = 'reserved' AND expires_at <= ?1 AND (?2 IS NULL OR event_id = ?2)
-             ORDER BY expires_at, id LIMIT ?3"
+impl sql::Dialect for Sqlite {
+    type Time = Micros;
+    // SQLite's LIKE ignores case for ASCII letters.
+    const ILIKE: &'static str = "LIKE";
+
+    async fn expire_due(
+        conn: &mut SqliteConnection,
+        events: Option<&[Uuid]>,
+        limit: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<SeatsBack>> {
+        // The due orders, oldest first: selected twice (for the tickets, then the orders)
+        // inside one write transaction, so the same set.
+        let now = Micros::from(now);
+        let due = |table: &str, key: &str| {
+            let mut query = QueryBuilder::<Sqlite>::new(format!(
+                "UPDATE {table} SET status = 'expired', updated_at = "
+            ));
+            query.push_bind(now).push(format!(
+                " WHERE {key} IN (SELECT id FROM orders
+                   WHERE status = 'reserved' AND expires_at <= "
+            ));
+            query.push_bind(now);
+            if let Some(events) = events {
+                query.push(" AND event_id");
+                push_ids(&mut query, events);
+            }
+            query
+                .push(" ORDER BY expires_at, id LIMIT ")
+                .push_bind(limit)
+                .push(")");
+            query
         };
+        let mut tickets = due("tickets", "order_id");
+        tickets.push(" RETURNING event_id, tier_id");
+        let released: Vec<(Uuid, Uuid)> = tickets.build_query_as().fetch_all(&mut *conn).await?;
+        if released.is_empty() {
+            return Ok(Vec::new());
+        }
+        due("orders", "id").build().execute(&mut *conn).await?;
+        Ok(released
+            .into_iter()
+            .map(|(event_id, tier_id)| SeatsBack {
+                event_id,
+                tier_id: Some(tier_id),
+                seats: 1,
+            })
+            .collect())
     }
-    let now = Micros::from(now);
-    let released: Vec<(Uuid, Uuid)> = sqlx::query_as(concat!(
-        "UPDATE tickets SET status = 'expired', updated_at = ?1 WHERE order_id IN (",
-        due_orders!(),
-        ") RETURNING event_id, tier_id"
-    ))
-    .bind(now)
-    .bind(event_id)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
-    if released.is_empty() {
-        return Ok(0);
-    }
-    sqlx::query(concat!(
-        "UPDATE orders SET status = 'expired', updated_at = ?1 WHERE id IN (",
-        due_orders!(),
-        ")"
-    ))
-    .bind(now)
-    .bind(event_id)
-    .bind(limit)
-    .execute(&mut *conn)
-    .await?;
-    let mut per_event: BTreeMap<Uuid, i64> = BTreeMap::new();
-    let mut per_tier: BTreeMap<Uuid, i64> = BTreeMap::new();
-    for (event, tier) in &released {
-        *per_event.entry(*event).or_default() += 1;
-        *per_tier.entry(*tier).or_default() += 1;
-    }
-    for (event, seats) in per_event {
-        sqlx::query(
-            "UPDATE events SET tickets_sold = tickets_sold - ?2, updated_at = ?3 WHERE id = ?1",
-        )
-        .bind(event)
-        .bind(seats)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    }
-    for (tier, seats) in per_tier {
-        sqlx::query("UPDATE ticket_tiers SET sold = sold - ?2, updated_at = ?3 WHERE id = ?1")
-            .bind(tier)
+
+    async fn uncount_seats(
+        conn: &mut SqliteConnection,
+        freed: &[SeatsBack],
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut per_event = BTreeMap::<Uuid, i64>::new();
+        for back in freed {
+            *per_event.entry(back.event_id).or_default() += back.seats;
+        }
+        let now = Micros::from(now);
+        for (event_id, seats) in per_event {
+            sqlx::query(
+                "UPDATE events SET tickets_sold = tickets_sold - ?2, updated_at = ?3 WHERE id = ?1",
+            )
+            .bind(event_id)
             .bind(seats)
             .bind(now)
             .execute(&mut *conn)
             .await?;
+        }
+        for back in freed {
+            sqlx::query("UPDATE ticket_tiers SET sold = sold - ?2, updated_at = ?3 WHERE id = ?1")
+                .bind(back.tier_id)
+                .bind(back.seats)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
     }
-    Ok(released.len() as u64)
+
+    async fn record_seats_back(
+        conn: &mut SqliteConnection,
+        back: &[SeatsBack],
+        cause: SeatsBackCause,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO seat_returns (event_id, tier_id, seats, cause, returned_at) ",
+        );
+        query.push_values(back, |mut row, back| {
+            row.push_bind(back.event_id)
+                .push_bind(back.tier_id)
+                .push_bind(back.seats)
+                .push_bind(cause.as_str())
+                .push_bind(Micros::from(now));
+        });
+        query.build().execute(&mut *conn).await?;
+        Ok(())
+    }
+}
+
+/// `… IN (?, ?, …)` over `ids`.
+pub(super) fn push_ids(query: &mut QueryBuilder<'_, Sqlite>, ids: &[Uuid]) {
+    query.push(" IN (");
+    let mut separated = query.separated(", ");
+    for id in ids {
+        separated.push_bind(*id);
+    }
+    query.push(")");
 }
 
 #[async_trait]
@@ -508,11 +552,11 @@ impl EventStore for SqliteStore {
         let now = tx.now();
         // `sold` must count live tickets only when a tier is checked against it.
         if !matches!(change, TierChange::Add(_)) {
-            expire_holds(&mut tx, Some(event_id), i64::MAX, now).await?;
+            ledger::expire_due_holds::<Sqlite>(&mut tx, Some(&[event_id]), i64::MAX, now).await?;
         }
         let outcome = sql::change_tier_on::<Sqlite>(
             &mut tx,
-            sql::EVENT_OWNER,
+            sql::EVENT_OWNER_AND_SEATS,
             event_id,
             creator_id,
             change,
@@ -545,26 +589,10 @@ impl EventStore for SqliteStore {
         draft: &EventDraft,
     ) -> StoreResult<EventUpdate> {
         let mut tx = self.begin_immediate().await?;
-        let updated: Result<Option<EventRow>, _> =
-            sql::bind_draft(sqlx::query_as(sql::UPDATE_EVENT), id, creator_id, draft)
-                .bind(Micros::from(Utc::now()))
-                .fetch_optional(&mut *tx)
-                .await;
-        let outcome = match updated.map_err(StoreError::from) {
-            Ok(Some(row)) => EventUpdate::Done(Box::new(row.into_event()?)),
-            Ok(None) => {
-                let owner: Option<Uuid> = sqlx::query_scalar(sql::EVENT_OWNER)
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                match owner {
-                    None => EventUpdate::NotFound,
-                    Some(_) => EventUpdate::NotCreator,
-                }
-            }
-            Err(error) if error.is_check("events_tickets_sold_range") => EventUpdate::BelowSold,
-            Err(error) => return Err(error),
-        };
+        let now = tx.now();
+        let update =
+            sql::update_event_on::<Sqlite>(&mut tx, sql::EVENT_SALE, id, creator_id, draft, now);
+        let outcome = update.await?;
         tx.commit().await?;
         Ok(outcome)
     }
@@ -581,7 +609,7 @@ impl EventStore for SqliteStore {
             None => EventDelete::NotFound,
             Some(owner) if owner != creator_id => EventDelete::NotCreator,
             Some(_) => {
-                expire_holds(&mut tx, Some(id), i64::MAX, now).await?;
+                ledger::expire_due_holds::<Sqlite>(&mut tx, Some(&[id]), i64::MAX, now).await?;
                 let deleted = sqlx::query("DELETE FROM events WHERE id = ? AND tickets_sold = 0")
                     .bind(id)
                     .execute(&mut *tx)
@@ -731,11 +759,17 @@ impl EventStore for SqliteStore {
     }
 
     async fn purge_event_changes(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {
-        let purged = sqlx::query("DELETE FROM event_changes WHERE changed_at < ?1")
-            .bind(Micros::from(older_than))
-            .execute(&self.writer)
-            .await?;
-        Ok(purged.rows_affected())
+        let mut tx = self.begin_immediate().await?;
+        let mut purged = 0;
+        for statement in sql::PURGE_CHANGE_LOGS {
+            let done = sqlx::query(statement)
+                .bind(Micros::from(older_than))
+                .execute(&mut *tx)
+                .await?;
+            purged += done.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(purged)
     }
 }
 
@@ -830,7 +864,7 @@ impl TicketStore for SqliteStore {
     async fn expire_due_tickets(&self, batch_size: i64) -> StoreResult<u64> {
         let mut tx = self.begin_immediate().await?;
         let now = tx.now();
-        let expired = expire_holds(&mut tx, None, batch_size, now).await?;
+        let expired = ledger::expire_due_holds::<Sqlite>(&mut tx, None, batch_size, now).await?;
         tx.commit().await?;
         Ok(expired)
     }

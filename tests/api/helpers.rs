@@ -451,6 +451,23 @@ pub async fn assert_invariants(backend: Backend, url: &str) {
     );
 }
 
+/// Every seat a cancellation or an expiry gave back went through the seat ledger exactly once:
+/// per tier, its record (`seat_returns`) holds as many seats as the tier has cancelled and
+/// expired tickets. (Only for databases written wholly by this version: older rows have no
+/// record.)
+pub async fn assert_releases_recorded(backend: Backend, url: &str) {
+    let unrecorded = "SELECT COUNT(*) FROM ticket_tiers tt WHERE
+        (SELECT COUNT(*) FROM tickets t
+         WHERE t.tier_id = tt.id AND t.status IN ('expired', 'cancelled'))
+        <> (SELECT COALESCE(SUM(r.seats), 0) FROM seat_returns r
+            WHERE r.tier_id = tt.id AND r.cause IN ('expired', 'cancelled'))";
+    assert_eq!(
+        scalar(backend, url, unrecorded).await,
+        0,
+        "released seats and the ledger's record disagree"
+    );
+}
+
 async fn rows<T>(backend: Backend, url: &str, sql: &str) -> Vec<T>
 where
     T: Send + Unpin + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>,

@@ -11,6 +11,7 @@ backend_tests!(
     root_docs_and_openapi_are_served,
     malformed_requests_get_contract_errors,
     collection_paths_work_with_and_without_slash,
+    every_documented_path_answers_alike_with_and_without_slash,
     metrics_and_request_ids_are_exposed,
 );
 
@@ -313,6 +314,72 @@ async fn collection_paths_work_with_and_without_slash(backend: Backend) {
         .post("/events", token, crate::helpers::event_body(json!({})))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+/// Every operation of the served OpenAPI document, asked with and without a trailing slash by
+/// a signed-in caller (path ids unknown, bodies empty), gets the same status and body.
+async fn every_documented_path_answers_alike_with_and_without_slash(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = app.register_user(Some((6.5, 3.4))).await;
+    let document: Value = app
+        .get_unprefixed("/openapi.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let mut asked = 0;
+    for (template, operations) in document["paths"].as_object().unwrap() {
+        let path = template
+            .split('/')
+            .map(|segment| {
+                if segment.starts_with('{') {
+                    unknown.as_str()
+                } else {
+                    segment
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let bare = path.trim_end_matches('/');
+        if bare.is_empty() {
+            continue;
+        }
+        for method in operations.as_object().unwrap().keys() {
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let mut answers = Vec::new();
+            for form in [bare.to_owned(), format!("{bare}/")] {
+                let mut request = app
+                    .client
+                    .request(method.clone(), format!("{}{form}", app.address))
+                    .bearer_auth(&user.token);
+                if method != reqwest::Method::GET && method != reqwest::Method::DELETE {
+                    request = request.json(&json!({}));
+                }
+                let response = request.send().await.unwrap();
+                let status = response.status();
+                let json = response
+                    .headers()
+                    .get("content-type")
+                    .is_some_and(|kind| kind.as_bytes().starts_with(b"application/json"));
+                let body = response.text().await.unwrap();
+                // Metrics change between two scrapes; JSON answers must match exactly.
+                answers.push((status, json.then_some(body)));
+            }
+            let unrouted = [
+                r#"{"detail":"Not Found"}"#,
+                r#"{"detail":"Method Not Allowed"}"#,
+            ];
+            let body = answers[0].1.as_deref().unwrap_or_default();
+            assert!(
+                !unrouted.contains(&body),
+                "{method} {bare} is not routed: {body}"
+            );
+            assert_eq!(answers[0], answers[1], "{method} {bare} and {bare}/");
+            asked += 1;
+        }
+    }
+    assert!(asked >= 20, "only {asked} operations in the document");
 }
 
 async fn metrics_and_request_ids_are_exposed(backend: Backend) {

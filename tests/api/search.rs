@@ -16,6 +16,7 @@ backend_tests!(
     paging_radius_bounds_and_missing_location,
     nearby_is_public_and_matches_for_you,
     search_follows_moves_sales_and_deletes,
+    a_buyers_own_sale_and_cancellation_show_in_their_next_search,
 );
 
 async fn event_at(app: &TestApp, user: &TestUser, title: &str, point: GeoPoint) -> Value {
@@ -427,4 +428,60 @@ async fn search_follows_moves_sales_and_deletes(backend: Backend) {
         StatusCode::NO_CONTENT
     );
     soon_total(&app, &user, 0).await;
+}
+
+/// The process that sold the last seat, or took a cancellation, answers the buyer's very next
+/// search with it (no waiting): for an order and for a ticket, several times over.
+async fn a_buyers_own_sale_and_cancellation_show_in_their_next_search(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let here = GeoPoint::new(-33.87, 151.21).unwrap();
+    let buyer = app
+        .register_user(Some((here.latitude(), here.longitude())))
+        .await;
+    let event = app
+        .create_event(
+            &buyer.token,
+            json!({"title": "last seats", "total_tickets": 2,
+            "venue": {"latitude": here.latitude(), "longitude": here.longitude()}}),
+        )
+        .await;
+    let (event_id, tier_id) = (&event["id"], &event["tiers"][0]["id"]);
+    let token = Some(buyer.token.as_str());
+    let total = || async { app.get("/for-you/", token).await.1["total"].clone() };
+    for round in 0..5 {
+        let order = json!({"event_id": event_id, "items": [{"tier_id": tier_id, "quantity": 2}]});
+        let (status, order) = app.post("/orders/", token, order).await;
+        assert_eq!(status, StatusCode::CREATED, "{order}");
+        assert_eq!(total().await, 0, "round {round}: the sale shows at once");
+        let cancel = format!("/orders/{}/cancel", order["id"].as_str().unwrap());
+        assert_eq!(app.post(&cancel, token, json!({})).await.0, StatusCode::OK);
+        assert_eq!(
+            total().await,
+            1,
+            "round {round}: the cancellation shows at once"
+        );
+
+        let (_, first) = app
+            .post("/tickets/", token, json!({"event_id": event_id}))
+            .await;
+        assert_eq!(total().await, 1, "round {round}: one seat is left");
+        let (status, last) = app
+            .post("/tickets/", token, json!({"event_id": event_id}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{last}");
+        assert_eq!(
+            total().await,
+            0,
+            "round {round}: the last ticket shows at once"
+        );
+        for ticket in [first, last] {
+            let cancel = format!("/tickets/{}/cancel", ticket["id"].as_str().unwrap());
+            assert_eq!(app.post(&cancel, token, json!({})).await.0, StatusCode::OK);
+        }
+        assert_eq!(
+            total().await,
+            1,
+            "round {round}: the cancellations show at once"
+        );
+    }
 }

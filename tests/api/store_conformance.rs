@@ -13,18 +13,18 @@ use nearbytix::domain::paging::PageLimits;
 use nearbytix::domain::{
     Change, Email, Event, EventDelete, EventDraft, EventFields, EventUpdate, GeoPoint, NewEvent,
     NewOrder, NewUser, OrderDetails, OrderFields, OrderOutcome, OrderRefusal, PageRequest,
-    RadiusKm, Shortage, Ticket, TicketChange, TicketStatus, Tier, TierFields, VenueFields,
-    Violations,
+    RadiusKm, Shortage, Ticket, TicketChange, TicketStatus, Tier, TierDraft, TierFields,
+    VenueFields, Violations,
 };
 use nearbytix::service::ReadModel;
 use nearbytix::store::{
     AnswerRecord, ClaimTerms, DynStore, HeldKey, IdempotencyClaim, NearbyQuery, OrderAction,
-    RequestKey, StoreError, StoreOptions, StoredAnswer,
+    RequestKey, StoreError, StoreOptions, StoredAnswer, TierChange,
 };
 use uuid::Uuid;
 
 use crate::backend_tests;
-use crate::helpers::{Backend, TestDatabase, assert_invariants, scalar};
+use crate::helpers::{Backend, TestDatabase, assert_invariants, assert_releases_recorded, scalar};
 
 backend_tests!(
     reservations_never_oversell,
@@ -39,6 +39,7 @@ backend_tests!(
     concurrent_orders_never_oversell_a_tier,
     concurrent_orders_over_many_events_sell_each_exactly,
     whole_orders_are_paid_cancelled_or_expired,
+    every_path_that_gives_seats_back_goes_through_the_ledger,
 );
 
 const LONG_HOLD: Duration = Duration::from_secs(120);
@@ -122,12 +123,21 @@ impl Fixture {
         self.store.delete_event(event, user).await.expect("delete")
     }
 
+    /// Seats the seat ledger recorded as given back for `cause`.
+    async fn seats_back(&self, cause: &str) -> i64 {
+        let sql = format!(
+            "SELECT CAST(COALESCE(SUM(seats), 0) AS BIGINT) FROM seat_returns WHERE cause = '{cause}'"
+        );
+        self.count(&sql).await
+    }
+
     async fn count(&self, sql: &str) -> i64 {
         scalar(self.backend, &self.database.url, sql).await
     }
 
     async fn finish(self) {
         assert_invariants(self.backend, &self.database.url).await;
+        assert_releases_recorded(self.backend, &self.database.url).await;
         self.store.close().await;
     }
 }
@@ -139,7 +149,7 @@ async fn reserve(store: DynStore, user: Uuid, event: Uuid, hold: Duration) -> Or
 
 fn reserved(outcome: OrderOutcome) -> Ticket {
     match outcome {
-        OrderOutcome::Placed(order) => order.tickets[0].ticket.clone(),
+        OrderOutcome::Placed { order, .. } => order.tickets[0].ticket.clone(),
         other => panic!("expected a reservation, got {other:?}"),
     }
 }
@@ -171,7 +181,7 @@ async fn order(
 
 fn placed(outcome: OrderOutcome) -> OrderDetails {
     match outcome {
-        OrderOutcome::Placed(order) => *order,
+        OrderOutcome::Placed { order, .. } => *order,
         other => panic!("expected an order, got {other:?}"),
     }
 }
@@ -244,7 +254,7 @@ async fn reservations_never_oversell(backend: Backend) {
     let (mut won, mut sold_out) = (0, 0);
     for outcome in join_all(attempts).await {
         match outcome.expect("task ran") {
-            OrderOutcome::Placed(_) => won += 1,
+            OrderOutcome::Placed { .. } => won += 1,
             outcome if outcome == SOLD_OUT => sold_out += 1,
             other => panic!("unexpected outcome {other:?}"),
         }
@@ -300,7 +310,7 @@ async fn expiry_releases_seats(backend: Backend) {
     match fx.reserve(late, event.id, LONG_HOLD).await {
         outcome if outcome == SOLD_OUT => {}
         // Only on a machine so slow that the hold (begun after `started`) had passed.
-        OrderOutcome::Placed(slow) if started.elapsed() >= hold => {
+        OrderOutcome::Placed { order: slow, .. } if started.elapsed() >= hold => {
             let freed = fx.cancel(slow.tickets[0].ticket.id, late).await;
             assert!(matches!(freed, TicketChange::Done(_)), "{freed:?}");
         }
@@ -310,7 +320,7 @@ async fn expiry_releases_seats(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let again = fx.reserve(late, event.id, LONG_HOLD).await;
     assert!(
-        matches!(again, OrderOutcome::Placed(_)),
+        matches!(again, OrderOutcome::Placed { .. }),
         "the reservation path reclaims due holds before answering sold out: {again:?}"
     );
     assert_eq!(fx.pay(first.id, early).await, TicketChange::Expired);
@@ -600,7 +610,7 @@ async fn the_read_model_follows_concurrent_writes_and_answers_as_the_database(ba
                     }
                     1 | 2 => {
                         let order = NewOrder::one_ticket(buyer, pick, None, LONG_HOLD);
-                        if let Ok(OrderOutcome::Placed(order)) =
+                        if let Ok(OrderOutcome::Placed { order, .. }) =
                             store.place_order(&order, None).await
                         {
                             tickets.push(order.tickets[0].ticket.id);
@@ -698,7 +708,7 @@ async fn idempotency_claims(backend: Backend) {
     let claim = |user, key, hash| async move { claim_for(user, key, hash, minute, 1000).await.0 };
     let answer = |outcome: &OrderOutcome| StoredAnswer {
         status: 201,
-        body: format!("{}", matches!(outcome, OrderOutcome::Placed(_))),
+        body: format!("{}", matches!(outcome, OrderOutcome::Placed { .. })),
     };
     let keyed_reserve = |held: HeldKey| async move {
         let order = NewOrder::one_ticket(held.user_id, event, None, LONG_HOLD);
@@ -866,7 +876,7 @@ async fn concurrent_orders_never_oversell_a_tier(backend: Backend) {
     let mut tickets = 0;
     for outcome in join_all(attempts).await {
         match outcome.expect("task ran") {
-            OrderOutcome::Placed(order) => tickets += order.tickets.len() as i32,
+            OrderOutcome::Placed { order, .. } => tickets += order.tickets.len() as i32,
             OrderOutcome::Refused(OrderRefusal::NotEnough { .. }) => {}
             other => panic!("unexpected outcome {other:?}"),
         }
@@ -915,7 +925,7 @@ async fn concurrent_orders_over_many_events_sell_each_exactly(backend: Backend) 
     let mut granted = 0;
     for outcome in join_all(attempts).await {
         match outcome.expect("task ran") {
-            OrderOutcome::Placed(_) => granted += 1,
+            OrderOutcome::Placed { .. } => granted += 1,
             OrderOutcome::Refused(
                 OrderRefusal::NotEnough { .. } | OrderRefusal::PerPersonLimit { limit: 2 },
             ) => {}
@@ -1010,5 +1020,86 @@ async fn whole_orders_are_paid_cancelled_or_expired(backend: Backend) {
         statuses.iter().all(|s| *s == found.order.status),
         "{statuses:?}"
     );
+    fx.finish().await;
+}
+
+/// Every way seats come back — a cancellation, an expiry by the sweeper, by an order short of
+/// seats, before a tier change or an event's deletion, a raised total, a raised tier, a new
+/// tier — reaches the seat ledger once per seat: its record shows each path's seats under its
+/// cause, a lowered capacity records nothing, and the counters match the rows throughout.
+async fn every_path_that_gives_seats_back_goes_through_the_ledger(backend: Backend) {
+    let fx = Fixture::open(backend).await;
+    let buyer = fx.user().await;
+    let (event, tiers) = tiered_event(&fx, buyer, 10).await;
+    let (early, vip, regular) = (&tiers[0], &tiers[1], &tiers[2]);
+    let store = &fx.store;
+    let short = Duration::from_millis(100);
+    let lapse = || tokio::time::sleep(Duration::from_millis(250));
+
+    let cancelled = placed(order(store, buyer, event.id, &[(early, 2), (vip, 1)], LONG_HOLD).await);
+    let cancel = store.change_order(cancelled.order.id, buyer, OrderAction::Cancel, None);
+    assert!(matches!(cancel.await.unwrap(), Change::Done(_)));
+    assert_eq!(fx.seats_back("cancelled").await, 3);
+    let rows =
+        "SELECT COUNT(*) FROM seat_returns WHERE cause = 'cancelled' AND tier_id IS NOT NULL";
+    assert_eq!(fx.count(rows).await, 2, "one entry per tier");
+
+    placed(order(store, buyer, event.id, &[(regular, 2)], short).await);
+    lapse().await;
+    assert_eq!(store.expire_due_tickets(100).await.unwrap(), 2);
+    assert_eq!(fx.seats_back("expired").await, 2, "the sweeper");
+
+    placed(order(store, buyer, event.id, &[(regular, 10)], short).await);
+    lapse().await;
+    placed(order(store, buyer, event.id, &[(regular, 1)], LONG_HOLD).await);
+    assert_eq!(
+        fx.seats_back("expired").await,
+        12,
+        "an order short of seats"
+    );
+
+    placed(order(store, buyer, event.id, &[(regular, 1)], short).await);
+    lapse().await;
+    let same_vip = TierDraft::parse(tier("VIP", 5000, Some(2)), 10).unwrap();
+    let change = store.change_tier(event.id, buyer, TierChange::Update(vip.id, &same_vip));
+    change.await.unwrap();
+    assert_eq!(fx.seats_back("expired").await, 13, "a tier change");
+    assert_eq!(
+        fx.seats_back("tier_raised").await,
+        0,
+        "an unchanged tier gives nothing back"
+    );
+
+    assert!(matches!(
+        fx.update(event.id, buyer, 14).await,
+        EventUpdate::Done(_)
+    ));
+    assert_eq!(fx.seats_back("capacity_raised").await, 4);
+    assert!(matches!(
+        fx.update(event.id, buyer, 12).await,
+        EventUpdate::Done(_)
+    ));
+    assert_eq!(
+        fx.seats_back("capacity_raised").await,
+        4,
+        "a lower total gives nothing back"
+    );
+
+    let more_early = TierDraft::parse(tier("Early", 1500, Some(5)), 12).unwrap();
+    let change = store.change_tier(event.id, buyer, TierChange::Update(early.id, &more_early));
+    change.await.unwrap();
+    assert_eq!(fx.seats_back("tier_raised").await, 2);
+    let late = TierDraft::parse(tier("Late", 3000, Some(3)), 12).unwrap();
+    store
+        .change_tier(event.id, buyer, TierChange::Add(&late))
+        .await
+        .unwrap();
+    assert_eq!(fx.seats_back("tier_added").await, 3);
+
+    let doomed = fx.event(buyer, 5, lagos()).await;
+    placed(reserve(store.clone(), buyer, doomed.id, short).await);
+    lapse().await;
+    assert_eq!(fx.delete(doomed.id, buyer).await, EventDelete::Deleted);
+    assert_eq!(fx.seats_back("expired").await, 14, "a deletion");
     fx.finish().await;
 }

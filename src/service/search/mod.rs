@@ -12,7 +12,6 @@ pub use model::{Following, ReadModel};
 use super::{Bulkhead, ServiceError};
 use crate::domain::{GeoPoint, NearbyEvent, PageRequest, RadiusKm};
 use crate::store::{DynStore, NearbyQuery, Page};
-use crate::telemetry;
 
 pub struct Search {
     store: DynStore,
@@ -59,13 +58,15 @@ impl Search {
         };
         let found = match self.model.search(&query) {
             Some(found) => {
-                telemetry::search_answered("memory");
+                metrics::counter!("nearbytix_search_answers_total", "source" => "memory")
+                    .increment(1);
                 found
             }
             None => {
                 let _running = self.expensive_reads.enter().await?;
                 let found = self.store.nearby_events(&query).await?;
-                telemetry::search_answered("database");
+                metrics::counter!("nearbytix_search_answers_total", "source" => "database")
+                    .increment(1);
                 found
             }
         };

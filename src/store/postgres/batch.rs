@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use sqlx::FromRow;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{FromRow, Postgres};
 use tokio::runtime::Runtime;
 use uuid::Uuid;
 
@@ -23,7 +23,7 @@ use crate::domain::{NewOrder, OrderDetails, OrderOutcome};
 use crate::store::order_batch::{
     self, BatchStatements, BatchWriter, BuyerOf, Buyers, Columns, Pending, SaleRow, Sales,
 };
-use crate::store::{StoreError, StoreResult};
+use crate::store::{StoreError, StoreResult, ledger};
 
 /// Lanes per process: transactions of one process in flight at once for orders. A hot event
 /// has one lane; orders spread over many events share them.
@@ -152,15 +152,9 @@ impl BatchStatements for PgStatements {
         &self,
         conn: &mut PgConnection,
         event_ids: &[Uuid],
-        _now: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> StoreResult<u64> {
-        let (expired, _, _): (i64, i64, i64) =
-            sqlx::query_as(expire_holds!("AND event_id = ANY($2)"))
-                .bind(i64::MAX)
-                .bind(event_ids)
-                .fetch_one(&mut *conn)
-                .await?;
-        Ok(u64::try_from(expired).unwrap_or_default())
+        ledger::expire_due_holds::<Postgres>(conn, Some(event_ids), i64::MAX, now).await
     }
 
     async fn insert(

@@ -12,14 +12,14 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
-use super::{WriteTx, expire_holds};
+use super::{WriteTx, push_ids};
 use crate::domain::{NewOrder, OrderDetails, OrderOutcome};
-use crate::store::StoreResult;
 use crate::store::order_batch::{
     self, BatchStatements, BatchWriter, BuyerOf, Buyers, Columns, EventTierRow, Pending, SaleRow,
     Sales,
 };
 use crate::store::sql::Micros;
+use crate::store::{StoreResult, ledger};
 
 /// Most orders written in one transaction.
 const MAX_BATCH: usize = 64;
@@ -70,16 +70,6 @@ impl BatchWriter for Writer {
 /// the batch's writes are judged by the time its write lock was taken.
 pub(super) struct SqliteStatements {
     pub now: DateTime<Utc>,
-}
-
-/// `… IN (?, ?, …)` over `ids`.
-fn push_ids(query: &mut QueryBuilder<'_, Sqlite>, ids: &[Uuid]) {
-    query.push(" IN (");
-    let mut separated = query.separated(", ");
-    for id in ids {
-        separated.push_bind(*id);
-    }
-    query.push(")");
 }
 
 impl BatchStatements for SqliteStatements {
@@ -138,11 +128,7 @@ impl BatchStatements for SqliteStatements {
         event_ids: &[Uuid],
         now: DateTime<Utc>,
     ) -> StoreResult<u64> {
-        let mut expired = 0;
-        for event_id in event_ids {
-            expired += expire_holds(conn, Some(*event_id), i64::MAX, now).await?;
-        }
-        Ok(expired)
+        ledger::expire_due_holds::<Sqlite>(conn, Some(event_ids), i64::MAX, now).await
     }
 
     async fn insert(

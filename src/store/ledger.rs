@@ -1,0 +1,89 @@
+//! The seat ledger: the one way seats come back on sale.
+//!
+//! Every path that gives seats back — a cancellation, an expiry (by the sweeper, by an order
+//! short of seats, before a tier is checked or an event deleted), a raised `total_tickets` or
+//! tier quantity, an added tier — calls [`release`] or [`capacity_back`] inside the transaction
+//! that frees the seats. There, and only there, (a) the sold counters move (events first, in id
+//! order, then tiers: the order every writer locks rows in), (b) the waiting list's offer step
+//! runs, so that no freed seat reaches the public while someone in line could take it, and (c)
+//! the change is recorded in `seat_returns`, which the change feed follows. Seats are taken in
+//! one place too: the order batch ([`super::order_batch`]).
+//!
+//! The SQL that differs between the backends is theirs ([`Dialect`]); the sequence is written
+//! once, here.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::StoreResult;
+use super::sql::Dialect;
+use crate::domain::{SeatsBack, SeatsBackCause};
+
+/// Gives back the seats of tickets that left the sale (`cause` a cancellation or an expiry):
+/// they come off the events' and tiers' sold counters, then go on sale through
+/// [`seats_came_back`].
+pub(super) async fn release<DB: Dialect>(
+    conn: &mut DB::Connection,
+    freed: impl IntoIterator<Item = SeatsBack>,
+    cause: SeatsBackCause,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    debug_assert!(cause.releases_tickets());
+    let freed = SeatsBack::merged(freed);
+    if freed.is_empty() {
+        return Ok(());
+    }
+    DB::uncount_seats(conn, &freed, now).await?;
+    seats_came_back::<DB>(conn, &freed, cause, now).await
+}
+
+/// Expires the due holds (orders and their tickets) of `events`, or of every event, at most
+/// `limit` orders, oldest first, and gives their seats back; how many tickets expired.
+pub(super) async fn expire_due_holds<DB: Dialect>(
+    conn: &mut DB::Connection,
+    events: Option<&[Uuid]>,
+    limit: i64,
+    now: DateTime<Utc>,
+) -> StoreResult<u64> {
+    let freed = DB::expire_due(conn, events, limit, now).await?;
+    let tickets: i64 = freed.iter().map(|back| back.seats).sum();
+    release::<DB>(conn, freed, SeatsBackCause::Expired, now).await?;
+    Ok(u64::try_from(tickets).unwrap_or_default())
+}
+
+/// Seats put on sale by more capacity (a raised total or quantity, a new tier): no counter
+/// moves, and nothing happens when `back` holds no seat.
+pub(super) async fn capacity_back<DB: Dialect>(
+    conn: &mut DB::Connection,
+    back: SeatsBack,
+    cause: SeatsBackCause,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    debug_assert!(!cause.releases_tickets());
+    if back.seats <= 0 {
+        return Ok(());
+    }
+    seats_came_back::<DB>(conn, &[back], cause, now).await
+}
+
+/// Seats are on sale again: first to the waiting list, then recorded for the change feed.
+async fn seats_came_back<DB: Dialect>(
+    conn: &mut DB::Connection,
+    back: &[SeatsBack],
+    cause: SeatsBackCause,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    offer_to_waiting_list::<DB>(conn, back, now).await?;
+    DB::record_seats_back(conn, back, cause, now).await
+}
+
+/// The waiting list's offer step, in the transaction that freed `back`: seats go to the
+/// people in line before the public. There is no waiting list yet, so nothing is offered;
+/// every path that gives seats back already comes through here (`seat_returns` shows it).
+async fn offer_to_waiting_list<DB: Dialect>(
+    _conn: &mut DB::Connection,
+    _back: &[SeatsBack],
+    _now: DateTime<Utc>,
+) -> StoreResult<()> {
+    Ok(())
+}
