@@ -16,9 +16,7 @@ use crate::auth::{TokenKeys, resolve_jwt_secret};
 use crate::config::Settings;
 use crate::expiry::Sweeper;
 use crate::listener::{LimitedListener, connections_that_fit};
-use crate::service::{
-    Accounts, Bulkhead, Events, Health, Idempotency, Orders, ReadModel, Search, Tickets,
-};
+use crate::service::{Accounts, Bulkhead, Events, Health, Idempotency, Orders, ReadModel, Search};
 use crate::store::{self, DynStore, StoreOptions};
 use crate::telemetry;
 
@@ -58,11 +56,6 @@ impl App {
                 chrono::Utc::now,
                 expensive_reads.clone(),
                 search_model.clone(),
-            )),
-            tickets: Arc::new(Tickets::new(
-                store.clone(),
-                search_model.clone(),
-                settings.ticket_hold,
             )),
             orders: Arc::new(Orders::new(
                 store.clone(),

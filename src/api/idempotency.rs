@@ -11,8 +11,9 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::error::ApiError;
+use crate::domain::WriteOutcome;
 use crate::service::{Idempotency, IdempotencyStart, ServiceError};
-use crate::store::{HeldKey, StoredAnswer};
+use crate::store::HeldKey;
 
 pub const HEADER: &str = "idempotency-key";
 const MAX_KEY_CHARS: usize = 255;
@@ -50,28 +51,31 @@ fn parse_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
-/// Runs `operation` once per (user, key); answers retries from the stored first answer.
+/// Runs `write` once per (user, key) and answers with `render`. A retry with the key gets what
+/// the first request did, rendered by the same function (so byte for byte the same answer),
+/// marked `Idempotent-Replayed: true`.
 ///
-/// The operation gets the key it holds (if the request has one) and either answers, having
-/// recorded that answer with the key in the transaction of its work, or fails having done
-/// nothing; then the key is released at once, so a retry runs the operation again.
+/// `write` gets the key it holds (if the request has one) and either succeeds, having recorded
+/// its outcome with the key in the transaction of its work, or fails having recorded nothing;
+/// then the key is released at once, so a retry runs the write again.
 pub async fn run<F, Fut>(
     idempotency: &Idempotency,
     user_id: Uuid,
     headers: &HeaderMap,
     fingerprint: &str,
-    operation: F,
+    write: F,
+    render: impl Fn(&WriteOutcome) -> Result<Response, ApiError>,
 ) -> Result<Response, ApiError>
 where
     F: FnOnce(Option<HeldKey>) -> Fut,
-    Fut: Future<Output = Result<StoredAnswer, ApiError>>,
+    Fut: Future<Output = Result<WriteOutcome, ServiceError>>,
 {
     let Some(key) = parse_key(headers)? else {
-        return operation(None).await.map(respond);
+        return render(&write(None).await?);
     };
     let held = match idempotency.start(user_id, &key, fingerprint).await? {
-        IdempotencyStart::Replay { status, body } => {
-            let mut response = respond(StoredAnswer { status, body });
+        IdempotencyStart::Replay(outcome) => {
+            let mut response = render(&outcome)?;
             response
                 .headers_mut()
                 .insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -79,41 +83,25 @@ where
         }
         IdempotencyStart::Run(held) => held,
     };
-    match operation(Some(held.clone())).await {
-        Ok(answer) => Ok(respond(answer)),
+    match write(Some(held.clone())).await {
+        Ok(outcome) => render(&outcome),
         Err(error) => {
             if let Err(release) = idempotency.release(&held).await {
                 tracing::warn!(error = %release, "could not release an idempotency key");
             }
-            Err(error)
+            Err(error.into())
         }
     }
 }
 
-/// A write's answer as clients (and retries) read it: `success` with `body`, or the refusal.
-pub fn answer<T: Serialize>(success: StatusCode, result: Result<T, ServiceError>) -> StoredAnswer {
-    let written = result.map_err(ApiError::from).and_then(|body| {
-        serde_json::to_string(&body).map_err(|error| ApiError::Internal(error.into()))
-    });
-    match written {
-        Ok(body) => StoredAnswer {
-            status: success.as_u16(),
-            body,
-        },
-        Err(refusal) => StoredAnswer {
-            status: refusal.status().as_u16(),
-            body: refusal.body(),
-        },
-    }
-}
-
-fn respond(answer: StoredAnswer) -> Response {
-    let mut response = Response::new(Body::from(answer.body));
-    *response.status_mut() =
-        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+/// `body` as JSON with `status`.
+pub fn json_answer(status: StatusCode, body: &impl Serialize) -> Result<Response, ApiError> {
+    let body = serde_json::to_vec(body).map_err(|error| ApiError::Internal(error.into()))?;
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    response
+    Ok(response)
 }

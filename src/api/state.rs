@@ -5,13 +5,12 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 
 use super::rate_limit::{AuthRateLimits, UserRateLimit};
-use crate::service::{Accounts, Events, Health, Idempotency, Orders, Search, Tickets};
+use crate::service::{Accounts, Events, Health, Idempotency, Orders, Search};
 
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub accounts: Arc<Accounts>,
     pub events: Arc<Events>,
-    pub tickets: Arc<Tickets>,
     pub orders: Arc<Orders>,
     pub search: Arc<Search>,
     pub idempotency: Arc<Idempotency>,

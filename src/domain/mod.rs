@@ -1,4 +1,5 @@
-//! Types and rules of the product. Pure code: no I/O, no wire formats, no database.
+//! Types and rules of the product. Pure code: no I/O, no wire formats, no database. (Orders
+//! derive serde so that the store can record a write's outcome; how it is shown is `api`'s.)
 //!
 //! Values that come from outside (`*Fields`) are checked once by a constructor into types that
 //! cannot hold an invalid value (`EventDraft`, `Venue`, `GeoPoint`, `Email`, …); a broken rule
@@ -23,12 +24,12 @@ pub use geo::{GeoPoint, RadiusKm};
 pub use order::{
     EventStats, NewOrder, Order, OrderChange, OrderDetails, OrderFields, OrderLine, OrderOutcome,
     OrderPlan, OrderRefusal, PlannedLine, SaleState, SalesFigures, Shortage, Tier, TierChoice,
-    TierDraft, TierFields, TierOutcome, TierPatchFields,
+    TierDraft, TierFields, TierOutcome, TierPatchFields, WriteOutcome,
 };
 pub use paging::PageRequest;
 pub use seats::{SeatsBack, SeatsBackCause};
 pub use ticket::{
-    Change, EventSummary, Ticket, TicketChange, TicketDetails, TicketStatus, TierSummary,
+    Change, EventSummary, Ticket, TicketDetails, TicketOrder, TicketStatus, TierSummary,
     UserSummary,
 };
 pub use user::{Credentials, Email, NewUser, Password, Registration, RegistrationFields, User};

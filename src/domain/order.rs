@@ -4,6 +4,7 @@
 //! lock, plan, and write the plan in the same transaction.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::text;
@@ -416,7 +417,7 @@ pub struct SaleState {
 }
 
 /// A granted line: which tier, how many, at which price (copied into the order).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedLine {
     pub tier_id: Uuid,
     pub tier_name: String,
@@ -623,7 +624,7 @@ impl SaleState {
 }
 
 /// A placed order as stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Order {
     pub id: Uuid,
     pub user_id: Uuid,
@@ -649,7 +650,7 @@ impl Order {
 }
 
 /// An order with what it bought: its lines (prices as when it was placed) and its tickets.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrderDetails {
     pub order: Order,
     pub event: EventSummary,
@@ -659,6 +660,16 @@ pub struct OrderDetails {
 
 /// How a payment or cancellation of an order ended.
 pub type OrderChange = Change<OrderDetails>;
+
+/// What a write that a client may retry (with an `Idempotency-Key`) did, recorded with its key
+/// in the write's own transaction: a retry is answered from it exactly as the first request was.
+/// Only what succeeded is recorded; a refused write leaves the key free.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum WriteOutcome {
+    /// An order placed, paid or cancelled (a ticket's write included: an order of one), as the
+    /// write left it.
+    Order(Box<OrderDetails>),
+}
 
 /// How placing an order ended.
 #[derive(Debug, Clone, PartialEq)]

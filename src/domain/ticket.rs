@@ -1,9 +1,11 @@
 //! Tickets and their life cycle: reserved → paid | expired | cancelled.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TicketStatus {
     Reserved,
     Paid,
@@ -39,7 +41,7 @@ impl TicketStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ticket {
     pub id: Uuid,
     pub user_id: Uuid,
@@ -64,14 +66,14 @@ impl Ticket {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserSummary {
     pub id: Uuid,
     pub name: String,
     pub email: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventSummary {
     pub id: Uuid,
     pub title: String,
@@ -83,7 +85,7 @@ pub struct EventSummary {
 }
 
 /// The tier a ticket was bought from, with the name and price its order recorded.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TierSummary {
     pub id: Uuid,
     pub name: String,
@@ -91,7 +93,7 @@ pub struct TierSummary {
 }
 
 /// A ticket with the summaries every answer about it carries.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TicketDetails {
     pub ticket: Ticket,
     pub tier: TierSummary,
@@ -99,7 +101,7 @@ pub struct TicketDetails {
     pub event: EventSummary,
 }
 
-/// How a payment or cancellation of a ticket (`T` = [`TicketDetails`]) or an order ended.
+/// How a payment or cancellation of an order (`T` = [`crate::domain::OrderDetails`]) ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change<T> {
     Done(Box<T>),
@@ -109,11 +111,16 @@ pub enum Change<T> {
     Expired,
     /// Not in `reserved` (already paid or cancelled).
     NotReserved(TicketStatus),
-    /// The ticket is one of several in this order: the order is paid or cancelled as a whole.
-    PartOfOrder(Uuid),
 }
 
-pub type TicketChange = Change<TicketDetails>;
+/// The order a ticket belongs to: a ticket is paid or cancelled through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TicketOrder {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    /// Tickets the order holds: only an order of one is paid or cancelled through its ticket.
+    pub tickets: i64,
+}
 
 impl<T> Change<T> {
     /// Why something of `owner` in `status` cannot be changed by `user_id`.
@@ -163,22 +170,22 @@ mod tests {
     #[test]
     fn refusals_name_the_reason() {
         let (owner, other) = (Uuid::new_v4(), Uuid::new_v4());
-        let refusal = |user, status, past| TicketChange::refusal(owner, user, status, past);
+        let refusal = |user, status, past| Change::<()>::refusal(owner, user, status, past);
         assert_eq!(
             refusal(other, TicketStatus::Reserved, false),
-            TicketChange::NotOwner
+            Change::NotOwner
         );
         assert_eq!(
             refusal(owner, TicketStatus::Reserved, true),
-            TicketChange::Expired
+            Change::Expired
         );
         assert_eq!(
             refusal(owner, TicketStatus::Expired, false),
-            TicketChange::Expired
+            Change::Expired
         );
         assert_eq!(
             refusal(owner, TicketStatus::Paid, false),
-            TicketChange::NotReserved(TicketStatus::Paid)
+            Change::NotReserved(TicketStatus::Paid)
         );
     }
 

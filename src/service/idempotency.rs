@@ -1,14 +1,16 @@
 //! `Idempotency-Key`: a retried request by the same user within 24 h gets the first answer and
-//! does nothing a second time. A request claims its key for a lease; its write records the
-//! answer in the same transaction (see [`crate::store::AnswerRecord`]), so a write that
-//! committed can always be replayed and one that did not leaves the key to be claimed again:
-//! at once when the request fails, after the lease when its process died.
+//! does nothing a second time. A request claims its key for a lease; a write that succeeds
+//! records what it did (a [`WriteOutcome`]) on the key in the same transaction (see
+//! [`crate::store::HeldKey`]), so a write that committed can always be replayed and one that
+//! did not, or was refused, leaves the key to be claimed again: at once when the request
+//! fails, after the lease when its process died.
 
 use std::time::Duration;
 
 use uuid::Uuid;
 
 use super::ServiceError;
+use crate::domain::WriteOutcome;
 use crate::store::{ClaimTerms, DynStore, HeldKey, IdempotencyClaim, RequestKey, StoreError};
 
 /// How much longer than a request may run its claim on a key is held: a request is cut off at
@@ -32,11 +34,11 @@ pub struct Idempotency {
 /// What to do with a request that carries a key.
 #[derive(Debug, PartialEq)]
 pub enum IdempotencyStart {
-    /// The key is this request's: do the work, recording its answer with the key (or
-    /// [`Idempotency::release`] the key when the work did not commit).
+    /// The key is this request's: do the work, recording its outcome with the key (or
+    /// [`Idempotency::release`] the key when the work did not commit or was refused).
     Run(HeldKey),
-    /// The key's first request already answered this.
-    Replay { status: u16, body: String },
+    /// The key's first request already did this: answer it again.
+    Replay(WriteOutcome),
 }
 
 impl Idempotency {
@@ -73,11 +75,8 @@ impl Idempotency {
                         claim,
                     }));
                 }
-                IdempotencyClaim::Completed(answer) => {
-                    return Ok(IdempotencyStart::Replay {
-                        status: answer.status,
-                        body: answer.body,
-                    });
+                IdempotencyClaim::Completed(outcome) => {
+                    return Ok(IdempotencyStart::Replay(outcome));
                 }
                 IdempotencyClaim::Mismatch => return Err(ServiceError::IdempotencyKeyReused),
                 IdempotencyClaim::QuotaExceeded => {

@@ -10,7 +10,6 @@ mod health;
 mod idempotency;
 mod orders;
 mod search;
-mod tickets;
 
 use chrono::{DateTime, Utc};
 
@@ -20,9 +19,8 @@ pub use error::{Action, Resource, ServiceError};
 pub use events::Events;
 pub use health::Health;
 pub use idempotency::{Idempotency, IdempotencyStart};
-pub use orders::{OrderAnswer, Orders};
+pub use orders::Orders;
 pub use search::{Following, ReadModel, Search, SearchResult};
-pub use tickets::{KeyedWrite, TicketAnswer, Tickets};
 
 /// Where a service reads the time (tests may pin it).
 pub type Clock = fn() -> DateTime<Utc>;

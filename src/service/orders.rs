@@ -1,17 +1,18 @@
 //! Orders: several tickets over an event's tiers, placed, paid and cancelled all or nothing.
+//! The one-ticket endpoints are a thin adapter over the same flow: a reservation is an order of
+//! one, and a ticket is paid or cancelled through its order.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::tickets::{KeyedWrite, Recorder, placed_or_refused, refuse_deleted_user, refused};
 use super::{Action, ReadModel, Resource, ServiceError};
 use crate::domain::{
-    Change, NewOrder, OrderChange, OrderDetails, OrderFields, OrderOutcome, PageRequest,
-    PathSegment, TicketStatus,
+    Change, NewOrder, OrderChange, OrderDetails, OrderFields, OrderOutcome, OrderRefusal,
+    PageRequest, PathSegment, TicketDetails, TicketStatus, Violations,
 };
-use crate::store::{BuyerFilter, DynStore, OrderAction, Page, StoreError};
+use crate::store::{BuyerFilter, DynStore, HeldKey, OrderAction, Page, StoreError};
 
 pub struct Orders {
     store: DynStore,
@@ -24,8 +25,14 @@ pub struct Orders {
     max_tickets_per_order: i32,
 }
 
-/// What an order write answers: the order, or why not.
-pub type OrderAnswer = Result<OrderDetails, ServiceError>;
+/// Where the fields of an order's lines are in the request that asked for it.
+#[derive(Debug, Clone, Copy)]
+enum Asked {
+    /// `POST /orders/`: `items[n].field`.
+    Order,
+    /// `POST /tickets/`: one line, its fields at the top.
+    Ticket,
+}
 
 impl Orders {
     pub fn new(
@@ -42,53 +49,149 @@ impl Orders {
         }
     }
 
-    /// Places an order all or nothing. `Err`: nothing was done (and nothing recorded for the
-    /// key); `Ok`: the answer, recorded with the key when there is one.
-    #[tracing::instrument(skip(self, fields, keyed), fields(event_id = %fields.event_id))]
+    /// Places an order all or nothing. With a `key`, the placed order is recorded on it in the
+    /// same transaction; a refusal records nothing.
+    #[tracing::instrument(skip(self, fields, key), fields(event_id = %fields.event_id))]
     pub async fn place(
         &self,
         user_id: Uuid,
         fields: OrderFields,
-        keyed: Option<KeyedWrite<'_, OrderDetails>>,
-    ) -> Result<OrderAnswer, ServiceError> {
-        let event_id = fields.event_id;
+        key: Option<&HeldKey>,
+    ) -> Result<OrderDetails, ServiceError> {
         let order = NewOrder::parse(fields, user_id, self.max_tickets_per_order, self.hold)?;
-        let recorder = Recorder::new(keyed.as_ref(), |outcome: &OrderOutcome| {
-            placed(outcome.clone(), event_id)
-        });
-        let record = recorder.as_ref().map(Recorder::record);
-        let outcome = match self.store.place_order(&order, record.as_ref()).await {
+        self.place_order(&order, key, Asked::Order).await
+    }
+
+    /// Reserves one ticket of `tier` (or of the first tier on sale): an order of one.
+    #[tracing::instrument(skip(self, key))]
+    pub async fn reserve_ticket(
+        &self,
+        user_id: Uuid,
+        event_id: Uuid,
+        tier: Option<Uuid>,
+        key: Option<&HeldKey>,
+    ) -> Result<OrderDetails, ServiceError> {
+        let order = NewOrder::one_ticket(user_id, event_id, tier, self.hold);
+        self.place_order(&order, key, Asked::Ticket).await
+    }
+
+    async fn place_order(
+        &self,
+        order: &NewOrder,
+        key: Option<&HeldKey>,
+        asked: Asked,
+    ) -> Result<OrderDetails, ServiceError> {
+        let outcome = match self.store.place_order(order, key).await {
+            // The event row was read, so the missing reference is the token's user.
             Err(StoreError::ForeignKeyViolation) => return Err(ServiceError::InvalidToken),
             other => other?,
         };
-        placed_or_refused(&self.search, &outcome).await;
-        Ok(placed(outcome, event_id))
+        match outcome {
+            OrderOutcome::Placed {
+                order,
+                event_sold_out,
+            } => {
+                metrics::counter!("nearbytix_reservations_total").increment(1);
+                // The buyer's next search on this server must not show the event.
+                if event_sold_out {
+                    self.search.catch_up().await;
+                }
+                Ok(*order)
+            }
+            OrderOutcome::Refused(refusal) => {
+                if matches!(refusal, OrderRefusal::NotEnough { .. }) {
+                    metrics::counter!("nearbytix_sold_out_total").increment(1);
+                }
+                Err(refused(refusal, order.event_id, asked))
+            }
+        }
     }
 
     /// Pays or cancels a reserved order whose hold has not passed (a cancellation puts every
-    /// seat back on sale at once); answers as [`Orders::place`] does.
-    #[tracing::instrument(skip(self, keyed))]
+    /// seat back on sale at once). With a `key`, the changed order is recorded on it.
+    #[tracing::instrument(skip(self, key))]
     pub async fn change(
         &self,
         user_id: Uuid,
         order_id: Uuid,
         action: OrderAction,
-        keyed: Option<KeyedWrite<'_, OrderDetails>>,
-    ) -> Result<OrderAnswer, ServiceError> {
-        let recorder = Recorder::new(keyed.as_ref(), |outcome: &OrderChange| {
-            changed(order_id, outcome.clone(), action)
-        });
-        let record = recorder.as_ref().map(Recorder::record);
-        let record = record.as_ref();
+        key: Option<&HeldKey>,
+    ) -> Result<OrderDetails, ServiceError> {
+        let change = self.change_order(user_id, order_id, action, key).await?;
+        let not_owner = match action {
+            OrderAction::Pay => Action::PayOrder,
+            OrderAction::Cancel => Action::CancelOrder,
+        };
+        changed(change, action, || ServiceError::NotOwner(not_owner))
+            .map_err(|refusal| refusal.unwrap_or(ServiceError::NotFound(Resource::Order, order_id)))
+    }
+
+    /// Pays or cancels a reserved ticket through its order, which must hold only that ticket;
+    /// answers the order (its one ticket is the one asked for).
+    #[tracing::instrument(skip(self, key))]
+    pub async fn change_ticket(
+        &self,
+        user_id: Uuid,
+        ticket_id: Uuid,
+        action: OrderAction,
+        key: Option<&HeldKey>,
+    ) -> Result<OrderDetails, ServiceError> {
+        let not_owner = match action {
+            OrderAction::Pay => Action::PayTicket,
+            OrderAction::Cancel => Action::CancelTicket,
+        };
+        let not_found = ServiceError::NotFound(Resource::Ticket, ticket_id);
+        let Some(of) = self.store.ticket_order(ticket_id).await? else {
+            return Err(self.as_stranger(user_id, not_found).await);
+        };
+        if of.user_id != user_id {
+            return Err(self
+                .as_stranger(user_id, ServiceError::NotOwner(not_owner))
+                .await);
+        }
+        if of.tickets > 1 {
+            return Err(ServiceError::PartOfOrder(of.order_id));
+        }
+        let change = self.change_order(user_id, of.order_id, action, key).await?;
+        changed(change, action, || ServiceError::NotOwner(not_owner))
+            .map_err(|refusal| refusal.unwrap_or(not_found))
+    }
+
+    async fn change_order(
+        &self,
+        user_id: Uuid,
+        order_id: Uuid,
+        action: OrderAction,
+        key: Option<&HeldKey>,
+    ) -> Result<OrderChange, ServiceError> {
         let change = self
             .store
-            .change_order(order_id, user_id, action, record)
+            .change_order(order_id, user_id, action, key)
             .await?;
-        refuse_deleted_user(&self.store, user_id, keyed.is_some(), &change).await?;
-        if let (OrderAction::Cancel, Change::Done(_)) = (action, &change) {
-            self.search.catch_up().await;
+        match (&change, action) {
+            // Refused as a stranger: a deleted account's token is refused as such.
+            (Change::NotFound | Change::NotOwner, _)
+                if !self.store.user_exists(user_id).await? =>
+            {
+                return Err(ServiceError::InvalidToken);
+            }
+            (Change::Done(_), OrderAction::Cancel) => {
+                // The seats are back: the buyer's next search on this server shows them.
+                self.search.catch_up().await;
+            }
+            _ => {}
         }
-        Ok(changed(order_id, change, action))
+        Ok(change)
+    }
+
+    /// `refusal` for a caller treated as a stranger (not found, not the owner), unless the
+    /// caller's account is gone: then its token is invalid (401).
+    async fn as_stranger(&self, user_id: Uuid, refusal: ServiceError) -> ServiceError {
+        match self.store.user_exists(user_id).await {
+            Ok(false) => ServiceError::InvalidToken,
+            Ok(true) => refusal,
+            Err(error) => error.into(),
+        }
     }
 
     pub async fn get(&self, user_id: Uuid, order_id: Uuid) -> Result<OrderDetails, ServiceError> {
@@ -99,6 +202,22 @@ impl Orders {
             .ok_or(ServiceError::NotFound(Resource::Order, order_id))?;
         if details.order.user_id != user_id {
             return Err(ServiceError::NotOwner(Action::ViewOrder));
+        }
+        Ok(details)
+    }
+
+    pub async fn ticket(
+        &self,
+        user_id: Uuid,
+        ticket_id: Uuid,
+    ) -> Result<TicketDetails, ServiceError> {
+        let details = self
+            .store
+            .find_ticket(ticket_id)
+            .await?
+            .ok_or(ServiceError::NotFound(Resource::Ticket, ticket_id))?;
+        if details.ticket.user_id != user_id {
+            return Err(ServiceError::NotOwner(Action::ViewTicket));
         }
         Ok(details)
     }
@@ -117,34 +236,68 @@ impl Orders {
         };
         Ok(self.store.user_orders(&filter).await?)
     }
-}
 
-fn placed(outcome: OrderOutcome, event_id: Uuid) -> OrderAnswer {
-    match outcome {
-        OrderOutcome::Placed { order, .. } => Ok(*order),
-        OrderOutcome::Refused(refusal) => Err(refused(refusal, event_id, |line, field| {
-            vec![
-                PathSegment::Field("items".into()),
-                PathSegment::Index(line),
-                PathSegment::Field(field.into()),
-            ]
-        })),
+    /// The caller's tickets, newest first; `status` filters on the effective status.
+    pub async fn tickets_of_user(
+        &self,
+        user_id: Uuid,
+        status: Option<TicketStatus>,
+        page: PageRequest,
+    ) -> Result<Page<TicketDetails>, ServiceError> {
+        let filter = BuyerFilter {
+            user_id,
+            status,
+            page,
+        };
+        Ok(self.store.user_tickets(&filter).await?)
     }
 }
 
-fn changed(order_id: Uuid, change: OrderChange, action: OrderAction) -> OrderAnswer {
-    let not_owner = match action {
-        OrderAction::Pay => Action::PayOrder,
-        OrderAction::Cancel => Action::CancelOrder,
+/// Why an order was refused, with each line's fields where `asked` put them.
+fn refused(refusal: OrderRefusal, event_id: Uuid, asked: Asked) -> ServiceError {
+    let line_path = |line: usize, field: &str| match asked {
+        Asked::Order => vec![
+            PathSegment::Field("items".into()),
+            PathSegment::Index(line),
+            PathSegment::Field(field.into()),
+        ],
+        Asked::Ticket => vec![PathSegment::Field(field.into())],
     };
+    let invalid = |line, field, message: String| {
+        let mut violations = Violations::new();
+        violations.push_at(line_path(line, field), message);
+        ServiceError::Invalid(violations)
+    };
+    match refusal {
+        OrderRefusal::EventNotFound => ServiceError::NotFound(Resource::Event, event_id),
+        OrderRefusal::EventStarted => ServiceError::EventStarted,
+        OrderRefusal::UnknownTier { line } => {
+            invalid(line, "tier_id", "is not a tier of this event".into())
+        }
+        OrderRefusal::OverTierLimit { line, max } => invalid(
+            line,
+            "quantity",
+            format!("at most {max} tickets of this tier per order"),
+        ),
+        OrderRefusal::SalesNotStarted { tier } => ServiceError::SalesNotStarted(tier),
+        OrderRefusal::SalesEnded { tier } => ServiceError::SalesEnded(tier),
+        OrderRefusal::NotEnough { short, left } => ServiceError::NotEnough { short, left },
+        OrderRefusal::PerPersonLimit { limit } => ServiceError::PerPersonLimit(limit),
+    }
+}
+
+/// The changed order, or why not (`None`: not found, which the caller names).
+fn changed(
+    change: OrderChange,
+    action: OrderAction,
+    not_owner: impl FnOnce() -> ServiceError,
+) -> Result<OrderDetails, Option<ServiceError>> {
     match change {
         Change::Done(details) => Ok(*details),
-        Change::NotFound | Change::PartOfOrder(_) => {
-            Err(ServiceError::NotFound(Resource::Order, order_id))
-        }
-        Change::NotOwner => Err(ServiceError::NotOwner(not_owner)),
-        Change::Expired if action == OrderAction::Pay => Err(ServiceError::HoldExpired),
-        Change::Expired => Err(ServiceError::NotReserved(TicketStatus::Expired)),
-        Change::NotReserved(status) => Err(ServiceError::NotReserved(status)),
+        Change::NotFound => Err(None),
+        Change::NotOwner => Err(Some(not_owner())),
+        Change::Expired if action == OrderAction::Pay => Err(Some(ServiceError::HoldExpired)),
+        Change::Expired => Err(Some(ServiceError::NotReserved(TicketStatus::Expired))),
+        Change::NotReserved(status) => Err(Some(ServiceError::NotReserved(status))),
     }
 }

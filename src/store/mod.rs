@@ -28,7 +28,7 @@ use uuid::Uuid;
 use crate::domain::{
     Event, EventDelete, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent, NewEvent,
     NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest, RadiusKm,
-    TicketChange, TicketDetails, TicketStatus, Tier, TierDraft, TierOutcome, User,
+    TicketDetails, TicketOrder, TicketStatus, Tier, TierDraft, TierOutcome, User, WriteOutcome,
 };
 
 pub use error::StoreError;
@@ -99,21 +99,11 @@ pub enum TierChange<'a> {
     Delete(Uuid),
 }
 
-/// What a ticket's or order's owner does to an order.
+/// What an order's owner does to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderAction {
     Pay,
     Cancel,
-}
-
-impl OrderAction {
-    /// The path segment that asks for it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderAction::Pay => "pay",
-            OrderAction::Cancel => "cancel",
-        }
-    }
 }
 
 /// One buyer's tickets or orders; `status` filters on the effective status.
@@ -186,21 +176,14 @@ pub struct EventChanges {
 pub enum IdempotencyClaim {
     /// The key is new (or its last holder died): the caller holds it and does the work.
     Claimed,
-    /// A request with this key already finished: its answer.
-    Completed(StoredAnswer),
+    /// A request with this key already succeeded: what it did.
+    Completed(WriteOutcome),
     /// A request with this key is still being processed.
     InProgress,
     /// The key was used for a different request.
     Mismatch,
     /// The user already holds as many keys as allowed.
     QuotaExceeded,
-}
-
-/// What a retry with the same key gets back: a status and a body, opaque to the store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredAnswer {
-    pub status: u16,
-    pub body: String,
 }
 
 /// How a request claims a key.
@@ -214,7 +197,11 @@ pub struct ClaimTerms {
     pub quota: u32,
 }
 
-/// A key this request holds.
+/// A key this request holds. A keyed write that succeeds records its [`WriteOutcome`] on the
+/// key inside the transaction that does the write, so a write that commits can always be
+/// replayed and one that does not leaves the key unanswered; recording fails with
+/// [`StoreError::ClaimLost`] (and the write rolls back, or, in a batch, is not made) when the key
+/// is no longer this request's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldKey {
     pub user_id: Uuid,
@@ -229,15 +216,6 @@ impl HeldKey {
             key: &self.key,
         }
     }
-}
-
-/// A keyed write's answer, recorded by the store in the transaction that does the write: a
-/// write that commits can always be replayed, one that does not leaves the key unanswered.
-/// Recording fails with [`StoreError::ClaimLost`] (and the write rolls back) when the key
-/// is no longer this request's.
-pub struct AnswerRecord<'a, O> {
-    pub held: &'a HeldKey,
-    pub answer: &'a (dyn Fn(&O) -> StoredAnswer + Send + Sync),
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -327,34 +305,29 @@ pub trait EventStore: Send + Sync {
 #[async_trait]
 pub trait TicketStore: Send + Sync {
     /// Places an order all or nothing: checks every rule of [`crate::domain::SaleState::plan`]
-    /// and takes the seats (event and tiers) in one transaction; reclaims the event's due
-    /// holds before answering that seats are short. With a `record`, the answer commits with
-    /// the outcome.
+    /// and takes the seats (event and tiers) in one transaction, together with whatever other
+    /// orders arrive at the same time; reclaims the event's due holds before answering that
+    /// seats are short. A placed order with a `key` records its outcome on it in that
+    /// transaction.
     async fn place_order(
         &self,
         order: &NewOrder,
-        record: Option<&AnswerRecord<'_, OrderOutcome>>,
+        key: Option<&HeldKey>,
     ) -> StoreResult<OrderOutcome>;
-    /// Pays or cancels the order of a reserved ticket of `user_id` (an order of that one
-    /// ticket) whose hold has not passed; a cancellation gives the seat back, atomically.
-    async fn change_ticket(
-        &self,
-        ticket_id: Uuid,
-        user_id: Uuid,
-        action: OrderAction,
-        record: Option<&AnswerRecord<'_, TicketChange>>,
-    ) -> StoreResult<TicketChange>;
+    /// The order a ticket belongs to, with its owner and size.
+    async fn ticket_order(&self, ticket_id: Uuid) -> StoreResult<Option<TicketOrder>>;
     async fn find_ticket(&self, id: Uuid) -> StoreResult<Option<TicketDetails>>;
     /// A user's tickets, newest first; `status` filters on the effective status.
     async fn user_tickets(&self, filter: &BuyerFilter) -> StoreResult<Page<TicketDetails>>;
     /// Pays or cancels a whole order of `user_id` (reserved, hold not passed): the order and
-    /// its tickets change together; a cancellation gives every seat back at once.
+    /// its tickets change together; a cancellation gives every seat back at once (through the
+    /// seat ledger). A done change with a `key` records its outcome on it in its transaction.
     async fn change_order(
         &self,
         order_id: Uuid,
         user_id: Uuid,
         action: OrderAction,
-        record: Option<&AnswerRecord<'_, OrderChange>>,
+        key: Option<&HeldKey>,
     ) -> StoreResult<OrderChange>;
     async fn find_order(&self, id: Uuid) -> StoreResult<Option<OrderDetails>>;
     /// A user's orders, newest first; `status` filters on the effective status.

@@ -7,7 +7,7 @@
 //! alone ([`SaleState::grant`]), all granted orders, lines and tickets inserted together, each
 //! counter updated once. The backends differ only in their statements ([`BatchStatements`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
@@ -16,23 +16,31 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::sql::{self, StoredTime};
-use super::{StoreError, StoreResult};
+use super::{HeldKey, StoreError, StoreResult};
 use crate::domain::{
     EventSummary, NewOrder, Order, OrderDetails, OrderOutcome, OrderPlan, OrderRefusal, SaleState,
-    Ticket, TicketDetails, TicketStatus, Tier, TierSummary, UserSummary,
+    Ticket, TicketDetails, TicketStatus, Tier, TierSummary, UserSummary, WriteOutcome,
 };
+
+/// An order to place, with the `Idempotency-Key` its request holds, if any: a placed keyed
+/// order records its outcome on the key in the batch's transaction.
+#[derive(Debug, Clone)]
+pub(super) struct OrderRequest {
+    pub order: NewOrder,
+    pub key: Option<HeldKey>,
+}
 
 /// An order waiting for its batch, and where its answer goes.
 pub(super) struct Pending {
-    pub order: NewOrder,
+    pub request: OrderRequest,
     reply: oneshot::Sender<StoreResult<OrderOutcome>>,
 }
 
 impl Pending {
     /// An order to queue, and the answer to wait for.
-    pub fn new(order: NewOrder) -> (Self, Answer) {
+    pub fn new(request: OrderRequest) -> (Self, Answer) {
         let (reply, answer) = oneshot::channel();
-        (Self { order, reply }, Answer(answer))
+        (Self { request, reply }, Answer(answer))
     }
 
     /// Whether the request gave up waiting (it was cut off by its timeout).
@@ -59,7 +67,7 @@ impl Answer {
 pub(super) trait BatchWriter {
     fn write(
         &self,
-        orders: &[&NewOrder],
+        orders: &[&OrderRequest],
     ) -> impl Future<Output = StoreResult<Vec<StoreResult<OrderOutcome>>>> + Send;
 }
 
@@ -71,7 +79,7 @@ pub(super) async fn place(writer: &impl BatchWriter, mut batch: Vec<Pending>) {
     if batch.is_empty() {
         return;
     }
-    let orders: Vec<&NewOrder> = batch.iter().map(|pending| &pending.order).collect();
+    let orders: Vec<&OrderRequest> = batch.iter().map(|pending| &pending.request).collect();
     let outcomes = match writer.write(&orders).await {
         Ok(outcomes) => outcomes,
         // The database is away: placing each order alone would only wait for it again.
@@ -149,14 +157,29 @@ pub(super) trait BatchStatements {
         now: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<u64>> + Send;
 
-    /// Inserts the placed orders, lines and tickets, and takes their seats from the events'
-    /// and tiers' counters.
+    /// The keys among `keys` whose claims still hold, kept so until the transaction ends (on
+    /// PostgreSQL their rows are locked, after the events', in key order).
+    fn hold_claims(
+        &self,
+        conn: &mut Self::Conn,
+        keys: &[&HeldKey],
+    ) -> impl Future<Output = StoreResult<HashSet<(Uuid, String)>>> + Send;
+
+    /// Inserts the placed orders, lines and tickets, takes their seats from the events' and
+    /// tiers' counters, and records the outcomes of the keyed ones on their (held) keys.
     fn insert(
         &self,
         conn: &mut Self::Conn,
         placed: &[&OrderDetails],
+        outcomes: &[KeyedOutcome<'_>],
         now: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
+/// A keyed order's outcome as recorded on its key (see [`sql::outcome_text`]).
+pub(super) struct KeyedOutcome<'a> {
+    pub key: &'a HeldKey,
+    pub outcome: String,
 }
 
 /// Orders placed in one transaction: an answer per order, and the sales it left with the event
@@ -167,25 +190,43 @@ pub(super) struct Written {
     pub sold_out: Vec<(Uuid, SaleState)>,
 }
 
-/// Places `orders` inside the caller's write transaction on `conn`. An order whose buyer is no
-/// longer registered fails alone (`ForeignKeyViolation`); the others are granted or refused as
-/// if each ran alone, in order. The due holds of events an order was short of seats for are
-/// released once, and the batch judged again.
+/// Places `requests` inside the caller's write transaction on `conn`. An order whose buyer is
+/// no longer registered fails alone (`ForeignKeyViolation`), as does a keyed one whose claim on
+/// its key was lost (`ClaimLost`); the others are granted or refused as if each ran alone, in
+/// order, and the placed keyed ones record their outcomes. The due holds of events an order was
+/// short of seats for are released once (through the seat ledger), and the batch judged again.
 pub(super) async fn write_orders<S: BatchStatements>(
     statements: &S,
     conn: &mut S::Conn,
-    orders: &[&NewOrder],
+    requests: &[&OrderRequest],
 ) -> StoreResult<Written> {
+    let orders: Vec<&NewOrder> = requests.iter().map(|request| &request.order).collect();
     let mut event_ids: Vec<Uuid> = orders.iter().map(|order| order.event_id).collect();
     event_ids.sort_unstable();
     event_ids.dedup();
+    let keys: Vec<&HeldKey> = requests
+        .iter()
+        .filter_map(|request| request.key.as_ref())
+        .collect();
+    let mut claims: Option<HashSet<(Uuid, String)>> = None;
     let mut released = false;
     loop {
         let (now, mut sales) = statements.read_sales(conn, &event_ids).await?;
+        // Key rows are locked after the events', as every writer does.
+        if claims.is_none() && !keys.is_empty() {
+            claims = Some(statements.hold_claims(conn, &keys).await?);
+        }
+        let claim_lost: Vec<bool> = requests
+            .iter()
+            .map(|request| match (&request.key, &claims) {
+                (Some(key), Some(held)) => !held.contains(&(key.user_id, key.key.clone())),
+                _ => false,
+            })
+            .collect();
         let buyers = statements
-            .read_buyers(conn, &buyers_wanted(orders, &sales), now)
+            .read_buyers(conn, &buyers_wanted(&orders, &sales), now)
             .await?;
-        let (grants, short) = grant_in_order(orders, &mut sales, &buyers, now);
+        let (grants, short) = grant_in_order(&orders, &claim_lost, &mut sales, &buyers, now);
         if !short.is_empty() && !released {
             released = true;
             if statements.release_due_holds(conn, &short, now).await? > 0 {
@@ -196,9 +237,10 @@ pub(super) async fn write_orders<S: BatchStatements>(
         for (order, grant) in orders.iter().zip(grants) {
             outcomes.push(match grant {
                 // The buyer's account is gone: the token names a deleted user.
-                None => Err(StoreError::ForeignKeyViolation),
-                Some(Err(refusal)) => Ok(OrderOutcome::Refused(refusal)),
-                Some(Ok(plan)) => {
+                Grant::BuyerGone => Err(StoreError::ForeignKeyViolation),
+                Grant::ClaimLost => Err(StoreError::ClaimLost),
+                Grant::Judged(Err(refusal)) => Ok(OrderOutcome::Refused(refusal)),
+                Grant::Judged(Ok(plan)) => {
                     let sale = &sales[&order.event_id];
                     let (buyer, _) = &buyers[&(order.user_id, order.event_id)];
                     let currency = sale.state.currency.clone();
@@ -211,15 +253,19 @@ pub(super) async fn write_orders<S: BatchStatements>(
                 }
             });
         }
-        let placed: Vec<&OrderDetails> = outcomes
-            .iter()
-            .filter_map(|outcome| match outcome {
-                Ok(OrderOutcome::Placed { order, .. }) => Some(order.as_ref()),
-                _ => None,
-            })
-            .collect();
+        let mut placed = Vec::new();
+        let mut recorded = Vec::new();
+        for (request, outcome) in requests.iter().zip(&outcomes) {
+            if let Ok(OrderOutcome::Placed { order, .. }) = outcome {
+                placed.push(order.as_ref());
+                if let Some(key) = &request.key {
+                    let outcome = sql::outcome_text(&WriteOutcome::Order(order.clone()))?;
+                    recorded.push(KeyedOutcome { key, outcome });
+                }
+            }
+        }
         if !placed.is_empty() {
-            statements.insert(conn, &placed, now).await?;
+            statements.insert(conn, &placed, &recorded, now).await?;
         }
         let sold_out = sales
             .into_iter()
@@ -232,11 +278,6 @@ pub(super) async fn write_orders<S: BatchStatements>(
             sold_out,
         });
     }
-}
-
-/// The answer to a batch of one.
-pub(super) fn only_outcome(outcomes: Vec<StoreResult<OrderOutcome>>) -> StoreResult<OrderOutcome> {
-    outcomes.into_iter().next().unwrap_or_else(unanswered)
 }
 
 fn unanswered() -> StoreResult<OrderOutcome> {
@@ -318,16 +359,23 @@ fn buyers_wanted(orders: &[&NewOrder], sales: &Sales) -> Vec<BuyerOf> {
         .collect()
 }
 
-/// A grant per order (`None`: its buyer is gone), and the events an order was short of seats
-/// for.
-type Grants = (Vec<Option<Result<OrderPlan, OrderRefusal>>>, Vec<Uuid>);
+/// What became of one order of a batch.
+enum Grant {
+    /// Its buyer is no longer registered.
+    BuyerGone,
+    /// Its request no longer holds its `Idempotency-Key`: not judged.
+    ClaimLost,
+    Judged(Result<OrderPlan, OrderRefusal>),
+}
 
+/// A grant per order, and the events an order was short of seats for.
 fn grant_in_order(
     orders: &[&NewOrder],
+    claim_lost: &[bool],
     sales: &mut Sales,
     buyers: &Buyers,
     now: DateTime<Utc>,
-) -> Grants {
+) -> (Vec<Grant>, Vec<Uuid>) {
     let mut held: HashMap<(Uuid, Uuid), i64> = buyers
         .iter()
         .map(|(key, (_, held))| (*key, *held))
@@ -335,16 +383,22 @@ fn grant_in_order(
     let mut short = Vec::new();
     let grants = orders
         .iter()
-        .map(|order| {
+        .zip(claim_lost)
+        .map(|(order, claim_lost)| {
+            if *claim_lost {
+                return Grant::ClaimLost;
+            }
             let Some(sale) = sales.get_mut(&order.event_id) else {
-                return Some(Err(OrderRefusal::EventNotFound));
+                return Grant::Judged(Err(OrderRefusal::EventNotFound));
             };
-            let buyer_held = held.get_mut(&(order.user_id, order.event_id))?;
+            let Some(buyer_held) = held.get_mut(&(order.user_id, order.event_id)) else {
+                return Grant::BuyerGone;
+            };
             let grant = sale.state.grant(buyer_held, &order.lines, now);
             if matches!(grant, Err(OrderRefusal::NotEnough { .. })) {
                 short.push(order.event_id);
             }
-            Some(grant)
+            Grant::Judged(grant)
         })
         .collect();
     short.sort_unstable();

@@ -16,18 +16,18 @@ use uuid::Uuid;
 
 use self::sold_out::SoldOut;
 use super::ledger;
-use super::order_batch::{self, Written};
+use super::order_batch::OrderRequest;
 use super::sql::{self, CredentialsRow};
 use super::{
-    AnswerRecord, Backend, BuyerFilter, ChangeCursor, ClaimTerms, EventChanges, EventFilter,
-    EventStore, HeldKey, IdempotencyClaim, IdempotencyStore, Infrastructure, NearbyQuery,
-    OrderAction, Page, PoolStats, Position, RequestKey, SearchableEvents, StoreError, StoreOptions,
-    StoreResult, TicketStore, TierChange, UserStore,
+    Backend, BuyerFilter, ChangeCursor, ClaimTerms, EventChanges, EventFilter, EventStore, HeldKey,
+    IdempotencyClaim, IdempotencyStore, Infrastructure, NearbyQuery, OrderAction, Page, PoolStats,
+    Position, RequestKey, SearchableEvents, StoreError, StoreOptions, StoreResult, TicketStore,
+    TierChange, UserStore,
 };
 use crate::domain::{
     Change, Event, EventDelete, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent,
     NewEvent, NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest, SeatsBack,
-    SeatsBackCause, TicketChange, TicketDetails, Tier, TierOutcome, User,
+    SeatsBackCause, TicketDetails, TicketOrder, Tier, TierOutcome, User, WriteOutcome,
 };
 
 type UserRow = sql::UserRow<DateTime<Utc>>;
@@ -299,19 +299,20 @@ async fn begin_write(
     Ok((tx, now))
 }
 
-/// Records the answer to `outcome` of a keyed write, and commits it with the work.
-async fn finish<O>(
+/// Records a keyed change's outcome with its work (a refused one records nothing), and commits.
+async fn finish(
     mut tx: Transaction<'static, Postgres>,
-    record: Option<&AnswerRecord<'_, O>>,
-    outcome: O,
-) -> StoreResult<O> {
-    if let Some(record) = record
-        && !sql::record_answer_on::<Postgres, O>(&mut tx, record, &outcome).await?
-    {
-        return Err(StoreError::ClaimLost);
+    key: Option<&HeldKey>,
+    change: OrderChange,
+) -> StoreResult<OrderChange> {
+    if let (Some(key), Change::Done(order)) = (key, &change) {
+        let outcome = WriteOutcome::Order(order.clone());
+        if !sql::record_outcome_on::<Postgres>(&mut tx, key, &outcome).await? {
+            return Err(StoreError::ClaimLost);
+        }
     }
     tx.commit().await?;
-    Ok(outcome)
+    Ok(change)
 }
 
 /// Orders with their items and tickets, read in two statements for any number of orders.
@@ -667,55 +668,25 @@ impl EventStore for PgStore {
 
 #[async_trait]
 impl TicketStore for PgStore {
-    #[tracing::instrument(skip(self, record), fields(event_id = %order.event_id))]
+    #[tracing::instrument(skip(self, key), fields(event_id = %order.event_id))]
     async fn place_order(
         &self,
         order: &NewOrder,
-        record: Option<&AnswerRecord<'_, OrderOutcome>>,
+        key: Option<&HeldKey>,
     ) -> StoreResult<OrderOutcome> {
-        if record.is_none() {
-            if let Some(refusal) = self.sold_out.answer(order) {
-                metrics::counter!("nearbytix_order_refusals_from_memory_total").increment(1);
-                return Ok(OrderOutcome::Refused(refusal));
-            }
-            return self.orders.place(order.clone()).await;
+        if let Some(refusal) = self.sold_out.answer(order) {
+            metrics::counter!("nearbytix_order_refusals_from_memory_total").increment(1);
+            return Ok(OrderOutcome::Refused(refusal));
         }
-        // A keyed order commits with its answer, so it takes a transaction of its own.
-        let mark = self.sold_out.mark();
-        let mut tx = begin(&self.pool).await?;
-        let statements = &batch::PgStatements;
-        let Written {
-            outcomes,
-            judged_at,
-            sold_out,
-        } = order_batch::write_orders(statements, &mut tx, &[order]).await?;
-        // Refused or not, the transaction commits: released holds stay released.
-        let outcome = finish(tx, record, order_batch::only_outcome(outcomes)?).await?;
-        self.sold_out
-            .learn(&self.pool, mark, judged_at, sold_out)
-            .await;
-        Ok(outcome)
+        let request = OrderRequest {
+            order: order.clone(),
+            key: key.cloned(),
+        };
+        self.orders.place(request).await
     }
 
-    /// Pays or cancels a ticket's order (of that one ticket) in one transaction; deadlines
-    /// are judged by the database clock under the order's row lock, so a payment and the
-    /// sweeper racing for one order cannot both win.
-    #[tracing::instrument(skip(self, record))]
-    async fn change_ticket(
-        &self,
-        ticket_id: Uuid,
-        user_id: Uuid,
-        action: OrderAction,
-        record: Option<&AnswerRecord<'_, TicketChange>>,
-    ) -> StoreResult<TicketChange> {
-        let (mut tx, now) = begin_write(&self.pool).await?;
-        let outcome =
-            sql::change_ticket_order::<Postgres>(&mut tx, ticket_id, user_id, action, now).await?;
-        let outcome = finish(tx, record, outcome).await?;
-        if let (OrderAction::Cancel, Change::Done(details)) = (action, &outcome) {
-            self.sold_out.forget(Some(details.ticket.event_id));
-        }
-        Ok(outcome)
+    async fn ticket_order(&self, ticket_id: Uuid) -> StoreResult<Option<TicketOrder>> {
+        fetch_optional!(&self.pool, sql::TICKET_ORDER, sql::ticket_order, ticket_id)
     }
 
     async fn find_ticket(&self, id: Uuid) -> StoreResult<Option<TicketDetails>> {
@@ -726,13 +697,13 @@ impl TicketStore for PgStore {
         fetch_tickets_page!(&self.pool, filter)
     }
 
-    #[tracing::instrument(skip(self, record))]
+    #[tracing::instrument(skip(self, key))]
     async fn change_order(
         &self,
         order_id: Uuid,
         user_id: Uuid,
         action: OrderAction,
-        record: Option<&AnswerRecord<'_, OrderChange>>,
+        key: Option<&HeldKey>,
     ) -> StoreResult<OrderChange> {
         let (mut tx, now) = begin_write(&self.pool).await?;
         let change = sql::change_order_on::<Postgres>(&mut tx, order_id, user_id, action, now);
@@ -752,7 +723,7 @@ impl TicketStore for PgStore {
                 }
             }
         };
-        let outcome = finish(tx, record, outcome).await?;
+        let outcome = finish(tx, key, outcome).await?;
         if let (OrderAction::Cancel, Change::Done(details)) = (action, &outcome) {
             self.sold_out.forget(Some(details.order.event_id));
         }
@@ -808,11 +779,11 @@ impl IdempotencyStore for PgStore {
                     WHERE user_id = $1 AND key <> $2
                       AND created_at > now() - interval '24 hours') < $6
              ON CONFLICT (user_id, key) DO UPDATE
-                SET request_hash = EXCLUDED.request_hash, response_status = NULL,
-                    response_body = NULL, created_at = now(), claim = EXCLUDED.claim,
+                SET request_hash = EXCLUDED.request_hash, outcome = NULL,
+                    created_at = now(), claim = EXCLUDED.claim,
                     lease_until = EXCLUDED.lease_until
                 WHERE idempotency_keys.created_at < now() - interval '24 hours'
-                   OR (idempotency_keys.response_status IS NULL
+                   OR (idempotency_keys.outcome IS NULL
                        AND idempotency_keys.request_hash = EXCLUDED.request_hash
                        AND coalesce(idempotency_keys.lease_until <= now(), true))
              RETURNING 1",

@@ -11,15 +11,15 @@ use uuid::Uuid;
 
 use super::ledger;
 use super::{
-    AnswerRecord, ChangeCursor, EventChanges, EventFilter, IdempotencyClaim, OrderAction,
-    SearchableEvents, StoreError, StoredAnswer, TierChange,
+    ChangeCursor, EventChanges, EventFilter, HeldKey, IdempotencyClaim, OrderAction,
+    SearchableEvents, StoreError, TierChange,
 };
 use crate::domain::event::MAX_TIERS;
 use crate::domain::{
     Change, Event, EventDraft, EventStats, EventSummary, EventUpdate, GeoPoint, NewUser, Order,
     OrderChange, OrderDetails, OrderRefusal, PlannedLine, SalesFigures, SeatsBack, SeatsBackCause,
-    Shortage, Ticket, TicketChange, TicketDetails, TicketStatus, Tier, TierDraft, TierOutcome,
-    TierSummary, User, UserSummary, Venue, VenueFields,
+    Shortage, Ticket, TicketDetails, TicketOrder, TicketStatus, Tier, TierDraft, TierOutcome,
+    TierSummary, User, UserSummary, Venue, VenueFields, WriteOutcome,
 };
 
 macro_rules! user_columns {
@@ -125,9 +125,6 @@ pub(super) const COUNT_TICKETS: &str = "SELECT count(*) FROM tickets t";
 pub(super) const TICKETS_ORDER: &str = " ORDER BY t.created_at DESC, t.id DESC";
 /// Whose order, in which status, and whether `$2` (now) is past its deadline.
 const ORDER_STATE: &str = "SELECT user_id, status, expires_at <= $2 FROM orders WHERE id = $1";
-/// Whose ticket, in which status, and whether `$2` (now) is past its deadline.
-pub(super) const TICKET_STATE: &str =
-    "SELECT user_id, status, expires_at <= $2 FROM tickets WHERE id = $1";
 /// An order (`o`) with its event's summary (`e`).
 macro_rules! order_columns {
     () => {
@@ -159,6 +156,17 @@ pub(super) const ORDER_TICKETS_ORDER: &str = " ORDER BY t.order_id, t.id";
 pub(super) const TICKET_ORDER: &str = "SELECT t.order_id, o.user_id,
         (SELECT count(*) FROM tickets n WHERE n.order_id = t.order_id) AS tickets
      FROM tickets t JOIN orders o ON o.id = t.order_id WHERE t.id = $1";
+
+/// A [`TICKET_ORDER`] row.
+pub(super) fn ticket_order(
+    (order_id, user_id, tickets): (Uuid, Uuid, i64),
+) -> Result<TicketOrder, StoreError> {
+    Ok(TicketOrder {
+        order_id,
+        user_id,
+        tickets,
+    })
+}
 /// `$1` order, `$2` status, `$3` now: the order's tickets take its new status.
 pub(super) const SET_ORDER_TICKETS_STATUS: &str = "UPDATE tickets SET status = $2, updated_at = $3,
          paid_at = CASE WHEN $2 = 'paid' THEN $3 ELSE paid_at END
@@ -205,16 +213,14 @@ pub(super) const SALE_TIERS: &str = concat!(
     tier_columns!(),
     " FROM ticket_tiers WHERE event_id = $1 ORDER BY position"
 );
-pub(super) const PEEK_KEY: &str = "SELECT request_hash,
-        CAST(response_status AS BIGINT) AS response_status, response_body, created_at, lease_until
+pub(super) const PEEK_KEY: &str = "SELECT request_hash, outcome, created_at, lease_until
      FROM idempotency_keys WHERE user_id = $1 AND key = $2";
-/// Records the answer of the request holding claim `$5`: no row when the claim was lost.
-const RECORD_ANSWER: &str = "UPDATE idempotency_keys
-     SET response_status = $3, response_body = $4, lease_until = NULL
-     WHERE user_id = $1 AND key = $2 AND claim = $5 AND response_status IS NULL
+/// Records the outcome of the request holding claim `$4`: no row when the claim was lost.
+const RECORD_OUTCOME: &str = "UPDATE idempotency_keys SET outcome = $3, lease_until = NULL
+     WHERE user_id = $1 AND key = $2 AND claim = $4 AND outcome IS NULL
      RETURNING user_id";
 pub(super) const RELEASE_IDEMPOTENCY_KEY: &str = "DELETE FROM idempotency_keys
-     WHERE user_id = $1 AND key = $2 AND claim = $3 AND response_status IS NULL";
+     WHERE user_id = $1 AND key = $2 AND claim = $3 AND outcome IS NULL";
 /// `$1` a time: the entries of the event change log and the seat ledger's record written
 /// before it.
 pub(super) const PURGE_CHANGE_LOGS: [&str; 2] = [
@@ -878,12 +884,18 @@ fn escape_like(text: &str) -> String {
     escaped
 }
 
-/// Records a keyed write's answer to `outcome` on its key, inside the write's transaction;
+/// A keyed write's outcome as the store records it.
+pub(super) fn outcome_text(outcome: &WriteOutcome) -> Result<String, StoreError> {
+    serde_json::to_string(outcome)
+        .map_err(|error| StoreError::Corrupt(format!("write outcome: {error}")))
+}
+
+/// Records a keyed write's `outcome` on the key it holds, inside the write's transaction;
 /// `false` when the key is no longer the request's (the caller rolls back).
-pub(super) async fn record_answer_on<DB: Dialect, O>(
+pub(super) async fn record_outcome_on<DB: Dialect>(
     conn: &mut DB::Connection,
-    record: &AnswerRecord<'_, O>,
-    outcome: &O,
+    held: &HeldKey,
+    outcome: &WriteOutcome,
 ) -> Result<bool, StoreError>
 where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
@@ -891,16 +903,12 @@ where
     for<'q> Uuid: Encode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'q> String: Encode<'q, DB> + Type<DB>,
-    for<'q> i32: Encode<'q, DB> + Type<DB>,
     for<'r> (Uuid,): FromRow<'r, DB::Row>,
 {
-    let StoredAnswer { status, body } = (record.answer)(outcome);
-    let held = record.held;
-    let recorded: Option<(Uuid,)> = sqlx::query_as(RECORD_ANSWER)
+    let recorded: Option<(Uuid,)> = sqlx::query_as(RECORD_OUTCOME)
         .bind(held.user_id)
         .bind(held.key.as_str())
-        .bind(i32::from(status))
-        .bind(body)
+        .bind(outcome_text(outcome)?)
         .bind(held.claim)
         .fetch_optional(&mut *conn)
         .await?;
@@ -914,8 +922,7 @@ pub(super) const KEY_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 #[derive(FromRow)]
 pub(super) struct KeyRow<T> {
     request_hash: String,
-    response_status: Option<i64>,
-    response_body: Option<String>,
+    outcome: Option<String>,
     created_at: T,
     lease_until: Option<T>,
 }
@@ -937,12 +944,10 @@ impl<T: StoredTime> KeyRow<T> {
         if row.request_hash != request_hash {
             return Ok(Some(IdempotencyClaim::Mismatch));
         }
-        let status = row.response_status.and_then(|s| u16::try_from(s).ok());
-        if let (Some(status), Some(body)) = (status, row.response_body) {
-            return Ok(Some(IdempotencyClaim::Completed(StoredAnswer {
-                status,
-                body,
-            })));
+        if let Some(outcome) = row.outcome {
+            let outcome = serde_json::from_str(&outcome)
+                .map_err(|error| StoreError::Corrupt(format!("write outcome: {error}")))?;
+            return Ok(Some(IdempotencyClaim::Completed(outcome)));
         }
         let leased = match row.lease_until {
             Some(lease_until) => lease_until.into_utc()? > now,
@@ -1139,52 +1144,6 @@ where
     }
     let refusal = change_refusal::<DB, OrderDetails>(conn, ORDER_STATE, order_id, user_id, now);
     Ok(Some(refusal.await?))
-}
-
-/// Pays or cancels the order of one ticket, inside the caller's transaction: the order and
-/// its ticket take the new status together, and a cancellation gives the seat back.
-pub(super) async fn change_ticket_order<DB: Dialect>(
-    conn: &mut DB::Connection,
-    ticket_id: Uuid,
-    user_id: Uuid,
-    action: OrderAction,
-    now: DateTime<Utc>,
-) -> Result<TicketChange, StoreError>
-where
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'r> (Uuid, Uuid, i64): FromRow<'r, DB::Row>,
-    for<'r> (Uuid,): FromRow<'r, DB::Row>,
-    for<'r> (Uuid, String, bool): FromRow<'r, DB::Row>,
-    for<'r> TicketRow<DB::Time>: FromRow<'r, DB::Row>,
-{
-    let order: Option<(Uuid, Uuid, i64)> = sqlx::query_as(TICKET_ORDER)
-        .bind(ticket_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let Some((order_id, owner, tickets)) = order else {
-        return Ok(TicketChange::NotFound);
-    };
-    if owner != user_id {
-        return Ok(TicketChange::NotOwner);
-    }
-    if tickets > 1 {
-        return Ok(TicketChange::PartOfOrder(order_id));
-    }
-    if !apply_order_action::<DB>(conn, order_id, user_id, action, now).await? {
-        return change_refusal::<DB, TicketDetails>(conn, TICKET_STATE, ticket_id, user_id, now)
-            .await;
-    }
-    let row: Option<TicketRow<DB::Time>> = sqlx::query_as(FIND_TICKET)
-        .bind(ticket_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(match row {
-        Some(row) => TicketChange::Done(Box::new(row.into_details()?)),
-        None => TicketChange::NotFound,
-    })
 }
 
 #[derive(FromRow)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -20,18 +20,19 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::ledger;
-use super::order_batch::{self, Pending};
+use super::order_batch::{OrderRequest, Pending};
 use super::sql::{self, CredentialsRow, Micros};
 use super::{
-    AnswerRecord, Backend, BuyerFilter, ChangeCursor, ClaimTerms, EventChanges, EventFilter,
-    EventStore, HeldKey, IdempotencyClaim, IdempotencyStore, Infrastructure, NearbyQuery,
-    OrderAction, Page, PoolStats, Position, RequestKey, SearchableEvents, StoreError, StoreOptions,
-    StoreResult, TicketStore, TierChange, UserStore,
+    Backend, BuyerFilter, ChangeCursor, ClaimTerms, EventChanges, EventFilter, EventStore, HeldKey,
+    IdempotencyClaim, IdempotencyStore, Infrastructure, NearbyQuery, OrderAction, Page, PoolStats,
+    Position, RequestKey, SearchableEvents, StoreError, StoreOptions, StoreResult, TicketStore,
+    TierChange, UserStore,
 };
 use crate::domain::{
-    Event, EventDelete, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent, NewEvent,
-    NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, OrderRefusal, PageRequest,
-    SeatsBack, SeatsBackCause, TicketChange, TicketDetails, Tier, TierOutcome, User,
+    Change, Event, EventDelete, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent,
+    NewEvent, NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, OrderRefusal,
+    PageRequest, SeatsBack, SeatsBackCause, TicketDetails, TicketOrder, Tier, TierOutcome, User,
+    WriteOutcome,
 };
 
 type UserRow = sql::UserRow<Micros>;
@@ -91,7 +92,8 @@ impl WriteTx {
             committed: Arc::clone(committed),
         };
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *tx).await?;
-        tx.now = Utc::now();
+        // Stored in microseconds: an answer made from it shows what a later read shows.
+        tx.now = Utc::now().trunc_subsecs(6);
         Ok(tx)
     }
 
@@ -123,20 +125,22 @@ impl WriteTx {
         self.end("ROLLBACK").await
     }
 
-    /// Records the answer to `outcome` (a keyed write) and commits it with the work.
-    async fn finish<O>(
+    /// Records a keyed change's outcome with its work (a refused one records nothing), and
+    /// commits.
+    async fn finish(
         mut self,
-        record: Option<&AnswerRecord<'_, O>>,
-        outcome: O,
-    ) -> StoreResult<O> {
-        if let Some(record) = record
-            && !sql::record_answer_on::<Sqlite, O>(&mut self, record, &outcome).await?
-        {
-            self.rollback().await?;
-            return Err(StoreError::ClaimLost);
+        key: Option<&HeldKey>,
+        change: OrderChange,
+    ) -> StoreResult<OrderChange> {
+        if let (Some(key), Change::Done(order)) = (key, &change) {
+            let outcome = WriteOutcome::Order(order.clone());
+            if !sql::record_outcome_on::<Sqlite>(&mut self, key, &outcome).await? {
+                self.rollback().await?;
+                return Err(StoreError::ClaimLost);
+            }
         }
         self.commit().await?;
-        Ok(outcome)
+        Ok(change)
     }
 }
 
@@ -220,10 +224,10 @@ impl SqliteStore {
         })
     }
 
-    /// Places an unkeyed order together with whatever other orders arrived at the same time
-    /// (see [`batch`]).
-    async fn place_batched(&self, order: &NewOrder) -> StoreResult<OrderOutcome> {
-        let (pending, answer) = Pending::new(order.clone());
+    /// Places an order together with whatever other orders arrived at the same time (see
+    /// [`batch`]).
+    async fn place_batched(&self, request: OrderRequest) -> StoreResult<OrderOutcome> {
+        let (pending, answer) = Pending::new(request);
         if self.orders.send(pending).await.is_err() {
             return Err(sqlx::Error::WorkerCrashed.into());
         }
@@ -775,47 +779,32 @@ impl EventStore for SqliteStore {
 
 #[async_trait]
 impl TicketStore for SqliteStore {
-    #[tracing::instrument(skip(self, record), fields(event_id = %order.event_id))]
+    #[tracing::instrument(skip(self, key), fields(event_id = %order.event_id))]
     async fn place_order(
         &self,
         order: &NewOrder,
-        record: Option<&AnswerRecord<'_, OrderOutcome>>,
+        key: Option<&HeldKey>,
     ) -> StoreResult<OrderOutcome> {
-        // A keyed order commits with its answer, so it takes a transaction of its own.
-        if record.is_some() {
-            let mut tx = self.begin_immediate().await?;
-            let statements = batch::SqliteStatements { now: tx.now() };
-            let written = order_batch::write_orders(&statements, &mut tx, &[order]).await?;
-            // Refused or not, the transaction commits: released holds stay released.
-            return tx
-                .finish(record, order_batch::only_outcome(written.outcomes)?)
-                .await;
-        }
-        let now = Utc::now();
         // "Sold out" may be answered early only where no rule on a named tier could come
         // first (an unknown tier or a per-order maximum is 422 even when nothing is left).
-        match self
-            .refusal_without_writing(order.event_id, now, !order.names_tiers())
-            .await?
-        {
-            Some(refusal) => Ok(OrderOutcome::Refused(refusal)),
-            None => self.place_batched(order).await,
+        let early = self.refusal_without_writing(order.event_id, Utc::now(), !order.names_tiers());
+        if let Some(refusal) = early.await? {
+            return Ok(OrderOutcome::Refused(refusal));
         }
+        let request = OrderRequest {
+            order: order.clone(),
+            key: key.cloned(),
+        };
+        self.place_batched(request).await
     }
 
-    #[tracing::instrument(skip(self, record))]
-    async fn change_ticket(
-        &self,
-        ticket_id: Uuid,
-        user_id: Uuid,
-        action: OrderAction,
-        record: Option<&AnswerRecord<'_, TicketChange>>,
-    ) -> StoreResult<TicketChange> {
-        let mut tx = self.begin_immediate().await?;
-        let now = tx.now();
-        let outcome =
-            sql::change_ticket_order::<Sqlite>(&mut tx, ticket_id, user_id, action, now).await?;
-        tx.finish(record, outcome).await
+    async fn ticket_order(&self, ticket_id: Uuid) -> StoreResult<Option<TicketOrder>> {
+        fetch_optional!(
+            &self.reader,
+            sql::TICKET_ORDER,
+            sql::ticket_order,
+            ticket_id
+        )
     }
 
     async fn find_ticket(&self, id: Uuid) -> StoreResult<Option<TicketDetails>> {
@@ -826,13 +815,13 @@ impl TicketStore for SqliteStore {
         fetch_tickets_page!(&self.reader, filter)
     }
 
-    #[tracing::instrument(skip(self, record))]
+    #[tracing::instrument(skip(self, key))]
     async fn change_order(
         &self,
         order_id: Uuid,
         user_id: Uuid,
         action: OrderAction,
-        record: Option<&AnswerRecord<'_, OrderChange>>,
+        key: Option<&HeldKey>,
     ) -> StoreResult<OrderChange> {
         let mut tx = self.begin_immediate().await?;
         let now = tx.now();
@@ -844,7 +833,7 @@ impl TicketStore for SqliteStore {
                 None => OrderChange::NotFound,
             },
         };
-        tx.finish(record, outcome).await
+        tx.finish(key, outcome).await
     }
 
     async fn find_order(&self, id: Uuid) -> StoreResult<Option<OrderDetails>> {

@@ -28,6 +28,8 @@ backend_tests!(
     a_cut_off_keyed_write_commits_nothing_and_its_retry_runs_once,
     a_key_claimed_by_a_dead_process_is_taken_over,
     sold_out_answers_take_no_lock,
+    a_flood_of_keyed_orders_leaves_health_and_other_reads_answered,
+    refused_keyed_writes_store_no_key,
 );
 
 async fn nul_characters_are_refused_not_stored(backend: Backend) {
@@ -624,4 +626,137 @@ async fn sqlite_made_read_only_answers_503_and_health_says_so() {
     let (_, stored) = app.get(&event_path, None).await;
     assert_ne!(stored["title"], "New");
     app.stop().await;
+}
+
+/// Hundreds of connections placing keyed orders (each its own `Idempotency-Key`, as
+/// payment-grade clients send) on one hot event: they share the order batches like unkeyed
+/// ones, so `/health` and another event's reads are answered throughout, never 503, and every
+/// placed order replays.
+async fn a_flood_of_keyed_orders_leaves_health_and_other_reads_answered(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let organiser = app.register_user(None).await;
+    let buyers = futures::future::join_all((0..16).map(|_| app.register_user(None))).await;
+    let hot = app
+        .create_event(&organiser.token, json!({"total_tickets": 1_000_000}))
+        .await;
+    let other = app.create_event(&organiser.token, json!({})).await;
+    let other_path = format!("/events/{}", other["id"].as_str().unwrap());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hot_body = json!({"event_id": hot["id"]});
+    let flood = (0..200).map(|connection| {
+        let (app, stop, body) = (&app, stop.clone(), &hot_body);
+        let buyer = &buyers[connection % buyers.len()];
+        async move {
+            let mut placed = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let key = uuid::Uuid::new_v4().to_string();
+                let response = app
+                    .client
+                    .post(app.url("/tickets/"))
+                    .bearer_auth(&buyer.token)
+                    .header("Idempotency-Key", &key)
+                    .json(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), StatusCode::CREATED);
+                placed.push((buyer, key, response.text().await.unwrap()));
+            }
+            placed
+        }
+    });
+    let watch = async {
+        let until = tokio::time::Instant::now() + Duration::from_secs(4);
+        let mut answered = 0;
+        while tokio::time::Instant::now() < until {
+            let health = app.get_unprefixed("/health").await.status();
+            assert_eq!(health, StatusCode::OK, "/health during the flood");
+            let (status, _) = app.get(&other_path, None).await;
+            assert_eq!(status, StatusCode::OK, "another event during the flood");
+            answered += 1;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        answered
+    };
+    let (placed, answered) = tokio::join!(futures::future::join_all(flood), watch);
+    let placed: Vec<_> = placed.into_iter().flatten().collect();
+    assert!(
+        answered > 0 && placed.len() > 200,
+        "{answered} reads, {} orders",
+        placed.len()
+    );
+    let sold = app.scalar("SELECT COUNT(*) FROM tickets").await;
+    assert_eq!(sold, placed.len() as i64, "one ticket per answered order");
+    // A sample of them replays byte for byte.
+    for (buyer, key, first) in placed.iter().step_by(placed.len() / 20) {
+        let replay = app
+            .client
+            .post(app.url("/tickets/"))
+            .bearer_auth(&buyer.token)
+            .header("Idempotency-Key", key)
+            .json(&json!({"event_id": hot["id"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(replay.headers()["idempotent-replayed"], "true");
+        assert_eq!(&replay.text().await.unwrap(), first);
+    }
+    app.assert_invariants().await;
+}
+
+/// A keyed write that is refused (422, 409, 404) leaves its key free: nothing is stored for
+/// it, and the same request with the same key runs again — and succeeds once it can.
+async fn refused_keyed_writes_store_no_key(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let buyer = app.register_user(None).await;
+    let event = app
+        .create_event(&buyer.token, json!({"total_tickets": 1}))
+        .await;
+    let keyed = |path: &str, key: &'static str, body: Value| {
+        app.client
+            .post(app.url(path))
+            .bearer_auth(&buyer.token)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    let unknown_tier = json!({"event_id": event["id"],
+        "items": [{"tier_id": uuid::Uuid::new_v4(), "quantity": 1}]});
+    for _ in 0..2 {
+        let refused = keyed("/orders/", "bad-tier", unknown_tier.clone())
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(!refused.headers().contains_key("idempotent-replayed"));
+    }
+    let unknown_ticket = format!("/tickets/{}/pay", uuid::Uuid::new_v4());
+    let refused = keyed(&unknown_ticket, "no-ticket", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM idempotency_keys").await, 0);
+
+    let first = keyed("/tickets/", "first", json!({"event_id": event["id"]}))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let sold_out = keyed("/tickets/", "second", json!({"event_id": event["id"]}))
+        .await
+        .unwrap();
+    assert_eq!(sold_out.status(), StatusCode::CONFLICT);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM idempotency_keys").await, 1);
+    let path = format!("/events/{}", event["id"].as_str().unwrap());
+    let (status, _) = app
+        .put(&path, Some(&buyer.token), json!({"total_tickets": 2}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let retry = keyed("/tickets/", "second", json!({"event_id": event["id"]}))
+        .await
+        .unwrap();
+    assert_eq!(
+        retry.status(),
+        StatusCode::CREATED,
+        "the refused key ran again"
+    );
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM idempotency_keys").await, 2);
 }

@@ -12,14 +12,14 @@ use futures::future::join_all;
 use nearbytix::domain::paging::PageLimits;
 use nearbytix::domain::{
     Change, Email, Event, EventDelete, EventDraft, EventFields, EventUpdate, GeoPoint, NewEvent,
-    NewOrder, NewUser, OrderDetails, OrderFields, OrderOutcome, OrderRefusal, PageRequest,
-    RadiusKm, Shortage, Ticket, TicketChange, TicketStatus, Tier, TierDraft, TierFields,
-    VenueFields, Violations,
+    NewOrder, NewUser, OrderChange, OrderDetails, OrderFields, OrderOutcome, OrderRefusal,
+    PageRequest, RadiusKm, Shortage, Ticket, TicketStatus, Tier, TierDraft, TierFields,
+    VenueFields, Violations, WriteOutcome,
 };
 use nearbytix::service::ReadModel;
 use nearbytix::store::{
-    AnswerRecord, ClaimTerms, DynStore, HeldKey, IdempotencyClaim, NearbyQuery, OrderAction,
-    RequestKey, StoreError, StoreOptions, StoredAnswer, TierChange,
+    ClaimTerms, DynStore, HeldKey, IdempotencyClaim, NearbyQuery, OrderAction, RequestKey,
+    StoreError, StoreOptions, TierChange,
 };
 use uuid::Uuid;
 
@@ -89,18 +89,12 @@ impl Fixture {
         reserve(self.store.clone(), user, event, hold).await
     }
 
-    async fn pay(&self, ticket: Uuid, user: Uuid) -> TicketChange {
-        let change = self
-            .store
-            .change_ticket(ticket, user, OrderAction::Pay, None);
-        change.await.expect("pay")
+    async fn pay(&self, ticket: Uuid, user: Uuid) -> OrderChange {
+        change_ticket(&self.store, ticket, user, OrderAction::Pay).await
     }
 
-    async fn cancel(&self, ticket: Uuid, user: Uuid) -> TicketChange {
-        let change = self
-            .store
-            .change_ticket(ticket, user, OrderAction::Cancel, None);
-        change.await.expect("cancel")
+    async fn cancel(&self, ticket: Uuid, user: Uuid) -> OrderChange {
+        change_ticket(&self.store, ticket, user, OrderAction::Cancel).await
     }
 
     async fn ticket(&self, id: Uuid) -> Ticket {
@@ -140,6 +134,20 @@ impl Fixture {
         assert_releases_recorded(self.backend, &self.database.url).await;
         self.store.close().await;
     }
+}
+
+/// Pays or cancels the order of `ticket`, as the ticket endpoints do.
+async fn change_ticket(
+    store: &DynStore,
+    ticket: Uuid,
+    user: Uuid,
+    action: OrderAction,
+) -> OrderChange {
+    let Some(of) = store.ticket_order(ticket).await.expect("ticket_order") else {
+        return Change::NotFound;
+    };
+    let change = store.change_order(of.order_id, user, action, None);
+    change.await.expect("change_order")
 }
 
 async fn reserve(store: DynStore, user: Uuid, event: Uuid, hold: Duration) -> OrderOutcome {
@@ -271,32 +279,32 @@ async fn pay_and_cancel_rules(backend: Backend) {
     let event = fx.event(other, 5, lagos()).await;
     let first = reserved(fx.reserve(buyer, event.id, LONG_HOLD).await);
 
-    assert_eq!(fx.pay(first.id, other).await, TicketChange::NotOwner);
+    assert_eq!(fx.pay(first.id, other).await, Change::NotOwner);
     let paid = match fx.pay(first.id, buyer).await {
-        TicketChange::Done(details) => details.ticket,
+        Change::Done(details) => details.tickets[0].ticket.clone(),
         refused => panic!("the owner pays a live hold: {refused:?}"),
     };
     assert_eq!(paid.status, TicketStatus::Paid);
     assert!(paid.paid_at.is_some(), "a paid ticket has paid_at");
-    let is_paid = TicketChange::NotReserved(TicketStatus::Paid);
+    let is_paid = Change::NotReserved(TicketStatus::Paid);
     assert_eq!(fx.pay(first.id, buyer).await, is_paid, "pay twice");
     assert_eq!(fx.cancel(first.id, buyer).await, is_paid, "cancel paid");
 
     let second = reserved(fx.reserve(buyer, event.id, LONG_HOLD).await);
     assert_eq!(fx.sold(event.id).await, 2);
-    assert_eq!(fx.cancel(second.id, other).await, TicketChange::NotOwner);
+    assert_eq!(fx.cancel(second.id, other).await, Change::NotOwner);
     let cancelled = fx.cancel(second.id, buyer).await;
     assert!(
-        matches!(&cancelled, TicketChange::Done(d) if d.ticket.status == TicketStatus::Cancelled),
+        matches!(&cancelled, Change::Done(d) if d.order.status == TicketStatus::Cancelled),
         "the owner cancels a live hold: {cancelled:?}"
     );
     assert_eq!(fx.sold(event.id).await, 1, "cancelling gives the seat back");
     let again = fx.cancel(second.id, buyer).await;
-    assert_eq!(again, TicketChange::NotReserved(TicketStatus::Cancelled));
+    assert_eq!(again, Change::NotReserved(TicketStatus::Cancelled));
 
     let unknown = Uuid::now_v7();
-    assert_eq!(fx.pay(unknown, buyer).await, TicketChange::NotFound);
-    assert_eq!(fx.cancel(unknown, buyer).await, TicketChange::NotFound);
+    assert_eq!(fx.pay(unknown, buyer).await, Change::NotFound);
+    assert_eq!(fx.cancel(unknown, buyer).await, Change::NotFound);
     fx.finish().await;
 }
 
@@ -312,7 +320,7 @@ async fn expiry_releases_seats(backend: Backend) {
         // Only on a machine so slow that the hold (begun after `started`) had passed.
         OrderOutcome::Placed { order: slow, .. } if started.elapsed() >= hold => {
             let freed = fx.cancel(slow.tickets[0].ticket.id, late).await;
-            assert!(matches!(freed, TicketChange::Done(_)), "{freed:?}");
+            assert!(matches!(freed, Change::Done(_)), "{freed:?}");
         }
         other => panic!("the only seat is held: {other:?}"),
     }
@@ -323,8 +331,8 @@ async fn expiry_releases_seats(backend: Backend) {
         matches!(again, OrderOutcome::Placed { .. }),
         "the reservation path reclaims due holds before answering sold out: {again:?}"
     );
-    assert_eq!(fx.pay(first.id, early).await, TicketChange::Expired);
-    assert_eq!(fx.cancel(first.id, early).await, TicketChange::Expired);
+    assert_eq!(fx.pay(first.id, early).await, Change::Expired);
+    assert_eq!(fx.cancel(first.id, early).await, Change::Expired);
     let stored = fx.ticket(first.id).await.status;
     assert_eq!(stored, TicketStatus::Expired, "stored as expired");
     let swept = fx.store.expire_due_tickets(100).await.expect("sweep");
@@ -363,8 +371,7 @@ async fn pay_versus_expiry_race(backend: Backend) {
         let at = begun + hold + Duration::from_millis(10 * (i % 9) as u64);
         tokio::spawn(async move {
             tokio::time::sleep_until(at - Duration::from_millis(40)).await;
-            let paying = store.change_ticket(id, owner, OrderAction::Pay, None);
-            paying.await.expect("pay")
+            change_ticket(&store, id, owner, OrderAction::Pay).await
         })
     });
     let joined = join_all(payments).await;
@@ -379,13 +386,13 @@ async fn pay_versus_expiry_race(backend: Backend) {
     for (ticket, outcome) in tickets.iter().zip(&outcomes) {
         let now = fx.ticket(ticket.id).await;
         match outcome {
-            TicketChange::Done(_) => {
+            Change::Done(_) => {
                 paid += 1;
                 assert_eq!(now.status, TicketStatus::Paid, "a won payment sticks");
                 let paid_at = now.paid_at.expect("paid_at");
                 assert!(paid_at < now.expires_at, "paid late: {paid_at}");
             }
-            TicketChange::Expired => {
+            Change::Expired => {
                 assert_eq!(now.status, TicketStatus::Expired, "stored by the sweeps");
                 assert_eq!(now.paid_at, None, "an expired ticket was never paid");
             }
@@ -424,7 +431,7 @@ async fn event_update_and_delete_outcomes(backend: Backend) {
     assert_eq!(fx.delete(event, creator).await, EventDelete::HasTickets);
     for ticket in [first.id, second.id] {
         let cancelled = fx.cancel(ticket, buyer).await;
-        assert!(matches!(cancelled, TicketChange::Done(_)), "{cancelled:?}");
+        assert!(matches!(cancelled, Change::Done(_)), "{cancelled:?}");
     }
     assert_eq!(fx.delete(event, creator).await, EventDelete::Deleted);
     assert_eq!(fx.store.find_event(event).await.expect("find_event"), None);
@@ -618,9 +625,7 @@ async fn the_read_model_follows_concurrent_writes_and_answers_as_the_database(ba
                     }
                     3 => {
                         if let Some(ticket) = tickets.pop() {
-                            let _ = store
-                                .change_ticket(ticket, buyer, OrderAction::Cancel, None)
-                                .await;
+                            change_ticket(&store, ticket, buyer, OrderAction::Cancel).await;
                         }
                     }
                     _ => {
@@ -706,17 +711,9 @@ async fn idempotency_claims(backend: Backend) {
     };
     let minute = Duration::from_secs(60);
     let claim = |user, key, hash| async move { claim_for(user, key, hash, minute, 1000).await.0 };
-    let answer = |outcome: &OrderOutcome| StoredAnswer {
-        status: 201,
-        body: format!("{}", matches!(outcome, OrderOutcome::Placed { .. })),
-    };
     let keyed_reserve = |held: HeldKey| async move {
         let order = NewOrder::one_ticket(held.user_id, event, None, LONG_HOLD);
-        let record = AnswerRecord {
-            held: &held,
-            answer: &answer,
-        };
-        store.place_order(&order, Some(&record)).await
+        store.place_order(&order, Some(&held)).await
     };
 
     // A claimed key answers "in progress" until its write records the answer with the work.
@@ -725,11 +722,10 @@ async fn idempotency_claims(backend: Backend) {
     assert_eq!(claim(user, "k1", "h1").await, InProgress);
     assert_eq!(claim(other, "k1", "h1").await, Claimed, "keys are per user");
     let outcome = keyed_reserve(held.clone()).await.expect("keyed reserve");
-    reserved(outcome);
-    let completed = IdempotencyClaim::Completed(StoredAnswer {
-        status: 201,
-        body: "true".into(),
-    });
+    let OrderOutcome::Placed { order: placed, .. } = outcome else {
+        panic!("reserved: {outcome:?}");
+    };
+    let completed = IdempotencyClaim::Completed(WriteOutcome::Order(placed));
     assert_eq!(claim(user, "k1", "h1").await, completed);
     assert_eq!(claim(user, "k1", "h2").await, Mismatch);
     store.release_key(&held).await.unwrap();
@@ -977,11 +973,12 @@ async fn whole_orders_are_paid_cancelled_or_expired(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(again, Change::NotReserved(TicketStatus::Paid));
-    // One ticket of a larger order is not paid or cancelled on its own.
+    // One ticket of a larger order names it, and how many tickets it holds.
     let one = paid.tickets[0].ticket.id;
+    let of = store.ticket_order(one).await.unwrap().unwrap();
     assert_eq!(
-        fx.cancel(one, buyer).await,
-        TicketChange::PartOfOrder(paid.order.id)
+        (of.order_id, of.user_id, of.tickets),
+        (paid.order.id, buyer, 4)
     );
 
     let cancelled = placed(order(store, buyer, event.id, &lines, LONG_HOLD).await);

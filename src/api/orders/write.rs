@@ -3,7 +3,6 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use chrono::Utc;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -12,16 +11,15 @@ use super::response::OrderResponse;
 use crate::api::current_user::BearerUserId;
 use crate::api::error::ApiError;
 use crate::api::extract::{Input, OwnerCommand, ValidJson};
-use crate::api::idempotency::{self, IdempotencyKey};
+use crate::api::idempotency::{self, IdempotencyKey, json_answer};
 use crate::api::schemas::ErrorBody;
 use crate::api::schemas::shared::{
     EventNotFound, Invalid, NotJson, NotYourOrder, OrderNotFound, OrderPath, RateLimited,
     Unauthenticated,
 };
 use crate::api::state::AppState;
-use crate::domain::{OrderDetails, OrderFields, Violations};
-use crate::service::{KeyedWrite, OrderAnswer};
-use crate::store::{HeldKey, OrderAction, StoredAnswer};
+use crate::domain::{OrderFields, Violations, WriteOutcome};
+use crate::store::{HeldKey, OrderAction};
 
 #[derive(Deserialize, ToSchema)]
 pub struct OrderItemRequest {
@@ -74,15 +72,20 @@ pub async fn place_order(
     state.reservation_limits.check(user_id)?;
     let fingerprint = order_fingerprint(&fields);
     let orders = &state.orders;
-    let place = |held: Option<HeldKey>| async move {
-        let answer = order_answer(StatusCode::CREATED);
-        let keyed = held.as_ref().map(|held| KeyedWrite {
-            held,
-            answer: &answer,
-        });
-        Ok(answer(orders.place(user_id, fields, keyed).await?))
+    let place = |key: Option<HeldKey>| async move {
+        let order = orders.place(user_id, fields, key.as_ref()).await?;
+        Ok(WriteOutcome::Order(Box::new(order)))
     };
-    idempotency::run(&state.idempotency, user_id, &headers, &fingerprint, place).await
+    let answer = order_answer(StatusCode::CREATED);
+    idempotency::run(
+        &state.idempotency,
+        user_id,
+        &headers,
+        &fingerprint,
+        place,
+        answer,
+    )
+    .await
 }
 
 /// What an order request is, for `Idempotency-Key`.
@@ -131,23 +134,40 @@ async fn change_order(command: OwnerCommand, action: OrderAction) -> Result<Resp
         headers,
     } = command;
     let orders = &state.orders;
-    let apply = |held: Option<HeldKey>| async move {
-        let answer = order_answer(StatusCode::OK);
-        let keyed = held.as_ref().map(|held| KeyedWrite {
-            held,
-            answer: &answer,
-        });
-        let answered = orders.change(user_id, order_id, action, keyed).await?;
-        Ok(answer(answered))
+    let apply = |key: Option<HeldKey>| async move {
+        let order = orders
+            .change(user_id, order_id, action, key.as_ref())
+            .await?;
+        Ok(WriteOutcome::Order(Box::new(order)))
     };
-    let fingerprint = format!("POST /orders/{order_id}/{}", action.as_str());
-    idempotency::run(&state.idempotency, user_id, &headers, &fingerprint, apply).await
+    let fingerprint = format!("POST /orders/{order_id}/{}", action_segment(action));
+    let answer = order_answer(StatusCode::OK);
+    idempotency::run(
+        &state.idempotency,
+        user_id,
+        &headers,
+        &fingerprint,
+        apply,
+        answer,
+    )
+    .await
 }
 
-/// How an order write answers: `success` with the order as it is now, or the refusal.
-fn order_answer(success: StatusCode) -> impl Fn(OrderAnswer) -> StoredAnswer + Send + Sync {
-    let now = Utc::now();
-    move |answer: Result<OrderDetails, _>| {
-        idempotency::answer(success, answer.map(|order| OrderResponse::new(order, now)))
+/// The path segment that asks for `action`.
+pub(crate) fn action_segment(action: OrderAction) -> &'static str {
+    match action {
+        OrderAction::Pay => "pay",
+        OrderAction::Cancel => "cancel",
+    }
+}
+
+/// How an order write answers, live and on replay: `success` with the order as the write left
+/// it, shown as of the write's own time.
+fn order_answer(success: StatusCode) -> impl Fn(&WriteOutcome) -> Result<Response, ApiError> {
+    move |outcome| match outcome {
+        WriteOutcome::Order(order) => {
+            let at = order.order.updated_at;
+            json_answer(success, &OrderResponse::new(order.as_ref().clone(), at))
+        }
     }
 }

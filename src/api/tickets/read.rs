@@ -15,7 +15,7 @@ use crate::api::schemas::PageInfo;
 use crate::api::schemas::shared::{
     Invalid, NotYourTicket, TicketNotFound, TicketPath, Unauthenticated,
 };
-use crate::service::Tickets;
+use crate::service::Orders;
 
 /// One of the caller's tickets.
 #[utoipa::path(
@@ -27,11 +27,11 @@ use crate::service::Tickets;
     )
 )]
 pub async fn get_ticket(
-    State(tickets): State<Arc<Tickets>>,
+    State(orders): State<Arc<Orders>>,
     CurrentUser(user): CurrentUser,
     PathId(ticket_id): PathId,
 ) -> Result<Json<TicketResponse>, ApiError> {
-    let details = tickets.get(user.id, ticket_id).await?;
+    let details = orders.ticket(user.id, ticket_id).await?;
     Ok(Json(TicketResponse::new(details, Utc::now())))
 }
 
@@ -45,12 +45,12 @@ pub async fn get_ticket(
     )
 )]
 pub async fn my_tickets(
-    State(tickets): State<Arc<Tickets>>,
+    State(orders): State<Arc<Orders>>,
     CurrentUser(user): CurrentUser,
     ValidQuery(status): ValidQuery<StatusQuery>,
     ValidQuery(page): ValidQuery<ListingPaging>,
 ) -> Result<Json<MyTicketsResponse>, ApiError> {
-    let found = tickets.of_user(user.id, status, page).await?;
+    let found = orders.tickets_of_user(user.id, status, page).await?;
     let now = Utc::now();
     let (tickets, page) = PageInfo::split(found, page, |ticket| MyTicketItem::new(ticket, now));
     Ok(Json(MyTicketsResponse { tickets, page }))

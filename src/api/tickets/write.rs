@@ -3,7 +3,6 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use chrono::Utc;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -12,16 +11,16 @@ use super::response::TicketResponse;
 use crate::api::current_user::BearerUserId;
 use crate::api::error::ApiError;
 use crate::api::extract::{Input, OwnerCommand, ValidJson};
-use crate::api::idempotency::{self, IdempotencyKey};
+use crate::api::idempotency::{self, IdempotencyKey, json_answer};
+use crate::api::orders::action_segment;
 use crate::api::schemas::ErrorBody;
 use crate::api::schemas::shared::{
     EventNotFound, Invalid, NotJson, NotYourTicket, RateLimited, TicketNotFound, TicketPath,
     Unauthenticated,
 };
 use crate::api::state::AppState;
-use crate::domain::Violations;
-use crate::service::{KeyedWrite, TicketAnswer};
-use crate::store::{HeldKey, OrderAction, StoredAnswer};
+use crate::domain::{Violations, WriteOutcome};
+use crate::store::{HeldKey, OrderAction};
 
 #[derive(Deserialize, ToSchema)]
 pub struct ReserveRequest {
@@ -56,22 +55,27 @@ pub async fn reserve_ticket(
     ValidJson((event_id, tier_id)): ValidJson<ReserveRequest>,
 ) -> Result<Response, ApiError> {
     state.reservation_limits.check(user_id)?;
-    let tickets = &state.tickets;
-    let reserve = |held: Option<HeldKey>| async move {
-        let answer = ticket_answer(StatusCode::CREATED);
-        let keyed = held.as_ref().map(|held| KeyedWrite {
-            held,
-            answer: &answer,
-        });
-        Ok(answer(
-            tickets.reserve(user_id, event_id, tier_id, keyed).await?,
-        ))
+    let orders = &state.orders;
+    let reserve = |key: Option<HeldKey>| async move {
+        let order = orders
+            .reserve_ticket(user_id, event_id, tier_id, key.as_ref())
+            .await?;
+        Ok(WriteOutcome::Order(Box::new(order)))
     };
     let fingerprint = match tier_id {
         None => format!("POST /tickets/ {event_id}"),
         Some(tier_id) => format!("POST /tickets/ {event_id} {tier_id}"),
     };
-    idempotency::run(&state.idempotency, user_id, &headers, &fingerprint, reserve).await
+    let answer = ticket_answer(StatusCode::CREATED);
+    idempotency::run(
+        &state.idempotency,
+        user_id,
+        &headers,
+        &fingerprint,
+        reserve,
+        answer,
+    )
+    .await
 }
 
 /// Pay for a reserved ticket (owner only) before its hold expires.
@@ -103,18 +107,23 @@ pub async fn cancel_ticket(command: OwnerCommand) -> Result<Response, ApiError> 
     change_ticket(command, OrderAction::Cancel).await
 }
 
-/// How a ticket write answers: `success` with the ticket as it is now, or the refusal.
-fn ticket_answer(success: StatusCode) -> impl Fn(TicketAnswer) -> StoredAnswer + Send + Sync {
-    let now = Utc::now();
-    move |answer| {
-        idempotency::answer(
-            success,
-            answer.map(|ticket| TicketResponse::new(ticket, now)),
-        )
+/// How a ticket write answers, live and on replay: `success` with the ticket of the order of
+/// one the write placed or changed, as the write left it, shown as of the write's own time.
+fn ticket_answer(success: StatusCode) -> impl Fn(&WriteOutcome) -> Result<Response, ApiError> {
+    move |outcome| match outcome {
+        WriteOutcome::Order(order) => {
+            let Some(ticket) = order.tickets.first() else {
+                let error = anyhow::anyhow!("an order of one ticket holds none");
+                return Err(ApiError::Internal(error));
+            };
+            let at = order.order.updated_at;
+            json_answer(success, &TicketResponse::new(ticket.clone(), at))
+        }
     }
 }
 
-/// Pays or cancels the ticket in the path, honouring `Idempotency-Key`.
+/// Pays or cancels the ticket in the path (through its order of one), honouring
+/// `Idempotency-Key`.
 async fn change_ticket(command: OwnerCommand, action: OrderAction) -> Result<Response, ApiError> {
     let OwnerCommand {
         state,
@@ -122,16 +131,22 @@ async fn change_ticket(command: OwnerCommand, action: OrderAction) -> Result<Res
         id: ticket_id,
         headers,
     } = command;
-    let tickets = &state.tickets;
-    let apply = |held: Option<HeldKey>| async move {
-        let answer = ticket_answer(StatusCode::OK);
-        let keyed = held.as_ref().map(|held| KeyedWrite {
-            held,
-            answer: &answer,
-        });
-        let answered = tickets.change(user_id, ticket_id, action, keyed).await?;
-        Ok(answer(answered))
+    let orders = &state.orders;
+    let apply = |key: Option<HeldKey>| async move {
+        let order = orders
+            .change_ticket(user_id, ticket_id, action, key.as_ref())
+            .await?;
+        Ok(WriteOutcome::Order(Box::new(order)))
     };
-    let fingerprint = format!("POST /tickets/{ticket_id}/{}", action.as_str());
-    idempotency::run(&state.idempotency, user_id, &headers, &fingerprint, apply).await
+    let fingerprint = format!("POST /tickets/{ticket_id}/{}", action_segment(action));
+    let answer = ticket_answer(StatusCode::OK);
+    idempotency::run(
+        &state.idempotency,
+        user_id,
+        &headers,
+        &fingerprint,
+        apply,
+        answer,
+    )
+    .await
 }

@@ -8,6 +8,7 @@
 //! one statement of `unnest`ed arrays. A lone order waits for no one. Across processes
 //! nothing changes: the row locks and the CHECK constraints keep the guarantee.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -19,11 +20,12 @@ use tokio::runtime::Runtime;
 use uuid::Uuid;
 
 use super::sold_out::SoldOut;
-use crate::domain::{NewOrder, OrderDetails, OrderOutcome};
+use crate::domain::{OrderDetails, OrderOutcome};
 use crate::store::order_batch::{
-    self, BatchStatements, BatchWriter, BuyerOf, Buyers, Columns, Pending, SaleRow, Sales,
+    self, BatchStatements, BatchWriter, BuyerOf, Buyers, Columns, KeyedOutcome, OrderRequest,
+    Pending, SaleRow, Sales,
 };
-use crate::store::{StoreError, StoreResult, ledger};
+use crate::store::{HeldKey, StoreError, StoreResult, ledger};
 
 /// Lanes per process: transactions of one process in flight at once for orders. A hot event
 /// has one lane; orders spread over many events share them.
@@ -91,10 +93,22 @@ const WRITE_ORDERS: &str = "WITH new_orders AS (
         UPDATE events e SET tickets_sold = e.tickets_sold + s.seats, updated_at = $1
         FROM unnest($21::uuid[], $22::int[]) AS s(id, seats)
         WHERE e.id = s.id
+    ), outcomes AS (
+        UPDATE idempotency_keys k SET outcome = o.outcome, lease_until = NULL
+        FROM unnest($25::uuid[], $26::text[], $27::text[]) AS o(user_id, key, outcome)
+        WHERE k.user_id = o.user_id AND k.key = o.key
     )
     UPDATE ticket_tiers tt SET sold = tt.sold + s.seats, updated_at = $1
     FROM unnest($23::uuid[], $24::int[]) AS s(id, seats)
     WHERE tt.id = s.id";
+
+/// `$1` users, `$2` keys, `$3` claims: the keys still held by those claims (unanswered), locked
+/// in key order until the batch commits, so that no retry can take one over meanwhile.
+const HOLD_CLAIMS: &str = "SELECT k.user_id, k.key FROM idempotency_keys k
+     JOIN unnest($1::uuid[], $2::text[], $3::uuid[]) AS c(user_id, key, claim)
+       ON k.user_id = c.user_id AND k.key = c.key AND k.claim = c.claim
+     WHERE k.outcome IS NULL
+     ORDER BY k.user_id, k.key FOR UPDATE OF k";
 
 #[derive(FromRow)]
 struct LockedSale {
@@ -157,10 +171,25 @@ impl BatchStatements for PgStatements {
         ledger::expire_due_holds::<Postgres>(conn, Some(event_ids), i64::MAX, now).await
     }
 
+    async fn hold_claims(
+        &self,
+        conn: &mut PgConnection,
+        keys: &[&HeldKey],
+    ) -> StoreResult<HashSet<(Uuid, String)>> {
+        let held: Vec<(Uuid, String)> = sqlx::query_as(HOLD_CLAIMS)
+            .bind(keys.iter().map(|key| key.user_id).collect::<Vec<_>>())
+            .bind(keys.iter().map(|key| key.key.as_str()).collect::<Vec<_>>())
+            .bind(keys.iter().map(|key| key.claim).collect::<Vec<_>>())
+            .fetch_all(&mut *conn)
+            .await?;
+        Ok(held.into_iter().collect())
+    }
+
     async fn insert(
         &self,
         conn: &mut PgConnection,
         placed: &[&OrderDetails],
+        outcomes: &[KeyedOutcome<'_>],
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
         let Columns {
@@ -203,6 +232,19 @@ impl BatchStatements for PgStatements {
             .bind(event_seats.values().copied().collect::<Vec<_>>())
             .bind(tier_seats.keys().copied().collect::<Vec<_>>())
             .bind(tier_seats.values().copied().collect::<Vec<_>>())
+            .bind(outcomes.iter().map(|o| o.key.user_id).collect::<Vec<_>>())
+            .bind(
+                outcomes
+                    .iter()
+                    .map(|o| o.key.key.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                outcomes
+                    .iter()
+                    .map(|o| o.outcome.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .execute(&mut *conn)
             .await?;
         Ok(())
@@ -285,10 +327,11 @@ impl Lanes {
 
     /// Places `order` in its lane's next transaction: at once when the lane is idle, else
     /// together with the orders that arrived while its transaction was in flight.
-    pub async fn place(self: &Arc<Self>, order: NewOrder) -> StoreResult<OrderOutcome> {
+    pub async fn place(self: &Arc<Self>, request: OrderRequest) -> StoreResult<OrderOutcome> {
         // Ids end in random bits (version 7 included).
-        let lane = usize::try_from(order.event_id.as_u128() % u128::from(LANES)).unwrap_or(0);
-        let (pending, answer) = Pending::new(order);
+        let event_id = request.order.event_id;
+        let lane = usize::try_from(event_id.as_u128() % u128::from(LANES)).unwrap_or(0);
+        let (pending, answer) = Pending::new(request);
         let lead = {
             let mut waiting = self.waiting(lane);
             match waiting.as_mut() {
@@ -359,7 +402,7 @@ impl Drop for LaneGuard<'_> {
 }
 
 impl BatchWriter for Writer {
-    async fn write(&self, orders: &[&NewOrder]) -> StoreResult<Vec<StoreResult<OrderOutcome>>> {
+    async fn write(&self, orders: &[&OrderRequest]) -> StoreResult<Vec<StoreResult<OrderOutcome>>> {
         let mark = self.sold_out.mark();
         let mut tx = super::begin(&self.pool).await?;
         let written = order_batch::write_orders(&PgStatements, &mut tx, orders).await?;

@@ -5,6 +5,7 @@
 //! therefore placed by one task in one transaction ([`order_batch::write_orders`]) with a
 //! handful of statements for the whole batch; a batch of one is the plain case.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -13,13 +14,13 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::{WriteTx, push_ids};
-use crate::domain::{NewOrder, OrderDetails, OrderOutcome};
+use crate::domain::{OrderDetails, OrderOutcome};
 use crate::store::order_batch::{
-    self, BatchStatements, BatchWriter, BuyerOf, Buyers, Columns, EventTierRow, Pending, SaleRow,
-    Sales,
+    self, BatchStatements, BatchWriter, BuyerOf, Buyers, Columns, EventTierRow, KeyedOutcome,
+    OrderRequest, Pending, SaleRow, Sales,
 };
 use crate::store::sql::Micros;
-use crate::store::{StoreResult, ledger};
+use crate::store::{HeldKey, StoreResult, ledger};
 
 /// Most orders written in one transaction.
 const MAX_BATCH: usize = 64;
@@ -49,7 +50,7 @@ struct Writer {
 }
 
 impl BatchWriter for Writer {
-    async fn write(&self, orders: &[&NewOrder]) -> StoreResult<Vec<StoreResult<OrderOutcome>>> {
+    async fn write(&self, orders: &[&OrderRequest]) -> StoreResult<Vec<StoreResult<OrderOutcome>>> {
         let mut tx = WriteTx::begin(&self.writer, &self.committed).await?;
         let statements = SqliteStatements { now: tx.now() };
         match order_batch::write_orders(&statements, &mut tx, orders).await {
@@ -131,10 +132,36 @@ impl BatchStatements for SqliteStatements {
         ledger::expire_due_holds::<Sqlite>(conn, Some(event_ids), i64::MAX, now).await
     }
 
+    async fn hold_claims(
+        &self,
+        conn: &mut SqliteConnection,
+        keys: &[&HeldKey],
+    ) -> StoreResult<HashSet<(Uuid, String)>> {
+        // The single writer keeps every other claim out until the batch commits.
+        let mut held = HashSet::new();
+        for rows in keys.chunks(ROWS_PER_INSERT) {
+            let mut query = QueryBuilder::<Sqlite>::new("WITH c(user_id, key, claim) AS (");
+            query.push_values(rows, |mut row, key| {
+                row.push_bind(key.user_id)
+                    .push_bind(key.key.clone())
+                    .push_bind(key.claim);
+            });
+            query.push(
+                ") SELECT k.user_id, k.key FROM idempotency_keys k JOIN c
+                   ON k.user_id = c.user_id AND k.key = c.key AND k.claim = c.claim
+                 WHERE k.outcome IS NULL",
+            );
+            let rows: Vec<(Uuid, String)> = query.build_query_as().fetch_all(&mut *conn).await?;
+            held.extend(rows);
+        }
+        Ok(held)
+    }
+
     async fn insert(
         &self,
         conn: &mut SqliteConnection,
         placed: &[&OrderDetails],
+        outcomes: &[KeyedOutcome<'_>],
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
         let columns = Columns::of(placed);
@@ -207,6 +234,17 @@ impl BatchStatements for SqliteStatements {
             query.push_bind(at);
             query.push(" WHERE id IN (SELECT id FROM taken)");
             query.build().execute(&mut *conn).await?;
+        }
+        for keyed in outcomes {
+            sqlx::query(
+                "UPDATE idempotency_keys SET outcome = ?3, lease_until = NULL
+                 WHERE user_id = ?1 AND key = ?2",
+            )
+            .bind(keyed.key.user_id)
+            .bind(keyed.key.key.as_str())
+            .bind(keyed.outcome.as_str())
+            .execute(&mut *conn)
+            .await?;
         }
         Ok(())
     }
