@@ -72,7 +72,8 @@ enum Scenario {
         #[arg(long, default_value_t = 256)]
         buyers: usize,
     },
-    /// One hot event, many buyers, until it is sold out.
+    /// One hot event, many buyers, until it is sold out (with `--keyed`: every reservation
+    /// carries an `Idempotency-Key` of its own, as payment-grade clients send).
     FlashSale {
         #[arg(long, default_value_t = 20_000)]
         tickets: i32,
@@ -80,6 +81,8 @@ enum Scenario {
         concurrency: usize,
         #[arg(long, default_value_t = 2_000)]
         users: usize,
+        #[arg(long)]
+        keyed: bool,
     },
     /// One hot event selling three tiers; orders of 1–4 tickets until it is sold out.
     Orders {
@@ -193,7 +196,8 @@ fn main() -> anyhow::Result<()> {
                 tickets,
                 concurrency,
                 users,
-            } => flash_sale(&bench, tickets, concurrency, users).await,
+                keyed,
+            } => flash_sale(&bench, tickets, concurrency, users, keyed).await,
             Scenario::Orders {
                 tickets,
                 concurrency,
@@ -805,14 +809,20 @@ async fn flash_sale(
     tickets: i32,
     concurrency: usize,
     users: usize,
+    keyed: bool,
 ) -> anyhow::Result<()> {
     let users = Arc::new(bench.users(users, false).await?);
     let event = bench
         .event(users[0].0, tickets, random_point(1, 0.1), 1)
         .await?;
     println!(
-        "flash sale: {tickets} tickets, {} buyers, {concurrency} connections",
-        users.len()
+        "flash sale: {tickets} tickets, {} buyers, {concurrency} connections{}",
+        users.len(),
+        if keyed {
+            ", every reservation keyed"
+        } else {
+            ""
+        }
     );
     bench.warm_up(concurrency).await;
     let sold_out = Arc::new(AtomicBool::new(false));
@@ -826,7 +836,10 @@ async fn flash_sale(
                 return None;
             }
             let (_, token) = &users[(worker * 7919 + iteration) % users.len()];
-            let request = reservation(&client, &base, token, event);
+            let mut request = reservation(&client, &base, token, event);
+            if keyed {
+                request = request.header("Idempotency-Key", Uuid::new_v4().to_string());
+            }
             let flag = flag.clone();
             Some(async move {
                 let status = status_of(request).await;

@@ -2,7 +2,8 @@
 //!
 //! Dependencies point one way: [`app`] (the composition root) → [`api`] (HTTP) → [`service`]
 //! (use cases) → [`store`] (SQL) → [`domain`] (types and rules, no I/O). [`auth`] (passwords,
-//! tokens), [`config`], [`expiry`] and [`telemetry`] are infrastructure used from above.
+//! tokens), [`config`] and [`telemetry`] are used from above and import nothing from store or
+//! service; [`expiry`] (the sweeper) runs beside the server over the store.
 
 pub mod api;
 pub mod app;

@@ -1,6 +1,7 @@
 //! HTTP: routes, extractors, request and response types, the OpenAPI document, and the one
 //! mapping from service errors and domain violations to status codes. Handlers parse input,
-//! call one service, and shape the answer; they never touch the store.
+//! call the services they need (one, but for "for you": the caller's location, then the
+//! search), and shape the answer; they never touch the store.
 
 mod auth;
 pub mod current_user;

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::geo::GeoPoint;
-use super::order::{Tier, TierDraft, TierFields};
 use super::text;
+use super::tier::{Tier, TierDraft, TierFields};
 use super::time::parse_timestamp;
 use super::validation::{PathSegment, Violations};
 

@@ -12,6 +12,7 @@ pub mod paging;
 pub mod seats;
 pub mod text;
 pub mod ticket;
+pub mod tier;
 pub mod time;
 pub mod user;
 pub mod validation;
@@ -22,15 +23,17 @@ pub use event::{
 };
 pub use geo::{GeoPoint, RadiusKm};
 pub use order::{
-    EventStats, NewOrder, Order, OrderChange, OrderDetails, OrderFields, OrderLine, OrderOutcome,
-    OrderPlan, OrderRefusal, PlannedLine, SaleState, SalesFigures, Shortage, Tier, TierChoice,
-    TierDraft, TierFields, TierOutcome, TierPatchFields, WriteOutcome,
+    NewOrder, Order, OrderChange, OrderDetails, OrderFields, OrderLine, OrderOutcome, OrderPlan,
+    OrderRefusal, PlannedLine, SaleState, Shortage, TierChoice, WriteOutcome,
 };
 pub use paging::PageRequest;
 pub use seats::{SeatsBack, SeatsBackCause};
 pub use ticket::{
     Change, EventSummary, Ticket, TicketDetails, TicketOrder, TicketStatus, TierSummary,
     UserSummary,
+};
+pub use tier::{
+    EventStats, SalesFigures, Tier, TierDraft, TierFields, TierOutcome, TierPatchFields,
 };
 pub use user::{Credentials, Email, NewUser, Password, Registration, RegistrationFields, User};
 pub use validation::{PathSegment, Violation, ViolationKind, Violations};

@@ -448,26 +448,10 @@ impl UserStore for PgStore {
 impl EventStore for PgStore {
     #[tracing::instrument(skip(self, event))]
     async fn insert_event(&self, creator_id: Uuid, event: &NewEvent) -> StoreResult<Event> {
-        let draft = &event.draft;
-        let (id, now) = (Uuid::now_v7(), Utc::now());
-        let mut tx = begin(&self.pool).await?;
-        let row: EventRow =
-            sql::bind_draft(sqlx::query_as(sql::INSERT_EVENT), id, creator_id, draft)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
-        for (position, tier) in (0i32..).zip(&event.tiers) {
-            sql::bind_tier(
-                sqlx::query(sql::INSERT_TIER).bind(Uuid::now_v7()).bind(id),
-                tier,
-            )
-            .bind(position)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let (mut tx, now) = begin_write(&self.pool).await?;
+        let inserted = sql::insert_event_on::<Postgres>(&mut tx, creator_id, event, now).await?;
         tx.commit().await?;
-        row.into_event()
+        Ok(inserted)
     }
 
     #[tracing::instrument(skip(self, change))]
@@ -478,10 +462,6 @@ impl EventStore for PgStore {
         change: TierChange<'_>,
     ) -> StoreResult<TierOutcome> {
         let (mut tx, now) = begin_write(&self.pool).await?;
-        // `sold` must count live tickets only when a tier is checked against it.
-        if !matches!(change, TierChange::Add(_)) {
-            ledger::expire_due_holds::<Postgres>(&mut tx, Some(&[event_id]), i64::MAX, now).await?;
-        }
         let outcome = sql::change_tier_on::<Postgres>(
             &mut tx,
             sql::EVENT_OWNER_AND_SEATS_FOR_UPDATE,

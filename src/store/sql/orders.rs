@@ -1,0 +1,490 @@
+//! Orders and tickets: their columns, statements and rows, a buyer's filter, how an order is
+//! paid or cancelled (a cancellation's seats go through the seat ledger), and the answers an
+//! order gets from a glance at its event.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
+use uuid::Uuid;
+
+use super::{Dialect, StoredTime, parse_status};
+use crate::domain::{
+    Change, EventSummary, Order, OrderChange, OrderDetails, OrderRefusal, PlannedLine, SeatsBack,
+    SeatsBackCause, Shortage, Ticket, TicketDetails, TicketOrder, TicketStatus, TierSummary,
+    UserSummary,
+};
+use crate::store::{OrderAction, StoreError, ledger};
+
+/// A ticket row (`t`) with its tier as its order recorded it (`oi`) and its user (`u`) and
+/// event (`e`) summaries, joined by `ticket_joins`.
+macro_rules! ticket_columns {
+    () => {
+        "t.id, t.user_id, t.event_id, t.order_id, t.tier_id, t.status, t.expires_at, t.paid_at, \
+         t.created_at, t.updated_at, oi.tier_name, oi.unit_price_minor AS tier_price_minor, \
+         u.name AS user_name, u.email AS user_email, e.title AS event_title, \
+         e.start_time AS event_start_time, e.end_time AS event_end_time, \
+         e.venue_name AS event_venue_name, e.city AS event_city, e.state AS event_state"
+    };
+}
+
+macro_rules! ticket_joins {
+    () => {
+        " JOIN order_items oi ON oi.order_id = t.order_id AND oi.tier_id = t.tier_id \
+          JOIN users u ON u.id = t.user_id JOIN events e ON e.id = t.event_id "
+    };
+}
+
+pub(in crate::store) const FIND_TICKET: &str = concat!(
+    "SELECT ",
+    ticket_columns!(),
+    " FROM tickets t",
+    ticket_joins!(),
+    "WHERE t.id = $1"
+);
+
+pub(in crate::store) const SELECT_TICKETS: &str = concat!(
+    "SELECT ",
+    ticket_columns!(),
+    ", count(*) OVER () AS total FROM tickets t",
+    ticket_joins!()
+);
+
+pub(in crate::store) const COUNT_TICKETS: &str = "SELECT count(*) FROM tickets t";
+
+pub(in crate::store) const TICKETS_ORDER: &str = " ORDER BY t.created_at DESC, t.id DESC";
+
+/// Whose order, in which status, and whether `$2` (now) is past its deadline.
+const ORDER_STATE: &str = "SELECT user_id, status, expires_at <= $2 FROM orders WHERE id = $1";
+
+/// An order (`o`) with its event's summary (`e`).
+macro_rules! order_columns {
+    () => {
+        "o.id, o.user_id, o.event_id, o.status, o.currency, o.total_minor, o.expires_at, \
+         o.paid_at, o.created_at, o.updated_at, e.title AS event_title, \
+         e.start_time AS event_start_time, e.end_time AS event_end_time, \
+         e.venue_name AS event_venue_name, e.city AS event_city, e.state AS event_state \
+         FROM orders o JOIN events e ON e.id = o.event_id"
+    };
+}
+
+pub(in crate::store) const FIND_ORDER: &str =
+    concat!("SELECT ", order_columns!(), " WHERE o.id = $1");
+
+pub(in crate::store) const SELECT_ORDERS: &str =
+    concat!("SELECT count(*) OVER () AS total, ", order_columns!());
+
+pub(in crate::store) const COUNT_ORDERS: &str = "SELECT count(*) FROM orders o";
+
+pub(in crate::store) const ORDERS_ORDER: &str = " ORDER BY o.created_at DESC, o.id DESC";
+
+/// The items of some orders (the caller appends the `order_id` condition).
+pub(in crate::store) const SELECT_ORDER_ITEMS: &str =
+    "SELECT order_id, tier_id, tier_name, quantity, unit_price_minor FROM order_items";
+
+pub(in crate::store) const ORDER_ITEMS_ORDER: &str = " ORDER BY order_id, line";
+
+/// The tickets of some orders (the caller appends the `t.order_id` condition).
+pub(in crate::store) const SELECT_ORDER_TICKETS: &str = concat!(
+    "SELECT ",
+    ticket_columns!(),
+    " FROM tickets t",
+    ticket_joins!()
+);
+
+pub(in crate::store) const ORDER_TICKETS_ORDER: &str = " ORDER BY t.order_id, t.id";
+
+/// `$1` ticket: its order, the order's owner and how many tickets the order holds.
+pub(in crate::store) const TICKET_ORDER: &str = "SELECT t.order_id, o.user_id,
+        (SELECT count(*) FROM tickets n WHERE n.order_id = t.order_id) AS tickets
+     FROM tickets t JOIN orders o ON o.id = t.order_id WHERE t.id = $1";
+
+/// A [`TICKET_ORDER`] row.
+pub(in crate::store) fn ticket_order(
+    (order_id, user_id, tickets): (Uuid, Uuid, i64),
+) -> Result<TicketOrder, StoreError> {
+    Ok(TicketOrder {
+        order_id,
+        user_id,
+        tickets,
+    })
+}
+
+/// `$1` order, `$2` status, `$3` now: the order's tickets take its new status.
+pub(in crate::store) const SET_ORDER_TICKETS_STATUS: &str =
+    "UPDATE tickets SET status = $2, updated_at = $3,
+         paid_at = CASE WHEN $2 = 'paid' THEN $3 ELSE paid_at END
+     WHERE order_id = $1";
+
+/// `$1` order: the seats it holds, per event and tier.
+const ORDER_SEATS: &str =
+    "SELECT event_id, tier_id, CAST(quantity AS BIGINT) FROM order_items WHERE order_id = $1";
+
+/// `$1` event, `$2` now: whether it started, is sold out, and has due holds to release.
+pub(in crate::store) const SALE_AT_A_GLANCE: &str =
+    "SELECT start_time <= $2, tickets_sold >= total_tickets,
+        EXISTS (SELECT 1 FROM orders
+                WHERE event_id = $1 AND status = 'reserved' AND expires_at <= $2)
+     FROM events WHERE id = $1";
+
+/// An order refused from [`SALE_AT_A_GLANCE`] alone, without a write or a lock: the event is
+/// missing, started, or (when `sold_out_answers`) sold out with no due hold to release. `None`
+/// when only the write path can tell (seats left, due holds, or a rule on a named tier that
+/// must come first).
+pub(in crate::store) fn refusal_at_a_glance(
+    state: Option<(bool, bool, bool)>,
+    sold_out_answers: bool,
+) -> Option<OrderRefusal> {
+    match state {
+        None => Some(OrderRefusal::EventNotFound),
+        Some((true, _, _)) => Some(OrderRefusal::EventStarted),
+        Some((false, true, false)) if sold_out_answers => Some(OrderRefusal::NotEnough {
+            short: Shortage::Event,
+            left: 0,
+        }),
+        Some(_) => None,
+    }
+}
+
+#[derive(FromRow)]
+pub(in crate::store) struct TicketRow<T> {
+    id: Uuid,
+    user_id: Uuid,
+    event_id: Uuid,
+    order_id: Uuid,
+    tier_id: Uuid,
+    tier_name: String,
+    tier_price_minor: i64,
+    status: String,
+    expires_at: T,
+    paid_at: Option<T>,
+    created_at: T,
+    updated_at: T,
+    user_name: String,
+    user_email: String,
+    event_title: String,
+    event_start_time: T,
+    event_end_time: T,
+    event_venue_name: String,
+    event_city: String,
+    event_state: String,
+}
+
+impl<T: StoredTime> TicketRow<T> {
+    pub(in crate::store) fn into_details(self) -> Result<TicketDetails, StoreError> {
+        Ok(TicketDetails {
+            ticket: Ticket {
+                id: self.id,
+                user_id: self.user_id,
+                event_id: self.event_id,
+                order_id: self.order_id,
+                status: parse_status(&self.status)?,
+                expires_at: self.expires_at.into_utc()?,
+                paid_at: self.paid_at.map(StoredTime::into_utc).transpose()?,
+                created_at: self.created_at.into_utc()?,
+                updated_at: self.updated_at.into_utc()?,
+            },
+            tier: TierSummary {
+                id: self.tier_id,
+                name: self.tier_name,
+                price_minor: self.tier_price_minor,
+            },
+            user: UserSummary {
+                id: self.user_id,
+                name: self.user_name,
+                email: self.user_email,
+            },
+            event: EventSummary {
+                id: self.event_id,
+                title: self.event_title,
+                start_time: self.event_start_time.into_utc()?,
+                end_time: self.event_end_time.into_utc()?,
+                venue_name: self.event_venue_name,
+                city: self.event_city,
+                state: self.event_state,
+            },
+        })
+    }
+}
+
+/// The `WHERE` clause of a buyer's tickets (`alias` `t`) or orders (`o`): theirs, in the
+/// effective `status` (a reserved hold past its deadline counts as expired).
+pub(in crate::store) fn push_buyer_filter<'a, DB: Dialect>(
+    builder: &mut QueryBuilder<'a, DB>,
+    alias: &str,
+    user_id: Uuid,
+    status: Option<TicketStatus>,
+    now: DateTime<Utc>,
+) where
+    Uuid: Encode<'a, DB> + Type<DB>,
+{
+    builder
+        .push(format!(" WHERE {alias}.user_id = "))
+        .push_bind(user_id);
+    let now = DB::Time::from(now);
+    match status {
+        None => {}
+        Some(TicketStatus::Reserved) => {
+            builder
+                .push(format!(
+                    " AND {alias}.status = 'reserved' AND {alias}.expires_at > "
+                ))
+                .push_bind(now);
+        }
+        Some(TicketStatus::Expired) => {
+            builder
+                .push(format!(
+                    " AND ({alias}.status = 'expired' OR ({alias}.status = 'reserved' AND {alias}.expires_at <= "
+                ))
+                .push_bind(now)
+                .push("))");
+        }
+        Some(TicketStatus::Paid) => {
+            builder.push(format!(" AND {alias}.status = 'paid'"));
+        }
+        Some(TicketStatus::Cancelled) => {
+            builder.push(format!(" AND {alias}.status = 'cancelled'"));
+        }
+    }
+}
+
+/// A page of [`super::BuyerFilter`]'s tickets, with the backend's `TicketRow` in scope.
+macro_rules! fetch_tickets_page {
+    ($pool:expr, $filter:expr) => {{
+        let (filter, now) = ($filter, chrono::Utc::now());
+        fetch_page!(
+            $pool,
+            sql::SELECT_TICKETS,
+            sql::COUNT_TICKETS,
+            |builder| sql::push_buyer_filter(builder, "t", filter.user_id, filter.status, now),
+            sql::TICKETS_ORDER,
+            filter.page,
+            TicketRow::into_details,
+        )
+    }};
+}
+
+/// A page of a buyer's order rows, with the backend's row type `OrderRow` in scope.
+macro_rules! fetch_orders_page {
+    ($pool:expr, $filter:expr) => {{
+        let (filter, now) = ($filter, chrono::Utc::now());
+        fetch_page!(
+            $pool,
+            sql::SELECT_ORDERS,
+            sql::COUNT_ORDERS,
+            |builder| sql::push_buyer_filter(builder, "o", filter.user_id, filter.status, now),
+            sql::ORDERS_ORDER,
+            filter.page,
+            |row: OrderRow| Ok(row),
+        )
+    }};
+}
+
+/// `$1` order, `$2` owner, `$3` now: the order's new status, while it is reserved and its hold
+/// has not passed; a row when it changed.
+fn order_action_statement(action: OrderAction) -> &'static str {
+    match action {
+        OrderAction::Pay => {
+            "UPDATE orders SET status = 'paid', paid_at = $3, updated_at = $3
+             WHERE id = $1 AND user_id = $2 AND status = 'reserved' AND expires_at > $3
+             RETURNING id"
+        }
+        OrderAction::Cancel => {
+            "UPDATE orders SET status = 'cancelled', updated_at = $3
+             WHERE id = $1 AND user_id = $2 AND status = 'reserved' AND expires_at > $3
+             RETURNING id"
+        }
+    }
+}
+
+/// Pays or cancels order `order_id` of `user_id` inside the caller's transaction: the order
+/// and all its tickets take the new status together, and a cancellation gives every seat
+/// back. `false` when the order was not changed (not theirs, not reserved, or past its hold).
+async fn apply_order_action<DB: Dialect>(
+    conn: &mut DB::Connection,
+    order_id: Uuid,
+    user_id: Uuid,
+    action: OrderAction,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'r> (Uuid,): FromRow<'r, DB::Row>,
+    for<'r> (Uuid, Uuid, i64): FromRow<'r, DB::Row>,
+{
+    let changed: Option<(Uuid,)> = sqlx::query_as(order_action_statement(action))
+        .bind(order_id)
+        .bind(user_id)
+        .bind(DB::Time::from(now))
+        .fetch_optional(&mut *conn)
+        .await?;
+    if changed.is_none() {
+        return Ok(false);
+    }
+    if action == OrderAction::Cancel {
+        let seats: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(ORDER_SEATS)
+            .bind(order_id)
+            .fetch_all(&mut *conn)
+            .await?;
+        let freed = seats
+            .into_iter()
+            .map(|(event_id, tier_id, seats)| SeatsBack {
+                event_id,
+                tier_id: Some(tier_id),
+                seats,
+            });
+        ledger::release::<DB>(conn, freed, SeatsBackCause::Cancelled, now).await?;
+    }
+    let status = match action {
+        OrderAction::Pay => TicketStatus::Paid,
+        OrderAction::Cancel => TicketStatus::Cancelled,
+    };
+    sqlx::query(SET_ORDER_TICKETS_STATUS)
+        .bind(order_id)
+        .bind(status.as_str())
+        .bind(DB::Time::from(now))
+        .execute(&mut *conn)
+        .await?;
+    Ok(true)
+}
+
+/// Why something was not changed, from its `(owner, status, past deadline)` as `state_sql`
+/// (`$1` id, `$2` now) reads it.
+async fn change_refusal<DB: Dialect, T>(
+    conn: &mut DB::Connection,
+    state_sql: &'static str,
+    id: Uuid,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Change<T>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'r> (Uuid, String, bool): FromRow<'r, DB::Row>,
+{
+    let state: Option<(Uuid, String, bool)> = sqlx::query_as(state_sql)
+        .bind(id)
+        .bind(DB::Time::from(now))
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some((owner, status, past_deadline)) = state else {
+        return Ok(Change::NotFound);
+    };
+    let status = parse_status(&status)?;
+    Ok(Change::refusal(owner, user_id, status, past_deadline))
+}
+
+/// Pays or cancels order `order_id` inside the caller's transaction; `None` when it changed
+/// (the caller reads the order back), else why not.
+pub(in crate::store) async fn change_order_on<DB: Dialect>(
+    conn: &mut DB::Connection,
+    order_id: Uuid,
+    user_id: Uuid,
+    action: OrderAction,
+    now: DateTime<Utc>,
+) -> Result<Option<OrderChange>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'r> (Uuid,): FromRow<'r, DB::Row>,
+    for<'r> (Uuid, Uuid, i64): FromRow<'r, DB::Row>,
+    for<'r> (Uuid, String, bool): FromRow<'r, DB::Row>,
+{
+    if apply_order_action::<DB>(conn, order_id, user_id, action, now).await? {
+        return Ok(None);
+    }
+    let refusal = change_refusal::<DB, OrderDetails>(conn, ORDER_STATE, order_id, user_id, now);
+    Ok(Some(refusal.await?))
+}
+
+#[derive(FromRow)]
+pub(in crate::store) struct OrderRow<T> {
+    id: Uuid,
+    user_id: Uuid,
+    event_id: Uuid,
+    status: String,
+    currency: String,
+    total_minor: i64,
+    expires_at: T,
+    paid_at: Option<T>,
+    created_at: T,
+    updated_at: T,
+    event_title: String,
+    event_start_time: T,
+    event_end_time: T,
+    event_venue_name: String,
+    event_city: String,
+    event_state: String,
+}
+
+impl<T> OrderRow<T> {
+    pub(in crate::store) fn id(&self) -> Uuid {
+        self.id
+    }
+}
+
+#[derive(FromRow)]
+pub(in crate::store) struct ItemRow {
+    order_id: Uuid,
+    tier_id: Uuid,
+    tier_name: String,
+    quantity: i32,
+    unit_price_minor: i64,
+}
+
+/// Orders with their items and tickets (each list ordered within its order).
+pub(in crate::store) fn assemble_orders<T: StoredTime>(
+    rows: Vec<OrderRow<T>>,
+    items: Vec<ItemRow>,
+    tickets: Vec<TicketRow<T>>,
+) -> Result<Vec<OrderDetails>, StoreError> {
+    let mut lines: HashMap<Uuid, Vec<PlannedLine>> = HashMap::new();
+    for item in items {
+        lines.entry(item.order_id).or_default().push(PlannedLine {
+            tier_id: item.tier_id,
+            tier_name: item.tier_name,
+            quantity: item.quantity,
+            unit_price_minor: item.unit_price_minor,
+        });
+    }
+    let mut held: HashMap<Uuid, Vec<TicketDetails>> = HashMap::new();
+    for ticket in tickets {
+        let ticket = ticket.into_details()?;
+        held.entry(ticket.ticket.order_id).or_default().push(ticket);
+    }
+    rows.into_iter()
+        .map(|row| {
+            Ok(OrderDetails {
+                lines: lines.remove(&row.id).unwrap_or_default(),
+                tickets: held.remove(&row.id).unwrap_or_default(),
+                order: Order {
+                    id: row.id,
+                    user_id: row.user_id,
+                    event_id: row.event_id,
+                    status: parse_status(&row.status)?,
+                    currency: row.currency,
+                    total_minor: row.total_minor,
+                    expires_at: row.expires_at.into_utc()?,
+                    paid_at: row.paid_at.map(StoredTime::into_utc).transpose()?,
+                    created_at: row.created_at.into_utc()?,
+                    updated_at: row.updated_at.into_utc()?,
+                },
+                event: EventSummary {
+                    id: row.event_id,
+                    title: row.event_title,
+                    start_time: row.event_start_time.into_utc()?,
+                    end_time: row.event_end_time.into_utc()?,
+                    venue_name: row.event_venue_name,
+                    city: row.event_city,
+                    state: row.event_state,
+                },
+            })
+        })
+        .collect()
+}
