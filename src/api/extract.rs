@@ -15,6 +15,7 @@ use super::current_user::BearerUserId;
 use super::error::{ApiError, FieldError, LocSegment, Source, field_errors};
 use super::state::AppState;
 use crate::domain::Violations;
+use crate::store::OrderAction;
 
 /// A request body or query type that checks itself into `Self::Valid`; violation paths are
 /// relative to the body or the query string.
@@ -255,6 +256,15 @@ where
 {
     Option::<T>::deserialize(deserializer).map(Some)
 }
+
+/// The path segment that asks for `action`.
+pub fn action_segment(action: OrderAction) -> &'static str {
+    match action {
+        OrderAction::Pay => "pay",
+        OrderAction::Cancel => "cancel",
+    }
+}
+
 
 #[cfg(test)]
 mod tests {

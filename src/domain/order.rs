@@ -11,6 +11,21 @@ use super::ticket::{Change, EventSummary, TicketDetails, TicketStatus};
 use super::tier::Tier;
 use super::validation::{PathSegment, Violations};
 
+/// Whether `tier` is on sale at `now`, by its sales window.
+fn sales_window(tier: &Tier, now: DateTime<Utc>) -> Result<(), OrderRefusal> {
+    if tier.sales_start.is_some_and(|start| now < start) {
+        return Err(OrderRefusal::SalesNotStarted {
+            tier: tier.name.clone(),
+        });
+    }
+    if tier.sales_end.is_some_and(|end| now >= end) {
+        return Err(OrderRefusal::SalesEnded {
+            tier: tier.name.clone(),
+        });
+    }
+    Ok(())
+}
+
 /// Which tier a line of an order takes its tickets from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TierChoice {
@@ -216,7 +231,7 @@ impl SaleState {
             chosen.push((tier, line.quantity));
         }
         for (tier, _) in &chosen {
-            tier.window(now)?;
+            sales_window(tier, now)?;
         }
         let tickets: i32 = chosen.iter().map(|(_, quantity)| quantity).sum();
         for (tier, quantity) in &chosen {
@@ -326,7 +341,7 @@ impl SaleState {
         let mut closed = None;
         let mut any_open = false;
         for tier in &self.tiers {
-            match tier.window(now) {
+            match sales_window(tier, now) {
                 Ok(()) if tier.quota_left().min(self.seats_left) >= 1 => return Ok(tier),
                 Ok(()) => any_open = true,
                 Err(refusal) => {

@@ -5,7 +5,6 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::order::OrderRefusal;
 use super::text;
 use super::time::parse_timestamp;
 use super::validation::{ViolationKind, Violations};
@@ -46,20 +45,6 @@ impl Tier {
     pub(super) fn quota_left(&self) -> i64 {
         self.quantity
             .map_or(i64::MAX, |quantity| i64::from(quantity - self.sold))
-    }
-
-    pub(super) fn window(&self, now: DateTime<Utc>) -> Result<(), OrderRefusal> {
-        if self.sales_start.is_some_and(|start| now < start) {
-            return Err(OrderRefusal::SalesNotStarted {
-                tier: self.name.clone(),
-            });
-        }
-        if self.sales_end.is_some_and(|end| now >= end) {
-            return Err(OrderRefusal::SalesEnded {
-                tier: self.name.clone(),
-            });
-        }
-        Ok(())
     }
 }
 

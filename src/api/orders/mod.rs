@@ -4,8 +4,6 @@ mod read;
 mod response;
 mod write;
 
-pub(crate) use write::action_segment;
-
 use axum::routing::post;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::response::OrderResponse;
 use crate::api::current_user::BearerUserId;
 use crate::api::error::ApiError;
-use crate::api::extract::{Input, OwnerCommand, ValidJson};
+use crate::api::extract::{Input, OwnerCommand, ValidJson, action_segment};
 use crate::api::idempotency::{self, IdempotencyKey, json_answer};
 use crate::api::schemas::ErrorBody;
 use crate::api::schemas::shared::{
@@ -151,14 +151,6 @@ async fn change_order(command: OwnerCommand, action: OrderAction) -> Result<Resp
         answer,
     )
     .await
-}
-
-/// The path segment that asks for `action`.
-pub(crate) fn action_segment(action: OrderAction) -> &'static str {
-    match action {
-        OrderAction::Pay => "pay",
-        OrderAction::Cancel => "cancel",
-    }
 }
 
 /// How an order write answers, live and on replay: `success` with the order as the write left

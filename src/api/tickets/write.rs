@@ -10,9 +10,8 @@ use uuid::Uuid;
 use super::response::TicketResponse;
 use crate::api::current_user::BearerUserId;
 use crate::api::error::ApiError;
-use crate::api::extract::{Input, OwnerCommand, ValidJson};
+use crate::api::extract::{Input, OwnerCommand, ValidJson, action_segment};
 use crate::api::idempotency::{self, IdempotencyKey, json_answer};
-use crate::api::orders::action_segment;
 use crate::api::schemas::ErrorBody;
 use crate::api::schemas::shared::{
     EventNotFound, Invalid, NotJson, NotYourTicket, RateLimited, TicketNotFound, TicketPath,
