@@ -6,3 +6,7 @@ ALTER TABLE idempotency_keys ADD COLUMN outcome text;
 UPDATE idempotency_keys SET request_hash = 'answered before migration 0009'
 WHERE response_status IS NOT NULL;
 ALTER TABLE idempotency_keys DROP COLUMN response_status, DROP COLUMN response_body;
+
+-- A claim counts the user's keys of the last 24 h against the quota: by user, not by scanning
+-- every recent key of every user.
+CREATE INDEX idempotency_keys_user_created_idx ON idempotency_keys (user_id, created_at);

@@ -182,7 +182,8 @@ impl From<ServiceError> for ApiError {
             | ServiceError::TotalBelowSold
             | ServiceError::EventHasTickets
             | ServiceError::NotReserved(_)
-            | ServiceError::IdempotencyKeyInProgress => ApiError::Conflict(detail),
+            | ServiceError::IdempotencyKeyInProgress
+            | ServiceError::IdempotencyKeyInUse => ApiError::Conflict(detail),
             ServiceError::HoldExpired => ApiError::Gone(detail),
             ServiceError::NoLocation => ApiError::BadRequest(detail),
             ServiceError::IdempotencyKeyReused => ApiError::idempotency_key(detail),

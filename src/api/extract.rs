@@ -265,7 +265,6 @@ pub fn action_segment(action: OrderAction) -> &'static str {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::error::ApiError;
 use crate::domain::WriteOutcome;
 use crate::service::{Idempotency, IdempotencyStart, ServiceError};
-use crate::store::HeldKey;
+use crate::store::KeyUse;
 
 pub const HEADER: &str = "idempotency-key";
 const MAX_KEY_CHARS: usize = 255;
@@ -51,28 +51,49 @@ fn parse_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
+/// How a write takes its `Idempotency-Key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyTaking {
+    /// A new key is claimed by the write, in its own transaction (an order placement, which
+    /// goes through the order batches): no round trip of its own. A key in use (a retry, a
+    /// quota reached) is then taken as [`KeyTaking::Before`] does.
+    InTheWrite,
+    /// The key is claimed before the write, which records its outcome on it.
+    Before,
+}
+
 /// Runs `write` once per (user, key) and answers with `render`. A retry with the key gets what
 /// the first request did, rendered by the same function (so byte for byte the same answer),
 /// marked `Idempotent-Replayed: true`.
 ///
-/// `write` gets the key it holds (if the request has one) and either succeeds, having recorded
-/// its outcome with the key in the transaction of its work, or fails having recorded nothing;
-/// then the key is released at once, so a retry runs the write again.
+/// `write` gets the key it holds or is to claim (if the request has one) and either succeeds,
+/// having recorded its outcome with the key in the transaction of its work, or fails having
+/// recorded nothing; then a key claimed before it is released at once, so a retry runs the
+/// write again.
 pub async fn run<F, Fut>(
     idempotency: &Idempotency,
     user_id: Uuid,
     headers: &HeaderMap,
     fingerprint: &str,
+    taking: KeyTaking,
     write: F,
     render: impl Fn(&WriteOutcome) -> Result<Response, ApiError>,
 ) -> Result<Response, ApiError>
 where
-    F: FnOnce(Option<HeldKey>) -> Fut,
+    F: Fn(Option<KeyUse>) -> Fut,
     Fut: Future<Output = Result<WriteOutcome, ServiceError>>,
 {
     let Some(key) = parse_key(headers)? else {
         return render(&write(None).await?);
     };
+    if taking == KeyTaking::InTheWrite {
+        let new = idempotency.new_key(user_id, &key, fingerprint);
+        match write(Some(KeyUse::New(new))).await {
+            // In use: the long way below (replay, wait, take over, or refuse).
+            Err(ServiceError::IdempotencyKeyInUse) => {}
+            written => return render(&written?),
+        }
+    }
     let held = match idempotency.start(user_id, &key, fingerprint).await? {
         IdempotencyStart::Replay(outcome) => {
             let mut response = render(&outcome)?;
@@ -83,7 +104,7 @@ where
         }
         IdempotencyStart::Run(held) => held,
     };
-    match write(Some(held.clone())).await {
+    match write(Some(KeyUse::Held(held.clone()))).await {
         Ok(outcome) => render(&outcome),
         Err(error) => {
             if let Err(release) = idempotency.release(&held).await {

@@ -112,6 +112,10 @@ pub enum ServiceError {
     IdempotencyKeyReused,
     #[error("A request with this Idempotency-Key is still being processed")]
     IdempotencyKeyInProgress,
+    /// A write that was to claim a new key in its own transaction found the key in use and did
+    /// nothing: the caller claims the key the long way and writes again.
+    #[error("A request with this Idempotency-Key is still being processed")]
+    IdempotencyKeyInUse,
     #[error("Too many Idempotency-Keys used in the last 24 hours")]
     TooManyIdempotencyKeys,
     /// Too much of this kind of work is in flight: the client may retry after `retry_after`.
@@ -146,6 +150,7 @@ impl From<StoreError> for ServiceError {
         match error {
             StoreError::Unavailable(_) => ServiceError::Unavailable(error),
             StoreError::ClaimLost => ServiceError::IdempotencyKeyInProgress,
+            StoreError::KeyInUse => ServiceError::IdempotencyKeyInUse,
             other => ServiceError::Internal(other.into()),
         }
     }

@@ -11,7 +11,9 @@ use uuid::Uuid;
 
 use super::ServiceError;
 use crate::domain::WriteOutcome;
-use crate::store::{ClaimTerms, DynStore, HeldKey, IdempotencyClaim, RequestKey, StoreError};
+use crate::store::{
+    ClaimTerms, DynStore, HeldKey, IdempotencyClaim, NewKey, RequestKey, StoreError,
+};
 
 /// How much longer than a request may run its claim on a key is held: a request is cut off at
 /// the request timeout (its transaction rolled back), so an older unanswered claim was abandoned.
@@ -113,6 +115,22 @@ impl Idempotency {
             // The key's user is gone: the token names a deleted account.
             Err(StoreError::ForeignKeyViolation) => Err(ServiceError::InvalidToken),
             other => Ok(other?),
+        }
+    }
+
+    /// `key` for `fingerprint`, to be claimed by the write itself, in its own transaction (see
+    /// [`KeyUse::New`]); should it be in use, the write does nothing and [`Idempotency::start`]
+    /// takes the long way.
+    pub fn new_key(&self, user_id: Uuid, key: &str, fingerprint: &str) -> NewKey {
+        NewKey {
+            held: HeldKey {
+                user_id,
+                key: key.to_owned(),
+                claim: Uuid::new_v4(),
+            },
+            request_hash: fingerprint.to_owned(),
+            lease: self.lease,
+            quota: self.keys_per_user,
         }
     }
 

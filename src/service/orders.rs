@@ -12,7 +12,7 @@ use crate::domain::{
     Change, NewOrder, OrderChange, OrderDetails, OrderFields, OrderOutcome, OrderRefusal,
     PageRequest, PathSegment, TicketDetails, TicketStatus, Violations,
 };
-use crate::store::{BuyerFilter, DynStore, HeldKey, OrderAction, Page, StoreError};
+use crate::store::{BuyerFilter, DynStore, HeldKey, KeyUse, OrderAction, Page, StoreError};
 
 pub struct Orders {
     store: DynStore,
@@ -56,7 +56,7 @@ impl Orders {
         &self,
         user_id: Uuid,
         fields: OrderFields,
-        key: Option<&HeldKey>,
+        key: Option<&KeyUse>,
     ) -> Result<OrderDetails, ServiceError> {
         let order = NewOrder::parse(fields, user_id, self.max_tickets_per_order, self.hold)?;
         self.place_order(&order, key, Asked::Order).await
@@ -69,7 +69,7 @@ impl Orders {
         user_id: Uuid,
         event_id: Uuid,
         tier: Option<Uuid>,
-        key: Option<&HeldKey>,
+        key: Option<&KeyUse>,
     ) -> Result<OrderDetails, ServiceError> {
         let order = NewOrder::one_ticket(user_id, event_id, tier, self.hold);
         self.place_order(&order, key, Asked::Ticket).await
@@ -78,7 +78,7 @@ impl Orders {
     async fn place_order(
         &self,
         order: &NewOrder,
-        key: Option<&HeldKey>,
+        key: Option<&KeyUse>,
         asked: Asked,
     ) -> Result<OrderDetails, ServiceError> {
         let outcome = match self.store.place_order(order, key).await {

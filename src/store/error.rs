@@ -17,6 +17,10 @@ pub enum StoreError {
     /// rolled back, and the request now holding the key answers it.
     #[error("the idempotency key is held by another request")]
     ClaimLost,
+    /// A write that was to claim a new `Idempotency-Key` found it in use (or the user's quota
+    /// reached): nothing was done; the key must be claimed the long way.
+    #[error("the idempotency key is in use")]
+    KeyInUse,
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
 }

@@ -209,6 +209,36 @@ pub struct HeldKey {
     pub claim: Uuid,
 }
 
+/// How a keyed order holds its `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyUse {
+    /// Claimed beforehand ([`IdempotencyStore::claim_key`]).
+    Held(HeldKey),
+    /// Not claimed yet: the order's own transaction claims it, unless the key is in use
+    /// (known, or past the user's quota), when the order fails with [`StoreError::KeyInUse`]
+    /// having done nothing. A new key so costs no round trip of its own.
+    New(NewKey),
+}
+
+impl KeyUse {
+    pub fn held(&self) -> &HeldKey {
+        match self {
+            KeyUse::Held(held) => held,
+            KeyUse::New(new) => &new.held,
+        }
+    }
+}
+
+/// A key to claim inside a write's transaction, on the terms [`IdempotencyStore::claim_key`]
+/// would claim it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewKey {
+    pub held: HeldKey,
+    pub request_hash: String,
+    pub lease: Duration,
+    pub quota: u32,
+}
+
 impl HeldKey {
     pub fn request_key(&self) -> RequestKey<'_> {
         RequestKey {
@@ -308,11 +338,12 @@ pub trait TicketStore: Send + Sync {
     /// and takes the seats (event and tiers) in one transaction, together with whatever other
     /// orders arrive at the same time; reclaims the event's due holds before answering that
     /// seats are short. A placed order with a `key` records its outcome on it in that
-    /// transaction.
+    /// transaction (a [`KeyUse::New`] key is claimed there too, and freed again when the order
+    /// is refused).
     async fn place_order(
         &self,
         order: &NewOrder,
-        key: Option<&HeldKey>,
+        key: Option<&KeyUse>,
     ) -> StoreResult<OrderOutcome>;
     /// The order a ticket belongs to, with its owner and size.
     async fn ticket_order(&self, ticket_id: Uuid) -> StoreResult<Option<TicketOrder>>;

@@ -16,18 +16,18 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::sql::{self, StoredTime};
-use super::{HeldKey, StoreError, StoreResult};
+use super::{HeldKey, KeyUse, NewKey, StoreError, StoreResult};
 use crate::domain::{
     EventSummary, NewOrder, Order, OrderDetails, OrderOutcome, OrderPlan, OrderRefusal, SaleState,
     Ticket, TicketDetails, TicketStatus, Tier, TierSummary, UserSummary, WriteOutcome,
 };
 
-/// An order to place, with the `Idempotency-Key` its request holds, if any: a placed keyed
-/// order records its outcome on the key in the batch's transaction.
+/// An order to place, with the `Idempotency-Key` its request holds or is to claim, if any: a
+/// placed keyed order records its outcome on the key in the batch's transaction.
 #[derive(Debug, Clone)]
 pub(super) struct OrderRequest {
     pub order: NewOrder,
-    pub key: Option<HeldKey>,
+    pub key: Option<KeyUse>,
 }
 
 /// An order waiting for its batch, and where its answer goes.
@@ -165,6 +165,22 @@ pub(super) trait BatchStatements {
         keys: &[&HeldKey],
     ) -> impl Future<Output = StoreResult<HashSet<(Uuid, String)>>> + Send;
 
+    /// Claims the keys among `keys` that no one has used and that fit their users' quotas (in
+    /// key order, after the events' rows); the ones it claimed.
+    fn claim_new_keys(
+        &self,
+        conn: &mut Self::Conn,
+        keys: &[&NewKey],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<HashSet<(Uuid, String)>>> + Send;
+
+    /// Frees keys this transaction claimed for orders it did not place.
+    fn release_keys(
+        &self,
+        conn: &mut Self::Conn,
+        keys: &[&HeldKey],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
     /// Inserts the placed orders, lines and tickets, takes their seats from the events' and
     /// tiers' counters, and records the outcomes of the keyed ones on their (held) keys.
     fn insert(
@@ -204,29 +220,54 @@ pub(super) async fn write_orders<S: BatchStatements>(
     let mut event_ids: Vec<Uuid> = orders.iter().map(|order| order.event_id).collect();
     event_ids.sort_unstable();
     event_ids.dedup();
-    let keys: Vec<&HeldKey> = requests
+    let held_keys: Vec<&HeldKey> = requests
         .iter()
-        .filter_map(|request| request.key.as_ref())
+        .filter_map(|request| match &request.key {
+            Some(KeyUse::Held(held)) => Some(held),
+            _ => None,
+        })
+        .collect();
+    let new_keys: Vec<&NewKey> = requests
+        .iter()
+        .filter_map(|request| match &request.key {
+            Some(KeyUse::New(new)) => Some(new),
+            _ => None,
+        })
         .collect();
     let mut claims: Option<HashSet<(Uuid, String)>> = None;
     let mut released = false;
     loop {
         let (now, mut sales) = statements.read_sales(conn, &event_ids).await?;
         // Key rows are locked after the events', as every writer does.
-        if claims.is_none() && !keys.is_empty() {
-            claims = Some(statements.hold_claims(conn, &keys).await?);
+        if claims.is_none() {
+            let mut held = HashSet::new();
+            if !held_keys.is_empty() {
+                held = statements.hold_claims(conn, &held_keys).await?;
+            }
+            if !new_keys.is_empty() {
+                held.extend(statements.claim_new_keys(conn, &new_keys, now).await?);
+            }
+            claims = Some(held);
         }
-        let claim_lost: Vec<bool> = requests
+        let held = claims.as_ref().expect("claims are read above");
+        let key_missing: Vec<Option<StoreError>> = requests
             .iter()
-            .map(|request| match (&request.key, &claims) {
-                (Some(key), Some(held)) => !held.contains(&(key.user_id, key.key.clone())),
-                _ => false,
+            .map(|request| {
+                let key = request.key.as_ref()?;
+                let key_held = key.held();
+                if held.contains(&(key_held.user_id, key_held.key.clone())) {
+                    return None;
+                }
+                Some(match key {
+                    KeyUse::Held(_) => StoreError::ClaimLost,
+                    KeyUse::New(_) => StoreError::KeyInUse,
+                })
             })
             .collect();
         let buyers = statements
             .read_buyers(conn, &buyers_wanted(&orders, &sales), now)
             .await?;
-        let (grants, short) = grant_in_order(&orders, &claim_lost, &mut sales, &buyers, now);
+        let (grants, short) = grant_in_order(&orders, key_missing, &mut sales, &buyers, now);
         if !short.is_empty() && !released {
             released = true;
             if statements.release_due_holds(conn, &short, now).await? > 0 {
@@ -238,7 +279,7 @@ pub(super) async fn write_orders<S: BatchStatements>(
             outcomes.push(match grant {
                 // The buyer's account is gone: the token names a deleted user.
                 Grant::BuyerGone => Err(StoreError::ForeignKeyViolation),
-                Grant::ClaimLost => Err(StoreError::ClaimLost),
+                Grant::KeyMissing(error) => Err(error),
                 Grant::Judged(Err(refusal)) => Ok(OrderOutcome::Refused(refusal)),
                 Grant::Judged(Ok(plan)) => {
                     let sale = &sales[&order.event_id];
@@ -255,17 +296,32 @@ pub(super) async fn write_orders<S: BatchStatements>(
         }
         let mut placed = Vec::new();
         let mut recorded = Vec::new();
+        let mut unused = Vec::new();
         for (request, outcome) in requests.iter().zip(&outcomes) {
-            if let Ok(OrderOutcome::Placed { order, .. }) = outcome {
-                placed.push(order.as_ref());
-                if let Some(key) = &request.key {
-                    let outcome = sql::outcome_text(&WriteOutcome::Order(order.clone()))?;
-                    recorded.push(KeyedOutcome { key, outcome });
+            match (outcome, &request.key) {
+                (Ok(OrderOutcome::Placed { order, .. }), key) => {
+                    placed.push(order.as_ref());
+                    if let Some(key) = key {
+                        let outcome = sql::outcome_text(&WriteOutcome::Order(order.clone()))?;
+                        let key = key.held();
+                        recorded.push(KeyedOutcome { key, outcome });
+                    }
                 }
+                // A refused order stores no key; one claimed here is freed here.
+                (
+                    Ok(OrderOutcome::Refused(_)) | Err(StoreError::ForeignKeyViolation),
+                    Some(KeyUse::New(new)),
+                ) => {
+                    unused.push(&new.held);
+                }
+                _ => {}
             }
         }
         if !placed.is_empty() {
             statements.insert(conn, &placed, &recorded, now).await?;
+        }
+        if !unused.is_empty() {
+            statements.release_keys(conn, &unused).await?;
         }
         let sold_out = sales
             .into_iter()
@@ -363,15 +419,16 @@ fn buyers_wanted(orders: &[&NewOrder], sales: &Sales) -> Vec<BuyerOf> {
 enum Grant {
     /// Its buyer is no longer registered.
     BuyerGone,
-    /// Its request no longer holds its `Idempotency-Key`: not judged.
-    ClaimLost,
+    /// Its request does not hold its `Idempotency-Key` (the claim was lost, or a new key is in
+    /// use): not judged.
+    KeyMissing(StoreError),
     Judged(Result<OrderPlan, OrderRefusal>),
 }
 
 /// A grant per order, and the events an order was short of seats for.
 fn grant_in_order(
     orders: &[&NewOrder],
-    claim_lost: &[bool],
+    key_missing: Vec<Option<StoreError>>,
     sales: &mut Sales,
     buyers: &Buyers,
     now: DateTime<Utc>,
@@ -383,10 +440,10 @@ fn grant_in_order(
     let mut short = Vec::new();
     let grants = orders
         .iter()
-        .zip(claim_lost)
-        .map(|(order, claim_lost)| {
-            if *claim_lost {
-                return Grant::ClaimLost;
+        .zip(key_missing)
+        .map(|(order, key_missing)| {
+            if let Some(error) = key_missing {
+                return Grant::KeyMissing(error);
             }
             let Some(sale) = sales.get_mut(&order.event_id) else {
                 return Grant::Judged(Err(OrderRefusal::EventNotFound));

@@ -20,9 +20,9 @@ use super::order_batch::OrderRequest;
 use super::sql::{self, CredentialsRow};
 use super::{
     Backend, BuyerFilter, ChangeCursor, ClaimTerms, EventChanges, EventFilter, EventStore, HeldKey,
-    IdempotencyClaim, IdempotencyStore, Infrastructure, NearbyQuery, OrderAction, Page, PoolStats,
-    Position, RequestKey, SearchableEvents, StoreError, StoreOptions, StoreResult, TicketStore,
-    TierChange, UserStore,
+    IdempotencyClaim, IdempotencyStore, Infrastructure, KeyUse, NearbyQuery, OrderAction, Page,
+    PoolStats, Position, RequestKey, SearchableEvents, StoreError, StoreOptions, StoreResult,
+    TicketStore, TierChange, UserStore,
 };
 use crate::domain::{
     Change, Event, EventDelete, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent,
@@ -652,7 +652,7 @@ impl TicketStore for PgStore {
     async fn place_order(
         &self,
         order: &NewOrder,
-        key: Option<&HeldKey>,
+        key: Option<&KeyUse>,
     ) -> StoreResult<OrderOutcome> {
         if let Some(refusal) = self.sold_out.answer(order) {
             metrics::counter!("nearbytix_order_refusals_from_memory_total").increment(1);

@@ -24,9 +24,9 @@ use super::order_batch::{OrderRequest, Pending};
 use super::sql::{self, CredentialsRow, Micros};
 use super::{
     Backend, BuyerFilter, ChangeCursor, ClaimTerms, EventChanges, EventFilter, EventStore, HeldKey,
-    IdempotencyClaim, IdempotencyStore, Infrastructure, NearbyQuery, OrderAction, Page, PoolStats,
-    Position, RequestKey, SearchableEvents, StoreError, StoreOptions, StoreResult, TicketStore,
-    TierChange, UserStore,
+    IdempotencyClaim, IdempotencyStore, Infrastructure, KeyUse, NearbyQuery, OrderAction, Page,
+    PoolStats, Position, RequestKey, SearchableEvents, StoreError, StoreOptions, StoreResult,
+    TicketStore, TierChange, UserStore,
 };
 use crate::domain::{
     Change, Event, EventDelete, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent,
@@ -764,7 +764,7 @@ impl TicketStore for SqliteStore {
     async fn place_order(
         &self,
         order: &NewOrder,
-        key: Option<&HeldKey>,
+        key: Option<&KeyUse>,
     ) -> StoreResult<OrderOutcome> {
         // "Sold out" may be answered early only where no rule on a named tier could come
         // first (an unknown tier or a per-order maximum is 422 even when nothing is left).

@@ -18,8 +18,8 @@ use nearbytix::domain::{
 };
 use nearbytix::service::ReadModel;
 use nearbytix::store::{
-    ClaimTerms, DynStore, HeldKey, IdempotencyClaim, NearbyQuery, OrderAction, RequestKey,
-    StoreError, StoreOptions, TierChange,
+    ClaimTerms, DynStore, HeldKey, IdempotencyClaim, KeyUse, NearbyQuery, NewKey, OrderAction,
+    RequestKey, StoreError, StoreOptions, StoreResult, TierChange,
 };
 use uuid::Uuid;
 
@@ -185,6 +185,10 @@ async fn order(
     };
     let order = NewOrder::parse(fields, user, 10, hold).expect("well-formed order");
     store.place_order(&order, None).await.expect("place_order")
+}
+
+fn placed_or_panic(outcome: StoreResult<OrderOutcome>) -> OrderDetails {
+    placed(outcome.expect("place_order"))
 }
 
 fn placed(outcome: OrderOutcome) -> OrderDetails {
@@ -713,7 +717,7 @@ async fn idempotency_claims(backend: Backend) {
     let claim = |user, key, hash| async move { claim_for(user, key, hash, minute, 1000).await.0 };
     let keyed_reserve = |held: HeldKey| async move {
         let order = NewOrder::one_ticket(held.user_id, event, None, LONG_HOLD);
-        store.place_order(&order, Some(&held)).await
+        store.place_order(&order, Some(&KeyUse::Held(held))).await
     };
 
     // A claimed key answers "in progress" until its write records the answer with the work.
@@ -774,6 +778,53 @@ async fn idempotency_claims(backend: Backend) {
     assert_eq!(claimed, Claimed);
     let (taken, _) = claim_for(other, "q3", "h", minute, 1).await;
     assert_eq!(taken, Claimed, "the quota counts new keys only");
+
+    // A new key is claimed by the order itself: placed, it replays; in use, the order does
+    // nothing; refused, the key stays free; past the quota, the order does nothing.
+    let new_key = |key: &str, quota| {
+        KeyUse::New(NewKey {
+            held: HeldKey {
+                user_id: user,
+                key: key.to_owned(),
+                claim: Uuid::new_v4(),
+            },
+            request_hash: "h-new".into(),
+            lease: minute,
+            quota,
+        })
+    };
+    let place_new = |key: KeyUse, event| async move {
+        let order = NewOrder::one_ticket(user, event, None, LONG_HOLD);
+        store.place_order(&order, Some(&key)).await
+    };
+    let sold_before = fx.sold(event).await;
+    let placed = place_new(new_key("n1", 1000), event).await.expect("placed");
+    let OrderOutcome::Placed { order: placed, .. } = placed else {
+        panic!("a new key's order is placed: {placed:?}");
+    };
+    let replay = IdempotencyClaim::Completed(WriteOutcome::Order(placed));
+    assert_eq!(claim(user, "n1", "h-new").await, replay);
+    let again = place_new(new_key("n1", 1000), event).await;
+    assert!(matches!(again, Err(StoreError::KeyInUse)), "{again:?}");
+    assert_eq!(
+        fx.sold(event).await,
+        sold_before + 1,
+        "the key in use took no seat"
+    );
+    let full = fx.event(user, 1, lagos()).await.id;
+    placed_or_panic(place_new(new_key("n2", 1000), full).await);
+    let refused = place_new(new_key("n3", 1000), full).await.expect("refused");
+    assert_eq!(refused, SOLD_OUT);
+    assert_eq!(
+        store.peek_key(at(user, "n3"), "h-new").await.unwrap(),
+        None,
+        "left free"
+    );
+    let over = place_new(new_key("n4", 1), event).await;
+    assert!(
+        matches!(over, Err(StoreError::KeyInUse)),
+        "past the quota: {over:?}"
+    );
     fx.finish().await;
 }
 

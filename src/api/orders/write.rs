@@ -11,7 +11,7 @@ use super::response::OrderResponse;
 use crate::api::current_user::BearerUserId;
 use crate::api::error::ApiError;
 use crate::api::extract::{Input, OwnerCommand, ValidJson, action_segment};
-use crate::api::idempotency::{self, IdempotencyKey, json_answer};
+use crate::api::idempotency::{self, IdempotencyKey, KeyTaking, json_answer};
 use crate::api::schemas::ErrorBody;
 use crate::api::schemas::shared::{
     EventNotFound, Invalid, NotJson, NotYourOrder, OrderNotFound, OrderPath, RateLimited,
@@ -19,7 +19,7 @@ use crate::api::schemas::shared::{
 };
 use crate::api::state::AppState;
 use crate::domain::{OrderFields, Violations, WriteOutcome};
-use crate::store::{HeldKey, OrderAction};
+use crate::store::{KeyUse, OrderAction};
 
 #[derive(Deserialize, ToSchema)]
 pub struct OrderItemRequest {
@@ -72,20 +72,16 @@ pub async fn place_order(
     state.reservation_limits.check(user_id)?;
     let fingerprint = order_fingerprint(&fields);
     let orders = &state.orders;
-    let place = |key: Option<HeldKey>| async move {
-        let order = orders.place(user_id, fields, key.as_ref()).await?;
-        Ok(WriteOutcome::Order(Box::new(order)))
+    let place = |key: Option<KeyUse>| {
+        let fields = fields.clone();
+        async move {
+            let order = orders.place(user_id, fields, key.as_ref()).await?;
+            Ok(WriteOutcome::Order(Box::new(order)))
+        }
     };
     let answer = order_answer(StatusCode::CREATED);
-    idempotency::run(
-        &state.idempotency,
-        user_id,
-        &headers,
-        &fingerprint,
-        place,
-        answer,
-    )
-    .await
+    let (keys, taking) = (&state.idempotency, KeyTaking::InTheWrite);
+    idempotency::run(keys, user_id, &headers, &fingerprint, taking, place, answer).await
 }
 
 /// What an order request is, for `Idempotency-Key`.
@@ -134,23 +130,15 @@ async fn change_order(command: OwnerCommand, action: OrderAction) -> Result<Resp
         headers,
     } = command;
     let orders = &state.orders;
-    let apply = |key: Option<HeldKey>| async move {
-        let order = orders
-            .change(user_id, order_id, action, key.as_ref())
-            .await?;
+    let apply = |key: Option<KeyUse>| async move {
+        let key = key.as_ref().map(KeyUse::held);
+        let order = orders.change(user_id, order_id, action, key).await?;
         Ok(WriteOutcome::Order(Box::new(order)))
     };
     let fingerprint = format!("POST /orders/{order_id}/{}", action_segment(action));
     let answer = order_answer(StatusCode::OK);
-    idempotency::run(
-        &state.idempotency,
-        user_id,
-        &headers,
-        &fingerprint,
-        apply,
-        answer,
-    )
-    .await
+    let (keys, taking) = (&state.idempotency, KeyTaking::Before);
+    idempotency::run(keys, user_id, &headers, &fingerprint, taking, apply, answer).await
 }
 
 /// How an order write answers, live and on replay: `success` with the order as the write left

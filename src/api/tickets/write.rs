@@ -11,7 +11,7 @@ use super::response::TicketResponse;
 use crate::api::current_user::BearerUserId;
 use crate::api::error::ApiError;
 use crate::api::extract::{Input, OwnerCommand, ValidJson, action_segment};
-use crate::api::idempotency::{self, IdempotencyKey, json_answer};
+use crate::api::idempotency::{self, IdempotencyKey, KeyTaking, json_answer};
 use crate::api::schemas::ErrorBody;
 use crate::api::schemas::shared::{
     EventNotFound, Invalid, NotJson, NotYourTicket, RateLimited, TicketNotFound, TicketPath,
@@ -19,7 +19,7 @@ use crate::api::schemas::shared::{
 };
 use crate::api::state::AppState;
 use crate::domain::{Violations, WriteOutcome};
-use crate::store::{HeldKey, OrderAction};
+use crate::store::{KeyUse, OrderAction};
 
 #[derive(Deserialize, ToSchema)]
 pub struct ReserveRequest {
@@ -55,7 +55,7 @@ pub async fn reserve_ticket(
 ) -> Result<Response, ApiError> {
     state.reservation_limits.check(user_id)?;
     let orders = &state.orders;
-    let reserve = |key: Option<HeldKey>| async move {
+    let reserve = |key: Option<KeyUse>| async move {
         let order = orders
             .reserve_ticket(user_id, event_id, tier_id, key.as_ref())
             .await?;
@@ -66,11 +66,13 @@ pub async fn reserve_ticket(
         Some(tier_id) => format!("POST /tickets/ {event_id} {tier_id}"),
     };
     let answer = ticket_answer(StatusCode::CREATED);
+    let (keys, taking) = (&state.idempotency, KeyTaking::InTheWrite);
     idempotency::run(
-        &state.idempotency,
+        keys,
         user_id,
         &headers,
         &fingerprint,
+        taking,
         reserve,
         answer,
     )
@@ -131,21 +133,15 @@ async fn change_ticket(command: OwnerCommand, action: OrderAction) -> Result<Res
         headers,
     } = command;
     let orders = &state.orders;
-    let apply = |key: Option<HeldKey>| async move {
+    let apply = |key: Option<KeyUse>| async move {
+        let key = key.as_ref().map(KeyUse::held);
         let order = orders
-            .change_ticket(user_id, ticket_id, action, key.as_ref())
+            .change_ticket(user_id, ticket_id, action, key)
             .await?;
         Ok(WriteOutcome::Order(Box::new(order)))
     };
     let fingerprint = format!("POST /tickets/{ticket_id}/{}", action_segment(action));
     let answer = ticket_answer(StatusCode::OK);
-    idempotency::run(
-        &state.idempotency,
-        user_id,
-        &headers,
-        &fingerprint,
-        apply,
-        answer,
-    )
-    .await
+    let (keys, taking) = (&state.idempotency, KeyTaking::Before);
+    idempotency::run(keys, user_id, &headers, &fingerprint, taking, apply, answer).await
 }

@@ -25,7 +25,7 @@ use crate::store::order_batch::{
     self, BatchStatements, BatchWriter, BuyerOf, Buyers, Columns, KeyedOutcome, OrderRequest,
     Pending, SaleRow, Sales,
 };
-use crate::store::{HeldKey, StoreError, StoreResult, ledger};
+use crate::store::{HeldKey, NewKey, StoreError, StoreResult, ledger};
 
 /// Lanes per process: transactions of one process in flight at once for orders. A hot event
 /// has one lane; orders spread over many events share them.
@@ -101,6 +101,27 @@ const WRITE_ORDERS: &str = "WITH new_orders AS (
     UPDATE ticket_tiers tt SET sold = tt.sold + s.seats, updated_at = $1
     FROM unnest($23::uuid[], $24::int[]) AS s(id, seats)
     WHERE tt.id = s.id";
+
+/// `$1` users, `$2` keys, `$3` request hashes, `$4` claims, `$5` leases (seconds), `$6` quotas,
+/// `$7` now: claims each key no one has used, of a registered user holding fewer keys than its
+/// quota over 24 h, in key order (two batches claiming the same keys wait for each other
+/// instead of deadlocking); the keys claimed.
+const CLAIM_NEW_KEYS: &str = "INSERT INTO idempotency_keys
+        (user_id, key, request_hash, claim, lease_until, created_at)
+     SELECT n.user_id, n.key, n.request_hash, n.claim, $7 + make_interval(secs => n.lease), $7
+     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::float8[], $6::bigint[])
+          AS n(user_id, key, request_hash, claim, lease, quota)
+     WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = n.user_id)
+       AND (SELECT count(*) FROM idempotency_keys k
+            WHERE k.user_id = n.user_id AND k.created_at > $7 - interval '24 hours') < n.quota
+     ORDER BY n.user_id, n.key
+     ON CONFLICT (user_id, key) DO NOTHING
+     RETURNING user_id, key";
+
+/// `$1` users, `$2` keys, `$3` claims: frees those keys while unanswered.
+const RELEASE_KEYS: &str = "DELETE FROM idempotency_keys k
+     USING unnest($1::uuid[], $2::text[], $3::uuid[]) AS r(user_id, key, claim)
+     WHERE k.user_id = r.user_id AND k.key = r.key AND k.claim = r.claim AND k.outcome IS NULL";
 
 /// `$1` users, `$2` keys, `$3` claims: the keys still held by those claims (unanswered), locked
 /// in key order until the batch commits, so that no retry can take one over meanwhile.
@@ -183,6 +204,51 @@ impl BatchStatements for PgStatements {
             .fetch_all(&mut *conn)
             .await?;
         Ok(held.into_iter().collect())
+    }
+
+    async fn claim_new_keys(
+        &self,
+        conn: &mut PgConnection,
+        keys: &[&NewKey],
+        now: DateTime<Utc>,
+    ) -> StoreResult<HashSet<(Uuid, String)>> {
+        let claimed: Vec<(Uuid, String)> = sqlx::query_as(CLAIM_NEW_KEYS)
+            .bind(keys.iter().map(|new| new.held.user_id).collect::<Vec<_>>())
+            .bind(
+                keys.iter()
+                    .map(|new| new.held.key.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                keys.iter()
+                    .map(|new| new.request_hash.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(keys.iter().map(|new| new.held.claim).collect::<Vec<_>>())
+            .bind(
+                keys.iter()
+                    .map(|new| new.lease.as_secs_f64())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                keys.iter()
+                    .map(|new| i64::from(new.quota))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(now)
+            .fetch_all(&mut *conn)
+            .await?;
+        Ok(claimed.into_iter().collect())
+    }
+
+    async fn release_keys(&self, conn: &mut PgConnection, keys: &[&HeldKey]) -> StoreResult<()> {
+        sqlx::query(RELEASE_KEYS)
+            .bind(keys.iter().map(|key| key.user_id).collect::<Vec<_>>())
+            .bind(keys.iter().map(|key| key.key.as_str()).collect::<Vec<_>>())
+            .bind(keys.iter().map(|key| key.claim).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
     }
 
     async fn insert(

@@ -19,8 +19,8 @@ use crate::store::order_batch::{
     self, BatchStatements, BatchWriter, BuyerOf, Buyers, Columns, EventTierRow, KeyedOutcome,
     OrderRequest, Pending, SaleRow, Sales,
 };
-use crate::store::sql::Micros;
-use crate::store::{HeldKey, StoreResult, ledger};
+use crate::store::sql::{Micros, RELEASE_IDEMPOTENCY_KEY};
+use crate::store::{HeldKey, NewKey, StoreError, StoreResult, ledger};
 
 /// Most orders written in one transaction.
 const MAX_BATCH: usize = 64;
@@ -155,6 +155,61 @@ impl BatchStatements for SqliteStatements {
             held.extend(rows);
         }
         Ok(held)
+    }
+
+    async fn claim_new_keys(
+        &self,
+        conn: &mut SqliteConnection,
+        keys: &[&NewKey],
+        now: DateTime<Utc>,
+    ) -> StoreResult<HashSet<(Uuid, String)>> {
+        // One at a time, so that a user's quota counts the keys claimed just before.
+        let mut claimed = HashSet::new();
+        let day_ago = Micros::from(now - chrono::Duration::hours(24));
+        for new in keys {
+            let lease_until = chrono::Duration::from_std(new.lease)
+                .map(|lease| Micros::from(now + lease))
+                .map_err(|_| StoreError::Corrupt("lease out of range".into()))?;
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys
+                    (user_id, key, request_hash, claim, lease_until, created_at)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6
+                 WHERE EXISTS (SELECT 1 FROM users WHERE id = ?1)
+                   AND (SELECT count(*) FROM idempotency_keys
+                        WHERE user_id = ?1 AND created_at > ?7) < ?8
+                 ON CONFLICT (user_id, key) DO NOTHING",
+            )
+            .bind(new.held.user_id)
+            .bind(new.held.key.as_str())
+            .bind(new.request_hash.as_str())
+            .bind(new.held.claim)
+            .bind(lease_until)
+            .bind(Micros::from(now))
+            .bind(day_ago)
+            .bind(i64::from(new.quota))
+            .execute(&mut *conn)
+            .await?;
+            if inserted.rows_affected() == 1 {
+                claimed.insert((new.held.user_id, new.held.key.clone()));
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn release_keys(
+        &self,
+        conn: &mut SqliteConnection,
+        keys: &[&HeldKey],
+    ) -> StoreResult<()> {
+        for key in keys {
+            sqlx::query(RELEASE_IDEMPOTENCY_KEY)
+                .bind(key.user_id)
+                .bind(key.key.as_str())
+                .bind(key.claim)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn insert(
