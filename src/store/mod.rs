@@ -214,9 +214,10 @@ pub struct HeldKey {
 pub enum KeyUse {
     /// Claimed beforehand ([`IdempotencyStore::claim_key`]).
     Held(HeldKey),
-    /// Not claimed yet: the order's own transaction claims it, unless the key is in use
-    /// (known, or past the user's quota), when the order fails with [`StoreError::KeyInUse`]
-    /// having done nothing. A new key so costs no round trip of its own.
+    /// Not claimed yet: the order's own transaction writes the key together with the order's
+    /// outcome (a refused order writes none), unless the key is in use (known, or past the
+    /// user's quota), when the order fails with [`StoreError::KeyInUse`] having done nothing.
+    /// A new key so costs no round trip, nor row version, of its own.
     New(NewKey),
 }
 
@@ -338,8 +339,7 @@ pub trait TicketStore: Send + Sync {
     /// and takes the seats (event and tiers) in one transaction, together with whatever other
     /// orders arrive at the same time; reclaims the event's due holds before answering that
     /// seats are short. A placed order with a `key` records its outcome on it in that
-    /// transaction (a [`KeyUse::New`] key is claimed there too, and freed again when the order
-    /// is refused).
+    /// transaction (a [`KeyUse::New`] key is written there, with it).
     async fn place_order(
         &self,
         order: &NewOrder,

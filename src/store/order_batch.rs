@@ -165,24 +165,21 @@ pub(super) trait BatchStatements {
         keys: &[&HeldKey],
     ) -> impl Future<Output = StoreResult<HashSet<(Uuid, String)>>> + Send;
 
-    /// Claims the keys among `keys` that no one has used and that fit their users' quotas (in
-    /// key order, after the events' rows); the ones it claimed.
-    fn claim_new_keys(
+    /// Of `keys`, those no one has used whose users are registered, with the keys each user
+    /// took over the last 24 h (for the quota). Read without a lock: the keys are inserted
+    /// with the orders, and one taken meanwhile fails the batch (see [`BatchStatements::insert`]).
+    fn free_new_keys(
         &self,
         conn: &mut Self::Conn,
         keys: &[&NewKey],
         now: DateTime<Utc>,
-    ) -> impl Future<Output = StoreResult<HashSet<(Uuid, String)>>> + Send;
-
-    /// Frees keys this transaction claimed for orders it did not place.
-    fn release_keys(
-        &self,
-        conn: &mut Self::Conn,
-        keys: &[&HeldKey],
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+    ) -> impl Future<Output = StoreResult<HashMap<(Uuid, String), i64>>> + Send;
 
     /// Inserts the placed orders, lines and tickets, takes their seats from the events' and
-    /// tiers' counters, and records the outcomes of the keyed ones on their (held) keys.
+    /// tiers' counters, and records the outcomes of the keyed ones: on the keys held, and as
+    /// new keys (in key order) for the others. A new key someone took since
+    /// [`BatchStatements::free_new_keys`] fails the batch with [`StoreError::KeyInUse`]: its
+    /// orders are then placed one by one.
     fn insert(
         &self,
         conn: &mut Self::Conn,
@@ -192,10 +189,26 @@ pub(super) trait BatchStatements {
     ) -> impl Future<Output = StoreResult<()>> + Send;
 }
 
-/// A keyed order's outcome as recorded on its key (see [`sql::outcome_text`]).
+/// A keyed order's outcome as recorded with its key (see [`sql::outcome_text`]).
 pub(super) struct KeyedOutcome<'a> {
-    pub key: &'a HeldKey,
+    pub key: &'a KeyUse,
     pub outcome: String,
+}
+
+/// Outcomes to record: on keys held, and with new keys.
+pub(super) type SplitOutcomes<'a> = (Vec<(&'a HeldKey, &'a str)>, Vec<(&'a NewKey, &'a str)>);
+
+/// `outcomes` to record on keys held, and with new keys.
+pub(super) fn split_outcomes<'a>(outcomes: &'a [KeyedOutcome<'_>]) -> SplitOutcomes<'a> {
+    let mut held = Vec::new();
+    let mut new = Vec::new();
+    for keyed in outcomes {
+        match keyed.key {
+            KeyUse::Held(key) => held.push((key, keyed.outcome.as_str())),
+            KeyUse::New(key) => new.push((key, keyed.outcome.as_str())),
+        }
+    }
+    (held, new)
 }
 
 /// Orders placed in one transaction: an answer per order, and the sales it left with the event
@@ -245,7 +258,8 @@ pub(super) async fn write_orders<S: BatchStatements>(
                 held = statements.hold_claims(conn, &held_keys).await?;
             }
             if !new_keys.is_empty() {
-                held.extend(statements.claim_new_keys(conn, &new_keys, now).await?);
+                let free = statements.free_new_keys(conn, &new_keys, now).await?;
+                held.extend(new_keys_to_take(&new_keys, free));
             }
             claims = Some(held);
         }
@@ -296,32 +310,17 @@ pub(super) async fn write_orders<S: BatchStatements>(
         }
         let mut placed = Vec::new();
         let mut recorded = Vec::new();
-        let mut unused = Vec::new();
         for (request, outcome) in requests.iter().zip(&outcomes) {
-            match (outcome, &request.key) {
-                (Ok(OrderOutcome::Placed { order, .. }), key) => {
-                    placed.push(order.as_ref());
-                    if let Some(key) = key {
-                        let outcome = sql::outcome_text(&WriteOutcome::Order(order.clone()))?;
-                        let key = key.held();
-                        recorded.push(KeyedOutcome { key, outcome });
-                    }
+            if let Ok(OrderOutcome::Placed { order, .. }) = outcome {
+                placed.push(order.as_ref());
+                if let Some(key) = &request.key {
+                    let outcome = sql::outcome_text(&WriteOutcome::Order(order.clone()))?;
+                    recorded.push(KeyedOutcome { key, outcome });
                 }
-                // A refused order stores no key; one claimed here is freed here.
-                (
-                    Ok(OrderOutcome::Refused(_)) | Err(StoreError::ForeignKeyViolation),
-                    Some(KeyUse::New(new)),
-                ) => {
-                    unused.push(&new.held);
-                }
-                _ => {}
             }
         }
         if !placed.is_empty() {
             statements.insert(conn, &placed, &recorded, now).await?;
-        }
-        if !unused.is_empty() {
-            statements.release_keys(conn, &unused).await?;
         }
         let sold_out = sales
             .into_iter()
@@ -413,6 +412,29 @@ fn buyers_wanted(orders: &[&NewOrder], sales: &Sales) -> Vec<BuyerOf> {
             capped: sales[&event_id].state.max_tickets_per_user.is_some(),
         })
         .collect()
+}
+
+/// The new keys a batch may take: free, first in the batch (a second request with the same
+/// key waits for the first, the long way), and within the user's quota counting the keys the
+/// batch takes before it.
+fn new_keys_to_take(
+    keys: &[&NewKey],
+    mut free: HashMap<(Uuid, String), i64>,
+) -> HashSet<(Uuid, String)> {
+    let mut taken_per_user: HashMap<Uuid, i64> = HashMap::new();
+    let mut take = HashSet::new();
+    for new in keys {
+        let id = (new.held.user_id, new.held.key.clone());
+        let Some(held_before) = free.remove(&id) else {
+            continue;
+        };
+        let taken = taken_per_user.entry(new.held.user_id).or_default();
+        if held_before + *taken < i64::from(new.quota) {
+            *taken += 1;
+            take.insert(id);
+        }
+    }
+    take
 }
 
 /// What became of one order of a batch.

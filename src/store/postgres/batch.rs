@@ -8,7 +8,7 @@
 //! one statement of `unnest`ed arrays. A lone order waits for no one. Across processes
 //! nothing changes: the row locks and the CHECK constraints keep the guarantee.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -23,7 +23,7 @@ use super::sold_out::SoldOut;
 use crate::domain::{OrderDetails, OrderOutcome};
 use crate::store::order_batch::{
     self, BatchStatements, BatchWriter, BuyerOf, Buyers, Columns, KeyedOutcome, OrderRequest,
-    Pending, SaleRow, Sales,
+    Pending, SaleRow, Sales, split_outcomes,
 };
 use crate::store::{HeldKey, NewKey, StoreError, StoreResult, ledger};
 
@@ -93,35 +93,34 @@ const WRITE_ORDERS: &str = "WITH new_orders AS (
         UPDATE events e SET tickets_sold = e.tickets_sold + s.seats, updated_at = $1
         FROM unnest($21::uuid[], $22::int[]) AS s(id, seats)
         WHERE e.id = s.id
-    ), outcomes AS (
+    ), tier_seats AS (
+        UPDATE ticket_tiers tt SET sold = tt.sold + s.seats, updated_at = $1
+        FROM unnest($23::uuid[], $24::int[]) AS s(id, seats)
+        WHERE tt.id = s.id
+    ), held_outcomes AS (
         UPDATE idempotency_keys k SET outcome = o.outcome, lease_until = NULL
         FROM unnest($25::uuid[], $26::text[], $27::text[]) AS o(user_id, key, outcome)
         WHERE k.user_id = o.user_id AND k.key = o.key
+    ), new_keys AS (
+        INSERT INTO idempotency_keys (user_id, key, request_hash, claim, created_at, outcome)
+        SELECT n.user_id, n.key, n.request_hash, n.claim, $1, n.outcome
+        FROM unnest($28::uuid[], $29::text[], $30::text[], $31::uuid[], $32::text[])
+             AS n(user_id, key, request_hash, claim, outcome)
+        ORDER BY n.user_id, n.key
+        ON CONFLICT (user_id, key) DO NOTHING
+        RETURNING 1
     )
-    UPDATE ticket_tiers tt SET sold = tt.sold + s.seats, updated_at = $1
-    FROM unnest($23::uuid[], $24::int[]) AS s(id, seats)
-    WHERE tt.id = s.id";
+    SELECT count(*) FROM new_keys";
 
-/// `$1` users, `$2` keys, `$3` request hashes, `$4` claims, `$5` leases (seconds), `$6` quotas,
-/// `$7` now: claims each key no one has used, of a registered user holding fewer keys than its
-/// quota over 24 h, in key order (two batches claiming the same keys wait for each other
-/// instead of deadlocking); the keys claimed.
-const CLAIM_NEW_KEYS: &str = "INSERT INTO idempotency_keys
-        (user_id, key, request_hash, claim, lease_until, created_at)
-     SELECT n.user_id, n.key, n.request_hash, n.claim, $7 + make_interval(secs => n.lease), $7
-     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::float8[], $6::bigint[])
-          AS n(user_id, key, request_hash, claim, lease, quota)
+/// `$1` users, `$2` keys, `$3` now: of those keys, the ones no one has used whose users are
+/// registered, with the keys each user took over the 24 h before `$3`.
+const FREE_NEW_KEYS: &str = "SELECT n.user_id, n.key,
+        (SELECT count(*) FROM idempotency_keys k
+         WHERE k.user_id = n.user_id AND k.created_at > $3 - interval '24 hours') AS held
+     FROM unnest($1::uuid[], $2::text[]) AS n(user_id, key)
      WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = n.user_id)
-       AND (SELECT count(*) FROM idempotency_keys k
-            WHERE k.user_id = n.user_id AND k.created_at > $7 - interval '24 hours') < n.quota
-     ORDER BY n.user_id, n.key
-     ON CONFLICT (user_id, key) DO NOTHING
-     RETURNING user_id, key";
-
-/// `$1` users, `$2` keys, `$3` claims: frees those keys while unanswered.
-const RELEASE_KEYS: &str = "DELETE FROM idempotency_keys k
-     USING unnest($1::uuid[], $2::text[], $3::uuid[]) AS r(user_id, key, claim)
-     WHERE k.user_id = r.user_id AND k.key = r.key AND k.claim = r.claim AND k.outcome IS NULL";
+       AND NOT EXISTS (SELECT 1 FROM idempotency_keys k
+                       WHERE k.user_id = n.user_id AND k.key = n.key)";
 
 /// `$1` users, `$2` keys, `$3` claims: the keys still held by those claims (unanswered), locked
 /// in key order until the batch commits, so that no retry can take one over meanwhile.
@@ -206,49 +205,26 @@ impl BatchStatements for PgStatements {
         Ok(held.into_iter().collect())
     }
 
-    async fn claim_new_keys(
+    async fn free_new_keys(
         &self,
         conn: &mut PgConnection,
         keys: &[&NewKey],
         now: DateTime<Utc>,
-    ) -> StoreResult<HashSet<(Uuid, String)>> {
-        let claimed: Vec<(Uuid, String)> = sqlx::query_as(CLAIM_NEW_KEYS)
+    ) -> StoreResult<HashMap<(Uuid, String), i64>> {
+        let free: Vec<(Uuid, String, i64)> = sqlx::query_as(FREE_NEW_KEYS)
             .bind(keys.iter().map(|new| new.held.user_id).collect::<Vec<_>>())
             .bind(
                 keys.iter()
                     .map(|new| new.held.key.as_str())
                     .collect::<Vec<_>>(),
             )
-            .bind(
-                keys.iter()
-                    .map(|new| new.request_hash.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(keys.iter().map(|new| new.held.claim).collect::<Vec<_>>())
-            .bind(
-                keys.iter()
-                    .map(|new| new.lease.as_secs_f64())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                keys.iter()
-                    .map(|new| i64::from(new.quota))
-                    .collect::<Vec<_>>(),
-            )
             .bind(now)
             .fetch_all(&mut *conn)
             .await?;
-        Ok(claimed.into_iter().collect())
-    }
-
-    async fn release_keys(&self, conn: &mut PgConnection, keys: &[&HeldKey]) -> StoreResult<()> {
-        sqlx::query(RELEASE_KEYS)
-            .bind(keys.iter().map(|key| key.user_id).collect::<Vec<_>>())
-            .bind(keys.iter().map(|key| key.key.as_str()).collect::<Vec<_>>())
-            .bind(keys.iter().map(|key| key.claim).collect::<Vec<_>>())
-            .execute(&mut *conn)
-            .await?;
-        Ok(())
+        Ok(free
+            .into_iter()
+            .map(|(user_id, key, held)| ((user_id, key), held))
+            .collect())
     }
 
     async fn insert(
@@ -265,6 +241,7 @@ impl BatchStatements for PgStatements {
             event_seats,
             tier_seats,
         } = Columns::of(placed);
+        let (held, new) = split_outcomes(outcomes);
         macro_rules! column {
             ($rows:expr, $field:ident) => {
                 $rows
@@ -273,7 +250,12 @@ impl BatchStatements for PgStatements {
                     .collect::<Vec<_>>()
             };
         }
-        sqlx::query(WRITE_ORDERS)
+        macro_rules! of {
+            ($rows:expr, |$row:ident| $value:expr) => {
+                $rows.iter().map(|$row| $value).collect::<Vec<_>>()
+            };
+        }
+        let inserted: i64 = sqlx::query_scalar(WRITE_ORDERS)
             .bind(now)
             .bind(column!(orders, id))
             .bind(column!(orders, user_id))
@@ -298,21 +280,21 @@ impl BatchStatements for PgStatements {
             .bind(event_seats.values().copied().collect::<Vec<_>>())
             .bind(tier_seats.keys().copied().collect::<Vec<_>>())
             .bind(tier_seats.values().copied().collect::<Vec<_>>())
-            .bind(outcomes.iter().map(|o| o.key.user_id).collect::<Vec<_>>())
-            .bind(
-                outcomes
-                    .iter()
-                    .map(|o| o.key.key.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                outcomes
-                    .iter()
-                    .map(|o| o.outcome.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .execute(&mut *conn)
+            .bind(of!(held, |h| h.0.user_id))
+            .bind(of!(held, |h| h.0.key.as_str()))
+            .bind(of!(held, |h| h.1))
+            .bind(of!(new, |n| n.0.held.user_id))
+            .bind(of!(new, |n| n.0.held.key.as_str()))
+            .bind(of!(new, |n| n.0.request_hash.as_str()))
+            .bind(of!(new, |n| n.0.held.claim))
+            .bind(of!(new, |n| n.1))
+            .fetch_one(&mut *conn)
             .await?;
+        // A new key taken since it was read free: the batch fails, and its orders are placed
+        // one by one.
+        if usize::try_from(inserted).ok() != Some(new.len()) {
+            return Err(StoreError::KeyInUse);
+        }
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 //! therefore placed by one task in one transaction ([`order_batch::write_orders`]) with a
 //! handful of statements for the whole batch; a batch of one is the plain case.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -17,10 +17,10 @@ use super::{WriteTx, push_ids};
 use crate::domain::{OrderDetails, OrderOutcome};
 use crate::store::order_batch::{
     self, BatchStatements, BatchWriter, BuyerOf, Buyers, Columns, EventTierRow, KeyedOutcome,
-    OrderRequest, Pending, SaleRow, Sales,
+    OrderRequest, Pending, SaleRow, Sales, split_outcomes,
 };
-use crate::store::sql::{Micros, RELEASE_IDEMPOTENCY_KEY};
-use crate::store::{HeldKey, NewKey, StoreError, StoreResult, ledger};
+use crate::store::sql::Micros;
+use crate::store::{HeldKey, NewKey, StoreResult, ledger};
 
 /// Most orders written in one transaction.
 const MAX_BATCH: usize = 64;
@@ -157,59 +157,40 @@ impl BatchStatements for SqliteStatements {
         Ok(held)
     }
 
-    async fn claim_new_keys(
+    async fn free_new_keys(
         &self,
         conn: &mut SqliteConnection,
         keys: &[&NewKey],
         now: DateTime<Utc>,
-    ) -> StoreResult<HashSet<(Uuid, String)>> {
-        // One at a time, so that a user's quota counts the keys claimed just before.
-        let mut claimed = HashSet::new();
-        let day_ago = Micros::from(now - chrono::Duration::hours(24));
-        for new in keys {
-            let lease_until = chrono::Duration::from_std(new.lease)
-                .map(|lease| Micros::from(now + lease))
-                .map_err(|_| StoreError::Corrupt("lease out of range".into()))?;
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys
-                    (user_id, key, request_hash, claim, lease_until, created_at)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6
-                 WHERE EXISTS (SELECT 1 FROM users WHERE id = ?1)
-                   AND (SELECT count(*) FROM idempotency_keys
-                        WHERE user_id = ?1 AND created_at > ?7) < ?8
-                 ON CONFLICT (user_id, key) DO NOTHING",
-            )
-            .bind(new.held.user_id)
-            .bind(new.held.key.as_str())
-            .bind(new.request_hash.as_str())
-            .bind(new.held.claim)
-            .bind(lease_until)
-            .bind(Micros::from(now))
-            .bind(day_ago)
-            .bind(i64::from(new.quota))
-            .execute(&mut *conn)
-            .await?;
-            if inserted.rows_affected() == 1 {
-                claimed.insert((new.held.user_id, new.held.key.clone()));
-            }
+    ) -> StoreResult<HashMap<(Uuid, String), i64>> {
+        let mut free = HashMap::new();
+        for rows in keys.chunks(ROWS_PER_INSERT) {
+            let mut query = QueryBuilder::<Sqlite>::new("WITH n(user_id, key) AS (");
+            query.push_values(rows, |mut row, new| {
+                row.push_bind(new.held.user_id)
+                    .push_bind(new.held.key.clone());
+            });
+            query
+                .push(
+                    ") SELECT n.user_id, n.key,
+                        (SELECT count(*) FROM idempotency_keys k
+                         WHERE k.user_id = n.user_id AND k.created_at > ",
+                )
+                .push_bind(Micros::from(now - chrono::Duration::hours(24)))
+                .push(
+                    ") FROM n
+                     WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = n.user_id)
+                       AND NOT EXISTS (SELECT 1 FROM idempotency_keys k
+                                       WHERE k.user_id = n.user_id AND k.key = n.key)",
+                );
+            let rows: Vec<(Uuid, String, i64)> =
+                query.build_query_as().fetch_all(&mut *conn).await?;
+            free.extend(
+                rows.into_iter()
+                    .map(|(user, key, held)| ((user, key), held)),
+            );
         }
-        Ok(claimed)
-    }
-
-    async fn release_keys(
-        &self,
-        conn: &mut SqliteConnection,
-        keys: &[&HeldKey],
-    ) -> StoreResult<()> {
-        for key in keys {
-            sqlx::query(RELEASE_IDEMPOTENCY_KEY)
-                .bind(key.user_id)
-                .bind(key.key.as_str())
-                .bind(key.claim)
-                .execute(&mut *conn)
-                .await?;
-        }
-        Ok(())
+        Ok(free)
     }
 
     async fn insert(
@@ -290,16 +271,33 @@ impl BatchStatements for SqliteStatements {
             query.push(" WHERE id IN (SELECT id FROM taken)");
             query.build().execute(&mut *conn).await?;
         }
-        for keyed in outcomes {
+        // The single writer keeps every other claim out: the new keys read free still are.
+        let (held, new) = split_outcomes(outcomes);
+        for (key, outcome) in held {
             sqlx::query(
                 "UPDATE idempotency_keys SET outcome = ?3, lease_until = NULL
                  WHERE user_id = ?1 AND key = ?2",
             )
-            .bind(keyed.key.user_id)
-            .bind(keyed.key.key.as_str())
-            .bind(keyed.outcome.as_str())
+            .bind(key.user_id)
+            .bind(key.key.as_str())
+            .bind(outcome)
             .execute(&mut *conn)
             .await?;
+        }
+        for rows in new.chunks(ROWS_PER_INSERT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO idempotency_keys
+                    (user_id, key, request_hash, claim, created_at, outcome) ",
+            );
+            query.push_values(rows, |mut row, (key, outcome)| {
+                row.push_bind(key.held.user_id)
+                    .push_bind(key.held.key.clone())
+                    .push_bind(key.request_hash.clone())
+                    .push_bind(key.held.claim)
+                    .push_bind(at)
+                    .push_bind(*outcome);
+            });
+            query.build().execute(&mut *conn).await?;
         }
         Ok(())
     }
