@@ -180,6 +180,7 @@ impl From<ServiceError> for ApiError {
             | ServiceError::TierHasTickets
             | ServiceError::LastTier
             | ServiceError::TotalBelowSold
+            | ServiceError::CurrencyLocked
             | ServiceError::EventHasTickets
             | ServiceError::NotReserved(_)
             | ServiceError::IdempotencyKeyInProgress

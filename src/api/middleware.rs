@@ -19,6 +19,9 @@ use super::error::{INTERNAL_ERROR_DETAIL, UNAVAILABLE_DETAIL, detail_response};
 use crate::config::Settings;
 
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+/// `Retry-After` of a 503 or 429 that names no time of its own (the database away, a request
+/// cut off by its time limit).
+const RETRY_AFTER_SECONDS: u64 = 1;
 const REQUEST_ID: &str = "x-request-id";
 
 /// `router` with every layer applied.
@@ -86,10 +89,19 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 /// Error answers produced outside the handlers (timeouts, body limits, the router itself)
-/// get the contract's `{"detail": …}` shape too.
+/// get the contract's `{"detail": …}` shape too, and every 429 and 503 says when to come back.
 async fn errors_as_json(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
     let status = response.status();
+    if matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    ) && !response.headers().contains_key(header::RETRY_AFTER)
+    {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+    }
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)

@@ -8,7 +8,7 @@ use utoipa::openapi::schema::{KnownFormat, Object, SchemaFormat};
 use utoipa::openapi::{ObjectBuilder, Type};
 
 use super::extract::Input;
-use crate::domain::paging::PageLimits;
+use crate::domain::paging::{MAX_DEPTH, PageLimits};
 use crate::domain::time::parse_timestamp;
 use crate::domain::{PageRequest, RadiusKm, TicketStatus, ViolationKind, Violations};
 
@@ -55,11 +55,11 @@ impl<const DEFAULT: i64, const MAX: i64> IntoParams for Paging<DEFAULT, MAX> {
         vec![
             parameter(
                 "skip",
-                "Rows to skip (≥ 0).".to_owned(),
+                format!("Rows to skip (≥ 0); `skip + limit` at most {MAX_DEPTH}, else 422."),
                 integer()
                     .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
                     .minimum(Some(0))
-                    .maximum(Some(i64::MAX))
+                    .maximum(Some(MAX_DEPTH - 1))
                     .default(Some(0.into())),
             ),
             parameter(

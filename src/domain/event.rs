@@ -468,6 +468,9 @@ pub enum EventUpdate {
     NotCreator,
     /// The new `total_tickets` is below the tickets already sold.
     BelowSold,
+    /// The currency would change although the event has orders (at their prices in the old
+    /// one).
+    CurrencyLocked,
 }
 
 /// How an attempt to delete an event ended.

@@ -2,7 +2,11 @@
 
 use super::validation::Violations;
 
-/// `skip ≥ 0` and `1 ≤ limit ≤ max` of a listing.
+/// How deep any listing or search may page: `skip + limit` at most this. A page deeper down
+/// costs as much as every row above it; a client that needs them narrows its query instead.
+pub const MAX_DEPTH: i64 = 10_000;
+
+/// `skip ≥ 0`, `1 ≤ limit ≤ max` and `skip + limit ≤` [`MAX_DEPTH`] of a listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {
     skip: i64,
@@ -36,6 +40,11 @@ impl PageRequest {
             violations.push(&["limit"], format!("must be between 1 and {}", limits.max));
             valid = false;
         }
+        if valid && skip.saturating_add(limit) > MAX_DEPTH {
+            let message = format!("skip + limit must be at most {MAX_DEPTH}; narrow the query");
+            violations.push(&["skip"], message);
+            valid = false;
+        }
         valid.then_some(Self { skip, limit })
     }
 
@@ -63,5 +72,10 @@ mod tests {
         assert_eq!((page.skip(), page.limit()), (0, 20));
         assert!(PageRequest::parse(&mut violations, Some(-1), Some(101), limits).is_none());
         assert_eq!(violations.iter().count(), 2);
+        let deepest = PageRequest::parse(&mut violations, Some(MAX_DEPTH - 20), Some(20), limits);
+        assert!(deepest.is_some());
+        let beyond = PageRequest::parse(&mut violations, Some(MAX_DEPTH - 19), Some(20), limits);
+        assert!(beyond.is_none());
+        assert_eq!(violations.iter().count(), 3);
     }
 }

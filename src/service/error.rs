@@ -99,6 +99,8 @@ pub enum ServiceError {
     LastTier,
     #[error("total_tickets cannot be lower than the number of tickets already sold")]
     TotalBelowSold,
+    #[error("The currency cannot change once the event has orders")]
+    CurrencyLocked,
     #[error("Event has reserved or paid tickets and cannot be deleted")]
     EventHasTickets,
     /// Paying a hold whose deadline has passed.
@@ -151,6 +153,9 @@ impl From<StoreError> for ServiceError {
             StoreError::Unavailable(_) => ServiceError::Unavailable(error),
             StoreError::ClaimLost => ServiceError::IdempotencyKeyInProgress,
             StoreError::KeyInUse => ServiceError::IdempotencyKeyInUse,
+            StoreError::Busy => ServiceError::Overloaded {
+                retry_after: std::time::Duration::from_secs(1),
+            },
             other => ServiceError::Internal(other.into()),
         }
     }

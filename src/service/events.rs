@@ -96,6 +96,7 @@ impl Events {
             EventUpdate::NotFound => Err(ServiceError::NotFound(Resource::Event, id)),
             EventUpdate::NotCreator => Err(ServiceError::NotOwner(Action::ModifyEvent)),
             EventUpdate::BelowSold => Err(ServiceError::TotalBelowSold),
+            EventUpdate::CurrencyLocked => Err(ServiceError::CurrencyLocked),
         }
     }
 

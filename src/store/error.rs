@@ -17,6 +17,9 @@ pub enum StoreError {
     /// rolled back, and the request now holding the key answers it.
     #[error("the idempotency key is held by another request")]
     ClaimLost,
+    /// The store sheds this write for now (its order queue is full); the caller may retry soon.
+    #[error("the order queue is full")]
+    Busy,
     /// A write that was to claim a new `Idempotency-Key` found it in use (or the user's quota
     /// reached): nothing was done; the key must be claimed the long way.
     #[error("the idempotency key is in use")]

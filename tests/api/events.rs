@@ -16,6 +16,7 @@ backend_tests!(
     listing_counts_filters_and_pages,
     listing_totals_match_the_rows_around_day_boundaries,
     events_moving_between_two_days_at_once_keep_the_counts,
+    the_currency_is_fixed_once_the_event_has_orders,
 );
 
 async fn creator_can_create_read_update_and_delete(backend: Backend) {
@@ -573,4 +574,42 @@ async fn events_moving_between_two_days_at_once_keep_the_counts(backend: Backend
     }
     let (_, all) = app.get("/events/", None).await;
     assert_eq!(all["total"], 2);
+}
+
+/// An order keeps its prices in the event's currency, so the currency cannot change once the
+/// event has any order, live or not (409); before that it may.
+async fn the_currency_is_fixed_once_the_event_has_orders(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = app.register_user(None).await;
+    let token = Some(user.token.as_str());
+    let event = app.create_event(&user.token, json!({})).await;
+    let path = format!("/events/{}", event["id"].as_str().unwrap());
+    let (status, changed) = app.put(&path, token, json!({"currency": "EUR"})).await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["currency"], "EUR");
+
+    let (status, ticket) = app
+        .post("/tickets/", token, json!({"event_id": event["id"]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, refused) = app.put(&path, token, json!({"currency": "JPY"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert!(refused["detail"].as_str().unwrap().contains("currency"));
+    let cancel = format!("/tickets/{}/cancel", ticket["id"].as_str().unwrap());
+    assert_eq!(app.post(&cancel, token, json!({})).await.0, StatusCode::OK);
+    let (status, _) = app.put(&path, token, json!({"currency": "JPY"})).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a cancelled order keeps its prices too"
+    );
+    let (status, same) = app
+        .put(&path, token, json!({"currency": "EUR", "title": "Renamed"}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the same currency is no change: {same}"
+    );
+    assert_eq!(app.get(&path, None).await.1["currency"], "EUR");
 }

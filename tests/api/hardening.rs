@@ -30,6 +30,7 @@ backend_tests!(
     sold_out_answers_take_no_lock,
     a_flood_of_keyed_orders_leaves_health_and_other_reads_answered,
     refused_keyed_writes_store_no_key,
+    deep_pages_are_refused_on_every_listing_and_search,
 );
 
 async fn nul_characters_are_refused_not_stored(backend: Backend) {
@@ -416,6 +417,11 @@ async fn a_cut_off_keyed_write_commits_nothing_and_its_retry_runs_once(backend: 
     let unblock = block_reservations(&app, event_id).await;
     let first = reserve().await.unwrap();
     assert_eq!(first.status(), StatusCode::SERVICE_UNAVAILABLE, "cut off");
+    assert_eq!(
+        first.headers()["retry-after"],
+        "1",
+        "every 503 says when to come back"
+    );
     unblock.send(()).unwrap();
     // The cut-off work rolled back with its transaction. Its claim on the key lapses after
     // its lease; until then retries hear "in progress", then one takes the key and reserves.
@@ -759,4 +765,29 @@ async fn refused_keyed_writes_store_no_key(backend: Backend) {
         "the refused key ran again"
     );
     assert_eq!(app.scalar("SELECT COUNT(*) FROM idempotency_keys").await, 2);
+}
+
+/// Every listing and search pages at most 10 000 rows deep (`skip + limit`): deeper asks are
+/// 422 at `skip`, at the bound they are answered.
+async fn deep_pages_are_refused_on_every_listing_and_search(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = app.register_user(Some((6.5, 3.4))).await;
+    let token = Some(user.token.as_str());
+    let paths = [
+        "/events/?",
+        "/events/nearby?latitude=6.5&longitude=3.4&",
+        "/for-you/?",
+        "/tickets/my-tickets?",
+        "/orders/my-orders?",
+    ];
+    for path in paths {
+        let (status, body) = app.get(&format!("{path}skip=9981&limit=20"), token).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {body}");
+        assert!(
+            error_locs(&body).contains(&loc(&["query", "skip"])),
+            "{path}: {body}"
+        );
+        let (status, body) = app.get(&format!("{path}skip=9980&limit=20"), token).await;
+        assert_eq!(status, StatusCode::OK, "{path} at the bound: {body}");
+    }
 }

@@ -37,7 +37,7 @@ pub async fn get_event(
     security(("bearer" = [])), params(EventPath), request_body = EventUpdateRequest,
     responses(
         (status = 200, description = "Updated event", body = EventResponse),
-        (status = 409, description = "total_tickets below tickets already sold", body = ErrorBody),
+        (status = 409, description = "total_tickets below tickets already sold, or currency changed although the event has orders", body = ErrorBody),
         Unauthenticated, NotJson, Invalid, EventNotFound, NotTheCreator,
     )
 )]

@@ -10,7 +10,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -34,6 +36,11 @@ pub(super) const LANES: u32 = 4;
 const MAX_BATCH: usize = 128;
 /// Most orders waiting in one lane; more are refused as overload.
 const MAX_WAITING: usize = 4096;
+/// Most orders of one event waiting in a lane: a hot event cannot fill its lane for the events
+/// that share it.
+const MAX_WAITING_PER_EVENT: usize = MAX_WAITING / 4;
+/// Least time between two warnings that orders were refused as overload.
+const OVERLOAD_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 /// `$1` events: each one's sale, its row locked (in id order, as every writer locks events),
 /// with the database's clock.
@@ -303,8 +310,77 @@ impl BatchStatements for PgStatements {
 /// (`None`: the lane is idle).
 pub(super) struct Lanes {
     writer: Writer,
-    lanes: [Mutex<Option<Vec<Pending>>>; LANES as usize],
+    lanes: [Mutex<Option<Waiting>>; LANES as usize],
     runtime: LaneRuntime,
+    overload: Overload,
+}
+
+/// The orders waiting in a busy lane, and how many of them each event has.
+#[derive(Default)]
+struct Waiting {
+    orders: Vec<Pending>,
+    per_event: HashMap<Uuid, usize>,
+}
+
+impl Waiting {
+    /// Whether one more order of `event_id` fits.
+    fn has_room_for(&self, event_id: Uuid) -> bool {
+        self.orders.len() < MAX_WAITING
+            && self.per_event.get(&event_id).copied().unwrap_or(0) < MAX_WAITING_PER_EVENT
+    }
+
+    fn push(&mut self, pending: Pending) {
+        *self
+            .per_event
+            .entry(pending.request.order.event_id)
+            .or_default() += 1;
+        self.orders.push(pending);
+    }
+
+    /// The next batch: the oldest orders, at most [`MAX_BATCH`].
+    fn next_batch(&mut self) -> Vec<Pending> {
+        let size = self.orders.len().min(MAX_BATCH);
+        let batch: Vec<Pending> = self.orders.drain(..size).collect();
+        for pending in &batch {
+            let event_id = pending.request.order.event_id;
+            if let Some(count) = self.per_event.get_mut(&event_id) {
+                *count -= 1;
+                if *count == 0 {
+                    self.per_event.remove(&event_id);
+                }
+            }
+        }
+        batch
+    }
+}
+
+/// Orders refused because their lane was full, told to the log once per
+/// [`OVERLOAD_WARNING_EVERY`] with their count rather than once each.
+#[derive(Default)]
+struct Overload {
+    refused: AtomicU64,
+    last_warning: Mutex<Option<Instant>>,
+}
+
+impl Overload {
+    fn refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        let mut last = self
+            .last_warning
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|at| at.elapsed() < OVERLOAD_WARNING_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let refused = self.refused.swap(0, Ordering::Relaxed);
+        tracing::warn!(
+            refused,
+            per_lane = MAX_WAITING,
+            per_event = MAX_WAITING_PER_EVENT,
+            "order queue full: orders refused as overload (503)"
+        );
+    }
 }
 
 struct Writer {
@@ -366,6 +442,7 @@ impl Lanes {
             writer: Writer { pool, sold_out },
             lanes: std::array::from_fn(|_| Mutex::new(None)),
             runtime,
+            overload: Overload::default(),
         }))
     }
 
@@ -383,15 +460,17 @@ impl Lanes {
         let lead = {
             let mut waiting = self.waiting(lane);
             match waiting.as_mut() {
-                Some(queue) if queue.len() >= MAX_WAITING => {
-                    return Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut));
+                Some(queue) if !queue.has_room_for(event_id) => {
+                    drop(waiting);
+                    self.overload.refused();
+                    return Err(StoreError::Busy);
                 }
                 Some(queue) => {
                     queue.push(pending);
                     None
                 }
                 None => {
-                    *waiting = Some(Vec::new());
+                    *waiting = Some(Waiting::default());
                     Some(pending)
                 }
             }
@@ -416,17 +495,16 @@ impl Lanes {
             order_batch::place(&self.writer, batch).await;
             let mut waiting = self.waiting(lane);
             let queue = waiting.get_or_insert_default();
-            if queue.is_empty() {
+            if queue.orders.is_empty() {
                 *waiting = None;
                 guard.open = false;
                 return;
             }
-            let size = queue.len().min(MAX_BATCH);
-            batch = queue.drain(..size).collect();
+            batch = queue.next_batch();
         }
     }
 
-    fn waiting(&self, lane: usize) -> MutexGuard<'_, Option<Vec<Pending>>> {
+    fn waiting(&self, lane: usize) -> MutexGuard<'_, Option<Waiting>> {
         self.lanes[lane]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

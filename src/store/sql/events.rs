@@ -269,17 +269,20 @@ macro_rules! fetch_events_page {
     }};
 }
 
-/// `$1` event: its creator, capacity and tickets sold ([`EVENT_SALE_FOR_UPDATE`] locks the row
+/// `$1` event: its creator, capacity, tickets sold, currency and whether it has orders (read
+/// through their tickets, which are indexed by event; [`EVENT_SALE_FOR_UPDATE`] locks the row
 /// on PostgreSQL).
-pub(in crate::store) const EVENT_SALE: &str =
-    "SELECT creator_id, total_tickets, tickets_sold FROM events WHERE id = $1";
-
-pub(in crate::store) const EVENT_SALE_FOR_UPDATE: &str =
-    "SELECT creator_id, total_tickets, tickets_sold FROM events WHERE id = $1 FOR UPDATE";
+pub(in crate::store) const EVENT_SALE: &str = "SELECT creator_id, total_tickets, tickets_sold,
+        currency, EXISTS (SELECT 1 FROM tickets WHERE event_id = $1)
+     FROM events WHERE id = $1";
+pub(in crate::store) const EVENT_SALE_FOR_UPDATE: &str = "SELECT creator_id, total_tickets,
+        tickets_sold, currency, EXISTS (SELECT 1 FROM tickets WHERE event_id = $1)
+     FROM events WHERE id = $1 FOR UPDATE OF events";
 
 /// Replaces the creator-controlled fields of event `id` inside the caller's transaction, after
-/// `sale_sql` (one of [`EVENT_SALE`]) has read it: a total below the tickets sold is refused,
-/// and seats a raised total puts on sale go through the seat ledger.
+/// `sale_sql` (one of [`EVENT_SALE`]) has read it: a total below the tickets sold, and a new
+/// currency once the event has orders, are refused; seats a raised total puts on sale go
+/// through the seat ledger.
 pub(in crate::store) async fn update_event_on<DB: Dialect>(
     conn: &mut DB::Connection,
     sale_sql: &'static str,
@@ -297,19 +300,26 @@ where
     for<'q> i32: Encode<'q, DB> + Type<DB>,
     for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
     for<'q> f64: Encode<'q, DB> + Type<DB>,
-    for<'r> (Uuid, i32, i32): FromRow<'r, DB::Row>,
+    for<'r> (Uuid, i32, i32, String, bool): FromRow<'r, DB::Row>,
     for<'r> EventRow<DB::Time>: FromRow<'r, DB::Row>,
 {
-    let sale: Option<(Uuid, i32, i32)> = sqlx::query_as(sale_sql)
+    let sale: Option<(Uuid, i32, i32, String, bool)> = sqlx::query_as(sale_sql)
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?;
-    let total_before = match sale {
-        None => return Ok(EventUpdate::NotFound),
-        Some((owner, ..)) if owner != creator_id => return Ok(EventUpdate::NotCreator),
-        Some((_, _, sold)) if draft.total_tickets() < sold => return Ok(EventUpdate::BelowSold),
-        Some((_, total, _)) => total,
+    let Some((owner, total_before, sold, currency, has_orders)) = sale else {
+        return Ok(EventUpdate::NotFound);
     };
+    if owner != creator_id {
+        return Ok(EventUpdate::NotCreator);
+    }
+    if draft.total_tickets() < sold {
+        return Ok(EventUpdate::BelowSold);
+    }
+    // Orders keep their prices in the event's currency: it stays once there are any.
+    if has_orders && draft.currency() != currency {
+        return Ok(EventUpdate::CurrencyLocked);
+    }
     let row: EventRow<DB::Time> = bind_draft(sqlx::query_as(UPDATE_EVENT), id, creator_id, draft)
         .bind(DB::Time::from(now))
         .fetch_one(&mut *conn)
