@@ -9,7 +9,7 @@ use axum::Router;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
-use crate::api::rate_limit::{AuthQuotas, AuthRateLimits, UserRateLimit};
+use crate::api::rate_limit::{AuthQuotas, AuthRateLimits, UserQuotas, UserRateLimits};
 use crate::api::{self, AppState};
 use crate::auth::password::Hasher;
 use crate::auth::{TokenKeys, resolve_jwt_secret};
@@ -80,9 +80,10 @@ impl App {
                 per_email_and_address: settings.auth_rate_limit_per_email,
                 per_email: settings.auth_rate_limit_per_email_total,
             })),
-            reservation_limits: Arc::new(UserRateLimit::new(
-                settings.reservation_rate_limit_per_user,
-            )),
+            user_limits: Arc::new(UserRateLimits::new(UserQuotas {
+                tickets: settings.reservation_rate_limit_per_user,
+                event_writes: settings.event_write_rate_limit_per_user,
+            })),
         };
         Ok(Self {
             settings: Arc::new(settings),

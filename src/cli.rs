@@ -155,10 +155,15 @@ pub struct Options {
           value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub auth_rate_limit_per_email_total: u32,
 
-    /// Reservation attempts per minute by one user (per process).
+    /// Tickets one user may reserve per minute, over all orders (per process).
     #[arg(long, env = "RESERVATION_RATE_LIMIT_PER_USER", default_value_t = 120,
           value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub reservation_rate_limit_per_user: u32,
+
+    /// Event creations, changes and tier changes per minute by one user (per process).
+    #[arg(long, env = "EVENT_WRITE_RATE_LIMIT_PER_USER", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub event_write_rate_limit_per_user: u32,
 
     /// Idempotency-Keys one user may use in 24 hours; beyond them requests with a new key get 429.
     #[arg(long, env = "IDEMPOTENCY_KEYS_PER_USER", default_value_t = 1000,

@@ -38,7 +38,10 @@ pub struct Settings {
     pub auth_rate_limit_per_email: NonZeroU32,
     /// Per e-mail, over all addresses.
     pub auth_rate_limit_per_email_total: NonZeroU32,
+    /// Tickets one user may reserve per minute.
     pub reservation_rate_limit_per_user: NonZeroU32,
+    /// Event creations, changes and tier changes by one user per minute.
+    pub event_write_rate_limit_per_user: NonZeroU32,
     pub idempotency_keys_per_user: u32,
     pub password_hash_workers: usize,
     pub password_hash_queue: usize,
@@ -105,6 +108,10 @@ impl TryFrom<Options> for Settings {
             reservation_rate_limit_per_user: rate(
                 "RESERVATION_RATE_LIMIT_PER_USER",
                 options.reservation_rate_limit_per_user,
+            )?,
+            event_write_rate_limit_per_user: rate(
+                "EVENT_WRITE_RATE_LIMIT_PER_USER",
+                options.event_write_rate_limit_per_user,
             )?,
             password_hash_workers: options
                 .password_hash_workers

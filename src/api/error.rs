@@ -228,11 +228,6 @@ impl ApiError {
             | ApiError::UnsupportedMediaType(detail) => detail.as_str().into(),
         }
     }
-
-    /// The answer's body as text (what an idempotent write records).
-    pub fn body(&self) -> String {
-        json!({ "detail": self.detail() }).to_string()
-    }
 }
 
 impl IntoResponse for ApiError {

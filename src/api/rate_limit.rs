@@ -1,7 +1,8 @@
 //! Abuse limits: token buckets kept in this process (N processes allow up to N times the
 //! quota). Login and registration count per client address, per e-mail *and* address, and per
 //! e-mail across addresses (a higher cap), so failures from someone else's address cannot lock
-//! an account's owner out. Reservation attempts count per user.
+//! an account's owner out. A user's reservations count the tickets they ask for, and a user's
+//! event writes (creations, changes, tier changes) count per request.
 
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -34,14 +35,21 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
 
     /// Takes one token for `key`; `Some(wait)` when there is none.
     fn take(&self, key: &K) -> Option<Duration> {
+        self.take_n(key, NonZeroU32::MIN)
+    }
+
+    /// Takes `n` tokens for `key` at once; `Some(wait)` when there are not as many (a minute
+    /// when `n` exceeds what a minute ever holds).
+    fn take_n(&self, key: &K, n: NonZeroU32) -> Option<Duration> {
         if self.checks.fetch_add(1, Ordering::Relaxed) % CLEANUP_EVERY == CLEANUP_EVERY - 1 {
             self.limiter.retain_recent();
         }
         let now = DefaultClock::default().now();
-        self.limiter
-            .check_key(key)
-            .err()
-            .map(|not_until| not_until.wait_time_from(now))
+        match self.limiter.check_key_n(key, n) {
+            Ok(Ok(())) => None,
+            Ok(Err(not_until)) => Some(not_until.wait_time_from(now)),
+            Err(_) => Some(Duration::from_secs(60)),
+        }
     }
 }
 
@@ -95,20 +103,38 @@ impl AuthRateLimits {
     }
 }
 
-/// Reservation attempts per user.
-pub struct UserRateLimit {
-    by_user: Buckets<Uuid>,
+/// What one user may do per minute: tickets reserved, event writes.
+pub struct UserRateLimits {
+    tickets: Buckets<Uuid>,
+    event_writes: Buckets<Uuid>,
 }
 
-impl UserRateLimit {
-    pub fn new(per_minute: NonZeroU32) -> Self {
+/// Per-minute quotas of [`UserRateLimits`].
+#[derive(Debug, Clone, Copy)]
+pub struct UserQuotas {
+    pub tickets: NonZeroU32,
+    pub event_writes: NonZeroU32,
+}
+
+impl UserRateLimits {
+    pub fn new(quotas: UserQuotas) -> Self {
         Self {
-            by_user: Buckets::per_minute(per_minute),
+            tickets: Buckets::per_minute(quotas.tickets),
+            event_writes: Buckets::per_minute(quotas.event_writes),
         }
     }
 
-    pub fn check(&self, user_id: Uuid) -> Result<(), ApiError> {
-        too_many(self.by_user.take(&user_id))
+    /// Takes `tickets` (at least one: a request that asks for none still costs one) of the
+    /// user's reservation quota, or answers 429. Counting tickets, not requests, bounds what one
+    /// account can take of a sale without a per-person cap.
+    pub fn reserve(&self, user_id: Uuid, tickets: u32) -> Result<(), ApiError> {
+        let tickets = NonZeroU32::new(tickets).unwrap_or(NonZeroU32::MIN);
+        too_many(self.tickets.take_n(&user_id, tickets))
+    }
+
+    /// Takes one event write (a creation, a change, a tier change), or answers 429.
+    pub fn write_event(&self, user_id: Uuid) -> Result<(), ApiError> {
+        too_many(self.event_writes.take(&user_id))
     }
 }
 
@@ -168,11 +194,20 @@ mod tests {
     }
 
     #[test]
-    fn users_have_their_own_reservation_buckets() {
-        let limit = UserRateLimit::new(NonZeroU32::new(1).unwrap());
+    fn users_have_their_own_buckets_and_reservations_count_tickets() {
+        let quota = |n| NonZeroU32::new(n).unwrap();
+        let limits = UserRateLimits::new(UserQuotas {
+            tickets: quota(10),
+            event_writes: quota(1),
+        });
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        assert!(limit.check(a).is_ok());
-        assert!(limit.check(a).is_err());
-        assert!(limit.check(b).is_ok());
+        assert!(limits.reserve(a, 8).is_ok());
+        assert!(limits.reserve(a, 3).is_err(), "2 tickets left");
+        assert!(limits.reserve(a, 2).is_ok());
+        assert!(limits.reserve(b, 10).is_ok());
+        assert!(limits.reserve(b, 11).is_err(), "more than a minute holds");
+        assert!(limits.write_event(a).is_ok());
+        assert!(limits.write_event(a).is_err());
+        assert!(limits.write_event(b).is_ok());
     }
 }

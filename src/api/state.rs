@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 
-use super::rate_limit::{AuthRateLimits, UserRateLimit};
+use super::rate_limit::{AuthRateLimits, UserRateLimits};
 use crate::service::{Accounts, Events, Health, Idempotency, Orders, Search};
 
 #[derive(Clone, FromRef)]
@@ -16,5 +16,5 @@ pub struct AppState {
     pub idempotency: Arc<Idempotency>,
     pub health: Arc<Health>,
     pub auth_limits: Arc<AuthRateLimits>,
-    pub reservation_limits: Arc<UserRateLimit>,
+    pub user_limits: Arc<UserRateLimits>,
 }

@@ -31,6 +31,7 @@ backend_tests!(
     a_flood_of_keyed_orders_leaves_health_and_other_reads_answered,
     refused_keyed_writes_store_no_key,
     deep_pages_are_refused_on_every_listing_and_search,
+    reservations_count_tickets_and_event_writes_are_limited,
 );
 
 async fn nul_characters_are_refused_not_stored(backend: Backend) {
@@ -790,4 +791,67 @@ async fn deep_pages_are_refused_on_every_listing_and_search(backend: Backend) {
         let (status, body) = app.get(&format!("{path}skip=9980&limit=20"), token).await;
         assert_eq!(status, StatusCode::OK, "{path} at the bound: {body}");
     }
+}
+
+/// One account cannot take a sale's seats by the thousand: the reservation limit counts
+/// tickets, not requests; and event writes (creations, changes, tier changes) have a limit of
+/// their own. Both answer 429 with `Retry-After`.
+async fn reservations_count_tickets_and_event_writes_are_limited(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |settings| {
+        settings.reservation_rate_limit_per_user = std::num::NonZeroU32::new(10).unwrap();
+        settings.event_write_rate_limit_per_user = std::num::NonZeroU32::new(3).unwrap();
+    })
+    .await;
+    let user = app.register_user(None).await;
+    let token = Some(user.token.as_str());
+    let event = app
+        .create_event(&user.token, json!({"total_tickets": 100}))
+        .await;
+    let tier = &event["tiers"][0]["id"];
+    let order = |quantity: i64| {
+        json!({"event_id": event["id"],
+        "items": [{"tier_id": tier, "quantity": quantity}]})
+    };
+    assert_eq!(
+        app.post("/orders/", token, order(8)).await.0,
+        StatusCode::CREATED
+    );
+    let refused = app
+        .client
+        .post(app.url("/orders/"))
+        .bearer_auth(&user.token)
+        .json(&order(3))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "only 2 tickets left"
+    );
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(
+        app.post("/orders/", token, order(2)).await.0,
+        StatusCode::CREATED
+    );
+    let (status, _) = app
+        .post("/tickets/", token, json!({"event_id": event["id"]}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "10 tickets this minute"
+    );
+
+    // One creation above; two more writes pass, the next is refused.
+    let path = format!("/events/{}", event["id"].as_str().unwrap());
+    assert_eq!(
+        app.put(&path, token, json!({"title": "Again"})).await.0,
+        StatusCode::OK
+    );
+    let tiers = format!("{path}/tiers");
+    let (status, _) = app.post(&tiers, token, json!({"name": "VIP"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = app.post("/events/", token, event_body(json!({}))).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
 }

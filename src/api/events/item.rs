@@ -9,9 +9,10 @@ use super::response::EventResponse;
 use crate::api::current_user::CurrentUser;
 use crate::api::error::ApiError;
 use crate::api::extract::{PathId, ValidJson};
+use crate::api::rate_limit::UserRateLimits;
 use crate::api::schemas::ErrorBody;
 use crate::api::schemas::shared::{
-    EventNotFound, EventPath, Invalid, NotJson, NotTheCreator, Unauthenticated,
+    EventNotFound, EventPath, Invalid, NotJson, NotTheCreator, RateLimited, Unauthenticated,
 };
 use crate::service::Events;
 
@@ -38,15 +39,17 @@ pub async fn get_event(
     responses(
         (status = 200, description = "Updated event", body = EventResponse),
         (status = 409, description = "total_tickets below tickets already sold, or currency changed although the event has orders", body = ErrorBody),
-        Unauthenticated, NotJson, Invalid, EventNotFound, NotTheCreator,
+        Unauthenticated, NotJson, Invalid, EventNotFound, NotTheCreator, RateLimited,
     )
 )]
 pub async fn update_event(
     State(events): State<Arc<Events>>,
+    State(limits): State<Arc<UserRateLimits>>,
     CurrentUser(user): CurrentUser,
     PathId(event_id): PathId,
     ValidJson(changes): ValidJson<EventUpdateRequest>,
 ) -> Result<Json<EventResponse>, ApiError> {
+    limits.write_event(user.id)?;
     let event = events.update(user.id, event_id, changes).await?;
     Ok(Json(event.into()))
 }

@@ -11,9 +11,10 @@ use super::response::{EventStatsResponse, TierResponse};
 use crate::api::current_user::CurrentUser;
 use crate::api::error::ApiError;
 use crate::api::extract::{PathId, PathIds, ValidJson};
+use crate::api::rate_limit::UserRateLimits;
 use crate::api::schemas::ErrorBody;
 use crate::api::schemas::shared::{
-    EventNotFound, EventPath, Invalid, NotJson, NotTheCreator, TierNotFound, TierPath,
+    EventNotFound, EventPath, Invalid, NotJson, NotTheCreator, RateLimited, TierNotFound, TierPath,
     Unauthenticated,
 };
 use crate::service::Events;
@@ -25,15 +26,17 @@ use crate::service::Events;
     responses(
         (status = 201, description = "Tier added", body = TierResponse),
         (status = 409, description = "Another tier has the name, or the event has 20 tiers", body = ErrorBody),
-        Unauthenticated, NotJson, Invalid, EventNotFound, NotTheCreator,
+        Unauthenticated, NotJson, Invalid, EventNotFound, NotTheCreator, RateLimited,
     )
 )]
 pub async fn add_tier(
     State(events): State<Arc<Events>>,
+    State(limits): State<Arc<UserRateLimits>>,
     CurrentUser(user): CurrentUser,
     PathId(event_id): PathId,
     ValidJson(fields): ValidJson<TierBody>,
 ) -> Result<(StatusCode, Json<TierResponse>), ApiError> {
+    limits.write_event(user.id)?;
     let (tier, seats_left) = events.add_tier(user.id, event_id, fields).await?;
     Ok((
         StatusCode::CREATED,
@@ -48,15 +51,17 @@ pub async fn add_tier(
     responses(
         (status = 200, description = "Updated tier", body = TierResponse),
         (status = 409, description = "Another tier has the name, or quantity below the tickets sold", body = ErrorBody),
-        Unauthenticated, NotJson, Invalid, TierNotFound, NotTheCreator,
+        Unauthenticated, NotJson, Invalid, TierNotFound, NotTheCreator, RateLimited,
     )
 )]
 pub async fn update_tier(
     State(events): State<Arc<Events>>,
+    State(limits): State<Arc<UserRateLimits>>,
     CurrentUser(user): CurrentUser,
     PathIds(event_id, tier_id): PathIds,
     ValidJson(patch): ValidJson<TierUpdateRequest>,
 ) -> Result<Json<TierResponse>, ApiError> {
+    limits.write_event(user.id)?;
     let (tier, seats_left) = events
         .update_tier(user.id, event_id, tier_id, patch)
         .await?;
@@ -71,14 +76,16 @@ pub async fn update_tier(
     responses(
         (status = 204, description = "Deleted"),
         (status = 409, description = "The tier has reserved or paid tickets, or is the event's last", body = ErrorBody),
-        Unauthenticated, Invalid, TierNotFound, NotTheCreator,
+        Unauthenticated, Invalid, TierNotFound, NotTheCreator, RateLimited,
     )
 )]
 pub async fn delete_tier(
     State(events): State<Arc<Events>>,
+    State(limits): State<Arc<UserRateLimits>>,
     CurrentUser(user): CurrentUser,
     PathIds(event_id, tier_id): PathIds,
 ) -> Result<StatusCode, ApiError> {
+    limits.write_event(user.id)?;
     events.delete_tier(user.id, event_id, tier_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -53,7 +53,7 @@ pub async fn reserve_ticket(
     headers: HeaderMap,
     ValidJson((event_id, tier_id)): ValidJson<ReserveRequest>,
 ) -> Result<Response, ApiError> {
-    state.reservation_limits.check(user_id)?;
+    state.user_limits.reserve(user_id, 1)?;
     let orders = &state.orders;
     let reserve = |key: Option<KeyUse>| async move {
         let order = orders
