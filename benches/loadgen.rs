@@ -285,6 +285,7 @@ impl Bench {
         // A load generator is many users in one client: only the server's own limits count.
         let unlimited = std::num::NonZeroU32::new(1_000_000).expect("not zero");
         settings.reservation_rate_limit_per_user = unlimited;
+        settings.event_write_rate_limit_per_user = unlimited;
         settings.auth_rate_limit_per_ip = unlimited;
         let app = App::connect(settings).await?;
         let (store, tokens) = (app.store.clone(), app.tokens.clone());
