@@ -62,6 +62,7 @@ impl App {
                 search_model.clone(),
                 settings.ticket_hold,
                 settings.max_tickets_per_order,
+                expensive_reads.clone(),
             )),
             search: Arc::new(Search::new(
                 store.clone(),

@@ -163,7 +163,10 @@ impl Events {
     }
 
     /// What the caller's event sold.
+    /// What the event sold (its creator only); it counts the event's tickets, so it shares
+    /// the listings' bound.
     pub async fn stats(&self, user_id: Uuid, event_id: Uuid) -> Result<EventStats, ServiceError> {
+        let _running = self.expensive_reads.enter().await?;
         let (creator_id, stats) = self
             .store
             .event_stats(event_id)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::{Action, ReadModel, Resource, ServiceError};
+use super::{Action, Bulkhead, ReadModel, Resource, ServiceError};
 use crate::domain::{
     Change, NewOrder, OrderChange, OrderDetails, OrderFields, OrderOutcome, OrderRefusal,
     PageRequest, PathSegment, TicketDetails, TicketStatus, Violations,
@@ -23,6 +23,8 @@ pub struct Orders {
     hold: Duration,
     /// Most tickets in one order.
     max_tickets_per_order: i32,
+    /// A buyer's pages of orders or tickets (up to 1 000 rows each) share the listings' bound.
+    expensive_reads: Arc<Bulkhead>,
 }
 
 /// Where the fields of an order's lines are in the request that asked for it.
@@ -40,12 +42,14 @@ impl Orders {
         search: Arc<ReadModel>,
         hold: Duration,
         max_tickets_per_order: i32,
+        expensive_reads: Arc<Bulkhead>,
     ) -> Self {
         Self {
             store,
             search,
             hold,
             max_tickets_per_order,
+            expensive_reads,
         }
     }
 
@@ -234,6 +238,7 @@ impl Orders {
             status,
             page,
         };
+        let _running = self.expensive_reads.enter().await?;
         Ok(self.store.user_orders(&filter).await?)
     }
 
@@ -249,6 +254,7 @@ impl Orders {
             status,
             page,
         };
+        let _running = self.expensive_reads.enter().await?;
         Ok(self.store.user_tickets(&filter).await?)
     }
 }
