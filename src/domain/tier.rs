@@ -204,12 +204,17 @@ pub struct TierPatchFields {
 
 impl TierDraft {
     /// What `tier` becomes after `patch`, re-checked as a whole against an event of
-    /// `total_tickets` seats.
+    /// `total_tickets` seats. A change is judged on what it changes: a quantity the patch
+    /// leaves alone stays valid even above a total lowered since.
     pub fn merge(
         tier: &Tier,
         patch: TierPatchFields,
         total_tickets: i32,
     ) -> Result<Self, Violations> {
+        let total_tickets = match (&patch.quantity, tier.quantity) {
+            (None, Some(quantity)) => total_tickets.max(quantity),
+            _ => total_tickets,
+        };
         let instant = |at: Option<DateTime<Utc>>| at.map(|at| at.to_rfc3339());
         let fields = TierFields {
             name: patch.name.unwrap_or_else(|| tier.name.clone()),

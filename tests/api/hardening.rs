@@ -32,6 +32,7 @@ backend_tests!(
     refused_keyed_writes_store_no_key,
     deep_pages_are_refused_on_every_listing_and_search,
     reservations_count_tickets_and_event_writes_are_limited,
+    a_tier_change_is_judged_on_what_it_changes,
 );
 
 async fn nul_characters_are_refused_not_stored(backend: Backend) {
@@ -868,4 +869,34 @@ async fn reservations_count_tickets_and_event_writes_are_limited(backend: Backen
     assert_eq!(status, StatusCode::CREATED);
     let (status, body) = app.post("/events/", token, event_body(json!({}))).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+}
+
+/// Lowering an event's total leaves its tiers' quantities as they are; a later change of only
+/// a tier's price is then judged on the price, not refused on the quantity it left alone.
+async fn a_tier_change_is_judged_on_what_it_changes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = app.register_user(None).await;
+    let token = Some(user.token.as_str());
+    let event = app
+        .create_event(
+            &user.token,
+            json!({"total_tickets": 10, "tiers": [{"name": "Regular", "quantity": 8}]}),
+        )
+        .await;
+    let path = format!("/events/{}", event["id"].as_str().unwrap());
+    let (status, _) = app.put(&path, token, json!({"total_tickets": 5})).await;
+    assert_eq!(status, StatusCode::OK);
+    let tier = format!("{path}/tiers/{}", event["tiers"][0]["id"].as_str().unwrap());
+    let (status, body) = app.put(&tier, token, json!({"price_minor": 2500})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["price_minor"].clone(), body["quantity"].clone()),
+        (json!(2500), json!(8))
+    );
+    let (status, body) = app.put(&tier, token, json!({"quantity": 9})).await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a new quantity is checked: {body}"
+    );
 }
