@@ -443,6 +443,17 @@ pub async fn assert_invariants(backend: Backend, url: &str) {
         0,
         "an order's tickets share its status"
     );
+    let unpaid = "SELECT COUNT(*) FROM ticket_tiers tt WHERE tt.paid <> \
+                  (SELECT COUNT(*) FROM tickets t WHERE t.tier_id = tt.id AND t.status = 'paid') \
+                  OR tt.revenue_minor <> (SELECT COALESCE(SUM(oi.unit_price_minor), 0) \
+                  FROM tickets t JOIN order_items oi \
+                  ON oi.order_id = t.order_id AND oi.tier_id = t.tier_id \
+                  WHERE t.tier_id = tt.id AND t.status = 'paid')";
+    assert_eq!(
+        scalar(backend, url, unpaid).await,
+        0,
+        "a tier's paid and revenue counters match its paid tickets"
+    );
     let unbalanced = "SELECT COUNT(*) FROM events e WHERE e.tickets_sold <> \
                       (SELECT COALESCE(SUM(sold), 0) FROM ticket_tiers WHERE event_id = e.id)";
     assert_eq!(

@@ -111,6 +111,12 @@ pub(in crate::store) fn ticket_order(
 }
 
 /// `$1` order, `$2` status, `$3` now: the order's tickets take its new status.
+/// `$1` order, just paid: its tiers count its tickets as paid, and their revenue at the order's
+/// prices. Only tier rows are locked (no event row after them), so it keeps the lock order.
+const COUNT_PAYMENT: &str = "UPDATE ticket_tiers SET paid = ticket_tiers.paid + oi.quantity,
+        revenue_minor = ticket_tiers.revenue_minor + oi.quantity * oi.unit_price_minor
+     FROM order_items oi WHERE oi.order_id = $1 AND ticket_tiers.id = oi.tier_id";
+
 pub(in crate::store) const SET_ORDER_TICKETS_STATUS: &str =
     "UPDATE tickets SET status = $2, updated_at = $3,
          paid_at = CASE WHEN $2 = 'paid' THEN $3 ELSE paid_at END
@@ -323,6 +329,12 @@ where
         .await?;
     if changed.is_none() {
         return Ok(false);
+    }
+    if action == OrderAction::Pay {
+        sqlx::query(COUNT_PAYMENT)
+            .bind(order_id)
+            .execute(&mut *conn)
+            .await?;
     }
     if action == OrderAction::Cancel {
         let seats: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(ORDER_SEATS)

@@ -236,16 +236,17 @@ where
     Ok(TierOutcome::Saved(Box::new(tier)))
 }
 
-/// `$1` event, `$2` now: live reservations, payments and revenue (at the orders' prices) of
-/// each tier that has any.
-const TIER_SALES: &str = "SELECT t.tier_id,
-        CAST(SUM(CASE WHEN t.status = 'reserved' AND t.expires_at > $2 THEN 1 ELSE 0 END)
+/// `$1` event, `$2` now: each tier's live reservations, payments and revenue (at the orders'
+/// prices), from the counters its sales keep: reserved is sold less paid less the holds
+/// already due that the sweeper has not reached (few: it runs every second). The cost is by
+/// tiers and due holds, not by tickets.
+const TIER_SALES: &str = "SELECT tt.id,
+        CAST(tt.sold - tt.paid - coalesce((SELECT sum(oi.quantity) FROM orders o
+             JOIN order_items oi ON oi.order_id = o.id AND oi.tier_id = tt.id
+             WHERE o.event_id = $1 AND o.status = 'reserved' AND o.expires_at <= $2), 0)
              AS BIGINT) AS reserved,
-        CAST(SUM(CASE WHEN t.status = 'paid' THEN 1 ELSE 0 END) AS BIGINT) AS paid,
-        CAST(SUM(CASE WHEN t.status = 'paid' THEN oi.unit_price_minor ELSE 0 END) AS BIGINT)
-             AS revenue_minor
-     FROM tickets t JOIN order_items oi ON oi.order_id = t.order_id AND oi.tier_id = t.tier_id
-     WHERE t.event_id = $1 GROUP BY t.tier_id";
+        CAST(tt.paid AS BIGINT) AS paid, CAST(tt.revenue_minor AS BIGINT) AS revenue_minor
+     FROM ticket_tiers tt WHERE tt.event_id = $1";
 
 /// An event's sales for its creator; `None` when there is no such event.
 pub(in crate::store) async fn event_stats_on<DB: Dialect>(
