@@ -61,6 +61,12 @@ impl TryFrom<Options> for Settings {
         let default_search_radius = RadiusKm::new(options.default_search_radius_km)
             .map_err(|rule| anyhow::anyhow!("DEFAULT_SEARCH_RADIUS_KM {rule}"))?;
         let api_prefix = options.api_prefix;
+        // The reservation limit counts tickets: a full order must fit in a minute's quota.
+        anyhow::ensure!(
+            options.reservation_rate_limit_per_user >= options.max_tickets_per_order,
+            "RESERVATION_RATE_LIMIT_PER_USER (tickets per minute) must be at least \
+             MAX_TICKETS_PER_ORDER, or the largest orders could never be placed"
+        );
         anyhow::ensure!(
             api_prefix.is_empty() || (api_prefix.starts_with('/') && !api_prefix.ends_with('/')),
             "API_PREFIX must be empty or start with / and not end with /"
@@ -187,5 +193,7 @@ mod tests {
         assert!(parse(&["--api-prefix", "/api/"]).is_err());
         assert!(parse(&["--sweep-interval-seconds", "0"]).is_err());
         assert!(parse(&["--idle-connection-timeout-seconds", "10"]).is_err());
+        assert!(parse(&["--reservation-rate-limit-per-user", "9"]).is_err());
+        assert!(parse(&["--reservation-rate-limit-per-user", "10"]).is_ok());
     }
 }

@@ -1,5 +1,6 @@
-//! `Idempotency-Key`: a retried request by the same user within 24 h gets the first answer
-//! (same status and body) and does nothing a second time.
+//! `Idempotency-Key`: a retried request by the same user within 24 h gets the first answer of
+//! a write that succeeded (same status and body) and does nothing a second time; a refused
+//! write stores nothing, so its retry runs again.
 
 use std::future::Future;
 
@@ -24,7 +25,8 @@ const MAX_KEY_CHARS: usize = 255;
 #[allow(dead_code)]
 pub struct IdempotencyKey {
     /// Any unique string (a UUID is ideal), at most 255 visible ASCII characters. A retry with
-    /// the same key within 24 h returns the first answer; the same key with a different request
+    /// the same key within 24 h returns the first answer of a write that succeeded (a refused
+    /// write stores nothing: its retry runs again); the same key with a different request
     /// answers 422.
     #[serde(rename = "Idempotency-Key")]
     #[param(

@@ -116,8 +116,8 @@ pub fn openapi(api_prefix: &str) -> utoipa::openapi::OpenApi {
 
 /// The complete HTTP application. Every path answers alike with and without a trailing slash
 /// (the seed's framework redirected one form to the other, and its clients use both): the slash
-/// is dropped before routing, so each route is registered once, bare. The slashed collection
-/// paths of the published document (`/events/`) are served by their bare aliases.
+/// is dropped before routing. The slashed collection paths of the published document
+/// (`/events/`) are therefore served by their bare aliases (`/events`).
 pub fn router(state: AppState, settings: &Settings) -> Router {
     let with_metrics = settings.metrics_addr.is_none();
     let (router, openapi) = routes_and_document(&settings.api_prefix, with_metrics);

@@ -6,8 +6,9 @@
 //! that frees the seats. There, and only there, (a) the sold counters move (events first, in id
 //! order, then tiers: the order every writer locks rows in), (b) the waiting list's offer step
 //! runs, so that no freed seat reaches the public while someone in line could take it, and (c)
-//! the change is recorded in `seat_returns`, which the change feed follows. Seats are taken in
-//! one place too: the order batch ([`super::order_batch`]).
+//! the change is recorded in `seat_returns`, for the change feed (nothing reads it yet: the
+//! availability stream and the waiting list will). Seats are taken in one place too: the order
+//! batch ([`super::order_batch`]).
 //!
 //! The SQL that differs between the backends is theirs ([`Dialect`]); the sequence is written
 //! once, here.

@@ -221,6 +221,14 @@ pub enum KeyUse {
     New(NewKey),
 }
 
+/// Whether an order with `key` may be refused before its batch (from the sold-out memory, or
+/// a glance at its event). Not with a new key: its batch looks at the key first, under the
+/// event's lock, so that a retry of an order already placed (or still being placed) with that
+/// key gets the placed order, never a refusal.
+fn may_refuse_early(key: Option<&KeyUse>) -> bool {
+    !matches!(key, Some(KeyUse::New(_)))
+}
+
 impl KeyUse {
     pub fn held(&self) -> &HeldKey {
         match self {

@@ -157,13 +157,13 @@ pub(super) trait BatchStatements {
         now: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<u64>> + Send;
 
-    /// The keys among `keys` whose claims still hold, kept so until the transaction ends (on
-    /// PostgreSQL their rows are locked, after the events', in key order).
+    /// The claims among `keys` that still hold their keys, kept so until the transaction ends
+    /// (on PostgreSQL their rows are locked, after the events', in key order).
     fn hold_claims(
         &self,
         conn: &mut Self::Conn,
         keys: &[&HeldKey],
-    ) -> impl Future<Output = StoreResult<HashSet<(Uuid, String)>>> + Send;
+    ) -> impl Future<Output = StoreResult<HashSet<Uuid>>> + Send;
 
     /// Of `keys`, those no one has used whose users are registered, with the keys each user
     /// took over the last 24 h (for the quota). Read without a lock: the keys are inserted
@@ -177,9 +177,9 @@ pub(super) trait BatchStatements {
 
     /// Inserts the placed orders, lines and tickets, takes their seats from the events' and
     /// tiers' counters, and records the outcomes of the keyed ones: on the keys held, and as
-    /// new keys (in key order) for the others. A new key someone took since
-    /// [`BatchStatements::free_new_keys`] fails the batch with [`StoreError::KeyInUse`]: its
-    /// orders are then placed one by one.
+    /// new keys (in key order) for the others. A new key another process took since
+    /// [`BatchStatements::free_new_keys`] (PostgreSQL) fails the batch with
+    /// [`StoreError::KeyInUse`]: its orders are then placed one by one.
     fn insert(
         &self,
         conn: &mut Self::Conn,
@@ -247,7 +247,8 @@ pub(super) async fn write_orders<S: BatchStatements>(
             _ => None,
         })
         .collect();
-    let mut claims: Option<HashSet<(Uuid, String)>> = None;
+    // The claims (one request each) that hold their keys in this transaction.
+    let mut claims: Option<HashSet<Uuid>> = None;
     let mut released = false;
     loop {
         let (now, mut sales) = statements.read_sales(conn, &event_ids).await?;
@@ -268,8 +269,7 @@ pub(super) async fn write_orders<S: BatchStatements>(
             .iter()
             .map(|request| {
                 let key = request.key.as_ref()?;
-                let key_held = key.held();
-                if held.contains(&(key_held.user_id, key_held.key.clone())) {
+                if held.contains(&key.held().claim) {
                     return None;
                 }
                 Some(match key {
@@ -414,24 +414,20 @@ fn buyers_wanted(orders: &[&NewOrder], sales: &Sales) -> Vec<BuyerOf> {
         .collect()
 }
 
-/// The new keys a batch may take: free, first in the batch (a second request with the same
-/// key waits for the first, the long way), and within the user's quota counting the keys the
-/// batch takes before it.
-fn new_keys_to_take(
-    keys: &[&NewKey],
-    mut free: HashMap<(Uuid, String), i64>,
-) -> HashSet<(Uuid, String)> {
+/// The claims of the requests that may take their new keys: keys free, each taken by the first
+/// request of the batch with it (a later one takes the long way, and finds the first's
+/// outcome), within the user's quota counting the keys the batch takes before it.
+fn new_keys_to_take(keys: &[&NewKey], mut free: HashMap<(Uuid, String), i64>) -> HashSet<Uuid> {
     let mut taken_per_user: HashMap<Uuid, i64> = HashMap::new();
     let mut take = HashSet::new();
     for new in keys {
-        let id = (new.held.user_id, new.held.key.clone());
-        let Some(held_before) = free.remove(&id) else {
+        let Some(held_before) = free.remove(&(new.held.user_id, new.held.key.clone())) else {
             continue;
         };
         let taken = taken_per_user.entry(new.held.user_id).or_default();
         if held_before + *taken < i64::from(new.quota) {
             *taken += 1;
-            take.insert(id);
+            take.insert(new.held.claim);
         }
     }
     take

@@ -67,8 +67,8 @@ macro_rules! expire_due {
 }
 
 /// `$1` events, `$2` tiers, `$3` seats (one entry per event and tier), `$4` now: takes the
-/// seats off the counters, event rows locked in id order and all of them before any tier row
-/// (the tier update waits for the events'), the order every writer follows.
+/// seats off the counters, event rows locked in id order, and each tier's row only after its
+/// event's (every writer of a tier holds its event's lock first).
 const UNCOUNT_SEATS: &str = "WITH freed AS (
         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[]) AS f(event_id, tier_id, seats)
     ), per_event AS (
@@ -654,7 +654,9 @@ impl TicketStore for PgStore {
         order: &NewOrder,
         key: Option<&KeyUse>,
     ) -> StoreResult<OrderOutcome> {
-        if let Some(refusal) = self.sold_out.answer(order) {
+        if super::may_refuse_early(key)
+            && let Some(refusal) = self.sold_out.answer(order)
+        {
             metrics::counter!("nearbytix_order_refusals_from_memory_total").increment(1);
             return Ok(OrderOutcome::Refused(refusal));
         }

@@ -768,9 +768,12 @@ impl TicketStore for SqliteStore {
     ) -> StoreResult<OrderOutcome> {
         // "Sold out" may be answered early only where no rule on a named tier could come
         // first (an unknown tier or a per-order maximum is 422 even when nothing is left).
-        let early = self.refusal_without_writing(order.event_id, Utc::now(), !order.names_tiers());
-        if let Some(refusal) = early.await? {
-            return Ok(OrderOutcome::Refused(refusal));
+        if super::may_refuse_early(key) {
+            let now = Utc::now();
+            let early = self.refusal_without_writing(order.event_id, now, !order.names_tiers());
+            if let Some(refusal) = early.await? {
+                return Ok(OrderOutcome::Refused(refusal));
+            }
         }
         let request = OrderRequest {
             order: order.clone(),

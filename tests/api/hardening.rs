@@ -33,6 +33,7 @@ backend_tests!(
     deep_pages_are_refused_on_every_listing_and_search,
     reservations_count_tickets_and_event_writes_are_limited,
     a_tier_change_is_judged_on_what_it_changes,
+    a_retry_of_the_order_that_took_the_last_seat_replays_it,
 );
 
 async fn nul_characters_are_refused_not_stored(backend: Backend) {
@@ -899,4 +900,45 @@ async fn a_tier_change_is_judged_on_what_it_changes(backend: Backend) {
         StatusCode::UNPROCESSABLE_ENTITY,
         "a new quantity is checked: {body}"
     );
+}
+
+/// A keyed order that took an event's last seat is replayed to its retry, byte for byte, even
+/// though any other order for the event is now refused (from the sold-out memory on
+/// PostgreSQL, from a glance at the event on SQLite).
+async fn a_retry_of_the_order_that_took_the_last_seat_replays_it(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let buyer = app.register_user(None).await;
+    let other = app.register_user(None).await;
+    let event = app
+        .create_event(&buyer.token, json!({"total_tickets": 1}))
+        .await;
+    let body = json!({"event_id": event["id"]});
+    let reserve = |token: &str, key: &'static str| {
+        app.client
+            .post(app.url("/tickets/"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    let first = reserve(&buyer.token, "last-seat").await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first = first.text().await.unwrap();
+    let (status, _) = app
+        .post("/tickets/", Some(&other.token), body.clone())
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "sold out for anyone else");
+    for _ in 0..3 {
+        let retry = reserve(&buyer.token, "last-seat").await.unwrap();
+        assert_eq!(retry.status(), StatusCode::CREATED);
+        assert_eq!(retry.headers()["idempotent-replayed"], "true");
+        assert_eq!(retry.text().await.unwrap(), first);
+    }
+    let refused = reserve(&other.token, "sold-out").await.unwrap();
+    assert_eq!(
+        refused.status(),
+        StatusCode::CONFLICT,
+        "a new key on a sold-out event"
+    );
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM tickets").await, 1);
 }

@@ -131,7 +131,7 @@ const FREE_NEW_KEYS: &str = "SELECT n.user_id, n.key,
 
 /// `$1` users, `$2` keys, `$3` claims: the keys still held by those claims (unanswered), locked
 /// in key order until the batch commits, so that no retry can take one over meanwhile.
-const HOLD_CLAIMS: &str = "SELECT k.user_id, k.key FROM idempotency_keys k
+const HOLD_CLAIMS: &str = "SELECT k.claim FROM idempotency_keys k
      JOIN unnest($1::uuid[], $2::text[], $3::uuid[]) AS c(user_id, key, claim)
        ON k.user_id = c.user_id AND k.key = c.key AND k.claim = c.claim
      WHERE k.outcome IS NULL
@@ -202,8 +202,8 @@ impl BatchStatements for PgStatements {
         &self,
         conn: &mut PgConnection,
         keys: &[&HeldKey],
-    ) -> StoreResult<HashSet<(Uuid, String)>> {
-        let held: Vec<(Uuid, String)> = sqlx::query_as(HOLD_CLAIMS)
+    ) -> StoreResult<HashSet<Uuid>> {
+        let held: Vec<Uuid> = sqlx::query_scalar(HOLD_CLAIMS)
             .bind(keys.iter().map(|key| key.user_id).collect::<Vec<_>>())
             .bind(keys.iter().map(|key| key.key.as_str()).collect::<Vec<_>>())
             .bind(keys.iter().map(|key| key.claim).collect::<Vec<_>>())

@@ -136,7 +136,7 @@ impl BatchStatements for SqliteStatements {
         &self,
         conn: &mut SqliteConnection,
         keys: &[&HeldKey],
-    ) -> StoreResult<HashSet<(Uuid, String)>> {
+    ) -> StoreResult<HashSet<Uuid>> {
         // The single writer keeps every other claim out until the batch commits.
         let mut held = HashSet::new();
         for rows in keys.chunks(ROWS_PER_INSERT) {
@@ -147,11 +147,11 @@ impl BatchStatements for SqliteStatements {
                     .push_bind(key.claim);
             });
             query.push(
-                ") SELECT k.user_id, k.key FROM idempotency_keys k JOIN c
+                ") SELECT k.claim FROM idempotency_keys k JOIN c
                    ON k.user_id = c.user_id AND k.key = c.key AND k.claim = c.claim
                  WHERE k.outcome IS NULL",
             );
-            let rows: Vec<(Uuid, String)> = query.build_query_as().fetch_all(&mut *conn).await?;
+            let rows: Vec<Uuid> = query.build_query_scalar().fetch_all(&mut *conn).await?;
             held.extend(rows);
         }
         Ok(held)
@@ -271,7 +271,8 @@ impl BatchStatements for SqliteStatements {
             query.push(" WHERE id IN (SELECT id FROM taken)");
             query.build().execute(&mut *conn).await?;
         }
-        // The single writer keeps every other claim out: the new keys read free still are.
+        // The single writer keeps every other claim out: the new keys read free still are (and
+        // the batch lets one request take each).
         let (held, new) = split_outcomes(outcomes);
         for (key, outcome) in held {
             sqlx::query(
