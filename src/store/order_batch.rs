@@ -252,15 +252,15 @@ pub(super) async fn write_orders<S: BatchStatements>(
     let mut released = false;
     loop {
         let (now, mut sales) = statements.read_sales(conn, &event_ids).await?;
-        // Key rows are locked after the events', as every writer does.
+        // Events, then the new keys' owners, then key rows: the order every writer locks in.
         if claims.is_none() {
             let mut held = HashSet::new();
-            if !held_keys.is_empty() {
-                held = statements.hold_claims(conn, &held_keys).await?;
-            }
             if !new_keys.is_empty() {
                 let free = statements.free_new_keys(conn, &new_keys, now).await?;
                 held.extend(new_keys_to_take(&new_keys, free));
+            }
+            if !held_keys.is_empty() {
+                held.extend(statements.hold_claims(conn, &held_keys).await?);
             }
             claims = Some(held);
         }

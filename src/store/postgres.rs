@@ -750,9 +750,15 @@ impl IdempotencyStore for PgStore {
         request_hash: &str,
         terms: ClaimTerms,
     ) -> StoreResult<IdempotencyClaim> {
-        // A new key is taken while the user holds fewer than `quota` others. A held key (the
-        // quota does not apply to it) is taken over when it is forgotten (24 h) or its holder's
-        // lease passed unanswered.
+        // A new key is taken while the user holds fewer than `quota` others, counted under the
+        // user's row lock (as the order batches count them), so the quota holds exactly. A held
+        // key (the quota does not apply to it) is taken over when it is forgotten (24 h) or its
+        // holder's lease passed unanswered.
+        let mut tx = begin(&self.pool).await?;
+        sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(key.user_id)
+            .execute(&mut *tx)
+            .await?;
         let claimed = sqlx::query_scalar::<_, i32>(
             "INSERT INTO idempotency_keys (user_id, key, request_hash, claim, lease_until)
              SELECT $1, $2, $3, $4, now() + make_interval(secs => $5)
@@ -776,8 +782,9 @@ impl IdempotencyStore for PgStore {
         .bind(terms.claim)
         .bind(terms.lease.as_secs_f64())
         .bind(i64::from(terms.quota))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         if claimed.is_some() {
             return Ok(IdempotencyClaim::Claimed);
         }

@@ -34,6 +34,7 @@ backend_tests!(
     reservations_count_tickets_and_event_writes_are_limited,
     a_tier_change_is_judged_on_what_it_changes,
     a_retry_of_the_order_that_took_the_last_seat_replays_it,
+    the_key_quota_is_exact_under_concurrency,
 );
 
 async fn nul_characters_are_refused_not_stored(backend: Backend) {
@@ -941,4 +942,43 @@ async fn a_retry_of_the_order_that_took_the_last_seat_replays_it(backend: Backen
         "a new key on a sold-out event"
     );
     assert_eq!(app.scalar("SELECT COUNT(*) FROM tickets").await, 1);
+}
+
+/// `IDEMPOTENCY_KEYS_PER_USER` holds exactly when one user sends many keyed orders at once,
+/// spread over events (so over every order lane): as many succeed as the quota allows, the rest
+/// get 429, and no more keys are stored.
+async fn the_key_quota_is_exact_under_concurrency(backend: Backend) {
+    let app =
+        TestApp::spawn_with(backend, |settings| settings.idempotency_keys_per_user = 20).await;
+    let user = app.register_user(None).await;
+    let mut events = Vec::new();
+    for _ in 0..8 {
+        events.push(
+            app.create_event(&user.token, json!({"total_tickets": 1000}))
+                .await,
+        );
+    }
+    let attempts = (0..160).map(|i| {
+        let body = json!({"event_id": events[i % events.len()]["id"]});
+        app.client
+            .post(app.url("/tickets/"))
+            .bearer_auth(&user.token)
+            .header("Idempotency-Key", format!("quota-{i}"))
+            .json(&body)
+            .send()
+    });
+    let mut created = 0;
+    for answer in futures::future::join_all(attempts).await {
+        match answer.unwrap().status() {
+            StatusCode::CREATED => created += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("a keyed order answered {other}"),
+        }
+    }
+    assert_eq!(created, 20, "exactly the quota");
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM idempotency_keys").await,
+        20
+    );
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM tickets").await, 20);
 }

@@ -119,6 +119,12 @@ const WRITE_ORDERS: &str = "WITH new_orders AS (
     )
     SELECT count(*) FROM new_keys";
 
+/// `$1` users: locked (in id order, after the events') so that the keys counted against their
+/// quotas next stay counted until this batch commits: a quota holds exactly, across lanes and
+/// processes. `FOR NO KEY UPDATE` leaves the buyers' `FOR KEY SHARE` free.
+const LOCK_KEY_OWNERS: &str =
+    "SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE";
+
 /// `$1` users, `$2` keys, `$3` now: of those keys, the ones no one has used whose users are
 /// registered, with the keys each user took over the 24 h before `$3`.
 const FREE_NEW_KEYS: &str = "SELECT n.user_id, n.key,
@@ -218,6 +224,14 @@ impl BatchStatements for PgStatements {
         keys: &[&NewKey],
         now: DateTime<Utc>,
     ) -> StoreResult<HashMap<(Uuid, String), i64>> {
+        let mut owners: Vec<Uuid> = keys.iter().map(|new| new.held.user_id).collect();
+        owners.sort_unstable();
+        owners.dedup();
+        sqlx::query(LOCK_KEY_OWNERS)
+            .bind(&owners)
+            .execute(&mut *conn)
+            .await?;
+        // A statement of its own: it reads what committed while it waited for the locks.
         let free: Vec<(Uuid, String, i64)> = sqlx::query_as(FREE_NEW_KEYS)
             .bind(keys.iter().map(|new| new.held.user_id).collect::<Vec<_>>())
             .bind(
