@@ -233,20 +233,15 @@ pub(super) async fn write_orders<S: BatchStatements>(
     let mut event_ids: Vec<Uuid> = orders.iter().map(|order| order.event_id).collect();
     event_ids.sort_unstable();
     event_ids.dedup();
-    let held_keys: Vec<&HeldKey> = requests
-        .iter()
-        .filter_map(|request| match &request.key {
-            Some(KeyUse::Held(held)) => Some(held),
-            _ => None,
-        })
-        .collect();
-    let new_keys: Vec<&NewKey> = requests
-        .iter()
-        .filter_map(|request| match &request.key {
-            Some(KeyUse::New(new)) => Some(new),
-            _ => None,
-        })
-        .collect();
+    let mut held_keys: Vec<&HeldKey> = Vec::new();
+    let mut new_keys: Vec<&NewKey> = Vec::new();
+    for request in requests {
+        match &request.key {
+            Some(KeyUse::Held(held)) => held_keys.push(held),
+            Some(KeyUse::New(new)) => new_keys.push(new),
+            None => {}
+        }
+    }
     // The claims (one request each) that hold their keys in this transaction.
     let mut claims: Option<HashSet<Uuid>> = None;
     let mut released = false;
