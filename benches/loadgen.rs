@@ -385,7 +385,7 @@ impl Bench {
             tiers,
         };
         let event = NewEvent::parse(fields, Utc::now()).map_err(anyhow::Error::new)?;
-        Ok(self.store.insert_event(creator, &event).await?.id)
+        Ok(self.store.insert_event(creator, &event).await?.event.id)
     }
 }
 
@@ -666,9 +666,6 @@ async fn explain_nearby(database_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Seeds `events` upcoming events of `creator` with one SQL statement (a million through the
-/// store would take the better part of an hour). A listing reads events only: they get no
-/// tiers, so they are for listing benchmarks, not for sales.
 /// Where bulk-seeded events are.
 #[derive(Clone, Copy)]
 enum Layout {
@@ -678,6 +675,9 @@ enum Layout {
     Scattered,
 }
 
+/// Seeds `events` upcoming events of `creator`, each with the default tier (what makes it on
+/// sale), with two SQL statements: a million through the store would take the better part of
+/// an hour.
 async fn seed_events_in_bulk(
     bench: &Bench,
     creator: Uuid,
@@ -723,6 +723,14 @@ async fn seed_events_in_bulk(
             .bind(lon_span)
             .execute(&mut conn)
             .await?;
+            sqlx::query(
+                "INSERT INTO ticket_tiers (id, event_id, name, position)
+                 SELECT gen_random_uuid(), id, 'General admission', 0
+                 FROM events WHERE creator_id = $1",
+            )
+            .bind(creator)
+            .execute(&mut conn)
+            .await?;
             sqlx::query("ANALYZE events").execute(&mut conn).await?;
         }
         BackendChoice::Sqlite => {
@@ -755,6 +763,15 @@ async fn seed_events_in_bulk(
             .bind(lat_span)
             .bind(lon0)
             .bind(lon_span)
+            .execute(&mut conn)
+            .await?;
+            sqlx::query(
+                "INSERT INTO ticket_tiers (id, event_id, name, position, created_at, updated_at)
+                 SELECT randomblob(16), id, 'General admission', 0, ?2, ?2
+                 FROM events WHERE creator_id = ?1",
+            )
+            .bind(creator)
+            .bind(now)
             .execute(&mut conn)
             .await?;
         }

@@ -12,6 +12,10 @@ use crate::store::{CHANGE_LOG_KEPT, DynStore, StoreError};
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Forgetting old idempotency keys and change log entries is housekeeping, not urgent.
 const PURGE_EVERY: Duration = Duration::from_secs(300);
+/// How often buyers' history rows are folded: a buyer's page counts the rows added since.
+const FOLD_EVERY: Duration = Duration::from_secs(10);
+/// Buyers folded in one transaction; a full fold goes again at the next sweep.
+const FOLD_USERS: i64 = 1_000;
 
 /// A running sweeper task.
 pub struct Sweeper {
@@ -72,12 +76,25 @@ async fn run(
     );
     let mut failures: u32 = 0;
     let mut last_purge: Option<tokio::time::Instant> = None;
+    let mut last_fold: Option<tokio::time::Instant> = None;
     loop {
         if *shutdown.borrow() {
             break;
         }
         if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) && purge(&store).await {
             last_purge = Some(tokio::time::Instant::now());
+        }
+        if last_fold.is_none_or(|at| at.elapsed() >= FOLD_EVERY) {
+            match store.fold_buyer_history(FOLD_USERS).await {
+                Ok(folded) if folded < FOLD_USERS as u64 => {
+                    last_fold = Some(tokio::time::Instant::now());
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(error = format!("{error:#}"), "buyer history fold failed");
+                    last_fold = Some(tokio::time::Instant::now());
+                }
+            }
         }
         let pause = match sweep(&store, batch_size).await {
             // A full batch means more may be due: go again at once.

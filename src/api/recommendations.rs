@@ -1,5 +1,6 @@
 //! "For you": upcoming events near the caller's stored location.
 
+use chrono::Utc;
 use std::sync::Arc;
 
 use axum::Json;
@@ -92,13 +93,14 @@ async fn for_you(
 ) -> Result<Json<ForYouResponse>, ApiError> {
     let location = accounts.location_of(caller).await?;
     let result = search.for_caller(location, query.radius, page).await?;
+    let now = Utc::now();
     let recommendations = result
         .found
         .items
         .into_iter()
         .map(|found| Recommendation {
             distance_km: round_km(found.distance_km),
-            event: EventListItem::new(&found.event, None),
+            event: EventListItem::new(&found.event, None, now),
         })
         .collect::<Vec<_>>();
     let events = recommendations

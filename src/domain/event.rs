@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::geo::GeoPoint;
 use super::text;
-use super::tier::{Tier, TierDraft, TierFields};
+use super::tier::{Tier, TierDraft, TierFields, TierSale, tickets_on_sale};
 use super::time::parse_timestamp;
 use super::validation::{PathSegment, Violations};
 
@@ -128,15 +128,36 @@ pub struct Event {
     pub max_tickets_per_user: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Each tier's quota and sales window, in sale order: what decides whether the event can
+    /// be bought now.
+    pub sales: Vec<TierSale>,
 }
 
 impl Event {
-    pub fn tickets_available(&self) -> i32 {
-        (self.total_tickets - self.tickets_sold).max(0)
+    /// Seats the event's capacity has left, whatever its tiers allow.
+    pub fn seats_left(&self) -> i64 {
+        i64::from(self.total_tickets - self.tickets_sold).max(0)
     }
 
-    pub fn is_sold_out(&self) -> bool {
-        self.tickets_available() == 0
+    /// Tickets that can be bought at `now`: what the tiers on sale can still sell, within the
+    /// seats the event has left.
+    pub fn tickets_available(&self, now: DateTime<Utc>) -> i64 {
+        tickets_on_sale(self.seats_left(), self.sales.iter().copied(), now)
+    }
+
+    /// Whether nothing can be bought at `now`: every seat taken, or every tier sold out or
+    /// outside its sales window.
+    pub fn is_sold_out(&self, now: DateTime<Utc>) -> bool {
+        self.tickets_available(now) == 0
+    }
+
+    /// The first instant after `now` at which a tier's sales window opens or closes: when
+    /// [`is_sold_out`](Self::is_sold_out) may change with no sale or edit.
+    pub fn next_sale_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.sales
+            .iter()
+            .filter_map(|tier| tier.next_window_change(now))
+            .min()
     }
 }
 
@@ -463,7 +484,7 @@ pub fn total_tickets(raw: i64) -> Result<i32, String> {
 /// How an attempt to change an event ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventUpdate {
-    Done(Box<Event>),
+    Done(Box<EventDetails>),
     NotFound,
     NotCreator,
     /// The new `total_tickets` is below the tickets already sold.
@@ -563,6 +584,82 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn what_can_be_bought_now_follows_the_tiers_on_sale() {
+        let now = Utc::now();
+        let hour = Duration::hours(1);
+        let tier = |quantity: Option<i32>, sold, start: Option<i64>, end: Option<i64>| TierSale {
+            quantity,
+            sold,
+            sales_start: start.map(|hours| now + hour * hours as i32),
+            sales_end: end.map(|hours| now + hour * hours as i32),
+        };
+        let event = |sold, sales| Event {
+            total_tickets: 100,
+            tickets_sold: sold,
+            sales,
+            ..event_of(EventDraft::new(fields(now), now).unwrap(), now)
+        };
+        // (tickets sold of 100, tiers) → tickets available now.
+        let cases = [
+            (0, vec![tier(None, 0, None, None)], 100),
+            (60, vec![tier(None, 60, None, None)], 40),
+            (1, vec![tier(Some(1), 1, None, None)], 0),
+            (
+                5,
+                vec![tier(Some(5), 5, None, None), tier(Some(10), 0, None, None)],
+                10,
+            ),
+            (0, vec![tier(Some(10), 0, Some(1), None)], 0),
+            (0, vec![tier(Some(10), 0, None, Some(-1))], 0),
+            (
+                0,
+                vec![
+                    tier(Some(10), 0, Some(-1), Some(1)),
+                    tier(None, 0, Some(2), None),
+                ],
+                10,
+            ),
+            (
+                99,
+                vec![tier(None, 99, None, None), tier(Some(5), 0, None, None)],
+                1,
+            ),
+            (100, vec![tier(None, 100, None, None)], 0),
+            (0, vec![], 0),
+        ];
+        for (sold, sales, available) in cases {
+            let event = event(sold, sales.clone());
+            assert_eq!(event.tickets_available(now), available, "{sales:?}");
+            assert_eq!(event.is_sold_out(now), available == 0);
+        }
+        let later = event(0, vec![tier(None, 0, Some(2), Some(3))]);
+        assert_eq!(later.next_sale_change(now), Some(now + hour * 2));
+        assert_eq!(later.next_sale_change(now + hour * 2), Some(now + hour * 3));
+        assert_eq!(later.next_sale_change(now + hour * 3), None);
+        assert!(!later.is_sold_out(now + hour * 2));
+    }
+
+    /// The stored event of `draft`, nothing sold.
+    fn event_of(draft: EventDraft, now: DateTime<Utc>) -> Event {
+        Event {
+            id: Uuid::nil(),
+            creator_id: Uuid::nil(),
+            title: draft.title,
+            description: draft.description,
+            start_time: draft.start_time,
+            end_time: draft.end_time,
+            total_tickets: draft.total_tickets,
+            tickets_sold: 0,
+            venue: draft.venue,
+            currency: draft.currency,
+            max_tickets_per_user: draft.max_tickets_per_user,
+            created_at: now,
+            updated_at: now,
+            sales: Vec::new(),
+        }
+    }
+
+    #[test]
     fn merge_keeps_unchanged_fields_and_clears_description() {
         let now = Utc::now();
         let base = EventDraft::new(fields(now), now).unwrap();
@@ -580,6 +677,7 @@ pub(crate) mod tests {
             max_tickets_per_user: base.max_tickets_per_user,
             created_at: now,
             updated_at: now,
+            sales: Vec::new(),
         };
         let changes = EventChanges::parse(EventPatchFields {
             title: Some("New".into()),

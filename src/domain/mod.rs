@@ -33,7 +33,7 @@ pub use ticket::{
     UserSummary,
 };
 pub use tier::{
-    EventStats, SalesFigures, Tier, TierDraft, TierFields, TierOutcome, TierPatchFields,
+    EventStats, SalesFigures, Tier, TierDraft, TierFields, TierOutcome, TierPatchFields, TierSale,
 };
 pub use user::{Credentials, Email, NewUser, Password, Registration, RegistrationFields, User};
 pub use validation::{PathSegment, Violation, ViolationKind, Violations};

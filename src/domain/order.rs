@@ -8,17 +8,17 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::ticket::{Change, EventSummary, TicketDetails, TicketStatus};
-use super::tier::Tier;
+use super::tier::{Tier, tickets_on_sale};
 use super::validation::{PathSegment, Violations};
 
 /// Whether `tier` is on sale at `now`, by its sales window.
 fn sales_window(tier: &Tier, now: DateTime<Utc>) -> Result<(), OrderRefusal> {
-    if tier.sales_start.is_some_and(|start| now < start) {
+    if tier.sale().not_started(now) {
         return Err(OrderRefusal::SalesNotStarted {
             tier: tier.name.clone(),
         });
     }
-    if tier.sales_end.is_some_and(|end| now >= end) {
+    if tier.sale().ended(now) {
         return Err(OrderRefusal::SalesEnded {
             tier: tier.name.clone(),
         });
@@ -310,6 +310,12 @@ impl SaleState {
         }
     }
 
+    /// Whether nothing of the event can be bought at `now`, as [`super::Event::is_sold_out`]
+    /// says of the stored event.
+    pub fn sold_out_now(&self, now: DateTime<Utc>) -> bool {
+        tickets_on_sale(self.seats_left, self.tiers.iter().map(Tier::sale), now) == 0
+    }
+
     /// Whether the event or one of its tiers has no seat left.
     pub fn sold_out_anywhere(&self) -> bool {
         self.seats_left <= 0 || self.tiers.iter().any(Tier::sold_out)
@@ -414,7 +420,7 @@ pub enum WriteOutcome {
 pub enum OrderOutcome {
     Placed {
         order: Box<OrderDetails>,
-        /// The event had no seat left once the order was placed: it left search.
+        /// Nothing of the event could be bought once the order was placed: it left search.
         event_sold_out: bool,
     },
     Refused(OrderRefusal),

@@ -43,8 +43,73 @@ impl Tier {
 
     /// Seats this tier can still sell, before the event's own limit.
     pub(super) fn quota_left(&self) -> i64 {
+        self.sale().quota_left()
+    }
+
+    /// What the event's own availability needs of this tier.
+    pub fn sale(&self) -> TierSale {
+        TierSale {
+            quantity: self.quantity,
+            sold: self.sold,
+            sales_start: self.sales_start,
+            sales_end: self.sales_end,
+        }
+    }
+}
+
+/// Tickets an event with `seats_left` seats can sell at `now` through `tiers`: what the tiers
+/// on sale can still sell, within the event's seats.
+pub fn tickets_on_sale(
+    seats_left: i64,
+    tiers: impl IntoIterator<Item = TierSale>,
+    now: DateTime<Utc>,
+) -> i64 {
+    let selling = tiers
+        .into_iter()
+        .fold(0_i64, |sum, tier| sum.saturating_add(tier.selling(now)));
+    selling.min(seats_left.max(0))
+}
+
+/// What an event's availability needs of one of its tiers: its quota and its sales window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TierSale {
+    pub quantity: Option<i32>,
+    pub sold: i32,
+    pub sales_start: Option<DateTime<Utc>>,
+    pub sales_end: Option<DateTime<Utc>>,
+}
+
+impl TierSale {
+    /// Seats the tier can still sell, before the event's own limit (`i64::MAX`: no quota).
+    pub fn quota_left(&self) -> i64 {
         self.quantity
             .map_or(i64::MAX, |quantity| i64::from(quantity - self.sold))
+    }
+
+    pub fn not_started(&self, now: DateTime<Utc>) -> bool {
+        self.sales_start.is_some_and(|start| now < start)
+    }
+
+    pub fn ended(&self, now: DateTime<Utc>) -> bool {
+        self.sales_end.is_some_and(|end| now >= end)
+    }
+
+    /// Seats the tier sells at `now`: none outside its sales window.
+    pub fn selling(&self, now: DateTime<Utc>) -> i64 {
+        if self.not_started(now) || self.ended(now) {
+            0
+        } else {
+            self.quota_left().max(0)
+        }
+    }
+
+    /// The first instant after `now` at which the window opens or closes.
+    pub fn next_window_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        [self.sales_start, self.sales_end]
+            .into_iter()
+            .flatten()
+            .filter(|instant| *instant > now)
+            .min()
     }
 }
 

@@ -41,28 +41,18 @@ impl Events {
         fields: EventFields,
     ) -> Result<EventDetails, ServiceError> {
         let new_event = NewEvent::parse(fields, (self.clock)())?;
-        let event = self.store.insert_event(creator_id, &new_event).await?;
-        tracing::info!(event_id = %event.id, "event created");
+        let created = self.store.insert_event(creator_id, &new_event).await?;
+        tracing::info!(event_id = %created.event.id, "event created");
         self.search.catch_up().await;
-        self.with_tiers(event).await
+        Ok(created)
     }
 
     /// An event with its tiers.
     pub async fn get(&self, id: Uuid) -> Result<EventDetails, ServiceError> {
-        let event = self.find(id).await?;
-        self.with_tiers(event).await
-    }
-
-    async fn find(&self, id: Uuid) -> Result<Event, ServiceError> {
         self.store
             .find_event(id)
             .await?
             .ok_or(ServiceError::NotFound(Resource::Event, id))
-    }
-
-    async fn with_tiers(&self, event: Event) -> Result<EventDetails, ServiceError> {
-        let tiers = self.store.event_tiers(event.id).await?;
-        Ok(EventDetails { event, tiers })
     }
 
     pub async fn list(
@@ -81,7 +71,7 @@ impl Events {
         id: Uuid,
         changes: EventChanges,
     ) -> Result<EventDetails, ServiceError> {
-        let current = self.find(id).await?;
+        let current = self.get(id).await?.event;
         if current.creator_id != user_id {
             return Err(ServiceError::NotOwner(Action::ModifyEvent));
         }
@@ -89,9 +79,9 @@ impl Events {
         // The store re-checks ownership and the sold count atomically; the read above only
         // chooses the right answer for the common cases.
         match self.store.update_event(id, user_id, &draft).await? {
-            EventUpdate::Done(event) => {
+            EventUpdate::Done(updated) => {
                 self.search.catch_up().await;
-                self.with_tiers(*event).await
+                Ok(*updated)
             }
             EventUpdate::NotFound => Err(ServiceError::NotFound(Resource::Event, id)),
             EventUpdate::NotCreator => Err(ServiceError::NotOwner(Action::ModifyEvent)),
@@ -180,7 +170,7 @@ impl Events {
 
     /// The caller's event (404 when there is none, 403 when it is someone else's).
     async fn own(&self, user_id: Uuid, event_id: Uuid) -> Result<Event, ServiceError> {
-        let event = self.find(event_id).await?;
+        let event = self.get(event_id).await?.event;
         if event.creator_id != user_id {
             return Err(ServiceError::NotOwner(Action::ModifyEvent));
         }
@@ -191,7 +181,7 @@ impl Events {
 /// A saved tier with the seats its event had left.
 fn saved(tier: Option<Tier>, event: &Event) -> Result<(Tier, i64), ServiceError> {
     let tier = tier.ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("no tier saved")))?;
-    Ok((tier, i64::from(event.tickets_available())))
+    Ok((tier, event.seats_left()))
 }
 
 /// The tier a change saved (`None` once deleted), or why it was refused.

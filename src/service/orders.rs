@@ -106,7 +106,10 @@ impl Orders {
                 if matches!(refusal, OrderRefusal::NotEnough { .. }) {
                     metrics::counter!("nearbytix_sold_out_total").increment(1);
                 }
-                Err(refused(refusal, order.event_id, asked))
+                // A refused order wrote nothing that would have found a deleted account (a
+                // refusal from the sold-out memory read nothing at all): one read tells.
+                let refusal = refused(refusal, order.event_id, asked);
+                Err(self.as_stranger(order.user_id, refusal).await)
             }
         }
     }

@@ -16,6 +16,7 @@ mod order_batch;
 mod postgres;
 mod sqlite;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,8 +27,8 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::domain::{
-    Event, EventDelete, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent, NewEvent,
-    NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest, RadiusKm,
+    Event, EventDelete, EventDetails, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent,
+    NewEvent, NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest, RadiusKm,
     TicketDetails, TicketOrder, TicketStatus, Tier, TierDraft, TierOutcome, User, WriteOutcome,
 };
 
@@ -300,7 +301,7 @@ pub trait UserStore: Send + Sync {
 #[async_trait]
 pub trait EventStore: Send + Sync {
     /// Stores a new event (with a fresh id) created by `creator_id`, with its tiers.
-    async fn insert_event(&self, creator_id: Uuid, event: &NewEvent) -> StoreResult<Event>;
+    async fn insert_event(&self, creator_id: Uuid, event: &NewEvent) -> StoreResult<EventDetails>;
     /// An event's tiers in sale order.
     async fn event_tiers(&self, event_id: Uuid) -> StoreResult<Vec<Tier>>;
     /// Adds, replaces or deletes a tier of an event of `creator_id`, under the event's lock:
@@ -315,7 +316,8 @@ pub trait EventStore: Send + Sync {
     ) -> StoreResult<TierOutcome>;
     /// What an event sold, with its creator's id; `None` when there is no such event.
     async fn event_stats(&self, event_id: Uuid) -> StoreResult<Option<(Uuid, EventStats)>>;
-    async fn find_event(&self, id: Uuid) -> StoreResult<Option<Event>>;
+    /// An event with its tiers in sale order.
+    async fn find_event(&self, id: Uuid) -> StoreResult<Option<EventDetails>>;
     /// Replaces the creator-controlled fields, refusing a total below the tickets sold.
     async fn update_event(
         &self,
@@ -331,6 +333,8 @@ pub trait EventStore: Send + Sync {
         page: PageRequest,
     ) -> StoreResult<Page<Event>>;
     async fn nearby_events(&self, query: &NearbyQuery) -> StoreResult<Page<NearbyEvent>>;
+    /// The descriptions of those of `ids` that exist and have one (at most a page's worth).
+    async fn event_descriptions(&self, ids: &[Uuid]) -> StoreResult<HashMap<Uuid, String>>;
     /// Every event search can return now, for an in-memory read model.
     async fn searchable_events(&self) -> StoreResult<SearchableEvents>;
     /// The events changed since `since` (created, updated, seats sold or released, deleted).
@@ -339,6 +343,9 @@ pub trait EventStore: Send + Sync {
     async fn event_changes(&self, since: ChangeCursor) -> StoreResult<EventChanges>;
     /// Forgets change log entries written before `older_than`.
     async fn purge_event_changes(&self, older_than: DateTime<Utc>) -> StoreResult<u64>;
+    /// Folds the `buyer_history` rows of at most `users` buyers with rows added since the last
+    /// fold into one row each; how many buyers it folded.
+    async fn fold_buyer_history(&self, users: i64) -> StoreResult<u64>;
 }
 
 #[async_trait]

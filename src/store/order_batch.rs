@@ -298,7 +298,7 @@ pub(super) async fn write_orders<S: BatchStatements>(
                     // The sale as the whole batch left it.
                     Ok(OrderOutcome::Placed {
                         order: Box::new(details),
-                        event_sold_out: sale.state.seats_left <= 0,
+                        event_sold_out: sale.state.sold_out_now(now),
                     })
                 }
             });

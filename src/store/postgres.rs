@@ -2,6 +2,7 @@
 //! (orders: a batch's, see [`batch`]), and deadlines are judged by the database clock
 //! (`now()`), the one clock every server process shares.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,10 +26,13 @@ use super::{
     TicketStore, TierChange, UserStore,
 };
 use crate::domain::{
-    Change, Event, EventDelete, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent,
-    NewEvent, NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest, SeatsBack,
-    SeatsBackCause, TicketDetails, TicketOrder, Tier, TierOutcome, User, WriteOutcome,
+    Change, Event, EventDelete, EventDetails, EventDraft, EventStats, EventUpdate, GeoPoint,
+    NearbyEvent, NewEvent, NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest,
+    SeatsBack, SeatsBackCause, TicketDetails, TicketOrder, Tier, TierOutcome, User, WriteOutcome,
 };
+
+/// The advisory lock of the buyer history fold (any constant no other lock uses).
+const FOLD_LOCK: i64 = 0x6e74_785f_666f_6c64;
 
 type UserRow = sql::UserRow<DateTime<Utc>>;
 type EventRow = sql::EventRow<DateTime<Utc>>;
@@ -447,7 +451,7 @@ impl UserStore for PgStore {
 #[async_trait]
 impl EventStore for PgStore {
     #[tracing::instrument(skip(self, event))]
-    async fn insert_event(&self, creator_id: Uuid, event: &NewEvent) -> StoreResult<Event> {
+    async fn insert_event(&self, creator_id: Uuid, event: &NewEvent) -> StoreResult<EventDetails> {
         let (mut tx, now) = begin_write(&self.pool).await?;
         let inserted = sql::insert_event_on::<Postgres>(&mut tx, creator_id, event, now).await?;
         tx.commit().await?;
@@ -486,8 +490,9 @@ impl EventStore for PgStore {
         sql::tiers_on::<Postgres>(&mut conn, event_id).await
     }
 
-    async fn find_event(&self, id: Uuid) -> StoreResult<Option<Event>> {
-        fetch_optional!(&self.pool, sql::FIND_EVENT, EventRow::into_event, id)
+    async fn find_event(&self, id: Uuid) -> StoreResult<Option<EventDetails>> {
+        let mut conn = self.pool.acquire().await?;
+        sql::find_event_on::<Postgres>(&mut conn, id).await
     }
 
     #[tracing::instrument(skip(self, draft))]
@@ -568,7 +573,12 @@ impl EventStore for PgStore {
                 .push_bind(query.center.latitude())
                 .push(")::geography, ")
                 .push_bind(query.radius.km() * 1000.0)
-                .push(", false) AND e.start_time > now() AND e.tickets_sold < e.total_tickets");
+                .push(concat!(
+                    ", false) AND e.start_time > now() AND e.tickets_sold < e.total_tickets
+                     AND EXISTS (SELECT 1 FROM ticket_tiers t WHERE t.event_id = e.id AND ",
+                    tier_selling_at!("now()"),
+                    ")"
+                ));
         };
         let select = concat!(
             "SELECT ",
@@ -576,20 +586,40 @@ impl EventStore for PgStore {
             ", ST_Distance(e.location, ST_MakePoint($1, $2)::geography, false) / 1000.0
                  AS distance_km, count(*) OVER () AS total FROM events e"
         );
-        fetch_page!(
+        let rows: StoreResult<Page<NearbyRow>> = fetch_page!(
             &self.pool,
             select,
             sql::COUNT_EVENTS,
             within,
             " ORDER BY distance_km, e.start_time, e.id",
             query.page,
-            |row: NearbyRow| {
-                Ok(NearbyEvent {
-                    event: row.event.into_event()?,
-                    distance_km: row.distance_km,
-                })
-            },
+            Ok,
+        );
+        let rows = rows?;
+        let distances: Vec<f64> = rows.items.iter().map(|row| row.distance_km).collect();
+        let events = events_with_sales!(
+            &self.pool,
+            rows.items.into_iter().map(|row| row.event).collect()
+        )?;
+        let items = events
+            .into_iter()
+            .zip(distances)
+            .map(|(event, distance_km)| NearbyEvent { event, distance_km })
+            .collect();
+        Ok(Page {
+            items,
+            total: rows.total,
+        })
+    }
+
+    async fn event_descriptions(&self, ids: &[Uuid]) -> StoreResult<HashMap<Uuid, String>> {
+        let rows: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT id, description FROM events WHERE id = ANY($1) AND description IS NOT NULL",
         )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
     }
 
     async fn searchable_events(&self) -> StoreResult<SearchableEvents> {
@@ -597,11 +627,16 @@ impl EventStore for PgStore {
         let snapshot: String = sqlx::query_scalar("SELECT pg_current_snapshot()::text")
             .fetch_one(&self.follower)
             .await?;
+        let now = Utc::now();
         let rows: Vec<EventRow> = sqlx::query_as(sql::SEARCHABLE_EVENTS)
-            .bind(Utc::now())
+            .bind(now)
             .fetch_all(&self.follower)
             .await?;
-        sql::searchable_events(ChangeCursor(Position::Snapshot(snapshot)), rows)
+        let sales = sqlx::query_as(sql::SEARCHABLE_TIER_SALES)
+            .bind(now)
+            .fetch_all(&self.follower)
+            .await?;
+        sql::searchable_events(ChangeCursor(Position::Snapshot(snapshot)), rows, sales)
     }
 
     async fn event_changes(&self, since: ChangeCursor) -> StoreResult<EventChanges> {
@@ -618,19 +653,61 @@ impl EventStore for PgStore {
         .bind(since.snapshot())
         .fetch_one(&self.follower)
         .await?;
-        let rows: Vec<EventRow> = if changed.is_empty() {
-            Vec::new()
+        let (rows, sales): (Vec<EventRow>, _) = if changed.is_empty() {
+            (Vec::new(), Vec::new())
         } else {
-            sqlx::query_as(concat!(
+            let rows = sqlx::query_as(concat!(
                 "SELECT ",
                 event_columns!(),
                 " FROM events WHERE id = ANY($1)"
             ))
             .bind(&changed)
             .fetch_all(&self.follower)
-            .await?
+            .await?;
+            let sales = sqlx::query_as(concat!(
+                select_tier_sales!(),
+                " WHERE t.event_id = ANY($1) ORDER BY t.position"
+            ))
+            .bind(&changed)
+            .fetch_all(&self.follower)
+            .await?;
+            (rows, sales)
         };
-        sql::event_changes(ChangeCursor(Position::Snapshot(snapshot)), changed, rows)
+        let cursor = ChangeCursor(Position::Snapshot(snapshot));
+        sql::event_changes(cursor, changed, rows, sales)
+    }
+
+    async fn fold_buyer_history(&self, users: i64) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        // One folder at a time, whatever the number of processes.
+        let folding: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(FOLD_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !folding {
+            return Ok(0);
+        }
+        // Rows a trigger adds meanwhile are not in this statement's snapshot: they stay, for
+        // the next fold.
+        let folded = sqlx::query(
+            "WITH due AS (
+                SELECT DISTINCT user_id FROM buyer_history WHERE NOT folded LIMIT $1
+             ), gone AS (
+                DELETE FROM buyer_history h USING due WHERE h.user_id = due.user_id
+                RETURNING h.*
+             )
+             INSERT INTO buyer_history (user_id, orders_cancelled, orders_expired,
+                                        tickets_cancelled, tickets_expired, folded)
+             SELECT user_id, sum(orders_cancelled), sum(orders_expired), sum(tickets_cancelled),
+                    sum(tickets_expired), true
+             FROM gone GROUP BY user_id",
+        )
+        .bind(users)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(folded)
     }
 
     async fn purge_event_changes(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {

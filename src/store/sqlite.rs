@@ -3,7 +3,7 @@
 //! Timestamps are stored as microseconds since the Unix epoch ([`Micros`]) and taken from this
 //! process's clock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -29,10 +29,10 @@ use super::{
     TicketStore, TierChange, UserStore,
 };
 use crate::domain::{
-    Change, Event, EventDelete, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent,
-    NewEvent, NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, OrderRefusal,
-    PageRequest, SeatsBack, SeatsBackCause, TicketDetails, TicketOrder, Tier, TierOutcome, User,
-    WriteOutcome,
+    Change, Event, EventDelete, EventDetails, EventDraft, EventStats, EventUpdate, GeoPoint,
+    NearbyEvent, NewEvent, NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome,
+    OrderRefusal, PageRequest, SeatsBack, SeatsBackCause, TicketDetails, TicketOrder, Tier,
+    TierOutcome, User, WriteOutcome,
 };
 
 type UserRow = sql::UserRow<Micros>;
@@ -522,7 +522,7 @@ impl UserStore for SqliteStore {
 #[async_trait]
 impl EventStore for SqliteStore {
     #[tracing::instrument(skip(self, event))]
-    async fn insert_event(&self, creator_id: Uuid, event: &NewEvent) -> StoreResult<Event> {
+    async fn insert_event(&self, creator_id: Uuid, event: &NewEvent) -> StoreResult<EventDetails> {
         let mut tx = self.begin_immediate().await?;
         let now = tx.now();
         let inserted = sql::insert_event_on::<Sqlite>(&mut tx, creator_id, event, now).await?;
@@ -562,8 +562,9 @@ impl EventStore for SqliteStore {
         sql::tiers_on::<Sqlite>(&mut conn, event_id).await
     }
 
-    async fn find_event(&self, id: Uuid) -> StoreResult<Option<Event>> {
-        fetch_optional!(&self.reader, sql::FIND_EVENT, EventRow::into_event, id)
+    async fn find_event(&self, id: Uuid) -> StoreResult<Option<EventDetails>> {
+        let mut conn = self.reader.acquire().await?;
+        sql::find_event_on::<Sqlite>(&mut conn, id).await
     }
 
     #[tracing::instrument(skip(self, draft))]
@@ -627,13 +628,17 @@ impl EventStore for SqliteStore {
         let now = Micros::from(Utc::now());
         let mut candidates: Vec<(i64, f64, i64, String)> = Vec::new();
         for bbox in query.center.bounding_boxes(query.radius.km()) {
-            let json: String = sqlx::query_scalar(
+            let json: String = sqlx::query_scalar(concat!(
                 "SELECT json_group_array(json_array(seq, latitude, longitude, start_time,
                                                     lower(hex(id))))
                  FROM events_rtree
                  WHERE max_lat >= ?1 AND min_lat <= ?2 AND max_lon >= ?3 AND min_lon <= ?4
-                   AND start_time > ?5 AND on_sale",
-            )
+                   AND start_time > ?5 AND on_sale
+                   AND EXISTS (SELECT 1 FROM events e JOIN ticket_tiers t ON t.event_id = e.id
+                               WHERE e.seq = events_rtree.seq AND ",
+                tier_selling_at!("?5"),
+                ")"
+            ))
             .bind(bbox.min_lat)
             .bind(bbox.max_lat)
             .bind(bbox.min_lon)
@@ -685,17 +690,33 @@ impl EventStore for SqliteStore {
         let rows: Vec<Row> = builder.build_query_as().fetch_all(&self.reader).await?;
         let mut by_seq: BTreeMap<i64, EventRow> =
             rows.into_iter().map(|row| (row.seq, row.event)).collect();
-        let items = page
+        // An event deleted between the two reads is simply left out.
+        let (rows, distances): (Vec<EventRow>, Vec<f64>) = page
             .into_iter()
-            .filter_map(|(seq, distance_km)| {
-                // An event deleted between the two reads is simply left out.
-                by_seq.remove(&seq).map(|row| {
-                    row.into_event()
-                        .map(|event| NearbyEvent { event, distance_km })
-                })
-            })
-            .collect::<Result<_, _>>()?;
+            .filter_map(|(seq, distance_km)| by_seq.remove(&seq).map(|row| (row, distance_km)))
+            .unzip();
+        let items = events_with_sales!(&self.reader, rows)?
+            .into_iter()
+            .zip(distances)
+            .map(|(event, distance_km)| NearbyEvent { event, distance_km })
+            .collect();
         Ok(Page { items, total })
+    }
+
+    async fn event_descriptions(&self, ids: &[Uuid]) -> StoreResult<HashMap<Uuid, String>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut builder = QueryBuilder::<Sqlite>::new(
+            "SELECT id, description FROM events WHERE description IS NOT NULL AND id IN (",
+        );
+        let mut separated = builder.separated(", ");
+        for id in ids {
+            separated.push_bind(*id);
+        }
+        builder.push(")");
+        let rows: Vec<(Uuid, String)> = builder.build_query_as().fetch_all(&self.reader).await?;
+        Ok(rows.into_iter().collect())
     }
 
     async fn searchable_events(&self) -> StoreResult<SearchableEvents> {
@@ -704,11 +725,16 @@ impl EventStore for SqliteStore {
             .bind(0_i64)
             .fetch_one(&self.follower)
             .await?;
+        let now = Micros::from(Utc::now());
         let rows: Vec<EventRow> = sqlx::query_as(sql::SEARCHABLE_EVENTS)
-            .bind(Micros::from(Utc::now()))
+            .bind(now)
             .fetch_all(&self.follower)
             .await?;
-        sql::searchable_events(ChangeCursor(Position::Seq(end)), rows)
+        let sales = sqlx::query_as(sql::SEARCHABLE_TIER_SALES)
+            .bind(now)
+            .fetch_all(&self.follower)
+            .await?;
+        sql::searchable_events(ChangeCursor(Position::Seq(end)), rows, sales)
     }
 
     async fn event_changes(&self, since: ChangeCursor) -> StoreResult<EventChanges> {
@@ -721,7 +747,7 @@ impl EventStore for SqliteStore {
             .await?;
         let cursor = ChangeCursor(Position::Seq(end));
         if end == since {
-            return sql::event_changes(cursor, Vec::new(), Vec::<EventRow>::new());
+            return sql::event_changes(cursor, Vec::new(), Vec::<EventRow>::new(), Vec::new());
         }
         let changed: Vec<Uuid> = sqlx::query_scalar(
             "SELECT DISTINCT event_id FROM event_changes WHERE seq > ?1 AND seq <= ?2",
@@ -740,7 +766,53 @@ impl EventStore for SqliteStore {
         .bind(end)
         .fetch_all(&self.follower)
         .await?;
-        sql::event_changes(cursor, changed, rows)
+        let sales = sqlx::query_as(concat!(
+            select_tier_sales!(),
+            " WHERE t.event_id IN
+                (SELECT event_id FROM event_changes WHERE seq > ?1 AND seq <= ?2)
+              ORDER BY t.position"
+        ))
+        .bind(since)
+        .bind(end)
+        .fetch_all(&self.follower)
+        .await?;
+        sql::event_changes(cursor, changed, rows, sales)
+    }
+
+    async fn fold_buyer_history(&self, users: i64) -> StoreResult<u64> {
+        let mut tx = self.begin_immediate().await?;
+        let sums: Vec<(Uuid, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT user_id, sum(orders_cancelled), sum(orders_expired), sum(tickets_cancelled),
+                    sum(tickets_expired)
+             FROM buyer_history
+             WHERE user_id IN (SELECT DISTINCT user_id FROM buyer_history WHERE NOT folded
+                               LIMIT ?1)
+             GROUP BY user_id",
+        )
+        .bind(users)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (user_id, orders_cancelled, orders_expired, tickets_cancelled, tickets_expired) in &sums
+        {
+            sqlx::query("DELETE FROM buyer_history WHERE user_id = ?1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO buyer_history (user_id, orders_cancelled, orders_expired,
+                                            tickets_cancelled, tickets_expired, folded)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 1)",
+            )
+            .bind(user_id)
+            .bind(orders_cancelled)
+            .bind(orders_expired)
+            .bind(tickets_cancelled)
+            .bind(tickets_expired)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(sums.len() as u64)
     }
 
     async fn purge_event_changes(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {

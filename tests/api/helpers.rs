@@ -454,6 +454,21 @@ pub async fn assert_invariants(backend: Backend, url: &str) {
         0,
         "a tier's paid and revenue counters match its paid tickets"
     );
+    let mut untold = String::from("SELECT COUNT(*) FROM users u WHERE 1 = 0");
+    for table in ["orders", "tickets"] {
+        for status in ["cancelled", "expired"] {
+            untold += &format!(
+                " OR (SELECT COUNT(*) FROM {table} x WHERE x.user_id = u.id \
+                 AND x.status = '{status}') <> (SELECT COALESCE(SUM({table}_{status}), 0) \
+                 FROM buyer_history h WHERE h.user_id = u.id)"
+            );
+        }
+    }
+    assert_eq!(
+        scalar(backend, url, &untold).await,
+        0,
+        "each buyer's history counts their cancelled and expired orders and tickets"
+    );
     let unbalanced = "SELECT COUNT(*) FROM events e WHERE e.tickets_sold <> \
                       (SELECT COALESCE(SUM(sold), 0) FROM ticket_tiers WHERE event_id = e.id)";
     assert_eq!(

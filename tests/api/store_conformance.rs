@@ -18,8 +18,8 @@ use nearbytix::domain::{
 };
 use nearbytix::service::ReadModel;
 use nearbytix::store::{
-    ClaimTerms, DynStore, HeldKey, IdempotencyClaim, KeyUse, NearbyQuery, NewKey, OrderAction,
-    RequestKey, StoreError, StoreOptions, StoreResult, TierChange,
+    BuyerFilter, ClaimTerms, DynStore, HeldKey, IdempotencyClaim, KeyUse, NearbyQuery, NewKey,
+    OrderAction, RequestKey, StoreError, StoreOptions, StoreResult, TierChange,
 };
 use uuid::Uuid;
 
@@ -40,6 +40,7 @@ backend_tests!(
     concurrent_orders_over_many_events_sell_each_exactly,
     whole_orders_are_paid_cancelled_or_expired,
     every_path_that_gives_seats_back_goes_through_the_ledger,
+    a_buyers_pages_count_their_history_from_counters,
 );
 
 const LONG_HOLD: Duration = Duration::from_secs(120);
@@ -82,7 +83,7 @@ impl Fixture {
     async fn event(&self, creator: Uuid, total: i64, at: GeoPoint) -> Event {
         let event = new_event(total, at, None);
         let inserted = self.store.insert_event(creator, &event).await;
-        inserted.expect("event inserted")
+        inserted.expect("event inserted").event
     }
 
     async fn reserve(&self, user: Uuid, event: Uuid, hold: Duration) -> OrderOutcome {
@@ -104,7 +105,7 @@ impl Fixture {
 
     async fn sold(&self, event: Uuid) -> i32 {
         let event = self.store.find_event(event).await.expect("find_event");
-        event.expect("event exists").tickets_sold
+        event.expect("event exists").event.tickets_sold
     }
 
     async fn update(&self, event: Uuid, user: Uuid, total: i64) -> EventUpdate {
@@ -427,7 +428,7 @@ async fn event_update_and_delete_outcomes(backend: Backend) {
     assert_eq!(below, EventUpdate::BelowSold, "2 sold, total 1");
     let exact = fx.update(event, creator, 2).await;
     assert!(
-        matches!(&exact, EventUpdate::Done(e) if (e.total_tickets, e.tickets_sold) == (2, 2)),
+        matches!(&exact, EventUpdate::Done(e) if (e.event.total_tickets, e.event.tickets_sold) == (2, 2)),
         "a total equal to the tickets sold is allowed: {exact:?}"
     );
 
@@ -616,7 +617,7 @@ async fn the_read_model_follows_concurrent_writes_and_answers_as_the_database(ba
                         let total = 1 + random.below(2) as i64;
                         let event = new_event(total, random_point(&mut random), None);
                         if let Ok(event) = store.insert_event(creator, &event).await {
-                            events.lock().unwrap().push(event.id);
+                            events.lock().unwrap().push(event.event.id);
                         }
                     }
                     1 | 2 => {
@@ -659,10 +660,10 @@ async fn the_read_model_follows_concurrent_writes_and_answers_as_the_database(ba
         };
         // A busy machine may leave the model's last read older than it answers from.
         let memory = match model.search(&query) {
-            Some(found) => found,
+            Some(found) => found.found,
             None => {
                 assert!(model.catch_up().await, "the model read again");
-                model.search(&query).expect("the model is fresh")
+                model.search(&query).expect("the model is fresh").found
             }
         };
         let database = fx.store.nearby_events(&query).await.expect("nearby");
@@ -840,8 +841,7 @@ async fn tiered_event(fx: &Fixture, creator: Uuid, total: i64) -> (Event, Vec<Ti
         .insert_event(creator, &new_event(total, lagos(), Some(tiers)))
         .await
         .expect("event");
-    let tiers = fx.store.event_tiers(event.id).await.expect("tiers");
-    (event, tiers)
+    (event.event, event.tiers)
 }
 
 async fn orders_over_tiers_are_all_or_nothing(backend: Backend) {
@@ -961,7 +961,8 @@ async fn concurrent_orders_over_many_events_sell_each_exactly(backend: Backend) 
             fx.store
                 .insert_event(users[0], &event)
                 .await
-                .expect("event"),
+                .expect("event")
+                .event,
         );
     }
     // Each of 12 buyers tries 3 tickets of each event: 24 allowed per event, 15 seats.
@@ -1149,5 +1150,104 @@ async fn every_path_that_gives_seats_back_goes_through_the_ledger(backend: Backe
     lapse().await;
     assert_eq!(fx.delete(doomed.id, buyer).await, EventDelete::Deleted);
     assert_eq!(fx.seats_back("expired").await, 14, "a deletion");
+    fx.finish().await;
+}
+
+/// A buyer's pages of tickets and orders tell the right total in every status, their
+/// cancelled and expired history read from `buyer_history` (kept by triggers, folded by the
+/// sweeper into one row per buyer) rather than counted row by row.
+async fn a_buyers_pages_count_their_history_from_counters(backend: Backend) {
+    let fx = Fixture::open(backend).await;
+    let (creator, buyer, other) = (fx.user().await, fx.user().await, fx.user().await);
+    let event = fx.event(creator, 100, lagos()).await.id;
+    let short = Duration::from_millis(200);
+    let mut placed = Vec::new();
+    for (user, hold) in [
+        (buyer, LONG_HOLD),
+        (buyer, LONG_HOLD),
+        (buyer, LONG_HOLD),
+        (buyer, LONG_HOLD),
+        (buyer, LONG_HOLD),
+        (buyer, short),
+        (buyer, short),
+        (buyer, short),
+        (other, LONG_HOLD),
+    ] {
+        match fx.reserve(user, event, hold).await {
+            OrderOutcome::Placed { order, .. } => placed.push(order.tickets[0].ticket.id),
+            refused => panic!("{refused:?}"),
+        }
+    }
+    assert!(matches!(fx.pay(placed[0], buyer).await, Change::Done(_)));
+    for ticket in [placed[1], placed[2], placed[8]] {
+        let owner = if ticket == placed[8] { other } else { buyer };
+        assert!(matches!(fx.cancel(ticket, owner).await, Change::Done(_)));
+    }
+    tokio::time::sleep(short * 2).await;
+    // Two of the three lapsed holds are swept; the third is expired only in effect.
+    assert_eq!(fx.store.expire_due_tickets(2).await.expect("sweep"), 2);
+    let expected = [
+        (None, 8),
+        (Some(TicketStatus::Reserved), 2),
+        (Some(TicketStatus::Paid), 1),
+        (Some(TicketStatus::Cancelled), 2),
+        (Some(TicketStatus::Expired), 3),
+    ];
+    let check = |when: &'static str| {
+        let store = fx.store.clone();
+        async move {
+            for (status, total) in expected {
+                let filter = BuyerFilter {
+                    user_id: buyer,
+                    status,
+                    page: page(0, 100),
+                };
+                let tickets = store.user_tickets(&filter).await.expect("tickets");
+                let orders = store.user_orders(&filter).await.expect("orders");
+                assert_eq!(
+                    (tickets.total, tickets.items.len() as i64),
+                    (total, total),
+                    "tickets {status:?} {when}"
+                );
+                assert_eq!(
+                    (orders.total, orders.items.len() as i64),
+                    (total, total),
+                    "orders {status:?} {when}"
+                );
+                // A short page still tells the whole total.
+                let filter = BuyerFilter {
+                    page: page(0, 1),
+                    ..filter
+                };
+                let first = store.user_tickets(&filter).await.expect("tickets");
+                assert_eq!(
+                    first.total, total,
+                    "tickets {status:?} {when}, one per page"
+                );
+            }
+        }
+    };
+    check("before the fold").await;
+    assert!(fx.count("SELECT COUNT(*) FROM buyer_history").await > 2);
+    assert_eq!(fx.store.fold_buyer_history(1_000).await.expect("fold"), 2);
+    assert_eq!(fx.count("SELECT COUNT(*) FROM buyer_history").await, 2);
+    assert_eq!(fx.store.fold_buyer_history(1_000).await.expect("fold"), 0);
+    check("after the fold").await;
+    // Rows added after a fold count with the folded one, and fold into it next time.
+    assert!(matches!(fx.cancel(placed[3], buyer).await, Change::Done(_)));
+    let filter = BuyerFilter {
+        user_id: buyer,
+        status: Some(TicketStatus::Cancelled),
+        page: page(0, 1),
+    };
+    assert_eq!(
+        fx.store.user_orders(&filter).await.expect("orders").total,
+        3
+    );
+    assert_eq!(fx.store.fold_buyer_history(1_000).await.expect("fold"), 1);
+    assert_eq!(
+        fx.store.user_orders(&filter).await.expect("orders").total,
+        3
+    );
     fx.finish().await;
 }

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use chrono::Utc;
 
 use super::body::EventCreateRequest;
 use super::response::EventResponse;
@@ -30,5 +31,8 @@ pub async fn create_event(
 ) -> Result<(StatusCode, Json<EventResponse>), ApiError> {
     limits.write_event(user.id)?;
     let event = events.create(user.id, fields).await?;
-    Ok((StatusCode::CREATED, Json(event.into())))
+    Ok((
+        StatusCode::CREATED,
+        Json(EventResponse::new(event, Utc::now())),
+    ))
 }

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use chrono::Utc;
 
 use super::body::EventUpdateRequest;
 use super::response::EventResponse;
@@ -29,7 +30,8 @@ pub async fn get_event(
     State(events): State<Arc<Events>>,
     PathId(event_id): PathId,
 ) -> Result<Json<EventResponse>, ApiError> {
-    Ok(Json(events.get(event_id).await?.into()))
+    let event = events.get(event_id).await?;
+    Ok(Json(EventResponse::new(event, Utc::now())))
 }
 
 /// Change an event (creator only). The merged result must satisfy the create rules.
@@ -51,7 +53,7 @@ pub async fn update_event(
 ) -> Result<Json<EventResponse>, ApiError> {
     limits.write_event(user.id)?;
     let event = events.update(user.id, event_id, changes).await?;
-    Ok(Json(event.into()))
+    Ok(Json(EventResponse::new(event, Utc::now())))
 }
 
 /// Delete an event (creator only) that has no reserved or paid tickets.

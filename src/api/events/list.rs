@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
+use chrono::Utc;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -78,6 +79,8 @@ pub async fn list_events(
     ValidQuery(page): ValidQuery<ListingPaging>,
 ) -> Result<Json<EventListResponse>, ApiError> {
     let found = events.list(&filter, page).await?;
-    let (events, page) = PageInfo::split(found, page, |event| EventListItem::new(&event, None));
+    let now = Utc::now();
+    let (events, page) =
+        PageInfo::split(found, page, |event| EventListItem::new(&event, None, now));
     Ok(Json(EventListResponse { events, page }))
 }

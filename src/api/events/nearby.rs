@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
+use chrono::Utc;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -65,6 +66,9 @@ pub async fn nearby_events(
     ValidQuery(page): ValidQuery<SearchPaging>,
 ) -> Result<Json<EventListResponse>, ApiError> {
     let result = search.near(query.center, query.radius, page).await?;
-    let (events, page) = PageInfo::split(result.found, result.page, EventListItem::from);
+    let now = Utc::now();
+    let (events, page) = PageInfo::split(result.found, result.page, |found| {
+        EventListItem::found(&found, now)
+    });
     Ok(Json(EventListResponse { events, page }))
 }

@@ -39,7 +39,11 @@ pub struct EventBasics {
     description: Option<String>,
     start_time: DateTime<Utc>,
     end_time: DateTime<Utc>,
-    tickets_available: i32,
+    /// Tickets that can be bought now: what the tiers on sale can still sell, within the
+    /// event's seats left.
+    tickets_available: i64,
+    /// Nothing can be bought now: every seat taken, or every tier sold out or outside its
+    /// sales window.
     is_sold_out: bool,
     #[serde(flatten)]
     place: VenuePlace,
@@ -50,8 +54,9 @@ pub struct EventBasics {
     created_at: DateTime<Utc>,
 }
 
-impl From<&Event> for EventBasics {
-    fn from(event: &Event) -> Self {
+impl EventBasics {
+    /// `event` as it sells at `now`.
+    fn new(event: &Event, now: DateTime<Utc>) -> Self {
         Self {
             id: event.id,
             creator_id: event.creator_id,
@@ -59,8 +64,8 @@ impl From<&Event> for EventBasics {
             description: event.description.clone(),
             start_time: event.start_time,
             end_time: event.end_time,
-            tickets_available: event.tickets_available(),
-            is_sold_out: event.is_sold_out(),
+            tickets_available: event.tickets_available(now),
+            is_sold_out: event.is_sold_out(now),
             place: VenuePlace::from(&event.venue),
             currency: event.currency.clone(),
             max_tickets_per_user: event.max_tickets_per_user,
@@ -178,12 +183,13 @@ impl From<EventStats> for EventStatsResponse {
     }
 }
 
-impl From<EventDetails> for EventResponse {
-    fn from(EventDetails { event, tiers }: EventDetails) -> Self {
+impl EventResponse {
+    /// The event and its tiers as they sell at `now`.
+    pub fn new(EventDetails { event, tiers }: EventDetails, now: DateTime<Utc>) -> Self {
         let venue = &event.venue;
-        let seats_left = i64::from(event.tickets_available());
+        let seats_left = event.seats_left();
         Self {
-            basics: EventBasics::from(&event),
+            basics: EventBasics::new(&event, now),
             total_tickets: event.total_tickets,
             tickets_sold: event.tickets_sold,
             address_line1: venue.address_line1().to_owned(),
@@ -209,9 +215,10 @@ pub struct EventListItem {
 }
 
 impl EventListItem {
-    pub fn new(event: &Event, distance_km: Option<f64>) -> Self {
+    /// `event` as it sells at `now`.
+    pub fn new(event: &Event, distance_km: Option<f64>, now: DateTime<Utc>) -> Self {
         Self {
-            basics: EventBasics::from(event),
+            basics: EventBasics::new(event, now),
             distance_km,
         }
     }
@@ -222,11 +229,10 @@ impl EventListItem {
             ..self.clone()
         }
     }
-}
 
-impl From<NearbyEvent> for EventListItem {
-    fn from(found: NearbyEvent) -> Self {
-        EventListItem::new(&found.event, Some(round_km(found.distance_km)))
+    /// An event a distance search found, as it sells at `now`.
+    pub fn found(found: &NearbyEvent, now: DateTime<Utc>) -> Self {
+        Self::new(&found.event, Some(round_km(found.distance_km)), now)
     }
 }
 

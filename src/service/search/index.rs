@@ -38,6 +38,8 @@ impl RTreeParams for Wide {
 struct Listed {
     start_micros: i64,
     event: Arc<Event>,
+    /// Its description was too long to keep ([`KEPT_DESCRIPTION_BYTES`]).
+    description_elided: bool,
 }
 
 impl PartialEq for Listed {
@@ -46,17 +48,39 @@ impl PartialEq for Listed {
     }
 }
 
+/// The index keeps every upcoming event that can be bought now (in the tree) or could be by the
+/// clock alone, when a tier's sales window opens or closes (kept aside until then).
 #[derive(Default)]
 pub struct SearchIndex {
     tree: RTree<Entry, Wide>,
-    by_id: HashMap<Uuid, Arc<Event>>,
+    by_id: HashMap<Uuid, Kept>,
     /// Start times, to drop events once they start.
     starts: BTreeSet<(DateTime<Utc>, Uuid)>,
+    /// When a tier's sales window opens or closes, to look at the event again then.
+    reviews: BTreeSet<(DateTime<Utc>, Uuid)>,
+}
+
+struct Kept {
+    event: Arc<Event>,
+    description_elided: bool,
+    /// Whether it is in the tree: searchable when last looked at.
+    listed: bool,
+    review_at: Option<DateTime<Utc>>,
+}
+
+/// Descriptions longer than this (up to 5,000 characters) are not kept: a page reads them by
+/// id, so that an event costs the index the same memory whatever its description.
+pub const KEPT_DESCRIPTION_BYTES: usize = 256;
+
+/// A page of a search, with the events whose descriptions it must read by id.
+pub struct SearchPage {
+    pub found: Page<NearbyEvent>,
+    pub descriptions_to_read: Vec<Uuid>,
 }
 
 /// Whether search may return `event` at `now`: upcoming and not sold out.
 fn searchable(event: &Event, now: DateTime<Utc>) -> bool {
-    event.start_time > now && !event.is_sold_out()
+    event.start_time > now && !event.is_sold_out(now)
 }
 
 fn unit_vector(point: GeoPoint) -> Point {
@@ -71,12 +95,14 @@ fn unit_vector(point: GeoPoint) -> Point {
     ]
 }
 
-fn entry(event: &Arc<Event>) -> Entry {
+fn entry(kept: &Kept) -> Entry {
+    let event = &kept.event;
     GeomWithData::new(
         unit_vector(event.venue.location()),
         Listed {
             start_micros: event.start_time.timestamp_micros(),
             event: Arc::clone(event),
+            description_elided: kept.description_elided,
         },
     )
 }
@@ -91,61 +117,107 @@ impl SearchIndex {
     /// The index of `events`, keeping those searchable at `now` (a bulk load: much faster than
     /// one insert after another).
     pub fn new(events: Vec<Event>, now: DateTime<Utc>) -> Self {
-        let events: Vec<Arc<Event>> = events
-            .into_iter()
-            .filter(|event| searchable(event, now))
-            .map(Arc::new)
-            .collect();
-        let tree = RTree::bulk_load_with_params(events.iter().map(entry).collect());
-        let starts = events
-            .iter()
-            .map(|event| (event.start_time, event.id))
-            .collect();
-        let by_id = events.into_iter().map(|event| (event.id, event)).collect();
-        Self {
-            tree,
-            by_id,
-            starts,
+        let mut index = Self::default();
+        let mut listed = Vec::new();
+        for event in events {
+            let (event, description_elided) = elide_description(event);
+            if let Some(kept) = index.keep(Arc::new(event), description_elided, now) {
+                if kept.listed {
+                    listed.push(entry(&kept));
+                }
+                index.by_id.insert(kept.event.id, kept);
+            }
         }
+        index.tree = RTree::bulk_load_with_params(listed);
+        index
     }
 
+    /// The events searchable now.
     pub fn event_count(&self) -> usize {
-        self.by_id.len()
+        self.tree.size()
     }
 
-    /// Takes `event` as it is now: in the index if it is searchable at `now`, out otherwise.
+    /// Takes `event` as it is now: in the tree if it is searchable at `now`, aside if it may
+    /// become so when a sales window opens, out otherwise.
     pub fn put(&mut self, event: Event, now: DateTime<Utc>) {
+        let (event, description_elided) = elide_description(event);
+        self.put_shared(Arc::new(event), description_elided, now);
+    }
+
+    fn put_shared(&mut self, event: Arc<Event>, description_elided: bool, now: DateTime<Utc>) {
         self.remove(event.id);
-        if searchable(&event, now) {
-            let event = Arc::new(event);
-            self.tree.insert(entry(&event));
-            self.starts.insert((event.start_time, event.id));
-            self.by_id.insert(event.id, event);
+        if let Some(kept) = self.keep(event, description_elided, now) {
+            if kept.listed {
+                self.tree.insert(entry(&kept));
+            }
+            self.by_id.insert(kept.event.id, kept);
         }
+    }
+
+    /// How `event` is kept at `now`, with its start and review times noted; `None` when no
+    /// change of time alone can make it searchable.
+    fn keep(
+        &mut self,
+        event: Arc<Event>,
+        description_elided: bool,
+        now: DateTime<Utc>,
+    ) -> Option<Kept> {
+        if event.start_time <= now || event.seats_left() == 0 {
+            return None;
+        }
+        let listed = searchable(&event, now);
+        let review_at = event.next_sale_change(now);
+        if !listed && review_at.is_none() {
+            return None;
+        }
+        self.starts.insert((event.start_time, event.id));
+        if let Some(at) = review_at {
+            self.reviews.insert((at, event.id));
+        }
+        Some(Kept {
+            event,
+            description_elided,
+            listed,
+            review_at,
+        })
     }
 
     pub fn remove(&mut self, id: Uuid) {
-        if let Some(event) = self.by_id.remove(&id) {
-            self.tree.remove(&entry(&event));
-            self.starts.remove(&(event.start_time, id));
+        if let Some(kept) = self.by_id.remove(&id) {
+            if kept.listed {
+                self.tree.remove(&entry(&kept));
+            }
+            self.starts.remove(&(kept.event.start_time, id));
+            if let Some(at) = kept.review_at {
+                self.reviews.remove(&(at, id));
+            }
         }
     }
 
-    /// Drops the events that started by `now`: a search does not list them, and counts them
-    /// only until this runs (see [`events_under`]).
-    pub fn drop_started(&mut self, now: DateTime<Utc>) {
-        while self.starts.first().is_some_and(|(start, _)| *start <= now) {
-            if let Some((_, id)) = self.starts.pop_first()
-                && let Some(event) = self.by_id.remove(&id)
-            {
-                self.tree.remove(&entry(&event));
+    /// Brings the index to `now`: drops the events that started, and looks again at those
+    /// whose sales window opened or closed. A search counts the events under a node without
+    /// looking at each ([`events_under`]), so it answers as of the last call.
+    pub fn refresh(&mut self, now: DateTime<Utc>) {
+        while let Some(&(start, id)) = self.starts.first()
+            && start <= now
+        {
+            self.starts.pop_first();
+            self.remove(id);
+        }
+        while let Some(&(at, id)) = self.reviews.first()
+            && at <= now
+        {
+            self.reviews.pop_first();
+            if let Some(kept) = self.by_id.get(&id) {
+                let (event, elided) = (Arc::clone(&kept.event), kept.description_elided);
+                self.put_shared(event, elided, now);
             }
         }
     }
 
     /// Upcoming, not sold-out events within the radius, nearest first, ties by start time
     /// then id — as the stores order them.
-    pub fn search(&self, query: &NearbyQuery, now: DateTime<Utc>) -> Page<NearbyEvent> {
+    pub fn search(&self, query: &NearbyQuery, now: DateTime<Utc>) -> SearchPage {
         let skip = usize::try_from(query.page.skip()).unwrap_or(usize::MAX);
         let limit = usize::try_from(query.page.limit()).unwrap_or(0);
         let mut walk = Walk {
@@ -157,23 +229,43 @@ impl SearchIndex {
             total: 0,
         };
         walk.visit(self.tree.root());
+        let mut descriptions_to_read = Vec::new();
         let items = walk
             .nearest
             .into_sorted_vec()
             .into_iter()
             .skip(skip)
-            .map(|ranked| NearbyEvent {
-                distance_km: query
-                    .center
-                    .distance_km(&ranked.listed.event.venue.location()),
-                event: Event::clone(&ranked.listed.event),
+            .map(|ranked| {
+                let listed = ranked.listed;
+                if listed.description_elided {
+                    descriptions_to_read.push(listed.event.id);
+                }
+                NearbyEvent {
+                    distance_km: query.center.distance_km(&listed.event.venue.location()),
+                    event: Event::clone(&listed.event),
+                }
             })
             .collect();
-        Page {
-            items,
-            total: i64::try_from(walk.total).unwrap_or(i64::MAX),
+        SearchPage {
+            found: Page {
+                items,
+                total: i64::try_from(walk.total).unwrap_or(i64::MAX),
+            },
+            descriptions_to_read,
         }
     }
+}
+
+/// `event` without its description when that is too long to keep, and whether it was.
+fn elide_description(mut event: Event) -> (Event, bool) {
+    let elided = event
+        .description
+        .as_ref()
+        .is_some_and(|text| text.len() > KEPT_DESCRIPTION_BYTES);
+    if elided {
+        event.description = None;
+    }
+    (event, elided)
 }
 
 /// A search's pass over the tree: counts every match and keeps the `keep` nearest.
@@ -304,8 +396,9 @@ impl PartialEq for Node<'_> {
 impl Eq for Node<'_> {}
 
 /// The events under `node`, counted by node rather than one by one (a node's children are all
-/// leaves or all nodes). Events that started are in until the next [`SearchIndex::drop_started`]
-/// — within one read of the change log, inside search's freshness bound.
+/// leaves or all nodes). Events that started, or stopped selling by the clock, are in until the
+/// next [`SearchIndex::refresh`] — within one read of the change log, inside search's
+/// freshness bound.
 fn events_under(node: &ParentNode<Entry>) -> usize {
     match node.children().first() {
         Some(RTreeNode::Parent(_)) => node
@@ -373,7 +466,7 @@ mod tests {
     use super::*;
     use crate::domain::event::tests::venue_fields;
     use crate::domain::paging::PageLimits;
-    use crate::domain::{PageRequest, RadiusKm, Venue, VenueFields, Violations};
+    use crate::domain::{PageRequest, RadiusKm, TierSale, Venue, VenueFields, Violations};
 
     /// splitmix64: random but reproducible.
     struct Random(u64);
@@ -412,6 +505,23 @@ mod tests {
         // Few distinct start times, so that ties on distance and start occur (same place).
         let start = now + Duration::hours(1 + (random.next() % 3) as i64);
         let total_tickets = 1 + (random.next() % 3) as i32;
+        // Windows that open or close before, between and after the searches (now, now + 90
+        // minutes), and quotas that may be all sold.
+        let instant = |random: &mut Random, choices: &[Option<i64>]| {
+            choices[(random.next() % choices.len() as u64) as usize]
+                .map(|minutes| now + Duration::minutes(minutes))
+        };
+        let sales = (0..1 + random.next() % 2)
+            .map(|_| {
+                let quantity = (random.next() % 3) as i32;
+                TierSale {
+                    quantity: (quantity > 0).then_some(quantity),
+                    sold: (random.next() % 2) as i32,
+                    sales_start: instant(random, &[None, None, Some(-60), Some(30), Some(120)]),
+                    sales_end: instant(random, &[None, None, Some(45), Some(180)]),
+                }
+            })
+            .collect();
         Event {
             id: Uuid::from_u128(u128::from(random.next())),
             creator_id: Uuid::nil(),
@@ -426,6 +536,7 @@ mod tests {
             max_tickets_per_user: None,
             created_at: now,
             updated_at: now,
+            sales,
         }
     }
 
@@ -453,6 +564,52 @@ mod tests {
             .map(|(_, event)| event.id)
             .collect();
         (found.len() as i64, ids)
+    }
+
+    #[test]
+    fn long_descriptions_are_not_kept_but_named_for_reading() {
+        let now = Utc::now();
+        let mut random = Random(11);
+        let mut short = event(&mut random, now);
+        short.description = Some("x".repeat(KEPT_DESCRIPTION_BYTES));
+        let mut long = event(&mut random, now);
+        long.description = Some("x".repeat(KEPT_DESCRIPTION_BYTES + 1));
+        long.venue = short.venue.clone();
+        let mut index = SearchIndex::default();
+        for event in [&short, &long] {
+            let mut on_sale = event.clone();
+            on_sale.tickets_sold = 0;
+            on_sale.sales = Vec::new();
+            on_sale.sales.push(TierSale {
+                quantity: None,
+                sold: 0,
+                sales_start: None,
+                sales_end: None,
+            });
+            index.put(on_sale, now);
+        }
+        for kept in index.by_id.values() {
+            let text = kept.event.description.as_deref().unwrap_or_default();
+            assert!(text.len() <= KEPT_DESCRIPTION_BYTES);
+            assert_eq!(kept.description_elided, kept.event.id == long.id);
+        }
+        let query = NearbyQuery {
+            center: short.venue.location(),
+            radius: RadiusKm::new(1.0).unwrap(),
+            page: PageRequest::parse(
+                &mut Violations::new(),
+                None,
+                None,
+                PageLimits {
+                    default: 20,
+                    max: 100,
+                },
+            )
+            .unwrap(),
+        };
+        let page = index.search(&query, now);
+        assert_eq!(page.found.items.len(), 2);
+        assert_eq!(page.descriptions_to_read, [long.id]);
     }
 
     #[test]
@@ -485,7 +642,7 @@ mod tests {
             events.remove(id);
         }
         let mut later = SearchIndex::new(events.values().cloned().collect(), now);
-        later.drop_started(now + Duration::minutes(90));
+        later.refresh(now + Duration::minutes(90));
         let limits = PageLimits {
             default: 20,
             max: 100,
@@ -501,7 +658,9 @@ mod tests {
             };
             // Half the searches after the earliest events started (and were dropped).
             let at = now + Duration::minutes(90 * (random.next() % 2) as i64);
-            let found = if at > now { &later } else { &index }.search(&query, at);
+            let found = if at > now { &later } else { &index }
+                .search(&query, at)
+                .found;
             let ids: Vec<Uuid> = found.items.iter().map(|n| n.event.id).collect();
             assert_eq!(
                 (found.total, ids),
@@ -511,9 +670,11 @@ mod tests {
         }
         // Once the earliest events start, they are gone.
         let later = now + Duration::minutes(90);
-        index.drop_started(later);
+        index.refresh(later);
         assert!(index.starts.iter().all(|(start, _)| *start > later));
-        assert_eq!(index.event_count(), index.starts.len());
-        assert_eq!(index.tree.size(), index.starts.len());
+        assert!(index.reviews.iter().all(|(at, _)| *at > later));
+        assert_eq!(index.by_id.len(), index.starts.len());
+        let listed = index.by_id.values().filter(|kept| kept.listed).count();
+        assert_eq!(index.tree.size(), listed);
     }
 }

@@ -7,6 +7,7 @@ mod model;
 
 use std::sync::Arc;
 
+pub use index::SearchPage;
 pub use model::{Following, ReadModel};
 
 use super::{Bulkhead, ServiceError};
@@ -57,9 +58,20 @@ impl Search {
             page,
         };
         let found = match self.model.search(&query) {
-            Some(found) => {
+            Some(SearchPage {
+                mut found,
+                descriptions_to_read,
+            }) => {
                 metrics::counter!("nearbytix_search_answers_total", "source" => "memory")
                     .increment(1);
+                if !descriptions_to_read.is_empty() {
+                    let mut read = self.store.event_descriptions(&descriptions_to_read).await?;
+                    for item in &mut found.items {
+                        if let Some(text) = read.remove(&item.event.id) {
+                            item.event.description = Some(text);
+                        }
+                    }
+                }
                 found
             }
             None => {

@@ -16,9 +16,8 @@ use chrono::Utc;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use super::index::SearchIndex;
-use crate::domain::NearbyEvent;
-use crate::store::{CHANGE_LOG_KEPT, ChangeCursor, DynStore, NearbyQuery, Page};
+use super::index::{SearchIndex, SearchPage};
+use crate::store::{CHANGE_LOG_KEPT, ChangeCursor, DynStore, NearbyQuery};
 
 /// Longest pause between two reads of the change log.
 const POLL: Duration = Duration::from_millis(250);
@@ -79,7 +78,7 @@ impl ReadModel {
     }
 
     /// The page of `query`, or `None` when the model is not fresh enough to answer.
-    pub fn search(&self, query: &NearbyQuery) -> Option<Page<NearbyEvent>> {
+    pub fn search(&self, query: &NearbyQuery) -> Option<SearchPage> {
         let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
         let fresh = state.read_at?.elapsed() < FRESH_FOR;
         let index = state.index.as_ref()?;
@@ -213,7 +212,7 @@ impl ReadModel {
                 index.remove(id);
             }
             if current.peek().is_none() && deleted.peek().is_none() {
-                index.drop_started(now);
+                index.refresh(now);
                 state.read_at = Some(started);
                 break;
             }

@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use super::StoredTime;
-use super::events::EventRow;
+use super::events::{EventRow, TierSaleRow, events_with_sales};
 use crate::store::{ChangeCursor, EventChanges, SearchableEvents, StoreError};
 
 /// `$1` a time: the entries of the event change log and the seat ledger's record written
@@ -21,32 +21,35 @@ pub(in crate::store) const SEARCHABLE_EVENTS: &str = concat!(
     " FROM events WHERE start_time > $1 AND tickets_sold < total_tickets"
 );
 
-/// What [`super::EventStore::searchable_events`] answers: `rows` read after the log stood at
-/// `cursor`.
+/// The tiers' sales of the events [`SEARCHABLE_EVENTS`] reads at `$1` (now).
+pub(in crate::store) const SEARCHABLE_TIER_SALES: &str = concat!(
+    select_tier_sales!(),
+    " JOIN events e ON e.id = t.event_id
+     WHERE e.start_time > $1 AND e.tickets_sold < e.total_tickets ORDER BY t.position"
+);
+
+/// What [`super::EventStore::searchable_events`] answers: `rows` and their tiers' `sales` read
+/// after the log stood at `cursor`.
 pub(in crate::store) fn searchable_events<T: StoredTime>(
     cursor: ChangeCursor,
     rows: Vec<EventRow<T>>,
+    sales: Vec<TierSaleRow<T>>,
 ) -> Result<SearchableEvents, StoreError> {
     Ok(SearchableEvents {
         cursor,
-        events: rows
-            .into_iter()
-            .map(EventRow::into_event)
-            .collect::<Result<_, _>>()?,
+        events: events_with_sales(rows, sales)?,
     })
 }
 
 /// What [`super::EventStore::event_changes`] answers: `changed` named in the log since the
-/// last read, `rows` those of them that still exist.
+/// last read, `rows` those of them that still exist, with their tiers' `sales`.
 pub(in crate::store) fn event_changes<T: StoredTime>(
     cursor: ChangeCursor,
     changed: Vec<Uuid>,
     rows: Vec<EventRow<T>>,
+    sales: Vec<TierSaleRow<T>>,
 ) -> Result<EventChanges, StoreError> {
-    let current = rows
-        .into_iter()
-        .map(EventRow::into_event)
-        .collect::<Result<Vec<_>, _>>()?;
+    let current = events_with_sales(rows, sales)?;
     let found: std::collections::HashSet<Uuid> = current.iter().map(|event| event.id).collect();
     let deleted = changed
         .into_iter()

@@ -1,14 +1,17 @@
 //! Events: their columns, statements and rows, a listing's filter and count, and an
 //! organiser's update (a raised capacity goes through the seat ledger).
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::query::QueryAs;
 use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
 use uuid::Uuid;
 
-use super::{Dialect, INSERT_TIER, StoredTime, bind_tier, escape_like};
+use super::{Dialect, INSERT_TIER, StoredTime, TierRow, bind_tier, escape_like, tiers_on};
 use crate::domain::{
-    Event, EventDraft, EventUpdate, NewEvent, SeatsBack, SeatsBackCause, Venue, VenueFields,
+    Event, EventDetails, EventDraft, EventUpdate, NewEvent, SeatsBack, SeatsBackCause, Tier,
+    TierSale, Venue, VenueFields,
 };
 use crate::store::{EventFilter, StoreError, ledger};
 
@@ -44,6 +47,29 @@ pub(in crate::store) const UPDATE_EVENT: &str = concat!(
 
 pub(in crate::store) const FIND_EVENT: &str =
     concat!("SELECT ", event_columns!(), " FROM events WHERE id = $1");
+
+/// Event `id` with its tiers, read on `conn`.
+pub(in crate::store) async fn find_event_on<DB: Dialect>(
+    conn: &mut DB::Connection,
+    id: Uuid,
+) -> Result<Option<EventDetails>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'r> EventRow<DB::Time>: FromRow<'r, DB::Row>,
+    for<'r> TierRow<DB::Time>: FromRow<'r, DB::Row>,
+{
+    let row: Option<EventRow<DB::Time>> = sqlx::query_as(FIND_EVENT)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let tiers = tiers_on::<DB>(conn, id).await?;
+    row.with_tiers(tiers).map(Some)
+}
 
 pub(in crate::store) const EVENT_OWNER: &str = "SELECT creator_id FROM events WHERE id = $1";
 
@@ -98,8 +124,100 @@ where
     }
 }
 
+/// Tiers' quotas and sales windows, for their events' availability (table alias `t`), read
+/// into [`TierSaleRow`].
+macro_rules! select_tier_sales {
+    () => {
+        "SELECT t.event_id, t.quantity, t.sold, t.sales_start, t.sales_end FROM ticket_tiers t"
+    };
+}
+
+pub(in crate::store) const SELECT_TIER_SALES: &str = select_tier_sales!();
+
+/// Whether tier `t` sells at the instant `$now` (an SQL expression): a seat left in its quota,
+/// inside its sales window. An event can be bought when one of its tiers sells and it has a
+/// seat left: the SQL side of [`Event::is_sold_out`].
+macro_rules! tier_selling_at {
+    ($now:literal) => {
+        concat!(
+            "(t.quantity IS NULL OR t.sold < t.quantity)
+             AND (t.sales_start IS NULL OR t.sales_start <= ",
+            $now,
+            ") AND (t.sales_end IS NULL OR t.sales_end > ",
+            $now,
+            ")"
+        )
+    };
+}
+
+#[derive(FromRow)]
+pub(in crate::store) struct TierSaleRow<T> {
+    event_id: Uuid,
+    quantity: Option<i32>,
+    sold: i32,
+    sales_start: Option<T>,
+    sales_end: Option<T>,
+}
+
+/// `rows` made events, each with the sales of its tiers among `sales` (read in sale order).
+pub(in crate::store) fn events_with_sales<T: StoredTime>(
+    rows: Vec<EventRow<T>>,
+    sales: Vec<TierSaleRow<T>>,
+) -> Result<Vec<Event>, StoreError> {
+    let mut by_event: HashMap<Uuid, Vec<TierSale>> = HashMap::with_capacity(rows.len());
+    for sale in sales {
+        by_event.entry(sale.event_id).or_default().push(TierSale {
+            quantity: sale.quantity,
+            sold: sale.sold,
+            sales_start: sale.sales_start.map(StoredTime::into_utc).transpose()?,
+            sales_end: sale.sales_end.map(StoredTime::into_utc).transpose()?,
+        });
+    }
+    rows.into_iter()
+        .map(|row| {
+            let sales = by_event.remove(&row.id).unwrap_or_default();
+            row.into_event(sales)
+        })
+        .collect()
+}
+
+/// `$rows` (a `Vec` of the backend's `EventRow`) made events, with their tiers' sales read
+/// in one statement on `$executor`. A macro for the reason [`fetch_page!`]'s doc gives.
+macro_rules! events_with_sales {
+    ($executor:expr, $rows:expr) => {{
+        let rows: Vec<EventRow> = $rows;
+        let sales = if rows.is_empty() {
+            Vec::new()
+        } else {
+            let mut builder = sqlx::QueryBuilder::new(sql::SELECT_TIER_SALES);
+            builder.push(" WHERE t.event_id IN (");
+            let mut ids = builder.separated(", ");
+            for row in &rows {
+                ids.push_bind(row.id());
+            }
+            builder.push(") ORDER BY t.position");
+            builder.build_query_as().fetch_all($executor).await?
+        };
+        sql::events_with_sales(rows, sales)
+    }};
+}
+
 impl<T: StoredTime> EventRow<T> {
-    pub(in crate::store) fn into_event(self) -> Result<Event, StoreError> {
+    pub(in crate::store) fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// The event of this row with `tiers`, its tiers in sale order.
+    pub(in crate::store) fn with_tiers(self, tiers: Vec<Tier>) -> Result<EventDetails, StoreError> {
+        let sales = tiers.iter().map(Tier::sale).collect();
+        Ok(EventDetails {
+            event: self.into_event(sales)?,
+            tiers,
+        })
+    }
+
+    /// The event of this row whose tiers sell as `sales` says.
+    pub(in crate::store) fn into_event(self, sales: Vec<TierSale>) -> Result<Event, StoreError> {
         let venue = Venue::parse(self.venue.0)
             .map_err(|violations| StoreError::Corrupt(format!("venue: {violations}")))?;
         Ok(Event {
@@ -116,6 +234,7 @@ impl<T: StoredTime> EventRow<T> {
             max_tickets_per_user: self.max_tickets_per_user,
             created_at: self.created_at.into_utc()?,
             updated_at: self.updated_at.into_utc()?,
+            sales,
         })
     }
 }
@@ -256,16 +375,21 @@ const SECONDS_PER_DAY: i64 = 86_400;
 macro_rules! fetch_events_page {
     ($pool:expr, $filter:expr, $page:expr) => {{
         let (filter, now) = ($filter, chrono::Utc::now());
-        fetch_page!(
+        let rows: Result<Page<EventRow>, StoreError> = fetch_page!(
             $pool,
             sql::SELECT_EVENTS,
             |builder| sql::push_event_count(builder, filter, now),
             |builder| sql::push_event_filter(builder, filter, now),
             sql::EVENTS_ORDER,
             $page,
-            EventRow::into_event,
+            Ok,
             count_apart,
-        )
+        );
+        let rows = rows?;
+        Ok(Page {
+            items: events_with_sales!($pool, rows.items)?,
+            total: rows.total,
+        })
     }};
 }
 
@@ -302,6 +426,7 @@ where
     for<'q> f64: Encode<'q, DB> + Type<DB>,
     for<'r> (Uuid, i32, i32, String, bool): FromRow<'r, DB::Row>,
     for<'r> EventRow<DB::Time>: FromRow<'r, DB::Row>,
+    for<'r> TierRow<DB::Time>: FromRow<'r, DB::Row>,
 {
     let sale: Option<(Uuid, i32, i32, String, bool)> = sqlx::query_as(sale_sql)
         .bind(id)
@@ -330,17 +455,18 @@ where
         seats: i64::from(draft.total_tickets()) - i64::from(total_before),
     };
     ledger::capacity_back::<DB>(conn, back, SeatsBackCause::CapacityRaised, now).await?;
-    Ok(EventUpdate::Done(Box::new(row.into_event()?)))
+    let tiers = tiers_on::<DB>(conn, id).await?;
+    Ok(EventUpdate::Done(Box::new(row.with_tiers(tiers)?)))
 }
 
 /// Stores a new event (with a fresh id) created by `creator_id`, with its tiers in order,
-/// inside the caller's transaction.
+/// inside the caller's transaction; the event as stored.
 pub(in crate::store) async fn insert_event_on<DB: Dialect>(
     conn: &mut DB::Connection,
     creator_id: Uuid,
     event: &NewEvent,
     now: DateTime<Utc>,
-) -> Result<Event, StoreError>
+) -> Result<EventDetails, StoreError>
 where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
@@ -353,6 +479,7 @@ where
     for<'q> Option<DB::Time>: Encode<'q, DB> + Type<DB>,
     for<'q> f64: Encode<'q, DB> + Type<DB>,
     for<'r> EventRow<DB::Time>: FromRow<'r, DB::Row>,
+    for<'r> TierRow<DB::Time>: FromRow<'r, DB::Row>,
 {
     let id = Uuid::now_v7();
     let row: EventRow<DB::Time> =
@@ -367,5 +494,6 @@ where
             .execute(&mut *conn)
             .await?;
     }
-    row.into_event()
+    let tiers = tiers_on::<DB>(conn, id).await?;
+    row.with_tiers(tiers)
 }

@@ -46,11 +46,9 @@ pub(in crate::store) const FIND_TICKET: &str = concat!(
 pub(in crate::store) const SELECT_TICKETS: &str = concat!(
     "SELECT ",
     ticket_columns!(),
-    ", count(*) OVER () AS total FROM tickets t",
+    " FROM tickets t",
     ticket_joins!()
 );
-
-pub(in crate::store) const COUNT_TICKETS: &str = "SELECT count(*) FROM tickets t";
 
 pub(in crate::store) const TICKETS_ORDER: &str = " ORDER BY t.created_at DESC, t.id DESC";
 
@@ -71,10 +69,7 @@ macro_rules! order_columns {
 pub(in crate::store) const FIND_ORDER: &str =
     concat!("SELECT ", order_columns!(), " WHERE o.id = $1");
 
-pub(in crate::store) const SELECT_ORDERS: &str =
-    concat!("SELECT count(*) OVER () AS total, ", order_columns!());
-
-pub(in crate::store) const COUNT_ORDERS: &str = "SELECT count(*) FROM orders o";
+pub(in crate::store) const SELECT_ORDERS: &str = concat!("SELECT ", order_columns!());
 
 pub(in crate::store) const ORDERS_ORDER: &str = " ORDER BY o.created_at DESC, o.id DESC";
 
@@ -254,18 +249,92 @@ pub(in crate::store) fn push_buyer_filter<'a, DB: Dialect>(
     }
 }
 
+/// What a buyer's page counts: their tickets, or their orders.
+#[derive(Clone, Copy)]
+pub(in crate::store) enum BuyerRows {
+    Tickets,
+    Orders,
+}
+
+/// The query counting a buyer's tickets or orders in the effective `status`: the live ones
+/// (reserved or paid) counted through `(user_id, status, …)`, the cancelled and expired ones
+/// read from `buyer_history` — so the count costs the buyer's live rows, not their history.
+pub(in crate::store) fn push_buyer_count<'a, DB: Dialect>(
+    builder: &mut QueryBuilder<'a, DB>,
+    rows: BuyerRows,
+    user_id: Uuid,
+    status: Option<TicketStatus>,
+    now: DateTime<Utc>,
+) where
+    Uuid: Encode<'a, DB> + Type<DB>,
+{
+    let table = match rows {
+        BuyerRows::Tickets => "tickets",
+        BuyerRows::Orders => "orders",
+    };
+    let now = DB::Time::from(now);
+    builder.push("SELECT CAST((SELECT count(*) FROM ");
+    builder
+        .push(table)
+        .push(" x WHERE x.user_id = ")
+        .push_bind(user_id);
+    let closed: &[&str] = match status {
+        None => {
+            builder.push(" AND x.status IN ('reserved', 'paid')");
+            &["cancelled", "expired"][..]
+        }
+        Some(TicketStatus::Reserved) => {
+            builder
+                .push(" AND x.status = 'reserved' AND x.expires_at > ")
+                .push_bind(now);
+            &[]
+        }
+        Some(TicketStatus::Paid) => {
+            builder.push(" AND x.status = 'paid'");
+            &[]
+        }
+        Some(TicketStatus::Cancelled) => {
+            builder.push(" AND 1 = 0");
+            &["cancelled"]
+        }
+        Some(TicketStatus::Expired) => {
+            builder
+                .push(" AND x.status = 'reserved' AND x.expires_at <= ")
+                .push_bind(now);
+            &["expired"]
+        }
+    };
+    builder.push(")");
+    if !closed.is_empty() {
+        let columns: Vec<String> = closed
+            .iter()
+            .map(|status| format!("{table}_{status}"))
+            .collect();
+        let columns = columns.join(" + ");
+        builder
+            .push(format!(
+                " + (SELECT coalesce(sum({columns}), 0) FROM buyer_history WHERE user_id = "
+            ))
+            .push_bind(user_id)
+            .push(")");
+    }
+    builder.push(" AS BIGINT)");
+}
+
 /// A page of [`super::BuyerFilter`]'s tickets, with the backend's `TicketRow` in scope.
 macro_rules! fetch_tickets_page {
     ($pool:expr, $filter:expr) => {{
         let (filter, now) = ($filter, chrono::Utc::now());
+        let (user, status) = (filter.user_id, filter.status);
         fetch_page!(
             $pool,
             sql::SELECT_TICKETS,
-            sql::COUNT_TICKETS,
-            |builder| sql::push_buyer_filter(builder, "t", filter.user_id, filter.status, now),
+            |builder| sql::push_buyer_count(builder, sql::BuyerRows::Tickets, user, status, now),
+            |builder| sql::push_buyer_filter(builder, "t", user, status, now),
             sql::TICKETS_ORDER,
             filter.page,
             TicketRow::into_details,
+            count_apart,
         )
     }};
 }
@@ -274,14 +343,16 @@ macro_rules! fetch_tickets_page {
 macro_rules! fetch_orders_page {
     ($pool:expr, $filter:expr) => {{
         let (filter, now) = ($filter, chrono::Utc::now());
+        let (user, status) = (filter.user_id, filter.status);
         fetch_page!(
             $pool,
             sql::SELECT_ORDERS,
-            sql::COUNT_ORDERS,
-            |builder| sql::push_buyer_filter(builder, "o", filter.user_id, filter.status, now),
+            |builder| sql::push_buyer_count(builder, sql::BuyerRows::Orders, user, status, now),
+            |builder| sql::push_buyer_filter(builder, "o", user, status, now),
             sql::ORDERS_ORDER,
             filter.page,
             |row: OrderRow| Ok(row),
+            count_apart,
         )
     }};
 }
