@@ -952,8 +952,10 @@ async fn orders(
     let tier_ids: Arc<Vec<Uuid>> = Arc::new(
         bench
             .store
-            .event_tiers(event)
+            .find_event(event)
             .await?
+            .context("the event")?
+            .tiers
             .iter()
             .map(|tier| tier.id)
             .collect(),
@@ -1010,7 +1012,12 @@ async fn orders(
         placed as f64 / seconds,
         rows as f64 / seconds,
     );
-    let tiers = bench.store.event_tiers(event).await?;
+    let tiers = bench
+        .store
+        .find_event(event)
+        .await?
+        .context("the event")?
+        .tiers;
     let tiers_ok = tiers
         .iter()
         .all(|tier| tier.quantity.is_none_or(|quantity| tier.sold <= quantity));
@@ -1051,7 +1058,13 @@ async fn sold_out(
         let event = bench
             .event_with_tiers(users[0].0, 1_000, random_point(3, 0.1), 3, Some(tiers))
             .await?;
-        let vip = bench.store.event_tiers(event).await?[0].id;
+        let vip = bench
+            .store
+            .find_event(event)
+            .await?
+            .context("the event")?
+            .tiers[0]
+            .id;
         let body =
             serde_json::json!({"event_id": event, "items": [{"tier_id": vip, "quantity": 1}]});
         (event, Some(body))

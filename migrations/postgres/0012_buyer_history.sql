@@ -4,6 +4,9 @@
 -- writer waits for); the sweeper folds a buyer's rows into one (`folded`) every few seconds,
 -- so a count reads one row plus those since the last fold. No foreign key: appending a
 -- row takes no lock on the buyer's account.
+-- Counted and noted from one moment: no status changes between the count and the triggers.
+LOCK TABLE orders, tickets IN SHARE ROW EXCLUSIVE MODE;
+
 CREATE TABLE buyer_history (
     user_id           uuid NOT NULL,
     orders_cancelled  integer NOT NULL DEFAULT 0,
@@ -31,56 +34,61 @@ FROM (
 ) closed
 GROUP BY user_id;
 
--- A row closed counts +1; a closed row deleted (with its event) counts -1.
+-- A row that becomes cancelled or expired counts +1 there; one that leaves such a state (a
+-- late payment re-reserving an expired order) or is deleted (with its event) counts -1.
 CREATE FUNCTION note_buyer_history() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    closed record;
-    sign integer;
+    buyer uuid;
+    cancelled integer := 0;
+    expired integer := 0;
 BEGIN
-    IF TG_OP = 'DELETE' THEN
-        closed := OLD;
-        sign := -1;
+    IF TG_OP = 'UPDATE' THEN
+        buyer := NEW.user_id;
+        cancelled := (NEW.status = 'cancelled')::int;
+        expired := (NEW.status = 'expired')::int;
     ELSE
-        closed := NEW;
-        sign := 1;
+        buyer := OLD.user_id;
     END IF;
+    cancelled := cancelled - (OLD.status = 'cancelled')::int;
+    expired := expired - (OLD.status = 'expired')::int;
     IF TG_TABLE_NAME = 'orders' THEN
         INSERT INTO buyer_history (user_id, orders_cancelled, orders_expired)
-        VALUES (closed.user_id, sign * (closed.status = 'cancelled')::int,
-                sign * (closed.status = 'expired')::int);
+        VALUES (buyer, cancelled, expired);
     ELSE
         INSERT INTO buyer_history (user_id, tickets_cancelled, tickets_expired)
-        VALUES (closed.user_id, sign * (closed.status = 'cancelled')::int,
-                sign * (closed.status = 'expired')::int);
+        VALUES (buyer, cancelled, expired);
     END IF;
     RETURN NULL;
 END
 $$;
 
-CREATE TRIGGER orders_closed_noted
+CREATE TRIGGER orders_history_noted
     AFTER UPDATE OF status ON orders
     FOR EACH ROW
-    WHEN (NEW.status IN ('cancelled', 'expired') AND OLD.status IS DISTINCT FROM NEW.status)
+    WHEN (OLD.status IS DISTINCT FROM NEW.status
+          AND (NEW.status IN ('cancelled', 'expired') OR OLD.status IN ('cancelled', 'expired')))
     EXECUTE FUNCTION note_buyer_history();
 
-CREATE TRIGGER tickets_closed_noted
+CREATE TRIGGER tickets_history_noted
     AFTER UPDATE OF status ON tickets
     FOR EACH ROW
-    WHEN (NEW.status IN ('cancelled', 'expired') AND OLD.status IS DISTINCT FROM NEW.status)
+    WHEN (OLD.status IS DISTINCT FROM NEW.status
+          AND (NEW.status IN ('cancelled', 'expired') OR OLD.status IN ('cancelled', 'expired')))
     EXECUTE FUNCTION note_buyer_history();
 
-CREATE TRIGGER orders_closed_deleted
+CREATE TRIGGER orders_history_deleted
     AFTER DELETE ON orders
     FOR EACH ROW
     WHEN (OLD.status IN ('cancelled', 'expired'))
     EXECUTE FUNCTION note_buyer_history();
 
-CREATE TRIGGER tickets_closed_deleted
+CREATE TRIGGER tickets_history_deleted
     AFTER DELETE ON tickets
     FOR EACH ROW
     WHEN (OLD.status IN ('cancelled', 'expired'))
     EXECUTE FUNCTION note_buyer_history();
 
--- A page of one status reads that status's rows in page order, whatever else the buyer has.
-CREATE INDEX tickets_user_status_created_idx ON tickets (user_id, status, created_at DESC, id DESC);
-CREATE INDEX orders_user_status_created_idx ON orders (user_id, status, created_at DESC, id DESC);
+-- A buyer's live orders, for their count and their reserved and paid pages, whatever their
+-- history (tickets have `tickets_user_event_live_idx`).
+CREATE INDEX orders_user_live_idx ON orders (user_id, created_at DESC, id DESC)
+    WHERE status IN ('reserved', 'paid');

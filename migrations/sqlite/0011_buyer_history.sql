@@ -14,6 +14,8 @@ CREATE TABLE buyer_history (
 );
 CREATE INDEX buyer_history_user_idx ON buyer_history (user_id);
 CREATE INDEX buyer_history_unfolded_idx ON buyer_history (user_id) WHERE NOT folded;
+-- The sums a fold is writing (marked 2 until it ends), found without a scan.
+CREATE INDEX buyer_history_folding_idx ON buyer_history (user_id) WHERE folded = 2;
 
 INSERT INTO buyer_history (user_id, orders_cancelled, orders_expired, tickets_cancelled,
                            tickets_expired, folded)
@@ -30,35 +32,41 @@ FROM (
 )
 GROUP BY user_id;
 
-CREATE TRIGGER orders_closed_noted AFTER UPDATE OF status ON orders
-    WHEN new.status IN ('cancelled', 'expired') AND old.status IS NOT new.status
+-- A row that becomes cancelled or expired counts +1 there; one that leaves such a state (a
+-- late payment re-reserving an expired order) or is deleted (with its event) counts -1.
+CREATE TRIGGER orders_history_noted AFTER UPDATE OF status ON orders
+    WHEN old.status IS NOT new.status
+     AND (new.status IN ('cancelled', 'expired') OR old.status IN ('cancelled', 'expired'))
 BEGIN
     INSERT INTO buyer_history (user_id, orders_cancelled, orders_expired)
-    VALUES (new.user_id, new.status = 'cancelled', new.status = 'expired');
+    VALUES (new.user_id, (new.status = 'cancelled') - (old.status = 'cancelled'),
+            (new.status = 'expired') - (old.status = 'expired'));
 END;
 
-CREATE TRIGGER tickets_closed_noted AFTER UPDATE OF status ON tickets
-    WHEN new.status IN ('cancelled', 'expired') AND old.status IS NOT new.status
+CREATE TRIGGER tickets_history_noted AFTER UPDATE OF status ON tickets
+    WHEN old.status IS NOT new.status
+     AND (new.status IN ('cancelled', 'expired') OR old.status IN ('cancelled', 'expired'))
 BEGIN
     INSERT INTO buyer_history (user_id, tickets_cancelled, tickets_expired)
-    VALUES (new.user_id, new.status = 'cancelled', new.status = 'expired');
+    VALUES (new.user_id, (new.status = 'cancelled') - (old.status = 'cancelled'),
+            (new.status = 'expired') - (old.status = 'expired'));
 END;
 
--- A closed row deleted (with its event) counts -1.
-CREATE TRIGGER orders_closed_deleted AFTER DELETE ON orders
+CREATE TRIGGER orders_history_deleted AFTER DELETE ON orders
     WHEN old.status IN ('cancelled', 'expired')
 BEGIN
     INSERT INTO buyer_history (user_id, orders_cancelled, orders_expired)
     VALUES (old.user_id, -(old.status = 'cancelled'), -(old.status = 'expired'));
 END;
 
-CREATE TRIGGER tickets_closed_deleted AFTER DELETE ON tickets
+CREATE TRIGGER tickets_history_deleted AFTER DELETE ON tickets
     WHEN old.status IN ('cancelled', 'expired')
 BEGIN
     INSERT INTO buyer_history (user_id, tickets_cancelled, tickets_expired)
     VALUES (old.user_id, -(old.status = 'cancelled'), -(old.status = 'expired'));
 END;
 
--- A page of one status reads that status's rows in page order, whatever else the buyer has.
-CREATE INDEX tickets_user_status_created_idx ON tickets (user_id, status, created_at DESC, id DESC);
-CREATE INDEX orders_user_status_created_idx ON orders (user_id, status, created_at DESC, id DESC);
+-- A buyer's live orders, for their count and their reserved and paid pages, whatever their
+-- history (tickets have `tickets_user_event_live_idx`).
+CREATE INDEX orders_user_live_idx ON orders (user_id, created_at DESC, id DESC)
+    WHERE status IN ('reserved', 'paid');

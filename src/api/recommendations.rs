@@ -1,6 +1,5 @@
 //! "For you": upcoming events near the caller's stored location.
 
-use chrono::Utc;
 use std::sync::Arc;
 
 use axum::Json;
@@ -93,7 +92,7 @@ async fn for_you(
 ) -> Result<Json<ForYouResponse>, ApiError> {
     let location = accounts.location_of(caller).await?;
     let result = search.for_caller(location, query.radius, page).await?;
-    let now = Utc::now();
+    let now = result.at;
     let recommendations = result
         .found
         .items

@@ -151,13 +151,21 @@ impl Event {
         self.tickets_available(now) == 0
     }
 
-    /// The first instant after `now` at which a tier's sales window opens or closes: when
-    /// [`is_sold_out`](Self::is_sold_out) may change with no sale or edit.
-    pub fn next_sale_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.sales
+    /// The first instant after `now` at which [`is_sold_out`](Self::is_sold_out) turns by the
+    /// clock alone, as a tier's sales window opens or closes (with no sale or edit meanwhile).
+    pub fn sold_out_turns_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let sold_out = self.is_sold_out(now);
+        let mut instants: Vec<DateTime<Utc>> = self
+            .sales
             .iter()
-            .filter_map(|tier| tier.next_window_change(now))
-            .min()
+            .flat_map(|tier| [tier.sales_start, tier.sales_end])
+            .flatten()
+            .filter(|instant| *instant > now)
+            .collect();
+        instants.sort_unstable();
+        instants
+            .into_iter()
+            .find(|instant| self.is_sold_out(*instant) != sold_out)
     }
 }
 
@@ -633,10 +641,24 @@ pub(crate) mod tests {
             assert_eq!(event.is_sold_out(now), available == 0);
         }
         let later = event(0, vec![tier(None, 0, Some(2), Some(3))]);
-        assert_eq!(later.next_sale_change(now), Some(now + hour * 2));
-        assert_eq!(later.next_sale_change(now + hour * 2), Some(now + hour * 3));
-        assert_eq!(later.next_sale_change(now + hour * 3), None);
+        assert_eq!(later.sold_out_turns_at(now), Some(now + hour * 2));
+        assert_eq!(
+            later.sold_out_turns_at(now + hour * 2),
+            Some(now + hour * 3)
+        );
+        assert_eq!(later.sold_out_turns_at(now + hour * 3), None);
         assert!(!later.is_sold_out(now + hour * 2));
+        // A window closing while another tier sells changes nothing; nor does one opening for
+        // a tier sold out by its quota.
+        let handover = event(
+            0,
+            vec![
+                tier(Some(5), 5, Some(1), None),
+                tier(None, 0, None, Some(2)),
+                tier(None, 0, Some(2), Some(4)),
+            ],
+        );
+        assert_eq!(handover.sold_out_turns_at(now), Some(now + hour * 4));
     }
 
     /// The stored event of `draft`, nothing sold.

@@ -102,15 +102,6 @@ impl TierSale {
             self.quota_left().max(0)
         }
     }
-
-    /// The first instant after `now` at which the window opens or closes.
-    pub fn next_window_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        [self.sales_start, self.sales_end]
-            .into_iter()
-            .flatten()
-            .filter(|instant| *instant > now)
-            .min()
-    }
 }
 
 const TIER_NAME_MAX_CHARS: usize = 100;

@@ -1,12 +1,12 @@
 //! Registration, login, tokens and the caller's profile.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
 use super::ServiceError;
+use super::recent::Recent;
 use crate::auth::password::Hasher;
 use crate::auth::{IssuedToken, TokenKeys};
 use crate::domain::{Credentials, GeoPoint, NewUser, Registration, User};
@@ -24,7 +24,7 @@ pub struct Accounts {
     tokens: Arc<TokenKeys>,
     hasher: Hasher,
     /// Recent callers' locations, for the search hot path.
-    locations: Mutex<HashMap<Uuid, (Option<GeoPoint>, Instant)>>,
+    locations: Recent<Option<GeoPoint>>,
 }
 
 impl Accounts {
@@ -33,7 +33,7 @@ impl Accounts {
             store,
             tokens,
             hasher,
-            locations: Mutex::default(),
+            locations: Recent::new(LOCATION_KEPT_FOR, MAX_LOCATIONS),
         }
     }
 
@@ -41,10 +41,8 @@ impl Accounts {
     /// [`LOCATION_KEPT_FOR`] ago; a token of a user that is gone is refused once that user is
     /// no longer kept (within the same bound).
     pub async fn location_of(&self, user_id: Uuid) -> Result<Option<GeoPoint>, ServiceError> {
-        if let Some((location, read_at)) = self.locations().get(&user_id)
-            && read_at.elapsed() < LOCATION_KEPT_FOR
-        {
-            return Ok(*location);
+        if let Some(location) = self.locations.get(user_id) {
+            return Ok(location);
         }
         let read_at = Instant::now();
         let user = self
@@ -52,28 +50,8 @@ impl Accounts {
             .find_user(user_id)
             .await?
             .ok_or(ServiceError::InvalidToken)?;
-        self.keep_location(user_id, user.location, read_at);
+        self.locations.keep(user_id, user.location, read_at);
         Ok(user.location)
-    }
-
-    /// Keeps what a read begun at `read_at` found, unless a later read is kept already (a
-    /// location change racing a lookup).
-    fn keep_location(&self, user_id: Uuid, location: Option<GeoPoint>, read_at: Instant) {
-        let mut locations = self.locations();
-        if locations.len() >= MAX_LOCATIONS && !locations.contains_key(&user_id) {
-            // Every kept entry lapses within a second anyway.
-            locations.clear();
-        }
-        let entry = locations.entry(user_id).or_insert((location, read_at));
-        if entry.1 <= read_at {
-            *entry = (location, read_at);
-        }
-    }
-
-    fn locations(&self) -> MutexGuard<'_, HashMap<Uuid, (Option<GeoPoint>, Instant)>> {
-        self.locations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 
     #[tracing::instrument(skip_all)]
@@ -155,7 +133,7 @@ impl Accounts {
             .set_user_location(user_id, location)
             .await?
             .ok_or(ServiceError::InvalidToken)?;
-        self.keep_location(user_id, user.location, read_at);
+        self.locations.keep(user_id, user.location, read_at);
         Ok(user)
     }
 }

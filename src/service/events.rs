@@ -112,11 +112,11 @@ impl Events {
         event_id: Uuid,
         fields: TierFields,
     ) -> Result<(Tier, i64), ServiceError> {
-        let event = self.own(user_id, event_id).await?;
+        let event = self.own(user_id, event_id).await?.event;
         let draft = TierDraft::parse(fields, event.total_tickets)?;
         let change = TierChange::Add(&draft);
-        let outcome = self.store.change_tier(event_id, user_id, change).await?;
-        saved(tier_outcome(event_id, None, outcome)?, &event)
+        let tier = self.change_tier(event_id, user_id, None, change).await?;
+        saved(tier, &event)
     }
 
     /// Changes a tier of the caller's event; the merged tier is checked as a whole.
@@ -128,16 +128,17 @@ impl Events {
         tier_id: Uuid,
         patch: TierPatchFields,
     ) -> Result<(Tier, i64), ServiceError> {
-        let event = self.own(user_id, event_id).await?;
-        let tiers = self.store.event_tiers(event_id).await?;
+        let EventDetails { event, tiers } = self.own(user_id, event_id).await?;
         let current = tiers
             .iter()
             .find(|tier| tier.id == tier_id)
             .ok_or(ServiceError::NotFound(Resource::Tier, tier_id))?;
         let draft = TierDraft::merge(current, patch, event.total_tickets)?;
         let change = TierChange::Update(tier_id, &draft);
-        let outcome = self.store.change_tier(event_id, user_id, change).await?;
-        saved(tier_outcome(event_id, Some(tier_id), outcome)?, &event)
+        let tier = self
+            .change_tier(event_id, user_id, Some(tier_id), change)
+            .await?;
+        saved(tier, &event)
     }
 
     #[tracing::instrument(skip(self))]
@@ -148,8 +149,24 @@ impl Events {
         tier_id: Uuid,
     ) -> Result<(), ServiceError> {
         let change = TierChange::Delete(tier_id);
+        self.change_tier(event_id, user_id, Some(tier_id), change)
+            .await
+            .map(|_| ())
+    }
+
+    /// Applies a tier change; the tier it saved (`None` once deleted). The event may enter or
+    /// leave search with it: the organiser's next search on this server shows it.
+    async fn change_tier(
+        &self,
+        event_id: Uuid,
+        user_id: Uuid,
+        tier_id: Option<Uuid>,
+        change: TierChange<'_>,
+    ) -> Result<Option<Tier>, ServiceError> {
         let outcome = self.store.change_tier(event_id, user_id, change).await?;
-        tier_outcome(event_id, Some(tier_id), outcome).map(|_| ())
+        let tier = tier_outcome(event_id, tier_id, outcome)?;
+        self.search.catch_up().await;
+        Ok(tier)
     }
 
     /// What the caller's event sold.
@@ -168,13 +185,14 @@ impl Events {
         Ok(stats)
     }
 
-    /// The caller's event (404 when there is none, 403 when it is someone else's).
-    async fn own(&self, user_id: Uuid, event_id: Uuid) -> Result<Event, ServiceError> {
-        let event = self.get(event_id).await?.event;
-        if event.creator_id != user_id {
+    /// The caller's event with its tiers (404 when there is none, 403 when it is someone
+    /// else's).
+    async fn own(&self, user_id: Uuid, event_id: Uuid) -> Result<EventDetails, ServiceError> {
+        let details = self.get(event_id).await?;
+        if details.event.creator_id != user_id {
             return Err(ServiceError::NotOwner(Action::ModifyEvent));
         }
-        Ok(event)
+        Ok(details)
     }
 }
 

@@ -9,6 +9,7 @@ mod events;
 mod health;
 mod idempotency;
 mod orders;
+mod recent;
 mod search;
 
 use chrono::{DateTime, Utc};

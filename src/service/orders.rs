@@ -3,10 +3,11 @@
 //! one, and a ticket is paid or cancelled through its order.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
+use super::recent::Recent;
 use super::{Action, Bulkhead, ReadModel, Resource, ServiceError};
 use crate::domain::{
     Change, NewOrder, OrderChange, OrderDetails, OrderFields, OrderOutcome, OrderRefusal,
@@ -25,7 +26,15 @@ pub struct Orders {
     max_tickets_per_order: i32,
     /// A buyer's pages of orders or tickets (up to 1 000 rows each) share the listings' bound.
     expensive_reads: Arc<Bulkhead>,
+    /// Buyers whose account was seen to exist a moment ago: a refused order (often answered
+    /// from memory, under a sold-out storm) checks its buyer at most once a second.
+    buyers_seen: Recent<()>,
 }
+
+/// How long a buyer's account is taken to exist after a read found it.
+const BUYER_SEEN_FOR: Duration = Duration::from_secs(1);
+/// Most buyers remembered at once.
+const MAX_BUYERS_SEEN: usize = 100_000;
 
 /// Where the fields of an order's lines are in the request that asked for it.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +59,7 @@ impl Orders {
             hold,
             max_tickets_per_order,
             expensive_reads,
+            buyers_seen: Recent::new(BUYER_SEEN_FOR, MAX_BUYERS_SEEN),
         }
     }
 
@@ -106,10 +116,9 @@ impl Orders {
                 if matches!(refusal, OrderRefusal::NotEnough { .. }) {
                     metrics::counter!("nearbytix_sold_out_total").increment(1);
                 }
-                // A refused order wrote nothing that would have found a deleted account (a
-                // refusal from the sold-out memory read nothing at all): one read tells.
+                // A refused order wrote nothing that would have found a deleted account.
                 let refusal = refused(refusal, order.event_id, asked);
-                Err(self.as_stranger(order.user_id, refusal).await)
+                Err(self.refused_buyer(order.user_id, refusal).await)
             }
         }
     }
@@ -189,6 +198,23 @@ impl Orders {
             _ => {}
         }
         Ok(change)
+    }
+
+    /// `refusal` of an order, unless the buyer's account is gone (401), as a read at most
+    /// [`BUYER_SEEN_FOR`] old says; when the database cannot tell, the refusal.
+    async fn refused_buyer(&self, user_id: Uuid, refusal: ServiceError) -> ServiceError {
+        if self.buyers_seen.get(user_id).is_some() {
+            return refusal;
+        }
+        let read_at = Instant::now();
+        match self.store.user_exists(user_id).await {
+            Ok(false) => ServiceError::InvalidToken,
+            Ok(true) => {
+                self.buyers_seen.keep(user_id, (), read_at);
+                refusal
+            }
+            Err(_) => refusal,
+        }
     }
 
     /// `refusal` for a caller treated as a stranger (not found, not the owner), unless the

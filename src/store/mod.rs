@@ -29,7 +29,7 @@ use uuid::Uuid;
 use crate::domain::{
     Event, EventDelete, EventDetails, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent,
     NewEvent, NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest, RadiusKm,
-    TicketDetails, TicketOrder, TicketStatus, Tier, TierDraft, TierOutcome, User, WriteOutcome,
+    TicketDetails, TicketOrder, TicketStatus, TierDraft, TierOutcome, User, WriteOutcome,
 };
 
 pub use error::StoreError;
@@ -302,8 +302,6 @@ pub trait UserStore: Send + Sync {
 pub trait EventStore: Send + Sync {
     /// Stores a new event (with a fresh id) created by `creator_id`, with its tiers.
     async fn insert_event(&self, creator_id: Uuid, event: &NewEvent) -> StoreResult<EventDetails>;
-    /// An event's tiers in sale order.
-    async fn event_tiers(&self, event_id: Uuid) -> StoreResult<Vec<Tier>>;
     /// Adds, replaces or deletes a tier of an event of `creator_id`, under the event's lock:
     /// a new tier goes last; a replacement may not go below the tickets the tier sold; a tier is
     /// deleted only without reserved or paid tickets (due holds released first) and when it is

@@ -28,7 +28,7 @@ use super::{
 use crate::domain::{
     Change, Event, EventDelete, EventDetails, EventDraft, EventStats, EventUpdate, GeoPoint,
     NearbyEvent, NewEvent, NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest,
-    SeatsBack, SeatsBackCause, TicketDetails, TicketOrder, Tier, TierOutcome, User, WriteOutcome,
+    SeatsBack, SeatsBackCause, TicketDetails, TicketOrder, TierOutcome, User, WriteOutcome,
 };
 
 /// The advisory lock of the buyer history fold (any constant no other lock uses).
@@ -483,11 +483,6 @@ impl EventStore for PgStore {
     async fn event_stats(&self, event_id: Uuid) -> StoreResult<Option<(Uuid, EventStats)>> {
         let mut conn = self.pool.acquire().await?;
         sql::event_stats_on::<Postgres>(&mut conn, event_id, Utc::now()).await
-    }
-
-    async fn event_tiers(&self, event_id: Uuid) -> StoreResult<Vec<Tier>> {
-        let mut conn = self.pool.acquire().await?;
-        sql::tiers_on::<Postgres>(&mut conn, event_id).await
     }
 
     async fn find_event(&self, id: Uuid) -> StoreResult<Option<EventDetails>> {

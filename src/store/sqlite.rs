@@ -31,8 +31,8 @@ use super::{
 use crate::domain::{
     Change, Event, EventDelete, EventDetails, EventDraft, EventStats, EventUpdate, GeoPoint,
     NearbyEvent, NewEvent, NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome,
-    OrderRefusal, PageRequest, SeatsBack, SeatsBackCause, TicketDetails, TicketOrder, Tier,
-    TierOutcome, User, WriteOutcome,
+    OrderRefusal, PageRequest, SeatsBack, SeatsBackCause, TicketDetails, TicketOrder, TierOutcome,
+    User, WriteOutcome,
 };
 
 type UserRow = sql::UserRow<Micros>;
@@ -557,11 +557,6 @@ impl EventStore for SqliteStore {
         sql::event_stats_on::<Sqlite>(&mut conn, event_id, Utc::now()).await
     }
 
-    async fn event_tiers(&self, event_id: Uuid) -> StoreResult<Vec<Tier>> {
-        let mut conn = self.reader.acquire().await?;
-        sql::tiers_on::<Sqlite>(&mut conn, event_id).await
-    }
-
     async fn find_event(&self, id: Uuid) -> StoreResult<Option<EventDetails>> {
         let mut conn = self.reader.acquire().await?;
         sql::find_event_on::<Sqlite>(&mut conn, id).await
@@ -780,39 +775,42 @@ impl EventStore for SqliteStore {
     }
 
     async fn fold_buyer_history(&self, users: i64) -> StoreResult<u64> {
+        // A read first: the writer is taken only when there is something to fold.
+        let unfolded: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM buyer_history WHERE NOT folded)")
+                .fetch_one(&self.reader)
+                .await?;
+        if !unfolded {
+            return Ok(0);
+        }
+        // Three statements, whatever the number of buyers: each buyer's sum is added marked 2,
+        // their other rows deleted, the sums marked folded.
         let mut tx = self.begin_immediate().await?;
-        let sums: Vec<(Uuid, i64, i64, i64, i64)> = sqlx::query_as(
-            "SELECT user_id, sum(orders_cancelled), sum(orders_expired), sum(tickets_cancelled),
-                    sum(tickets_expired)
+        let folded = sqlx::query(
+            "INSERT INTO buyer_history (user_id, orders_cancelled, orders_expired,
+                                        tickets_cancelled, tickets_expired, folded)
+             SELECT user_id, sum(orders_cancelled), sum(orders_expired), sum(tickets_cancelled),
+                    sum(tickets_expired), 2
              FROM buyer_history
              WHERE user_id IN (SELECT DISTINCT user_id FROM buyer_history WHERE NOT folded
                                LIMIT ?1)
              GROUP BY user_id",
         )
         .bind(users)
-        .fetch_all(&mut *tx)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "DELETE FROM buyer_history WHERE folded <> 2
+               AND user_id IN (SELECT user_id FROM buyer_history WHERE folded = 2)",
+        )
+        .execute(&mut *tx)
         .await?;
-        for (user_id, orders_cancelled, orders_expired, tickets_cancelled, tickets_expired) in &sums
-        {
-            sqlx::query("DELETE FROM buyer_history WHERE user_id = ?1")
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "INSERT INTO buyer_history (user_id, orders_cancelled, orders_expired,
-                                            tickets_cancelled, tickets_expired, folded)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 1)",
-            )
-            .bind(user_id)
-            .bind(orders_cancelled)
-            .bind(orders_expired)
-            .bind(tickets_cancelled)
-            .bind(tickets_expired)
+        sqlx::query("UPDATE buyer_history SET folded = 1 WHERE folded = 2")
             .execute(&mut *tx)
             .await?;
-        }
         tx.commit().await?;
-        Ok(sums.len() as u64)
+        Ok(folded)
     }
 
     async fn purge_event_changes(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {

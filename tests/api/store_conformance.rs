@@ -659,11 +659,14 @@ async fn the_read_model_follows_concurrent_writes_and_answers_as_the_database(ba
             page: page(random.below(4) as i64, 1 + random.below(40) as i64),
         };
         // A busy machine may leave the model's last read older than it answers from.
-        let memory = match model.search(&query) {
+        let memory = match model.search(&query, Utc::now()) {
             Some(found) => found.found,
             None => {
                 assert!(model.catch_up().await, "the model read again");
-                model.search(&query).expect("the model is fresh").found
+                model
+                    .search(&query, Utc::now())
+                    .expect("the model is fresh")
+                    .found
             }
         };
         let database = fx.store.nearby_events(&query).await.expect("nearby");
@@ -888,7 +891,7 @@ async fn orders_over_tiers_are_all_or_nothing(backend: Backend) {
     };
     assert_eq!(short, OrderOutcome::Refused(early_left));
     assert_eq!(fx.sold(event.id).await, 3);
-    let after = fx.store.event_tiers(event.id).await.unwrap();
+    let after = fx.store.find_event(event.id).await.unwrap().unwrap().tiers;
     assert_eq!(after.iter().map(|t| t.sold).collect::<Vec<_>>(), [2, 1, 0]);
 
     // Regular has no quota of its own: the event's 7 seats limit it.
@@ -940,7 +943,7 @@ async fn concurrent_orders_never_oversell_a_tier(backend: Backend) {
     let rows = fx.count("SELECT COUNT(*) FROM tickets").await;
     assert_eq!(rows, i64::from(tickets), "refused orders left no ticket");
     // Tier quotas held and every counter matches its rows (checked by `finish`).
-    let after = fx.store.event_tiers(event.id).await.unwrap();
+    let after = fx.store.find_event(event.id).await.unwrap().unwrap().tiers;
     assert!(after[0].sold <= 3 && after[1].sold <= 2, "{after:?}");
     fx.finish().await;
 }

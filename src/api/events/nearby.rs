@@ -2,7 +2,6 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use chrono::Utc;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -66,9 +65,9 @@ pub async fn nearby_events(
     ValidQuery(page): ValidQuery<SearchPaging>,
 ) -> Result<Json<EventListResponse>, ApiError> {
     let result = search.near(query.center, query.radius, page).await?;
-    let now = Utc::now();
+    let at = result.at;
     let (events, page) = PageInfo::split(result.found, result.page, |found| {
-        EventListItem::found(&found, now)
+        EventListItem::found(&found, at)
     });
     Ok(Json(EventListResponse { events, page }))
 }

@@ -43,7 +43,7 @@ pub struct EventBasics {
     /// event's seats left.
     tickets_available: i64,
     /// Nothing can be bought now: every seat taken, or every tier sold out or outside its
-    /// sales window.
+    /// sales window (an event that started is told by its `start_time`).
     is_sold_out: bool,
     #[serde(flatten)]
     place: VenuePlace,
@@ -57,6 +57,7 @@ pub struct EventBasics {
 impl EventBasics {
     /// `event` as it sells at `now`.
     fn new(event: &Event, now: DateTime<Utc>) -> Self {
+        let tickets_available = event.tickets_available(now);
         Self {
             id: event.id,
             creator_id: event.creator_id,
@@ -64,8 +65,8 @@ impl EventBasics {
             description: event.description.clone(),
             start_time: event.start_time,
             end_time: event.end_time,
-            tickets_available: event.tickets_available(now),
-            is_sold_out: event.is_sold_out(now),
+            tickets_available,
+            is_sold_out: tickets_available == 0,
             place: VenuePlace::from(&event.venue),
             currency: event.currency.clone(),
             max_tickets_per_user: event.max_tickets_per_user,

@@ -37,6 +37,9 @@ impl RTreeParams for Wide {
 #[derive(Debug, Clone)]
 struct Listed {
     start_micros: i64,
+    /// When it stops being searchable by the clock alone: its start, or its tiers' windows
+    /// closing (a search between then and the next [`SearchIndex::refresh`] skips it).
+    until_micros: i64,
     event: Arc<Event>,
     /// Its description was too long to keep ([`KEPT_DESCRIPTION_BYTES`]).
     description_elided: bool,
@@ -56,7 +59,8 @@ pub struct SearchIndex {
     by_id: HashMap<Uuid, Kept>,
     /// Start times, to drop events once they start.
     starts: BTreeSet<(DateTime<Utc>, Uuid)>,
-    /// When a tier's sales window opens or closes, to look at the event again then.
+    /// When a tier's sales window opening or closing turns an event's "sold out", to look at
+    /// it again then.
     reviews: BTreeSet<(DateTime<Utc>, Uuid)>,
 }
 
@@ -65,11 +69,12 @@ struct Kept {
     description_elided: bool,
     /// Whether it is in the tree: searchable when last looked at.
     listed: bool,
+    /// When the clock alone turns whether it is searchable.
     review_at: Option<DateTime<Utc>>,
 }
 
 /// Descriptions longer than this (up to 5,000 characters) are not kept: a page reads them by
-/// id, so that an event costs the index the same memory whatever its description.
+/// id, so that a longer description costs the index no more memory.
 pub const KEPT_DESCRIPTION_BYTES: usize = 256;
 
 /// A page of a search, with the events whose descriptions it must read by id.
@@ -101,6 +106,10 @@ fn entry(kept: &Kept) -> Entry {
         unit_vector(event.venue.location()),
         Listed {
             start_micros: event.start_time.timestamp_micros(),
+            until_micros: kept
+                .review_at
+                .map_or(event.start_time, |at| at.min(event.start_time))
+                .timestamp_micros(),
             event: Arc::clone(event),
             description_elided: kept.description_elided,
         },
@@ -166,7 +175,7 @@ impl SearchIndex {
             return None;
         }
         let listed = searchable(&event, now);
-        let review_at = event.next_sale_change(now);
+        let review_at = event.sold_out_turns_at(now);
         if !listed && review_at.is_none() {
             return None;
         }
@@ -344,10 +353,10 @@ impl<'a> Walk<'a> {
         }
     }
 
-    /// The squared chord to `entry` when it matches (within the radius, upcoming).
+    /// The squared chord to `entry` when it matches (within the radius, still on sale).
     fn matches(&self, entry: &Entry) -> Option<f64> {
         let distance = squared_distance(entry.geom(), &self.center);
-        (distance <= self.within && entry.data.start_micros > self.now_micros).then_some(distance)
+        (distance <= self.within && entry.data.until_micros > self.now_micros).then_some(distance)
     }
 
     fn cannot_rank(&self, distance: f64) -> bool {

@@ -7,6 +7,8 @@ mod model;
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 pub use index::SearchPage;
 pub use model::{Following, ReadModel};
 
@@ -22,8 +24,9 @@ pub struct Search {
     expensive_reads: Arc<Bulkhead>,
 }
 
-/// A page of events near `center` within `radius`, nearest first.
+/// A page of events near `center` within `radius`, nearest first, as they sold `at`.
 pub struct SearchResult {
+    pub at: DateTime<Utc>,
     pub center: GeoPoint,
     pub radius: RadiusKm,
     pub page: PageRequest,
@@ -57,7 +60,8 @@ impl Search {
             radius: radius.unwrap_or(self.default_radius),
             page,
         };
-        let found = match self.model.search(&query) {
+        let at = Utc::now();
+        let found = match self.model.search(&query, at) {
             Some(SearchPage {
                 mut found,
                 descriptions_to_read,
@@ -83,6 +87,7 @@ impl Search {
             }
         };
         Ok(SearchResult {
+            at,
             center,
             radius: query.radius,
             page,

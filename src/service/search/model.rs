@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
@@ -77,12 +77,12 @@ impl ReadModel {
         let _ = tried.wait_for(|tried| *tried).await;
     }
 
-    /// The page of `query`, or `None` when the model is not fresh enough to answer.
-    pub fn search(&self, query: &NearbyQuery) -> Option<SearchPage> {
+    /// The page of `query` at `now`, or `None` when the model is not fresh enough to answer.
+    pub fn search(&self, query: &NearbyQuery, now: DateTime<Utc>) -> Option<SearchPage> {
         let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
         let fresh = state.read_at?.elapsed() < FRESH_FOR;
         let index = state.index.as_ref()?;
-        fresh.then(|| index.search(query, Utc::now()))
+        fresh.then(|| index.search(query, now))
     }
 
     /// Waits (a bounded time) until the model has read every change committed before this

@@ -272,48 +272,46 @@ pub(in crate::store) fn push_buyer_count<'a, DB: Dialect>(
         BuyerRows::Tickets => "tickets",
         BuyerRows::Orders => "orders",
     };
-    let now = DB::Time::from(now);
-    builder.push("SELECT CAST((SELECT count(*) FROM ");
-    builder
-        .push(table)
-        .push(" x WHERE x.user_id = ")
-        .push_bind(user_id);
-    let closed: &[&str] = match status {
-        None => {
-            builder.push(" AND x.status IN ('reserved', 'paid')");
-            &["cancelled", "expired"][..]
-        }
-        Some(TicketStatus::Reserved) => {
-            builder
-                .push(" AND x.status = 'reserved' AND x.expires_at > ")
-                .push_bind(now);
-            &[]
-        }
-        Some(TicketStatus::Paid) => {
-            builder.push(" AND x.status = 'paid'");
-            &[]
-        }
-        Some(TicketStatus::Cancelled) => {
-            builder.push(" AND 1 = 0");
-            &["cancelled"]
-        }
-        Some(TicketStatus::Expired) => {
-            builder
-                .push(" AND x.status = 'reserved' AND x.expires_at <= ")
-                .push_bind(now);
-            &["expired"]
-        }
+    // (which live rows, with `now` bound after it; which history columns)
+    let (live, closed): (Option<(&str, bool)>, &[&str]) = match status {
+        None => (
+            Some(("x.status IN ('reserved', 'paid')", false)),
+            &["cancelled", "expired"],
+        ),
+        Some(TicketStatus::Reserved) => (
+            Some(("x.status = 'reserved' AND x.expires_at > ", true)),
+            &[],
+        ),
+        Some(TicketStatus::Paid) => (Some(("x.status = 'paid'", false)), &[]),
+        Some(TicketStatus::Cancelled) => (None, &["cancelled"]),
+        Some(TicketStatus::Expired) => (
+            Some(("x.status = 'reserved' AND x.expires_at <= ", true)),
+            &["expired"],
+        ),
     };
-    builder.push(")");
+    builder.push("SELECT CAST(0");
+    if let Some((condition, then_now)) = live {
+        builder
+            .push(format!(
+                " + (SELECT count(*) FROM {table} x WHERE x.user_id = "
+            ))
+            .push_bind(user_id)
+            .push(" AND ")
+            .push(condition);
+        if then_now {
+            builder.push_bind(DB::Time::from(now));
+        }
+        builder.push(")");
+    }
     if !closed.is_empty() {
         let columns: Vec<String> = closed
             .iter()
             .map(|status| format!("{table}_{status}"))
             .collect();
-        let columns = columns.join(" + ");
         builder
             .push(format!(
-                " + (SELECT coalesce(sum({columns}), 0) FROM buyer_history WHERE user_id = "
+                " + (SELECT coalesce(sum({}), 0) FROM buyer_history WHERE user_id = ",
+                columns.join(" + ")
             ))
             .push_bind(user_id)
             .push(")");
