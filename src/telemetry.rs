@@ -51,6 +51,10 @@ pub fn init_metrics() {
             "orders placed (an order of one ticket included)"
         );
         describe_counter!(
+            "nearbytix_payment_outcomes_total",
+            "payments ended, by outcome (refunded: an organiser's refund)"
+        );
+        describe_counter!(
             "nearbytix_sold_out_total",
             "orders refused for want of seats"
         );

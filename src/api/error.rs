@@ -183,6 +183,7 @@ impl From<ServiceError> for ApiError {
             | ServiceError::CurrencyLocked
             | ServiceError::EventHasTickets
             | ServiceError::NotReserved(_)
+            | ServiceError::NotPaid(_)
             | ServiceError::IdempotencyKeyInProgress
             | ServiceError::IdempotencyKeyInUse => ApiError::Conflict(detail),
             ServiceError::HoldExpired => ApiError::Gone(detail),

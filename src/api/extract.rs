@@ -262,6 +262,7 @@ pub fn action_segment(action: OrderAction) -> &'static str {
     match action {
         OrderAction::Pay => "pay",
         OrderAction::Cancel => "cancel",
+        OrderAction::Refund => "refund",
     }
 }
 

@@ -9,6 +9,7 @@ pub mod event;
 pub mod geo;
 pub mod order;
 pub mod paging;
+pub mod payment;
 pub mod seats;
 pub mod text;
 pub mod ticket;
@@ -27,6 +28,7 @@ pub use order::{
     OrderRefusal, PlannedLine, SaleState, Shortage, TierChoice, WriteOutcome,
 };
 pub use paging::PageRequest;
+pub use payment::{Payment, PaymentProvider, PaymentStatus};
 pub use seats::{SeatsBack, SeatsBackCause};
 pub use ticket::{
     Change, EventSummary, Ticket, TicketDetails, TicketOrder, TicketStatus, TierSummary,

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::payment::Payment;
 use super::ticket::{Change, EventSummary, TicketDetails, TicketStatus};
 use super::tier::{Tier, tickets_on_sale};
 use super::validation::{PathSegment, Violations};
@@ -381,6 +382,9 @@ pub struct Order {
     pub paid_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Recorded outcomes written before orders had payments read as none.
+    #[serde(default)]
+    pub payment: Payment,
 }
 
 impl Order {

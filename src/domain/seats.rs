@@ -10,6 +10,8 @@ pub enum SeatsBackCause {
     Cancelled,
     /// A hold passed its deadline unpaid (found by the sweeper, or by an order short of seats).
     Expired,
+    /// The event's organiser refunded a paid order.
+    Refunded,
     /// The event's `total_tickets` was raised.
     CapacityRaised,
     /// A tier's quantity was raised (or its cap lifted).
@@ -23,6 +25,7 @@ impl SeatsBackCause {
         match self {
             SeatsBackCause::Cancelled => "cancelled",
             SeatsBackCause::Expired => "expired",
+            SeatsBackCause::Refunded => "refunded",
             SeatsBackCause::CapacityRaised => "capacity_raised",
             SeatsBackCause::TierRaised => "tier_raised",
             SeatsBackCause::TierAdded => "tier_added",
@@ -32,7 +35,10 @@ impl SeatsBackCause {
     /// Whether the seats were sold before (their tickets leave the counters), rather than
     /// capacity added.
     pub fn releases_tickets(self) -> bool {
-        matches!(self, SeatsBackCause::Cancelled | SeatsBackCause::Expired)
+        matches!(
+            self,
+            SeatsBackCause::Cancelled | SeatsBackCause::Expired | SeatsBackCause::Refunded
+        )
     }
 }
 

@@ -328,6 +328,8 @@ pub struct EventStats {
     pub total_tickets: i32,
     pub available: i64,
     pub sales: SalesFigures,
+    /// Given back on the event's orders (refunds), in its currency's minor unit.
+    pub refunded_minor: i64,
     /// Each tier with its own figures, in sale order.
     pub tiers: Vec<(Tier, SalesFigures)>,
 }

@@ -38,6 +38,7 @@ pub enum Action {
     ViewTicket,
     PayOrder,
     CancelOrder,
+    RefundOrder,
     ViewOrder,
     ViewStats,
 }
@@ -52,6 +53,7 @@ impl fmt::Display for Action {
             Action::ViewTicket => "You can only view your own tickets",
             Action::PayOrder => "You can only pay for your own orders",
             Action::CancelOrder => "You can only cancel your own orders",
+            Action::RefundOrder => "Only the event's creator can refund its orders",
             Action::ViewOrder => "You can only view your own orders",
             Action::ViewStats => "You can only see the sales of your own events",
         })
@@ -108,6 +110,9 @@ pub enum ServiceError {
     HoldExpired,
     #[error("{}", not_reserved(*.0))]
     NotReserved(TicketStatus),
+    /// Refunding an order that is not paid (reserved, expired, cancelled or refunded).
+    #[error("Order is not paid (it is {})", .0.as_str())]
+    NotPaid(TicketStatus),
     #[error("User has no location set. Please update user location first.")]
     NoLocation,
     #[error("this Idempotency-Key was already used with a different request")]

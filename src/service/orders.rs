@@ -123,8 +123,9 @@ impl Orders {
         }
     }
 
-    /// Pays or cancels a reserved order whose hold has not passed (a cancellation puts every
-    /// seat back on sale at once). With a `key`, the changed order is recorded on it.
+    /// Pays or cancels a reserved order whose hold has not passed, or (its event's creator)
+    /// refunds a paid one; a cancellation or refund puts every seat back on sale at once. With
+    /// a `key`, the changed order is recorded on it.
     #[tracing::instrument(skip(self, key))]
     pub async fn change(
         &self,
@@ -137,6 +138,7 @@ impl Orders {
         let not_owner = match action {
             OrderAction::Pay => Action::PayOrder,
             OrderAction::Cancel => Action::CancelOrder,
+            OrderAction::Refund => Action::RefundOrder,
         };
         changed(change, action, || ServiceError::NotOwner(not_owner))
             .map_err(|refusal| refusal.unwrap_or(ServiceError::NotFound(Resource::Order, order_id)))
@@ -155,6 +157,7 @@ impl Orders {
         let not_owner = match action {
             OrderAction::Pay => Action::PayTicket,
             OrderAction::Cancel => Action::CancelTicket,
+            OrderAction::Refund => Action::RefundOrder,
         };
         let not_found = ServiceError::NotFound(Resource::Ticket, ticket_id);
         let Some(of) = self.store.ticket_order(ticket_id).await? else {
@@ -191,8 +194,12 @@ impl Orders {
             {
                 return Err(ServiceError::InvalidToken);
             }
-            (Change::Done(_), OrderAction::Cancel) => {
-                // The seats are back: the buyer's next search on this server shows them.
+            (Change::Done(_), OrderAction::Cancel | OrderAction::Refund) => {
+                if action == OrderAction::Refund {
+                    metrics::counter!("nearbytix_payment_outcomes_total", "outcome" => "refunded")
+                        .increment(1);
+                }
+                // The seats are back: the caller's next search on this server shows them.
                 self.search.catch_up().await;
             }
             _ => {}
@@ -331,6 +338,14 @@ fn changed(
         Change::Done(details) => Ok(*details),
         Change::NotFound => Err(None),
         Change::NotOwner => Err(Some(not_owner())),
+        Change::Expired | Change::NotReserved(TicketStatus::Expired)
+            if action == OrderAction::Refund =>
+        {
+            Err(Some(ServiceError::NotPaid(TicketStatus::Expired)))
+        }
+        Change::NotReserved(status) if action == OrderAction::Refund => {
+            Err(Some(ServiceError::NotPaid(status)))
+        }
         Change::Expired if action == OrderAction::Pay => Err(Some(ServiceError::HoldExpired)),
         Change::Expired => Err(Some(ServiceError::NotReserved(TicketStatus::Expired))),
         Change::NotReserved(status) => Err(Some(ServiceError::NotReserved(status))),

@@ -100,11 +100,15 @@ pub enum TierChange<'a> {
     Delete(Uuid),
 }
 
-/// What an order's owner does to it.
+/// What is done to a placed order, by its buyer or, for a refund, by the event's creator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderAction {
+    /// The buyer pays a reserved order.
     Pay,
+    /// The buyer cancels a reserved order.
     Cancel,
+    /// The event's creator refunds a paid order: cancelled, its money and seats given back.
+    Refund,
 }
 
 /// One buyer's tickets or orders; `status` filters on the effective status.
@@ -363,9 +367,10 @@ pub trait TicketStore: Send + Sync {
     async fn find_ticket(&self, id: Uuid) -> StoreResult<Option<TicketDetails>>;
     /// A user's tickets, newest first; `status` filters on the effective status.
     async fn user_tickets(&self, filter: &BuyerFilter) -> StoreResult<Page<TicketDetails>>;
-    /// Pays or cancels a whole order of `user_id` (reserved, hold not passed): the order and
-    /// its tickets change together; a cancellation gives every seat back at once (through the
-    /// seat ledger). A done change with a `key` records its outcome on it in its transaction.
+    /// Pays or cancels a whole order of `user_id` (reserved, hold not passed), or refunds a
+    /// paid one when `user_id` created its event: the order and its tickets change together; a
+    /// cancellation or refund gives every seat back at once (through the seat ledger). A done
+    /// change with a `key` records its outcome on it in its transaction.
     async fn change_order(
         &self,
         order_id: Uuid,

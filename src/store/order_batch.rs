@@ -18,8 +18,8 @@ use uuid::Uuid;
 use super::sql::{self, StoredTime};
 use super::{HeldKey, KeyUse, NewKey, StoreError, StoreResult};
 use crate::domain::{
-    EventSummary, NewOrder, Order, OrderDetails, OrderOutcome, OrderPlan, OrderRefusal, SaleState,
-    Ticket, TicketDetails, TicketStatus, Tier, TierSummary, UserSummary, WriteOutcome,
+    EventSummary, NewOrder, Order, OrderDetails, OrderOutcome, OrderPlan, OrderRefusal, Payment,
+    SaleState, Ticket, TicketDetails, TicketStatus, Tier, TierSummary, UserSummary, WriteOutcome,
 };
 
 /// An order to place, with the `Idempotency-Key` its request holds or is to claim, if any: a
@@ -384,6 +384,7 @@ fn granted_order(
             paid_at: None,
             created_at: now,
             updated_at: now,
+            payment: Payment::default(),
         },
         event: event.clone(),
         lines: plan.lines,

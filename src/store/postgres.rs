@@ -778,7 +778,9 @@ impl TicketStore for PgStore {
             }
         };
         let outcome = finish(tx, key, outcome).await?;
-        if let (OrderAction::Cancel, Change::Done(details)) = (action, &outcome) {
+        if let (OrderAction::Cancel | OrderAction::Refund, Change::Done(details)) =
+            (action, &outcome)
+        {
             self.sold_out.forget(Some(details.order.event_id));
         }
         Ok(outcome)

@@ -469,6 +469,23 @@ pub async fn assert_invariants(backend: Backend, url: &str) {
         0,
         "each buyer's history counts their cancelled and expired orders and tickets"
     );
+    let unpaid_for = "SELECT COUNT(*) FROM orders WHERE \
+        (status = 'paid' AND payment_status <> \
+            CASE WHEN total_minor > 0 THEN 'succeeded' ELSE 'none' END) \
+        OR (payment_status = 'refunded' AND status NOT IN ('cancelled', 'expired')) \
+        OR refunded_minor < 0 OR refunded_minor > total_minor";
+    assert_eq!(
+        scalar(backend, url, unpaid_for).await,
+        0,
+        "paid means the money was taken, refunded means the order was released"
+    );
+    let refunds = "SELECT COUNT(*) FROM events e WHERE e.refunded_minor <> \
+        (SELECT COALESCE(SUM(o.refunded_minor), 0) FROM orders o WHERE o.event_id = e.id)";
+    assert_eq!(
+        scalar(backend, url, refunds).await,
+        0,
+        "an event's refunds add up its orders'"
+    );
     let unbalanced = "SELECT COUNT(*) FROM events e WHERE e.tickets_sold <> \
                       (SELECT COALESCE(SUM(sold), 0) FROM ticket_tiers WHERE event_id = e.id)";
     assert_eq!(
@@ -487,7 +504,7 @@ pub async fn assert_releases_recorded(backend: Backend, url: &str) {
         (SELECT COUNT(*) FROM tickets t
          WHERE t.tier_id = tt.id AND t.status IN ('expired', 'cancelled'))
         <> (SELECT COALESCE(SUM(r.seats), 0) FROM seat_returns r
-            WHERE r.tier_id = tt.id AND r.cause IN ('expired', 'cancelled'))";
+            WHERE r.tier_id = tt.id AND r.cause IN ('expired', 'cancelled', 'refunded'))";
     assert_eq!(
         scalar(backend, url, unrecorded).await,
         0,

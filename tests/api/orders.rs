@@ -21,6 +21,7 @@ backend_tests!(
     stats_count_sales_and_revenue_at_order_prices,
     a_due_order_reads_expired_and_pays_410,
     a_batch_answers_each_order_as_if_alone,
+    orders_show_their_payment_and_organisers_refund_paid_ones,
 );
 
 /// Early bird (1500, 5 seats, 2 per order), VIP (5000, 3 seats) and Regular (2500).
@@ -838,5 +839,127 @@ async fn a_batch_answers_each_order_as_if_alone(backend: Backend) {
     }
     let (_, read) = app.get(&format!("/events/{event_id}"), None).await;
     assert_eq!(read["tickets_sold"], 6);
+    app.assert_invariants().await;
+}
+
+/// Every order shows its payment (`PAYMENT_PROVIDER=none`: paying records the money taken, a
+/// free order takes none). The event's creator refunds a paid order — cancelled with its
+/// tickets, money and seats given back, stats counting it — and nobody else may; an order that
+/// is not paid cannot be refunded; a keyed refund is replayed byte for byte.
+async fn orders_show_their_payment_and_organisers_refund_paid_ones(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (organiser, buyer) = (app.register_user(None).await, app.register_user(None).await);
+    let stranger = app.register_user(None).await;
+    let mut body = json!({"total_tickets": 10, "currency": "NGN",
+                          "tiers": [{"name": "VIP", "price_minor": 5000},
+                                    {"name": "Free", "price_minor": 0}]});
+    let event = app.create_event(&organiser.token, body.take()).await;
+    let event_path = format!("/events/{}", event["id"].as_str().unwrap());
+    let (vip, free) = (tier_id(&event, "VIP"), tier_id(&event, "Free"));
+    let buyer_token = Some(buyer.token.as_str());
+
+    let (status, placed) = place(
+        &app,
+        &buyer,
+        &event,
+        json!([{"tier_id": vip, "quantity": 2}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let payment = &placed["payment"];
+    assert_eq!(
+        (payment["provider"].clone(), payment["status"].clone()),
+        (json!("none"), json!("none"))
+    );
+    assert_eq!(
+        (payment["amount_minor"].clone(), payment["currency"].clone()),
+        (json!(10000), json!("NGN"))
+    );
+    let order = placed["id"].as_str().unwrap().to_owned();
+    let refund = format!("/orders/{order}/refund");
+    let (status, body) = app.post(&refund, Some(&organiser.token), json!({})).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a reserved order is not paid: {body}"
+    );
+
+    let (status, paid) = app
+        .post(&format!("/orders/{order}/pay"), buyer_token, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{paid}");
+    assert_eq!(paid["payment"]["status"], "succeeded");
+    assert_eq!(paid["payment"]["refunded_minor"], 0);
+    assert_eq!(paid["payment"]["updated_at"], paid["paid_at"]);
+
+    for (who, token) in [("the buyer", &buyer.token), ("a stranger", &stranger.token)] {
+        let (status, body) = app.post(&refund, Some(token), json!({})).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{who}: {body}");
+    }
+    let unknown = format!("/orders/{}/refund", uuid::Uuid::new_v4());
+    let (status, _) = app.post(&unknown, Some(&organiser.token), json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, before) = app.get(&event_path, None).await;
+    assert_eq!(before["tickets_available"], 8);
+
+    let keyed = || {
+        app.client
+            .post(app.url(&refund))
+            .bearer_auth(&organiser.token)
+            .header("Idempotency-Key", "refund-1")
+            .send()
+    };
+    let first = keyed().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let first = first.text().await.unwrap();
+    let refunded: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(refunded["status"], "cancelled");
+    assert_eq!(refunded["paid_at"], Value::Null);
+    assert!(
+        refunded["tickets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["status"] == "cancelled")
+    );
+    assert_eq!(refunded["payment"]["status"], "refunded");
+    assert_eq!(refunded["payment"]["refunded_minor"], 10000);
+    let replay = keyed().await.unwrap();
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(replay.text().await.unwrap(), first);
+    let (status, body) = app.post(&refund, Some(&organiser.token), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "refunded already: {body}");
+    let (_, read) = app.get(&format!("/orders/{order}"), buyer_token).await;
+    assert_eq!(read["payment"], refunded["payment"]);
+
+    let (_, after) = app.get(&event_path, None).await;
+    assert_eq!(after["tickets_available"], 10, "the seats are back on sale");
+    let (_, stats) = app
+        .get(&format!("{event_path}/stats"), Some(&organiser.token))
+        .await;
+    assert_eq!(
+        (stats["paid"].clone(), stats["revenue_minor"].clone()),
+        (json!(0), json!(0))
+    );
+    assert_eq!(stats["refunded_minor"], 10000);
+
+    let (_, gratis) = place(
+        &app,
+        &buyer,
+        &event,
+        json!([{"tier_id": free, "quantity": 1}]),
+    )
+    .await;
+    let pay_free = format!("/orders/{}/pay", gratis["id"].as_str().unwrap());
+    let (status, gratis) = app.post(&pay_free, buyer_token, json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (
+            gratis["status"].clone(),
+            gratis["payment"]["status"].clone()
+        ),
+        (json!("paid"), json!("none")),
+        "a free order takes no money"
+    );
     app.assert_invariants().await;
 }

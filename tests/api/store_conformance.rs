@@ -1096,6 +1096,14 @@ async fn every_path_that_gives_seats_back_goes_through_the_ledger(backend: Backe
         "SELECT COUNT(*) FROM seat_returns WHERE cause = 'cancelled' AND tier_id IS NOT NULL";
     assert_eq!(fx.count(rows).await, 2, "one entry per tier");
 
+    // The buyer is the event's creator here: the one who may refund it.
+    let refunded = placed(order(store, buyer, event.id, &[(vip, 2)], LONG_HOLD).await);
+    let pay = store.change_order(refunded.order.id, buyer, OrderAction::Pay, None);
+    assert!(matches!(pay.await.unwrap(), Change::Done(_)));
+    let refund = store.change_order(refunded.order.id, buyer, OrderAction::Refund, None);
+    assert!(matches!(refund.await.unwrap(), Change::Done(_)));
+    assert_eq!(fx.seats_back("refunded").await, 2, "a refund");
+
     placed(order(store, buyer, event.id, &[(regular, 2)], short).await);
     lapse().await;
     assert_eq!(store.expire_due_tickets(100).await.unwrap(), 2);

@@ -152,7 +152,10 @@ pub struct EventStatsResponse {
     reserved: i64,
     paid: i64,
     available: i64,
+    /// Paid tickets at their orders' prices (refunded ones no longer count).
     revenue_minor: i64,
+    /// Given back on the event's orders.
+    refunded_minor: i64,
     tiers: Vec<TierStatsBody>,
 }
 
@@ -167,6 +170,7 @@ impl From<EventStats> for EventStatsResponse {
             paid: stats.sales.paid,
             available: stats.available,
             revenue_minor: stats.sales.revenue_minor,
+            refunded_minor: stats.refunded_minor,
             tiers: stats
                 .tiers
                 .into_iter()

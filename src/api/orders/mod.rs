@@ -18,4 +18,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(read::get_order))
         .routes(routes!(write::pay_order))
         .routes(routes!(write::cancel_order))
+        .routes(routes!(write::refund_order))
 }

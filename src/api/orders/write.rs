@@ -129,6 +129,23 @@ pub async fn cancel_order(command: OwnerCommand) -> Result<Response, ApiError> {
     change_order(command, OrderAction::Cancel).await
 }
 
+/// Refund a paid order (the event's creator only, also after the event started): the order
+/// and its tickets are cancelled, the money given back (with no payment provider: recorded
+/// only) and every seat goes back on sale.
+#[utoipa::path(
+    post, path = "/orders/{order_id}/refund", tag = "orders",
+    security(("bearer" = [])), params(OrderPath, IdempotencyKey),
+    responses(
+        (status = 200, description = "Refunded: cancelled, payment refunded", body = OrderResponse),
+        (status = 403, description = "Not the creator of the order's event (the buyer neither)", body = ErrorBody),
+        (status = 409, description = "Not paid (reserved, expired, cancelled, or refunded already)", body = ErrorBody),
+        Unauthenticated, Invalid, OrderNotFound,
+    )
+)]
+pub async fn refund_order(command: OwnerCommand) -> Result<Response, ApiError> {
+    change_order(command, OrderAction::Refund).await
+}
+
 async fn change_order(command: OwnerCommand, action: OrderAction) -> Result<Response, ApiError> {
     let OwnerCommand {
         state,

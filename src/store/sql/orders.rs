@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 use super::{Dialect, StoredTime, parse_status};
 use crate::domain::{
-    Change, EventSummary, Order, OrderChange, OrderDetails, OrderRefusal, PlannedLine, SeatsBack,
-    SeatsBackCause, Shortage, Ticket, TicketDetails, TicketOrder, TicketStatus, TierSummary,
-    UserSummary,
+    Change, EventSummary, Order, OrderChange, OrderDetails, OrderRefusal, Payment, PaymentProvider,
+    PaymentStatus, PlannedLine, SeatsBack, SeatsBackCause, Shortage, Ticket, TicketDetails,
+    TicketOrder, TicketStatus, TierSummary, UserSummary,
 };
 use crate::store::{OrderAction, StoreError, ledger};
 
@@ -55,11 +55,18 @@ pub(in crate::store) const TICKETS_ORDER: &str = " ORDER BY t.created_at DESC, t
 /// Whose order, in which status, and whether `$2` (now) is past its deadline.
 const ORDER_STATE: &str = "SELECT user_id, status, expires_at <= $2 FROM orders WHERE id = $1";
 
+/// Who may refund an order (its event's creator), and its status (`$2` unused: a refund has no
+/// deadline).
+const REFUND_STATE: &str = "SELECT e.creator_id, o.status, CAST($2 IS NULL AS BOOLEAN)
+     FROM orders o JOIN events e ON e.id = o.event_id WHERE o.id = $1";
+
 /// An order (`o`) with its event's summary (`e`).
 macro_rules! order_columns {
     () => {
         "o.id, o.user_id, o.event_id, o.status, o.currency, o.total_minor, o.expires_at, \
-         o.paid_at, o.created_at, o.updated_at, e.title AS event_title, \
+         o.paid_at, o.created_at, o.updated_at, o.payment_provider, o.payment_status, \
+         o.payment_intent_id, o.refunded_minor, o.payment_failure_code, o.payment_updated_at, \
+         e.title AS event_title, \
          e.start_time AS event_start_time, e.end_time AS event_end_time, \
          e.venue_name AS event_venue_name, e.city AS event_city, e.state AS event_state \
          FROM orders o JOIN events e ON e.id = o.event_id"
@@ -112,9 +119,18 @@ const COUNT_PAYMENT: &str = "UPDATE ticket_tiers SET paid = ticket_tiers.paid + 
         revenue_minor = ticket_tiers.revenue_minor + oi.quantity * oi.unit_price_minor
      FROM order_items oi WHERE oi.order_id = $1 AND ticket_tiers.id = oi.tier_id";
 
+/// `$1` order, just refunded: what [`COUNT_PAYMENT`] counted comes off its tiers.
+const UNCOUNT_PAYMENT: &str = "UPDATE ticket_tiers SET paid = ticket_tiers.paid - oi.quantity,
+        revenue_minor = ticket_tiers.revenue_minor - oi.quantity * oi.unit_price_minor
+     FROM order_items oi WHERE oi.order_id = $1 AND ticket_tiers.id = oi.tier_id";
+
+/// `$1` event, `$2` amount, `$3` now: a refund's money counted on its event (for its stats).
+const COUNT_REFUND: &str =
+    "UPDATE events SET refunded_minor = refunded_minor + $2, updated_at = $3 WHERE id = $1";
+
 pub(in crate::store) const SET_ORDER_TICKETS_STATUS: &str =
     "UPDATE tickets SET status = $2, updated_at = $3,
-         paid_at = CASE WHEN $2 = 'paid' THEN $3 ELSE paid_at END
+         paid_at = CASE WHEN $2 = 'paid' THEN $3 WHEN $2 = 'cancelled' THEN NULL ELSE paid_at END
      WHERE order_id = $1";
 
 /// `$1` order: the seats it holds, per event and tier.
@@ -355,19 +371,30 @@ macro_rules! fetch_orders_page {
     }};
 }
 
-/// `$1` order, `$2` owner, `$3` now: the order's new status, while it is reserved and its hold
-/// has not passed; a row when it changed.
+/// `$1` order, `$2` who acts, `$3` now: the order's new status — paid or cancelled by its buyer
+/// while it is reserved and its hold has not passed, refunded by its event's creator while it
+/// is paid; its event and what it cost when it changed.
 fn order_action_statement(action: OrderAction) -> &'static str {
     match action {
         OrderAction::Pay => {
-            "UPDATE orders SET status = 'paid', paid_at = $3, updated_at = $3
+            "UPDATE orders SET status = 'paid', paid_at = $3, updated_at = $3,
+                 payment_status = CASE WHEN total_minor > 0 THEN 'succeeded' ELSE 'none' END,
+                 payment_updated_at = $3
              WHERE id = $1 AND user_id = $2 AND status = 'reserved' AND expires_at > $3
-             RETURNING id"
+             RETURNING event_id, total_minor"
         }
         OrderAction::Cancel => {
             "UPDATE orders SET status = 'cancelled', updated_at = $3
              WHERE id = $1 AND user_id = $2 AND status = 'reserved' AND expires_at > $3
-             RETURNING id"
+             RETURNING event_id, total_minor"
+        }
+        OrderAction::Refund => {
+            "UPDATE orders SET status = 'cancelled', paid_at = NULL, updated_at = $3,
+                 payment_status = 'refunded', refunded_minor = total_minor,
+                 payment_updated_at = $3
+             WHERE id = $1 AND status = 'paid'
+               AND event_id IN (SELECT id FROM events WHERE creator_id = $2)
+             RETURNING event_id, total_minor"
         }
     }
 }
@@ -387,25 +414,44 @@ where
     for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     for<'q> Uuid: Encode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'r> (Uuid,): FromRow<'r, DB::Row>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> (Uuid, i64): FromRow<'r, DB::Row>,
     for<'r> (Uuid, Uuid, i64): FromRow<'r, DB::Row>,
 {
-    let changed: Option<(Uuid,)> = sqlx::query_as(order_action_statement(action))
+    let changed: Option<(Uuid, i64)> = sqlx::query_as(order_action_statement(action))
         .bind(order_id)
         .bind(user_id)
         .bind(DB::Time::from(now))
         .fetch_optional(&mut *conn)
         .await?;
-    if changed.is_none() {
+    let Some((event_id, total_minor)) = changed else {
         return Ok(false);
-    }
-    if action == OrderAction::Pay {
-        sqlx::query(COUNT_PAYMENT)
-            .bind(order_id)
-            .execute(&mut *conn)
-            .await?;
-    }
-    if action == OrderAction::Cancel {
+    };
+    let gives_back = match action {
+        OrderAction::Pay => {
+            sqlx::query(COUNT_PAYMENT)
+                .bind(order_id)
+                .execute(&mut *conn)
+                .await?;
+            None
+        }
+        OrderAction::Cancel => Some(SeatsBackCause::Cancelled),
+        OrderAction::Refund => {
+            // The event's row before its tiers', as every writer locks them.
+            sqlx::query(COUNT_REFUND)
+                .bind(event_id)
+                .bind(total_minor)
+                .bind(DB::Time::from(now))
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(UNCOUNT_PAYMENT)
+                .bind(order_id)
+                .execute(&mut *conn)
+                .await?;
+            Some(SeatsBackCause::Refunded)
+        }
+    };
+    if let Some(cause) = gives_back {
         let seats: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(ORDER_SEATS)
             .bind(order_id)
             .fetch_all(&mut *conn)
@@ -417,11 +463,11 @@ where
                 tier_id: Some(tier_id),
                 seats,
             });
-        ledger::release::<DB>(conn, freed, SeatsBackCause::Cancelled, now).await?;
+        ledger::release::<DB>(conn, freed, cause, now).await?;
     }
     let status = match action {
         OrderAction::Pay => TicketStatus::Paid,
-        OrderAction::Cancel => TicketStatus::Cancelled,
+        OrderAction::Cancel | OrderAction::Refund => TicketStatus::Cancelled,
     };
     sqlx::query(SET_ORDER_TICKETS_STATUS)
         .bind(order_id)
@@ -473,14 +519,19 @@ where
     for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     for<'q> Uuid: Encode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'r> (Uuid,): FromRow<'r, DB::Row>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> (Uuid, i64): FromRow<'r, DB::Row>,
     for<'r> (Uuid, Uuid, i64): FromRow<'r, DB::Row>,
     for<'r> (Uuid, String, bool): FromRow<'r, DB::Row>,
 {
     if apply_order_action::<DB>(conn, order_id, user_id, action, now).await? {
         return Ok(None);
     }
-    let refusal = change_refusal::<DB, OrderDetails>(conn, ORDER_STATE, order_id, user_id, now);
+    let state = match action {
+        OrderAction::Pay | OrderAction::Cancel => ORDER_STATE,
+        OrderAction::Refund => REFUND_STATE,
+    };
+    let refusal = change_refusal::<DB, OrderDetails>(conn, state, order_id, user_id, now);
     Ok(Some(refusal.await?))
 }
 
@@ -496,6 +547,12 @@ pub(in crate::store) struct OrderRow<T> {
     paid_at: Option<T>,
     created_at: T,
     updated_at: T,
+    payment_provider: String,
+    payment_status: String,
+    payment_intent_id: Option<String>,
+    refunded_minor: i64,
+    payment_failure_code: Option<String>,
+    payment_updated_at: Option<T>,
     event_title: String,
     event_start_time: T,
     event_end_time: T,
@@ -555,6 +612,21 @@ pub(in crate::store) fn assemble_orders<T: StoredTime>(
                     paid_at: row.paid_at.map(StoredTime::into_utc).transpose()?,
                     created_at: row.created_at.into_utc()?,
                     updated_at: row.updated_at.into_utc()?,
+                    payment: Payment {
+                        provider: PaymentProvider::parse(&row.payment_provider).ok_or_else(
+                            || StoreError::Corrupt(format!("provider {}", row.payment_provider)),
+                        )?,
+                        status: PaymentStatus::parse(&row.payment_status).ok_or_else(|| {
+                            StoreError::Corrupt(format!("payment {}", row.payment_status))
+                        })?,
+                        intent_id: row.payment_intent_id,
+                        refunded_minor: row.refunded_minor,
+                        failure_code: row.payment_failure_code,
+                        updated_at: row
+                            .payment_updated_at
+                            .map(StoredTime::into_utc)
+                            .transpose()?,
+                    },
                 },
                 event: EventSummary {
                     id: row.event_id,

@@ -258,17 +258,18 @@ where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     for<'q> Uuid: Encode<'q, DB> + Type<DB>,
-    for<'r> (Uuid, String, i32, i32): FromRow<'r, DB::Row>,
+    for<'r> (Uuid, String, i32, i32, i64): FromRow<'r, DB::Row>,
     for<'r> (Uuid, i64, i64, i64): FromRow<'r, DB::Row>,
     for<'r> TierRow<DB::Time>: FromRow<'r, DB::Row>,
 {
-    let event: Option<(Uuid, String, i32, i32)> = sqlx::query_as(
-        "SELECT creator_id, currency, total_tickets, tickets_sold FROM events WHERE id = $1",
+    let event: Option<(Uuid, String, i32, i32, i64)> = sqlx::query_as(
+        "SELECT creator_id, currency, total_tickets, tickets_sold, refunded_minor
+         FROM events WHERE id = $1",
     )
     .bind(event_id)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some((creator_id, currency, total_tickets, tickets_sold)) = event else {
+    let Some((creator_id, currency, total_tickets, tickets_sold, refunded_minor)) = event else {
         return Ok(None);
     };
     let tiers = tiers_on::<DB>(conn, event_id).await?;
@@ -309,6 +310,7 @@ where
             total_tickets,
             available: i64::from(total_tickets - tickets_sold).max(0),
             sales,
+            refunded_minor,
             tiers,
         },
     )))
