@@ -14,6 +14,7 @@ pub mod domain;
 pub mod expiry;
 pub mod healthcheck;
 pub mod listener;
+pub mod payments;
 pub mod service;
 pub mod store;
 pub mod telemetry;

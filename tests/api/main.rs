@@ -8,6 +8,7 @@ mod events;
 mod hardening;
 mod migrations;
 mod orders;
+mod payments;
 mod platform;
 mod process_support;
 mod processes;
