@@ -12,6 +12,7 @@ mod health;
 mod idempotency;
 mod middleware;
 mod orders;
+mod payment;
 mod query;
 pub mod rate_limit;
 mod recommendations;

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::recent::Recent;
 use super::{Action, Bulkhead, ReadModel, Resource, ServiceError};
 use crate::domain::{
-    Change, NewOrder, OrderChange, OrderDetails, OrderFields, OrderOutcome, OrderRefusal,
+    Change, NewOrder, Order, OrderChange, OrderDetails, OrderFields, OrderOutcome, OrderRefusal,
     PageRequest, PathSegment, TicketDetails, TicketStatus, Violations,
 };
 use crate::store::{BuyerFilter, DynStore, HeldKey, KeyUse, OrderAction, Page, StoreError};
@@ -250,16 +250,23 @@ impl Orders {
         &self,
         user_id: Uuid,
         ticket_id: Uuid,
-    ) -> Result<TicketDetails, ServiceError> {
+    ) -> Result<(TicketDetails, Order), ServiceError> {
+        let not_found = || ServiceError::NotFound(Resource::Ticket, ticket_id);
         let details = self
             .store
             .find_ticket(ticket_id)
             .await?
-            .ok_or(ServiceError::NotFound(Resource::Ticket, ticket_id))?;
+            .ok_or_else(not_found)?;
         if details.ticket.user_id != user_id {
             return Err(ServiceError::NotOwner(Action::ViewTicket));
         }
-        Ok(details)
+        // Its order, for the payment every ticket answer shows.
+        let order = self
+            .store
+            .find_order(details.ticket.order_id)
+            .await?
+            .ok_or_else(not_found)?;
+        Ok((details, order.order))
     }
 
     /// The caller's orders, newest first; `status` filters on the effective status.

@@ -931,6 +931,15 @@ async fn orders_show_their_payment_and_organisers_refund_paid_ones(backend: Back
     assert_eq!(status, StatusCode::CONFLICT, "refunded already: {body}");
     let (_, read) = app.get(&format!("/orders/{order}"), buyer_token).await;
     assert_eq!(read["payment"], refunded["payment"]);
+    let ticket = format!(
+        "/tickets/{}",
+        refunded["tickets"][0]["id"].as_str().unwrap()
+    );
+    let (_, ticket) = app.get(&ticket, buyer_token).await;
+    assert_eq!(
+        ticket["payment"], refunded["payment"],
+        "a ticket shows its order's payment"
+    );
 
     let (_, after) = app.get(&event_path, None).await;
     assert_eq!(after["tickets_available"], 10, "the seats are back on sale");

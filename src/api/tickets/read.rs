@@ -31,8 +31,8 @@ pub async fn get_ticket(
     CurrentUser(user): CurrentUser,
     PathId(ticket_id): PathId,
 ) -> Result<Json<TicketResponse>, ApiError> {
-    let details = orders.ticket(user.id, ticket_id).await?;
-    Ok(Json(TicketResponse::new(details, Utc::now())))
+    let (details, order) = orders.ticket(user.id, ticket_id).await?;
+    Ok(Json(TicketResponse::new(details, &order, Utc::now())))
 }
 
 /// The caller's tickets, newest first.

@@ -5,8 +5,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::api::payment::PaymentBody;
 use crate::api::schemas::PageInfo;
-use crate::domain::{EventSummary, TicketDetails, TicketStatus, TierSummary};
+use crate::domain::{EventSummary, Order, TicketDetails, TicketStatus, TierSummary};
 
 /// The status as clients read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -99,10 +100,13 @@ pub struct TicketResponse {
     is_expired: bool,
     is_paid: bool,
     is_reserved: bool,
+    /// The payment of the ticket's order.
+    payment: PaymentBody,
 }
 
 impl TicketResponse {
-    pub fn new(details: TicketDetails, now: DateTime<Utc>) -> Self {
+    /// `details` of a ticket of `order`, as of `now`.
+    pub fn new(details: TicketDetails, order: &Order, now: DateTime<Utc>) -> Self {
         let status = details.ticket.effective_status(now);
         Self {
             id: details.ticket.id,
@@ -124,6 +128,7 @@ impl TicketResponse {
             is_expired: status == TicketStatus::Expired,
             is_paid: status == TicketStatus::Paid,
             is_reserved: status == TicketStatus::Reserved,
+            payment: PaymentBody::from(order),
         }
     }
 }

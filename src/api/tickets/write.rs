@@ -118,7 +118,8 @@ fn ticket_answer(success: StatusCode) -> impl Fn(&WriteOutcome) -> Result<Respon
                 return Err(ApiError::Internal(error));
             };
             let at = order.order.updated_at;
-            json_answer(success, &TicketResponse::new(ticket.clone(), at))
+            let shown = TicketResponse::new(ticket.clone(), &order.order, at);
+            json_answer(success, &shown)
         }
     }
 }
