@@ -51,6 +51,14 @@ pub fn init_metrics() {
             "orders placed (an order of one ticket included)"
         );
         describe_counter!(
+            "nearbytix_stripe_requests_total",
+            "calls to Stripe, by operation and result (ok, client_error, server_error, timeout, unreachable)"
+        );
+        describe_histogram!(
+            "nearbytix_stripe_request_duration_seconds",
+            "how long a call to Stripe took, by operation"
+        );
+        describe_counter!(
             "nearbytix_payment_outcomes_total",
             "payments ended, by outcome (refunded: an organiser's refund)"
         );

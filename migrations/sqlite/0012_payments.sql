@@ -8,7 +8,7 @@ ALTER TABLE orders ADD COLUMN payment_status TEXT NOT NULL DEFAULT 'none'
     CHECK (payment_status IN ('none', 'pending', 'succeeded', 'failed', 'refunded'));
 ALTER TABLE orders ADD COLUMN payment_intent_id TEXT;
 ALTER TABLE orders ADD COLUMN refunded_minor INTEGER NOT NULL DEFAULT 0
-    CONSTRAINT orders_refunded_range CHECK (refunded_minor >= 0);
+    CONSTRAINT orders_refunded_range CHECK (refunded_minor >= 0 AND refunded_minor <= total_minor);
 ALTER TABLE orders ADD COLUMN payment_failure_code TEXT;
 ALTER TABLE orders ADD COLUMN payment_updated_at INTEGER;
 UPDATE orders SET payment_status = 'succeeded', payment_updated_at = paid_at
@@ -32,6 +32,11 @@ CREATE TABLE seat_returns_new (
 );
 INSERT INTO seat_returns_new (seq, event_id, tier_id, seats, cause, returned_at)
 SELECT seq, event_id, tier_id, seats, cause, returned_at FROM seat_returns;
+-- `seq` goes on from where it was, even when the sweeper purged every row: readers resume after
+-- the last `seq` they read.
+DELETE FROM sqlite_sequence WHERE name = 'seat_returns_new';
+INSERT INTO sqlite_sequence (name, seq)
+SELECT 'seat_returns_new', seq FROM sqlite_sequence WHERE name = 'seat_returns';
 DROP TABLE seat_returns;
 ALTER TABLE seat_returns_new RENAME TO seat_returns;
 CREATE INDEX seat_returns_returned_at_idx ON seat_returns (returned_at);

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::payment::Payment;
+use super::payment::{Payment, PaymentStatus};
 use super::ticket::{Change, EventSummary, TicketDetails, TicketStatus};
 use super::tier::{Tier, tickets_on_sale};
 use super::validation::{PathSegment, Violations};
@@ -417,6 +417,27 @@ pub enum WriteOutcome {
     /// An order placed, paid or cancelled (a ticket's write included: an order of one), as the
     /// write left it.
     Order(Box<OrderDetails>),
+}
+
+impl WriteOutcome {
+    /// The outcome as it reads today when it was recorded before orders carried a payment: a
+    /// paid order that was not free had its money taken (as migration 0013 says of stored
+    /// orders).
+    pub fn with_payment_of_its_time(self) -> Self {
+        match self {
+            WriteOutcome::Order(mut details) => {
+                let order = &mut details.order;
+                if order.payment == Payment::default()
+                    && order.status == TicketStatus::Paid
+                    && order.total_minor > 0
+                {
+                    order.payment.status = PaymentStatus::Succeeded;
+                    order.payment.updated_at = order.paid_at;
+                }
+                WriteOutcome::Order(details)
+            }
+        }
+    }
 }
 
 /// How placing an order ended.

@@ -15,13 +15,6 @@ pub enum PaymentProvider {
 }
 
 impl PaymentProvider {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PaymentProvider::None => "none",
-            PaymentProvider::Stripe => "stripe",
-        }
-    }
-
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "none" => Some(PaymentProvider::None),
@@ -49,16 +42,6 @@ pub enum PaymentStatus {
 }
 
 impl PaymentStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PaymentStatus::None => "none",
-            PaymentStatus::Pending => "pending",
-            PaymentStatus::Succeeded => "succeeded",
-            PaymentStatus::Failed => "failed",
-            PaymentStatus::Refunded => "refunded",
-        }
-    }
-
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "none" => Some(PaymentStatus::None),

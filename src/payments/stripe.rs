@@ -25,19 +25,25 @@ pub struct StripeSettings {
     pub max_concurrency: usize,
 }
 
+/// The Stripe API version the client is written against: answers keep this shape whatever the
+/// account's default version.
+const API_VERSION: &str = "2024-06-20";
+
 /// Why a call to Stripe did not give an answer to act on.
 #[derive(Debug, thiserror::Error)]
 pub enum StripeError {
-    /// Stripe refused the request (4xx): acting again the same way will not help.
+    /// Stripe refused the request itself (400 invalid, 402 declined, 404 unknown object):
+    /// sending it again will not help.
     #[error("Stripe refused: {message}")]
     Refused { status: u16, message: String },
-    /// No answer to act on: unreachable, too slow, a server error, or too many calls in flight.
+    /// No answer to act on: unreachable, too slow, a server error, our key refused, Stripe's
+    /// rate limit or a conflicting request in flight, or too many calls of ours in flight.
     #[error("Stripe unavailable: {0}")]
     Unavailable(String),
 }
 
-/// A PaymentIntent, as far as the payment flow reads it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// A PaymentIntent, as far as the payment flow reads it (its `Debug` hides the client secret).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 pub struct Intent {
     pub id: String,
     /// `requires_payment_method`, `requires_confirmation`, `requires_action`, `processing`,
@@ -51,6 +57,18 @@ pub struct Intent {
     pub client_secret: Option<String>,
     #[serde(default)]
     pub last_payment_error: Option<PaymentError>,
+}
+
+impl std::fmt::Debug for Intent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Intent")
+            .field("id", &self.id)
+            .field("status", &self.status)
+            .field("amount", &self.amount)
+            .field("currency", &self.currency)
+            .field("last_payment_error", &self.last_payment_error)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Intent {
@@ -136,16 +154,14 @@ impl StripeClient {
     }
 
     pub async fn retrieve_intent(&self, intent_id: &str) -> Result<Intent, StripeError> {
-        let request = self
-            .http
-            .get(self.url(&format!("/v1/payment_intents/{intent_id}")));
+        let path = format!("/v1/payment_intents/{}", path_id(intent_id)?);
+        let request = self.http.get(self.url(&path));
         self.send("retrieve_intent", request).await
     }
 
     pub async fn cancel_intent(&self, intent_id: &str) -> Result<Intent, StripeError> {
-        let request = self
-            .http
-            .post(self.url(&format!("/v1/payment_intents/{intent_id}/cancel")));
+        let path = format!("/v1/payment_intents/{}/cancel", path_id(intent_id)?);
+        let request = self.http.post(self.url(&path));
         self.send("cancel_intent", request).await
     }
 
@@ -170,12 +186,13 @@ impl StripeClient {
         self.send("create_refund", request).await
     }
 
-    /// The refunds made of an intent's charge.
+    /// The refunds made of an intent's charge (up to 100: a charge is refunded once or a few
+    /// times).
     pub async fn list_refunds(&self, intent_id: &str) -> Result<Vec<Refund>, StripeError> {
         let request = self
             .http
             .get(self.url("/v1/refunds"))
-            .query(&[("payment_intent", intent_id)]);
+            .query(&[("payment_intent", intent_id), ("limit", "100")]);
         let list: List<Refund> = self.send("list_refunds", request).await?;
         Ok(list.data)
     }
@@ -198,6 +215,7 @@ impl StripeClient {
         let started = Instant::now();
         let sent = request
             .basic_auth(self.settings.secret_key.expose_secret(), None::<&str>)
+            .header("Stripe-Version", API_VERSION)
             .send()
             .await;
         metrics::histogram!("nearbytix_stripe_request_duration_seconds", "operation" => operation)
@@ -217,10 +235,15 @@ impl StripeClient {
         };
         let status = response.status();
         let body = response.bytes().await.map_err(|error| {
-            count(operation, "unreachable");
+            let result = if error.is_timeout() {
+                "timeout"
+            } else {
+                "unreachable"
+            };
+            count(operation, result);
             StripeError::Unavailable(error.without_url().to_string())
         })?;
-        if status.is_client_error() {
+        if matches!(status.as_u16(), 400 | 402 | 404) {
             count(operation, "client_error");
             let message = serde_json::from_slice::<ErrorBody>(&body)
                 .ok()
@@ -232,7 +255,12 @@ impl StripeClient {
             });
         }
         if !status.is_success() {
-            count(operation, "server_error");
+            let result = if status.is_client_error() {
+                "client_error"
+            } else {
+                "server_error"
+            };
+            count(operation, result);
             return Err(StripeError::Unavailable(format!(
                 "Stripe answered {status}"
             )));
@@ -243,6 +271,19 @@ impl StripeClient {
                 StripeError::Unavailable(format!("an answer that is not what was asked: {error}"))
             })
             .inspect(|_| count(operation, "ok"))
+    }
+}
+
+/// `id` as a path segment: Stripe's ids are letters, digits and underscores.
+fn path_id(id: &str) -> Result<&str, StripeError> {
+    let plain = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if plain {
+        Ok(id)
+    } else {
+        Err(StripeError::Refused {
+            status: 400,
+            message: "not a Stripe id".into(),
+        })
     }
 }
 

@@ -970,5 +970,18 @@ async fn orders_show_their_payment_and_organisers_refund_paid_ones(backend: Back
         (json!("paid"), json!("none")),
         "a free order takes no money"
     );
+    let refund_free = format!("/orders/{}/refund", gratis["id"].as_str().unwrap());
+    let (status, gratis) = app
+        .post(&refund_free, Some(&organiser.token), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{gratis}");
+    assert_eq!(
+        (
+            gratis["payment"]["status"].clone(),
+            gratis["payment"]["refunded_minor"].clone()
+        ),
+        (json!("refunded"), json!(0)),
+        "a free order's refund is recorded only"
+    );
     app.assert_invariants().await;
 }

@@ -84,8 +84,9 @@ impl<T: StoredTime> KeyRow<T> {
             return Ok(Some(IdempotencyClaim::Mismatch));
         }
         if let Some(outcome) = row.outcome {
-            let outcome = serde_json::from_str(&outcome)
+            let outcome: WriteOutcome = serde_json::from_str(&outcome)
                 .map_err(|error| StoreError::Corrupt(format!("write outcome: {error}")))?;
+            let outcome = outcome.with_payment_of_its_time();
             return Ok(Some(IdempotencyClaim::Completed(outcome)));
         }
         let leased = match row.lease_until {

@@ -55,9 +55,9 @@ pub(in crate::store) const TICKETS_ORDER: &str = " ORDER BY t.created_at DESC, t
 /// Whose order, in which status, and whether `$2` (now) is past its deadline.
 const ORDER_STATE: &str = "SELECT user_id, status, expires_at <= $2 FROM orders WHERE id = $1";
 
-/// Who may refund an order (its event's creator), and its status (`$2` unused: a refund has no
-/// deadline).
-const REFUND_STATE: &str = "SELECT e.creator_id, o.status, CAST($2 IS NULL AS BOOLEAN)
+/// Who may refund an order (its event's creator), its status, and whether `$2` (now) is past
+/// its hold (a lapsed reservation is refused as expired, as every read shows it).
+const REFUND_STATE: &str = "SELECT e.creator_id, o.status, o.expires_at <= $2
      FROM orders o JOIN events e ON e.id = o.event_id WHERE o.id = $1";
 
 /// An order (`o`) with its event's summary (`e`).
