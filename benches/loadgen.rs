@@ -282,6 +282,11 @@ impl Bench {
         };
         let mut settings = Settings::with_database(&database_url)?;
         settings.jwt_secret_key = Some(BENCH_SECRET.to_owned().into());
+        settings.ticket_signing_keys = Some(
+            "1:ISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0-P0A"
+                .to_owned()
+                .into(),
+        );
         // A load generator is many users in one client: only the server's own limits count.
         let unlimited = std::num::NonZeroU32::new(1_000_000).expect("not zero");
         settings.reservation_rate_limit_per_user = unlimited;

@@ -13,10 +13,13 @@ use crate::api::rate_limit::{AuthQuotas, AuthRateLimits, UserQuotas, UserRateLim
 use crate::api::{self, AppState};
 use crate::auth::password::Hasher;
 use crate::auth::{TokenKeys, resolve_jwt_secret};
+use crate::checkin::keys::TicketKeys;
 use crate::config::Settings;
 use crate::expiry::Sweeper;
 use crate::listener::{LimitedListener, connections_that_fit};
-use crate::service::{Accounts, Bulkhead, Events, Health, Idempotency, Orders, ReadModel, Search};
+use crate::service::{
+    Accounts, Bulkhead, Checkin, Events, Health, Idempotency, Orders, ReadModel, Search,
+};
 use crate::store::{self, DynStore, StoreOptions};
 use crate::telemetry;
 
@@ -43,6 +46,8 @@ impl App {
         telemetry::init_metrics();
         let secret = resolve_jwt_secret(settings.jwt_secret_key.as_ref(), store.database_file())?;
         let tokens = Arc::new(TokenKeys::new(&secret, settings.token_lifetime_minutes)?);
+        let ticket_keys =
+            TicketKeys::resolve(settings.ticket_signing_keys.as_ref(), store.database_file())?;
         let hasher = Hasher::new(settings.password_hash_workers, settings.password_hash_queue);
         let expensive_reads = Arc::new(Bulkhead::new(
             settings.expensive_reads_max,
@@ -64,6 +69,7 @@ impl App {
                 settings.max_tickets_per_order,
                 expensive_reads.clone(),
             )),
+            checkin: Arc::new(Checkin::new(store.clone(), Arc::new(ticket_keys))),
             search: Arc::new(Search::new(
                 store.clone(),
                 search_model.clone(),

@@ -38,6 +38,15 @@ pub enum Command {
     Healthcheck,
     /// Print the OpenAPI document (the committed openapi.json is this output).
     Openapi,
+    /// Check a ticket code offline with the public keys from `GET /checkin/keys` (no database):
+    /// print what it says, or why it is invalid (exit 1).
+    VerifyCode {
+        /// The code, `NTX1:…`.
+        code: String,
+        /// A file holding the answer of `GET /checkin/keys`.
+        #[arg(long)]
+        keys: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -70,6 +79,17 @@ pub struct Options {
     /// is generated on first start and kept beside the database file.
     #[arg(long, env = "JWT_SECRET_KEY", hide_env_values = true, global = true)]
     pub jwt_secret_key: Option<SecretString>,
+
+    /// Keys ticket codes are signed with: `key_id:seed` (32 bytes, base64url), comma
+    /// separated, the first signing. Required with PostgreSQL; with SQLite one is made on first
+    /// start and kept beside the database file.
+    #[arg(
+        long,
+        env = "TICKET_SIGNING_KEYS",
+        hide_env_values = true,
+        global = true
+    )]
+    pub ticket_signing_keys: Option<SecretString>,
 
     /// Lifetime of access tokens, in minutes.
     #[arg(long, env = "JWT_ACCESS_TOKEN_EXPIRE_MINUTES", default_value_t = 30,

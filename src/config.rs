@@ -19,6 +19,7 @@ pub struct Settings {
     pub host: IpAddr,
     pub port: u16,
     pub jwt_secret_key: Option<SecretString>,
+    pub ticket_signing_keys: Option<SecretString>,
     pub token_lifetime_minutes: u32,
     /// How long a reservation is held before it expires unpaid.
     pub ticket_hold: Duration,
@@ -142,6 +143,7 @@ impl TryFrom<Options> for Settings {
             host: options.host,
             port: options.port,
             jwt_secret_key: options.jwt_secret_key,
+            ticket_signing_keys: options.ticket_signing_keys,
             token_lifetime_minutes: options.jwt_access_token_expire_minutes,
             ticket_hold: Duration::from_secs(options.ticket_expiration_time),
             max_tickets_per_order: i32::try_from(options.max_tickets_per_order)

@@ -6,7 +6,7 @@ use tokio::net::TcpListener;
 use nearbytix::app::{self, App};
 use nearbytix::cli::{Cli, Command};
 use nearbytix::config::Settings;
-use nearbytix::{api, healthcheck, telemetry};
+use nearbytix::{api, checkin, healthcheck, telemetry};
 
 fn main() -> ExitCode {
     // A missing .env is normal; a malformed one is worth knowing about.
@@ -33,6 +33,11 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::VerifyCode { code, keys }) = &cli.command {
+        // Offline, like a scanner: no settings, no database.
+        println!("{}", checkin::verify_code(code, keys)?);
+        return Ok(());
+    }
     let settings = Settings::try_from(cli.options)?;
     let command = cli.command.unwrap_or(Command::Serve { no_sweeper: false });
     match command {
@@ -49,7 +54,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { no_sweeper } => serve(settings, !no_sweeper).await,
         Command::Migrate => app::migrate(&settings).await,
         Command::Worker => app::work(&settings, app::shutdown_signal()).await,
-        Command::Healthcheck | Command::Openapi => unreachable!("handled above"),
+        Command::Healthcheck | Command::Openapi | Command::VerifyCode { .. } => {
+            unreachable!("handled above")
+        }
     }
 }
 

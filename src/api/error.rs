@@ -184,6 +184,7 @@ impl From<ServiceError> for ApiError {
             | ServiceError::EventHasTickets
             | ServiceError::NotReserved(_)
             | ServiceError::NotPaid(_)
+            | ServiceError::TicketNotPaid
             | ServiceError::IdempotencyKeyInProgress
             | ServiceError::IdempotencyKeyInUse => ApiError::Conflict(detail),
             ServiceError::HoldExpired => ApiError::Gone(detail),

@@ -4,6 +4,7 @@
 //! search), and shape the answer; they never touch the store.
 
 mod auth;
+mod checkin;
 pub mod current_user;
 pub mod error;
 mod events;
@@ -53,6 +54,7 @@ pub use state::AppState;
         (name = "tickets", description = "Reservations, payment and cancellation"),
         (name = "orders", description = "Several tickets over an event's tiers, all or nothing"),
         (name = "recommendations", description = "Events near the caller"),
+        (name = "checkin", description = "Signed ticket codes and the keys that verify them"),
         (name = "health", description = "Health, metrics and service information"),
     )
 )]
@@ -84,6 +86,7 @@ fn routes(api_prefix: &str, with_metrics: bool) -> OpenApiRouter<AppState> {
         .merge(events::router())
         .merge(tickets::router())
         .merge(orders::router())
+        .merge(checkin::router())
         .merge(recommendations::router());
     let api = if api_prefix.is_empty() {
         api

@@ -7,3 +7,4 @@ mod secret;
 
 pub use jwt::{IssuedToken, TokenKeys};
 pub use secret::resolve_jwt_secret;
+pub(crate) use secret::{beside, load_or_create};

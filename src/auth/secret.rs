@@ -25,7 +25,20 @@ pub fn resolve_jwt_secret(
         return Ok(secret.clone());
     }
     match database_file {
-        Some(database) => load_or_create(&secret_path(database)),
+        Some(database) => {
+            let path = beside(database, "jwt-secret");
+            let secret = load_or_create(&path, "the token secret", || {
+                let mut bytes = [0u8; 32];
+                OsRng.fill_bytes(&mut bytes);
+                bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+            })?;
+            anyhow::ensure!(
+                secret.len() >= MIN_SECRET_BYTES,
+                "the token secret in {} is too short; delete the file to generate a new one",
+                path.display()
+            );
+            Ok(SecretString::from(secret))
+        }
         None => anyhow::bail!(
             "JWT_SECRET_KEY is required with PostgreSQL: set it to at least {MIN_SECRET_BYTES} \
              random bytes (for example: openssl rand -hex 32), the same in every process"
@@ -33,14 +46,23 @@ pub fn resolve_jwt_secret(
     }
 }
 
-/// `nearbytix.db` keeps its secret in `nearbytix.db.jwt-secret`.
-fn secret_path(database: &Path) -> PathBuf {
+/// The file beside `database` named for `what`: `nearbytix.db` keeps its token secret in
+/// `nearbytix.db.jwt-secret`.
+pub(crate) fn beside(database: &Path, what: &str) -> PathBuf {
     let mut name = database.file_name().unwrap_or_default().to_os_string();
-    name.push(".jwt-secret");
+    name.push(".");
+    name.push(what);
     database.with_file_name(name)
 }
 
-fn load_or_create(path: &Path) -> anyhow::Result<SecretString> {
+/// The text of the secret file at `path` (trimmed), made once with `generate` when there is
+/// none, readable by the owner only (0600). Processes racing to make it all end up reading
+/// the one that was written first.
+pub(crate) fn load_or_create(
+    path: &Path,
+    what: &str,
+    generate: impl FnOnce() -> String,
+) -> anyhow::Result<String> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -50,32 +72,22 @@ fn load_or_create(path: &Path) -> anyhow::Result<SecretString> {
     }
     match options.open(path) {
         Ok(mut file) => {
-            let mut bytes = [0u8; 32];
-            OsRng.fill_bytes(&mut bytes);
-            let secret: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+            let secret = generate();
             file.write_all(secret.as_bytes())
                 .and_then(|()| file.sync_all())
-                .with_context(|| format!("writing the token secret to {}", path.display()))?;
-            tracing::info!(path = %path.display(), "generated a new token signing secret");
-            Ok(SecretString::from(secret))
+                .with_context(|| format!("writing {what} to {}", path.display()))?;
+            tracing::info!(path = %path.display(), "generated {what}");
+            Ok(secret)
         }
         // Another process created it first (or an earlier run did): use theirs.
         Err(error) if error.kind() == ErrorKind::AlreadyExists => {
             let mut secret = String::new();
             std::fs::File::open(path)
                 .and_then(|mut file| file.read_to_string(&mut secret))
-                .with_context(|| format!("reading the token secret from {}", path.display()))?;
-            let secret = secret.trim().to_owned();
-            anyhow::ensure!(
-                secret.len() >= MIN_SECRET_BYTES,
-                "the token secret in {} is too short; delete the file to generate a new one",
-                path.display()
-            );
-            Ok(SecretString::from(secret))
+                .with_context(|| format!("reading {what} from {}", path.display()))?;
+            Ok(secret.trim().to_owned())
         }
-        Err(error) => {
-            Err(error).with_context(|| format!("creating the token secret {}", path.display()))
-        }
+        Err(error) => Err(error).with_context(|| format!("creating {what} {}", path.display())),
     }
 }
 

@@ -40,6 +40,7 @@ pub enum Action {
     CancelOrder,
     RefundOrder,
     ViewOrder,
+    ViewTicketCode,
     ViewStats,
 }
 
@@ -54,6 +55,7 @@ impl fmt::Display for Action {
             Action::PayOrder => "You can only pay for your own orders",
             Action::CancelOrder => "You can only cancel your own orders",
             Action::RefundOrder => "Only the event's creator can refund its orders",
+            Action::ViewTicketCode => "You can only see the codes of your own tickets",
             Action::ViewOrder => "You can only view your own orders",
             Action::ViewStats => "You can only see the sales of your own events",
         })
@@ -110,6 +112,9 @@ pub enum ServiceError {
     HoldExpired,
     #[error("{}", not_reserved(*.0))]
     NotReserved(TicketStatus),
+    /// A code asked for a ticket that is not paid.
+    #[error("Ticket is not paid")]
+    TicketNotPaid,
     /// Refunding an order that is not paid (reserved, expired, cancelled or refunded).
     #[error("Order is not paid (it is {})", .0.as_str())]
     NotPaid(TicketStatus),

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod bulkhead;
+mod checkin;
 mod error;
 mod events;
 mod health;
@@ -16,6 +17,7 @@ use chrono::{DateTime, Utc};
 
 pub use accounts::Accounts;
 pub use bulkhead::Bulkhead;
+pub use checkin::{Checkin, IssuedCode};
 pub use error::{Action, Resource, ServiceError};
 pub use events::Events;
 pub use health::Health;

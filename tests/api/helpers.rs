@@ -16,6 +16,8 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
+/// `TICKET_SIGNING_KEYS` of every test server (required with PostgreSQL).
+pub const TICKET_KEYS: &str = "1:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA";
 /// Shared database holding one schema per PostgreSQL test.
 const PG_TEST_DATABASE: &str = "nearbytix_test";
 
@@ -202,6 +204,7 @@ pub struct TestUser {
 pub fn test_settings(database_url: &str) -> Settings {
     let mut settings = Settings::with_database(database_url).expect("default settings");
     settings.jwt_secret_key = Some(SECRET.to_owned().into());
+    settings.ticket_signing_keys = Some(TICKET_KEYS.to_owned().into());
     settings.sweep_interval = Duration::from_millis(200);
     // Tests register many users from one address; the limit test lowers these.
     settings.auth_rate_limit_per_ip = NonZeroU32::new(100_000).unwrap();

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod accounts;
+mod checkin;
 mod events;
 mod hardening;
 mod migrations;

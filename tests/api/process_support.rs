@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{SECRET, event_body};
+use crate::helpers::{SECRET, TICKET_KEYS, event_body};
 
 /// A `nearbytix` child process; killed when dropped.
 pub struct Process {
@@ -27,6 +27,7 @@ impl Process {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("DATABASE_URL", database_url)
             .env("JWT_SECRET_KEY", SECRET)
+            .env("TICKET_SIGNING_KEYS", TICKET_KEYS)
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
             .env("RUST_LOG", "warn")

@@ -1,0 +1,108 @@
+//! Check-in: the keys that verify ticket codes, and a paid ticket's code.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header::CACHE_CONTROL;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::current_user::CurrentUser;
+use super::error::ApiError;
+use super::extract::PathId;
+use super::schemas::ErrorBody;
+use super::schemas::shared::{Invalid, TicketNotFound, TicketPath, Unauthenticated};
+use super::state::AppState;
+use crate::service::Checkin;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(checkin_keys))
+        .routes(routes!(ticket_code))
+}
+
+/// A key ticket codes are signed with.
+#[derive(Serialize, ToSchema)]
+pub struct CheckinKey {
+    key_id: u16,
+    /// Always `Ed25519`.
+    alg: &'static str,
+    /// Unpadded base64url of the 32-byte public key.
+    public_key: String,
+    /// The key new codes are signed with (one of them).
+    signing: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CheckinKeysResponse {
+    keys: Vec<CheckinKey>,
+}
+
+/// The public keys that verify ticket codes (scanners keep them to check codes offline).
+#[utoipa::path(
+    get, path = "/checkin/keys", tag = "checkin",
+    responses((status = 200, description = "The keys", body = CheckinKeysResponse))
+)]
+async fn checkin_keys(State(checkin): State<Arc<Checkin>>) -> Json<CheckinKeysResponse> {
+    let keys = checkin
+        .keys()
+        .into_iter()
+        .map(|key| CheckinKey {
+            key_id: key.key_id,
+            alg: "Ed25519",
+            public_key: key.public_key,
+            signing: key.signing,
+        })
+        .collect();
+    Json(CheckinKeysResponse { keys })
+}
+
+/// A paid ticket's code, signed with the signing key.
+#[derive(Serialize, ToSchema)]
+pub struct TicketCodeResponse {
+    ticket_id: Uuid,
+    event_id: Uuid,
+    tier_id: Uuid,
+    /// `NTX1:` and 179 Base45 characters (QR alphanumeric).
+    code: String,
+    serial: u32,
+    key_id: u16,
+    /// Always `NTX1`.
+    format: &'static str,
+}
+
+/// The code of one of the caller's paid tickets (not cached: `private, no-store`).
+#[utoipa::path(
+    get, path = "/tickets/{ticket_id}/code", tag = "checkin",
+    security(("bearer" = [])), params(TicketPath),
+    responses(
+        (status = 200, description = "The ticket's code", body = TicketCodeResponse),
+        (status = 403, description = "Not your ticket (the event's creator neither)", body = ErrorBody),
+        (status = 409, description = "Ticket is not paid", body = ErrorBody),
+        Unauthenticated, Invalid, TicketNotFound,
+    )
+)]
+async fn ticket_code(
+    State(checkin): State<Arc<Checkin>>,
+    CurrentUser(user): CurrentUser,
+    PathId(ticket_id): PathId,
+) -> Result<Response, ApiError> {
+    let issued = checkin.code(user.id, ticket_id, Utc::now()).await?;
+    let code = issued.code;
+    let body = TicketCodeResponse {
+        ticket_id: code.ticket_id,
+        event_id: code.event_id,
+        tier_id: code.tier_id,
+        code: issued.text,
+        serial: code.serial,
+        key_id: code.key_id,
+        format: "NTX1",
+    };
+    Ok(([(CACHE_CONTROL, "private, no-store")], Json(body)).into_response())
+}

@@ -1,0 +1,184 @@
+//! Check-in codes over HTTP: the keys, a paid ticket's code (decoded by the server's decoder
+//! and by `nearbytix verify-code`), who may see it, and that a code is never a login token.
+
+use std::process::Command;
+
+use nearbytix::checkin::code::{self, CodeError};
+use nearbytix::checkin::keys::{ListedKey, public_keys_of};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::backend_tests;
+use crate::helpers::{Backend, TestApp};
+
+backend_tests!(
+    a_paid_ticket_has_a_signed_code_its_owner_alone_may_see,
+    a_code_verifies_offline_with_the_published_keys,
+);
+
+/// The keys `GET /checkin/keys` publishes, as the decoder takes them.
+async fn published_keys(app: &TestApp) -> (Value, code::PublicKeys) {
+    let (status, body) = app.get("/checkin/keys", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let listed: Vec<ListedKey> = body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| ListedKey {
+            key_id: key["key_id"].as_u64().unwrap() as u16,
+            public_key: key["public_key"].as_str().unwrap().to_owned(),
+            signing: key["signing"].as_bool().unwrap(),
+        })
+        .collect();
+    (body, public_keys_of(&listed).expect("published keys"))
+}
+
+/// An event with one paid tier and a buyer's reserved ticket: (the organiser's token, the
+/// buyer's token, the event, the ticket).
+async fn reserved_ticket(app: &TestApp) -> (String, String, Value, Value) {
+    let organiser = app.register_user(None).await;
+    let buyer = app.register_user(None).await;
+    let event = app
+        .create_event(
+            &organiser.token,
+            json!({"tiers": [{"name": "Regular", "price_minor": 2500}]}),
+        )
+        .await;
+    let (status, ticket) = app
+        .post(
+            "/tickets/",
+            Some(&buyer.token),
+            json!({"event_id": event["id"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ticket}");
+    (organiser.token, buyer.token, event, ticket)
+}
+
+async fn a_paid_ticket_has_a_signed_code_its_owner_alone_may_see(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (organiser, buyer, event, ticket) = reserved_ticket(&app).await;
+    let ticket_id = ticket["id"].as_str().unwrap();
+    let code_path = format!("/tickets/{ticket_id}/code");
+    let (status, body) = app.get(&code_path, Some(&buyer)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["detail"], "Ticket is not paid");
+
+    let (status, _) = app
+        .post(
+            &format!("/tickets/{ticket_id}/pay"),
+            Some(&buyer),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let answer = app
+        .client
+        .get(app.url(&code_path))
+        .bearer_auth(&buyer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.headers()["cache-control"], "private, no-store");
+    let issued: Value = answer.json().await.unwrap();
+    let text = issued["code"].as_str().unwrap();
+    assert_eq!((text.len(), issued["format"].clone()), (184, json!("NTX1")));
+    assert_eq!(issued["serial"], 1);
+    let (_, keys) = published_keys(&app).await;
+    let decoded = code::decode(text, &keys).expect("the server's code decodes");
+    assert_eq!(decoded.ticket_id.to_string(), ticket_id);
+    assert_eq!(decoded.event_id.to_string(), event["id"].as_str().unwrap());
+    assert_eq!(
+        decoded.tier_id.to_string(),
+        ticket["tier"]["id"].as_str().unwrap()
+    );
+    assert_eq!(json!(decoded.key_id), issued["key_id"]);
+    let (_, again) = app.get(&code_path, Some(&buyer)).await;
+    assert_eq!(
+        again["code"], issued["code"],
+        "same ticket, serial and key: same code"
+    );
+
+    // Nobody else sees it, the event's creator neither.
+    let stranger = app.register_user(None).await;
+    for (who, token) in [
+        ("the creator", organiser.as_str()),
+        ("a stranger", &stranger.token),
+    ] {
+        let (status, _) = app.get(&code_path, Some(token)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{who}");
+    }
+    let unknown = format!("/tickets/{}/code", uuid::Uuid::new_v4());
+    assert_eq!(
+        app.get(&unknown, Some(&buyer)).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(app.get(&code_path, None).await.0, StatusCode::UNAUTHORIZED);
+
+    // A code is not a login token, nor a token a code.
+    assert_eq!(
+        app.get("/users/me", Some(text)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(code::decode(&buyer, &keys), Err(CodeError::NotNtx1));
+
+    // Refunded, the ticket is no longer paid: no code.
+    let (status, _) = app
+        .post(
+            &format!("/orders/{}/refund", ticket["order_id"].as_str().unwrap()),
+            Some(&organiser),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.get(&code_path, Some(&buyer)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
+
+/// `nearbytix verify-code` checks a code with the keys file alone (no server, no database),
+/// with the decoder the server uses; a code changed by one character is invalid (exit 1).
+async fn a_code_verifies_offline_with_the_published_keys(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, buyer, _, ticket) = reserved_ticket(&app).await;
+    let ticket_id = ticket["id"].as_str().unwrap();
+    app.post(
+        &format!("/tickets/{ticket_id}/pay"),
+        Some(&buyer),
+        json!({}),
+    )
+    .await;
+    let (_, issued) = app
+        .get(&format!("/tickets/{ticket_id}/code"), Some(&buyer))
+        .await;
+    let text = issued["code"].as_str().unwrap();
+    let (keys, _) = published_keys(&app).await;
+    assert_eq!(keys["keys"][0]["alg"], "Ed25519");
+    let dir = tempfile::tempdir().unwrap();
+    let keys_file = dir.path().join("keys.json");
+    std::fs::write(&keys_file, keys.to_string()).unwrap();
+    let verify = |code: &str| {
+        Command::new(env!("CARGO_BIN_EXE_nearbytix"))
+            .args(["verify-code", code, "--keys"])
+            .arg(&keys_file)
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("nearbytix runs")
+    };
+    let valid = verify(text);
+    assert!(
+        valid.status.success(),
+        "{}",
+        String::from_utf8_lossy(&valid.stderr)
+    );
+    let said: Value = serde_json::from_slice(&valid.stdout).unwrap();
+    assert_eq!(said["ticket_id"], ticket_id);
+    assert_eq!(said["serial"], 1);
+    // One character of the signature changed, within the alphabet.
+    let mut changed = text.to_owned();
+    let last = changed.pop().unwrap();
+    changed.push(if last == '0' { '1' } else { '0' });
+    let invalid = verify(&changed);
+    assert!(!invalid.status.success());
+    assert!(String::from_utf8_lossy(&invalid.stderr).contains("invalid"));
+}
