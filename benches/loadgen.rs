@@ -121,6 +121,12 @@ enum Scenario {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
+    /// Ticket codes signed and verified on one core, offline (no server, no database): what a
+    /// scanner's check costs.
+    VerifyCodes {
+        #[arg(long, default_value_t = 100_000)]
+        codes: usize,
+    },
     /// Reservations spread over many events.
     Spread {
         #[arg(long, default_value_t = 1_000)]
@@ -156,6 +162,9 @@ fn main() -> anyhow::Result<()> {
         unsafe { std::env::set_var("RUST_LOG", "warn") };
     }
     nearbytix::telemetry::init_logging(nearbytix::config::LogFormat::Text);
+    if let Scenario::VerifyCodes { codes } = args.scenario {
+        return verify_codes(codes);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -251,8 +260,46 @@ fn main() -> anyhow::Result<()> {
                 concurrency,
                 users,
             } => spread(&bench, events, requests, concurrency, users).await,
+            Scenario::VerifyCodes { .. } => unreachable!("run before the server starts"),
         }
     })
+}
+
+/// Signs `count` distinct ticket codes, then verifies them all on this one thread with the
+/// decoder the server and `nearbytix verify-code` use; prints both rates.
+fn verify_codes(count: usize) -> anyhow::Result<()> {
+    use nearbytix::checkin::code::{self, TicketCode};
+    use nearbytix::checkin::keys::TicketKeys;
+    let keys = TicketKeys::parse("1:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA")?;
+    let (key_id, signing) = keys.signing();
+    let started = std::time::Instant::now();
+    let texts: Vec<String> = (0..count)
+        .map(|serial| {
+            TicketCode {
+                key_id,
+                ticket_id: Uuid::new_v4(),
+                event_id: Uuid::new_v4(),
+                tier_id: Uuid::new_v4(),
+                serial: u32::try_from(serial).unwrap_or(u32::MAX),
+            }
+            .sign(signing)
+        })
+        .collect();
+    let signed = started.elapsed();
+    let public = keys.public();
+    let started = std::time::Instant::now();
+    let valid = texts
+        .iter()
+        .filter(|text| code::decode(text, &public).is_ok())
+        .count();
+    let verified = started.elapsed();
+    anyhow::ensure!(valid == count, "{valid} of {count} codes verified");
+    println!(
+        "verify-codes: {count} codes on one thread: signed {:.0}/s, verified {:.0}/s",
+        count as f64 / signed.as_secs_f64(),
+        count as f64 / verified.as_secs_f64()
+    );
+    Ok(())
 }
 
 impl Bench {

@@ -4,28 +4,34 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header::CACHE_CONTROL;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::current_user::CurrentUser;
 use super::error::ApiError;
-use super::extract::PathId;
+use super::extract::{Input, PathId, ValidQuery};
 use super::schemas::ErrorBody;
 use super::schemas::shared::{Invalid, TicketNotFound, TicketPath, Unauthenticated};
 use super::state::AppState;
+use crate::checkin::qr::{self, Correction};
+use crate::domain::{ViolationKind, Violations};
 use crate::service::Checkin;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(checkin_keys))
         .routes(routes!(ticket_code))
+        .routes(routes!(ticket_qr))
 }
+
+/// Not to be kept by caches between the owner and the server: a code admits its holder.
+const PRIVATE: (axum::http::HeaderName, &str) = (CACHE_CONTROL, "private, no-store");
 
 /// A key ticket codes are signed with.
 #[derive(Serialize, ToSchema)]
@@ -104,5 +110,57 @@ async fn ticket_code(
         key_id: code.key_id,
         format: "NTX1",
     };
-    Ok(([(CACHE_CONTROL, "private, no-store")], Json(body)).into_response())
+    Ok(([PRIVATE], Json(body)).into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct QrQuery {
+    /// Error correction: `L`, `M` (default), `Q` or `H`.
+    #[serde(default)]
+    #[param(pattern = "^[LMQH]$")]
+    ecc: Option<String>,
+}
+
+impl Input for QrQuery {
+    type Valid = Correction;
+
+    fn validate(self) -> Result<Correction, Violations> {
+        let Some(letter) = self.ecc else {
+            return Ok(Correction::default());
+        };
+        let mut violations = Violations::new();
+        let correction = Correction::parse(&letter);
+        if correction.is_none() {
+            violations.push_kind(
+                &["ecc"],
+                "Input should be 'L', 'M', 'Q' or 'H'",
+                ViolationKind::Choice,
+            );
+        }
+        violations.finish(|| correction)
+    }
+}
+
+/// The code of one of the caller's paid tickets as a QR code (SVG: one alphanumeric segment,
+/// the smallest version for the error correction asked, a quiet zone of 4, one unit a module).
+#[utoipa::path(
+    get, path = "/tickets/{ticket_id}/qr.svg", tag = "checkin",
+    security(("bearer" = [])), params(TicketPath, QrQuery),
+    responses(
+        (status = 200, description = "The QR code", content_type = "image/svg+xml", body = String),
+        (status = 403, description = "Not your ticket (the event's creator neither)", body = ErrorBody),
+        (status = 409, description = "Ticket is not paid", body = ErrorBody),
+        Unauthenticated, Invalid, TicketNotFound,
+    )
+)]
+async fn ticket_qr(
+    State(checkin): State<Arc<Checkin>>,
+    CurrentUser(user): CurrentUser,
+    PathId(ticket_id): PathId,
+    ValidQuery(correction): ValidQuery<QrQuery>,
+) -> Result<Response, ApiError> {
+    let issued = checkin.code(user.id, ticket_id, Utc::now()).await?;
+    let svg = qr::svg(&issued.text, correction)?;
+    Ok(([PRIVATE, (CONTENT_TYPE, "image/svg+xml")], svg).into_response())
 }

@@ -3,6 +3,7 @@
 mod base45;
 pub mod code;
 pub mod keys;
+pub mod qr;
 
 use std::path::Path;
 

@@ -100,6 +100,35 @@ async fn a_paid_ticket_has_a_signed_code_its_owner_alone_may_see(backend: Backen
         "same ticket, serial and key: same code"
     );
 
+    // The same code as a QR code, at the smallest version of each correction level.
+    for (ecc, size) in [
+        ("", 57),
+        ("?ecc=L", 49),
+        ("?ecc=M", 57),
+        ("?ecc=Q", 61),
+        ("?ecc=H", 69),
+    ] {
+        let answer = app
+            .client
+            .get(app.url(&format!("/tickets/{ticket_id}/qr.svg{ecc}")))
+            .bearer_auth(&buyer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK, "{ecc}");
+        assert_eq!(answer.headers()["content-type"], "image/svg+xml");
+        assert_eq!(answer.headers()["cache-control"], "private, no-store");
+        let svg = answer.text().await.unwrap();
+        assert!(
+            svg.contains(&format!("viewBox=\"0 0 {size} {size}\"")),
+            "{ecc}: {svg:.80}"
+        );
+    }
+    let (status, body) = app
+        .get(&format!("/tickets/{ticket_id}/qr.svg?ecc=X"), Some(&buyer))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
     // Nobody else sees it, the event's creator neither.
     let stranger = app.register_user(None).await;
     for (who, token) in [
@@ -108,6 +137,12 @@ async fn a_paid_ticket_has_a_signed_code_its_owner_alone_may_see(backend: Backen
     ] {
         let (status, _) = app.get(&code_path, Some(token)).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{who}");
+        let qr = format!("/tickets/{ticket_id}/qr.svg");
+        assert_eq!(
+            app.get(&qr, Some(token)).await.0,
+            StatusCode::FORBIDDEN,
+            "{who}"
+        );
     }
     let unknown = format!("/tickets/{}/code", uuid::Uuid::new_v4());
     assert_eq!(
