@@ -338,6 +338,7 @@ impl Bench {
         let unlimited = std::num::NonZeroU32::new(1_000_000).expect("not zero");
         settings.reservation_rate_limit_per_user = unlimited;
         settings.event_write_rate_limit_per_user = unlimited;
+        settings.payment_rate_limit_per_user = unlimited;
         settings.auth_rate_limit_per_ip = unlimited;
         let app = App::connect(settings).await?;
         let (store, tokens) = (app.store.clone(), app.tokens.clone());

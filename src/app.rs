@@ -90,6 +90,7 @@ impl App {
             user_limits: Arc::new(UserRateLimits::new(UserQuotas {
                 tickets: settings.reservation_rate_limit_per_user,
                 event_writes: settings.event_write_rate_limit_per_user,
+                payments: settings.payment_rate_limit_per_user,
             })),
         };
         Ok(Self {

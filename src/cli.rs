@@ -185,6 +185,11 @@ pub struct Options {
           value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub event_write_rate_limit_per_user: u32,
 
+    /// Pay requests (orders and tickets) per minute by one user (per process).
+    #[arg(long, env = "PAYMENT_RATE_LIMIT_PER_USER", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub payment_rate_limit_per_user: u32,
+
     /// Idempotency-Keys one user may use in 24 hours; beyond them requests with a new key get 429.
     #[arg(long, env = "IDEMPOTENCY_KEYS_PER_USER", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(1..), global = true)]

@@ -43,6 +43,8 @@ pub struct Settings {
     pub reservation_rate_limit_per_user: NonZeroU32,
     /// Event creations, changes and tier changes by one user per minute.
     pub event_write_rate_limit_per_user: NonZeroU32,
+    /// Pay requests by one user per minute.
+    pub payment_rate_limit_per_user: NonZeroU32,
     pub idempotency_keys_per_user: u32,
     pub password_hash_workers: usize,
     pub password_hash_queue: usize,
@@ -119,6 +121,10 @@ impl TryFrom<Options> for Settings {
             event_write_rate_limit_per_user: rate(
                 "EVENT_WRITE_RATE_LIMIT_PER_USER",
                 options.event_write_rate_limit_per_user,
+            )?,
+            payment_rate_limit_per_user: rate(
+                "PAYMENT_RATE_LIMIT_PER_USER",
+                options.payment_rate_limit_per_user,
             )?,
             password_hash_workers: options
                 .password_hash_workers

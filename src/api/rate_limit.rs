@@ -107,6 +107,7 @@ impl AuthRateLimits {
 pub struct UserRateLimits {
     tickets: Buckets<Uuid>,
     event_writes: Buckets<Uuid>,
+    payments: Buckets<Uuid>,
 }
 
 /// Per-minute quotas of [`UserRateLimits`].
@@ -114,6 +115,7 @@ pub struct UserRateLimits {
 pub struct UserQuotas {
     pub tickets: NonZeroU32,
     pub event_writes: NonZeroU32,
+    pub payments: NonZeroU32,
 }
 
 impl UserRateLimits {
@@ -121,6 +123,7 @@ impl UserRateLimits {
         Self {
             tickets: Buckets::per_minute(quotas.tickets),
             event_writes: Buckets::per_minute(quotas.event_writes),
+            payments: Buckets::per_minute(quotas.payments),
         }
     }
 
@@ -135,6 +138,12 @@ impl UserRateLimits {
     /// Takes one event write (a creation, a change, a tier change), or answers 429.
     pub fn write_event(&self, user_id: Uuid) -> Result<(), ApiError> {
         too_many(self.event_writes.take(&user_id))
+    }
+
+    /// Takes one pay request (of an order or a ticket), or answers 429: each may call the
+    /// payment provider.
+    pub fn pay(&self, user_id: Uuid) -> Result<(), ApiError> {
+        too_many(self.payments.take(&user_id))
     }
 }
 
@@ -199,6 +208,7 @@ mod tests {
         let limits = UserRateLimits::new(UserQuotas {
             tickets: quota(10),
             event_writes: quota(1),
+            payments: quota(1),
         });
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         assert!(limits.reserve(a, 8).is_ok());
@@ -209,5 +219,8 @@ mod tests {
         assert!(limits.write_event(a).is_ok());
         assert!(limits.write_event(a).is_err());
         assert!(limits.write_event(b).is_ok());
+        assert!(limits.pay(a).is_ok());
+        assert!(limits.pay(a).is_err());
+        assert!(limits.pay(b).is_ok());
     }
 }

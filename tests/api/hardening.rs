@@ -851,12 +851,13 @@ async fn deep_pages_are_refused_on_every_listing_and_search(backend: Backend) {
 }
 
 /// One account cannot take a sale's seats by the thousand: the reservation limit counts
-/// tickets, not requests; and event writes (creations, changes, tier changes) have a limit of
-/// their own. Both answer 429 with `Retry-After`.
+/// tickets, not requests; and event writes (creations, changes, tier changes) and pay requests
+/// have limits of their own. Each answers 429 with `Retry-After`.
 async fn reservations_count_tickets_and_event_writes_are_limited(backend: Backend) {
     let app = TestApp::spawn_with(backend, |settings| {
         settings.reservation_rate_limit_per_user = std::num::NonZeroU32::new(10).unwrap();
         settings.event_write_rate_limit_per_user = std::num::NonZeroU32::new(3).unwrap();
+        settings.payment_rate_limit_per_user = std::num::NonZeroU32::new(2).unwrap();
     })
     .await;
     let user = app.register_user(None).await;
@@ -887,10 +888,28 @@ async fn reservations_count_tickets_and_event_writes_are_limited(backend: Backen
         "only 2 tickets left"
     );
     assert!(refused.headers().contains_key("retry-after"));
+    let (status, second) = app.post("/orders/", token, order(2)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Two pay requests a minute: the third is refused before it reaches the order.
+    let pay = format!("/orders/{}/pay", second["id"].as_str().unwrap());
+    assert_eq!(app.post(&pay, token, json!({})).await.0, StatusCode::OK);
     assert_eq!(
-        app.post("/orders/", token, order(2)).await.0,
-        StatusCode::CREATED
+        app.post(&pay, token, json!({})).await.0,
+        StatusCode::CONFLICT
     );
+    let refused = app
+        .client
+        .post(app.url(&pay))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "two pays a minute"
+    );
+    assert!(refused.headers().contains_key("retry-after"));
     let (status, _) = app
         .post("/tickets/", token, json!({"event_id": event["id"]}))
         .await;

@@ -212,6 +212,7 @@ pub fn test_settings(database_url: &str) -> Settings {
     settings.auth_rate_limit_per_email_total = NonZeroU32::new(100_000).unwrap();
     settings.reservation_rate_limit_per_user = NonZeroU32::new(100_000).unwrap();
     settings.event_write_rate_limit_per_user = NonZeroU32::new(100_000).unwrap();
+    settings.payment_rate_limit_per_user = NonZeroU32::new(100_000).unwrap();
     settings
 }
 

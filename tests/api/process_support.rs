@@ -35,6 +35,7 @@ impl Process {
             .env("AUTH_RATE_LIMIT_PER_IP", "100000")
             .env("AUTH_RATE_LIMIT_PER_EMAIL", "100000")
             .env("RESERVATION_RATE_LIMIT_PER_USER", "100000")
+            .env("PAYMENT_RATE_LIMIT_PER_USER", "100000")
             .stdin(Stdio::null())
             .stdout(log.reopen().unwrap())
             .stderr(log.reopen().unwrap());

@@ -108,10 +108,11 @@ fn order_fingerprint(fields: &OrderFields) -> String {
         (status = 200, description = "Paid", body = OrderResponse),
         (status = 409, description = "Not reserved (already paid or cancelled)", body = ErrorBody),
         (status = 410, description = "The hold expired", body = ErrorBody),
-        Unauthenticated, Invalid, OrderNotFound, NotYourOrder,
+        Unauthenticated, Invalid, OrderNotFound, NotYourOrder, RateLimited,
     )
 )]
 pub async fn pay_order(command: OwnerCommand) -> Result<Response, ApiError> {
+    command.state.user_limits.pay(command.user_id)?;
     change_order(command, OrderAction::Pay).await
 }
 

@@ -87,10 +87,11 @@ pub async fn reserve_ticket(
         (status = 200, description = "Paid", body = TicketResponse),
         (status = 409, description = "Not reserved (already paid or cancelled), or one ticket of a larger order", body = ErrorBody),
         (status = 410, description = "The hold expired", body = ErrorBody),
-        Unauthenticated, Invalid, TicketNotFound, NotYourTicket,
+        Unauthenticated, Invalid, TicketNotFound, NotYourTicket, RateLimited,
     )
 )]
 pub async fn pay_ticket(command: OwnerCommand) -> Result<Response, ApiError> {
+    command.state.user_limits.pay(command.user_id)?;
     change_ticket(command, OrderAction::Pay).await
 }
 
