@@ -69,7 +69,11 @@ impl App {
                 settings.max_tickets_per_order,
                 expensive_reads.clone(),
             )),
-            checkin: Arc::new(Checkin::new(store.clone(), Arc::new(ticket_keys))),
+            checkin: Arc::new(Checkin::new(
+                store.clone(),
+                Arc::new(ticket_keys),
+                settings.checkin_reissues_per_day,
+            )),
             search: Arc::new(Search::new(
                 store.clone(),
                 search_model.clone(),

@@ -185,6 +185,11 @@ pub struct Options {
           value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub event_write_rate_limit_per_user: u32,
 
+    /// Reissues of one ticket's code in 24 hours; beyond them a reissue gets 429.
+    #[arg(long, env = "CHECKIN_REISSUES_PER_DAY", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub checkin_reissues_per_day: u32,
+
     /// Pay requests (orders and tickets) per minute by one user (per process).
     #[arg(long, env = "PAYMENT_RATE_LIMIT_PER_USER", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..), global = true)]

@@ -45,6 +45,8 @@ pub struct Settings {
     pub event_write_rate_limit_per_user: NonZeroU32,
     /// Pay requests by one user per minute.
     pub payment_rate_limit_per_user: NonZeroU32,
+    /// Reissues of one ticket's code in 24 h.
+    pub checkin_reissues_per_day: u32,
     pub idempotency_keys_per_user: u32,
     pub password_hash_workers: usize,
     pub password_hash_queue: usize,
@@ -126,6 +128,7 @@ impl TryFrom<Options> for Settings {
                 "PAYMENT_RATE_LIMIT_PER_USER",
                 options.payment_rate_limit_per_user,
             )?,
+            checkin_reissues_per_day: options.checkin_reissues_per_day,
             password_hash_workers: options
                 .password_hash_workers
                 .map_or_else(cores, |workers| workers as usize),

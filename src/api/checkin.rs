@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -15,19 +16,22 @@ use uuid::Uuid;
 
 use super::current_user::CurrentUser;
 use super::error::ApiError;
-use super::extract::{Input, PathId, ValidQuery};
+use super::extract::{Input, OwnerCommand, PathId, ValidQuery};
+use super::idempotency::{self, IdempotencyKey, KeyTaking, json_answer};
 use super::schemas::ErrorBody;
 use super::schemas::shared::{Invalid, TicketNotFound, TicketPath, Unauthenticated};
 use super::state::AppState;
 use crate::checkin::qr::{self, Correction};
-use crate::domain::{ViolationKind, Violations};
-use crate::service::Checkin;
+use crate::domain::{ViolationKind, Violations, WriteOutcome};
+use crate::service::{Checkin, IssuedCode};
+use crate::store::KeyUse;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(checkin_keys))
         .routes(routes!(ticket_code))
         .routes(routes!(ticket_qr))
+        .routes(routes!(reissue_code))
 }
 
 /// Not to be kept by caches between the owner and the server: a code admits its holder.
@@ -100,17 +104,72 @@ async fn ticket_code(
     PathId(ticket_id): PathId,
 ) -> Result<Response, ApiError> {
     let issued = checkin.code(user.id, ticket_id, Utc::now()).await?;
-    let code = issued.code;
-    let body = TicketCodeResponse {
-        ticket_id: code.ticket_id,
-        event_id: code.event_id,
-        tier_id: code.tier_id,
-        code: issued.text,
-        serial: code.serial,
-        key_id: code.key_id,
-        format: "NTX1",
+    Ok(([PRIVATE], Json(TicketCodeResponse::from(issued))).into_response())
+}
+
+impl From<IssuedCode> for TicketCodeResponse {
+    fn from(issued: IssuedCode) -> Self {
+        let code = issued.code;
+        Self {
+            ticket_id: code.ticket_id,
+            event_id: code.event_id,
+            tier_id: code.tier_id,
+            code: issued.text,
+            serial: code.serial,
+            key_id: code.key_id,
+            format: "NTX1",
+        }
+    }
+}
+
+/// Give one of the caller's paid tickets a new code (no body): its serial goes up by one and
+/// every earlier code of the ticket is revoked at once. `Idempotency-Key` honoured.
+#[utoipa::path(
+    post, path = "/tickets/{ticket_id}/code/reissue", tag = "checkin",
+    security(("bearer" = [])), params(TicketPath, IdempotencyKey),
+    responses(
+        (status = 200, description = "The new code", body = TicketCodeResponse),
+        (status = 403, description = "Not your ticket (the event's creator neither)", body = ErrorBody),
+        (status = 409, description = "Ticket is not paid", body = ErrorBody),
+        (status = 429, description = "Reissued `CHECKIN_REISSUES_PER_DAY` times in 24 h", body = ErrorBody),
+        Unauthenticated, Invalid, TicketNotFound,
+    )
+)]
+async fn reissue_code(command: OwnerCommand) -> Result<Response, ApiError> {
+    let OwnerCommand {
+        state,
+        user_id,
+        id: ticket_id,
+        headers,
+    } = command;
+    let checkin = &state.checkin;
+    let reissue = |key: Option<KeyUse>| async move {
+        let key = key.as_ref().map(KeyUse::held);
+        checkin.reissue(user_id, ticket_id, key).await
     };
-    Ok(([PRIVATE], Json(body)).into_response())
+    let answer = |outcome: &WriteOutcome| match outcome {
+        WriteOutcome::CodeReissued(named) => {
+            let issued = TicketCodeResponse::from(checkin.issue(*named));
+            let mut response = json_answer(StatusCode::OK, &issued)?;
+            response
+                .headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static(PRIVATE.1));
+            Ok(response)
+        }
+        other => Err(idempotency::not_this_write(other)),
+    };
+    let fingerprint = format!("POST /tickets/{ticket_id}/code/reissue");
+    let (keys, taking) = (&state.idempotency, KeyTaking::Before);
+    idempotency::run(
+        keys,
+        user_id,
+        &headers,
+        &fingerprint,
+        taking,
+        reissue,
+        answer,
+    )
+    .await
 }
 
 #[derive(Deserialize, IntoParams)]

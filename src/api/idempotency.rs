@@ -128,3 +128,13 @@ pub fn json_answer(status: StatusCode, body: &impl Serialize) -> Result<Response
     );
     Ok(response)
 }
+
+/// The error of an answer asked of an outcome another kind of write recorded: a key answers
+/// only the request it was taken for (its fingerprint names the path), so this is a bug.
+pub fn not_this_write(outcome: &WriteOutcome) -> ApiError {
+    let kind = match outcome {
+        WriteOutcome::Order(_) => "an order",
+        WriteOutcome::CodeReissued(_) => "a code reissue",
+    };
+    ApiError::Internal(anyhow::anyhow!("a key recorded {kind} for another write"))
+}

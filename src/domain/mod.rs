@@ -25,7 +25,7 @@ pub use event::{
 pub use geo::{GeoPoint, RadiusKm};
 pub use order::{
     NewOrder, Order, OrderChange, OrderDetails, OrderFields, OrderLine, OrderOutcome, OrderPlan,
-    OrderRefusal, PlannedLine, SaleState, Shortage, TierChoice, WriteOutcome,
+    OrderRefusal, PlannedLine, ReissuedCode, SaleState, Shortage, TierChoice, WriteOutcome,
 };
 pub use paging::PageRequest;
 pub use payment::{Payment, PaymentProvider, PaymentStatus};

@@ -417,6 +417,17 @@ pub enum WriteOutcome {
     /// An order placed, paid or cancelled (a ticket's write included: an order of one), as the
     /// write left it.
     Order(Box<OrderDetails>),
+    /// A ticket's code reissued: the code it now has.
+    CodeReissued(ReissuedCode),
+}
+
+/// What a reissued ticket code names (its text is signed from it when shown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReissuedCode {
+    pub ticket_id: Uuid,
+    pub event_id: Uuid,
+    pub tier_id: Uuid,
+    pub serial: u32,
 }
 
 impl WriteOutcome {
@@ -436,6 +447,7 @@ impl WriteOutcome {
                 }
                 WriteOutcome::Order(details)
             }
+            reissued @ WriteOutcome::CodeReissued(_) => reissued,
         }
     }
 }

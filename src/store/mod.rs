@@ -111,6 +111,22 @@ pub enum OrderAction {
     Refund,
 }
 
+/// How a reissue of a ticket's code ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeReissue {
+    /// The ticket's code serial is now `serial`; the lower ones are revoked.
+    Done {
+        event_id: Uuid,
+        tier_id: Uuid,
+        serial: i32,
+    },
+    NotFound,
+    NotOwner,
+    NotPaid,
+    /// Reissued as many times as a day allows.
+    TooMany,
+}
+
 /// One buyer's tickets or orders; `status` filters on the effective status.
 #[derive(Debug, Clone)]
 pub struct BuyerFilter {
@@ -379,6 +395,18 @@ pub trait TicketStore: Send + Sync {
         key: Option<&HeldKey>,
     ) -> StoreResult<OrderChange>;
     async fn find_order(&self, id: Uuid) -> StoreResult<Option<OrderDetails>>;
+    /// A ticket's code serial (1 until reissued); `None` when there is no such ticket.
+    async fn ticket_code_serial(&self, ticket_id: Uuid) -> StoreResult<Option<i32>>;
+    /// Reissues the code of a paid ticket of `user_id` (its serial goes up by one) unless it
+    /// was reissued `per_day` times in the last 24 h; with a `key`, a done reissue's outcome is
+    /// recorded on it in the same transaction.
+    async fn reissue_code(
+        &self,
+        ticket_id: Uuid,
+        user_id: Uuid,
+        per_day: i64,
+        key: Option<&HeldKey>,
+    ) -> StoreResult<CodeReissue>;
     /// A user's orders, newest first; `status` filters on the effective status.
     async fn user_orders(&self, filter: &BuyerFilter) -> StoreResult<Page<OrderDetails>>;
     /// Expires up to `batch_size` due orders with their tickets and gives their seats back, in

@@ -20,15 +20,16 @@ use super::ledger;
 use super::order_batch::OrderRequest;
 use super::sql::{self, CredentialsRow};
 use super::{
-    Backend, BuyerFilter, ChangeCursor, ClaimTerms, EventChanges, EventFilter, EventStore, HeldKey,
-    IdempotencyClaim, IdempotencyStore, Infrastructure, KeyUse, NearbyQuery, OrderAction, Page,
-    PoolStats, Position, RequestKey, SearchableEvents, StoreError, StoreOptions, StoreResult,
-    TicketStore, TierChange, UserStore,
+    Backend, BuyerFilter, ChangeCursor, ClaimTerms, CodeReissue, EventChanges, EventFilter,
+    EventStore, HeldKey, IdempotencyClaim, IdempotencyStore, Infrastructure, KeyUse, NearbyQuery,
+    OrderAction, Page, PoolStats, Position, RequestKey, SearchableEvents, StoreError, StoreOptions,
+    StoreResult, TicketStore, TierChange, UserStore,
 };
 use crate::domain::{
     Change, Event, EventDelete, EventDetails, EventDraft, EventStats, EventUpdate, GeoPoint,
     NearbyEvent, NewEvent, NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest,
-    SeatsBack, SeatsBackCause, TicketDetails, TicketOrder, TierOutcome, User, WriteOutcome,
+    ReissuedCode, SeatsBack, SeatsBackCause, TicketDetails, TicketOrder, TierOutcome, User,
+    WriteOutcome,
 };
 
 /// The advisory lock of the buyer history fold (any constant no other lock uses).
@@ -786,6 +787,55 @@ impl TicketStore for PgStore {
         Ok(outcome)
     }
 
+    async fn ticket_code_serial(&self, ticket_id: Uuid) -> StoreResult<Option<i32>> {
+        let serial = sqlx::query_scalar(sql::CODE_SERIAL)
+            .bind(ticket_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(serial)
+    }
+
+    #[tracing::instrument(skip(self, key))]
+    async fn reissue_code(
+        &self,
+        ticket_id: Uuid,
+        user_id: Uuid,
+        per_day: i64,
+        key: Option<&HeldKey>,
+    ) -> StoreResult<CodeReissue> {
+        let (mut tx, now) = begin_write(&self.pool).await?;
+        let reissue = sql::reissue_code_on::<Postgres>(
+            &mut tx,
+            sql::TICKET_FOR_REISSUE_LOCKED,
+            ticket_id,
+            user_id,
+            per_day,
+            now,
+        );
+        let outcome = reissue.await?;
+        if let (
+            Some(key),
+            CodeReissue::Done {
+                event_id,
+                tier_id,
+                serial,
+            },
+        ) = (key, outcome)
+        {
+            let reissued = WriteOutcome::CodeReissued(ReissuedCode {
+                ticket_id,
+                event_id,
+                tier_id,
+                serial: u32::try_from(serial).unwrap_or(u32::MAX),
+            });
+            if !sql::record_outcome_on::<Postgres>(&mut tx, key, &reissued).await? {
+                return Err(StoreError::ClaimLost);
+            }
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
     async fn find_order(&self, id: Uuid) -> StoreResult<Option<OrderDetails>> {
         let mut conn = self.pool.acquire().await?;
         let row: Option<OrderRow> = sqlx::query_as(sql::FIND_ORDER)
@@ -896,6 +946,11 @@ impl IdempotencyStore for PgStore {
             .execute(&self.pool)
             .await?
             .rows_affected();
+        // A ticket's reissues count for 24 h, as keys do.
+        sqlx::query(sql::PURGE_CODE_REISSUES)
+            .bind(older_than)
+            .execute(&self.pool)
+            .await?;
         Ok(purged)
     }
 }

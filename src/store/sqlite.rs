@@ -23,16 +23,16 @@ use super::ledger;
 use super::order_batch::{OrderRequest, Pending};
 use super::sql::{self, CredentialsRow, Micros};
 use super::{
-    Backend, BuyerFilter, ChangeCursor, ClaimTerms, EventChanges, EventFilter, EventStore, HeldKey,
-    IdempotencyClaim, IdempotencyStore, Infrastructure, KeyUse, NearbyQuery, OrderAction, Page,
-    PoolStats, Position, RequestKey, SearchableEvents, StoreError, StoreOptions, StoreResult,
-    TicketStore, TierChange, UserStore,
+    Backend, BuyerFilter, ChangeCursor, ClaimTerms, CodeReissue, EventChanges, EventFilter,
+    EventStore, HeldKey, IdempotencyClaim, IdempotencyStore, Infrastructure, KeyUse, NearbyQuery,
+    OrderAction, Page, PoolStats, Position, RequestKey, SearchableEvents, StoreError, StoreOptions,
+    StoreResult, TicketStore, TierChange, UserStore,
 };
 use crate::domain::{
     Change, Event, EventDelete, EventDetails, EventDraft, EventStats, EventUpdate, GeoPoint,
     NearbyEvent, NewEvent, NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome,
-    OrderRefusal, PageRequest, SeatsBack, SeatsBackCause, TicketDetails, TicketOrder, TierOutcome,
-    User, WriteOutcome,
+    OrderRefusal, PageRequest, ReissuedCode, SeatsBack, SeatsBackCause, TicketDetails, TicketOrder,
+    TierOutcome, User, WriteOutcome,
 };
 
 type UserRow = sql::UserRow<Micros>;
@@ -890,6 +890,57 @@ impl TicketStore for SqliteStore {
         tx.finish(key, outcome).await
     }
 
+    async fn ticket_code_serial(&self, ticket_id: Uuid) -> StoreResult<Option<i32>> {
+        let serial = sqlx::query_scalar(sql::CODE_SERIAL)
+            .bind(ticket_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(serial)
+    }
+
+    #[tracing::instrument(skip(self, key))]
+    async fn reissue_code(
+        &self,
+        ticket_id: Uuid,
+        user_id: Uuid,
+        per_day: i64,
+        key: Option<&HeldKey>,
+    ) -> StoreResult<CodeReissue> {
+        let mut tx = self.begin_immediate().await?;
+        let now = tx.now();
+        let reissue = sql::reissue_code_on::<Sqlite>(
+            &mut tx,
+            sql::TICKET_FOR_REISSUE,
+            ticket_id,
+            user_id,
+            per_day,
+            now,
+        );
+        let outcome = reissue.await?;
+        if let (
+            Some(key),
+            CodeReissue::Done {
+                event_id,
+                tier_id,
+                serial,
+            },
+        ) = (key, outcome)
+        {
+            let reissued = WriteOutcome::CodeReissued(ReissuedCode {
+                ticket_id,
+                event_id,
+                tier_id,
+                serial: u32::try_from(serial).unwrap_or(u32::MAX),
+            });
+            if !sql::record_outcome_on::<Sqlite>(&mut tx, key, &reissued).await? {
+                tx.rollback().await?;
+                return Err(StoreError::ClaimLost);
+            }
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
     async fn find_order(&self, id: Uuid) -> StoreResult<Option<OrderDetails>> {
         order_on(&mut *self.reader().await?, id).await
     }
@@ -999,6 +1050,11 @@ impl IdempotencyStore for SqliteStore {
             .execute(&self.writer)
             .await?
             .rows_affected();
+        // A ticket's reissues count for 24 h, as keys do.
+        sqlx::query(sql::PURGE_CODE_REISSUES)
+            .bind(Micros::from(older_than))
+            .execute(&self.writer)
+            .await?;
         Ok(purged)
     }
 }

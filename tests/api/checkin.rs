@@ -14,6 +14,8 @@ use crate::helpers::{Backend, TestApp};
 backend_tests!(
     a_paid_ticket_has_a_signed_code_its_owner_alone_may_see,
     a_code_verifies_offline_with_the_published_keys,
+    a_reissued_code_has_the_next_serial_within_a_daily_limit,
+    concurrent_reissues_never_pass_the_daily_limit,
 );
 
 /// The keys `GET /checkin/keys` publishes, as the decoder takes them.
@@ -216,4 +218,108 @@ async fn a_code_verifies_offline_with_the_published_keys(backend: Backend) {
     let invalid = verify(&changed);
     assert!(!invalid.status.success());
     assert!(String::from_utf8_lossy(&invalid.stderr).contains("invalid"));
+}
+
+/// A reissue gives the ticket the next serial (the earlier codes are revoked: the ticket's code
+/// names the new serial from then on), at most `CHECKIN_REISSUES_PER_DAY` times in 24 h; a
+/// keyed reissue is done once and replayed; only the owner of a paid ticket may.
+async fn a_reissued_code_has_the_next_serial_within_a_daily_limit(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |settings| {
+        settings.checkin_reissues_per_day = 2;
+    })
+    .await;
+    let (organiser, buyer, _, ticket) = reserved_ticket(&app).await;
+    let ticket_id = ticket["id"].as_str().unwrap();
+    let reissue_path = format!("/tickets/{ticket_id}/code/reissue");
+    let (status, _) = app.post(&reissue_path, Some(&buyer), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "not paid yet");
+    app.post(
+        &format!("/tickets/{ticket_id}/pay"),
+        Some(&buyer),
+        json!({}),
+    )
+    .await;
+    let (_, first) = app
+        .get(&format!("/tickets/{ticket_id}/code"), Some(&buyer))
+        .await;
+    let (status, _) = app.post(&reissue_path, Some(&organiser), json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the creator may not");
+
+    let keyed = || {
+        app.client
+            .post(app.url(&reissue_path))
+            .bearer_auth(&buyer)
+            .header("Idempotency-Key", "reissue-1")
+            .send()
+    };
+    let answer = keyed().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.headers()["cache-control"], "private, no-store");
+    let body = answer.text().await.unwrap();
+    let second: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(second["serial"], 2);
+    assert_ne!(second["code"], first["code"]);
+    let (_, keys) = published_keys(&app).await;
+    let decoded = code::decode(second["code"].as_str().unwrap(), &keys).unwrap();
+    assert_eq!(decoded.serial, 2);
+    let replay = keyed().await.unwrap();
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(replay.text().await.unwrap(), body, "done once, replayed");
+    let (_, current) = app
+        .get(&format!("/tickets/{ticket_id}/code"), Some(&buyer))
+        .await;
+    assert_eq!(current["code"], second["code"], "the code now has serial 2");
+
+    let (status, third) = app.post(&reissue_path, Some(&buyer), json!({})).await;
+    assert_eq!(
+        (status, third["serial"].clone()),
+        (StatusCode::OK, json!(3))
+    );
+    let refused = app
+        .client
+        .post(app.url(&reissue_path))
+        .bearer_auth(&buyer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS, "two a day");
+    assert!(refused.headers().contains_key("retry-after"));
+    let unknown = format!("/tickets/{}/code/reissue", uuid::Uuid::new_v4());
+    assert_eq!(
+        app.post(&unknown, Some(&buyer), json!({})).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// Twelve reissues of one ticket at once with a limit of 3: exactly three pass, and the serial
+/// counts exactly those.
+async fn concurrent_reissues_never_pass_the_daily_limit(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |settings| {
+        settings.checkin_reissues_per_day = 3;
+    })
+    .await;
+    let (_, buyer, _, ticket) = reserved_ticket(&app).await;
+    let ticket_id = ticket["id"].as_str().unwrap();
+    app.post(
+        &format!("/tickets/{ticket_id}/pay"),
+        Some(&buyer),
+        json!({}),
+    )
+    .await;
+    let reissue_path = format!("/tickets/{ticket_id}/code/reissue");
+    let attempts = (0..12).map(|_| app.post(&reissue_path, Some(&buyer), json!({})));
+    let answers = futures::future::join_all(attempts).await;
+    let passed = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::OK)
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((passed, refused), (3, 9), "{answers:?}");
+    let (_, current) = app
+        .get(&format!("/tickets/{ticket_id}/code"), Some(&buyer))
+        .await;
+    assert_eq!(current["serial"], 4);
 }

@@ -174,5 +174,7 @@ fn order_answer(success: StatusCode) -> impl Fn(&WriteOutcome) -> Result<Respons
             let at = order.order.updated_at;
             json_answer(success, &OrderResponse::new(order.as_ref().clone(), at))
         }
+        // A key answers only the request it was taken for (the path is in its fingerprint).
+        other => Err(idempotency::not_this_write(other)),
     }
 }

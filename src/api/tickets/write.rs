@@ -122,6 +122,7 @@ fn ticket_answer(success: StatusCode) -> impl Fn(&WriteOutcome) -> Result<Respon
             let shown = TicketResponse::new(ticket.clone(), &order.order, at);
             json_answer(success, &shown)
         }
+        other => Err(idempotency::not_this_write(other)),
     }
 }
 

@@ -16,9 +16,11 @@ mod tiers;
 #[macro_use]
 mod orders;
 mod changes;
+mod checkin;
 mod idempotency;
 
 pub(super) use self::changes::*;
+pub(super) use self::checkin::*;
 pub(super) use self::events::*;
 pub(super) use self::idempotency::*;
 pub(super) use self::orders::*;
