@@ -190,11 +190,12 @@ impl From<ServiceError> for ApiError {
             ServiceError::HoldExpired => ApiError::Gone(detail),
             ServiceError::NoLocation => ApiError::BadRequest(detail),
             ServiceError::IdempotencyKeyReused => ApiError::idempotency_key(detail),
-            ServiceError::TooManyIdempotencyKeys | ServiceError::TooManyReissues => {
-                ApiError::TooManyRequests {
-                    retry_after: std::time::Duration::from_secs(3600),
-                }
-            }
+            ServiceError::TooManyIdempotencyKeys => ApiError::TooManyRequests {
+                retry_after: std::time::Duration::from_secs(3600),
+            },
+            ServiceError::TooManyReissues { retry_after } => ApiError::TooManyRequests {
+                retry_after: retry_after.max(std::time::Duration::from_secs(1)),
+            },
             ServiceError::Overloaded { retry_after } => ApiError::Overloaded { retry_after },
             ServiceError::Unavailable(error) => ApiError::Unavailable(error.into()),
             ServiceError::Internal(error) => ApiError::Internal(error),

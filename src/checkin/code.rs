@@ -151,6 +151,29 @@ mod tests {
     }
 
     #[test]
+    fn the_payload_is_laid_out_as_the_contract_says() {
+        let code = TicketCode {
+            key_id: 0x0102,
+            ticket_id: Uuid::from_u128(0x1111_2222_3333_4444_5555_6666_7777_8888),
+            event_id: Uuid::from_u128(0xaaaa_bbbb_cccc_dddd_eeee_ffff_0000_1111),
+            tier_id: Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef),
+            serial: 0x0a0b_0c0d,
+        };
+        let hex: String = code.payload().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            concat!(
+                "01",
+                "0102",
+                "11112222333344445555666677778888",
+                "aaaabbbbccccddddeeeeffff00001111",
+                "0123456789abcdef0123456789abcdef",
+                "0a0b0c0d"
+            )
+        );
+    }
+
+    #[test]
     fn what_is_not_a_code_of_these_keys_is_refused_with_its_reason() {
         let signing = key(9);
         let keys = PublicKeys::new([(4, signing.verifying_key())]);

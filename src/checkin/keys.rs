@@ -87,9 +87,15 @@ impl TicketKeys {
             let (id, seed) = entry.split_once(':').ok_or_else(|| {
                 anyhow::anyhow!("TICKET_SIGNING_KEYS entry {} is not key_id:seed", index + 1)
             })?;
-            let id: u16 = id.trim().parse().map_err(|_| {
-                anyhow::anyhow!("TICKET_SIGNING_KEYS entry {}: key_id 0–65535", index + 1)
-            })?;
+            let id = id.trim();
+            let id: u16 = id
+                .bytes()
+                .all(|byte| byte.is_ascii_digit())
+                .then(|| id.parse().ok())
+                .flatten()
+                .ok_or_else(|| {
+                    anyhow::anyhow!("TICKET_SIGNING_KEYS entry {}: key_id 0–65535", index + 1)
+                })?;
             let seed: [u8; 32] = SEED_TEXT
                 .decode(seed.trim())
                 .ok()
@@ -112,6 +118,11 @@ impl TicketKeys {
     /// The key new codes are signed with, and its id.
     pub fn signing(&self) -> (u16, &SigningKey) {
         (self.signing, &self.keys[&self.signing])
+    }
+
+    /// Key `key_id`, if it is still kept.
+    pub fn key(&self, key_id: u16) -> Option<(u16, &SigningKey)> {
+        self.keys.get(&key_id).map(|key| (key_id, key))
     }
 
     pub fn public(&self) -> PublicKeys {
@@ -177,6 +188,7 @@ mod tests {
             format!("x:{seed}"),
             format!("70000:{seed}"),
             "1:c2hvcnQ".to_owned(),
+            format!("+1:{seed}"),
             format!("1:{seed},1:{seed}"),
         ] {
             assert!(TicketKeys::parse(&bad).is_err(), "{bad:?}");

@@ -22,6 +22,7 @@ pub fn verify_code(code: &str, keys_file: &Path) -> anyhow::Result<String> {
     #[derive(Deserialize)]
     struct KeyEntry {
         key_id: u16,
+        alg: String,
         public_key: String,
         #[serde(default)]
         signing: bool,
@@ -34,15 +35,25 @@ pub fn verify_code(code: &str, keys_file: &Path) -> anyhow::Result<String> {
             keys_file.display()
         )
     })?;
-    let listed: Vec<ListedKey> = answer
-        .keys
-        .into_iter()
-        .map(|key| ListedKey {
+    let mut listed: Vec<ListedKey> = Vec::with_capacity(answer.keys.len());
+    for key in answer.keys {
+        anyhow::ensure!(
+            key.alg == "Ed25519",
+            "key {}: algorithm {} (only Ed25519)",
+            key.key_id,
+            key.alg
+        );
+        anyhow::ensure!(
+            listed.iter().all(|seen| seen.key_id != key.key_id),
+            "key {} is listed twice",
+            key.key_id
+        );
+        listed.push(ListedKey {
             key_id: key.key_id,
             public_key: key.public_key,
             signing: key.signing,
-        })
-        .collect();
+        });
+    }
     let public = keys::public_keys_of(&listed)?;
     let code =
         code::decode(code.trim(), &public).map_err(|error| anyhow::anyhow!("invalid: {error}"))?;

@@ -2,7 +2,8 @@
 //! that mode's alphabet), the smallest version for the error correction asked, a quiet zone of
 //! 4 modules, one SVG unit per module.
 
-use qrcode::{Color, EcLevel, QrCode};
+use qrcode::bits::Bits;
+use qrcode::{Color, EcLevel, QrCode, Version};
 
 /// How much of a damaged code a scanner can still read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,8 +42,17 @@ pub fn svg(text: &str, correction: Correction) -> anyhow::Result<String> {
         Correction::Quartile => EcLevel::Q,
         Correction::High => EcLevel::H,
     };
-    let code = QrCode::with_error_correction_level(text.as_bytes(), level)
-        .map_err(|error| anyhow::anyhow!("a ticket code does not fit a QR code: {error}"))?;
+    // The segments are chosen here, not by the encoder: it would split runs of digits into
+    // numeric segments, and the contract (and scanners' text reading) wants one alphanumeric
+    // segment. The smallest version that holds it, for this correction level.
+    let code = (1..=40)
+        .find_map(|version| {
+            let mut bits = Bits::new(Version::Normal(version));
+            bits.push_alphanumeric_data(text.as_bytes()).ok()?;
+            bits.push_terminator(level).ok()?;
+            QrCode::with_bits(bits, level).ok()
+        })
+        .ok_or_else(|| anyhow::anyhow!("a ticket code does not fit a QR code"))?;
     let width = code.width();
     let size = width + 2 * QUIET_ZONE;
     let mut path = String::with_capacity(width * width * 4);
@@ -65,11 +75,16 @@ mod tests {
 
     #[test]
     fn a_code_takes_the_smallest_version_of_its_correction() {
-        // 184 characters of the alphanumeric alphabet, as every code is.
-        let text = format!("NTX1:{}", "A1 $%*+-./:".repeat(17))
-            .chars()
-            .take(184)
-            .collect::<String>();
+        // 184 characters of the alphanumeric alphabet, as every code is, with a long run of
+        // digits (which an encoder choosing its own segments would make a numeric one).
+        let text = format!(
+            "NTX1:{}{}",
+            "0123456789".repeat(3),
+            "A1 $%*+-./:".repeat(15)
+        )
+        .chars()
+        .take(184)
+        .collect::<String>();
         for (correction, size) in [
             (Correction::Low, 49),
             (Correction::Medium, 57),

@@ -421,13 +421,15 @@ pub enum WriteOutcome {
     CodeReissued(ReissuedCode),
 }
 
-/// What a reissued ticket code names (its text is signed from it when shown).
+/// What a ticket code names, with the key it is signed with: its text is signed from it when
+/// shown, so a replay signs it again as it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReissuedCode {
     pub ticket_id: Uuid,
     pub event_id: Uuid,
     pub tier_id: Uuid,
     pub serial: u32,
+    pub key_id: u16,
 }
 
 impl WriteOutcome {

@@ -67,12 +67,16 @@ impl Checkin {
             event_id: details.ticket.event_id,
             tier_id: details.tier.id,
             serial: u32::try_from(serial).unwrap_or(u32::MAX),
+            key_id: self.keys.signing().0,
         }))
     }
 
-    /// `named` signed with the signing key.
+    /// `named` signed with its key, or with the signing key if its key is no longer kept.
     pub fn issue(&self, named: ReissuedCode) -> IssuedCode {
-        let (key_id, key) = self.keys.signing();
+        let (key_id, key) = self
+            .keys
+            .key(named.key_id)
+            .unwrap_or_else(|| self.keys.signing());
         let code = TicketCode {
             key_id,
             ticket_id: named.ticket_id,
@@ -96,25 +100,18 @@ impl Checkin {
         key: Option<&HeldKey>,
     ) -> Result<WriteOutcome, ServiceError> {
         let per_day = i64::from(self.reissues_per_day);
-        match self
+        let signing_key = self.keys.signing().0;
+        let reissue = self
             .store
-            .reissue_code(ticket_id, user_id, per_day, key)
-            .await?
-        {
-            CodeReissue::Done {
-                event_id,
-                tier_id,
-                serial,
-            } => Ok(WriteOutcome::CodeReissued(ReissuedCode {
-                ticket_id,
-                event_id,
-                tier_id,
-                serial: u32::try_from(serial).unwrap_or(u32::MAX),
-            })),
+            .reissue_code(ticket_id, user_id, per_day, signing_key, key);
+        match reissue.await? {
+            CodeReissue::Done(reissued) => Ok(WriteOutcome::CodeReissued(reissued)),
             CodeReissue::NotFound => Err(ServiceError::NotFound(Resource::Ticket, ticket_id)),
             CodeReissue::NotOwner => Err(ServiceError::NotOwner(Action::ViewTicketCode)),
             CodeReissue::NotPaid => Err(ServiceError::TicketNotPaid),
-            CodeReissue::TooMany => Err(ServiceError::TooManyReissues),
+            CodeReissue::TooMany { retry_after } => {
+                Err(ServiceError::TooManyReissues { retry_after })
+            }
         }
     }
 }

@@ -112,9 +112,9 @@ pub enum ServiceError {
     HoldExpired,
     #[error("{}", not_reserved(*.0))]
     NotReserved(TicketStatus),
-    /// A ticket's code reissued as many times as a day allows.
-    #[error("This ticket's code was reissued too often; try again tomorrow")]
-    TooManyReissues,
+    /// A ticket's code reissued as many times as a day allows, for `retry_after` more.
+    #[error("This ticket's code was reissued as often as a day allows")]
+    TooManyReissues { retry_after: std::time::Duration },
     /// A code asked for a ticket that is not paid.
     #[error("Ticket is not paid")]
     TicketNotPaid,

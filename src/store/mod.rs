@@ -29,7 +29,8 @@ use uuid::Uuid;
 use crate::domain::{
     Event, EventDelete, EventDetails, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent,
     NewEvent, NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest, RadiusKm,
-    TicketDetails, TicketOrder, TicketStatus, TierDraft, TierOutcome, User, WriteOutcome,
+    ReissuedCode, TicketDetails, TicketOrder, TicketStatus, TierDraft, TierOutcome, User,
+    WriteOutcome,
 };
 
 pub use error::StoreError;
@@ -114,17 +115,15 @@ pub enum OrderAction {
 /// How a reissue of a ticket's code ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CodeReissue {
-    /// The ticket's code serial is now `serial`; the lower ones are revoked.
-    Done {
-        event_id: Uuid,
-        tier_id: Uuid,
-        serial: i32,
-    },
+    /// The ticket's new code; the lower serials are revoked.
+    Done(ReissuedCode),
     NotFound,
     NotOwner,
     NotPaid,
-    /// Reissued as many times as a day allows.
-    TooMany,
+    /// Reissued as many times as a day allows, for `retry_after` more.
+    TooMany {
+        retry_after: Duration,
+    },
 }
 
 /// One buyer's tickets or orders; `status` filters on the effective status.
@@ -405,6 +404,7 @@ pub trait TicketStore: Send + Sync {
         ticket_id: Uuid,
         user_id: Uuid,
         per_day: i64,
+        signing_key: u16,
         key: Option<&HeldKey>,
     ) -> StoreResult<CodeReissue>;
     /// A user's orders, newest first; `status` filters on the effective status.

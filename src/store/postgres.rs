@@ -28,8 +28,7 @@ use super::{
 use crate::domain::{
     Change, Event, EventDelete, EventDetails, EventDraft, EventStats, EventUpdate, GeoPoint,
     NearbyEvent, NewEvent, NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest,
-    ReissuedCode, SeatsBack, SeatsBackCause, TicketDetails, TicketOrder, TierOutcome, User,
-    WriteOutcome,
+    SeatsBack, SeatsBackCause, TicketDetails, TicketOrder, TierOutcome, User, WriteOutcome,
 };
 
 /// The advisory lock of the buyer history fold (any constant no other lock uses).
@@ -801,6 +800,7 @@ impl TicketStore for PgStore {
         ticket_id: Uuid,
         user_id: Uuid,
         per_day: i64,
+        signing_key: u16,
         key: Option<&HeldKey>,
     ) -> StoreResult<CodeReissue> {
         let (mut tx, now) = begin_write(&self.pool).await?;
@@ -810,24 +810,12 @@ impl TicketStore for PgStore {
             ticket_id,
             user_id,
             per_day,
+            signing_key,
             now,
         );
         let outcome = reissue.await?;
-        if let (
-            Some(key),
-            CodeReissue::Done {
-                event_id,
-                tier_id,
-                serial,
-            },
-        ) = (key, outcome)
-        {
-            let reissued = WriteOutcome::CodeReissued(ReissuedCode {
-                ticket_id,
-                event_id,
-                tier_id,
-                serial: u32::try_from(serial).unwrap_or(u32::MAX),
-            });
+        if let (Some(key), CodeReissue::Done(reissued)) = (key, outcome) {
+            let reissued = WriteOutcome::CodeReissued(reissued);
             if !sql::record_outcome_on::<Postgres>(&mut tx, key, &reissued).await? {
                 return Err(StoreError::ClaimLost);
             }

@@ -31,8 +31,8 @@ use super::{
 use crate::domain::{
     Change, Event, EventDelete, EventDetails, EventDraft, EventStats, EventUpdate, GeoPoint,
     NearbyEvent, NewEvent, NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome,
-    OrderRefusal, PageRequest, ReissuedCode, SeatsBack, SeatsBackCause, TicketDetails, TicketOrder,
-    TierOutcome, User, WriteOutcome,
+    OrderRefusal, PageRequest, SeatsBack, SeatsBackCause, TicketDetails, TicketOrder, TierOutcome,
+    User, WriteOutcome,
 };
 
 type UserRow = sql::UserRow<Micros>;
@@ -904,6 +904,7 @@ impl TicketStore for SqliteStore {
         ticket_id: Uuid,
         user_id: Uuid,
         per_day: i64,
+        signing_key: u16,
         key: Option<&HeldKey>,
     ) -> StoreResult<CodeReissue> {
         let mut tx = self.begin_immediate().await?;
@@ -914,24 +915,12 @@ impl TicketStore for SqliteStore {
             ticket_id,
             user_id,
             per_day,
+            signing_key,
             now,
         );
         let outcome = reissue.await?;
-        if let (
-            Some(key),
-            CodeReissue::Done {
-                event_id,
-                tier_id,
-                serial,
-            },
-        ) = (key, outcome)
-        {
-            let reissued = WriteOutcome::CodeReissued(ReissuedCode {
-                ticket_id,
-                event_id,
-                tier_id,
-                serial: u32::try_from(serial).unwrap_or(u32::MAX),
-            });
+        if let (Some(key), CodeReissue::Done(reissued)) = (key, outcome) {
+            let reissued = WriteOutcome::CodeReissued(reissued);
             if !sql::record_outcome_on::<Sqlite>(&mut tx, key, &reissued).await? {
                 tx.rollback().await?;
                 return Err(StoreError::ClaimLost);

@@ -283,7 +283,15 @@ async fn a_reissued_code_has_the_next_serial_within_a_daily_limit(backend: Backe
         .await
         .unwrap();
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS, "two a day");
-    assert!(refused.headers().contains_key("retry-after"));
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (86_000..=86_400).contains(&wait),
+        "until the first reissue is a day old: {wait} s"
+    );
     let unknown = format!("/tickets/{}/code/reissue", uuid::Uuid::new_v4());
     assert_eq!(
         app.post(&unknown, Some(&buyer), json!({})).await.0,

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{Database, Encode, FromRow, Type};
 use uuid::Uuid;
 
-use super::{Dialect, parse_status};
-use crate::domain::TicketStatus;
+use super::{Dialect, StoredTime, parse_status};
+use crate::domain::{ReissuedCode, TicketStatus};
 use crate::store::{CodeReissue, StoreError};
 
 /// `$1` ticket: its code serial.
@@ -13,10 +13,14 @@ pub(in crate::store) const CODE_SERIAL: &str = "SELECT code_serial FROM tickets 
 
 /// `$1` ticket: its owner, status, event and tier ([`TICKET_FOR_REISSUE_LOCKED`] locks the row
 /// on PostgreSQL).
-pub(in crate::store) const TICKET_FOR_REISSUE: &str =
-    "SELECT user_id, status, event_id, tier_id FROM tickets WHERE id = $1";
+macro_rules! ticket_for_reissue {
+    () => {
+        "SELECT user_id, status, event_id, tier_id FROM tickets WHERE id = $1"
+    };
+}
+pub(in crate::store) const TICKET_FOR_REISSUE: &str = ticket_for_reissue!();
 pub(in crate::store) const TICKET_FOR_REISSUE_LOCKED: &str =
-    "SELECT user_id, status, event_id, tier_id FROM tickets WHERE id = $1 FOR UPDATE";
+    concat!(ticket_for_reissue!(), " FOR UPDATE");
 
 /// `$1` an instant: reissues before it no longer count.
 pub(in crate::store) const PURGE_CODE_REISSUES: &str =
@@ -24,13 +28,15 @@ pub(in crate::store) const PURGE_CODE_REISSUES: &str =
 
 /// Reissues the code of ticket `ticket_id` of `user_id` inside the caller's transaction, after
 /// `ticket_sql` (one of [`TICKET_FOR_REISSUE`]) read it: a paid ticket's serial goes up by one,
-/// unless it was reissued `per_day` times in the 24 h before `now`.
+/// unless it was reissued `per_day` times in the 24 h before `now`; the new code is to be
+/// signed with `signing_key`.
 pub(in crate::store) async fn reissue_code_on<DB: Dialect>(
     conn: &mut DB::Connection,
     ticket_sql: &'static str,
     ticket_id: Uuid,
     user_id: Uuid,
     per_day: i64,
+    signing_key: u16,
     now: DateTime<Utc>,
 ) -> Result<CodeReissue, StoreError>
 where
@@ -38,7 +44,7 @@ where
     for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     for<'q> Uuid: Encode<'q, DB> + Type<DB>,
     for<'r> (Uuid, String, Uuid, Uuid): FromRow<'r, DB::Row>,
-    for<'r> (i64,): FromRow<'r, DB::Row>,
+    for<'r> (i64, Option<DB::Time>): FromRow<'r, DB::Row>,
     for<'r> (i32,): FromRow<'r, DB::Row>,
 {
     let ticket: Option<(Uuid, String, Uuid, Uuid)> = sqlx::query_as(ticket_sql)
@@ -54,16 +60,20 @@ where
     if parse_status(&status)? != TicketStatus::Paid {
         return Ok(CodeReissue::NotPaid);
     }
-    let since = DB::Time::from(now - chrono::Duration::hours(24));
-    let (recent,): (i64,) = sqlx::query_as(
-        "SELECT count(*) FROM ticket_code_reissues WHERE ticket_id = $1 AND reissued_at > $2",
+    let day = chrono::Duration::hours(24);
+    let (recent, oldest): (i64, Option<DB::Time>) = sqlx::query_as(
+        "SELECT count(*), min(reissued_at) FROM ticket_code_reissues
+         WHERE ticket_id = $1 AND reissued_at > $2",
     )
     .bind(ticket_id)
-    .bind(since)
+    .bind(DB::Time::from(now - day))
     .fetch_one(&mut *conn)
     .await?;
     if recent >= per_day {
-        return Ok(CodeReissue::TooMany);
+        // Until the oldest counted reissue is a day old.
+        let oldest = oldest.map(StoredTime::into_utc).transpose()?.unwrap_or(now);
+        let wait = (oldest + day - now).to_std().unwrap_or_default();
+        return Ok(CodeReissue::TooMany { retry_after: wait });
     }
     let (serial,): (i32,) = sqlx::query_as(
         "UPDATE tickets SET code_serial = code_serial + 1 WHERE id = $1 RETURNING code_serial",
@@ -76,9 +86,12 @@ where
         .bind(DB::Time::from(now))
         .execute(&mut *conn)
         .await?;
-    Ok(CodeReissue::Done {
+    Ok(CodeReissue::Done(ReissuedCode {
+        ticket_id,
         event_id,
         tier_id,
-        serial,
-    })
+        serial: u32::try_from(serial)
+            .map_err(|_| StoreError::Corrupt(format!("code serial {serial}")))?,
+        key_id: signing_key,
+    }))
 }
