@@ -193,7 +193,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::TooManyIdempotencyKeys => ApiError::TooManyRequests {
                 retry_after: std::time::Duration::from_secs(3600),
             },
-            ServiceError::TooManyReissues { retry_after } => ApiError::TooManyRequests {
+            ServiceError::TooManyReissues { retry_after }
+            | ServiceError::RateLimited { retry_after } => ApiError::TooManyRequests {
                 retry_after: retry_after.max(std::time::Duration::from_secs(1)),
             },
             ServiceError::Overloaded { retry_after } => ApiError::Overloaded { retry_after },

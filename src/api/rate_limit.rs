@@ -15,6 +15,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use uuid::Uuid;
 
 use super::error::ApiError;
+use crate::service::ServiceError;
 
 /// Forget idle buckets every this many checks, so the maps cannot grow without bound.
 const CLEANUP_EVERY: u64 = 4096;
@@ -140,10 +141,15 @@ impl UserRateLimits {
         too_many(self.event_writes.take(&user_id))
     }
 
-    /// Takes one pay request (of an order or a ticket), or answers 429: each may call the
-    /// payment provider.
-    pub fn pay(&self, user_id: Uuid) -> Result<(), ApiError> {
-        too_many(self.payments.take(&user_id))
+    /// Takes one pay (of an order or a ticket), or refuses it as rate-limited (429): each may
+    /// call the payment provider. Taken inside the write, so a replay costs nothing.
+    pub fn pay(&self, user_id: Uuid) -> Result<(), ServiceError> {
+        match self.payments.take(&user_id) {
+            None => Ok(()),
+            Some(wait) => Err(ServiceError::RateLimited {
+                retry_after: wait.max(Duration::from_secs(1)),
+            }),
+        }
     }
 }
 

@@ -112,6 +112,9 @@ pub enum ServiceError {
     HoldExpired,
     #[error("{}", not_reserved(*.0))]
     NotReserved(TicketStatus),
+    /// A per-user limit of requests reached, for `retry_after` more.
+    #[error("Too many attempts; try again later")]
+    RateLimited { retry_after: std::time::Duration },
     /// A ticket's code reissued as many times as a day allows, for `retry_after` more.
     #[error("This ticket's code was reissued as often as a day allows")]
     TooManyReissues { retry_after: std::time::Duration },

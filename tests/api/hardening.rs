@@ -890,9 +890,17 @@ async fn reservations_count_tickets_and_event_writes_are_limited(backend: Backen
     assert!(refused.headers().contains_key("retry-after"));
     let (status, second) = app.post("/orders/", token, order(2)).await;
     assert_eq!(status, StatusCode::CREATED);
-    // Two pay requests a minute: the third is refused before it reaches the order.
+    // Two pays a minute: the third is refused before it reaches the order; a replay of a
+    // keyed pay is no pay and is answered past the limit.
     let pay = format!("/orders/{}/pay", second["id"].as_str().unwrap());
-    assert_eq!(app.post(&pay, token, json!({})).await.0, StatusCode::OK);
+    let keyed_pay = || {
+        app.client
+            .post(app.url(&pay))
+            .bearer_auth(&user.token)
+            .header("Idempotency-Key", "pay-once")
+            .send()
+    };
+    assert_eq!(keyed_pay().await.unwrap().status(), StatusCode::OK);
     assert_eq!(
         app.post(&pay, token, json!({})).await.0,
         StatusCode::CONFLICT
@@ -910,6 +918,9 @@ async fn reservations_count_tickets_and_event_writes_are_limited(backend: Backen
         "two pays a minute"
     );
     assert!(refused.headers().contains_key("retry-after"));
+    let replay = keyed_pay().await.unwrap();
+    assert_eq!(replay.status(), StatusCode::OK);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
     let (status, _) = app
         .post("/tickets/", token, json!({"event_id": event["id"]}))
         .await;

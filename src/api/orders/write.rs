@@ -112,7 +112,6 @@ fn order_fingerprint(fields: &OrderFields) -> String {
     )
 )]
 pub async fn pay_order(command: OwnerCommand) -> Result<Response, ApiError> {
-    command.state.user_limits.pay(command.user_id)?;
     change_order(command, OrderAction::Pay).await
 }
 
@@ -154,8 +153,12 @@ async fn change_order(command: OwnerCommand, action: OrderAction) -> Result<Resp
         id: order_id,
         headers,
     } = command;
-    let orders = &state.orders;
+    let (orders, limits) = (&state.orders, &state.user_limits);
+    // Not for a replay: the limit is on pays done (each may call the payment provider).
     let apply = |key: Option<KeyUse>| async move {
+        if action == OrderAction::Pay {
+            limits.pay(user_id)?;
+        }
         let key = key.as_ref().map(KeyUse::held);
         let order = orders.change(user_id, order_id, action, key).await?;
         Ok(WriteOutcome::Order(Box::new(order)))

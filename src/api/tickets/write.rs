@@ -91,7 +91,6 @@ pub async fn reserve_ticket(
     )
 )]
 pub async fn pay_ticket(command: OwnerCommand) -> Result<Response, ApiError> {
-    command.state.user_limits.pay(command.user_id)?;
     change_ticket(command, OrderAction::Pay).await
 }
 
@@ -135,8 +134,12 @@ async fn change_ticket(command: OwnerCommand, action: OrderAction) -> Result<Res
         id: ticket_id,
         headers,
     } = command;
-    let orders = &state.orders;
+    let (orders, limits) = (&state.orders, &state.user_limits);
+    // Not for a replay: the limit is on pays done (each may call the payment provider).
     let apply = |key: Option<KeyUse>| async move {
+        if action == OrderAction::Pay {
+            limits.pay(user_id)?;
+        }
         let key = key.as_ref().map(KeyUse::held);
         let order = orders
             .change_ticket(user_id, ticket_id, action, key)
