@@ -748,7 +748,12 @@ impl TicketStore for PgStore {
     }
 
     async fn user_tickets(&self, filter: &BuyerFilter) -> StoreResult<Page<TicketDetails>> {
-        fetch_tickets_page!(&self.pool, filter)
+        fetch_buyer_page!(
+            &self.pool,
+            filter,
+            sql::BuyerRows::Tickets,
+            TicketRow::into_details
+        )
     }
 
     #[tracing::instrument(skip(self, key))]
@@ -836,7 +841,12 @@ impl TicketStore for PgStore {
     }
 
     async fn user_orders(&self, filter: &BuyerFilter) -> StoreResult<Page<OrderDetails>> {
-        let page: StoreResult<Page<OrderRow>> = fetch_orders_page!(&self.pool, filter);
+        let page: StoreResult<Page<OrderRow>> = fetch_buyer_page!(
+            &self.pool,
+            filter,
+            sql::BuyerRows::Orders,
+            |row: OrderRow| Ok(row)
+        );
         let page = page?;
         let mut conn = self.pool.acquire().await?;
         Ok(Page {

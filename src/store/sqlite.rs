@@ -866,7 +866,12 @@ impl TicketStore for SqliteStore {
     }
 
     async fn user_tickets(&self, filter: &BuyerFilter) -> StoreResult<Page<TicketDetails>> {
-        fetch_tickets_page!(&self.reader, filter)
+        fetch_buyer_page!(
+            &self.reader,
+            filter,
+            sql::BuyerRows::Tickets,
+            TicketRow::into_details
+        )
     }
 
     #[tracing::instrument(skip(self, key))]
@@ -935,7 +940,12 @@ impl TicketStore for SqliteStore {
     }
 
     async fn user_orders(&self, filter: &BuyerFilter) -> StoreResult<Page<OrderDetails>> {
-        let page: StoreResult<Page<OrderRow>> = fetch_orders_page!(&self.reader, filter);
+        let page: StoreResult<Page<OrderRow>> = fetch_buyer_page!(
+            &self.reader,
+            filter,
+            sql::BuyerRows::Orders,
+            |row: OrderRow| Ok(row)
+        );
         let page = page?;
         Ok(Page {
             items: orders_with_parts(&mut *self.reader().await?, page.items).await?,

@@ -224,17 +224,57 @@ impl<T: StoredTime> TicketRow<T> {
     }
 }
 
-/// The `WHERE` clause of a buyer's tickets (`alias` `t`) or orders (`o`): theirs, in the
-/// effective `status` (a reserved hold past its deadline counts as expired).
+/// What a buyer's page lists: their tickets, or their orders.
+#[derive(Clone, Copy)]
+pub(in crate::store) enum BuyerRows {
+    Tickets,
+    Orders,
+}
+
+impl BuyerRows {
+    fn table(self) -> &'static str {
+        match self {
+            BuyerRows::Tickets => "tickets",
+            BuyerRows::Orders => "orders",
+        }
+    }
+
+    /// The table's alias in [`Self::select`].
+    fn alias(self) -> &'static str {
+        match self {
+            BuyerRows::Tickets => "t",
+            BuyerRows::Orders => "o",
+        }
+    }
+
+    pub(in crate::store) fn select(self) -> &'static str {
+        match self {
+            BuyerRows::Tickets => SELECT_TICKETS,
+            BuyerRows::Orders => SELECT_ORDERS,
+        }
+    }
+
+    /// Newest first.
+    pub(in crate::store) fn order(self) -> &'static str {
+        match self {
+            BuyerRows::Tickets => TICKETS_ORDER,
+            BuyerRows::Orders => ORDERS_ORDER,
+        }
+    }
+}
+
+/// The `WHERE` clause of a buyer's tickets or orders: theirs, in the effective `status` (a
+/// reserved hold past its deadline counts as expired).
 pub(in crate::store) fn push_buyer_filter<'a, DB: Dialect>(
     builder: &mut QueryBuilder<'a, DB>,
-    alias: &str,
+    rows: BuyerRows,
     user_id: Uuid,
     status: Option<TicketStatus>,
     now: DateTime<Utc>,
 ) where
     Uuid: Encode<'a, DB> + Type<DB>,
 {
+    let alias = rows.alias();
     builder
         .push(format!(" WHERE {alias}.user_id = "))
         .push_bind(user_id);
@@ -265,15 +305,8 @@ pub(in crate::store) fn push_buyer_filter<'a, DB: Dialect>(
     }
 }
 
-/// What a buyer's page counts: their tickets, or their orders.
-#[derive(Clone, Copy)]
-pub(in crate::store) enum BuyerRows {
-    Tickets,
-    Orders,
-}
-
 /// The query counting a buyer's tickets or orders in the effective `status`: the live ones
-/// (reserved or paid) counted through `(user_id, status, …)`, the cancelled and expired ones
+/// (reserved or paid) counted through their partial indexes, the cancelled and expired ones
 /// read from `buyer_history` — so the count costs the buyer's live rows, not their history.
 pub(in crate::store) fn push_buyer_count<'a, DB: Dialect>(
     builder: &mut QueryBuilder<'a, DB>,
@@ -284,10 +317,7 @@ pub(in crate::store) fn push_buyer_count<'a, DB: Dialect>(
 ) where
     Uuid: Encode<'a, DB> + Type<DB>,
 {
-    let table = match rows {
-        BuyerRows::Tickets => "tickets",
-        BuyerRows::Orders => "orders",
-    };
+    let table = rows.table();
     // (which live rows, with `now` bound after it; which history columns)
     let (live, closed): (Option<(&str, bool)>, &[&str]) = match status {
         None => (
@@ -335,37 +365,20 @@ pub(in crate::store) fn push_buyer_count<'a, DB: Dialect>(
     builder.push(" AS BIGINT)");
 }
 
-/// A page of [`super::BuyerFilter`]'s tickets, with the backend's `TicketRow` in scope.
-macro_rules! fetch_tickets_page {
-    ($pool:expr, $filter:expr) => {{
-        let (filter, now) = ($filter, chrono::Utc::now());
+/// A page of [`super::BuyerFilter`]'s tickets or orders (`$rows`, a [`BuyerRows`]), each row
+/// made an item by `$into_item`.
+macro_rules! fetch_buyer_page {
+    ($pool:expr, $filter:expr, $rows:expr, $into_item:expr) => {{
+        let (filter, rows, now) = ($filter, $rows, chrono::Utc::now());
         let (user, status) = (filter.user_id, filter.status);
         fetch_page!(
             $pool,
-            sql::SELECT_TICKETS,
-            |builder| sql::push_buyer_count(builder, sql::BuyerRows::Tickets, user, status, now),
-            |builder| sql::push_buyer_filter(builder, "t", user, status, now),
-            sql::TICKETS_ORDER,
+            rows.select(),
+            |builder| sql::push_buyer_count(builder, rows, user, status, now),
+            |builder| sql::push_buyer_filter(builder, rows, user, status, now),
+            rows.order(),
             filter.page,
-            TicketRow::into_details,
-            count_apart,
-        )
-    }};
-}
-
-/// A page of a buyer's order rows, with the backend's row type `OrderRow` in scope.
-macro_rules! fetch_orders_page {
-    ($pool:expr, $filter:expr) => {{
-        let (filter, now) = ($filter, chrono::Utc::now());
-        let (user, status) = (filter.user_id, filter.status);
-        fetch_page!(
-            $pool,
-            sql::SELECT_ORDERS,
-            |builder| sql::push_buyer_count(builder, sql::BuyerRows::Orders, user, status, now),
-            |builder| sql::push_buyer_filter(builder, "o", user, status, now),
-            sql::ORDERS_ORDER,
-            filter.page,
-            |row: OrderRow| Ok(row),
+            $into_item,
             count_apart,
         )
     }};
