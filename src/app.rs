@@ -18,7 +18,8 @@ use crate::config::Settings;
 use crate::expiry::Sweeper;
 use crate::listener::{LimitedListener, connections_that_fit};
 use crate::service::{
-    Accounts, Bulkhead, Checkin, Events, Health, Idempotency, Orders, ReadModel, Search,
+    Accounts, Bulkhead, Checkin, Events, Health, Idempotency, Orders, Payments, ReadModel,
+    Reconciler, Search,
 };
 use crate::store::{self, DynStore, StoreOptions};
 use crate::telemetry;
@@ -54,6 +55,7 @@ impl App {
             settings.expensive_read_wait,
         ));
         let search_model = Arc::new(ReadModel::default());
+        let payments = Arc::new(Payments::new(store.clone(), settings.payments.clone())?);
         let state = AppState {
             accounts: Arc::new(Accounts::new(store.clone(), tokens.clone(), hasher)),
             events: Arc::new(Events::new(
@@ -65,6 +67,7 @@ impl App {
             orders: Arc::new(Orders::new(
                 store.clone(),
                 search_model.clone(),
+                payments.clone(),
                 settings.ticket_hold,
                 settings.max_tickets_per_order,
                 expensive_reads.clone(),
@@ -85,6 +88,7 @@ impl App {
                 settings.idempotency_keys_per_user,
                 settings.request_timeout,
             )),
+            payments,
             health: Arc::new(Health::new(store.clone())),
             auth_limits: Arc::new(AuthRateLimits::new(AuthQuotas {
                 per_address: settings.auth_rate_limit_per_ip,
@@ -126,6 +130,9 @@ impl App {
         let following = self.search_model.follow(self.store.clone());
         self.search_model.first_load().await;
         let sweeper = run_sweeper.then(|| self.start_sweeper());
+        let reconciler = run_sweeper
+            .then(|| Reconciler::start(self.state.payments.clone()))
+            .flatten();
         let app = self
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -144,6 +151,9 @@ impl App {
             .context("HTTP server failed");
         if let Some(sweeper) = sweeper {
             sweeper.stop().await;
+        }
+        if let Some(reconciler) = reconciler {
+            reconciler.stop().await;
         }
         if let Some(metrics) = metrics {
             metrics.abort();
@@ -196,15 +206,21 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `nearbytix worker`: only the expiry sweeper, until `shutdown` resolves.
+/// `nearbytix worker`: only the expiry sweeper and the payment reconciler, until `shutdown`
+/// resolves.
 pub async fn work(
     settings: &Settings,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let store = open_store(settings, WORKER_CONNECTIONS).await?;
     let sweeper = start_sweeper(settings, store.clone());
+    let payments = Arc::new(Payments::new(store.clone(), settings.payments.clone())?);
+    let reconciler = Reconciler::start(payments);
     shutdown.await;
     sweeper.stop().await;
+    if let Some(reconciler) = reconciler {
+        reconciler.stop().await;
+    }
     store.close().await;
     Ok(())
 }

@@ -195,6 +195,86 @@ pub struct Options {
           value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub payment_rate_limit_per_user: u32,
 
+    /// Who takes the money: `none` (pay marks the order paid at once) or `stripe`.
+    #[arg(long, env = "PAYMENT_PROVIDER", default_value = "none",
+          value_parser = ["none", "stripe"], global = true)]
+    pub payment_provider: String,
+
+    /// Stripe's secret key (`sk_…` or `rk_…`); required with PAYMENT_PROVIDER=stripe.
+    #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true, global = true)]
+    pub stripe_secret_key: Option<SecretString>,
+
+    /// The webhook endpoint's signing secret (`whsec_…`), several comma separated while
+    /// rotating; required with PAYMENT_PROVIDER=stripe.
+    #[arg(
+        long,
+        env = "STRIPE_WEBHOOK_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub stripe_webhook_secret: Option<SecretString>,
+
+    /// Where Stripe's API is (`/v1/…` is appended): a fake such as localstripe in tests.
+    #[arg(
+        long,
+        env = "STRIPE_API_BASE",
+        default_value = "https://api.stripe.com",
+        global = true
+    )]
+    pub stripe_api_base: String,
+
+    /// Longest one call to Stripe may take; past it the request gets 503.
+    #[arg(
+        long,
+        env = "STRIPE_TIMEOUT_SECONDS",
+        default_value_t = 10.0,
+        global = true
+    )]
+    pub stripe_timeout_seconds: f64,
+
+    /// Calls to Stripe in flight per process; past them a request gets 503.
+    #[arg(long, env = "STRIPE_MAX_CONCURRENCY", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=1024), global = true)]
+    pub stripe_max_concurrency: u32,
+
+    /// Largest difference, in seconds, between a webhook signature's time and now.
+    #[arg(long, env = "STRIPE_WEBHOOK_TOLERANCE_SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u32).range(1..=86_400), global = true)]
+    pub stripe_webhook_tolerance_seconds: u32,
+
+    /// The hold an order is granted when its payment starts, in seconds.
+    #[arg(long, env = "PAYMENT_WINDOW_SECONDS", default_value_t = 600,
+          value_parser = clap::value_parser!(u32).range(1..=86_400), global = true)]
+    pub payment_window_seconds: u32,
+
+    /// PaymentIntents one order may start; past them pay gets 409.
+    #[arg(long, env = "PAYMENT_ATTEMPTS_PER_ORDER", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=100), global = true)]
+    pub payment_attempts_per_order: u32,
+
+    /// A pending intent unheard of this long (seconds) is asked about by the reconciler.
+    #[arg(
+        long,
+        env = "PAYMENT_RECONCILE_AFTER_SECONDS",
+        default_value_t = 60.0,
+        global = true
+    )]
+    pub payment_reconcile_after_seconds: f64,
+
+    /// Pause between reconciler runs (each asks about at most 100 intents), in seconds.
+    #[arg(
+        long,
+        env = "PAYMENT_RECONCILE_INTERVAL_SECONDS",
+        default_value_t = 10.0,
+        global = true
+    )]
+    pub payment_reconcile_interval_seconds: f64,
+
+    /// An intent still open this long (seconds) after its order's hold ended is cancelled.
+    #[arg(long, env = "PAYMENT_INTENT_TTL_SECONDS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u32).range(1..=604_800), global = true)]
+    pub payment_intent_ttl_seconds: u32,
+
     /// Idempotency-Keys one user may use in 24 hours; beyond them requests with a new key get 429.
     #[arg(long, env = "IDEMPOTENCY_KEYS_PER_USER", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(1..), global = true)]

@@ -7,11 +7,12 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use clap::Parser;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 pub use crate::cli::LogFormat;
 use crate::cli::{Cli, Options};
-use crate::domain::RadiusKm;
+use crate::domain::{PaymentProvider, RadiusKm};
+use crate::payments::stripe::StripeSettings;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -45,6 +46,8 @@ pub struct Settings {
     pub event_write_rate_limit_per_user: NonZeroU32,
     /// Pay requests by one user per minute.
     pub payment_rate_limit_per_user: NonZeroU32,
+    /// Who takes the money, and how (`PAYMENT_*`, `STRIPE_*`).
+    pub payments: PaymentSettings,
     /// Reissues of one ticket's code in 24 h.
     pub checkin_reissues_per_day: u32,
     pub idempotency_keys_per_user: u32,
@@ -59,13 +62,93 @@ pub struct Settings {
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
+/// How payments are taken.
+#[derive(Debug, Clone)]
+pub struct PaymentSettings {
+    /// `None`: the `none` provider (pay marks the order paid at once).
+    pub stripe: Option<StripeSettings>,
+    /// Every secret the webhook endpoint may sign with (several while rotating).
+    pub webhook_secrets: Vec<SecretString>,
+    pub webhook_tolerance_seconds: i64,
+    /// The hold an order is granted when its payment starts.
+    pub window: Duration,
+    pub attempts_per_order: i32,
+    pub reconcile_after: Duration,
+    pub reconcile_interval: Duration,
+    /// How long an intent stays open after its order's hold ended.
+    pub intent_ttl: Duration,
+}
+
+impl PaymentSettings {
+    fn from_options(
+        options: &Options,
+        seconds: impl Fn(&str, f64) -> anyhow::Result<Duration>,
+    ) -> anyhow::Result<Self> {
+        let stripe = match PaymentProvider::parse(&options.payment_provider) {
+            Some(PaymentProvider::Stripe) => {
+                let secret_key = options
+                    .stripe_secret_key
+                    .clone()
+                    .context("PAYMENT_PROVIDER=stripe needs STRIPE_SECRET_KEY (sk_… or rk_…)")?;
+                anyhow::ensure!(
+                    ["sk_", "rk_"]
+                        .iter()
+                        .any(|prefix| secret_key.expose_secret().starts_with(prefix)),
+                    "STRIPE_SECRET_KEY must start with sk_ or rk_"
+                );
+                Some(StripeSettings {
+                    secret_key,
+                    api_base: options.stripe_api_base.clone(),
+                    timeout: seconds("STRIPE_TIMEOUT_SECONDS", options.stripe_timeout_seconds)?,
+                    max_concurrency: options.stripe_max_concurrency as usize,
+                })
+            }
+            _ => None,
+        };
+        let webhook_secrets: Vec<SecretString> = options
+            .stripe_webhook_secret
+            .as_ref()
+            .map(|secrets| {
+                secrets
+                    .expose_secret()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|secret| !secret.is_empty())
+                    .map(|secret| SecretString::from(secret.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        anyhow::ensure!(
+            stripe.is_none() || !webhook_secrets.is_empty(),
+            "PAYMENT_PROVIDER=stripe needs STRIPE_WEBHOOK_SECRET (whsec_…)"
+        );
+        Ok(Self {
+            stripe,
+            webhook_secrets,
+            webhook_tolerance_seconds: i64::from(options.stripe_webhook_tolerance_seconds),
+            window: Duration::from_secs(u64::from(options.payment_window_seconds)),
+            attempts_per_order: i32::try_from(options.payment_attempts_per_order)
+                .context("PAYMENT_ATTEMPTS_PER_ORDER")?,
+            reconcile_after: seconds(
+                "PAYMENT_RECONCILE_AFTER_SECONDS",
+                options.payment_reconcile_after_seconds,
+            )?,
+            reconcile_interval: seconds(
+                "PAYMENT_RECONCILE_INTERVAL_SECONDS",
+                options.payment_reconcile_interval_seconds,
+            )?,
+            intent_ttl: Duration::from_secs(u64::from(options.payment_intent_ttl_seconds)),
+        })
+    }
+}
+
 impl TryFrom<Options> for Settings {
     type Error = anyhow::Error;
 
     fn try_from(options: Options) -> anyhow::Result<Self> {
         let default_search_radius = RadiusKm::new(options.default_search_radius_km)
             .map_err(|rule| anyhow::anyhow!("DEFAULT_SEARCH_RADIUS_KM {rule}"))?;
-        let api_prefix = options.api_prefix;
+        let api_prefix = options.api_prefix.clone();
         // The reservation limit counts tickets: a full order must fit in a minute's quota.
         anyhow::ensure!(
             options.reservation_rate_limit_per_user >= options.max_tickets_per_order,
@@ -97,7 +180,9 @@ impl TryFrom<Options> for Settings {
             idle_connection_timeout > request_timeout,
             "IDLE_CONNECTION_TIMEOUT_SECONDS must be longer than REQUEST_TIMEOUT_SECONDS"
         );
+        let payments = PaymentSettings::from_options(&options, seconds)?;
         Ok(Settings {
+            payments,
             sweep_interval: seconds("SWEEP_INTERVAL_SECONDS", options.sweep_interval_seconds)?,
             database_acquire_timeout: seconds(
                 "DATABASE_ACQUIRE_TIMEOUT_SECONDS",

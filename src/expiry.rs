@@ -17,6 +17,9 @@ const FOLD_EVERY: Duration = Duration::from_secs(10);
 /// Buyers folded in one transaction; a full fold goes again at the next sweep.
 const FOLD_USERS: i64 = 1_000;
 
+/// How long a processed webhook event is remembered (Stripe retries for 3 days).
+const WEBHOOK_EVENTS_KEPT_DAYS: i64 = 30;
+
 /// A running sweeper task.
 pub struct Sweeper {
     stop: watch::Sender<bool>,
@@ -39,8 +42,8 @@ impl Sweeper {
     }
 }
 
-/// Forgets idempotency keys older than 24 h and event change log entries older than
-/// [`CHANGE_LOG_KEPT`]; whether both purges worked.
+/// Forgets idempotency keys older than 24 h, event change log entries older than
+/// [`CHANGE_LOG_KEPT`] and webhook events older than 30 days; whether every purge worked.
 async fn purge(store: &DynStore) -> bool {
     let now = chrono::Utc::now();
     let keys = store.purge_keys(now - chrono::Duration::hours(24)).await;
@@ -59,7 +62,13 @@ async fn purge(store: &DynStore) -> bool {
             "event change log purge failed"
         );
     }
-    keys.is_ok() && changes.is_ok()
+    let webhooks = store
+        .purge_webhook_events(now - chrono::Duration::days(WEBHOOK_EVENTS_KEPT_DAYS))
+        .await;
+    if let Err(error) = &webhooks {
+        tracing::warn!(error = format!("{error:#}"), "webhook event purge failed");
+    }
+    keys.is_ok() && changes.is_ok() && webhooks.is_ok()
 }
 
 /// Runs until `shutdown` turns true; stops between batches, never inside one.

@@ -117,6 +117,12 @@ pub enum ApiError {
     /// The database is away; the client may retry.
     #[error("service unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// A service the answer needs (the payment provider) is away; the client may retry.
+    #[error("{detail}")]
+    ProviderUnavailable {
+        retry_after: std::time::Duration,
+        detail: String,
+    },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -147,7 +153,9 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded { .. } | ApiError::ProviderUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -184,11 +192,21 @@ impl From<ServiceError> for ApiError {
             | ServiceError::EventHasTickets
             | ServiceError::NotReserved(_)
             | ServiceError::NotPaid(_)
+            | ServiceError::PaymentNotStarted(_)
+            | ServiceError::PaymentAttemptsExhausted
+            | ServiceError::PaymentProcessing
+            | ServiceError::RefundRefused(_)
             | ServiceError::TicketNotPaid
             | ServiceError::IdempotencyKeyInProgress
             | ServiceError::IdempotencyKeyInUse => ApiError::Conflict(detail),
             ServiceError::HoldExpired => ApiError::Gone(detail),
-            ServiceError::NoLocation => ApiError::BadRequest(detail),
+            ServiceError::NoLocation
+            | ServiceError::InvalidSignature
+            | ServiceError::MalformedWebhook => ApiError::BadRequest(detail),
+            ServiceError::ProviderUnavailable { retry_after } => ApiError::ProviderUnavailable {
+                retry_after,
+                detail,
+            },
             ServiceError::IdempotencyKeyReused => ApiError::idempotency_key(detail),
             ServiceError::TooManyIdempotencyKeys => ApiError::TooManyRequests {
                 retry_after: std::time::Duration::from_secs(3600),
@@ -231,7 +249,8 @@ impl ApiError {
             | ApiError::NotFound(detail)
             | ApiError::Conflict(detail)
             | ApiError::Gone(detail)
-            | ApiError::UnsupportedMediaType(detail) => detail.as_str().into(),
+            | ApiError::UnsupportedMediaType(detail)
+            | ApiError::ProviderUnavailable { detail, .. } => detail.as_str().into(),
         }
     }
 }
@@ -255,7 +274,9 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::TooManyRequests { retry_after } | ApiError::Overloaded { retry_after } => {
+            ApiError::TooManyRequests { retry_after }
+            | ApiError::Overloaded { retry_after }
+            | ApiError::ProviderUnavailable { retry_after, .. } => {
                 // Whole seconds, rounded up.
                 let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));

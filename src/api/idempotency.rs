@@ -134,6 +134,7 @@ pub fn json_answer(status: StatusCode, body: &impl Serialize) -> Result<Response
 pub fn not_this_write(outcome: &WriteOutcome) -> ApiError {
     let kind = match outcome {
         WriteOutcome::Order(_) => "an order",
+        WriteOutcome::PaymentStarted { .. } => "a payment started",
         WriteOutcome::CodeReissued(_) => "a code reissue",
     };
     ApiError::Internal(anyhow::anyhow!("a key recorded {kind} for another write"))

@@ -54,6 +54,7 @@ pub use state::AppState;
         (name = "tickets", description = "Reservations, payment and cancellation"),
         (name = "orders", description = "Several tickets over an event's tiers, all or nothing"),
         (name = "recommendations", description = "Events near the caller"),
+        (name = "payments", description = "Stripe's webhook"),
         (name = "checkin", description = "Signed ticket codes and the keys that verify them"),
         (name = "health", description = "Health, metrics and service information"),
     )
@@ -87,6 +88,7 @@ fn routes(api_prefix: &str, with_metrics: bool) -> OpenApiRouter<AppState> {
         .merge(tickets::router())
         .merge(orders::router())
         .merge(checkin::router())
+        .merge(payment::router())
         .merge(recommendations::router());
     let api = if api_prefix.is_empty() {
         api

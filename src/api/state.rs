@@ -5,13 +5,14 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 
 use super::rate_limit::{AuthRateLimits, UserRateLimits};
-use crate::service::{Accounts, Checkin, Events, Health, Idempotency, Orders, Search};
+use crate::service::{Accounts, Checkin, Events, Health, Idempotency, Orders, Payments, Search};
 
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub accounts: Arc<Accounts>,
     pub events: Arc<Events>,
     pub orders: Arc<Orders>,
+    pub payments: Arc<Payments>,
     pub checkin: Arc<Checkin>,
     pub search: Arc<Search>,
     pub idempotency: Arc<Idempotency>,

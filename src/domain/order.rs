@@ -417,6 +417,12 @@ pub enum WriteOutcome {
     /// An order placed, paid or cancelled (a ticket's write included: an order of one), as the
     /// write left it.
     Order(Box<OrderDetails>),
+    /// A payment started at the provider: the order (reserved, its payment pending) and the
+    /// client secret its buyer confirms the payment with (given in this answer only).
+    PaymentStarted {
+        order: Box<OrderDetails>,
+        client_secret: String,
+    },
     /// A ticket's code reissued: the code it now has.
     CodeReissued(ReissuedCode),
 }
@@ -449,7 +455,8 @@ impl WriteOutcome {
                 }
                 WriteOutcome::Order(details)
             }
-            reissued @ WriteOutcome::CodeReissued(_) => reissued,
+            // Recorded since orders carry their payment.
+            later @ (WriteOutcome::PaymentStarted { .. } | WriteOutcome::CodeReissued(_)) => later,
         }
     }
 }

@@ -67,4 +67,7 @@ pub struct Payment {
     pub failure_code: Option<String>,
     /// When the payment last changed; `None` while nothing happened to it.
     pub updated_at: Option<DateTime<Utc>>,
+    /// Intents started at the provider for the order so far.
+    #[serde(default)]
+    pub attempts: i32,
 }

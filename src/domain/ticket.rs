@@ -123,6 +123,17 @@ pub struct TicketOrder {
 }
 
 impl<T> Change<T> {
+    /// The same change, what was done turned into a `U`.
+    pub fn map<U>(self, done: impl FnOnce(Box<T>) -> Box<U>) -> Change<U> {
+        match self {
+            Change::Done(value) => Change::Done(done(value)),
+            Change::NotFound => Change::NotFound,
+            Change::NotOwner => Change::NotOwner,
+            Change::Expired => Change::Expired,
+            Change::NotReserved(status) => Change::NotReserved(status),
+        }
+    }
+
     /// Why something of `owner` in `status` cannot be changed by `user_id`.
     pub fn refusal(owner: Uuid, user_id: Uuid, status: TicketStatus, past_deadline: bool) -> Self {
         if owner != user_id {

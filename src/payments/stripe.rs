@@ -13,8 +13,8 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-/// Where and how to reach Stripe.
-#[derive(Clone)]
+/// Where and how to reach Stripe (its `Debug` redacts the key).
+#[derive(Debug, Clone)]
 pub struct StripeSettings {
     pub secret_key: SecretString,
     /// `https://api.stripe.com`, or a fake such as localstripe; `/v1/…` is appended.

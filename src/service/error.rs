@@ -124,6 +124,24 @@ pub enum ServiceError {
     /// Refunding an order that is not paid (reserved, expired, cancelled or refunded).
     #[error("Order is not paid (it is {})", .0.as_str())]
     NotPaid(TicketStatus),
+    /// Stripe refused to start a payment (below its minimum amount, say).
+    #[error("Payment could not be started: {0}")]
+    PaymentNotStarted(String),
+    #[error("This order started as many payments as it may")]
+    PaymentAttemptsExhausted,
+    /// Cancelling an order whose payment the bank is still processing.
+    #[error("The payment is being processed; the order cannot be cancelled now")]
+    PaymentProcessing,
+    /// Stripe refused a refund (the charge was refunded already, say).
+    #[error("Refund could not be made: {0}")]
+    RefundRefused(String),
+    /// The payment provider cannot be reached (or is too busy); nothing was changed.
+    #[error("Payment provider unavailable; try again shortly")]
+    ProviderUnavailable { retry_after: std::time::Duration },
+    #[error("Invalid signature")]
+    InvalidSignature,
+    #[error("Webhook body is not a Stripe event")]
+    MalformedWebhook,
     #[error("User has no location set. Please update user location first.")]
     NoLocation,
     #[error("this Idempotency-Key was already used with a different request")]

@@ -10,6 +10,7 @@ mod events;
 mod health;
 mod idempotency;
 mod orders;
+mod payments;
 mod recent;
 mod search;
 
@@ -23,6 +24,7 @@ pub use events::Events;
 pub use health::Health;
 pub use idempotency::{Idempotency, IdempotencyStart};
 pub use orders::Orders;
+pub use payments::{Payments, Reconciler, WebhookOutcome};
 pub use search::{Following, ReadModel, Search, SearchResult};
 
 /// Where a service reads the time (tests may pin it).

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
+use super::payments::{Handled, Payments};
 use super::recent::Recent;
 use super::{Action, Bulkhead, ReadModel, Resource, ServiceError};
 use crate::domain::{
-    Change, NewOrder, Order, OrderChange, OrderDetails, OrderFields, OrderOutcome, OrderRefusal,
-    PageRequest, PathSegment, TicketDetails, TicketStatus, Violations,
+    Change, NewOrder, Order, OrderDetails, OrderFields, OrderOutcome, OrderRefusal, PageRequest,
+    PathSegment, PaymentStatus, TicketDetails, TicketStatus, Violations, WriteOutcome,
 };
 use crate::store::{BuyerFilter, DynStore, HeldKey, KeyUse, OrderAction, Page, StoreError};
 
@@ -20,6 +21,8 @@ pub struct Orders {
     /// Told of orders that take an event's last seat and of cancellations, so that the
     /// buyer's next search shows them.
     search: Arc<ReadModel>,
+    /// Where paying, cancelling and refunding go through the payment provider.
+    payments: Arc<Payments>,
     /// How long an order is held before it expires unpaid.
     hold: Duration,
     /// Most tickets in one order.
@@ -49,6 +52,7 @@ impl Orders {
     pub fn new(
         store: DynStore,
         search: Arc<ReadModel>,
+        payments: Arc<Payments>,
         hold: Duration,
         max_tickets_per_order: i32,
         expensive_reads: Arc<Bulkhead>,
@@ -56,6 +60,7 @@ impl Orders {
         Self {
             store,
             search,
+            payments,
             hold,
             max_tickets_per_order,
             expensive_reads,
@@ -125,7 +130,8 @@ impl Orders {
 
     /// Pays or cancels a reserved order whose hold has not passed, or (its event's creator)
     /// refunds a paid one; a cancellation or refund puts every seat back on sale at once. With
-    /// a `key`, the changed order is recorded on it.
+    /// a `key`, the changed order is recorded on it. With Stripe, paying starts a payment
+    /// ([`WriteOutcome::PaymentStarted`]) that a webhook completes.
     #[tracing::instrument(skip(self, key))]
     pub async fn change(
         &self,
@@ -133,7 +139,7 @@ impl Orders {
         order_id: Uuid,
         action: OrderAction,
         key: Option<&HeldKey>,
-    ) -> Result<OrderDetails, ServiceError> {
+    ) -> Result<WriteOutcome, ServiceError> {
         let change = self.change_order(user_id, order_id, action, key).await?;
         let not_owner = match action {
             OrderAction::Pay => Action::PayOrder,
@@ -153,7 +159,7 @@ impl Orders {
         ticket_id: Uuid,
         action: OrderAction,
         key: Option<&HeldKey>,
-    ) -> Result<OrderDetails, ServiceError> {
+    ) -> Result<WriteOutcome, ServiceError> {
         let not_owner = match action {
             OrderAction::Pay => Action::PayTicket,
             OrderAction::Cancel => Action::CancelTicket,
@@ -186,11 +192,24 @@ impl Orders {
         order_id: Uuid,
         action: OrderAction,
         key: Option<&HeldKey>,
-    ) -> Result<OrderChange, ServiceError> {
-        let change = self
-            .store
-            .change_order(order_id, user_id, action, key)
-            .await?;
+    ) -> Result<Change<WriteOutcome>, ServiceError> {
+        let change = match self.payments.change(user_id, order_id, action, key).await? {
+            Handled::Done(outcome) => Change::Done(Box::new(outcome)),
+            Handled::Refused(refusal) => refusal.map(|order| Box::new(WriteOutcome::Order(order))),
+            Handled::Ordinary => {
+                let change = self
+                    .store
+                    .change_order(order_id, user_id, action, key)
+                    .await?;
+                if let (Change::Done(order), OrderAction::Pay) = (&change, action) {
+                    if order.order.payment.status == PaymentStatus::Succeeded {
+                        metrics::counter!("nearbytix_payments_started_total", "provider" => "none")
+                            .increment(1);
+                    }
+                }
+                change.map(|order| Box::new(WriteOutcome::Order(order)))
+            }
+        };
         match (&change, action) {
             // Refused as a stranger: a deleted account's token is refused as such.
             (Change::NotFound | Change::NotOwner, _)
@@ -339,12 +358,12 @@ fn refused(refusal: OrderRefusal, event_id: Uuid, asked: Asked) -> ServiceError 
     }
 }
 
-/// The changed order, or why not (`None`: not found, which the caller names).
+/// What the change did, or why not (`None`: not found, which the caller names).
 fn changed(
-    change: OrderChange,
+    change: Change<WriteOutcome>,
     action: OrderAction,
     not_owner: impl FnOnce() -> ServiceError,
-) -> Result<OrderDetails, Option<ServiceError>> {
+) -> Result<WriteOutcome, Option<ServiceError>> {
     match change {
         Change::Done(details) => Ok(*details),
         Change::NotFound => Err(None),

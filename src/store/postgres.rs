@@ -92,6 +92,8 @@ const UNCOUNT_SEATS: &str = "WITH freed AS (
 impl sql::Dialect for Postgres {
     type Time = DateTime<Utc>;
     const ILIKE: &'static str = "ILIKE";
+    const LOCK_ROW: &'static str = " FOR UPDATE";
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
 
     async fn expire_due(
         conn: &mut PgConnection,
@@ -293,6 +295,15 @@ pub(super) async fn begin(pool: &PgPool) -> StoreResult<Transaction<'static, Pos
     }
 }
 
+payment_store!(PgStore, Postgres);
+
+impl PgStore {
+    /// A write transaction with the database's clock.
+    async fn write_tx(&self) -> StoreResult<(Transaction<'static, Postgres>, DateTime<Utc>)> {
+        begin_write(&self.pool).await
+    }
+}
+
 async fn begin_write(
     pool: &PgPool,
 ) -> StoreResult<(Transaction<'static, Postgres>, DateTime<Utc>)> {
@@ -301,6 +312,17 @@ async fn begin_write(
         .fetch_one(&mut *tx)
         .await?;
     Ok((tx, now))
+}
+
+/// One order with its items and tickets, read on `conn`.
+async fn order_on(conn: &mut PgConnection, id: Uuid) -> StoreResult<Option<OrderDetails>> {
+    let row: Option<OrderRow> = sqlx::query_as(sql::FIND_ORDER)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(orders_with_parts(conn, row.into_iter().collect())
+        .await?
+        .pop())
 }
 
 /// Records a keyed change's outcome with its work (a refused one records nothing), and commits.
@@ -768,19 +790,10 @@ impl TicketStore for PgStore {
         let change = sql::change_order_on::<Postgres>(&mut tx, order_id, user_id, action, now);
         let outcome = match change.await? {
             Some(refusal) => refusal,
-            None => {
-                let row: Option<OrderRow> = sqlx::query_as(sql::FIND_ORDER)
-                    .bind(order_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                match orders_with_parts(&mut tx, row.into_iter().collect())
-                    .await?
-                    .pop()
-                {
-                    Some(details) => OrderChange::Done(Box::new(details)),
-                    None => OrderChange::NotFound,
-                }
-            }
+            None => match order_on(&mut tx, order_id).await? {
+                Some(details) => OrderChange::Done(Box::new(details)),
+                None => OrderChange::NotFound,
+            },
         };
         let outcome = finish(tx, key, outcome).await?;
         if let (OrderAction::Cancel | OrderAction::Refund, Change::Done(details)) =

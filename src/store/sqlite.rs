@@ -67,6 +67,13 @@ impl SqliteStore {
     async fn begin_immediate(&self) -> StoreResult<WriteTx> {
         WriteTx::begin(&self.writer, &self.committed).await
     }
+
+    /// A write transaction and the time its writes are judged by.
+    async fn write_tx(&self) -> StoreResult<(WriteTx, DateTime<Utc>)> {
+        let tx = self.begin_immediate().await?;
+        let now = tx.now();
+        Ok((tx, now))
+    }
 }
 
 /// A write transaction on the writer connection, kept by hand rather than by sqlx: when a
@@ -279,6 +286,8 @@ async fn order_on(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Option<O
         .pop())
 }
 
+payment_store!(SqliteStore, Sqlite);
+
 /// Orders with their items and tickets, read in two statements for any number of orders.
 async fn orders_with_parts(
     conn: &mut SqliteConnection,
@@ -312,6 +321,8 @@ impl sql::Dialect for Sqlite {
     type Time = Micros;
     // SQLite's LIKE ignores case for ASCII letters.
     const ILIKE: &'static str = "LIKE";
+    const LOCK_ROW: &'static str = "";
+    const SKIP_LOCKED: &'static str = "";
 
     async fn expire_due(
         conn: &mut SqliteConnection,

@@ -92,6 +92,12 @@ impl OrderResponse {
             payment,
         }
     }
+
+    /// With the client secret of the payment it started.
+    pub fn with_client_secret(mut self, client_secret: &str) -> Self {
+        self.payment = self.payment.with_client_secret(client_secret);
+        self
+    }
 }
 
 #[derive(Serialize, ToSchema)]

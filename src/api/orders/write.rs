@@ -105,9 +105,11 @@ fn order_fingerprint(fields: &OrderFields) -> String {
     post, path = "/orders/{order_id}/pay", tag = "orders",
     security(("bearer" = [])), params(OrderPath, IdempotencyKey),
     responses(
-        (status = 200, description = "Paid", body = OrderResponse),
-        (status = 409, description = "Not reserved (already paid or cancelled)", body = ErrorBody),
+        (status = 200, description = "Paid (with PAYMENT_PROVIDER=stripe: free, or Stripe says the payment succeeded)", body = OrderResponse),
+        (status = 202, description = "PAYMENT_PROVIDER=stripe: a payment started or goes on, the order still reserved (its hold extended); the browser confirms it with `payment.client_secret`, and `paid` follows from Stripe's webhook", body = OrderResponse),
+        (status = 409, description = "Not reserved (already paid or cancelled), Stripe refused to start the payment, or the order started as many payments as it may", body = ErrorBody),
         (status = 410, description = "The hold expired", body = ErrorBody),
+        (status = 503, description = "Stripe unreachable; nothing changed (Retry-After)", body = ErrorBody),
         Unauthenticated, Invalid, OrderNotFound, NotYourOrder, RateLimited,
     )
 )]
@@ -120,8 +122,9 @@ pub async fn pay_order(command: OwnerCommand) -> Result<Response, ApiError> {
     post, path = "/orders/{order_id}/cancel", tag = "orders",
     security(("bearer" = [])), params(OrderPath, IdempotencyKey),
     responses(
-        (status = 200, description = "Cancelled", body = OrderResponse),
-        (status = 409, description = "Not reserved (paid, expired or cancelled)", body = ErrorBody),
+        (status = 200, description = "Cancelled (a payment started is cancelled at Stripe first)", body = OrderResponse),
+        (status = 409, description = "Not reserved (paid, expired or cancelled), or its payment succeeded or is processing at Stripe", body = ErrorBody),
+        (status = 503, description = "Stripe unreachable; nothing changed (Retry-After)", body = ErrorBody),
         Unauthenticated, Invalid, OrderNotFound, NotYourOrder,
     )
 )]
@@ -138,7 +141,8 @@ pub async fn cancel_order(command: OwnerCommand) -> Result<Response, ApiError> {
     responses(
         (status = 200, description = "Refunded: cancelled, payment refunded", body = OrderResponse),
         (status = 403, description = "Not the creator of the order's event (the buyer neither)", body = ErrorBody),
-        (status = 409, description = "Not paid (reserved, expired, cancelled, or refunded already)", body = ErrorBody),
+        (status = 409, description = "Not paid (reserved, expired, cancelled, or refunded already), or Stripe refused the refund", body = ErrorBody),
+        (status = 503, description = "Stripe unreachable; nothing changed (Retry-After)", body = ErrorBody),
         Unauthenticated, Invalid, OrderNotFound,
     )
 )]
@@ -160,8 +164,7 @@ async fn change_order(command: OwnerCommand, action: OrderAction) -> Result<Resp
             limits.pay(user_id)?;
         }
         let key = key.as_ref().map(KeyUse::held);
-        let order = orders.change(user_id, order_id, action, key).await?;
-        Ok(WriteOutcome::Order(Box::new(order)))
+        orders.change(user_id, order_id, action, key).await
     };
     let fingerprint = format!("POST /orders/{order_id}/{}", action_segment(action));
     let answer = order_answer(StatusCode::OK);
@@ -176,6 +179,17 @@ fn order_answer(success: StatusCode) -> impl Fn(&WriteOutcome) -> Result<Respons
         WriteOutcome::Order(order) => {
             let at = order.order.updated_at;
             json_answer(success, &OrderResponse::new(order.as_ref().clone(), at))
+        }
+        WriteOutcome::PaymentStarted {
+            order,
+            client_secret,
+        } => {
+            let at = order.order.updated_at;
+            let shown = OrderResponse::new(order.as_ref().clone(), at);
+            json_answer(
+                StatusCode::ACCEPTED,
+                &shown.with_client_secret(client_secret),
+            )
         }
         // A key answers only the request it was taken for (the path is in its fingerprint).
         other => Err(idempotency::not_this_write(other)),

@@ -131,6 +131,12 @@ impl TicketResponse {
             payment: PaymentBody::from(order),
         }
     }
+
+    /// With the client secret of the payment it started.
+    pub fn with_client_secret(mut self, client_secret: &str) -> Self {
+        self.payment = self.payment.with_client_secret(client_secret);
+        self
+    }
 }
 
 #[derive(Serialize, ToSchema)]

@@ -84,9 +84,11 @@ pub async fn reserve_ticket(
     post, path = "/tickets/{ticket_id}/pay", tag = "tickets",
     security(("bearer" = [])), params(TicketPath, IdempotencyKey),
     responses(
-        (status = 200, description = "Paid", body = TicketResponse),
-        (status = 409, description = "Not reserved (already paid or cancelled), or one ticket of a larger order", body = ErrorBody),
+        (status = 200, description = "Paid (with PAYMENT_PROVIDER=stripe: free, or Stripe says the payment succeeded)", body = TicketResponse),
+        (status = 202, description = "PAYMENT_PROVIDER=stripe: a payment started or goes on; confirm it with `payment.client_secret`", body = TicketResponse),
+        (status = 409, description = "Not reserved (already paid or cancelled), one ticket of a larger order, or Stripe refused to start the payment", body = ErrorBody),
         (status = 410, description = "The hold expired", body = ErrorBody),
+        (status = 503, description = "Stripe unreachable; nothing changed (Retry-After)", body = ErrorBody),
         Unauthenticated, Invalid, TicketNotFound, NotYourTicket, RateLimited,
     )
 )]
@@ -111,17 +113,25 @@ pub async fn cancel_ticket(command: OwnerCommand) -> Result<Response, ApiError> 
 /// How a ticket write answers, live and on replay: `success` with the ticket of the order of
 /// one the write placed or changed, as the write left it, shown as of the write's own time.
 fn ticket_answer(success: StatusCode) -> impl Fn(&WriteOutcome) -> Result<Response, ApiError> {
-    move |outcome| match outcome {
-        WriteOutcome::Order(order) => {
-            let Some(ticket) = order.tickets.first() else {
-                let error = anyhow::anyhow!("an order of one ticket holds none");
-                return Err(ApiError::Internal(error));
-            };
-            let at = order.order.updated_at;
-            let shown = TicketResponse::new(ticket.clone(), &order.order, at);
-            json_answer(success, &shown)
+    move |outcome| {
+        let (order, started) = match outcome {
+            WriteOutcome::Order(order) => (order, None),
+            WriteOutcome::PaymentStarted {
+                order,
+                client_secret,
+            } => (order, Some(client_secret)),
+            other => return Err(idempotency::not_this_write(other)),
+        };
+        let Some(ticket) = order.tickets.first() else {
+            let error = anyhow::anyhow!("an order of one ticket holds none");
+            return Err(ApiError::Internal(error));
+        };
+        let at = order.order.updated_at;
+        let shown = TicketResponse::new(ticket.clone(), &order.order, at);
+        match started {
+            None => json_answer(success, &shown),
+            Some(secret) => json_answer(StatusCode::ACCEPTED, &shown.with_client_secret(secret)),
         }
-        other => Err(idempotency::not_this_write(other)),
     }
 }
 
@@ -141,10 +151,7 @@ async fn change_ticket(command: OwnerCommand, action: OrderAction) -> Result<Res
             limits.pay(user_id)?;
         }
         let key = key.as_ref().map(KeyUse::held);
-        let order = orders
-            .change_ticket(user_id, ticket_id, action, key)
-            .await?;
-        Ok(WriteOutcome::Order(Box::new(order)))
+        orders.change_ticket(user_id, ticket_id, action, key).await
     };
     let fingerprint = format!("POST /tickets/{ticket_id}/{}", action_segment(action));
     let answer = ticket_answer(StatusCode::OK);

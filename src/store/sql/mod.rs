@@ -18,12 +18,15 @@ mod orders;
 mod changes;
 mod checkin;
 mod idempotency;
+#[macro_use]
+mod payments;
 
 pub(super) use self::changes::*;
 pub(super) use self::checkin::*;
 pub(super) use self::events::*;
 pub(super) use self::idempotency::*;
 pub(super) use self::orders::*;
+pub(super) use self::payments::*;
 pub(super) use self::tiers::*;
 pub(super) use self::users::*;
 
@@ -78,6 +81,12 @@ pub(super) trait Dialect: Database {
         + for<'r> sqlx::Decode<'r, Self>;
     /// The case-insensitive LIKE operator.
     const ILIKE: &'static str;
+    /// Appended to a SELECT of rows to change: locks them until commit (SQLite's write
+    /// transaction holds the whole database).
+    const LOCK_ROW: &'static str;
+    /// Appended to a SELECT of work rows several processes share: locks them, skipping those
+    /// another transaction holds.
+    const SKIP_LOCKED: &'static str;
 
     /// Marks the due holds of `events` (or of every event) expired, at most `limit` orders,
     /// oldest first, with their tickets; the seats they held, per event and tier. Orders

@@ -66,6 +66,7 @@ macro_rules! order_columns {
         "o.id, o.user_id, o.event_id, o.status, o.currency, o.total_minor, o.expires_at, \
          o.paid_at, o.created_at, o.updated_at, o.payment_provider, o.payment_status, \
          o.payment_intent_id, o.refunded_minor, o.payment_failure_code, o.payment_updated_at, \
+         o.payment_attempts, \
          e.title AS event_title, \
          e.start_time AS event_start_time, e.end_time AS event_end_time, \
          e.venue_name AS event_venue_name, e.city AS event_city, e.state AS event_state \
@@ -124,9 +125,17 @@ const UNCOUNT_PAYMENT: &str = "UPDATE ticket_tiers SET paid = ticket_tiers.paid 
         revenue_minor = ticket_tiers.revenue_minor - oi.quantity * oi.unit_price_minor
      FROM order_items oi WHERE oi.order_id = $1 AND ticket_tiers.id = oi.tier_id";
 
+/// `$1` order (a lock suffix follows): what was given back of it so far.
+const REFUNDED_SO_FAR: &str = "SELECT refunded_minor FROM orders WHERE id = $1";
+
 /// `$1` event, `$2` amount, `$3` now: a refund's money counted on its event (for its stats).
 const COUNT_REFUND: &str =
     "UPDATE events SET refunded_minor = refunded_minor + $2, updated_at = $3 WHERE id = $1";
+
+/// `$1` order, `$2` now: the refund its organiser asked of the provider, owed until the
+/// provider made it, is done.
+const ORGANISER_REFUND_DONE: &str = "UPDATE payment_refunds SET state = 'done', tried_at = $2
+     WHERE order_id = $1 AND reason = 'organiser' AND state = 'owed'";
 
 pub(in crate::store) const SET_ORDER_TICKETS_STATUS: &str =
     "UPDATE tickets SET status = $2, updated_at = $3,
@@ -429,8 +438,21 @@ where
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'r> (Uuid, i64): FromRow<'r, DB::Row>,
+    for<'r> (i64,): FromRow<'r, DB::Row>,
     for<'r> (Uuid, Uuid, i64): FromRow<'r, DB::Row>,
 {
+    // What was given back before (a partial refund at the provider's dashboard): a refund
+    // counts only the rest on its event.
+    let refunded_before: i64 = if action == OrderAction::Refund {
+        let locked = format!("{REFUNDED_SO_FAR}{}", DB::LOCK_ROW);
+        let before: Option<(i64,)> = sqlx::query_as(&locked)
+            .bind(order_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        before.map_or(0, |(before,)| before)
+    } else {
+        0
+    };
     let changed: Option<(Uuid, i64)> = sqlx::query_as(order_action_statement(action))
         .bind(order_id)
         .bind(user_id)
@@ -440,25 +462,70 @@ where
     let Some((event_id, total_minor)) = changed else {
         return Ok(false);
     };
-    let gives_back = match action {
-        OrderAction::Pay => {
+    let moved = match action {
+        OrderAction::Pay => OrderMoved::Paid,
+        OrderAction::Cancel => OrderMoved::Cancelled,
+        OrderAction::Refund => OrderMoved::Refunded,
+    };
+    let given_back = total_minor - refunded_before;
+    order_moved::<DB>(conn, order_id, event_id, given_back, moved, now).await?;
+    Ok(true)
+}
+
+/// Where an order's status (already written) went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::store) enum OrderMoved {
+    /// Paid: its tiers count the payment.
+    Paid,
+    /// Cancelled by its buyer: its seats go back.
+    Cancelled,
+    /// Its hold ended unpaid: its seats go back.
+    Expired,
+    /// Paid, then refunded: the payment comes off the counts, the refund is counted, the seats
+    /// go back.
+    Refunded,
+}
+
+/// What follows an order's move to a new status, in the transaction that wrote it: its tickets
+/// take the status, the counters follow, and seats given up go back through the seat ledger.
+/// `given_back`: what a refund gave back now (counted on the event).
+pub(in crate::store) async fn order_moved<DB: Dialect>(
+    conn: &mut DB::Connection,
+    order_id: Uuid,
+    event_id: Uuid,
+    given_back: i64,
+    moved: OrderMoved,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> (Uuid, Uuid, i64): FromRow<'r, DB::Row>,
+{
+    let gives_back = match moved {
+        OrderMoved::Paid => {
             sqlx::query(COUNT_PAYMENT)
                 .bind(order_id)
                 .execute(&mut *conn)
                 .await?;
             None
         }
-        OrderAction::Cancel => Some(SeatsBackCause::Cancelled),
-        OrderAction::Refund => {
+        OrderMoved::Cancelled => Some(SeatsBackCause::Cancelled),
+        OrderMoved::Expired => Some(SeatsBackCause::Expired),
+        OrderMoved::Refunded => {
             // The event's row before its tiers', as every writer locks them.
-            sqlx::query(COUNT_REFUND)
-                .bind(event_id)
-                .bind(total_minor)
-                .bind(DB::Time::from(now))
-                .execute(&mut *conn)
-                .await?;
+            count_refund::<DB>(conn, event_id, given_back, now).await?;
             sqlx::query(UNCOUNT_PAYMENT)
                 .bind(order_id)
+                .execute(&mut *conn)
+                .await?;
+            // The organiser's refund the provider made, if it went through one, is done.
+            sqlx::query(ORGANISER_REFUND_DONE)
+                .bind(order_id)
+                .bind(DB::Time::from(now))
                 .execute(&mut *conn)
                 .await?;
             Some(SeatsBackCause::Refunded)
@@ -478,9 +545,10 @@ where
             });
         ledger::release::<DB>(conn, freed, cause, now).await?;
     }
-    let status = match action {
-        OrderAction::Pay => TicketStatus::Paid,
-        OrderAction::Cancel | OrderAction::Refund => TicketStatus::Cancelled,
+    let status = match moved {
+        OrderMoved::Paid => TicketStatus::Paid,
+        OrderMoved::Cancelled | OrderMoved::Refunded => TicketStatus::Cancelled,
+        OrderMoved::Expired => TicketStatus::Expired,
     };
     sqlx::query(SET_ORDER_TICKETS_STATUS)
         .bind(order_id)
@@ -488,7 +556,29 @@ where
         .bind(DB::Time::from(now))
         .execute(&mut *conn)
         .await?;
-    Ok(true)
+    Ok(())
+}
+
+/// Counts `amount_minor` given back on `event_id`'s orders, for its stats.
+pub(in crate::store) async fn count_refund<DB: Dialect>(
+    conn: &mut DB::Connection,
+    event_id: Uuid,
+    amount_minor: i64,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+{
+    sqlx::query(COUNT_REFUND)
+        .bind(event_id)
+        .bind(amount_minor)
+        .bind(DB::Time::from(now))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// Why something was not changed, from its `(owner, status, past deadline)` as `state_sql`
@@ -534,6 +624,7 @@ where
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'r> (Uuid, i64): FromRow<'r, DB::Row>,
+    for<'r> (i64,): FromRow<'r, DB::Row>,
     for<'r> (Uuid, Uuid, i64): FromRow<'r, DB::Row>,
     for<'r> (Uuid, String, bool): FromRow<'r, DB::Row>,
 {
@@ -566,6 +657,7 @@ pub(in crate::store) struct OrderRow<T> {
     refunded_minor: i64,
     payment_failure_code: Option<String>,
     payment_updated_at: Option<T>,
+    payment_attempts: i32,
     event_title: String,
     event_start_time: T,
     event_end_time: T,
@@ -635,6 +727,7 @@ pub(in crate::store) fn assemble_orders<T: StoredTime>(
                         intent_id: row.payment_intent_id,
                         refunded_minor: row.refunded_minor,
                         failure_code: row.payment_failure_code,
+                        attempts: row.payment_attempts,
                         updated_at: row
                             .payment_updated_at
                             .map(StoredTime::into_utc)
