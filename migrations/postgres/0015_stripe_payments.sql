@@ -23,7 +23,9 @@ CREATE TABLE payment_intents (
     heard_at     timestamptz NOT NULL,
     CONSTRAINT payment_intents_attempt_unique UNIQUE (order_id, attempt)
 );
-CREATE INDEX payment_intents_open_idx ON payment_intents (heard_at) WHERE status = 'open';
+-- Failed ones too: at Stripe a failed intent can still be confirmed, until it is cancelled.
+CREATE INDEX payment_intents_open_idx ON payment_intents (heard_at)
+    WHERE status IN ('open', 'failed');
 
 -- Refunds owed or made, one per intent (Stripe's `Idempotency-Key: nearbytix-refund-{intent}`):
 -- written as owed before Stripe is called, so none is lost when the call fails or the
@@ -32,6 +34,8 @@ CREATE TABLE payment_refunds (
     intent_id    text PRIMARY KEY,
     order_id     uuid NOT NULL,
     amount_minor bigint NOT NULL CONSTRAINT payment_refunds_amount_positive CHECK (amount_minor > 0),
+    -- What the intent took: the refund is made once Stripe gave back this much.
+    charged_minor bigint NOT NULL,
     -- `late`: paid after the hold ended with no seats to give; `extra`: a second payment of
     -- an order (or of one cancelled meanwhile); `organiser`: asked by the event's creator.
     reason       text NOT NULL

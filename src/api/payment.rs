@@ -116,11 +116,17 @@ impl PaymentBody {
     }
 }
 
-impl From<&Order> for PaymentBody {
-    fn from(order: &Order) -> Self {
+impl PaymentBody {
+    /// `order`'s payment; one not started (nothing taken) names the `configured` provider, the
+    /// one that will take it.
+    pub fn new(order: &Order, configured: PaymentProvider) -> Self {
         let payment = &order.payment;
+        let provider = match payment.status {
+            PaymentStatus::None => configured,
+            _ => payment.provider,
+        };
         Self {
-            provider: match payment.provider {
+            provider: match provider {
                 PaymentProvider::None => PaymentProviderBody::None,
                 PaymentProvider::Stripe => PaymentProviderBody::Stripe,
             },

@@ -68,6 +68,11 @@ impl Orders {
         }
     }
 
+    /// Who takes the money of the orders placed now.
+    pub fn provider(&self) -> crate::domain::PaymentProvider {
+        self.payments.provider()
+    }
+
     /// Places an order all or nothing. With a `key`, the placed order is recorded on it in the
     /// same transaction; a refusal records nothing.
     #[tracing::instrument(skip(self, fields, key), fields(event_id = %fields.event_id))]

@@ -99,6 +99,13 @@ fn unavailable(error: StripeError) -> ServiceError {
     }
 }
 
+impl IntentState {
+    /// An intent Stripe does not know (any more): nothing can pay it.
+    fn gone() -> Self {
+        IntentState::Failed("canceled".into())
+    }
+}
+
 impl Payments {
     pub fn new(store: DynStore, settings: PaymentSettings) -> anyhow::Result<Self> {
         let stripe = settings.stripe.clone().map(StripeClient::new).transpose()?;
@@ -165,35 +172,32 @@ impl Payments {
             if let (Some(intent_id), PaymentStatus::Pending | PaymentStatus::Failed) =
                 (&payment.intent_id, payment.status)
             {
-                let intent = match payment.status {
-                    PaymentStatus::Pending => stripe
-                        .retrieve_intent(intent_id)
-                        .await
-                        .map_err(unavailable)?,
-                    // A failed attempt's intent is closed before another is made.
-                    _ => close(stripe, intent_id).await?,
-                };
-                match state_of(&intent) {
-                    IntentState::Succeeded => return self.succeeded(&intent, order_id, key).await,
-                    IntentState::Open { .. } if payment.status == PaymentStatus::Pending => {
-                        let started = started(details.clone(), &intent)?;
-                        if let Some(key) = key {
-                            self.store.record_answer(key, &started).await?;
-                        }
-                        return Ok(Handled::Done(started));
+                let mut intent = look(stripe, intent_id).await?;
+                let open = intent
+                    .as_ref()
+                    .filter(|intent| matches!(state_of(intent), IntentState::Open { .. }));
+                if let (Some(open), PaymentStatus::Pending) = (open, payment.status) {
+                    let started = started(details.clone(), open)?;
+                    if let Some(key) = key {
+                        self.store.record_answer(key, &started).await?;
                     }
-                    IntentState::Failed(code) => {
-                        let failed = IntentNews::Failed {
-                            failure_code: &code,
-                        };
-                        self.store
-                            .intent_news(intent_id, failed, None, None)
-                            .await?;
+                    return Ok(Handled::Done(started));
+                }
+                // An attempt that failed is closed before another is made: at Stripe a
+                // failed intent could still be confirmed, and two could take money.
+                if intent
+                    .as_ref()
+                    .is_some_and(|intent| intent.status != "canceled")
+                {
+                    intent = close(stripe, intent_id).await?;
+                }
+                match intent.as_ref().map_or(IntentState::gone(), state_of) {
+                    IntentState::Succeeded => {
+                        let intent = intent.as_ref().expect("a succeeded intent was read");
+                        return self.succeeded(intent, order_id, key).await;
                     }
-                    // A failed attempt whose intent could not be closed: a new one is made
-                    // all the same (the old one can no longer take money once cancelled, and
-                    // would be refunded should it).
-                    IntentState::Open { .. } => {}
+                    IntentState::Open { .. } => return Err(ServiceError::PaymentProcessing),
+                    IntentState::Failed(code) => self.failed(intent_id, &code).await?,
                 }
             }
             let attempt = payment.attempts + 1;
@@ -267,7 +271,20 @@ impl Payments {
                 }
             }
         }
-        Err(ServiceError::IdempotencyKeyInProgress)
+        // Raced twice by concurrent pays: the client tries again.
+        Err(ServiceError::Overloaded {
+            retry_after: Duration::from_secs(1),
+        })
+    }
+
+    /// Records that an attempt failed (or its intent was cancelled: `canceled`).
+    async fn failed(&self, intent_id: &str, failure_code: &str) -> Result<(), ServiceError> {
+        let news = IntentNews::Failed { failure_code };
+        let heard = self.store.intent_news(intent_id, news, None, None).await?;
+        if heard == Heard::New(NewsApplied::Applied(None)) && failure_code != "canceled" {
+            count_outcome("failed");
+        }
+        Ok(())
     }
 
     /// Cancels an intent made for an order that did not take it. Nothing can pay it: its
@@ -332,44 +349,67 @@ impl Payments {
         }
     }
 
-    /// Cancels a reserved order's open or failed intent at Stripe before the ordinary cancel;
-    /// an intent that succeeded meanwhile pays the order instead (409).
+    /// Cancels a reserved order's open or failed intent at Stripe, then the order; an intent
+    /// that succeeded meanwhile pays the order instead (409).
     async fn cancel(
         &self,
         stripe: &StripeClient,
         user_id: Uuid,
         order_id: Uuid,
-        _key: Option<&HeldKey>,
+        key: Option<&HeldKey>,
     ) -> Result<Handled, ServiceError> {
+        // A second look when a concurrent pay started another intent meanwhile.
+        for _ in 0..2 {
+            let Some(details) = self.store.find_order(order_id).await? else {
+                return Ok(Handled::Ordinary);
+            };
+            let order = &details.order;
+            let (Some(intent_id), PaymentStatus::Pending | PaymentStatus::Failed) =
+                (&order.payment.intent_id, order.payment.status)
+            else {
+                return Ok(Handled::Ordinary);
+            };
+            let live =
+                order.status == TicketStatus::Reserved && order.expires_at > chrono::Utc::now();
+            if order.user_id != user_id || !live {
+                return Ok(Handled::Ordinary);
+            }
+            let intent = close(stripe, intent_id).await?;
+            match intent.as_ref().map_or(IntentState::gone(), state_of) {
+                IntentState::Succeeded => {
+                    let intent = intent.as_ref().expect("a succeeded intent was read");
+                    self.succeeded(intent, order_id, None).await?;
+                    return self.refused_as_it_is(order_id).await;
+                }
+                IntentState::Open { .. } => return Err(ServiceError::PaymentProcessing),
+                IntentState::Failed(_) => self.failed(intent_id, "canceled").await?,
+            }
+            let change = self
+                .store
+                .change_order(order_id, user_id, OrderAction::Cancel, key)
+                .await?;
+            match change {
+                Change::Done(order) => return Ok(Handled::Done(WriteOutcome::Order(order))),
+                // Still reserved: a pay started another intent meanwhile.
+                Change::NotReserved(TicketStatus::Reserved) => continue,
+                refusal => return Ok(Handled::Refused(refusal)),
+            }
+        }
+        Err(ServiceError::Overloaded {
+            retry_after: Duration::from_secs(1),
+        })
+    }
+
+    /// Why an order that was to be cancelled is not, as it is now (paid by a payment that
+    /// succeeded meanwhile, or expired and refunded).
+    async fn refused_as_it_is(&self, order_id: Uuid) -> Result<Handled, ServiceError> {
         let Some(details) = self.store.find_order(order_id).await? else {
-            return Ok(Handled::Ordinary);
+            return Ok(Handled::Refused(Change::NotFound));
         };
-        let order = &details.order;
-        let (Some(intent_id), PaymentStatus::Pending | PaymentStatus::Failed) =
-            (&order.payment.intent_id, order.payment.status)
-        else {
-            return Ok(Handled::Ordinary);
-        };
-        if order.user_id != user_id || order.status != TicketStatus::Reserved {
-            return Ok(Handled::Ordinary);
-        }
-        let intent = close(stripe, intent_id).await?;
-        match state_of(&intent) {
-            IntentState::Succeeded => {
-                self.succeeded(&intent, order_id, None).await?;
-                Ok(Handled::Refused(Change::NotReserved(TicketStatus::Paid)))
-            }
-            IntentState::Open { processing: true } => Err(ServiceError::PaymentProcessing),
-            IntentState::Failed(_) | IntentState::Open { processing: false } => {
-                let canceled = IntentNews::Failed {
-                    failure_code: "canceled",
-                };
-                self.store
-                    .intent_news(intent_id, canceled, None, None)
-                    .await?;
-                Ok(Handled::Ordinary)
-            }
-        }
+        Ok(Handled::Refused(match details.order.status {
+            TicketStatus::Expired => Change::Expired,
+            status => Change::NotReserved(status),
+        }))
     }
 
     /// The organiser's refund of a paid order: owed first, made at Stripe, then recorded by the
@@ -422,7 +462,9 @@ impl Payments {
         refund: &OwedRefund,
         look_first: bool,
     ) -> Result<(), StripeError> {
-        if look_first && refunded_at_stripe(stripe, &refund.intent_id).await? > 0 {
+        if look_first
+            && refunded_at_stripe(stripe, &refund.intent_id).await? >= refund.charged_minor
+        {
             return Ok(());
         }
         let key = format!("nearbytix-refund-{}", refund.intent_id);
@@ -570,6 +612,8 @@ impl Payments {
         let Some(stripe) = &self.stripe else {
             return Ok(());
         };
+        let open = self.store.open_intents().await?;
+        metrics::gauge!("nearbytix_payments_pending").set(open as f64);
         let after = self.settings.reconcile_after;
         for due in self.store.due_intents(after, RECONCILE_BATCH).await? {
             if let Err(error) = self.reconcile_intent(stripe, &due).await {
@@ -589,40 +633,29 @@ impl Payments {
         stripe: &StripeClient,
         due: &DueIntent,
     ) -> Result<(), ServiceError> {
-        let mut intent = match stripe.retrieve_intent(&due.intent_id).await {
-            Ok(intent) => intent,
-            Err(StripeError::Refused { .. }) => {
-                // Stripe does not know it: nothing can pay it.
-                let gone = IntentNews::Failed {
-                    failure_code: "canceled",
-                };
-                self.store
-                    .intent_news(&due.intent_id, gone, None, None)
-                    .await?;
-                count_reconciled("canceled");
-                return Ok(());
-            }
-            Err(error) => return Err(unavailable(error)),
-        };
+        let mut intent = look(stripe, &due.intent_id).await?;
         let ttl = chrono::Duration::from_std(self.settings.intent_ttl).unwrap_or_default();
         let too_old = due
             .hold_ended_at
             .is_some_and(|ended| ended + ttl <= chrono::Utc::now());
-        if too_old && matches!(state_of(&intent), IntentState::Open { processing: false }) {
+        let closable = |intent: &Intent| {
+            intent.status != "canceled"
+                && matches!(
+                    state_of(intent),
+                    IntentState::Open { processing: false } | IntentState::Failed(_)
+                )
+        };
+        if too_old && intent.as_ref().is_some_and(closable) {
             intent = close(stripe, &due.intent_id).await?;
         }
-        match state_of(&intent) {
+        match intent.as_ref().map_or(IntentState::gone(), state_of) {
             IntentState::Succeeded => {
-                self.succeeded(&intent, due.order_id, None).await?;
+                let intent = intent.as_ref().expect("a succeeded intent was read");
+                self.succeeded(intent, due.order_id, None).await?;
                 count_reconciled("succeeded");
             }
             IntentState::Failed(code) => {
-                let failed = IntentNews::Failed {
-                    failure_code: &code,
-                };
-                self.store
-                    .intent_news(&due.intent_id, failed, None, None)
-                    .await?;
+                self.failed(&due.intent_id, &code).await?;
                 count_reconciled(if code == "canceled" {
                     "canceled"
                 } else {
@@ -639,38 +672,49 @@ impl Payments {
         stripe: &StripeClient,
         refund: &OwedRefund,
     ) -> Result<(), ServiceError> {
-        let made = refunded_at_stripe(stripe, &refund.intent_id)
+        let given = refunded_at_stripe(stripe, &refund.intent_id)
             .await
             .map_err(unavailable)?;
+        let made = given >= refund.charged_minor;
         match (refund.reason, made) {
             // Stripe made the organiser's refund: the order is refunded as by `charge.refunded`.
-            (RefundReason::Organiser, made) if made > 0 => {
+            (RefundReason::Organiser, true) => {
                 let news = IntentNews::Refunded {
-                    refunded_minor: made,
-                    fully: made >= refund.amount_minor,
+                    refunded_minor: given,
+                    fully: true,
                 };
                 self.store
                     .intent_news(&refund.intent_id, news, None, None)
                     .await?;
             }
             // Stripe did not make it: the order stays paid.
-            (RefundReason::Organiser, _) => self.store.drop_refund(&refund.intent_id).await?,
-            (_, made) if made > 0 => self.store.refund_made(&refund.intent_id).await?,
-            _ => self.give_back(refund).await?,
+            (RefundReason::Organiser, false) => {
+                self.store.drop_refund(&refund.intent_id).await?;
+                return Ok(());
+            }
+            (_, true) => self.store.refund_made(&refund.intent_id).await?,
+            (_, false) => self.give_back(refund).await?,
         }
         count_reconciled("refunded");
         Ok(())
     }
 }
 
+/// The intent as Stripe has it; `None` when Stripe does not know it (any more).
+async fn look(stripe: &StripeClient, intent_id: &str) -> Result<Option<Intent>, ServiceError> {
+    match stripe.retrieve_intent(intent_id).await {
+        Ok(intent) => Ok(Some(intent)),
+        Err(StripeError::Refused { .. }) => Ok(None),
+        Err(error) => Err(unavailable(error)),
+    }
+}
+
 /// Cancels an intent at Stripe; the intent as it is then. Stripe refuses to cancel one that
 /// succeeded (or is already closed): it is read instead.
-async fn close(stripe: &StripeClient, intent_id: &str) -> Result<Intent, ServiceError> {
+async fn close(stripe: &StripeClient, intent_id: &str) -> Result<Option<Intent>, ServiceError> {
     match stripe.cancel_intent(intent_id).await {
-        Ok(intent) => Ok(intent),
-        Err(StripeError::Refused { .. }) => {
-            stripe.retrieve_intent(intent_id).await.map_err(unavailable)
-        }
+        Ok(intent) => Ok(Some(intent)),
+        Err(StripeError::Refused { .. }) => look(stripe, intent_id).await,
         Err(error) => Err(unavailable(error)),
     }
 }

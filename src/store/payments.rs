@@ -74,7 +74,10 @@ impl RefundReason {
 pub struct OwedRefund {
     pub intent_id: String,
     pub order_id: Uuid,
+    /// What this refund gives back.
     pub amount_minor: i64,
+    /// What the intent took: once the provider gave back this much, the refund is made.
+    pub charged_minor: i64,
     pub reason: RefundReason,
 }
 
@@ -178,6 +181,8 @@ pub trait PaymentStore: Send + Sync {
     /// Up to `limit` refunds owed and untried for `untried_for`, marked tried now.
     async fn owed_refunds(&self, untried_for: Duration, limit: i64)
     -> StoreResult<Vec<OwedRefund>>;
+    /// Intents open now (their partial index counts them).
+    async fn open_intents(&self) -> StoreResult<i64>;
     /// Records `outcome` on a held key outside any other write (an answer that wrote nothing).
     async fn record_answer(&self, key: &HeldKey, outcome: &WriteOutcome) -> StoreResult<()>;
 }

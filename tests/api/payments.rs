@@ -253,6 +253,7 @@ backend_tests!(
     stripe_unreachable_answers_503_and_changes_nothing,
     organisers_refund_through_stripe_and_cancel_closes_the_intent,
     concurrent_pays_and_webhooks_keep_every_payment,
+    a_retried_pay_and_a_cancel_follow_what_stripe_knows,
 );
 
 /// The webhook secret of every test app: localstripe signs for one hub (below) with it.
@@ -519,6 +520,14 @@ async fn a_card_payment_goes_from_intent_to_paid_by_webhook(backend: Backend) {
     let app = stripe_app(backend, &base, true, |_| {}).await;
     let (organiser, buyer, event) = paid_event(&app, 10).await;
     let order_id = order(&app, &buyer, &event, 2).await;
+    let (_, placed) = app
+        .get(&format!("/orders/{order_id}"), Some(&buyer.token))
+        .await;
+    assert_eq!(
+        (&placed["payment"]["provider"], &placed["payment"]["status"]),
+        (&json!("stripe"), &json!("none")),
+        "an order not paid yet names the provider that will take its money"
+    );
 
     let (status, started) = pay(&app, &buyer, &order_id).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{started}");
@@ -725,7 +734,59 @@ async fn webhooks_need_a_valid_signature_and_apply_once(backend: Backend) {
         "data": {"object": {"id": intent_id, "last_payment_error": {"code": "card_declined"}}}});
     let (_, body) = post_event(&app, WEBHOOK_SECRET, &failed, 0).await;
     assert_eq!(body["outcome"], "ignored", "state only moves forward");
+
+    // Refunds made at Stripe's dashboard: part, then all; a late partial one changes nothing.
+    let refunded = |amount: i64, all: bool| {
+        json!({"id": format!("evt_{}", Uuid::new_v4().simple()), "type": "charge.refunded",
+               "data": {"object": {"id": "ch_1", "object": "charge", "payment_intent": intent_id,
+                                    "amount": 2500, "amount_refunded": amount, "refunded": all}}})
+    };
+    let path = format!("/orders/{order_id}");
+    let read = || app.get(&path, Some(&buyer.token));
+    let (_, body) = post_event(&app, WEBHOOK_SECRET, &refunded(1000, false), 0).await;
+    assert_eq!(body["outcome"], "applied");
+    let (_, partly) = read().await;
+    assert_eq!(
+        (&partly["status"], &partly["payment"]["refunded_minor"]),
+        (&json!("paid"), &json!(1000))
+    );
+    let (_, body) = post_event(&app, WEBHOOK_SECRET, &refunded(2500, true), 0).await;
+    assert_eq!(body["outcome"], "applied");
+    let (_, body) = post_event(&app, WEBHOOK_SECRET, &refunded(1000, false), 0).await;
+    assert_eq!(body["outcome"], "ignored", "refunds only grow");
+    let (_, wholly) = read().await;
+    assert_eq!(wholly["status"], "cancelled", "{wholly}");
+    assert_eq!(
+        (
+            &wholly["payment"]["status"],
+            &wholly["payment"]["refunded_minor"]
+        ),
+        (&json!("refunded"), &json!(2500))
+    );
+
+    let second = order(&app, &buyer, &event, 1).await;
+    let (_, started) = pay(&app, &buyer, &second).await;
+    let canceled = json!({"id": format!("evt_{}", Uuid::new_v4().simple()),
+        "type": "payment_intent.canceled",
+        "data": {"object": {"id": intent_of(&started), "status": "canceled"}}});
+    let (_, body) = post_event(&app, WEBHOOK_SECRET, &canceled, 0).await;
+    assert_eq!(body["outcome"], "applied");
+    let (_, read) = app
+        .get(&format!("/orders/{second}"), Some(&buyer.token))
+        .await;
+    assert_eq!(
+        (&read["payment"]["status"], &read["payment"]["failure_code"]),
+        (&json!("failed"), &json!("canceled"))
+    );
     app.assert_invariants().await;
+
+    let plain = TestApp::spawn(backend).await;
+    let (status, body) = post_event(&plain, WEBHOOK_SECRET, &canceled, 0).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "no Stripe, no webhook: {body}"
+    );
 }
 
 /// The hold ends while the buyer pays. With the seats still there, the late payment takes them
@@ -1057,4 +1118,88 @@ async fn concurrent_pays_and_webhooks_keep_every_payment(backend: Backend) {
     assert_eq!(stats["revenue_minor"], 10 * 2500, "each paid once: {stats}");
     assert_money_kept_only_for_tickets(&app, &base).await;
     sibling.stop().await;
+}
+
+/// With no webhook arriving, a pay asks Stripe first: a declined intent is closed and a new one
+/// made (until the attempts run out: 409); one that succeeded pays the order (200). A cancel of
+/// an order whose payment succeeded answers 409 and leaves it paid. The ticket path answers
+/// 202 too, and its replay is the same answer.
+async fn a_retried_pay_and_a_cancel_follow_what_stripe_knows(backend: Backend) {
+    let Some(base) = localstripe().await else {
+        return;
+    };
+    let app = stripe_app(backend, &base, false, |settings| {
+        settings.payments.attempts_per_order = 2;
+    })
+    .await;
+    let (_, buyer, event) = paid_event(&app, 10).await;
+    let stripe = client(&base, 8);
+
+    let declined = order(&app, &buyer, &event, 1).await;
+    let (_, started) = pay(&app, &buyer, &declined).await;
+    let first = intent_of(&started);
+    confirm_with_card(&base, &first, "4000000000000341").await;
+    let (status, retried) = pay(&app, &buyer, &declined).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{retried}");
+    let second = intent_of(&retried);
+    assert_ne!(second, first);
+    let closed = stripe.retrieve_intent(&first).await.unwrap();
+    assert_eq!(
+        closed.status, "canceled",
+        "the failed intent is closed first"
+    );
+    confirm_with_card(&base, &second, "4000000000000341").await;
+    let (status, body) = pay(&app, &buyer, &declined).await;
+    assert_eq!(status, StatusCode::CONFLICT, "attempts exhausted: {body}");
+
+    let succeeded = order(&app, &buyer, &event, 1).await;
+    let (_, started) = pay(&app, &buyer, &succeeded).await;
+    confirm_with_card(&base, &intent_of(&started), "4242424242424242").await;
+    let (status, paid) = pay(&app, &buyer, &succeeded).await;
+    assert_eq!(status, StatusCode::OK, "Stripe says it succeeded: {paid}");
+    assert_eq!(
+        (&paid["status"], &paid["payment"]["status"]),
+        (&json!("paid"), &json!("succeeded"))
+    );
+
+    let raced = order(&app, &buyer, &event, 1).await;
+    let (_, started) = pay(&app, &buyer, &raced).await;
+    confirm_with_card(&base, &intent_of(&started), "4242424242424242").await;
+    let (status, body) = app
+        .post(
+            &format!("/orders/{raced}/cancel"),
+            Some(&buyer.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "its payment succeeded: {body}"
+    );
+    let (_, read) = app
+        .get(&format!("/orders/{raced}"), Some(&buyer.token))
+        .await;
+    assert_eq!(read["status"], "paid");
+
+    let body = json!({"event_id": event["id"], "tier_id": tier(&event, "Standard")});
+    let (status, ticket) = app.post("/tickets/", Some(&buyer.token), body).await;
+    assert_eq!(status, StatusCode::CREATED, "{ticket}");
+    let path = format!("/tickets/{}/pay", ticket["id"].as_str().unwrap());
+    let keyed = || {
+        app.client
+            .post(app.url(&path))
+            .bearer_auth(&buyer.token)
+            .header("Idempotency-Key", "pay-the-ticket")
+            .send()
+    };
+    let first = keyed().await.unwrap();
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.unwrap();
+    assert!(first["payment"]["client_secret"].is_string(), "{first}");
+    let replay = keyed().await.unwrap();
+    assert_eq!(replay.status(), StatusCode::ACCEPTED);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(replay.json::<Value>().await.unwrap(), first);
+    assert_money_kept_only_for_tickets(&app, &base).await;
 }

@@ -32,7 +32,11 @@ pub async fn get_order(
     PathId(order_id): PathId,
 ) -> Result<Json<OrderResponse>, ApiError> {
     let details = orders.get(user.id, order_id).await?;
-    Ok(Json(OrderResponse::new(details, Utc::now())))
+    Ok(Json(OrderResponse::new(
+        details,
+        Utc::now(),
+        orders.provider(),
+    )))
 }
 
 /// The caller's orders, newest first.
@@ -52,6 +56,9 @@ pub async fn my_orders(
 ) -> Result<Json<MyOrdersResponse>, ApiError> {
     let found = orders.of_user(user.id, status, page).await?;
     let now = Utc::now();
-    let (orders, page) = PageInfo::split(found, page, |order| OrderResponse::new(order, now));
+    let provider = orders.provider();
+    let (orders, page) = PageInfo::split(found, page, |order| {
+        OrderResponse::new(order, now, provider)
+    });
     Ok(Json(MyOrdersResponse { orders, page }))
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::api::payment::PaymentBody;
 use crate::api::schemas::PageInfo;
 use crate::api::tickets::{TicketEvent, TicketStatusBody};
-use crate::domain::{OrderDetails, PlannedLine};
+use crate::domain::{OrderDetails, PaymentProvider, PlannedLine};
 
 /// What an order bought of one tier, at the price it was placed at.
 #[derive(Serialize, ToSchema)]
@@ -63,10 +63,11 @@ pub struct OrderResponse {
 }
 
 impl OrderResponse {
-    pub fn new(details: OrderDetails, now: DateTime<Utc>) -> Self {
+    /// `details` as of `now`, with `provider` configured.
+    pub fn new(details: OrderDetails, now: DateTime<Utc>, provider: PaymentProvider) -> Self {
         let order = details.order;
         let status = TicketStatusBody::from(order.effective_status(now));
-        let payment = PaymentBody::from(&order);
+        let payment = PaymentBody::new(&order, provider);
         Self {
             id: order.id,
             user_id: order.user_id,

@@ -18,7 +18,7 @@ use crate::api::schemas::shared::{
     Unauthenticated,
 };
 use crate::api::state::AppState;
-use crate::domain::{OrderFields, Violations, WriteOutcome};
+use crate::domain::{OrderFields, PaymentProvider, Violations, WriteOutcome};
 use crate::store::{KeyUse, OrderAction};
 
 #[derive(Deserialize, ToSchema)]
@@ -86,7 +86,7 @@ pub async fn place_order(
             Ok(WriteOutcome::Order(Box::new(order)))
         }
     };
-    let answer = order_answer(StatusCode::CREATED);
+    let answer = order_answer(StatusCode::CREATED, state.orders.provider());
     let (keys, taking) = (&state.idempotency, KeyTaking::InTheWrite);
     idempotency::run(keys, user_id, &headers, &fingerprint, taking, place, answer).await
 }
@@ -167,25 +167,31 @@ async fn change_order(command: OwnerCommand, action: OrderAction) -> Result<Resp
         orders.change(user_id, order_id, action, key).await
     };
     let fingerprint = format!("POST /orders/{order_id}/{}", action_segment(action));
-    let answer = order_answer(StatusCode::OK);
+    let answer = order_answer(StatusCode::OK, state.orders.provider());
     let (keys, taking) = (&state.idempotency, KeyTaking::Before);
     idempotency::run(keys, user_id, &headers, &fingerprint, taking, apply, answer).await
 }
 
 /// How an order write answers, live and on replay: `success` with the order as the write left
 /// it, shown as of the write's own time.
-fn order_answer(success: StatusCode) -> impl Fn(&WriteOutcome) -> Result<Response, ApiError> {
+fn order_answer(
+    success: StatusCode,
+    provider: PaymentProvider,
+) -> impl Fn(&WriteOutcome) -> Result<Response, ApiError> {
     move |outcome| match outcome {
         WriteOutcome::Order(order) => {
             let at = order.order.updated_at;
-            json_answer(success, &OrderResponse::new(order.as_ref().clone(), at))
+            json_answer(
+                success,
+                &OrderResponse::new(order.as_ref().clone(), at, provider),
+            )
         }
         WriteOutcome::PaymentStarted {
             order,
             client_secret,
         } => {
             let at = order.order.updated_at;
-            let shown = OrderResponse::new(order.as_ref().clone(), at);
+            let shown = OrderResponse::new(order.as_ref().clone(), at, provider);
             json_answer(
                 StatusCode::ACCEPTED,
                 &shown.with_client_secret(client_secret),

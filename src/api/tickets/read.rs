@@ -32,7 +32,13 @@ pub async fn get_ticket(
     PathId(ticket_id): PathId,
 ) -> Result<Json<TicketResponse>, ApiError> {
     let (details, order) = orders.ticket(user.id, ticket_id).await?;
-    Ok(Json(TicketResponse::new(details, &order, Utc::now())))
+    let provider = orders.provider();
+    Ok(Json(TicketResponse::new(
+        details,
+        &order,
+        Utc::now(),
+        provider,
+    )))
 }
 
 /// The caller's tickets, newest first.

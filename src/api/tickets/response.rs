@@ -7,7 +7,9 @@ use uuid::Uuid;
 
 use crate::api::payment::PaymentBody;
 use crate::api::schemas::PageInfo;
-use crate::domain::{EventSummary, Order, TicketDetails, TicketStatus, TierSummary};
+use crate::domain::{
+    EventSummary, Order, PaymentProvider, TicketDetails, TicketStatus, TierSummary,
+};
 
 /// The status as clients read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -105,8 +107,13 @@ pub struct TicketResponse {
 }
 
 impl TicketResponse {
-    /// `details` of a ticket of `order`, as of `now`.
-    pub fn new(details: TicketDetails, order: &Order, now: DateTime<Utc>) -> Self {
+    /// `details` of a ticket of `order`, as of `now`, with `provider` configured.
+    pub fn new(
+        details: TicketDetails,
+        order: &Order,
+        now: DateTime<Utc>,
+        provider: PaymentProvider,
+    ) -> Self {
         let status = details.ticket.effective_status(now);
         Self {
             id: details.ticket.id,
@@ -128,7 +135,7 @@ impl TicketResponse {
             is_expired: status == TicketStatus::Expired,
             is_paid: status == TicketStatus::Paid,
             is_reserved: status == TicketStatus::Reserved,
-            payment: PaymentBody::from(order),
+            payment: PaymentBody::new(order, provider),
         }
     }
 

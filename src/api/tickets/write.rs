@@ -18,7 +18,7 @@ use crate::api::schemas::shared::{
     Unauthenticated,
 };
 use crate::api::state::AppState;
-use crate::domain::{Violations, WriteOutcome};
+use crate::domain::{PaymentProvider, Violations, WriteOutcome};
 use crate::store::{KeyUse, OrderAction};
 
 #[derive(Deserialize, ToSchema)]
@@ -65,7 +65,7 @@ pub async fn reserve_ticket(
         None => format!("POST /tickets/ {event_id}"),
         Some(tier_id) => format!("POST /tickets/ {event_id} {tier_id}"),
     };
-    let answer = ticket_answer(StatusCode::CREATED);
+    let answer = ticket_answer(StatusCode::CREATED, state.orders.provider());
     let (keys, taking) = (&state.idempotency, KeyTaking::InTheWrite);
     idempotency::run(
         keys,
@@ -112,7 +112,10 @@ pub async fn cancel_ticket(command: OwnerCommand) -> Result<Response, ApiError> 
 
 /// How a ticket write answers, live and on replay: `success` with the ticket of the order of
 /// one the write placed or changed, as the write left it, shown as of the write's own time.
-fn ticket_answer(success: StatusCode) -> impl Fn(&WriteOutcome) -> Result<Response, ApiError> {
+fn ticket_answer(
+    success: StatusCode,
+    provider: PaymentProvider,
+) -> impl Fn(&WriteOutcome) -> Result<Response, ApiError> {
     move |outcome| {
         let (order, started) = match outcome {
             WriteOutcome::Order(order) => (order, None),
@@ -127,7 +130,7 @@ fn ticket_answer(success: StatusCode) -> impl Fn(&WriteOutcome) -> Result<Respon
             return Err(ApiError::Internal(error));
         };
         let at = order.order.updated_at;
-        let shown = TicketResponse::new(ticket.clone(), &order.order, at);
+        let shown = TicketResponse::new(ticket.clone(), &order.order, at, provider);
         match started {
             None => json_answer(success, &shown),
             Some(secret) => json_answer(StatusCode::ACCEPTED, &shown.with_client_secret(secret)),
@@ -154,7 +157,7 @@ async fn change_ticket(command: OwnerCommand, action: OrderAction) -> Result<Res
         orders.change_ticket(user_id, ticket_id, action, key).await
     };
     let fingerprint = format!("POST /tickets/{ticket_id}/{}", action_segment(action));
-    let answer = ticket_answer(StatusCode::OK);
+    let answer = ticket_answer(StatusCode::OK, state.orders.provider());
     let (keys, taking) = (&state.idempotency, KeyTaking::Before);
     idempotency::run(keys, user_id, &headers, &fingerprint, taking, apply, answer).await
 }

@@ -405,9 +405,11 @@ fn order_action_statement(action: OrderAction) -> &'static str {
              WHERE id = $1 AND user_id = $2 AND status = 'reserved' AND expires_at > $3
              RETURNING event_id, total_minor"
         }
+        // Never while a payment is pending at the provider: it is cancelled there first.
         OrderAction::Cancel => {
             "UPDATE orders SET status = 'cancelled', updated_at = $3
              WHERE id = $1 AND user_id = $2 AND status = 'reserved' AND expires_at > $3
+               AND payment_status <> 'pending'
              RETURNING event_id, total_minor"
         }
         OrderAction::Refund => {

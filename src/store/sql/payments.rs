@@ -84,6 +84,13 @@ pub(in crate::store) const LINES_THAT_FIT: &str = "SELECT count(*) FROM order_it
        AND (t.sales_start IS NULL OR t.sales_start <= $2)
        AND (t.sales_end IS NULL OR t.sales_end > $2)";
 
+/// `$1` order, `$2` now: its lines whose tiers are on sale (its seats still held).
+pub(in crate::store) const LINES_ON_SALE: &str = "SELECT count(*) FROM order_items i
+     JOIN ticket_tiers t ON t.id = i.tier_id AND t.event_id = i.event_id
+     WHERE i.order_id = $1
+       AND (t.sales_start IS NULL OR t.sales_start <= $2)
+       AND (t.sales_end IS NULL OR t.sales_end > $2)";
+
 /// `$1` buyer, `$2` event, `$3` now: the live tickets they hold for it.
 pub(in crate::store) const BUYER_HOLDS: &str = "SELECT count(*) FROM tickets
      WHERE user_id = $1 AND event_id = $2
@@ -101,19 +108,22 @@ pub(in crate::store) const TAKE_TIER_SEATS: &str = "UPDATE ticket_tiers SET
      WHERE id IN (SELECT tier_id FROM order_items WHERE order_id = $1)";
 
 pub(in crate::store) const OWE_REFUND: &str = "INSERT INTO payment_refunds
-        (intent_id, order_id, amount_minor, reason, requested_at, tried_at)
-     VALUES ($1, $2, $3, $4, $5, $5)
+        (intent_id, order_id, amount_minor, charged_minor, reason, requested_at, tried_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $6)
      ON CONFLICT (intent_id) DO NOTHING";
 
-/// `$1` intent, `$2` state, `$3` failure code, `$4` now.
+/// `$1` intent, `$2` state (`failed`, or `canceled`, which a failed one may still become),
+/// `$3` now.
 pub(in crate::store) const INTENT_CLOSED: &str =
-    "UPDATE payment_intents SET status = $2, heard_at = $4 WHERE id = $1 AND status = 'open'
+    "UPDATE payment_intents SET status = $2, heard_at = $3
+     WHERE id = $1 AND (status = 'open' OR (status = 'failed' AND $2 = 'canceled'))
      RETURNING order_id";
 
 /// `$1` order, `$2` intent, `$3` failure code, `$4` now.
 pub(in crate::store) const PAYMENT_FAILED: &str = "UPDATE orders SET payment_status = 'failed',
         payment_failure_code = $3, payment_updated_at = $4, updated_at = $4
-     WHERE id = $1 AND payment_intent_id = $2 AND payment_status = 'pending'";
+     WHERE id = $1 AND payment_intent_id = $2
+       AND (payment_status = 'pending' OR (payment_status = 'failed' AND $3 = 'canceled'))";
 
 /// `$1` order (a lock suffix follows): what a refund at the provider changes.
 pub(in crate::store) const ORDER_FOR_REFUND: &str = "SELECT event_id, status,
@@ -126,13 +136,14 @@ pub(in crate::store) const REFUNDED_AT_PROVIDER: &str = "UPDATE orders SET statu
      WHERE id = $1 AND status = 'paid'";
 
 /// `$1` order, `$2` given back, `$3` all of it, `$4` now: what the provider gave back of an
-/// order that is not paid, or part of one that is.
+/// order that is not paid, or part of one that is (never less than before: a late partial
+/// refund's event changes nothing).
 pub(in crate::store) const PARTLY_REFUNDED: &str = "UPDATE orders SET
-        refunded_minor = $2,
+        refunded_minor = CASE WHEN $2 > refunded_minor THEN $2 ELSE refunded_minor END,
         payment_status = CASE WHEN $3 AND status IN ('expired', 'cancelled')
                               THEN 'refunded' ELSE payment_status END,
         payment_updated_at = $4, updated_at = $4
-     WHERE id = $1 AND (refunded_minor <> $2
+     WHERE id = $1 AND ($2 > refunded_minor
                         OR ($3 AND status IN ('expired', 'cancelled')
                             AND payment_status <> 'refunded'))";
 
@@ -152,9 +163,9 @@ pub(in crate::store) const PAYMENT_REFUNDED: &str = "UPDATE orders SET
      RETURNING event_id";
 
 /// `$1` order, `$2` its event's creator: what is left to give back of it, paid through the
-/// provider.
+/// provider, and what was charged.
 pub(in crate::store) const ORGANISER_REFUNDABLE: &str =
-    "SELECT o.payment_intent_id, o.total_minor - o.refunded_minor
+    "SELECT o.payment_intent_id, o.total_minor - o.refunded_minor, o.total_minor
      FROM orders o JOIN events e ON e.id = o.event_id
      WHERE o.id = $1 AND e.creator_id = $2 AND o.status = 'paid'
        AND o.payment_provider = 'stripe' AND o.payment_intent_id IS NOT NULL
@@ -166,7 +177,7 @@ pub(in crate::store) const DROP_REFUND: &str =
 /// `$1` now, `$2` unheard since, `$3` limit (a lock suffix closes the inner select).
 pub(in crate::store) const DUE_INTENTS: (&str, &str) = (
     "UPDATE payment_intents SET heard_at = $1 WHERE id IN (
-        SELECT id FROM payment_intents WHERE status = 'open' AND heard_at < $2
+        SELECT id FROM payment_intents WHERE status IN ('open', 'failed') AND heard_at < $2
         ORDER BY heard_at LIMIT $3",
     ") RETURNING id, order_id",
 );
@@ -182,7 +193,7 @@ pub(in crate::store) const OWED_REFUNDS: (&str, &str) = (
     "UPDATE payment_refunds SET tried_at = $1 WHERE intent_id IN (
         SELECT intent_id FROM payment_refunds WHERE state = 'owed' AND tried_at < $2
         ORDER BY tried_at LIMIT $3",
-    ") RETURNING intent_id, order_id, amount_minor, reason",
+    ") RETURNING intent_id, order_id, amount_minor, charged_minor, reason",
 );
 
 /// `$1` event id, `$2` outcome, `$3` now: a webhook event claimed (nothing when seen before).
@@ -193,6 +204,9 @@ pub(in crate::store) const CLAIM_WEBHOOK_EVENT: &str =
 pub(in crate::store) const WEBHOOK_OUTCOME: &str =
     "UPDATE stripe_events SET outcome = $2 WHERE id = $1";
 
+pub(in crate::store) const OPEN_INTENTS: &str =
+    "SELECT count(*) FROM payment_intents WHERE status = 'open'";
+
 pub(in crate::store) const PURGE_WEBHOOK_EVENTS: &str =
     "DELETE FROM stripe_events WHERE received_at < $1";
 
@@ -201,7 +215,7 @@ pub(in crate::store) const PURGE_WEBHOOK_EVENTS: &str =
 /// connection, with `commit` and `rollback`), a pool `$reader` for reads, and beside it
 /// `order_on(&mut Connection, Uuid)` reading one order.
 macro_rules! payment_store {
-    ($store:ty, $db:ty) => {
+    ($store:ty, $db:ty, $reader:ident) => {
         mod payments {
             use super::*;
             use async_trait::async_trait;
@@ -246,6 +260,7 @@ macro_rules! payment_store {
                     .bind(&refund.intent_id)
                     .bind(refund.order_id)
                     .bind(refund.amount_minor)
+                    .bind(refund.charged_minor)
                     .bind(refund.reason.as_str())
                     .bind(Time::from(now))
                     .execute(&mut *conn)
@@ -278,12 +293,14 @@ macro_rules! payment_store {
                 .await
             }
 
-            /// Takes an expired order's seats again, if its tiers still have them on sale,
-            /// the event has not started and its cap per person holds; `false` if not.
+            /// Whether an order whose hold ended may still be paid: the event has not started,
+            /// its tiers are on sale, the buyer's cap per person holds and (unless `held`: the
+            /// order was not released yet) the seats are there, which it then takes again.
             async fn retake(
                 conn: &mut Conn,
                 order: &PaymentOrderRow,
                 order_id: Uuid,
+                held: bool,
                 now: DateTime<Utc>,
             ) -> StoreResult<bool> {
                 let event: Option<(bool, i64, Option<i32>)> =
@@ -299,10 +316,15 @@ macro_rules! payment_store {
                     .bind(order_id)
                     .fetch_one(&mut *conn)
                     .await?;
-                if !to_start || seats > seats_left {
+                if !to_start || (!held && seats > seats_left) {
                     return Ok(false);
                 }
-                let fitting: i64 = sqlx::query_scalar(sql::LINES_THAT_FIT)
+                let lines_check = if held {
+                    sql::LINES_ON_SALE
+                } else {
+                    sql::LINES_THAT_FIT
+                };
+                let fitting: i64 = sqlx::query_scalar(lines_check)
                     .bind(order_id)
                     .bind(Time::from(now))
                     .fetch_one(&mut *conn)
@@ -311,15 +333,19 @@ macro_rules! payment_store {
                     return Ok(false);
                 }
                 if let Some(cap) = cap {
-                    let held: i64 = sqlx::query_scalar(sql::BUYER_HOLDS)
+                    // Its own tickets are not counted: their hold ended.
+                    let others: i64 = sqlx::query_scalar(sql::BUYER_HOLDS)
                         .bind(order.user_id)
                         .bind(order.event_id)
                         .bind(Time::from(now))
                         .fetch_one(&mut *conn)
                         .await?;
-                    if held + seats > i64::from(cap) {
+                    if others + seats > i64::from(cap) {
                         return Ok(false);
                     }
+                }
+                if held {
+                    return Ok(true);
                 }
                 sqlx::query(sql::TAKE_EVENT_SEATS)
                     .bind(order.event_id)
@@ -363,6 +389,7 @@ macro_rules! payment_store {
                     intent_id: intent_id.to_owned(),
                     order_id,
                     amount_minor,
+                    charged_minor: amount_minor,
                     reason,
                 };
                 let order: Option<PaymentOrderRow> =
@@ -386,7 +413,16 @@ macro_rules! payment_store {
                         })
                     }
                     TicketStatus::Reserved | TicketStatus::Expired => {
-                        if status == TicketStatus::Reserved {
+                        // Reserved past its hold: not released yet, its seats still its own.
+                        let held = status == TicketStatus::Reserved;
+                        if retake(conn, &order, order_id, held, now).await? {
+                            pay_through(conn, order_id, intent_id, now).await?;
+                            return Ok(Settlement::Paid {
+                                order: read(conn, order_id).await?,
+                                late: true,
+                            });
+                        }
+                        if held {
                             sqlx::query(sql::EXPIRE_ORDER)
                                 .bind(order_id)
                                 .bind(Time::from(now))
@@ -397,13 +433,6 @@ macro_rules! payment_store {
                             let event = order.event_id;
                             sql::order_moved::<$db>(conn, order_id, event, total, expired, now)
                                 .await?;
-                        }
-                        if retake(conn, &order, order_id, now).await? {
-                            pay_through(conn, order_id, intent_id, now).await?;
-                            return Ok(Settlement::Paid {
-                                order: read(conn, order_id).await?,
-                                late: true,
-                            });
                         }
                         taken_through(conn, order_id, intent_id, now).await?;
                         owe(conn, refund(RefundReason::Late), now).await
@@ -455,7 +484,6 @@ macro_rules! payment_store {
                 let closed: Option<Uuid> = sqlx::query_scalar(sql::INTENT_CLOSED)
                     .bind(intent_id)
                     .bind(state)
-                    .bind(failure_code)
                     .bind(Time::from(now))
                     .fetch_optional(&mut *conn)
                     .await?;
@@ -488,8 +516,9 @@ macro_rules! payment_store {
                 let Some((order_id, ..)) = intent else {
                     return Ok(false);
                 };
-                // A refund of ours that the provider made (told before our own call returned).
-                let ours = made(conn, intent_id, now).await?;
+                // A refund of ours that the provider made (told before our own call returned):
+                // late and extra refunds give back everything.
+                let ours = fully && made(conn, intent_id, now).await?;
                 let order: Option<(Uuid, String, Option<String>, i64, i64)> =
                     sqlx::query_as(&locked(sql::ORDER_FOR_REFUND))
                         .bind(order_id)
@@ -521,7 +550,7 @@ macro_rules! payment_store {
                     .bind(Time::from(now))
                     .execute(&mut *conn)
                     .await?;
-                if changed.rows_affected() > 0 && now_refunded != before {
+                if changed.rows_affected() > 0 && now_refunded > before {
                     let more = now_refunded - before;
                     sql::count_refund::<$db>(conn, event_id, more, now).await?;
                 }
@@ -720,13 +749,13 @@ macro_rules! payment_store {
                     organiser: Uuid,
                 ) -> StoreResult<Option<(OwedRefund, bool)>> {
                     let (mut tx, now) = self.write_tx().await?;
-                    let refundable: Option<(String, i64)> =
+                    let refundable: Option<(String, i64, i64)> =
                         sqlx::query_as(sql::ORGANISER_REFUNDABLE)
                             .bind(order_id)
                             .bind(organiser)
                             .fetch_optional(&mut *tx)
                             .await?;
-                    let Some((intent_id, amount_minor)) = refundable else {
+                    let Some((intent_id, amount_minor, charged_minor)) = refundable else {
                         tx.rollback().await?;
                         return Ok(None);
                     };
@@ -734,12 +763,14 @@ macro_rules! payment_store {
                         intent_id,
                         order_id,
                         amount_minor,
+                        charged_minor,
                         reason: RefundReason::Organiser,
                     };
                     let owed = sqlx::query(sql::OWE_REFUND)
                         .bind(&refund.intent_id)
                         .bind(order_id)
                         .bind(amount_minor)
+                        .bind(charged_minor)
                         .bind(refund.reason.as_str())
                         .bind(Time::from(now))
                         .execute(&mut *tx)
@@ -805,7 +836,7 @@ macro_rules! payment_store {
                     let since = now - chrono::Duration::from_std(untried_for).unwrap_or_default();
                     let (head, tail) = sql::OWED_REFUNDS;
                     let statement = format!("{head}{}{tail}", <$db as Dialect>::SKIP_LOCKED);
-                    let owed: Vec<(String, Uuid, i64, String)> = sqlx::query_as(&statement)
+                    let owed: Vec<(String, Uuid, i64, i64, String)> = sqlx::query_as(&statement)
                         .bind(Time::from(now))
                         .bind(Time::from(since))
                         .bind(limit)
@@ -813,18 +844,28 @@ macro_rules! payment_store {
                         .await?;
                     tx.commit().await?;
                     owed.into_iter()
-                        .map(|(intent_id, order_id, amount_minor, reason)| {
-                            let reason = RefundReason::parse(&reason).ok_or_else(|| {
-                                StoreError::Corrupt(format!("refund reason {reason:?}"))
-                            })?;
-                            Ok(OwedRefund {
-                                intent_id,
-                                order_id,
-                                amount_minor,
-                                reason,
-                            })
-                        })
+                        .map(
+                            |(intent_id, order_id, amount_minor, charged_minor, reason)| {
+                                let reason = RefundReason::parse(&reason).ok_or_else(|| {
+                                    StoreError::Corrupt(format!("refund reason {reason:?}"))
+                                })?;
+                                Ok(OwedRefund {
+                                    intent_id,
+                                    order_id,
+                                    amount_minor,
+                                    charged_minor,
+                                    reason,
+                                })
+                            },
+                        )
                         .collect()
+                }
+
+                async fn open_intents(&self) -> StoreResult<i64> {
+                    let open = sqlx::query_scalar(sql::OPEN_INTENTS)
+                        .fetch_one(&self.$reader)
+                        .await?;
+                    Ok(open)
                 }
 
                 async fn record_answer(
