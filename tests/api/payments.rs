@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::backend_tests;
 use crate::helpers::{Backend, TestApp, TestUser};
+use crate::process_support::Process;
 
 const SECRET_KEY: &str = "sk_test_nearbytix";
 
@@ -254,6 +255,7 @@ backend_tests!(
     organisers_refund_through_stripe_and_cancel_closes_the_intent,
     concurrent_pays_and_webhooks_keep_every_payment,
     a_retried_pay_and_a_cancel_follow_what_stripe_knows,
+    a_refund_stripe_cannot_take_now_is_made_by_the_reconciler,
 );
 
 /// The webhook secret of every test app: localstripe signs for one hub (below) with it.
@@ -298,25 +300,30 @@ async fn stripe_app(
 /// every app that asked; an app gets others' events too, which it ignores, as with Stripe.
 struct WebhookHub {
     apps: Arc<std::sync::Mutex<Vec<String>>>,
+    /// What each app answered: (app, intent, outcome), for each delivery.
+    answers: Arc<std::sync::Mutex<Vec<(String, String, String)>>>,
 }
 
 static HUB: std::sync::OnceLock<WebhookHub> = std::sync::OnceLock::new();
 
-async fn receive_webhooks(base: &str, app: &TestApp) {
-    receive_webhooks_at(base, app.url("/payments/stripe/webhook")).await;
+async fn receive_webhooks(base: &str, app: &TestApp) -> &'static WebhookHub {
+    receive_webhooks_at(base, app.url("/payments/stripe/webhook")).await
 }
 
-async fn receive_webhooks_at(base: &str, url: String) {
+async fn receive_webhooks_at(base: &str, url: String) -> &'static WebhookHub {
     let base = base.to_owned();
     let hub = tokio::task::spawn_blocking(move || HUB.get_or_init(|| WebhookHub::start(&base)))
         .await
         .unwrap();
     hub.apps.lock().unwrap().push(url);
+    hub
 }
 
 impl WebhookHub {
     fn start(base: &str) -> WebhookHub {
         let apps = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let answers = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let heard = answers.clone();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -342,18 +349,32 @@ impl WebhookHub {
                     "/hook",
                     axum::routing::post(move |headers: HeaderMap, body: Bytes| {
                         let (client, apps) = (client.clone(), targets.lock().unwrap().clone());
+                        let heard = heard.clone();
                         async move {
                             let signature = headers["stripe-signature"].clone();
+                            let event: Value = serde_json::from_slice(&body).unwrap_or_default();
+                            let intent = event["data"]["object"]["id"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_owned();
                             let sends = apps.into_iter().map(|app| {
-                                client
-                                    .post(app)
+                                let send = client
+                                    .post(&app)
                                     .header("Stripe-Signature", signature.clone())
                                     .header("Content-Type", "application/json")
                                     .timeout(Duration::from_secs(10))
                                     .body(body.clone())
-                                    .send()
+                                    .send();
+                                async move {
+                                    let answer = send.await.ok()?.json::<Value>().await.ok()?;
+                                    Some((app, answer["outcome"].as_str()?.to_owned()))
+                                }
                             });
-                            futures::future::join_all(sends).await;
+                            for (app, outcome) in
+                                futures::future::join_all(sends).await.into_iter().flatten()
+                            {
+                                heard.lock().unwrap().push((app, intent.clone(), outcome));
+                            }
                             "ok"
                         }
                     }),
@@ -366,7 +387,7 @@ impl WebhookHub {
             done.recv().unwrap(),
             "the hub is registered with localstripe"
         );
-        WebhookHub { apps }
+        WebhookHub { apps, answers }
     }
 }
 
@@ -858,7 +879,7 @@ async fn the_reconciler_pays_an_order_whose_webhook_was_lost(backend: Backend) {
     assert_money_kept_only_for_tickets(&app, &base).await;
 }
 
-/// A TCP relay to localstripe that can be cut: Stripe going away mid-test.
+/// A TCP relay to localstripe that can be cut (Stripe going away mid-test) and mended.
 struct Relay {
     address: String,
     cut: tokio::sync::watch::Sender<bool>,
@@ -871,12 +892,10 @@ impl Relay {
         let address = format!("http://{}", listener.local_addr().unwrap());
         let (cut, cut_off) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            let mut accepting = cut_off.clone();
-            loop {
-                let (mut inbound, _) = tokio::select! {
-                    accepted = listener.accept() => accepted.unwrap(),
-                    _ = accepting.changed() => return,
-                };
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if *cut_off.borrow() {
+                    continue;
+                }
                 let upstream = upstream.clone();
                 let mut cut_off = cut_off.clone();
                 tokio::spawn(async move {
@@ -885,7 +904,7 @@ impl Relay {
                     };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut_off.changed() => {}
+                        _ = cut_off.wait_for(|cut| *cut) => {}
                     }
                 });
             }
@@ -895,6 +914,10 @@ impl Relay {
 
     fn cut(&self) {
         let _ = self.cut.send(true);
+    }
+
+    fn mend(&self) {
+        let _ = self.cut.send(false);
     }
 }
 
@@ -1040,9 +1063,9 @@ async fn organisers_refund_through_stripe_and_cancel_closes_the_intent(backend: 
 }
 
 /// 100 orders on one event, each paid twice at once (200 pays in flight) and confirmed,
-/// webhooks arriving while others pay: every order is paid through one intent, every charge kept or refunded, the
-/// counters match the rows. Then a second process on the same database receives the same
-/// webhooks as the first: each is applied once.
+/// webhooks arriving while others pay: every order is paid through one intent, every charge
+/// kept or refunded, the counters match the rows. Then two server processes on the same
+/// database receive the same webhooks as the app: each is applied once.
 async fn concurrent_pays_and_webhooks_keep_every_payment(backend: Backend) {
     let Some(base) = localstripe().await else {
         return;
@@ -1097,27 +1120,62 @@ async fn concurrent_pays_and_webhooks_keep_every_payment(backend: Backend) {
     );
     assert_money_kept_only_for_tickets(&app, &base).await;
 
-    // Two processes, both registered: every event reaches both, and applies once.
-    let sibling = app
-        .spawn_sibling(|settings| with_stripe(settings, &base))
-        .await;
-    receive_webhooks(&base, &sibling).await;
+    // Two server processes on the same database, both receiving every webhook (as this app
+    // does): each success is applied by one of the three, the others see a duplicate.
+    let env = [
+        ("PAYMENT_PROVIDER", "stripe"),
+        ("STRIPE_API_BASE", base.as_str()),
+        ("STRIPE_SECRET_KEY", SECRET_KEY),
+        ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+    ];
+    let first = Process::start(&app.database.url, &["serve"], &env).await;
+    let second = Process::start(&app.database.url, &["serve", "--no-sweeper"], &env).await;
+    let hook = |process: &Process| format!("{}/api/v1/payments/stripe/webhook", process.base);
+    receive_webhooks_at(&base, hook(&first)).await;
+    let hub = receive_webhooks_at(&base, hook(&second)).await;
+    let receivers = [
+        app.url("/payments/stripe/webhook"),
+        hook(&first),
+        hook(&second),
+    ];
     let (organiser, buyer, second_event) = paid_event(&app, 20).await;
     let mut twice = Vec::new();
     for _ in 0..10 {
         let order_id = order(&app, &buyer, &second_event, 1).await;
         let (_, started) = pay(&app, &buyer, &order_id).await;
-        confirm_with_card(&base, &intent_of(&started), "4242424242424242").await;
-        twice.push(order_id);
+        let intent = intent_of(&started);
+        confirm_with_card(&base, &intent, "4242424242424242").await;
+        twice.push((order_id, intent));
     }
-    for order_id in &twice {
+    for (order_id, intent) in &twice {
         order_when(&app, &buyer, order_id, |order| order["status"] == "paid").await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let outcomes = loop {
+            let mut outcomes: Vec<String> = hub
+                .answers
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(to, of, _)| receivers.contains(to) && of == intent)
+                .map(|(_, _, outcome)| outcome.clone())
+                .collect();
+            outcomes.sort();
+            if outcomes.len() >= 3 || tokio::time::Instant::now() > deadline {
+                break outcomes;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(
+            outcomes,
+            ["applied", "duplicate", "duplicate"],
+            "intent {intent}: applied once over three receivers"
+        );
     }
     let stats = format!("/events/{}/stats", second_event["id"].as_str().unwrap());
     let (_, stats) = app.get(&stats, Some(&organiser.token)).await;
     assert_eq!(stats["revenue_minor"], 10 * 2500, "each paid once: {stats}");
     assert_money_kept_only_for_tickets(&app, &base).await;
-    sibling.stop().await;
+    drop((first, second));
 }
 
 /// With no webhook arriving, a pay asks Stripe first: a declined intent is closed and a new one
@@ -1201,5 +1259,64 @@ async fn a_retried_pay_and_a_cancel_follow_what_stripe_knows(backend: Backend) {
     assert_eq!(replay.status(), StatusCode::ACCEPTED);
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
     assert_eq!(replay.json::<Value>().await.unwrap(), first);
+    assert_money_kept_only_for_tickets(&app, &base).await;
+}
+
+/// A late payment for an order whose seat went to someone else is owed back; Stripe is away
+/// when the webhook comes (503, the refund stays owed); once Stripe is back the reconciler
+/// makes the refund, once.
+async fn a_refund_stripe_cannot_take_now_is_made_by_the_reconciler(backend: Backend) {
+    let Some(base) = localstripe().await else {
+        return;
+    };
+    let relay = Relay::to(&base).await;
+    let app = stripe_app(backend, &relay.address, false, |settings| {
+        settings.ticket_hold = Duration::from_secs(1);
+        settings.payments.window = Duration::from_secs(1);
+        settings.payments.reconcile_after = Duration::from_millis(500);
+        settings.payments.reconcile_interval = Duration::from_millis(200);
+    })
+    .await;
+    let (_, buyer, event) = paid_event(&app, 1).await;
+    let order_id = order(&app, &buyer, &event, 1).await;
+    let (_, started) = pay(&app, &buyer, &order_id).await;
+    let intent_id = intent_of(&started);
+    order_when(&app, &buyer, &order_id, |order| {
+        order["status"] == "expired"
+    })
+    .await;
+    let rival = app.register_user(None).await;
+    let guest = json!([{"tier_id": tier(&event, "Guest"), "quantity": 1}]);
+    let body = json!({"event_id": event["id"], "items": guest});
+    let (_, placed) = app.post("/orders/", Some(&rival.token), body).await;
+    let (status, _) = pay(&app, &rival, placed["id"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "the last seat is taken for good");
+    confirm_with_card(&base, &intent_id, "4242424242424242").await;
+
+    relay.cut();
+    let succeeded = json!({"id": format!("evt_{}", Uuid::new_v4().simple()),
+        "type": "payment_intent.succeeded",
+        "data": {"object": {"id": intent_id, "amount": 2500, "currency": "ngn"}}});
+    let (status, body) = post_event(&app, WEBHOOK_SECRET, &succeeded, 0).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let (_, owed) = app
+        .get(&format!("/orders/{order_id}"), Some(&buyer.token))
+        .await;
+    assert_eq!(
+        (&owed["status"], &owed["payment"]["status"]),
+        (&json!("expired"), &json!("succeeded")),
+        "the money was taken and is owed back"
+    );
+    let (_, body) = post_event(&app, WEBHOOK_SECRET, &succeeded, 0).await;
+    assert_eq!(body["outcome"], "duplicate");
+
+    relay.mend();
+    let refunded = order_when(&app, &buyer, &order_id, |order| {
+        order["payment"]["status"] == "refunded"
+    })
+    .await;
+    assert_eq!(refunded["payment"]["refunded_minor"], 2500);
+    let made = client(&base, 8).list_refunds(&intent_id).await.unwrap();
+    assert_eq!(made.iter().map(|r| r.amount).collect::<Vec<_>>(), [2500]);
     assert_money_kept_only_for_tickets(&app, &base).await;
 }
