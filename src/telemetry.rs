@@ -60,7 +60,26 @@ pub fn init_metrics() {
         );
         describe_counter!(
             "nearbytix_payment_outcomes_total",
-            "payments ended, by outcome (refunded: an organiser's refund)"
+            "payments ended, by outcome (succeeded, failed, late_paid: paid after the hold \
+             ended, late_refunded: refunded for want of seats, refunded: an organiser's refund, \
+             extra_refunded: a payment the order does not keep)"
+        );
+        describe_counter!(
+            "nearbytix_payments_started_total",
+            "payments started, by provider (stripe: an intent made; none: paid at once)"
+        );
+        describe_gauge!(
+            "nearbytix_payments_pending",
+            "Stripe intents open now (set by each reconciler run)"
+        );
+        describe_counter!(
+            "nearbytix_stripe_webhooks_total",
+            "Stripe webhooks received, by event type and outcome (applied, duplicate, ignored, \
+             bad_signature, malformed, unavailable)"
+        );
+        describe_counter!(
+            "nearbytix_payment_reconciled_total",
+            "intents and refunds the reconciler settled, by result"
         );
         describe_counter!(
             "nearbytix_sold_out_total",
