@@ -256,6 +256,7 @@ backend_tests!(
     concurrent_pays_and_webhooks_keep_every_payment,
     a_retried_pay_and_a_cancel_follow_what_stripe_knows,
     a_refund_stripe_cannot_take_now_is_made_by_the_reconciler,
+    an_intent_left_open_after_its_hold_is_cancelled,
 );
 
 /// The webhook secret of every test app: localstripe signs for one hub (below) with it.
@@ -1318,5 +1319,36 @@ async fn a_refund_stripe_cannot_take_now_is_made_by_the_reconciler(backend: Back
     assert_eq!(refunded["payment"]["refunded_minor"], 2500);
     let made = client(&base, 8).list_refunds(&intent_id).await.unwrap();
     assert_eq!(made.iter().map(|r| r.amount).collect::<Vec<_>>(), [2500]);
+    assert_money_kept_only_for_tickets(&app, &base).await;
+}
+
+/// A buyer who never confirms: once the hold ended `PAYMENT_INTENT_TTL_SECONDS` ago, the
+/// reconciler cancels the intent at Stripe and the payment reads failed (`canceled`).
+async fn an_intent_left_open_after_its_hold_is_cancelled(backend: Backend) {
+    let Some(base) = localstripe().await else {
+        return;
+    };
+    let app = stripe_app(backend, &base, false, |settings| {
+        settings.ticket_hold = Duration::from_secs(1);
+        settings.payments.window = Duration::from_secs(1);
+        settings.payments.intent_ttl = Duration::from_secs(1);
+        settings.payments.reconcile_after = Duration::from_millis(300);
+        settings.payments.reconcile_interval = Duration::from_millis(200);
+    })
+    .await;
+    let (_, buyer, event) = paid_event(&app, 5).await;
+    let order_id = order(&app, &buyer, &event, 1).await;
+    let (_, started) = pay(&app, &buyer, &order_id).await;
+    let intent_id = intent_of(&started);
+    let closed = order_when(&app, &buyer, &order_id, |order| {
+        order["payment"]["failure_code"] == "canceled"
+    })
+    .await;
+    assert_eq!(
+        (&closed["status"], &closed["payment"]["status"]),
+        (&json!("expired"), &json!("failed"))
+    );
+    let at_stripe = client(&base, 8).retrieve_intent(&intent_id).await.unwrap();
+    assert_eq!(at_stripe.status, "canceled");
     assert_money_kept_only_for_tickets(&app, &base).await;
 }
