@@ -76,6 +76,7 @@ impl App {
                 store.clone(),
                 Arc::new(ticket_keys),
                 settings.checkin_reissues_per_day,
+                settings.checkin_lists_per_event,
             )),
             search: Arc::new(Search::new(
                 store.clone(),

@@ -190,6 +190,11 @@ pub struct Options {
           value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub checkin_reissues_per_day: u32,
 
+    /// Check-in lists one event may have; past them a new one gets 409.
+    #[arg(long, env = "CHECKIN_LISTS_PER_EVENT", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub checkin_lists_per_event: u32,
+
     /// Pay requests (orders and tickets) per minute by one user (per process).
     #[arg(long, env = "PAYMENT_RATE_LIMIT_PER_USER", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..), global = true)]

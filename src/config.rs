@@ -50,6 +50,8 @@ pub struct Settings {
     pub payments: PaymentSettings,
     /// Reissues of one ticket's code in 24 h.
     pub checkin_reissues_per_day: u32,
+    /// Check-in lists one event may have.
+    pub checkin_lists_per_event: u32,
     pub idempotency_keys_per_user: u32,
     pub password_hash_workers: usize,
     pub password_hash_queue: usize,
@@ -214,6 +216,7 @@ impl TryFrom<Options> for Settings {
                 options.payment_rate_limit_per_user,
             )?,
             checkin_reissues_per_day: options.checkin_reissues_per_day,
+            checkin_lists_per_event: options.checkin_lists_per_event,
             password_hash_workers: options
                 .password_hash_workers
                 .map_or_else(cores, |workers| workers as usize),

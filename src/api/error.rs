@@ -184,6 +184,7 @@ impl From<ServiceError> for ApiError {
             | ServiceError::PartOfOrder(_)
             | ServiceError::TierNameTaken
             | ServiceError::TooManyTiers
+            | ServiceError::TooManyLists(_)
             | ServiceError::TierBelowSold
             | ServiceError::TierHasTickets
             | ServiceError::LastTier

@@ -5,6 +5,7 @@
 
 mod auth;
 mod checkin;
+mod checkin_lists;
 pub mod current_user;
 pub mod error;
 mod events;
@@ -88,6 +89,7 @@ fn routes(api_prefix: &str, with_metrics: bool) -> OpenApiRouter<AppState> {
         .merge(tickets::router())
         .merge(orders::router())
         .merge(checkin::router())
+        .merge(checkin_lists::router())
         .merge(payment::router())
         .merge(recommendations::router());
     let api = if api_prefix.is_empty() {

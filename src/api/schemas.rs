@@ -84,6 +84,23 @@ pub mod shared {
 
     #[derive(IntoParams)]
     #[into_params(parameter_in = Path)]
+    #[allow(dead_code)]
+    pub struct ListPath {
+        /// Event id
+        event_id: Uuid,
+        /// Check-in list id
+        list_id: Uuid,
+    }
+
+    #[derive(IntoResponses)]
+    #[response(
+        status = 404,
+        description = "No such event, or no such check-in list of it"
+    )]
+    pub struct ListNotFound(ErrorBody);
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Path)]
     pub struct OrderPath {
         /// Order id
         order_id: Uuid,

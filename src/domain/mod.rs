@@ -5,6 +5,7 @@
 //! cannot hold an invalid value (`EventDraft`, `Venue`, `GeoPoint`, `Email`, …); a broken rule
 //! is a [`Violation`] with the path of the offending field.
 
+pub mod checkin_list;
 pub mod event;
 pub mod geo;
 pub mod order;
@@ -18,6 +19,7 @@ pub mod time;
 pub mod user;
 pub mod validation;
 
+pub use checkin_list::{CheckinList, ListCreated, ListDeleted, ListDraft, ListFields};
 pub use event::{
     Event, EventChanges, EventDelete, EventDetails, EventDraft, EventFields, EventPatchFields,
     EventUpdate, NearbyEvent, NewEvent, Venue, VenueFields,

@@ -8,7 +8,11 @@ use uuid::Uuid;
 use super::{Action, Resource, ServiceError};
 use crate::checkin::code::TicketCode;
 use crate::checkin::keys::{ListedKey, TicketKeys};
-use crate::domain::{ReissuedCode, TicketStatus, WriteOutcome};
+use crate::domain::checkin_list::tier_path;
+use crate::domain::{
+    CheckinList, ListCreated, ListDeleted, ListDraft, ListFields, ReissuedCode, TicketStatus,
+    Violations, WriteOutcome,
+};
 use crate::store::{CodeReissue, DynStore, HeldKey};
 
 pub struct Checkin {
@@ -16,6 +20,8 @@ pub struct Checkin {
     keys: Arc<TicketKeys>,
     /// Reissues of one ticket's code in 24 h (`CHECKIN_REISSUES_PER_DAY`).
     reissues_per_day: u32,
+    /// Lists one event may have (`CHECKIN_LISTS_PER_EVENT`).
+    lists_per_event: u32,
 }
 
 /// A ticket's code and its text.
@@ -25,11 +31,93 @@ pub struct IssuedCode {
 }
 
 impl Checkin {
-    pub fn new(store: DynStore, keys: Arc<TicketKeys>, reissues_per_day: u32) -> Self {
+    pub fn new(
+        store: DynStore,
+        keys: Arc<TicketKeys>,
+        reissues_per_day: u32,
+        lists_per_event: u32,
+    ) -> Self {
         Self {
             store,
             keys,
             reissues_per_day,
+            lists_per_event,
+        }
+    }
+
+    /// Adds a check-in list to an event of the caller's.
+    pub async fn create_list(
+        &self,
+        user_id: Uuid,
+        event_id: Uuid,
+        fields: ListFields,
+    ) -> Result<CheckinList, ServiceError> {
+        let draft = ListDraft::parse(fields)?;
+        let max = i64::from(self.lists_per_event);
+        let created = self
+            .store
+            .create_checkin_list(event_id, user_id, &draft, max)
+            .await?;
+        match created {
+            ListCreated::Created(list) => Ok(*list),
+            ListCreated::EventNotFound => Err(ServiceError::NotFound(Resource::Event, event_id)),
+            ListCreated::NotCreator => Err(ServiceError::NotOwner(Action::ManageCheckin)),
+            ListCreated::TooMany => Err(ServiceError::TooManyLists(self.lists_per_event)),
+            ListCreated::UnknownTier(index) => {
+                let mut violations = Violations::new();
+                violations.push_at(tier_path(index), "is not a tier of this event");
+                Err(ServiceError::Invalid(violations))
+            }
+        }
+    }
+
+    /// The check-in lists of an event of the caller's, oldest first.
+    pub async fn lists(
+        &self,
+        user_id: Uuid,
+        event_id: Uuid,
+    ) -> Result<Vec<CheckinList>, ServiceError> {
+        match self.store.checkin_lists(event_id).await? {
+            None => Err(ServiceError::NotFound(Resource::Event, event_id)),
+            Some((creator, _)) if creator != user_id => {
+                Err(ServiceError::NotOwner(Action::ManageCheckin))
+            }
+            Some((_, lists)) => Ok(lists),
+        }
+    }
+
+    /// One check-in list of an event of the caller's.
+    pub async fn list(
+        &self,
+        user_id: Uuid,
+        event_id: Uuid,
+        list_id: Uuid,
+    ) -> Result<CheckinList, ServiceError> {
+        self.lists(user_id, event_id)
+            .await?
+            .into_iter()
+            .find(|list| list.id == list_id)
+            .ok_or(ServiceError::NotFound(Resource::CheckinList, list_id))
+    }
+
+    /// Deletes a check-in list of an event of the caller's.
+    pub async fn delete_list(
+        &self,
+        user_id: Uuid,
+        event_id: Uuid,
+        list_id: Uuid,
+    ) -> Result<(), ServiceError> {
+        match self
+            .store
+            .delete_checkin_list(event_id, list_id, user_id)
+            .await?
+        {
+            ListDeleted::Deleted => Ok(()),
+            ListDeleted::EventNotFound => Err(ServiceError::NotFound(Resource::Event, event_id)),
+            ListDeleted::NotCreator => Err(ServiceError::NotOwner(Action::ManageCheckin)),
+            ListDeleted::ListNotFound => {
+                Err(ServiceError::NotFound(Resource::CheckinList, list_id))
+            }
         }
     }
 

@@ -15,6 +15,7 @@ pub enum Resource {
     Ticket,
     Order,
     Tier,
+    CheckinList,
 }
 
 impl fmt::Display for Resource {
@@ -24,6 +25,7 @@ impl fmt::Display for Resource {
             Resource::Ticket => "Ticket",
             Resource::Order => "Order",
             Resource::Tier => "Tier",
+            Resource::CheckinList => "Check-in list",
         })
     }
 }
@@ -42,6 +44,7 @@ pub enum Action {
     ViewOrder,
     ViewTicketCode,
     ViewStats,
+    ManageCheckin,
 }
 
 impl fmt::Display for Action {
@@ -58,6 +61,7 @@ impl fmt::Display for Action {
             Action::ViewTicketCode => "You can only see the codes of your own tickets",
             Action::ViewOrder => "You can only view your own orders",
             Action::ViewStats => "You can only see the sales of your own events",
+            Action::ManageCheckin => "Only the event's creator can manage its check-in",
         })
     }
 }
@@ -95,6 +99,8 @@ pub enum ServiceError {
     TierNameTaken,
     #[error("An event has at most 20 tiers")]
     TooManyTiers,
+    #[error("An event has at most {0} check-in lists")]
+    TooManyLists(u32),
     #[error("quantity cannot be lower than the tickets this tier already sold")]
     TierBelowSold,
     #[error("Tier has reserved or paid tickets and cannot be deleted")]

@@ -1,7 +1,7 @@
 //! Persistence behind one interface, with a PostgreSQL/PostGIS and an SQLite implementation.
 //!
 //! The interface speaks domain types and is split by area ([`UserStore`], [`EventStore`],
-//! [`TicketStore`], [`PaymentStore`], [`IdempotencyStore`], with [`Infrastructure`] apart). Every atomicity
+//! [`TicketStore`], [`PaymentStore`], [`CheckinListStore`], [`IdempotencyStore`], with [`Infrastructure`] apart). Every atomicity
 //! guarantee (no oversell, pay-vs-expire, counters that match rows) lives inside one call here,
 //! so no caller can get it wrong. What does not differ between the SQL dialects (row mapping,
 //! column lists, filters, paging) is written once in [`sql`]; the backend files keep only the
@@ -13,6 +13,7 @@ mod error;
 mod ledger;
 #[macro_use]
 mod order_batch;
+pub mod checkin_lists;
 pub mod payments;
 mod postgres;
 mod sqlite;
@@ -34,6 +35,7 @@ use crate::domain::{
     WriteOutcome,
 };
 
+pub use checkin_lists::CheckinListStore;
 pub use error::StoreError;
 pub use payments::PaymentStore;
 
@@ -43,7 +45,14 @@ pub use sqlite::SqliteStore;
 
 /// Every area of the store in one object.
 pub trait Store:
-    Infrastructure + UserStore + EventStore + TicketStore + PaymentStore + IdempotencyStore + 'static
+    Infrastructure
+    + UserStore
+    + EventStore
+    + TicketStore
+    + PaymentStore
+    + CheckinListStore
+    + IdempotencyStore
+    + 'static
 {
 }
 
@@ -53,6 +62,7 @@ impl<T> Store for T where
         + EventStore
         + TicketStore
         + PaymentStore
+        + CheckinListStore
         + IdempotencyStore
         + 'static
 {

@@ -9,9 +9,10 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, TestApp, error_locs, loc};
 
 backend_tests!(
+    events_have_check_in_lists_their_creator_manages,
     a_paid_ticket_has_a_signed_code_its_owner_alone_may_see,
     a_code_verifies_offline_with_the_published_keys,
     a_reissued_code_has_the_next_serial_within_a_daily_limit,
@@ -330,4 +331,121 @@ async fn concurrent_reissues_never_pass_the_daily_limit(backend: Backend) {
         .get(&format!("/tickets/{ticket_id}/code"), Some(&buyer))
         .await;
     assert_eq!(current["serial"], 4);
+}
+
+/// Every event has its default list; its creator adds lists naming some tiers and a window,
+/// reads and deletes them; the rules of a list are checked (its tiers the event's, named once,
+/// a window that ends after it starts, at most `CHECKIN_LISTS_PER_EVENT`); anyone else is
+/// refused; a deleted tier leaves the lists that named it.
+async fn events_have_check_in_lists_their_creator_manages(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |settings| settings.checkin_lists_per_event = 3).await;
+    let (organiser, stranger) = (app.register_user(None).await, app.register_user(None).await);
+    let event = app
+        .create_event(
+            &organiser.token,
+            json!({"tiers": [{"name": "VIP", "price_minor": 5000},
+                             {"name": "Standard", "price_minor": 1000}]}),
+        )
+        .await;
+    let event_id = event["id"].as_str().unwrap();
+    let tier = |name: &str| {
+        event["tiers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|tier| tier["name"] == name)
+            .unwrap()["id"]
+            .clone()
+    };
+    let lists = format!("/events/{event_id}/checkin-lists");
+    let token = Some(organiser.token.as_str());
+
+    let (status, body) = app.get(&lists, token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let default = &body["lists"][0];
+    assert_eq!(body["lists"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (
+            &default["name"],
+            &default["tier_ids"],
+            &default["allow_reentry"]
+        ),
+        (&json!("Main entrance"), &Value::Null, &json!(false))
+    );
+    assert_eq!(default["is_default"], true);
+    assert_eq!(default["event_id"], event_id);
+
+    let vip_door = json!({"name": "VIP door", "tier_ids": [tier("VIP")], "allow_reentry": true,
+                          "activates_at": "2030-01-01T18:00:00Z",
+                          "expires_at": "2030-01-02T02:00:00Z"});
+    let (status, created) = app.post(&lists, token, vip_door).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["tier_ids"], json!([tier("VIP")]));
+    assert_eq!(created["is_default"], false);
+    assert_eq!(created["activates_at"], "2030-01-01T18:00:00Z");
+    let one = format!("{lists}/{}", created["id"].as_str().unwrap());
+    let (status, read) = app.get(&one, token).await;
+    assert_eq!((status, &read), (StatusCode::OK, &created));
+    let (_, body) = app.get(&lists, token).await;
+    let names: Vec<&str> = body["lists"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|list| list["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Main entrance", "VIP door"]);
+
+    let unknown = json!({"name": "x", "tier_ids": [tier("VIP"), uuid::Uuid::new_v4()]});
+    let (status, body) = app.post(&lists, token, unknown).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(error_locs(&body), [loc(&["body", "tier_ids", "1"])]);
+    let twice = json!({"name": "x", "tier_ids": [tier("VIP"), tier("VIP")]});
+    let (status, body) = app.post(&lists, token, twice).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let backwards = json!({"name": "x", "activates_at": "2030-01-02T00:00:00Z",
+                           "expires_at": "2030-01-01T00:00:00Z"});
+    let (status, _) = app.post(&lists, token, backwards).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = app.post(&lists, token, json!({"name": ""})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let theirs = Some(stranger.token.as_str());
+    let (status, _) = app.post(&lists, theirs, json!({"name": "mine"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app.get(&lists, theirs).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app.delete(&one, theirs).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let nowhere = format!("/events/{}/checkin-lists", uuid::Uuid::new_v4());
+    let (status, _) = app.get(&nowhere, token).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app
+        .get(&format!("{lists}/{}", uuid::Uuid::new_v4()), token)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, third) = app.post(&lists, token, json!({"name": "Side door"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{third}");
+    let (status, body) = app
+        .post(&lists, token, json!({"name": "One too many"}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    let vip = tier("VIP");
+    let path = format!("/events/{event_id}/tiers/{}", vip.as_str().unwrap());
+    let (status, _) = app.delete(&path, token).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, read) = app.get(&one, token).await;
+    assert_eq!(
+        read["tier_ids"],
+        json!([]),
+        "a deleted tier leaves its lists"
+    );
+
+    let (status, _) = app.delete(&one, token).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = app.get(&one, token).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app.delete(&one, token).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

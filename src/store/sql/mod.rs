@@ -20,9 +20,12 @@ mod checkin;
 mod idempotency;
 #[macro_use]
 mod payments;
+#[macro_use]
+mod checkin_lists;
 
 pub(super) use self::changes::*;
 pub(super) use self::checkin::*;
+pub(super) use self::checkin_lists::*;
 pub(super) use self::events::*;
 pub(super) use self::idempotency::*;
 pub(super) use self::orders::*;

@@ -1,0 +1,177 @@
+//! Check-in lists: the doors of an event, managed by its creator (CHECKIN.md § Check-in lists).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::current_user::BearerUserId;
+use super::error::ApiError;
+use super::extract::{Input, PathId, PathIds, ValidJson};
+use super::schemas::ErrorBody;
+use super::schemas::shared::{
+    EventNotFound, EventPath, Invalid, ListNotFound, ListPath, NotJson, NotTheCreator,
+    Unauthenticated,
+};
+use super::state::AppState;
+use crate::domain::{CheckinList, ListFields, Violations};
+use crate::service::Checkin;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_list, event_lists))
+        .routes(routes!(one_list, delete_list))
+}
+
+/// A new check-in list.
+#[derive(Deserialize, ToSchema)]
+pub struct ListRequest {
+    #[schema(min_length = 1, max_length = 100, example = "VIP door")]
+    name: String,
+    /// 1–20 distinct tiers of the event; null or absent: every tier, later ones too.
+    #[serde(default)]
+    #[schema(min_items = 1, max_items = 20)]
+    tier_ids: Option<Vec<Uuid>>,
+    /// Whether a ticket that left may enter again.
+    #[serde(default)]
+    allow_reentry: bool,
+    /// Scans before it are refused (`list_inactive`); null: no start.
+    #[serde(default)]
+    activates_at: Option<DateTime<Utc>>,
+    /// Scans from it on are refused; after `activates_at`; null: no end.
+    #[serde(default)]
+    expires_at: Option<DateTime<Utc>>,
+}
+
+impl Input for ListRequest {
+    type Valid = ListFields;
+
+    fn validate(self) -> Result<ListFields, Violations> {
+        Ok(ListFields {
+            name: self.name,
+            tier_ids: self.tier_ids,
+            allow_reentry: self.allow_reentry,
+            activates_at: self.activates_at,
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+/// A check-in list: which tiers it admits, when, and whether again.
+#[derive(Serialize, ToSchema)]
+pub struct ListResponse {
+    id: Uuid,
+    event_id: Uuid,
+    name: String,
+    /// Null: every tier of the event.
+    tier_ids: Option<Vec<Uuid>>,
+    allow_reentry: bool,
+    activates_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    /// The list every event has ("Main entrance").
+    is_default: bool,
+    created_at: DateTime<Utc>,
+}
+
+impl From<CheckinList> for ListResponse {
+    fn from(list: CheckinList) -> Self {
+        Self {
+            id: list.id,
+            event_id: list.event_id,
+            name: list.name,
+            tier_ids: list.tier_ids,
+            allow_reentry: list.allow_reentry,
+            activates_at: list.activates_at,
+            expires_at: list.expires_at,
+            is_default: list.is_default,
+            created_at: list.created_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ListsResponse {
+    lists: Vec<ListResponse>,
+}
+
+/// Add a check-in list to an event (creator only).
+#[utoipa::path(
+    post, path = "/events/{event_id}/checkin-lists", tag = "checkin",
+    security(("bearer" = [])), params(EventPath), request_body = ListRequest,
+    responses(
+        (status = 201, description = "Created", body = ListResponse),
+        (status = 409, description = "The event has `CHECKIN_LISTS_PER_EVENT` lists", body = ErrorBody),
+        Unauthenticated, NotJson, Invalid, EventNotFound, NotTheCreator,
+    )
+)]
+pub async fn create_list(
+    State(checkin): State<Arc<Checkin>>,
+    BearerUserId(user_id): BearerUserId,
+    PathId(event_id): PathId,
+    ValidJson(fields): ValidJson<ListRequest>,
+) -> Result<(StatusCode, Json<ListResponse>), ApiError> {
+    let list = checkin.create_list(user_id, event_id, fields).await?;
+    Ok((StatusCode::CREATED, Json(list.into())))
+}
+
+/// An event's check-in lists, oldest first (creator only).
+#[utoipa::path(
+    get, path = "/events/{event_id}/checkin-lists", tag = "checkin",
+    security(("bearer" = [])), params(EventPath),
+    responses(
+        (status = 200, description = "The lists", body = ListsResponse),
+        Unauthenticated, Invalid, EventNotFound, NotTheCreator,
+    )
+)]
+pub async fn event_lists(
+    State(checkin): State<Arc<Checkin>>,
+    BearerUserId(user_id): BearerUserId,
+    PathId(event_id): PathId,
+) -> Result<Json<ListsResponse>, ApiError> {
+    let lists = checkin.lists(user_id, event_id).await?;
+    let lists = lists.into_iter().map(ListResponse::from).collect();
+    Ok(Json(ListsResponse { lists }))
+}
+
+/// One check-in list (creator only).
+#[utoipa::path(
+    get, path = "/events/{event_id}/checkin-lists/{list_id}", tag = "checkin",
+    security(("bearer" = [])), params(ListPath),
+    responses(
+        (status = 200, description = "The list", body = ListResponse),
+        Unauthenticated, Invalid, ListNotFound, NotTheCreator,
+    )
+)]
+pub async fn one_list(
+    State(checkin): State<Arc<Checkin>>,
+    BearerUserId(user_id): BearerUserId,
+    PathIds(event_id, list_id): PathIds,
+) -> Result<Json<ListResponse>, ApiError> {
+    let list = checkin.list(user_id, event_id, list_id).await?;
+    Ok(Json(list.into()))
+}
+
+/// Delete a check-in list (creator only).
+#[utoipa::path(
+    delete, path = "/events/{event_id}/checkin-lists/{list_id}", tag = "checkin",
+    security(("bearer" = [])), params(ListPath),
+    responses(
+        (status = 204, description = "Deleted"),
+        Unauthenticated, Invalid, ListNotFound, NotTheCreator,
+    )
+)]
+pub async fn delete_list(
+    State(checkin): State<Arc<Checkin>>,
+    BearerUserId(user_id): BearerUserId,
+    PathIds(event_id, list_id): PathIds,
+) -> Result<StatusCode, ApiError> {
+    checkin.delete_list(user_id, event_id, list_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

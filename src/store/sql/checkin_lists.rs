@@ -1,0 +1,218 @@
+//! Check-in lists: the statements of [`crate::store::CheckinListStore`], and the store written
+//! once for both backends ([`checkin_list_store!`], as [`payment_store!`] is).
+
+/// `$1` event (a lock suffix follows): its creator.
+pub(in crate::store) const EVENT_CREATOR: &str = "SELECT creator_id FROM events WHERE id = $1";
+
+pub(in crate::store) const COUNT_LISTS: &str =
+    "SELECT count(*) FROM checkin_lists WHERE event_id = $1";
+
+pub(in crate::store) const EVENT_TIER_IDS: &str = "SELECT id FROM ticket_tiers WHERE event_id = $1";
+
+pub(in crate::store) const INSERT_LIST: &str = "INSERT INTO checkin_lists
+        (id, event_id, name, all_tiers, allow_reentry, activates_at, expires_at, is_default,
+         created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, false, $8)";
+
+pub(in crate::store) const INSERT_LIST_TIER: &str =
+    "INSERT INTO checkin_list_tiers (list_id, tier_id, position) VALUES ($1, $2, $3)";
+
+pub(in crate::store) const EVENT_LISTS: &str = "SELECT id, name, all_tiers, allow_reentry,
+        activates_at, expires_at, is_default, created_at
+     FROM checkin_lists WHERE event_id = $1 ORDER BY created_at, id";
+
+pub(in crate::store) const EVENT_LIST_TIERS: &str = "SELECT lt.list_id, lt.tier_id
+     FROM checkin_list_tiers lt JOIN checkin_lists l ON l.id = lt.list_id
+     WHERE l.event_id = $1 ORDER BY lt.list_id, lt.position";
+
+pub(in crate::store) const DELETE_LIST: &str =
+    "DELETE FROM checkin_lists WHERE id = $1 AND event_id = $2";
+
+/// [`crate::store::CheckinListStore`] for `$store` on `$db`, with `write_tx` and the read pool
+/// `$reader` (as [`payment_store!`] has them).
+macro_rules! checkin_list_store {
+    ($store:ty, $db:ty, $reader:ident) => {
+        mod checkin_lists {
+            use std::collections::{HashMap, HashSet};
+
+            use super::*;
+            use async_trait::async_trait;
+            use uuid::Uuid;
+            use $crate::domain::{CheckinList, ListCreated, ListDeleted, ListDraft};
+            use $crate::store::checkin_lists::CheckinListStore;
+            use $crate::store::sql::{self, Dialect, StoredTime};
+            use $crate::store::{StoreError, StoreResult};
+
+            type Time = <$db as Dialect>::Time;
+
+            type ListRow = (
+                Uuid,
+                String,
+                bool,
+                bool,
+                Option<Time>,
+                Option<Time>,
+                bool,
+                Time,
+            );
+
+            fn creator_locked() -> String {
+                format!("{}{}", sql::EVENT_CREATOR, <$db as Dialect>::LOCK_ROW)
+            }
+
+            #[async_trait]
+            impl CheckinListStore for $store {
+                async fn create_checkin_list(
+                    &self,
+                    event_id: Uuid,
+                    creator: Uuid,
+                    draft: &ListDraft,
+                    max_lists: i64,
+                ) -> StoreResult<ListCreated> {
+                    let (mut tx, now) = self.write_tx().await?;
+                    let owner: Option<Uuid> = sqlx::query_scalar(&creator_locked())
+                        .bind(event_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let refusal = match owner {
+                        None => Some(ListCreated::EventNotFound),
+                        Some(owner) if owner != creator => Some(ListCreated::NotCreator),
+                        Some(_) => None,
+                    };
+                    if let Some(refusal) = refusal {
+                        tx.rollback().await?;
+                        return Ok(refusal);
+                    }
+                    let lists: i64 = sqlx::query_scalar(sql::COUNT_LISTS)
+                        .bind(event_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if lists >= max_lists {
+                        tx.rollback().await?;
+                        return Ok(ListCreated::TooMany);
+                    }
+                    if let Some(tiers) = &draft.tier_ids {
+                        let known: HashSet<Uuid> = sqlx::query_scalar(sql::EVENT_TIER_IDS)
+                            .bind(event_id)
+                            .fetch_all(&mut *tx)
+                            .await?
+                            .into_iter()
+                            .collect();
+                        if let Some(index) = tiers.iter().position(|tier| !known.contains(tier)) {
+                            tx.rollback().await?;
+                            return Ok(ListCreated::UnknownTier(index));
+                        }
+                    }
+                    let list = CheckinList {
+                        id: Uuid::now_v7(),
+                        event_id,
+                        name: draft.name.clone(),
+                        tier_ids: draft.tier_ids.clone(),
+                        allow_reentry: draft.allow_reentry,
+                        activates_at: draft.activates_at,
+                        expires_at: draft.expires_at,
+                        is_default: false,
+                        created_at: now,
+                    };
+                    sqlx::query(sql::INSERT_LIST)
+                        .bind(list.id)
+                        .bind(event_id)
+                        .bind(&list.name)
+                        .bind(list.tier_ids.is_none())
+                        .bind(list.allow_reentry)
+                        .bind(list.activates_at.map(Time::from))
+                        .bind(list.expires_at.map(Time::from))
+                        .bind(Time::from(now))
+                        .execute(&mut *tx)
+                        .await?;
+                    for (position, tier) in list.tier_ids.iter().flatten().enumerate() {
+                        sqlx::query(sql::INSERT_LIST_TIER)
+                            .bind(list.id)
+                            .bind(*tier)
+                            .bind(i32::try_from(position).unwrap_or(i32::MAX))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(ListCreated::Created(Box::new(list)))
+                }
+
+                async fn checkin_lists(
+                    &self,
+                    event_id: Uuid,
+                ) -> StoreResult<Option<(Uuid, Vec<CheckinList>)>> {
+                    let owner: Option<Uuid> = sqlx::query_scalar(sql::EVENT_CREATOR)
+                        .bind(event_id)
+                        .fetch_optional(&self.$reader)
+                        .await?;
+                    let Some(owner) = owner else {
+                        return Ok(None);
+                    };
+                    let rows: Vec<ListRow> = sqlx::query_as(sql::EVENT_LISTS)
+                        .bind(event_id)
+                        .fetch_all(&self.$reader)
+                        .await?;
+                    let named: Vec<(Uuid, Uuid)> = sqlx::query_as(sql::EVENT_LIST_TIERS)
+                        .bind(event_id)
+                        .fetch_all(&self.$reader)
+                        .await?;
+                    let mut tiers: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+                    for (list, tier) in named {
+                        tiers.entry(list).or_default().push(tier);
+                    }
+                    let utc = |at: Option<Time>| at.map(StoredTime::into_utc).transpose();
+                    let lists = rows
+                        .into_iter()
+                        .map(|row| {
+                            let (id, name, all, reentry, activates, expires, default, created) =
+                                row;
+                            Ok::<_, StoreError>(CheckinList {
+                                id,
+                                event_id,
+                                name,
+                                tier_ids: (!all).then(|| tiers.remove(&id).unwrap_or_default()),
+                                allow_reentry: reentry,
+                                activates_at: utc(activates)?,
+                                expires_at: utc(expires)?,
+                                is_default: default,
+                                created_at: created.into_utc()?,
+                            })
+                        })
+                        .collect::<Result<_, _>>()?;
+                    Ok(Some((owner, lists)))
+                }
+
+                async fn delete_checkin_list(
+                    &self,
+                    event_id: Uuid,
+                    list_id: Uuid,
+                    creator: Uuid,
+                ) -> StoreResult<ListDeleted> {
+                    let (mut tx, _) = self.write_tx().await?;
+                    let owner: Option<Uuid> = sqlx::query_scalar(&creator_locked())
+                        .bind(event_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let outcome = match owner {
+                        None => ListDeleted::EventNotFound,
+                        Some(owner) if owner != creator => ListDeleted::NotCreator,
+                        Some(_) => {
+                            let deleted = sqlx::query(sql::DELETE_LIST)
+                                .bind(list_id)
+                                .bind(event_id)
+                                .execute(&mut *tx)
+                                .await?;
+                            if deleted.rows_affected() == 0 {
+                                ListDeleted::ListNotFound
+                            } else {
+                                ListDeleted::Deleted
+                            }
+                        }
+                    };
+                    tx.commit().await?;
+                    Ok(outcome)
+                }
+            }
+        }
+    };
+}
