@@ -14,20 +14,20 @@ use uuid::Uuid;
 
 use super::current_user::BearerUserId;
 use super::error::ApiError;
-use super::extract::{Input, PathId, PathIds, ValidJson};
+use super::extract::{Input, PathId, PathIds, ValidJson, nullable};
 use super::schemas::ErrorBody;
 use super::schemas::shared::{
     EventNotFound, EventPath, Invalid, ListNotFound, ListPath, NotJson, NotTheCreator,
     Unauthenticated,
 };
 use super::state::AppState;
-use crate::domain::{CheckinList, ListFields, Violations};
+use crate::domain::{CheckinList, ListFields, ListPatch, Violations};
 use crate::service::Checkin;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_list, event_lists))
-        .routes(routes!(one_list, delete_list))
+        .routes(routes!(one_list, update_list, delete_list))
 }
 
 /// A new check-in list.
@@ -55,6 +55,39 @@ impl Input for ListRequest {
 
     fn validate(self) -> Result<ListFields, Violations> {
         Ok(ListFields {
+            name: self.name,
+            tier_ids: self.tier_ids,
+            allow_reentry: self.allow_reentry,
+            activates_at: self.activates_at,
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+/// Any subset of a list's fields; null clears `tier_ids` (every tier) and the window's ends.
+#[derive(Deserialize, ToSchema)]
+pub struct ListUpdateRequest {
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 100)]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Vec<Uuid>>, min_items = 1, max_items = 20)]
+    tier_ids: Option<Option<Vec<Uuid>>>,
+    #[serde(default)]
+    allow_reentry: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    activates_at: Option<Option<DateTime<Utc>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    expires_at: Option<Option<DateTime<Utc>>>,
+}
+
+impl Input for ListUpdateRequest {
+    type Valid = ListPatch;
+
+    fn validate(self) -> Result<ListPatch, Violations> {
+        Ok(ListPatch {
             name: self.name,
             tier_ids: self.tier_ids,
             allow_reentry: self.allow_reentry,
@@ -155,6 +188,27 @@ pub async fn one_list(
     PathIds(event_id, list_id): PathIds,
 ) -> Result<Json<ListResponse>, ApiError> {
     let list = checkin.list(user_id, event_id, list_id).await?;
+    Ok(Json(list.into()))
+}
+
+/// Change a check-in list (creator only); the changed list keeps the create rules.
+#[utoipa::path(
+    put, path = "/events/{event_id}/checkin-lists/{list_id}", tag = "checkin",
+    security(("bearer" = [])), params(ListPath), request_body = ListUpdateRequest,
+    responses(
+        (status = 200, description = "The changed list", body = ListResponse),
+        Unauthenticated, NotJson, Invalid, ListNotFound, NotTheCreator,
+    )
+)]
+pub async fn update_list(
+    State(checkin): State<Arc<Checkin>>,
+    BearerUserId(user_id): BearerUserId,
+    PathIds(event_id, list_id): PathIds,
+    ValidJson(patch): ValidJson<ListUpdateRequest>,
+) -> Result<Json<ListResponse>, ApiError> {
+    let list = checkin
+        .update_list(user_id, event_id, list_id, patch)
+        .await?;
     Ok(Json(list.into()))
 }
 

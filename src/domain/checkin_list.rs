@@ -89,6 +89,29 @@ pub fn tier_path(index: usize) -> Vec<PathSegment> {
     ]
 }
 
+/// A change to a list: each field given replaces the list's (`Some(None)` clears it).
+#[derive(Debug, Clone, Default)]
+pub struct ListPatch {
+    pub name: Option<String>,
+    pub tier_ids: Option<Option<Vec<Uuid>>>,
+    pub allow_reentry: Option<bool>,
+    pub activates_at: Option<Option<DateTime<Utc>>>,
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+}
+
+impl ListPatch {
+    /// `list` with this change, as fields the create rules are checked on.
+    pub fn applied_to(self, list: &CheckinList) -> ListFields {
+        ListFields {
+            name: self.name.unwrap_or_else(|| list.name.clone()),
+            tier_ids: self.tier_ids.unwrap_or_else(|| list.tier_ids.clone()),
+            allow_reentry: self.allow_reentry.unwrap_or(list.allow_reentry),
+            activates_at: self.activates_at.unwrap_or(list.activates_at),
+            expires_at: self.expires_at.unwrap_or(list.expires_at),
+        }
+    }
+}
+
 /// How creating a list ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListCreated {
@@ -97,6 +120,17 @@ pub enum ListCreated {
     NotCreator,
     /// The event has as many lists as allowed.
     TooMany,
+    /// The `index`-th tier is not one of the event's.
+    UnknownTier(usize),
+}
+
+/// How changing a list ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListChanged {
+    Changed(Box<CheckinList>),
+    EventNotFound,
+    NotCreator,
+    ListNotFound,
     /// The `index`-th tier is not one of the event's.
     UnknownTier(usize),
 }

@@ -19,7 +19,9 @@ pub mod time;
 pub mod user;
 pub mod validation;
 
-pub use checkin_list::{CheckinList, ListCreated, ListDeleted, ListDraft, ListFields};
+pub use checkin_list::{
+    CheckinList, ListChanged, ListCreated, ListDeleted, ListDraft, ListFields, ListPatch,
+};
 pub use event::{
     Event, EventChanges, EventDelete, EventDetails, EventDraft, EventFields, EventPatchFields,
     EventUpdate, NearbyEvent, NewEvent, Venue, VenueFields,

@@ -10,8 +10,8 @@ use crate::checkin::code::TicketCode;
 use crate::checkin::keys::{ListedKey, TicketKeys};
 use crate::domain::checkin_list::tier_path;
 use crate::domain::{
-    CheckinList, ListCreated, ListDeleted, ListDraft, ListFields, ReissuedCode, TicketStatus,
-    Violations, WriteOutcome,
+    CheckinList, ListChanged, ListCreated, ListDeleted, ListDraft, ListFields, ListPatch,
+    ReissuedCode, TicketStatus, Violations, WriteOutcome,
 };
 use crate::store::{CodeReissue, DynStore, HeldKey};
 
@@ -63,11 +63,7 @@ impl Checkin {
             ListCreated::EventNotFound => Err(ServiceError::NotFound(Resource::Event, event_id)),
             ListCreated::NotCreator => Err(ServiceError::NotOwner(Action::ManageCheckin)),
             ListCreated::TooMany => Err(ServiceError::TooManyLists(self.lists_per_event)),
-            ListCreated::UnknownTier(index) => {
-                let mut violations = Violations::new();
-                violations.push_at(tier_path(index), "is not a tier of this event");
-                Err(ServiceError::Invalid(violations))
-            }
+            ListCreated::UnknownTier(index) => Err(unknown_tier(index)),
         }
     }
 
@@ -98,6 +94,32 @@ impl Checkin {
             .into_iter()
             .find(|list| list.id == list_id)
             .ok_or(ServiceError::NotFound(Resource::CheckinList, list_id))
+    }
+
+    /// Changes a check-in list of an event of the caller's: the changed list must keep the
+    /// create rules.
+    pub async fn update_list(
+        &self,
+        user_id: Uuid,
+        event_id: Uuid,
+        list_id: Uuid,
+        patch: ListPatch,
+    ) -> Result<CheckinList, ServiceError> {
+        let list = self.list(user_id, event_id, list_id).await?;
+        let draft = ListDraft::parse(patch.applied_to(&list))?;
+        let changed = self
+            .store
+            .update_checkin_list(event_id, list_id, user_id, &draft)
+            .await?;
+        match changed {
+            ListChanged::Changed(list) => Ok(*list),
+            ListChanged::EventNotFound => Err(ServiceError::NotFound(Resource::Event, event_id)),
+            ListChanged::NotCreator => Err(ServiceError::NotOwner(Action::ManageCheckin)),
+            ListChanged::ListNotFound => {
+                Err(ServiceError::NotFound(Resource::CheckinList, list_id))
+            }
+            ListChanged::UnknownTier(index) => Err(unknown_tier(index)),
+        }
     }
 
     /// Deletes a check-in list of an event of the caller's.
@@ -202,4 +224,11 @@ impl Checkin {
             }
         }
     }
+}
+
+/// A list naming, as its `index`-th tier, one that is not the event's.
+fn unknown_tier(index: usize) -> ServiceError {
+    let mut violations = Violations::new();
+    violations.push_at(tier_path(index), "is not a tier of this event");
+    ServiceError::Invalid(violations)
 }

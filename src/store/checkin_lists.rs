@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::StoreResult;
-use crate::domain::{CheckinList, ListCreated, ListDeleted, ListDraft};
+use crate::domain::{CheckinList, ListChanged, ListCreated, ListDeleted, ListDraft};
 
 #[async_trait]
 pub trait CheckinListStore: Send + Sync {
@@ -19,6 +19,15 @@ pub trait CheckinListStore: Send + Sync {
     ) -> StoreResult<ListCreated>;
     /// An event's creator and its lists, oldest first; `None` when there is no such event.
     async fn checkin_lists(&self, event_id: Uuid) -> StoreResult<Option<(Uuid, Vec<CheckinList>)>>;
+    /// Replaces a list of an event of `creator` with `draft` (its tiers the event's), under
+    /// the event's lock.
+    async fn update_checkin_list(
+        &self,
+        event_id: Uuid,
+        list_id: Uuid,
+        creator: Uuid,
+        draft: &ListDraft,
+    ) -> StoreResult<ListChanged>;
     async fn delete_checkin_list(
         &self,
         event_id: Uuid,

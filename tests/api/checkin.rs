@@ -431,6 +431,42 @@ async fn events_have_check_in_lists_their_creator_manages(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
 
+    let patch = json!({"name": "VIP and Standard", "tier_ids": [tier("VIP"), tier("Standard")],
+                       "expires_at": null});
+    let (status, changed) = app.put(&one, token, patch).await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["name"], "VIP and Standard");
+    assert_eq!(changed["tier_ids"], json!([tier("VIP"), tier("Standard")]));
+    assert_eq!(
+        (
+            &changed["activates_at"],
+            &changed["expires_at"],
+            &changed["allow_reentry"]
+        ),
+        (&json!("2030-01-01T18:00:00Z"), &Value::Null, &json!(true)),
+        "fields not given stay"
+    );
+    let (_, read) = app.get(&one, token).await;
+    assert_eq!(read, changed);
+    let (status, body) = app
+        .put(&one, token, json!({"expires_at": "2029-01-01T00:00:00Z"}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the merged list keeps the rules: {body}"
+    );
+    let (status, _) = app.put(&one, theirs, json!({"name": "mine"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app
+        .put(&one, token, json!({"tier_ids": [tier("Standard")]}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app
+        .put(&one, token, json!({"tier_ids": [tier("VIP")]}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
     let vip = tier("VIP");
     let path = format!("/events/{event_id}/tiers/{}", vip.as_str().unwrap());
     let (status, _) = app.delete(&path, token).await;

@@ -440,6 +440,23 @@ async fn pay_patiently(app: &TestApp, buyer: &TestUser, order: &str) -> (StatusC
     panic!("Stripe stayed unavailable: {}", answer.1)
 }
 
+/// Waits (up to 15 s) until the sweeper gave the event's seats back: `seats` on sale.
+async fn seats_back(app: &TestApp, event: &Value, seats: i64) {
+    let path = format!("/events/{}", event["id"].as_str().unwrap());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, read) = app.get(&path, None).await;
+        if read["tickets_available"] == seats {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "seats never came back: {read}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The order, once `done` says it is as expected (within 15 s).
 async fn order_when(
     app: &TestApp,
@@ -833,11 +850,13 @@ async fn a_late_payment_takes_its_seats_again_or_is_refunded(backend: Backend) {
     let expired = |order: &Value| order["status"] == "expired";
     order_when(&app, &buyer, &kept, expired).await;
     order_when(&app, &buyer, &lost, expired).await;
+    seats_back(&app, &event, 2).await;
     // One seat goes to someone else for good (a free seat, paid at once): one late payment
     // finds a seat, the other none.
     let guest = json!([{"tier_id": tier(&event, "Guest"), "quantity": 1}]);
     let body = json!({"event_id": event["id"], "items": guest});
-    let (_, placed) = app.post("/orders/", Some(&rival.token), body).await;
+    let (status, placed) = app.post("/orders/", Some(&rival.token), body).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
     let (status, body) = pay(&app, &rival, placed["id"].as_str().unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
@@ -1286,10 +1305,12 @@ async fn a_refund_stripe_cannot_take_now_is_made_by_the_reconciler(backend: Back
         order["status"] == "expired"
     })
     .await;
+    seats_back(&app, &event, 1).await;
     let rival = app.register_user(None).await;
     let guest = json!([{"tier_id": tier(&event, "Guest"), "quantity": 1}]);
     let body = json!({"event_id": event["id"], "items": guest});
-    let (_, placed) = app.post("/orders/", Some(&rival.token), body).await;
+    let (status, placed) = app.post("/orders/", Some(&rival.token), body).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
     let (status, _) = pay(&app, &rival, placed["id"].as_str().unwrap()).await;
     assert_eq!(status, StatusCode::OK, "the last seat is taken for good");
     confirm_with_card(&base, &intent_id, "4242424242424242").await;

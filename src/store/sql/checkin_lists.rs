@@ -25,6 +25,14 @@ pub(in crate::store) const EVENT_LIST_TIERS: &str = "SELECT lt.list_id, lt.tier_
      FROM checkin_list_tiers lt JOIN checkin_lists l ON l.id = lt.list_id
      WHERE l.event_id = $1 ORDER BY lt.list_id, lt.position";
 
+pub(in crate::store) const UPDATE_LIST: &str = "UPDATE checkin_lists SET name = $3,
+        all_tiers = $4, allow_reentry = $5, activates_at = $6, expires_at = $7
+     WHERE id = $1 AND event_id = $2
+     RETURNING is_default, created_at";
+
+pub(in crate::store) const CLEAR_LIST_TIERS: &str =
+    "DELETE FROM checkin_list_tiers WHERE list_id = $1";
+
 pub(in crate::store) const DELETE_LIST: &str =
     "DELETE FROM checkin_lists WHERE id = $1 AND event_id = $2";
 
@@ -38,7 +46,7 @@ macro_rules! checkin_list_store {
             use super::*;
             use async_trait::async_trait;
             use uuid::Uuid;
-            use $crate::domain::{CheckinList, ListCreated, ListDeleted, ListDraft};
+            use $crate::domain::{CheckinList, ListChanged, ListCreated, ListDeleted, ListDraft};
             use $crate::store::checkin_lists::CheckinListStore;
             use $crate::store::sql::{self, Dialect, StoredTime};
             use $crate::store::{StoreError, StoreResult};
@@ -56,8 +64,44 @@ macro_rules! checkin_list_store {
                 Time,
             );
 
+            type Conn = <$db as sqlx::Database>::Connection;
+
             fn creator_locked() -> String {
                 format!("{}{}", sql::EVENT_CREATOR, <$db as Dialect>::LOCK_ROW)
+            }
+
+            /// The first of `tiers` that is not one of the event's.
+            async fn unknown_tier(
+                conn: &mut Conn,
+                event_id: Uuid,
+                tiers: Option<&Vec<Uuid>>,
+            ) -> StoreResult<Option<usize>> {
+                let Some(tiers) = tiers else {
+                    return Ok(None);
+                };
+                let known: HashSet<Uuid> = sqlx::query_scalar(sql::EVENT_TIER_IDS)
+                    .bind(event_id)
+                    .fetch_all(&mut *conn)
+                    .await?
+                    .into_iter()
+                    .collect();
+                Ok(tiers.iter().position(|tier| !known.contains(tier)))
+            }
+
+            async fn insert_tiers(
+                conn: &mut Conn,
+                list_id: Uuid,
+                tiers: Option<&Vec<Uuid>>,
+            ) -> StoreResult<()> {
+                for (position, tier) in tiers.into_iter().flatten().enumerate() {
+                    sqlx::query(sql::INSERT_LIST_TIER)
+                        .bind(list_id)
+                        .bind(*tier)
+                        .bind(i32::try_from(position).unwrap_or(i32::MAX))
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(())
             }
 
             #[async_trait]
@@ -91,17 +135,10 @@ macro_rules! checkin_list_store {
                         tx.rollback().await?;
                         return Ok(ListCreated::TooMany);
                     }
-                    if let Some(tiers) = &draft.tier_ids {
-                        let known: HashSet<Uuid> = sqlx::query_scalar(sql::EVENT_TIER_IDS)
-                            .bind(event_id)
-                            .fetch_all(&mut *tx)
-                            .await?
-                            .into_iter()
-                            .collect();
-                        if let Some(index) = tiers.iter().position(|tier| !known.contains(tier)) {
-                            tx.rollback().await?;
-                            return Ok(ListCreated::UnknownTier(index));
-                        }
+                    let tiers = draft.tier_ids.as_ref();
+                    if let Some(index) = unknown_tier(&mut tx, event_id, tiers).await? {
+                        tx.rollback().await?;
+                        return Ok(ListCreated::UnknownTier(index));
                     }
                     let list = CheckinList {
                         id: Uuid::now_v7(),
@@ -125,16 +162,68 @@ macro_rules! checkin_list_store {
                         .bind(Time::from(now))
                         .execute(&mut *tx)
                         .await?;
-                    for (position, tier) in list.tier_ids.iter().flatten().enumerate() {
-                        sqlx::query(sql::INSERT_LIST_TIER)
-                            .bind(list.id)
-                            .bind(*tier)
-                            .bind(i32::try_from(position).unwrap_or(i32::MAX))
-                            .execute(&mut *tx)
-                            .await?;
-                    }
+                    insert_tiers(&mut tx, list.id, list.tier_ids.as_ref()).await?;
                     tx.commit().await?;
                     Ok(ListCreated::Created(Box::new(list)))
+                }
+
+                async fn update_checkin_list(
+                    &self,
+                    event_id: Uuid,
+                    list_id: Uuid,
+                    creator: Uuid,
+                    draft: &ListDraft,
+                ) -> StoreResult<ListChanged> {
+                    let (mut tx, _) = self.write_tx().await?;
+                    let owner: Option<Uuid> = sqlx::query_scalar(&creator_locked())
+                        .bind(event_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let refusal = match owner {
+                        None => Some(ListChanged::EventNotFound),
+                        Some(owner) if owner != creator => Some(ListChanged::NotCreator),
+                        Some(_) => None,
+                    };
+                    if let Some(refusal) = refusal {
+                        tx.rollback().await?;
+                        return Ok(refusal);
+                    }
+                    let tiers = draft.tier_ids.as_ref();
+                    if let Some(index) = unknown_tier(&mut tx, event_id, tiers).await? {
+                        tx.rollback().await?;
+                        return Ok(ListChanged::UnknownTier(index));
+                    }
+                    let updated: Option<(bool, Time)> = sqlx::query_as(sql::UPDATE_LIST)
+                        .bind(list_id)
+                        .bind(event_id)
+                        .bind(&draft.name)
+                        .bind(tiers.is_none())
+                        .bind(draft.allow_reentry)
+                        .bind(draft.activates_at.map(Time::from))
+                        .bind(draft.expires_at.map(Time::from))
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let Some((is_default, created_at)) = updated else {
+                        tx.rollback().await?;
+                        return Ok(ListChanged::ListNotFound);
+                    };
+                    sqlx::query(sql::CLEAR_LIST_TIERS)
+                        .bind(list_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    insert_tiers(&mut tx, list_id, tiers).await?;
+                    tx.commit().await?;
+                    Ok(ListChanged::Changed(Box::new(CheckinList {
+                        id: list_id,
+                        event_id,
+                        name: draft.name.clone(),
+                        tier_ids: draft.tier_ids.clone(),
+                        allow_reentry: draft.allow_reentry,
+                        activates_at: draft.activates_at,
+                        expires_at: draft.expires_at,
+                        is_default,
+                        created_at: created_at.into_utc()?,
+                    })))
                 }
 
                 async fn checkin_lists(
