@@ -608,7 +608,9 @@ impl Payments {
 
     /// One reconciler run (PAYMENTS.md § Reconciler): asks Stripe about open intents unheard
     /// of for a while, cancels those open too long after their hold, and retries refunds owed.
-    pub async fn reconcile(&self) -> Result<(), ServiceError> {
+    /// It ends early, between two of them, once `stop` turns true: what it had taken but not
+    /// done is taken again after `PAYMENT_RECONCILE_AFTER_SECONDS`.
+    pub async fn reconcile(&self, stop: &watch::Receiver<bool>) -> Result<(), ServiceError> {
         let Some(stripe) = &self.stripe else {
             return Ok(());
         };
@@ -616,11 +618,17 @@ impl Payments {
         metrics::gauge!("nearbytix_payments_pending").set(open as f64);
         let after = self.settings.reconcile_after;
         for due in self.store.due_intents(after, RECONCILE_BATCH).await? {
+            if *stop.borrow() {
+                return Ok(());
+            }
             if let Err(error) = self.reconcile_intent(stripe, &due).await {
                 tracing::warn!(%error, intent_id = due.intent_id, "reconciling an intent failed");
             }
         }
         for refund in self.store.owed_refunds(after, RECONCILE_BATCH).await? {
+            if *stop.borrow() {
+                return Ok(());
+            }
             if let Err(error) = self.reconcile_refund(stripe, &refund).await {
                 tracing::warn!(%error, intent_id = refund.intent_id, "a refund owed failed again");
             }
@@ -783,7 +791,7 @@ impl Reconciler {
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             loop {
-                if let Err(error) = payments.reconcile().await {
+                if let Err(error) = payments.reconcile(&stopped).await {
                     tracing::warn!(%error, "payment reconciler run failed");
                 }
                 tokio::select! {
@@ -795,7 +803,8 @@ impl Reconciler {
         Some(Self { stop, task })
     }
 
-    /// Stops between runs and waits for the current one.
+    /// Stops the reconciler at its next intent or refund and waits for it (at most one
+    /// Stripe call, `STRIPE_TIMEOUT_SECONDS`).
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         if let Err(error) = self.task.await {
