@@ -66,8 +66,28 @@ macro_rules! checkin_list_store {
 
             type Conn = <$db as sqlx::Database>::Connection;
 
-            fn creator_locked() -> String {
-                format!("{}{}", sql::EVENT_CREATOR, <$db as Dialect>::LOCK_ROW)
+            /// Who an event is to the caller, its row locked until the transaction ends.
+            enum Caller {
+                NoEvent,
+                NotCreator,
+                Creator,
+            }
+
+            async fn lock_event(
+                conn: &mut Conn,
+                event_id: Uuid,
+                creator: Uuid,
+            ) -> StoreResult<Caller> {
+                let locked = format!("{}{}", sql::EVENT_CREATOR, <$db as Dialect>::LOCK_ROW);
+                let owner: Option<Uuid> = sqlx::query_scalar(&locked)
+                    .bind(event_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                Ok(match owner {
+                    None => Caller::NoEvent,
+                    Some(owner) if owner != creator => Caller::NotCreator,
+                    Some(_) => Caller::Creator,
+                })
             }
 
             /// The first of `tiers` that is not one of the event's.
@@ -114,14 +134,10 @@ macro_rules! checkin_list_store {
                     max_lists: i64,
                 ) -> StoreResult<ListCreated> {
                     let (mut tx, now) = self.write_tx().await?;
-                    let owner: Option<Uuid> = sqlx::query_scalar(&creator_locked())
-                        .bind(event_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    let refusal = match owner {
-                        None => Some(ListCreated::EventNotFound),
-                        Some(owner) if owner != creator => Some(ListCreated::NotCreator),
-                        Some(_) => None,
+                    let refusal = match lock_event(&mut tx, event_id, creator).await? {
+                        Caller::NoEvent => Some(ListCreated::EventNotFound),
+                        Caller::NotCreator => Some(ListCreated::NotCreator),
+                        Caller::Creator => None,
                     };
                     if let Some(refusal) = refusal {
                         tx.rollback().await?;
@@ -175,14 +191,10 @@ macro_rules! checkin_list_store {
                     draft: &ListDraft,
                 ) -> StoreResult<ListChanged> {
                     let (mut tx, _) = self.write_tx().await?;
-                    let owner: Option<Uuid> = sqlx::query_scalar(&creator_locked())
-                        .bind(event_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    let refusal = match owner {
-                        None => Some(ListChanged::EventNotFound),
-                        Some(owner) if owner != creator => Some(ListChanged::NotCreator),
-                        Some(_) => None,
+                    let refusal = match lock_event(&mut tx, event_id, creator).await? {
+                        Caller::NoEvent => Some(ListChanged::EventNotFound),
+                        Caller::NotCreator => Some(ListChanged::NotCreator),
+                        Caller::Creator => None,
                     };
                     if let Some(refusal) = refusal {
                         tx.rollback().await?;
@@ -278,14 +290,10 @@ macro_rules! checkin_list_store {
                     creator: Uuid,
                 ) -> StoreResult<ListDeleted> {
                     let (mut tx, _) = self.write_tx().await?;
-                    let owner: Option<Uuid> = sqlx::query_scalar(&creator_locked())
-                        .bind(event_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    let outcome = match owner {
-                        None => ListDeleted::EventNotFound,
-                        Some(owner) if owner != creator => ListDeleted::NotCreator,
-                        Some(_) => {
+                    let outcome = match lock_event(&mut tx, event_id, creator).await? {
+                        Caller::NoEvent => ListDeleted::EventNotFound,
+                        Caller::NotCreator => ListDeleted::NotCreator,
+                        Caller::Creator => {
                             let deleted = sqlx::query(sql::DELETE_LIST)
                                 .bind(list_id)
                                 .bind(event_id)
