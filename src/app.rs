@@ -19,7 +19,7 @@ use crate::expiry::Sweeper;
 use crate::listener::{LimitedListener, connections_that_fit};
 use crate::service::{
     Accounts, Bulkhead, Checkin, Events, Health, Idempotency, Orders, Payments, ReadModel,
-    Reconciler, Search,
+    Reconciler, Scanning, Search,
 };
 use crate::store::{self, DynStore, StoreOptions};
 use crate::telemetry;
@@ -47,8 +47,10 @@ impl App {
         telemetry::init_metrics();
         let secret = resolve_jwt_secret(settings.jwt_secret_key.as_ref(), store.database_file())?;
         let tokens = Arc::new(TokenKeys::new(&secret, settings.token_lifetime_minutes)?);
-        let ticket_keys =
-            TicketKeys::resolve(settings.ticket_signing_keys.as_ref(), store.database_file())?;
+        let ticket_keys = Arc::new(TicketKeys::resolve(
+            settings.ticket_signing_keys.as_ref(),
+            store.database_file(),
+        )?);
         let hasher = Hasher::new(settings.password_hash_workers, settings.password_hash_queue);
         let expensive_reads = Arc::new(Bulkhead::new(
             settings.expensive_reads_max,
@@ -74,10 +76,11 @@ impl App {
             )),
             checkin: Arc::new(Checkin::new(
                 store.clone(),
-                Arc::new(ticket_keys),
-                settings.checkin_reissues_per_day,
-                settings.checkin_lists_per_event,
+                ticket_keys.clone(),
+                settings.checkin.reissues_per_day,
+                settings.checkin.lists_per_event,
             )),
+            scanning: Arc::new(Scanning::new(store.clone(), ticket_keys, settings.checkin)),
             search: Arc::new(Search::new(
                 store.clone(),
                 search_model.clone(),
@@ -100,6 +103,7 @@ impl App {
                 tickets: settings.reservation_rate_limit_per_user,
                 event_writes: settings.event_write_rate_limit_per_user,
                 payments: settings.payment_rate_limit_per_user,
+                scans: settings.checkin_scans_per_minute,
             })),
         };
         Ok(Self {

@@ -195,6 +195,31 @@ pub struct Options {
           value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub checkin_lists_per_event: u32,
 
+    /// Scans one offline upload may carry (1–5000); past them it gets 422.
+    #[arg(long, env = "CHECKIN_UPLOAD_MAX", default_value_t = 500,
+          value_parser = clap::value_parser!(u32).range(1..=5000), global = true)]
+    pub checkin_upload_max: u32,
+
+    /// How far ahead of the server's clock a scan's `scanned_at` may be, in seconds.
+    #[arg(long, env = "CHECKIN_CLOCK_SKEW_SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u32).range(0..=86_400), global = true)]
+    pub checkin_clock_skew_seconds: u32,
+
+    /// The longest life of a scanner token, in hours.
+    #[arg(long, env = "SCANNER_TOKEN_MAX_HOURS", default_value_t = 72,
+          value_parser = clap::value_parser!(u32).range(1..=8760), global = true)]
+    pub scanner_token_max_hours: u32,
+
+    /// Live scanner tokens one event may have; past them a new one gets 409.
+    #[arg(long, env = "SCANNER_TOKENS_PER_EVENT", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
+    pub scanner_tokens_per_event: u32,
+
+    /// Redeem and upload requests per minute by one credential (per process).
+    #[arg(long, env = "CHECKIN_SCANS_PER_MINUTE", default_value_t = 600,
+          value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub checkin_scans_per_minute: u32,
+
     /// Pay requests (orders and tickets) per minute by one user (per process).
     #[arg(long, env = "PAYMENT_RATE_LIMIT_PER_USER", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..), global = true)]

@@ -48,10 +48,10 @@ pub struct Settings {
     pub payment_rate_limit_per_user: NonZeroU32,
     /// Who takes the money, and how (`PAYMENT_*`, `STRIPE_*`).
     pub payments: PaymentSettings,
-    /// Reissues of one ticket's code in 24 h.
-    pub checkin_reissues_per_day: u32,
-    /// Check-in lists one event may have.
-    pub checkin_lists_per_event: u32,
+    /// Check-in's limits (`CHECKIN_*`, `SCANNER_*`).
+    pub checkin: CheckinSettings,
+    /// Redeem and upload requests by one credential per minute.
+    pub checkin_scans_per_minute: NonZeroU32,
     pub idempotency_keys_per_user: u32,
     pub password_hash_workers: usize,
     pub password_hash_queue: usize,
@@ -62,6 +62,23 @@ pub struct Settings {
     pub idle_connection_timeout: Duration,
     /// Where `/metrics` is served when not on the API's address.
     pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// Check-in's limits (CHECKIN.md § Configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct CheckinSettings {
+    /// Reissues of one ticket's code in 24 h.
+    pub reissues_per_day: u32,
+    /// Check-in lists one event may have.
+    pub lists_per_event: u32,
+    /// Scans one offline upload may carry.
+    pub upload_max: u32,
+    /// How far ahead of now a scan's `scanned_at` may be.
+    pub clock_skew: chrono::Duration,
+    /// The longest life of a scanner token, in hours.
+    pub token_max_hours: u32,
+    /// Live scanner tokens one event may have.
+    pub tokens_per_event: u32,
 }
 
 /// How payments are taken.
@@ -215,8 +232,18 @@ impl TryFrom<Options> for Settings {
                 "PAYMENT_RATE_LIMIT_PER_USER",
                 options.payment_rate_limit_per_user,
             )?,
-            checkin_reissues_per_day: options.checkin_reissues_per_day,
-            checkin_lists_per_event: options.checkin_lists_per_event,
+            checkin: CheckinSettings {
+                reissues_per_day: options.checkin_reissues_per_day,
+                lists_per_event: options.checkin_lists_per_event,
+                upload_max: options.checkin_upload_max,
+                clock_skew: chrono::Duration::seconds(options.checkin_clock_skew_seconds.into()),
+                token_max_hours: options.scanner_token_max_hours,
+                tokens_per_event: options.scanner_tokens_per_event,
+            },
+            checkin_scans_per_minute: rate(
+                "CHECKIN_SCANS_PER_MINUTE",
+                options.checkin_scans_per_minute,
+            )?,
             password_hash_workers: options
                 .password_hash_workers
                 .map_or_else(cores, |workers| workers as usize),

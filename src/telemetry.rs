@@ -82,6 +82,11 @@ pub fn init_metrics() {
             "intents and refunds the reconciler settled, by result"
         );
         describe_counter!(
+            "nearbytix_checkins_total",
+            "scans judged (redeemed, or uploaded), by result (ok, forced, refused) and reason \
+             (none, or the reason refused or overridden)"
+        );
+        describe_counter!(
             "nearbytix_sold_out_total",
             "orders refused for want of seats"
         );

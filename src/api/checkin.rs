@@ -21,6 +21,7 @@ use super::idempotency::{self, IdempotencyKey, KeyTaking, json_answer};
 use super::schemas::ErrorBody;
 use super::schemas::shared::{Invalid, TicketNotFound, TicketPath, Unauthenticated};
 use super::state::AppState;
+use crate::checkin::keys::ListedKey;
 use crate::checkin::qr::{self, Correction};
 use crate::domain::{ViolationKind, Violations, WriteOutcome};
 use crate::service::{Checkin, IssuedCode};
@@ -60,17 +61,19 @@ pub struct CheckinKeysResponse {
     responses((status = 200, description = "The keys", body = CheckinKeysResponse))
 )]
 async fn checkin_keys(State(checkin): State<Arc<Checkin>>) -> Json<CheckinKeysResponse> {
-    let keys = checkin
-        .keys()
-        .into_iter()
-        .map(|key| CheckinKey {
+    let keys = checkin.keys().into_iter().map(CheckinKey::from).collect();
+    Json(CheckinKeysResponse { keys })
+}
+
+impl From<ListedKey> for CheckinKey {
+    fn from(key: ListedKey) -> Self {
+        Self {
             key_id: key.key_id,
             alg: "Ed25519",
             public_key: key.public_key,
             signing: key.signing,
-        })
-        .collect();
-    Json(CheckinKeysResponse { keys })
+        }
+    }
 }
 
 /// A paid ticket's code, signed with the signing key.

@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::current_user::BearerUserId;
+use super::current_user::{BearerUserId, ScannerAuth};
 use super::error::ApiError;
 use super::extract::{Input, PathId, PathIds, ValidJson, nullable};
 use super::schemas::ErrorBody;
@@ -22,7 +22,7 @@ use super::schemas::shared::{
 };
 use super::state::AppState;
 use crate::domain::{CheckinList, ListFields, ListPatch, Violations};
-use crate::service::Checkin;
+use crate::service::{Checkin, Scanning};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -154,7 +154,7 @@ pub async fn create_list(
     Ok((StatusCode::CREATED, Json(list.into())))
 }
 
-/// An event's check-in lists, oldest first (creator only).
+/// An event's check-in lists, oldest first (creator; a scanner token sees its lists).
 #[utoipa::path(
     get, path = "/events/{event_id}/checkin-lists", tag = "checkin",
     security(("bearer" = [])), params(EventPath),
@@ -164,16 +164,16 @@ pub async fn create_list(
     )
 )]
 pub async fn event_lists(
-    State(checkin): State<Arc<Checkin>>,
-    BearerUserId(user_id): BearerUserId,
+    State(scanning): State<Arc<Scanning>>,
+    ScannerAuth(scanner): ScannerAuth,
     PathId(event_id): PathId,
 ) -> Result<Json<ListsResponse>, ApiError> {
-    let lists = checkin.lists(user_id, event_id).await?;
+    let lists = scanning.lists(&scanner, event_id).await?;
     let lists = lists.into_iter().map(ListResponse::from).collect();
     Ok(Json(ListsResponse { lists }))
 }
 
-/// One check-in list (creator only).
+/// One check-in list (creator, or a scanner of the list).
 #[utoipa::path(
     get, path = "/events/{event_id}/checkin-lists/{list_id}", tag = "checkin",
     security(("bearer" = [])), params(ListPath),
@@ -183,11 +183,11 @@ pub async fn event_lists(
     )
 )]
 pub async fn one_list(
-    State(checkin): State<Arc<Checkin>>,
-    BearerUserId(user_id): BearerUserId,
+    State(scanning): State<Arc<Scanning>>,
+    ScannerAuth(scanner): ScannerAuth,
     PathIds(event_id, list_id): PathIds,
 ) -> Result<Json<ListResponse>, ApiError> {
-    let list = checkin.list(user_id, event_id, list_id).await?;
+    let list = scanning.list(&scanner, event_id, list_id).await?;
     Ok(Json(list.into()))
 }
 
@@ -212,12 +212,13 @@ pub async fn update_list(
     Ok(Json(list.into()))
 }
 
-/// Delete a check-in list (creator only).
+/// Delete a check-in list (creator only): not while it has a check-in or a live token names it.
 #[utoipa::path(
     delete, path = "/events/{event_id}/checkin-lists/{list_id}", tag = "checkin",
     security(("bearer" = [])), params(ListPath),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 409, description = "It has check-ins, or a live scanner token names it", body = ErrorBody),
         Unauthenticated, Invalid, ListNotFound, NotTheCreator,
     )
 )]

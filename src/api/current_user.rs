@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 use super::error::{ApiError, NOT_AUTHENTICATED};
 use super::state::AppState;
-use crate::domain::User;
+use crate::domain::{Scanner, User};
+use crate::service::SCANNER_TOKEN_PREFIX;
 
 /// The user id of a valid bearer token, without a database read (for the hot ticket writes;
 /// see `Accounts::verify_token` for how a deleted user is still refused).
@@ -35,6 +36,25 @@ impl FromRequestParts<AppState> for CurrentUser {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let user = state.accounts.authenticate(bearer_token(parts)?).await?;
         Ok(CurrentUser(user))
+    }
+}
+
+/// Who is scanning: a scanner token (`ntxs_…`, looked up on every request, so a revoke holds
+/// at once) or a user's login token. 401 when neither is valid and live.
+#[derive(Debug, Clone)]
+pub struct ScannerAuth(pub Scanner);
+
+impl FromRequestParts<AppState> for ScannerAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer_token(parts)?;
+        let scanner = if token.starts_with(SCANNER_TOKEN_PREFIX) {
+            state.scanning.scanner_token(token).await?
+        } else {
+            Scanner::User(state.accounts.verify_token(token)?)
+        };
+        Ok(ScannerAuth(scanner))
     }
 }
 

@@ -185,6 +185,8 @@ impl From<ServiceError> for ApiError {
             | ServiceError::TierNameTaken
             | ServiceError::TooManyTiers
             | ServiceError::TooManyLists(_)
+            | ServiceError::TooManyTokens(_)
+            | ServiceError::ListInUse
             | ServiceError::TierBelowSold
             | ServiceError::TierHasTickets
             | ServiceError::LastTier
@@ -200,6 +202,11 @@ impl From<ServiceError> for ApiError {
             | ServiceError::TicketNotPaid
             | ServiceError::IdempotencyKeyInProgress
             | ServiceError::IdempotencyKeyInUse => ApiError::Conflict(detail),
+            ServiceError::UnknownCursor => {
+                let mut violations = Violations::new();
+                violations.push(&["since"], "is not a cursor of this event's bundle");
+                ApiError::Validation(field_errors(Source::Query, &violations))
+            }
             ServiceError::HoldExpired => ApiError::Gone(detail),
             ServiceError::NoLocation
             | ServiceError::InvalidSignature

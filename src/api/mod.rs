@@ -18,6 +18,7 @@ mod payment;
 mod query;
 pub mod rate_limit;
 mod recommendations;
+mod scanning;
 mod schemas;
 pub mod state;
 mod tickets;
@@ -90,6 +91,7 @@ fn routes(api_prefix: &str, with_metrics: bool) -> OpenApiRouter<AppState> {
         .merge(orders::router())
         .merge(checkin::router())
         .merge(checkin_lists::router())
+        .merge(scanning::router())
         .merge(payment::router())
         .merge(recommendations::router());
     let api = if api_prefix.is_empty() {

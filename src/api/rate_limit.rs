@@ -109,6 +109,7 @@ pub struct UserRateLimits {
     tickets: Buckets<Uuid>,
     event_writes: Buckets<Uuid>,
     payments: Buckets<Uuid>,
+    scans: Buckets<Uuid>,
 }
 
 /// Per-minute quotas of [`UserRateLimits`].
@@ -117,6 +118,8 @@ pub struct UserQuotas {
     pub tickets: NonZeroU32,
     pub event_writes: NonZeroU32,
     pub payments: NonZeroU32,
+    /// Redeem and upload requests per credential (a user or a scanner token).
+    pub scans: NonZeroU32,
 }
 
 impl UserRateLimits {
@@ -125,6 +128,7 @@ impl UserRateLimits {
             tickets: Buckets::per_minute(quotas.tickets),
             event_writes: Buckets::per_minute(quotas.event_writes),
             payments: Buckets::per_minute(quotas.payments),
+            scans: Buckets::per_minute(quotas.scans),
         }
     }
 
@@ -139,6 +143,11 @@ impl UserRateLimits {
     /// Takes one event write (a creation, a change, a tier change), or answers 429.
     pub fn write_event(&self, user_id: Uuid) -> Result<(), ApiError> {
         too_many(self.event_writes.take(&user_id))
+    }
+
+    /// Takes one scan request (a redeem or an upload) of a credential, or answers 429.
+    pub fn scan(&self, credential: Uuid) -> Result<(), ApiError> {
+        too_many(self.scans.take(&credential))
     }
 
     /// Takes one pay (of an order or a ticket), or refuses it as rate-limited (429): each may
@@ -215,6 +224,7 @@ mod tests {
             tickets: quota(10),
             event_writes: quota(1),
             payments: quota(1),
+            scans: quota(1),
         });
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         assert!(limits.reserve(a, 8).is_ok());

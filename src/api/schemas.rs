@@ -101,6 +101,16 @@ pub mod shared {
 
     #[derive(IntoParams)]
     #[into_params(parameter_in = Path)]
+    #[allow(dead_code)]
+    pub struct TokenPath {
+        /// Event id
+        event_id: Uuid,
+        /// Scanner token id
+        token_id: Uuid,
+    }
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Path)]
     pub struct OrderPath {
         /// Order id
         order_id: Uuid,

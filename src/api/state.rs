@@ -5,7 +5,9 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 
 use super::rate_limit::{AuthRateLimits, UserRateLimits};
-use crate::service::{Accounts, Checkin, Events, Health, Idempotency, Orders, Payments, Search};
+use crate::service::{
+    Accounts, Checkin, Events, Health, Idempotency, Orders, Payments, Scanning, Search,
+};
 
 #[derive(Clone, FromRef)]
 pub struct AppState {
@@ -14,6 +16,7 @@ pub struct AppState {
     pub orders: Arc<Orders>,
     pub payments: Arc<Payments>,
     pub checkin: Arc<Checkin>,
+    pub scanning: Arc<Scanning>,
     pub search: Arc<Search>,
     pub idempotency: Arc<Idempotency>,
     pub health: Arc<Health>,

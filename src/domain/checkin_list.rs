@@ -142,6 +142,8 @@ pub enum ListDeleted {
     EventNotFound,
     NotCreator,
     ListNotFound,
+    /// The list has a check-in, or a live scanner token names it.
+    InUse,
 }
 
 #[cfg(test)]

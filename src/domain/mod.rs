@@ -11,6 +11,8 @@ pub mod geo;
 pub mod order;
 pub mod paging;
 pub mod payment;
+pub mod scan;
+pub mod scanner;
 pub mod seats;
 pub mod text;
 pub mod ticket;
@@ -33,6 +35,11 @@ pub use order::{
 };
 pub use paging::PageRequest;
 pub use payment::{Payment, PaymentProvider, PaymentStatus};
+pub use scan::{
+    BundleTicket, Checkin, DoorBundle, ListStatus, OfflineResult, Redeemed, Revocation, Scan,
+    ScanHistory, ScanKind, ScanReason, ScanResult, ScannedCode, ScannedTicket,
+};
+pub use scanner::{Scanner, ScannerToken, TokenCreated, TokenDraft, TokenFields, TokenRevoked};
 pub use seats::{SeatsBack, SeatsBackCause};
 pub use ticket::{
     Change, EventSummary, Ticket, TicketDetails, TicketOrder, TicketStatus, TierSummary,

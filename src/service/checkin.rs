@@ -140,6 +140,7 @@ impl Checkin {
             ListDeleted::ListNotFound => {
                 Err(ServiceError::NotFound(Resource::CheckinList, list_id))
             }
+            ListDeleted::InUse => Err(ServiceError::ListInUse),
         }
     }
 

@@ -16,6 +16,7 @@ pub enum Resource {
     Order,
     Tier,
     CheckinList,
+    ScannerToken,
 }
 
 impl fmt::Display for Resource {
@@ -26,6 +27,7 @@ impl fmt::Display for Resource {
             Resource::Order => "Order",
             Resource::Tier => "Tier",
             Resource::CheckinList => "Check-in list",
+            Resource::ScannerToken => "Scanner token",
         })
     }
 }
@@ -45,6 +47,7 @@ pub enum Action {
     ViewTicketCode,
     ViewStats,
     ManageCheckin,
+    Scan,
 }
 
 impl fmt::Display for Action {
@@ -62,6 +65,7 @@ impl fmt::Display for Action {
             Action::ViewOrder => "You can only view your own orders",
             Action::ViewStats => "You can only see the sales of your own events",
             Action::ManageCheckin => "Only the event's creator can manage its check-in",
+            Action::Scan => "Only the event's creator or its scanners may scan here",
         })
     }
 }
@@ -101,6 +105,13 @@ pub enum ServiceError {
     TooManyTiers,
     #[error("An event has at most {0} check-in lists")]
     TooManyLists(u32),
+    #[error("An event has at most {0} live scanner tokens")]
+    TooManyTokens(u32),
+    #[error("The list has check-ins or a live scanner token names it")]
+    ListInUse,
+    /// A bundle cursor that is not one of the event's.
+    #[error("Unknown cursor")]
+    UnknownCursor,
     #[error("quantity cannot be lower than the tickets this tier already sold")]
     TierBelowSold,
     #[error("Tier has reserved or paid tickets and cannot be deleted")]

@@ -12,6 +12,7 @@ mod idempotency;
 mod orders;
 mod payments;
 mod recent;
+mod scanning;
 mod search;
 
 use chrono::{DateTime, Utc};
@@ -25,6 +26,7 @@ pub use health::Health;
 pub use idempotency::{Idempotency, IdempotencyStart};
 pub use orders::Orders;
 pub use payments::{Payments, Reconciler, WebhookOutcome};
+pub use scanning::{Bundle, SCANNER_TOKEN_PREFIX, Scanning, UploadOutcome, UploadedScan, cursor};
 pub use search::{Following, ReadModel, Search, SearchResult};
 
 /// Where a service reads the time (tests may pin it).

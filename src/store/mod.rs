@@ -1,7 +1,7 @@
 //! Persistence behind one interface, with a PostgreSQL/PostGIS and an SQLite implementation.
 //!
 //! The interface speaks domain types and is split by area ([`UserStore`], [`EventStore`],
-//! [`TicketStore`], [`PaymentStore`], [`CheckinListStore`], [`IdempotencyStore`], with [`Infrastructure`] apart). Every atomicity
+//! [`TicketStore`], [`PaymentStore`], [`CheckinListStore`], [`ScanStore`], [`IdempotencyStore`], with [`Infrastructure`] apart). Every atomicity
 //! guarantee (no oversell, pay-vs-expire, counters that match rows) lives inside one call here,
 //! so no caller can get it wrong. What does not differ between the SQL dialects (row mapping,
 //! column lists, filters, paging) is written once in [`sql`]; the backend files keep only the
@@ -16,6 +16,7 @@ mod order_batch;
 pub mod checkin_lists;
 pub mod payments;
 mod postgres;
+pub mod scans;
 mod sqlite;
 
 use std::collections::HashMap;
@@ -38,6 +39,7 @@ use crate::domain::{
 pub use checkin_lists::CheckinListStore;
 pub use error::StoreError;
 pub use payments::PaymentStore;
+pub use scans::{BundleRequest, ScanStore};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 pub use postgres::PgStore;
@@ -51,6 +53,7 @@ pub trait Store:
     + TicketStore
     + PaymentStore
     + CheckinListStore
+    + ScanStore
     + IdempotencyStore
     + 'static
 {
@@ -63,6 +66,7 @@ impl<T> Store for T where
         + TicketStore
         + PaymentStore
         + CheckinListStore
+        + ScanStore
         + IdempotencyStore
         + 'static
 {

@@ -297,6 +297,7 @@ pub(super) async fn begin(pool: &PgPool) -> StoreResult<Transaction<'static, Pos
 
 payment_store!(PgStore, Postgres, pool);
 checkin_list_store!(PgStore, Postgres, pool);
+scan_store!(PgStore, Postgres, pool);
 
 impl PgStore {
     /// A write transaction with the database's clock.

@@ -288,6 +288,7 @@ async fn order_on(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Option<O
 
 payment_store!(SqliteStore, Sqlite, reader);
 checkin_list_store!(SqliteStore, Sqlite, reader);
+scan_store!(SqliteStore, Sqlite, reader);
 
 /// Orders with their items and tickets, read in two statements for any number of orders.
 async fn orders_with_parts(

@@ -226,7 +226,7 @@ async fn a_code_verifies_offline_with_the_published_keys(backend: Backend) {
 /// keyed reissue is done once and replayed; only the owner of a paid ticket may.
 async fn a_reissued_code_has_the_next_serial_within_a_daily_limit(backend: Backend) {
     let app = TestApp::spawn_with(backend, |settings| {
-        settings.checkin_reissues_per_day = 2;
+        settings.checkin.reissues_per_day = 2;
     })
     .await;
     let (organiser, buyer, _, ticket) = reserved_ticket(&app).await;
@@ -304,7 +304,7 @@ async fn a_reissued_code_has_the_next_serial_within_a_daily_limit(backend: Backe
 /// counts exactly those.
 async fn concurrent_reissues_never_pass_the_daily_limit(backend: Backend) {
     let app = TestApp::spawn_with(backend, |settings| {
-        settings.checkin_reissues_per_day = 3;
+        settings.checkin.reissues_per_day = 3;
     })
     .await;
     let (_, buyer, _, ticket) = reserved_ticket(&app).await;
@@ -338,7 +338,7 @@ async fn concurrent_reissues_never_pass_the_daily_limit(backend: Backend) {
 /// a window that ends after it starts, at most `CHECKIN_LISTS_PER_EVENT`); anyone else is
 /// refused; a deleted tier leaves the lists that named it.
 async fn events_have_check_in_lists_their_creator_manages(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |settings| settings.checkin_lists_per_event = 3).await;
+    let app = TestApp::spawn_with(backend, |settings| settings.checkin.lists_per_event = 3).await;
     let (organiser, stranger) = (app.register_user(None).await, app.register_user(None).await);
     let event = app
         .create_event(

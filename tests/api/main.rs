@@ -13,6 +13,7 @@ mod payments;
 mod platform;
 mod process_support;
 mod processes;
+mod scanning;
 mod search;
 mod store_conformance;
 mod tickets;

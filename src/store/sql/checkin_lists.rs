@@ -1,6 +1,12 @@
 //! Check-in lists: the statements of [`crate::store::CheckinListStore`], and the store written
 //! once for both backends ([`checkin_list_store!`], as [`payment_store!`] is).
 
+use sqlx::{Database, Encode, FromRow, Type};
+use uuid::Uuid;
+
+use super::Dialect;
+use crate::store::StoreError;
+
 /// `$1` event (a lock suffix follows): its creator.
 pub(in crate::store) const EVENT_CREATOR: &str = "SELECT creator_id FROM events WHERE id = $1";
 
@@ -33,8 +39,48 @@ pub(in crate::store) const UPDATE_LIST: &str = "UPDATE checkin_lists SET name = 
 pub(in crate::store) const CLEAR_LIST_TIERS: &str =
     "DELETE FROM checkin_list_tiers WHERE list_id = $1";
 
+/// `$1` list, `$2` now: whether it has a check-in or a live scanner token names it.
+pub(in crate::store) const LIST_IN_USE: &str =
+    "SELECT EXISTS (SELECT 1 FROM checkins WHERE list_id = $1)
+     OR EXISTS (SELECT 1 FROM scanner_token_lists tl JOIN scanner_tokens s ON s.id = tl.token_id
+                WHERE tl.list_id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2)";
+
+pub(in crate::store) const LIST_OF_EVENT: &str =
+    "SELECT id FROM checkin_lists WHERE id = $1 AND event_id = $2";
+
 pub(in crate::store) const DELETE_LIST: &str =
     "DELETE FROM checkin_lists WHERE id = $1 AND event_id = $2";
+
+/// Who an event is to a caller.
+pub(in crate::store) enum Caller {
+    NoEvent,
+    NotCreator,
+    Creator,
+}
+
+/// Who event `event_id` is to `caller`, its row locked until the transaction ends.
+pub(in crate::store) async fn lock_event_on<DB: Dialect>(
+    conn: &mut DB::Connection,
+    event_id: Uuid,
+    caller: Uuid,
+) -> Result<Caller, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'r> (Uuid,): FromRow<'r, DB::Row>,
+{
+    let locked = format!("{EVENT_CREATOR}{}", DB::LOCK_ROW);
+    let owner: Option<(Uuid,)> = sqlx::query_as(&locked)
+        .bind(event_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(match owner {
+        None => Caller::NoEvent,
+        Some((owner,)) if owner != caller => Caller::NotCreator,
+        Some(_) => Caller::Creator,
+    })
+}
 
 /// [`crate::store::CheckinListStore`] for `$store` on `$db`, with `write_tx` and the read pool
 /// `$reader` (as [`payment_store!`] has them).
@@ -66,30 +112,6 @@ macro_rules! checkin_list_store {
 
             type Conn = <$db as sqlx::Database>::Connection;
 
-            /// Who an event is to the caller, its row locked until the transaction ends.
-            enum Caller {
-                NoEvent,
-                NotCreator,
-                Creator,
-            }
-
-            async fn lock_event(
-                conn: &mut Conn,
-                event_id: Uuid,
-                creator: Uuid,
-            ) -> StoreResult<Caller> {
-                let locked = format!("{}{}", sql::EVENT_CREATOR, <$db as Dialect>::LOCK_ROW);
-                let owner: Option<Uuid> = sqlx::query_scalar(&locked)
-                    .bind(event_id)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                Ok(match owner {
-                    None => Caller::NoEvent,
-                    Some(owner) if owner != creator => Caller::NotCreator,
-                    Some(_) => Caller::Creator,
-                })
-            }
-
             /// The first of `tiers` that is not one of the event's.
             async fn unknown_tier(
                 conn: &mut Conn,
@@ -106,6 +128,15 @@ macro_rules! checkin_list_store {
                     .into_iter()
                     .collect();
                 Ok(tiers.iter().position(|tier| !known.contains(tier)))
+            }
+
+            async fn list_of(conn: &mut Conn, event_id: Uuid, list_id: Uuid) -> StoreResult<bool> {
+                let found: Option<Uuid> = sqlx::query_scalar(sql::LIST_OF_EVENT)
+                    .bind(list_id)
+                    .bind(event_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                Ok(found.is_some())
             }
 
             async fn insert_tiers(
@@ -134,11 +165,12 @@ macro_rules! checkin_list_store {
                     max_lists: i64,
                 ) -> StoreResult<ListCreated> {
                     let (mut tx, now) = self.write_tx().await?;
-                    let refusal = match lock_event(&mut tx, event_id, creator).await? {
-                        Caller::NoEvent => Some(ListCreated::EventNotFound),
-                        Caller::NotCreator => Some(ListCreated::NotCreator),
-                        Caller::Creator => None,
-                    };
+                    let refusal =
+                        match sql::lock_event_on::<$db>(&mut tx, event_id, creator).await? {
+                            sql::Caller::NoEvent => Some(ListCreated::EventNotFound),
+                            sql::Caller::NotCreator => Some(ListCreated::NotCreator),
+                            sql::Caller::Creator => None,
+                        };
                     if let Some(refusal) = refusal {
                         tx.rollback().await?;
                         return Ok(refusal);
@@ -191,11 +223,12 @@ macro_rules! checkin_list_store {
                     draft: &ListDraft,
                 ) -> StoreResult<ListChanged> {
                     let (mut tx, _) = self.write_tx().await?;
-                    let refusal = match lock_event(&mut tx, event_id, creator).await? {
-                        Caller::NoEvent => Some(ListChanged::EventNotFound),
-                        Caller::NotCreator => Some(ListChanged::NotCreator),
-                        Caller::Creator => None,
-                    };
+                    let refusal =
+                        match sql::lock_event_on::<$db>(&mut tx, event_id, creator).await? {
+                            sql::Caller::NoEvent => Some(ListChanged::EventNotFound),
+                            sql::Caller::NotCreator => Some(ListChanged::NotCreator),
+                            sql::Caller::Creator => None,
+                        };
                     if let Some(refusal) = refusal {
                         tx.rollback().await?;
                         return Ok(refusal);
@@ -289,23 +322,40 @@ macro_rules! checkin_list_store {
                     list_id: Uuid,
                     creator: Uuid,
                 ) -> StoreResult<ListDeleted> {
-                    let (mut tx, _) = self.write_tx().await?;
-                    let outcome = match lock_event(&mut tx, event_id, creator).await? {
-                        Caller::NoEvent => ListDeleted::EventNotFound,
-                        Caller::NotCreator => ListDeleted::NotCreator,
-                        Caller::Creator => {
-                            let deleted = sqlx::query(sql::DELETE_LIST)
-                                .bind(list_id)
-                                .bind(event_id)
-                                .execute(&mut *tx)
-                                .await?;
-                            if deleted.rows_affected() == 0 {
-                                ListDeleted::ListNotFound
-                            } else {
-                                ListDeleted::Deleted
+                    let (mut tx, now) = self.write_tx().await?;
+                    let outcome =
+                        match sql::lock_event_on::<$db>(&mut tx, event_id, creator).await? {
+                            sql::Caller::NoEvent => ListDeleted::EventNotFound,
+                            sql::Caller::NotCreator => ListDeleted::NotCreator,
+                            sql::Caller::Creator => {
+                                let in_use: bool = sqlx::query_scalar(sql::LIST_IN_USE)
+                                    .bind(list_id)
+                                    .bind(Time::from(now))
+                                    .fetch_one(&mut *tx)
+                                    .await?;
+                                let deleted = if in_use {
+                                    None
+                                } else {
+                                    Some(
+                                        sqlx::query(sql::DELETE_LIST)
+                                            .bind(list_id)
+                                            .bind(event_id)
+                                            .execute(&mut *tx)
+                                            .await?
+                                            .rows_affected(),
+                                    )
+                                };
+                                match deleted {
+                                    Some(0) => ListDeleted::ListNotFound,
+                                    Some(_) => ListDeleted::Deleted,
+                                    // A list of another event is not found, in use or not.
+                                    None if !list_of(&mut tx, event_id, list_id).await? => {
+                                        ListDeleted::ListNotFound
+                                    }
+                                    None => ListDeleted::InUse,
+                                }
                             }
-                        }
-                    };
+                        };
                     tx.commit().await?;
                     Ok(outcome)
                 }

@@ -22,6 +22,8 @@ mod idempotency;
 mod payments;
 #[macro_use]
 mod checkin_lists;
+#[macro_use]
+mod scans;
 
 pub(super) use self::changes::*;
 pub(super) use self::checkin::*;
@@ -30,6 +32,7 @@ pub(super) use self::events::*;
 pub(super) use self::idempotency::*;
 pub(super) use self::orders::*;
 pub(super) use self::payments::*;
+pub(super) use self::scans::*;
 pub(super) use self::tiers::*;
 pub(super) use self::users::*;
 

@@ -1,0 +1,94 @@
+-- Check-in at the door (CHECKIN.md): scanner tokens, the check-ins they record, the refused
+-- scans, and the log of revoked codes the offline bundle follows. Times are microseconds.
+
+-- A scanner's credential: only the SHA-256 of the token is kept; it is shown once, at creation.
+CREATE TABLE scanner_tokens (
+    id         BLOB PRIMARY KEY,
+    event_id   BLOB NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+    label      TEXT NOT NULL CONSTRAINT scanner_tokens_label_length
+                   CHECK (length(label) BETWEEN 1 AND 100),
+    -- 1: every list of the event, later ones too; 0: those in scanner_token_lists.
+    all_lists  INTEGER NOT NULL,
+    token_hash BLOB NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE INDEX scanner_tokens_event_idx ON scanner_tokens (event_id, created_at, id);
+
+CREATE TABLE scanner_token_lists (
+    token_id BLOB NOT NULL REFERENCES scanner_tokens (id) ON DELETE CASCADE,
+    list_id  BLOB NOT NULL REFERENCES checkin_lists (id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (token_id, list_id)
+);
+CREATE INDEX scanner_token_lists_list_idx ON scanner_token_lists (list_id);
+
+-- A successful scan. `seq` is the recording order (the write transaction holds the whole
+-- database); the ticket's state as the scan saw it is kept, so a retried nonce is answered
+-- with the first answer unchanged.
+CREATE TABLE checkins (
+    seq            INTEGER PRIMARY KEY,
+    id             BLOB NOT NULL UNIQUE,
+    list_id        BLOB NOT NULL REFERENCES checkin_lists (id) ON DELETE CASCADE,
+    event_id       BLOB NOT NULL,
+    ticket_id      BLOB NOT NULL REFERENCES tickets (id) ON DELETE CASCADE,
+    kind           TEXT NOT NULL CONSTRAINT checkins_kind_known CHECK (kind IN ('entry', 'exit')),
+    nonce          TEXT NOT NULL,
+    code           TEXT NOT NULL,
+    scanned_at     INTEGER NOT NULL,
+    gate           TEXT,
+    forced         INTEGER NOT NULL,
+    -- The reason a forced scan overrode.
+    reason         TEXT,
+    first_entry_at INTEGER,
+    ticket_status  TEXT NOT NULL,
+    ticket_serial  INTEGER NOT NULL,
+    tier_name      TEXT NOT NULL,
+    holder_name    TEXT NOT NULL,
+    created_at     INTEGER NOT NULL,
+    CONSTRAINT checkins_nonce_once UNIQUE (list_id, nonce)
+);
+CREATE INDEX checkins_ticket_idx ON checkins (list_id, ticket_id, seq);
+CREATE INDEX checkins_event_idx ON checkins (event_id, ticket_id) WHERE kind = 'entry';
+
+-- Refused scans, one row per (list, nonce): the last judgement of that nonce.
+CREATE TABLE checkin_refusals (
+    list_id    BLOB NOT NULL REFERENCES checkin_lists (id) ON DELETE CASCADE,
+    nonce      TEXT NOT NULL,
+    code       TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    scanned_at INTEGER NOT NULL,
+    gate       TEXT,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (list_id, nonce)
+);
+
+-- Tickets whose codes were revoked (a reissue, or the ticket left `paid`), numbered per event
+-- (one writer at a time: numbers commit in order, so a bundle cursor never skips one).
+CREATE TABLE ticket_code_heads (
+    event_id BLOB PRIMARY KEY REFERENCES events (id) ON DELETE CASCADE,
+    last_seq INTEGER NOT NULL
+);
+CREATE TABLE ticket_code_changes (
+    event_id  BLOB NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+    seq       INTEGER NOT NULL,
+    ticket_id BLOB NOT NULL REFERENCES tickets (id) ON DELETE CASCADE,
+    PRIMARY KEY (event_id, seq)
+);
+
+CREATE TRIGGER tickets_code_changes AFTER UPDATE OF status, code_serial ON tickets
+WHEN NEW.code_serial <> OLD.code_serial OR (OLD.status = 'paid' AND NEW.status <> 'paid')
+BEGIN
+    INSERT INTO ticket_code_heads (event_id, last_seq) VALUES (NEW.event_id, 1)
+        ON CONFLICT (event_id) DO UPDATE SET last_seq = last_seq + 1;
+    INSERT INTO ticket_code_changes (event_id, seq, ticket_id)
+        SELECT NEW.event_id, last_seq, NEW.id FROM ticket_code_heads WHERE event_id = NEW.event_id;
+END;
+
+-- Tickets already revoked before this migration.
+INSERT INTO ticket_code_heads (event_id, last_seq)
+SELECT event_id, count(*) FROM tickets WHERE code_serial > 1 GROUP BY event_id;
+INSERT INTO ticket_code_changes (event_id, seq, ticket_id)
+SELECT event_id, row_number() OVER (PARTITION BY event_id ORDER BY id), id
+FROM tickets WHERE code_serial > 1;

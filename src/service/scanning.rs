@@ -1,0 +1,396 @@
+//! The door (CHECKIN.md): scanner tokens, redeeming scans online and uploaded ones, list
+//! counts and the offline bundle. Who may scan is decided here; what a scan comes to is
+//! [`crate::domain::scan::judge`]'s, under the ticket's lock in the store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{Action, Resource, ServiceError};
+use crate::checkin::code::{self, PublicKeys};
+use crate::checkin::keys::{ListedKey, TicketKeys};
+use crate::config::CheckinSettings;
+use crate::domain::scanner::list_path;
+use crate::domain::{
+    CheckinList, DoorBundle, ListStatus, OfflineResult, Redeemed, Scan, ScanResult, ScannedCode,
+    Scanner, ScannerToken, TokenCreated, TokenDraft, TokenFields, TokenRevoked, Violations,
+};
+use crate::store::{BundleRequest, DynStore};
+
+/// What a scanner token's text starts with (a login token never does).
+pub const SCANNER_TOKEN_PREFIX: &str = "ntxs_";
+
+pub struct Scanning {
+    store: DynStore,
+    keys: Arc<TicketKeys>,
+    public: PublicKeys,
+    settings: CheckinSettings,
+}
+
+/// A scan of an offline upload, as the device judged it.
+#[derive(Debug, Clone)]
+pub struct UploadedScan {
+    pub scan: Scan,
+    pub result: OfflineResult,
+}
+
+/// What one uploaded scan came to.
+#[derive(Debug, Clone)]
+pub struct UploadOutcome {
+    pub nonce: String,
+    pub list_id: Uuid,
+    pub result: ScanResult,
+    pub replayed: bool,
+}
+
+/// An offline bundle, with the lists the asking scanner may use.
+pub struct Bundle {
+    pub door: DoorBundle,
+    pub keys: Vec<ListedKey>,
+    pub lists: Vec<CheckinList>,
+}
+
+impl Scanning {
+    pub fn new(store: DynStore, keys: Arc<TicketKeys>, settings: CheckinSettings) -> Self {
+        Self {
+            store,
+            public: keys.public(),
+            keys,
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &CheckinSettings {
+        &self.settings
+    }
+
+    /// The scanner a `ntxs_` token stands for: live, or 401.
+    pub async fn scanner_token(&self, text: &str) -> Result<Scanner, ServiceError> {
+        let hash: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        match self.store.scanner_token(&hash).await? {
+            Some(token) if token.live(Utc::now()) => Ok(Scanner::Token(token)),
+            _ => Err(ServiceError::InvalidToken),
+        }
+    }
+
+    /// A new token for an event of the caller's, and its text (shown only now).
+    pub async fn create_token(
+        &self,
+        user_id: Uuid,
+        event_id: Uuid,
+        fields: TokenFields,
+    ) -> Result<(ScannerToken, String), ServiceError> {
+        let draft = TokenDraft::parse(fields, self.settings.token_max_hours)?;
+        let mut secret = [0u8; 32];
+        OsRng.fill_bytes(&mut secret);
+        let text = format!("{SCANNER_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(secret));
+        let hash: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        let max = i64::from(self.settings.tokens_per_event);
+        let created = self
+            .store
+            .create_scanner_token(event_id, user_id, &draft, &hash, max)
+            .await?;
+        match created {
+            TokenCreated::Created(token) => Ok((*token, text)),
+            TokenCreated::EventNotFound => Err(ServiceError::NotFound(Resource::Event, event_id)),
+            TokenCreated::NotCreator => Err(ServiceError::NotOwner(Action::ManageCheckin)),
+            TokenCreated::TooMany => {
+                Err(ServiceError::TooManyTokens(self.settings.tokens_per_event))
+            }
+            TokenCreated::UnknownList(index) => {
+                let mut violations = Violations::new();
+                violations.push_at(list_path(index), "is not a check-in list of this event");
+                Err(ServiceError::Invalid(violations))
+            }
+        }
+    }
+
+    /// The tokens of an event of the caller's, revoked ones too.
+    pub async fn tokens(
+        &self,
+        user_id: Uuid,
+        event_id: Uuid,
+    ) -> Result<Vec<ScannerToken>, ServiceError> {
+        match self.store.scanner_tokens(event_id).await? {
+            None => Err(ServiceError::NotFound(Resource::Event, event_id)),
+            Some((creator, _)) if creator != user_id => {
+                Err(ServiceError::NotOwner(Action::ManageCheckin))
+            }
+            Some((_, tokens)) => Ok(tokens),
+        }
+    }
+
+    /// Revokes a token of an event of the caller's at once (revoked already: done).
+    pub async fn revoke_token(
+        &self,
+        user_id: Uuid,
+        event_id: Uuid,
+        token_id: Uuid,
+    ) -> Result<(), ServiceError> {
+        match self
+            .store
+            .revoke_scanner_token(event_id, token_id, user_id)
+            .await?
+        {
+            TokenRevoked::Revoked => Ok(()),
+            TokenRevoked::EventNotFound => Err(ServiceError::NotFound(Resource::Event, event_id)),
+            TokenRevoked::NotCreator => Err(ServiceError::NotOwner(Action::ManageCheckin)),
+            TokenRevoked::TokenNotFound => {
+                Err(ServiceError::NotFound(Resource::ScannerToken, token_id))
+            }
+        }
+    }
+
+    /// The lists of `event_id` the scanner may use (the creator: all), oldest first.
+    pub async fn lists(
+        &self,
+        scanner: &Scanner,
+        event_id: Uuid,
+    ) -> Result<Vec<CheckinList>, ServiceError> {
+        let (creator, lists) = self
+            .store
+            .checkin_lists(event_id)
+            .await?
+            .ok_or(ServiceError::NotFound(Resource::Event, event_id))?;
+        if !scanner.may_see_event(creator, event_id) {
+            return Err(ServiceError::NotOwner(Action::Scan));
+        }
+        Ok(lists
+            .into_iter()
+            .filter(|list| scanner.may_scan(creator, list))
+            .collect())
+    }
+
+    /// A list of `event_id` the scanner may use: 404 when it is another event's (or none),
+    /// 403 when the scanner's token does not name it.
+    pub async fn list(
+        &self,
+        scanner: &Scanner,
+        event_id: Uuid,
+        list_id: Uuid,
+    ) -> Result<CheckinList, ServiceError> {
+        let not_found = ServiceError::NotFound(Resource::CheckinList, list_id);
+        let (creator, list) = self.store.checkin_list(list_id).await?.ok_or(not_found)?;
+        if list.event_id != event_id {
+            return Err(ServiceError::NotFound(Resource::CheckinList, list_id));
+        }
+        if !scanner.may_scan(creator, &list) {
+            return Err(ServiceError::NotOwner(Action::Scan));
+        }
+        Ok(list)
+    }
+
+    /// A list's counts now.
+    pub async fn list_status(
+        &self,
+        scanner: &Scanner,
+        event_id: Uuid,
+        list_id: Uuid,
+    ) -> Result<ListStatus, ServiceError> {
+        let list = self.list(scanner, event_id, list_id).await?;
+        Ok(self.store.list_status(&list).await?)
+    }
+
+    /// The list a scan names, if the scanner may use it.
+    async fn scan_list(
+        &self,
+        scanner: &Scanner,
+        list_id: Uuid,
+    ) -> Result<CheckinList, ServiceError> {
+        let not_found = ServiceError::NotFound(Resource::CheckinList, list_id);
+        let (creator, list) = self.store.checkin_list(list_id).await?.ok_or(not_found)?;
+        if !scanner.may_scan(creator, &list) {
+            return Err(ServiceError::NotOwner(Action::Scan));
+        }
+        Ok(list)
+    }
+
+    /// What a scanned text names: an NTX1 code whose signature holds, or a ticket id.
+    pub fn read_code(&self, text: &str) -> ScannedCode {
+        if let Ok(code) = code::decode(text, &self.public) {
+            return ScannedCode::Signed {
+                ticket_id: code.ticket_id,
+                serial: code.serial,
+            };
+        }
+        match Uuid::try_parse(text) {
+            Ok(id) if text.len() == 36 => ScannedCode::TicketId(id),
+            _ => ScannedCode::Unreadable,
+        }
+    }
+
+    /// Redeems one scan, judged and recorded under the ticket's lock; a nonce that has a
+    /// check-in for this code gets that first answer, for another code 422.
+    pub async fn redeem(&self, scanner: &Scanner, scan: Scan) -> Result<ScanResult, ServiceError> {
+        let list = self.scan_list(scanner, scan.list_id).await?;
+        let code = self.read_code(&scan.code);
+        match self.store.redeem(&scan, code, &list, None).await? {
+            Redeemed::Judged(result) => {
+                count_scan(&result);
+                Ok(result)
+            }
+            Redeemed::Replayed(result) => Ok(result),
+            Redeemed::NonceTaken => Err(nonce_taken(&["nonce"])),
+        }
+    }
+
+    /// Records an offline device's scans: every list known and the scanner's, no nonce taken by
+    /// another code (else nothing is recorded); then, by `scanned_at`, an admission is a
+    /// forced redeem and a refusal is logged as the device judged it. Results in request order.
+    pub async fn upload(
+        &self,
+        scanner: &Scanner,
+        scans: Vec<UploadedScan>,
+    ) -> Result<Vec<UploadOutcome>, ServiceError> {
+        let mut lists: HashMap<Uuid, CheckinList> = HashMap::new();
+        for uploaded in &scans {
+            let list_id = uploaded.scan.list_id;
+            if let std::collections::hash_map::Entry::Vacant(entry) = lists.entry(list_id) {
+                entry.insert(self.scan_list(scanner, list_id).await?);
+            }
+        }
+        self.check_upload_nonces(&scans).await?;
+        let mut order: Vec<usize> = (0..scans.len()).collect();
+        order.sort_by_key(|&index| scans[index].scan.scanned_at);
+        let mut outcomes: Vec<Option<UploadOutcome>> = vec![None; scans.len()];
+        for index in order {
+            let UploadedScan { scan, result } = &scans[index];
+            let code = self.read_code(&scan.code);
+            let list = &lists[&scan.list_id];
+            let redeemed = self.store.redeem(scan, code, list, Some(*result)).await?;
+            let (result, replayed) = match redeemed {
+                Redeemed::Judged(result) => {
+                    count_scan(&result);
+                    (result, false)
+                }
+                Redeemed::Replayed(result) => (result, true),
+                // Taken by another code since the check above: that scan's answer stands.
+                Redeemed::NonceTaken => {
+                    return Err(nonce_taken_at(index));
+                }
+            };
+            outcomes[index] = Some(UploadOutcome {
+                nonce: scan.nonce.clone(),
+                list_id: scan.list_id,
+                result,
+                replayed,
+            });
+        }
+        Ok(outcomes.into_iter().flatten().collect())
+    }
+
+    /// 422 when a nonce of the upload is known, or repeated in it, with another code.
+    async fn check_upload_nonces(&self, scans: &[UploadedScan]) -> Result<(), ServiceError> {
+        let mut seen: HashMap<(Uuid, &str), &str> = HashMap::new();
+        let mut by_list: HashMap<Uuid, Vec<String>> = HashMap::new();
+        for (index, uploaded) in scans.iter().enumerate() {
+            let scan = &uploaded.scan;
+            let code = *seen
+                .entry((scan.list_id, scan.nonce.as_str()))
+                .or_insert(scan.code.as_str());
+            if code != scan.code {
+                return Err(nonce_taken_at(index));
+            }
+            by_list
+                .entry(scan.list_id)
+                .or_default()
+                .push(scan.nonce.clone());
+        }
+        for (list_id, nonces) in by_list {
+            for (nonce, code) in self.store.known_nonces(list_id, &nonces).await? {
+                if seen[&(list_id, nonce.as_str())] != code {
+                    let index = scans
+                        .iter()
+                        .position(|s| s.scan.list_id == list_id && s.scan.nonce == nonce)
+                        .unwrap_or(0);
+                    return Err(nonce_taken_at(index));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The offline bundle of an event for a scanner; `since` a cursor of an earlier one.
+    pub async fn bundle(
+        &self,
+        scanner: &Scanner,
+        event_id: Uuid,
+        since: Option<&str>,
+        tickets: Option<(i64, i64)>,
+    ) -> Result<Bundle, ServiceError> {
+        let since = match since {
+            None => 0,
+            Some(cursor) => parse_cursor(cursor, event_id).ok_or_else(unknown_cursor)?,
+        };
+        let request = BundleRequest { since, tickets };
+        let door = self
+            .store
+            .door_bundle(event_id, request)
+            .await?
+            .ok_or(ServiceError::NotFound(Resource::Event, event_id))?;
+        let lists = self.lists(scanner, event_id).await?;
+        let door = door.map_err(|_| unknown_cursor())?;
+        Ok(Bundle {
+            door,
+            keys: self.keys.listed(),
+            lists,
+        })
+    }
+
+    /// Scans may not claim to be from further ahead than this.
+    pub fn latest_scan_time(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + self.settings.clock_skew
+    }
+}
+
+/// A bundle's cursor: the revocation log's position, tied to its event.
+pub fn cursor(event_id: Uuid, position: i64) -> String {
+    format!("{position}.{}", &event_id.simple().to_string()[..12])
+}
+
+fn parse_cursor(text: &str, event_id: Uuid) -> Option<i64> {
+    let position: i64 = text.split_once('.')?.0.parse().ok()?;
+    (position >= 0 && cursor(event_id, position) == text).then_some(position)
+}
+
+fn unknown_cursor() -> ServiceError {
+    ServiceError::UnknownCursor
+}
+
+fn nonce_taken(path: &[&str]) -> ServiceError {
+    let mut violations = Violations::new();
+    violations.push(path, "names another code's scan on this list");
+    ServiceError::Invalid(violations)
+}
+
+fn nonce_taken_at(index: usize) -> ServiceError {
+    use crate::domain::PathSegment;
+    let mut violations = Violations::new();
+    violations.push_at(
+        vec![
+            PathSegment::Field("scans".into()),
+            PathSegment::Index(index),
+            PathSegment::Field("nonce".into()),
+        ],
+        "names another code's scan on this list",
+    );
+    ServiceError::Invalid(violations)
+}
+
+/// `nearbytix_checkins_total` for a scan judged now.
+fn count_scan(result: &ScanResult) {
+    let outcome = match (result.admitted(), result.forced()) {
+        (true, false) => "ok",
+        (true, true) => "forced",
+        (false, _) => "refused",
+    };
+    let reason = result.reason.map_or("none", |reason| reason.as_str());
+    metrics::counter!("nearbytix_checkins_total", "result" => outcome, "reason" => reason)
+        .increment(1);
+}

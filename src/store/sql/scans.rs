@@ -1,0 +1,792 @@
+//! The door: the statements of [`crate::store::ScanStore`] (scanner tokens, scans, list counts,
+//! the offline bundle), and the store written once for both backends ([`scan_store!`], as
+//! [`checkin_list_store!`] is).
+
+/// `$1` the SHA-256 of a token's text: the token, one row per list it names (by position).
+pub(in crate::store) const TOKEN_BY_HASH: &str = "SELECT s.id, s.event_id, s.label, s.all_lists,
+        s.created_at, s.expires_at, s.revoked_at, tl.list_id
+     FROM scanner_tokens s LEFT JOIN scanner_token_lists tl ON tl.token_id = s.id
+     WHERE s.token_hash = $1 ORDER BY tl.position";
+
+/// `$1` event: its tokens, one row per list each names.
+pub(in crate::store) const EVENT_TOKENS: &str = "SELECT s.id, s.event_id, s.label, s.all_lists,
+        s.created_at, s.expires_at, s.revoked_at, tl.list_id
+     FROM scanner_tokens s LEFT JOIN scanner_token_lists tl ON tl.token_id = s.id
+     WHERE s.event_id = $1 ORDER BY s.created_at, s.id, tl.position";
+
+/// `$1` event, `$2` now.
+pub(in crate::store) const COUNT_LIVE_TOKENS: &str = "SELECT count(*) FROM scanner_tokens
+     WHERE event_id = $1 AND revoked_at IS NULL AND expires_at > $2";
+
+pub(in crate::store) const EVENT_LIST_IDS: &str =
+    "SELECT id FROM checkin_lists WHERE event_id = $1";
+
+pub(in crate::store) const INSERT_TOKEN: &str = "INSERT INTO scanner_tokens
+        (id, event_id, label, all_lists, token_hash, created_at, expires_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+pub(in crate::store) const INSERT_TOKEN_LIST: &str =
+    "INSERT INTO scanner_token_lists (token_id, list_id, position) VALUES ($1, $2, $3)";
+
+/// `$1` token, `$2` event, `$3` now: revoked unless it was already.
+pub(in crate::store) const REVOKE_TOKEN: &str = "UPDATE scanner_tokens
+     SET revoked_at = coalesce(revoked_at, $3) WHERE id = $1 AND event_id = $2";
+
+/// `$1` list: it, its event's creator, one row per tier it names (by position).
+pub(in crate::store) const LIST_BY_ID: &str = "SELECT l.id, l.event_id, l.name, l.all_tiers,
+        l.allow_reentry, l.activates_at, l.expires_at, l.is_default, l.created_at,
+        e.creator_id, lt.tier_id
+     FROM checkin_lists l JOIN events e ON e.id = l.event_id
+     LEFT JOIN checkin_list_tiers lt ON lt.list_id = l.id
+     WHERE l.id = $1 ORDER BY lt.position";
+
+/// `$1` ticket (a lock suffix follows): what a scan shows of it, and its hold's deadline.
+pub(in crate::store) const SCANNED_TICKET: &str = "SELECT t.event_id, t.order_id, t.tier_id,
+        (SELECT name FROM ticket_tiers WHERE id = t.tier_id),
+        t.status, t.expires_at, t.code_serial,
+        (SELECT name FROM users WHERE id = t.user_id)
+     FROM tickets t WHERE t.id = $1";
+
+/// `$1` list, `$2` ticket, `$3` nonce: the ticket's first entry and last successful scan
+/// here, whether the nonce has a check-in, and the reason it was last refused.
+pub(in crate::store) const SCAN_FACTS: &str = "SELECT
+        (SELECT scanned_at FROM checkins WHERE list_id = $1 AND ticket_id = $2 AND kind = 'entry'
+         ORDER BY seq LIMIT 1),
+        (SELECT kind FROM checkins WHERE list_id = $1 AND ticket_id = $2 ORDER BY seq DESC LIMIT 1),
+        EXISTS (SELECT 1 FROM checkins WHERE list_id = $1 AND nonce = $3),
+        (SELECT reason FROM checkin_refusals WHERE list_id = $1 AND nonce = $3)";
+
+/// `$1` list, `$2` nonce: its check-in as first answered.
+pub(in crate::store) const STORED_CHECKIN: &str = "SELECT c.id, c.code, c.kind, c.scanned_at,
+        c.gate, c.forced, c.reason, c.first_entry_at, c.ticket_id, c.event_id, t.order_id,
+        t.tier_id, c.ticket_status, c.ticket_serial, c.tier_name, c.holder_name, c.created_at
+     FROM checkins c JOIN tickets t ON t.id = c.ticket_id
+     WHERE c.list_id = $1 AND c.nonce = $2";
+
+/// A nonce's check-in, unless the nonce already has one (then no row comes back).
+pub(in crate::store) const INSERT_CHECKIN: &str = "INSERT INTO checkins
+        (id, list_id, event_id, ticket_id, kind, nonce, code, scanned_at, gate, forced, reason,
+         first_entry_at, ticket_status, ticket_serial, tier_name, holder_name, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+     ON CONFLICT (list_id, nonce) DO NOTHING RETURNING seq";
+
+/// The refused log keeps the last judgement of a nonce.
+pub(in crate::store) const LOG_REFUSAL: &str = "INSERT INTO checkin_refusals
+        (list_id, nonce, code, reason, scanned_at, gate, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)
+     ON CONFLICT (list_id, nonce) DO UPDATE SET code = excluded.code, reason = excluded.reason,
+        scanned_at = excluded.scanned_at, gate = excluded.gate, created_at = excluded.created_at";
+
+/// A nonce refused before and admitted now names one scan, the admitted one.
+pub(in crate::store) const FORGET_REFUSAL: &str =
+    "DELETE FROM checkin_refusals WHERE list_id = $1 AND nonce = $2";
+
+/// `$1` list, `$2` nonce: its code, if the nonce is known.
+pub(in crate::store) const KNOWN_NONCE: &str = "SELECT code FROM checkins
+     WHERE list_id = $1 AND nonce = $2
+     UNION ALL SELECT code FROM checkin_refusals WHERE list_id = $1 AND nonce = $2";
+
+/// `$1` event: its paid tickets per tier.
+pub(in crate::store) const PAID_BY_TIER: &str = "SELECT tier_id, count(*) FROM tickets
+     WHERE event_id = $1 AND status = 'paid' GROUP BY tier_id";
+
+/// `$1` event: its tiers by position.
+pub(in crate::store) const EVENT_TIERS: &str =
+    "SELECT id, name FROM ticket_tiers WHERE event_id = $1 ORDER BY position";
+
+/// `$1` list: the distinct tickets with an entry here, per tier.
+pub(in crate::store) const ADMITTED_BY_TIER: &str = "SELECT t.tier_id, count(DISTINCT c.ticket_id)
+     FROM checkins c JOIN tickets t ON t.id = c.ticket_id
+     WHERE c.list_id = $1 AND c.kind = 'entry' GROUP BY t.tier_id";
+
+/// `$1` list, `$2` event: tickets inside (last scan here an entry), successful and forced
+/// scans, refused scans, and tickets entered on any list of the event.
+pub(in crate::store) const LIST_COUNTS: &str = "SELECT
+        (SELECT count(*) FROM (
+            SELECT kind, row_number() OVER (PARTITION BY ticket_id ORDER BY seq DESC) AS latest
+            FROM checkins WHERE list_id = $1) last_scans
+         WHERE latest = 1 AND kind = 'entry'),
+        (SELECT count(*) FROM checkins WHERE list_id = $1),
+        (SELECT count(*) FROM checkins WHERE list_id = $1 AND forced),
+        (SELECT count(*) FROM checkin_refusals WHERE list_id = $1),
+        (SELECT count(DISTINCT ticket_id) FROM checkins WHERE event_id = $2 AND kind = 'entry')";
+
+pub(in crate::store) const BUNDLE_EVENT: &str =
+    "SELECT title, start_time, end_time, creator_id FROM events WHERE id = $1";
+
+/// `$1` event: the revocation log's head (no row: nothing revoked yet).
+pub(in crate::store) const REVOCATION_HEAD: &str =
+    "SELECT last_seq FROM ticket_code_heads WHERE event_id = $1";
+
+/// `$1` event, `$2` log position: the tickets revoked after it, as they are now.
+pub(in crate::store) const REVOKED_SINCE: &str = "SELECT id, status, code_serial FROM tickets
+     WHERE id IN (SELECT ticket_id FROM ticket_code_changes WHERE event_id = $1 AND seq > $2)
+     ORDER BY id";
+
+/// `$1` event, `$2` limit, `$3` skip: a page of its paid tickets, with how many there are.
+pub(in crate::store) const PAID_TICKETS: &str = "SELECT t.id, t.tier_id, t.code_serial, u.name,
+        count(*) OVER ()
+     FROM tickets t JOIN users u ON u.id = t.user_id
+     WHERE t.event_id = $1 AND t.status = 'paid' ORDER BY t.id LIMIT $2 OFFSET $3";
+
+pub(in crate::store) const COUNT_PAID_TICKETS: &str =
+    "SELECT count(*) FROM tickets WHERE event_id = $1 AND status = 'paid'";
+
+/// [`crate::store::ScanStore`] for `$store` on `$db`, with `write_tx` and the read pool
+/// `$reader`.
+macro_rules! scan_store {
+    ($store:ty, $db:ty, $reader:ident) => {
+        mod scans {
+            use std::collections::HashMap;
+
+            use super::*;
+            use async_trait::async_trait;
+            use chrono::{DateTime, Utc};
+            use uuid::Uuid;
+            use $crate::domain::scan::judge;
+            use $crate::domain::{
+                BundleTicket, Checkin, CheckinList, DoorBundle, ListStatus, OfflineResult,
+                Redeemed, Revocation, Scan, ScanHistory, ScanKind, ScanReason, ScanResult,
+                ScannedCode, ScannedTicket, ScannerToken, TicketStatus, TokenCreated, TokenDraft,
+                TokenRevoked,
+            };
+            use $crate::store::scans::{BundleRequest, ScanStore};
+            use $crate::store::sql::{self, Dialect, StoredTime, parse_status};
+            use $crate::store::{StoreError, StoreResult};
+
+            type Time = <$db as Dialect>::Time;
+            type Conn = <$db as sqlx::Database>::Connection;
+
+            fn utc(at: Option<Time>) -> StoreResult<Option<DateTime<Utc>>> {
+                at.map(StoredTime::into_utc).transpose()
+            }
+
+            fn serial(raw: i32) -> StoreResult<u32> {
+                u32::try_from(raw).map_err(|_| StoreError::Corrupt(format!("code serial {raw}")))
+            }
+
+            fn kind(raw: &str) -> StoreResult<ScanKind> {
+                ScanKind::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("scan {raw:?}")))
+            }
+
+            fn reason(raw: Option<String>) -> StoreResult<Option<ScanReason>> {
+                raw.map(|raw| {
+                    ScanReason::parse(&raw)
+                        .ok_or_else(|| StoreError::Corrupt(format!("scan reason {raw:?}")))
+                })
+                .transpose()
+            }
+
+            type TokenRow = (
+                Uuid,
+                Uuid,
+                String,
+                bool,
+                Time,
+                Time,
+                Option<Time>,
+                Option<Uuid>,
+            );
+
+            /// Tokens from rows of one token per list it names, in order.
+            fn tokens(rows: Vec<TokenRow>) -> StoreResult<Vec<ScannerToken>> {
+                let mut tokens: Vec<ScannerToken> = Vec::new();
+                for (id, event_id, label, all, created, expires, revoked, list) in rows {
+                    if tokens.last().is_none_or(|token| token.id != id) {
+                        tokens.push(ScannerToken {
+                            id,
+                            event_id,
+                            label,
+                            list_ids: (!all).then(Vec::new),
+                            created_at: created.into_utc()?,
+                            expires_at: expires.into_utc()?,
+                            revoked_at: utc(revoked)?,
+                        });
+                    }
+                    if let (Some(lists), Some(list)) =
+                        (tokens.last_mut().and_then(|t| t.list_ids.as_mut()), list)
+                    {
+                        lists.push(list);
+                    }
+                }
+                Ok(tokens)
+            }
+
+            type TicketRow = (Uuid, Uuid, Uuid, String, String, Time, i32, String);
+
+            /// The scanned ticket, its row locked until the transaction ends, and whether its
+            /// hold lapsed by `now`.
+            async fn lock_ticket(
+                conn: &mut Conn,
+                ticket_id: Uuid,
+                now: DateTime<Utc>,
+            ) -> StoreResult<Option<(ScannedTicket, bool)>> {
+                let locked = format!("{}{}", sql::SCANNED_TICKET, <$db as Dialect>::LOCK_ROW);
+                let row: Option<TicketRow> = sqlx::query_as(&locked)
+                    .bind(ticket_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                let Some((event_id, order_id, tier_id, tier_name, status, expires, code, holder)) =
+                    row
+                else {
+                    return Ok(None);
+                };
+                let ticket = ScannedTicket {
+                    id: ticket_id,
+                    event_id,
+                    order_id,
+                    tier_id,
+                    tier_name,
+                    status: parse_status(&status)?,
+                    serial: serial(code)?,
+                    holder_name: holder,
+                };
+                Ok(Some((ticket, expires.into_utc()? <= now)))
+            }
+
+            #[derive(sqlx::FromRow)]
+            struct StoredRow {
+                id: Uuid,
+                code: String,
+                kind: String,
+                scanned_at: Time,
+                gate: Option<String>,
+                forced: bool,
+                reason: Option<String>,
+                first_entry_at: Option<Time>,
+                ticket_id: Uuid,
+                event_id: Uuid,
+                order_id: Uuid,
+                tier_id: Uuid,
+                ticket_status: String,
+                ticket_serial: i32,
+                tier_name: String,
+                holder_name: String,
+                created_at: Time,
+            }
+
+            /// The check-in of `nonce` on `list_id` as first answered, and its code.
+            async fn stored_checkin(
+                conn: &mut Conn,
+                list_id: Uuid,
+                nonce: &str,
+            ) -> StoreResult<Option<(ScanResult, String)>> {
+                let row: Option<StoredRow> = sqlx::query_as(sql::STORED_CHECKIN)
+                    .bind(list_id)
+                    .bind(nonce)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let result = ScanResult {
+                    reason: reason(row.reason)?,
+                    checkin: Some(Checkin {
+                        id: row.id,
+                        list_id,
+                        kind: kind(&row.kind)?,
+                        nonce: nonce.to_owned(),
+                        scanned_at: row.scanned_at.into_utc()?,
+                        gate: row.gate,
+                        forced: row.forced,
+                        created_at: row.created_at.into_utc()?,
+                    }),
+                    ticket: Some(ScannedTicket {
+                        id: row.ticket_id,
+                        event_id: row.event_id,
+                        order_id: row.order_id,
+                        tier_id: row.tier_id,
+                        tier_name: row.tier_name,
+                        status: parse_status(&row.ticket_status)?,
+                        serial: serial(row.ticket_serial)?,
+                        holder_name: row.holder_name,
+                    }),
+                    first_entry_at: utc(row.first_entry_at)?,
+                };
+                Ok(Some((result, row.code)))
+            }
+
+            /// A nonce's first answer when its code is `code`; taken by another code otherwise.
+            async fn replay(conn: &mut Conn, scan: &Scan) -> StoreResult<Redeemed> {
+                Ok(
+                    match stored_checkin(conn, scan.list_id, &scan.nonce).await? {
+                        Some((result, code)) if code == scan.code => Redeemed::Replayed(result),
+                        _ => Redeemed::NonceTaken,
+                    },
+                )
+            }
+
+            async fn log_refusal(
+                conn: &mut Conn,
+                scan: &Scan,
+                refused: ScanReason,
+                now: DateTime<Utc>,
+            ) -> StoreResult<()> {
+                sqlx::query(sql::LOG_REFUSAL)
+                    .bind(scan.list_id)
+                    .bind(&scan.nonce)
+                    .bind(&scan.code)
+                    .bind(refused.as_str())
+                    .bind(Time::from(scan.scanned_at))
+                    .bind(scan.gate.as_deref())
+                    .bind(Time::from(now))
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            }
+
+            type ListRow = (
+                Uuid,
+                Uuid,
+                String,
+                bool,
+                bool,
+                Option<Time>,
+                Option<Time>,
+                bool,
+                Time,
+                Uuid,
+                Option<Uuid>,
+            );
+
+            type FactsRow = (Option<Time>, Option<String>, bool, Option<String>);
+
+            #[async_trait]
+            impl ScanStore for $store {
+                async fn create_scanner_token(
+                    &self,
+                    event_id: Uuid,
+                    creator: Uuid,
+                    draft: &TokenDraft,
+                    token_hash: &[u8; 32],
+                    max_live: i64,
+                ) -> StoreResult<TokenCreated> {
+                    let (mut tx, now) = self.write_tx().await?;
+                    let refusal =
+                        match sql::lock_event_on::<$db>(&mut tx, event_id, creator).await? {
+                            sql::Caller::NoEvent => Some(TokenCreated::EventNotFound),
+                            sql::Caller::NotCreator => Some(TokenCreated::NotCreator),
+                            sql::Caller::Creator => None,
+                        };
+                    if let Some(refusal) = refusal {
+                        tx.rollback().await?;
+                        return Ok(refusal);
+                    }
+                    let live: i64 = sqlx::query_scalar(sql::COUNT_LIVE_TOKENS)
+                        .bind(event_id)
+                        .bind(Time::from(now))
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if live >= max_live {
+                        tx.rollback().await?;
+                        return Ok(TokenCreated::TooMany);
+                    }
+                    if let Some(lists) = &draft.list_ids {
+                        let known: Vec<Uuid> = sqlx::query_scalar(sql::EVENT_LIST_IDS)
+                            .bind(event_id)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                        if let Some(index) = lists.iter().position(|id| !known.contains(id)) {
+                            tx.rollback().await?;
+                            return Ok(TokenCreated::UnknownList(index));
+                        }
+                    }
+                    let token = ScannerToken {
+                        id: Uuid::now_v7(),
+                        event_id,
+                        label: draft.label.clone(),
+                        list_ids: draft.list_ids.clone(),
+                        created_at: now,
+                        expires_at: now + draft.lifetime,
+                        revoked_at: None,
+                    };
+                    sqlx::query(sql::INSERT_TOKEN)
+                        .bind(token.id)
+                        .bind(event_id)
+                        .bind(&token.label)
+                        .bind(token.list_ids.is_none())
+                        .bind(&token_hash[..])
+                        .bind(Time::from(now))
+                        .bind(Time::from(token.expires_at))
+                        .execute(&mut *tx)
+                        .await?;
+                    for (position, list) in token.list_ids.iter().flatten().enumerate() {
+                        sqlx::query(sql::INSERT_TOKEN_LIST)
+                            .bind(token.id)
+                            .bind(*list)
+                            .bind(i32::try_from(position).unwrap_or(i32::MAX))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(TokenCreated::Created(Box::new(token)))
+                }
+
+                async fn scanner_tokens(
+                    &self,
+                    event_id: Uuid,
+                ) -> StoreResult<Option<(Uuid, Vec<ScannerToken>)>> {
+                    let owner: Option<Uuid> = sqlx::query_scalar(sql::EVENT_CREATOR)
+                        .bind(event_id)
+                        .fetch_optional(&self.$reader)
+                        .await?;
+                    let Some(owner) = owner else {
+                        return Ok(None);
+                    };
+                    let rows: Vec<TokenRow> = sqlx::query_as(sql::EVENT_TOKENS)
+                        .bind(event_id)
+                        .fetch_all(&self.$reader)
+                        .await?;
+                    Ok(Some((owner, tokens(rows)?)))
+                }
+
+                async fn revoke_scanner_token(
+                    &self,
+                    event_id: Uuid,
+                    token_id: Uuid,
+                    creator: Uuid,
+                ) -> StoreResult<TokenRevoked> {
+                    let (mut tx, now) = self.write_tx().await?;
+                    let outcome =
+                        match sql::lock_event_on::<$db>(&mut tx, event_id, creator).await? {
+                            sql::Caller::NoEvent => TokenRevoked::EventNotFound,
+                            sql::Caller::NotCreator => TokenRevoked::NotCreator,
+                            sql::Caller::Creator => {
+                                let revoked = sqlx::query(sql::REVOKE_TOKEN)
+                                    .bind(token_id)
+                                    .bind(event_id)
+                                    .bind(Time::from(now))
+                                    .execute(&mut *tx)
+                                    .await?;
+                                if revoked.rows_affected() == 0 {
+                                    TokenRevoked::TokenNotFound
+                                } else {
+                                    TokenRevoked::Revoked
+                                }
+                            }
+                        };
+                    tx.commit().await?;
+                    Ok(outcome)
+                }
+
+                async fn scanner_token(
+                    &self,
+                    token_hash: &[u8; 32],
+                ) -> StoreResult<Option<ScannerToken>> {
+                    let rows: Vec<TokenRow> = sqlx::query_as(sql::TOKEN_BY_HASH)
+                        .bind(&token_hash[..])
+                        .fetch_all(&self.$reader)
+                        .await?;
+                    Ok(tokens(rows)?.pop())
+                }
+
+                async fn checkin_list(
+                    &self,
+                    list_id: Uuid,
+                ) -> StoreResult<Option<(Uuid, CheckinList)>> {
+                    let rows: Vec<ListRow> = sqlx::query_as(sql::LIST_BY_ID)
+                        .bind(list_id)
+                        .fetch_all(&self.$reader)
+                        .await?;
+                    let tier_ids: Vec<Uuid> = rows.iter().filter_map(|row| row.10).collect();
+                    let Some(row) = rows.into_iter().next() else {
+                        return Ok(None);
+                    };
+                    let (id, event_id, name, all, reentry, activates, expires, default) =
+                        (row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7);
+                    let list = CheckinList {
+                        id,
+                        event_id,
+                        name,
+                        tier_ids: (!all).then_some(tier_ids),
+                        allow_reentry: reentry,
+                        activates_at: utc(activates)?,
+                        expires_at: utc(expires)?,
+                        is_default: default,
+                        created_at: row.8.into_utc()?,
+                    };
+                    Ok(Some((row.9, list)))
+                }
+
+                async fn redeem(
+                    &self,
+                    scan: &Scan,
+                    code: ScannedCode,
+                    list: &CheckinList,
+                    offline: Option<OfflineResult>,
+                ) -> StoreResult<Redeemed> {
+                    let (mut tx, now) = self.write_tx().await?;
+                    let ticket = match code.ticket_id() {
+                        Some(id) => lock_ticket(&mut tx, id, now).await?,
+                        None => None,
+                    };
+                    let ticket_id = ticket.as_ref().map_or(Uuid::nil(), |(t, _)| t.id);
+                    let (first_entry, last_kind, has_checkin, refused): FactsRow =
+                        sqlx::query_as(sql::SCAN_FACTS)
+                            .bind(list.id)
+                            .bind(ticket_id)
+                            .bind(&scan.nonce)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    if has_checkin {
+                        let replayed = replay(&mut tx, scan).await?;
+                        tx.rollback().await?;
+                        return Ok(replayed);
+                    }
+                    let refused = reason(refused)?;
+                    if let (Some(_), Some(refused)) = (offline, refused) {
+                        tx.rollback().await?;
+                        return Ok(Redeemed::Replayed(ScanResult {
+                            reason: Some(refused),
+                            checkin: None,
+                            ticket: None,
+                            first_entry_at: None,
+                        }));
+                    }
+                    let history = ScanHistory {
+                        first_entry_at: utc(first_entry)?,
+                        last_kind: last_kind.as_deref().map(kind).transpose()?,
+                    };
+                    let (ticket, expired) = match ticket {
+                        Some((ticket, expired)) => (Some(ticket), expired),
+                        None => (None, false),
+                    };
+                    let (reason, admitted) = match offline {
+                        Some(OfflineResult::Refused(reason)) => (Some(reason), false),
+                        Some(OfflineResult::Admitted) => {
+                            let forced = Scan {
+                                force: true,
+                                ..scan.clone()
+                            };
+                            judge(&forced, code, ticket.as_ref(), expired, list, history)
+                        }
+                        None => judge(scan, code, ticket.as_ref(), expired, list, history),
+                    };
+                    // A ticket of another event is none of this door's business.
+                    let shown = ticket.filter(|ticket| ticket.event_id == list.event_id);
+                    let shown = shown.map(|ticket| ScannedTicket {
+                        status: if expired {
+                            TicketStatus::Expired
+                        } else {
+                            ticket.status
+                        },
+                        ..ticket
+                    });
+                    let mut result = ScanResult {
+                        reason,
+                        checkin: None,
+                        ticket: shown,
+                        first_entry_at: history.first_entry_at,
+                    };
+                    let (Some(ticket), true) = (result.ticket.as_ref(), admitted) else {
+                        let refused = reason.unwrap_or(ScanReason::Invalid);
+                        log_refusal(&mut tx, scan, refused, now).await?;
+                        tx.commit().await?;
+                        return Ok(Redeemed::Judged(result));
+                    };
+                    let checkin = Checkin {
+                        id: Uuid::now_v7(),
+                        list_id: list.id,
+                        kind: scan.kind,
+                        nonce: scan.nonce.clone(),
+                        scanned_at: scan.scanned_at,
+                        gate: scan.gate.clone(),
+                        forced: reason.is_some(),
+                        created_at: now,
+                    };
+                    let inserted: Option<i64> = sqlx::query_scalar(sql::INSERT_CHECKIN)
+                        .bind(checkin.id)
+                        .bind(list.id)
+                        .bind(list.event_id)
+                        .bind(ticket.id)
+                        .bind(scan.kind.as_str())
+                        .bind(&scan.nonce)
+                        .bind(&scan.code)
+                        .bind(Time::from(scan.scanned_at))
+                        .bind(scan.gate.as_deref())
+                        .bind(checkin.forced)
+                        .bind(reason.map(ScanReason::as_str))
+                        .bind(history.first_entry_at.map(Time::from))
+                        .bind(ticket.status.as_str())
+                        .bind(i32::try_from(ticket.serial).unwrap_or(i32::MAX))
+                        .bind(&ticket.tier_name)
+                        .bind(&ticket.holder_name)
+                        .bind(Time::from(now))
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if inserted.is_none() {
+                        // Another code's scan took the nonce since the facts were read.
+                        let replayed = replay(&mut tx, scan).await?;
+                        tx.rollback().await?;
+                        return Ok(replayed);
+                    }
+                    if refused.is_some() {
+                        sqlx::query(sql::FORGET_REFUSAL)
+                            .bind(list.id)
+                            .bind(&scan.nonce)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    result.checkin = Some(checkin);
+                    Ok(Redeemed::Judged(result))
+                }
+
+                async fn known_nonces(
+                    &self,
+                    list_id: Uuid,
+                    nonces: &[String],
+                ) -> StoreResult<Vec<(String, String)>> {
+                    let mut conn = self.$reader.acquire().await?;
+                    let mut known = Vec::new();
+                    for nonce in nonces {
+                        let code: Option<String> = sqlx::query_scalar(sql::KNOWN_NONCE)
+                            .bind(list_id)
+                            .bind(nonce)
+                            .fetch_optional(&mut *conn)
+                            .await?;
+                        known.extend(code.map(|code| (nonce.clone(), code)));
+                    }
+                    Ok(known)
+                }
+
+                async fn list_status(&self, list: &CheckinList) -> StoreResult<ListStatus> {
+                    let paid: HashMap<Uuid, i64> = sqlx::query_as(sql::PAID_BY_TIER)
+                        .bind(list.event_id)
+                        .fetch_all(&self.$reader)
+                        .await?
+                        .into_iter()
+                        .collect();
+                    let tiers: Vec<(Uuid, String)> = sqlx::query_as(sql::EVENT_TIERS)
+                        .bind(list.event_id)
+                        .fetch_all(&self.$reader)
+                        .await?;
+                    let entered: HashMap<Uuid, i64> = sqlx::query_as(sql::ADMITTED_BY_TIER)
+                        .bind(list.id)
+                        .fetch_all(&self.$reader)
+                        .await?
+                        .into_iter()
+                        .collect();
+                    let (inside, scans_ok, forced, scans_refused, event_admitted_distinct): (
+                        i64,
+                        i64,
+                        i64,
+                        i64,
+                        i64,
+                    ) = sqlx::query_as(sql::LIST_COUNTS)
+                        .bind(list.id)
+                        .bind(list.event_id)
+                        .fetch_one(&self.$reader)
+                        .await?;
+                    let by_tier: Vec<(Uuid, i64, i64)> = tiers
+                        .into_iter()
+                        .map(|(tier, _)| tier)
+                        .filter(|tier| list.tier_ids.as_ref().is_none_or(|ids| ids.contains(tier)))
+                        .map(|tier| {
+                            let expected = paid.get(&tier).copied().unwrap_or(0);
+                            (tier, expected, entered.get(&tier).copied().unwrap_or(0))
+                        })
+                        .collect();
+                    Ok(ListStatus {
+                        expected: by_tier.iter().map(|(_, expected, _)| expected).sum(),
+                        admitted: entered.values().sum(),
+                        inside,
+                        scans_ok,
+                        scans_refused,
+                        forced,
+                        by_tier,
+                        event_admitted_distinct,
+                    })
+                }
+
+                async fn door_bundle(
+                    &self,
+                    event_id: Uuid,
+                    request: BundleRequest,
+                ) -> StoreResult<Option<Result<DoorBundle, i64>>> {
+                    let mut conn = self.$reader.acquire().await?;
+                    let event: Option<(String, Time, Time, Uuid)> =
+                        sqlx::query_as(sql::BUNDLE_EVENT)
+                            .bind(event_id)
+                            .fetch_optional(&mut *conn)
+                            .await?;
+                    let Some((title, start_time, end_time, creator_id)) = event else {
+                        return Ok(None);
+                    };
+                    // The head first: the log read after it holds at least every entry up to it.
+                    let head: Option<i64> = sqlx::query_scalar(sql::REVOCATION_HEAD)
+                        .bind(event_id)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                    let head = head.unwrap_or(0);
+                    if request.since > head {
+                        return Ok(Some(Err(head)));
+                    }
+                    let revoked: Vec<(Uuid, String, i32)> = sqlx::query_as(sql::REVOKED_SINCE)
+                        .bind(event_id)
+                        .bind(request.since)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    let revocations = revoked
+                        .into_iter()
+                        .map(|(ticket_id, status, code)| {
+                            let paid = parse_status(&status)? == TicketStatus::Paid;
+                            Ok::<_, StoreError>(Revocation {
+                                ticket_id,
+                                valid_serial: if paid { Some(serial(code)?) } else { None },
+                            })
+                        })
+                        .collect::<Result<_, _>>()?;
+                    let tiers: Vec<(Uuid, String)> = sqlx::query_as(sql::EVENT_TIERS)
+                        .bind(event_id)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    let tickets = match request.tickets {
+                        None => None,
+                        Some((skip, limit)) => {
+                            let rows: Vec<(Uuid, Uuid, i32, String, i64)> =
+                                sqlx::query_as(sql::PAID_TICKETS)
+                                    .bind(event_id)
+                                    .bind(limit)
+                                    .bind(skip)
+                                    .fetch_all(&mut *conn)
+                                    .await?;
+                            let total = match rows.first() {
+                                Some(row) => row.4,
+                                None => {
+                                    sqlx::query_scalar(sql::COUNT_PAID_TICKETS)
+                                        .bind(event_id)
+                                        .fetch_one(&mut *conn)
+                                        .await?
+                                }
+                            };
+                            let page = rows
+                                .into_iter()
+                                .map(|(id, tier_id, code, holder_name, _)| {
+                                    Ok::<_, StoreError>(BundleTicket {
+                                        id,
+                                        tier_id,
+                                        serial: serial(code)?,
+                                        holder_name,
+                                    })
+                                })
+                                .collect::<Result<_, _>>()?;
+                            Some((page, total))
+                        }
+                    };
+                    Ok(Some(Ok(DoorBundle {
+                        event_id,
+                        title,
+                        start_time: start_time.into_utc()?,
+                        end_time: end_time.into_utc()?,
+                        creator_id,
+                        tiers,
+                        revocations,
+                        cursor: head,
+                        tickets,
+                    })))
+                }
+            }
+        }
+    };
+}
