@@ -8,6 +8,8 @@
 //!   cargo bench --bench loadgen -- sold-out --backend sqlite|postgres [--tier]
 //!   cargo bench --bench loadgen -- listing --backend sqlite|postgres [--events N]
 //!   cargo bench --bench loadgen -- spread     --backend sqlite|postgres
+//!   cargo bench --bench loadgen -- redeem     --backend sqlite|postgres [--tickets N --gates N]
+//!   cargo bench --bench loadgen -- verify-codes
 //!
 //! PostgreSQL runs use BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres)
 //! and a fresh `nearbytix_bench` database that they create.
@@ -30,6 +32,7 @@ use tokio::net::TcpListener;
 use uuid::Uuid;
 
 const BENCH_SECRET: &str = "bench-secret-bench-secret-bench-secret!!";
+const BENCH_TICKET_KEYS: &str = "1:ISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0-P0A";
 const REGION_CENTER: (f64, f64) = (6.5244, 3.3792);
 /// Half the side of the seeded square region, in km (600 km wide).
 const REGION_HALF_KM: f64 = 300.0;
@@ -126,6 +129,15 @@ enum Scenario {
     VerifyCodes {
         #[arg(long, default_value_t = 100_000)]
         codes: usize,
+    },
+    /// Check-in at the door: `gates` devices (a scanner token each) scan the signed codes of
+    /// `tickets` paid tickets of one event, every ticket twice through two gates at about the
+    /// same time: one admission, one `already_redeemed`.
+    Redeem {
+        #[arg(long, default_value_t = 5_000)]
+        tickets: usize,
+        #[arg(long, default_value_t = 50)]
+        gates: usize,
     },
     /// Reservations spread over many events.
     Spread {
@@ -260,6 +272,7 @@ fn main() -> anyhow::Result<()> {
                 concurrency,
                 users,
             } => spread(&bench, events, requests, concurrency, users).await,
+            Scenario::Redeem { tickets, gates } => redeem(&bench, tickets, gates).await,
             Scenario::VerifyCodes { .. } => unreachable!("run before the server starts"),
         }
     })
@@ -329,17 +342,14 @@ impl Bench {
         };
         let mut settings = Settings::with_database(&database_url)?;
         settings.jwt_secret_key = Some(BENCH_SECRET.to_owned().into());
-        settings.ticket_signing_keys = Some(
-            "1:ISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0-P0A"
-                .to_owned()
-                .into(),
-        );
+        settings.ticket_signing_keys = Some(BENCH_TICKET_KEYS.to_owned().into());
         // A load generator is many users in one client: only the server's own limits count.
         let unlimited = std::num::NonZeroU32::new(1_000_000).expect("not zero");
         settings.reservation_rate_limit_per_user = unlimited;
         settings.event_write_rate_limit_per_user = unlimited;
         settings.payment_rate_limit_per_user = unlimited;
         settings.auth_rate_limit_per_ip = unlimited;
+        settings.checkin_scans_per_minute = unlimited;
         let app = App::connect(settings).await?;
         let (store, tokens) = (app.store.clone(), app.tokens.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -1195,5 +1205,174 @@ async fn listing(
     })
     .await;
     figures.print(&format!("listing events={events}"));
+    Ok(())
+}
+
+/// `tickets` paid tickets of one event (orders of up to ten, paid with the `none` provider),
+/// scanned twice each by `gates` devices at once; the rate of scans and the admissions check.
+async fn redeem(bench: &Bench, tickets: usize, gates: usize) -> anyhow::Result<()> {
+    use nearbytix::checkin::code::TicketCode;
+    use nearbytix::checkin::keys::TicketKeys;
+    let buyers = tickets.div_ceil(10);
+    let users = bench.users(1 + buyers.min(200), false).await?;
+    let (organiser_id, organiser) = users[0].clone();
+    let seats = i32::try_from(tickets).context("tickets")?;
+    let event = bench
+        .event(organiser_id, seats, random_point(3, 0.1), 3)
+        .await?;
+    let tier = bench
+        .store
+        .find_event(event)
+        .await?
+        .context("the event")?
+        .tiers[0]
+        .id;
+    let (client, base) = (bench.client.clone(), bench.base.clone());
+    // Seeding: every buyer orders up to ten and pays, 32 at a time.
+    let mut orders = Vec::new();
+    for index in 0..buyers {
+        let quantity = (tickets - index * 10).min(10);
+        let (_, token) = users[1 + index % (users.len() - 1)].clone();
+        let (client, base) = (client.clone(), base.clone());
+        orders.push(async move {
+            let items = serde_json::json!([{"tier_id": tier, "quantity": quantity}]);
+            let body = serde_json::json!({"event_id": event, "items": items});
+            let order: serde_json::Value = client
+                .post(format!("{base}/orders/"))
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await?
+                .json()
+                .await?;
+            let id = order["id"].as_str().context("an order")?.to_owned();
+            let paid = client
+                .post(format!("{base}/orders/{id}/pay"))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({}))
+                .send()
+                .await?;
+            anyhow::ensure!(paid.status().as_u16() == 200, "pay: {}", paid.status());
+            let tickets: Vec<(Uuid, Uuid)> = order["tickets"]
+                .as_array()
+                .context("tickets")?
+                .iter()
+                .filter_map(|ticket| {
+                    let id = ticket["id"].as_str()?.parse().ok()?;
+                    let tier = ticket["tier_id"].as_str()?.parse().ok()?;
+                    Some((id, tier))
+                })
+                .collect();
+            Ok::<_, anyhow::Error>(tickets)
+        });
+    }
+    let mut paid = Vec::with_capacity(tickets);
+    let mut orders = futures::StreamExt::buffer_unordered(futures::stream::iter(orders), 32);
+    while let Some(placed) = futures::StreamExt::next(&mut orders).await {
+        paid.extend(placed?);
+    }
+    anyhow::ensure!(
+        paid.len() == tickets,
+        "{} of {tickets} tickets paid",
+        paid.len()
+    );
+    let keys = TicketKeys::parse(BENCH_TICKET_KEYS)?;
+    let (key_id, signing) = keys.signing();
+    let codes: Arc<Vec<String>> = Arc::new(
+        paid.iter()
+            .map(|&(ticket_id, tier_id)| {
+                TicketCode {
+                    key_id,
+                    ticket_id,
+                    event_id: event,
+                    tier_id,
+                    serial: 1,
+                }
+                .sign(signing)
+            })
+            .collect(),
+    );
+    let lists: serde_json::Value = client
+        .get(format!("{base}/events/{event}/checkin-lists"))
+        .bearer_auth(&organiser)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let list = lists["lists"][0]["id"]
+        .as_str()
+        .context("the default list")?
+        .to_owned();
+    let mut scanners = Vec::with_capacity(gates);
+    for gate in 0..gates {
+        let token: serde_json::Value = client
+            .post(format!("{base}/events/{event}/scanner-tokens"))
+            .bearer_auth(&organiser)
+            .json(&serde_json::json!({"label": format!("Gate {gate}")}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        scanners.push(
+            token["token"]
+                .as_str()
+                .context("a scanner token")?
+                .to_owned(),
+        );
+    }
+    println!("redeem: {tickets} paid tickets, each scanned twice, {gates} gates (a token each)");
+    bench.warm_up(gates).await;
+    let scans = 2 * tickets;
+    let next = Arc::new(AtomicUsize::new(0));
+    let scanners = Arc::new(scanners);
+    let mut figures = drive(gates, Some(Duration::from_secs(600)), move |gate, _| {
+        let scan = next.fetch_add(1, Ordering::Relaxed);
+        if scan >= scans {
+            return None;
+        }
+        // The two scans of a ticket are next to each other: two gates at about the same time.
+        let body = serde_json::json!({
+            "list_id": list,
+            "code": codes[scan / 2],
+            "nonce": format!("bench-{scan:08}"),
+            "gate": format!("G{gate}"),
+        });
+        let request = client
+            .post(format!("{base}/checkin/redeem"))
+            .bearer_auth(&scanners[gate])
+            .json(&body);
+        Some(status_of(request))
+    })
+    .await;
+    figures.print("redeem");
+    let admitted = figures.statuses.get(&201).copied().unwrap_or(0);
+    let refused = figures.statuses.get(&409).copied().unwrap_or(0);
+    println!(
+        "scans/s: {:.0} ({scans} in {:.2}s)",
+        scans as f64 / figures.elapsed.as_secs_f64(),
+        figures.elapsed.as_secs_f64()
+    );
+    let recorded = match bench.backend {
+        BackendChoice::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&bench.database_url).await?;
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM checkins")
+                .fetch_one(&mut conn)
+                .await?
+        }
+        BackendChoice::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&bench.database_url).await?;
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM checkins")
+                .fetch_one(&mut conn)
+                .await?
+        }
+    };
+    println!(
+        "admission check: 201s={admitted} 409s={refused} check-ins={recorded} tickets={tickets} -> {}",
+        if admitted == tickets && refused == tickets && recorded == tickets as i64 {
+            "OK"
+        } else {
+            "VIOLATED"
+        }
+    );
     Ok(())
 }

@@ -215,6 +215,12 @@ pub struct Options {
           value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
     pub scanner_tokens_per_event: u32,
 
+    /// Refused scans one list's log keeps (one per nonce); past them a refusal is answered but
+    /// not logged.
+    #[arg(long, env = "CHECKIN_REFUSALS_PER_LIST", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    pub checkin_refusals_per_list: u32,
+
     /// Redeem and upload requests per minute by one credential (per process).
     #[arg(long, env = "CHECKIN_SCANS_PER_MINUTE", default_value_t = 600,
           value_parser = clap::value_parser!(u32).range(1..), global = true)]

@@ -79,6 +79,8 @@ pub struct CheckinSettings {
     pub token_max_hours: u32,
     /// Live scanner tokens one event may have.
     pub tokens_per_event: u32,
+    /// Rows of a list's refused-scan log (past them refusals are answered, not logged).
+    pub refusals_per_list: u32,
 }
 
 /// How payments are taken.
@@ -239,6 +241,7 @@ impl TryFrom<Options> for Settings {
                 clock_skew: chrono::Duration::seconds(options.checkin_clock_skew_seconds.into()),
                 token_max_hours: options.scanner_token_max_hours,
                 tokens_per_event: options.scanner_tokens_per_event,
+                refusals_per_list: options.checkin_refusals_per_list,
             },
             checkin_scans_per_minute: rate(
                 "CHECKIN_SCANS_PER_MINUTE",

@@ -86,9 +86,12 @@ BEGIN
         SELECT NEW.event_id, last_seq, NEW.id FROM ticket_code_heads WHERE event_id = NEW.event_id;
 END;
 
--- Tickets already revoked before this migration.
+-- Tickets already revoked before this migration: reissued, or refunded.
 INSERT INTO ticket_code_heads (event_id, last_seq)
-SELECT event_id, count(*) FROM tickets WHERE code_serial > 1 GROUP BY event_id;
+SELECT t.event_id, count(*) FROM tickets t JOIN orders o ON o.id = t.order_id
+WHERE t.code_serial > 1 OR (o.payment_status = 'refunded' AND t.status <> 'paid')
+GROUP BY t.event_id;
 INSERT INTO ticket_code_changes (event_id, seq, ticket_id)
-SELECT event_id, row_number() OVER (PARTITION BY event_id ORDER BY id), id
-FROM tickets WHERE code_serial > 1;
+SELECT t.event_id, row_number() OVER (PARTITION BY t.event_id ORDER BY t.id), t.id
+FROM tickets t JOIN orders o ON o.id = t.order_id
+WHERE t.code_serial > 1 OR (o.payment_status = 'refunded' AND t.status <> 'paid');

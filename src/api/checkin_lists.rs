@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -15,14 +16,16 @@ use uuid::Uuid;
 use super::current_user::{BearerUserId, ScannerAuth};
 use super::error::ApiError;
 use super::extract::{Input, PathId, PathIds, ValidJson, nullable};
+use super::idempotency::{self, IdempotencyKey, KeyTaking, json_answer};
 use super::schemas::ErrorBody;
 use super::schemas::shared::{
     EventNotFound, EventPath, Invalid, ListNotFound, ListPath, NotJson, NotTheCreator,
     Unauthenticated,
 };
 use super::state::AppState;
-use crate::domain::{CheckinList, ListFields, ListPatch, Violations};
+use crate::domain::{CheckinList, ListFields, ListPatch, Violations, WriteOutcome};
 use crate::service::{Checkin, Scanning};
+use crate::store::KeyUse;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -134,10 +137,10 @@ pub struct ListsResponse {
     lists: Vec<ListResponse>,
 }
 
-/// Add a check-in list to an event (creator only).
+/// Add a check-in list to an event (creator only). `Idempotency-Key` honoured.
 #[utoipa::path(
     post, path = "/events/{event_id}/checkin-lists", tag = "checkin",
-    security(("bearer" = [])), params(EventPath), request_body = ListRequest,
+    security(("bearer" = [])), params(EventPath, IdempotencyKey), request_body = ListRequest,
     responses(
         (status = 201, description = "Created", body = ListResponse),
         (status = 409, description = "The event has `CHECKIN_LISTS_PER_EVENT` lists", body = ErrorBody),
@@ -145,13 +148,39 @@ pub struct ListsResponse {
     )
 )]
 pub async fn create_list(
-    State(checkin): State<Arc<Checkin>>,
+    State(state): State<AppState>,
     BearerUserId(user_id): BearerUserId,
     PathId(event_id): PathId,
+    headers: HeaderMap,
     ValidJson(fields): ValidJson<ListRequest>,
-) -> Result<(StatusCode, Json<ListResponse>), ApiError> {
-    let list = checkin.create_list(user_id, event_id, fields).await?;
-    Ok((StatusCode::CREATED, Json(list.into())))
+) -> Result<Response, ApiError> {
+    // What the request asks for, so that a key reused for another list is refused.
+    let fingerprint = format!("POST /events/{event_id}/checkin-lists {fields:?}");
+    let checkin = &state.checkin;
+    let create = |key: Option<KeyUse>| {
+        let fields = fields.clone();
+        async move {
+            let key = key.as_ref().map(KeyUse::held);
+            checkin.create_list(user_id, event_id, fields, key).await
+        }
+    };
+    let answer = |outcome: &WriteOutcome| match outcome {
+        WriteOutcome::ListCreated(list) => {
+            json_answer(StatusCode::CREATED, &ListResponse::from((**list).clone()))
+        }
+        other => Err(idempotency::not_this_write(other)),
+    };
+    let (keys, taking) = (&state.idempotency, KeyTaking::Before);
+    idempotency::run(
+        keys,
+        user_id,
+        &headers,
+        &fingerprint,
+        taking,
+        create,
+        answer,
+    )
+    .await
 }
 
 /// An event's check-in lists, oldest first (creator; a scanner token sees its lists).

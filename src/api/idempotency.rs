@@ -136,6 +136,7 @@ pub fn not_this_write(outcome: &WriteOutcome) -> ApiError {
         WriteOutcome::Order(_) => "an order",
         WriteOutcome::PaymentStarted { .. } => "a payment started",
         WriteOutcome::CodeReissued(_) => "a code reissue",
+        WriteOutcome::ListCreated(_) => "a check-in list",
     };
     ApiError::Internal(anyhow::anyhow!("a key recorded {kind} for another write"))
 }

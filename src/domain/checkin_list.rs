@@ -11,7 +11,8 @@ use super::validation::{PathSegment, Violations};
 /// Most tiers one list names.
 pub const MAX_LIST_TIERS: usize = 20;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// (Serde: a keyed creation records the list as its outcome.)
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CheckinList {
     pub id: Uuid,
     pub event_id: Uuid,

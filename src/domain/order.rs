@@ -425,6 +425,8 @@ pub enum WriteOutcome {
     },
     /// A ticket's code reissued: the code it now has.
     CodeReissued(ReissuedCode),
+    /// A check-in list created.
+    ListCreated(Box<super::CheckinList>),
 }
 
 /// What a ticket code names, with the key it is signed with: its text is signed from it when
@@ -456,7 +458,9 @@ impl WriteOutcome {
                 WriteOutcome::Order(details)
             }
             // Recorded since orders carry their payment.
-            later @ (WriteOutcome::PaymentStarted { .. } | WriteOutcome::CodeReissued(_)) => later,
+            later @ (WriteOutcome::PaymentStarted { .. }
+            | WriteOutcome::CodeReissued(_)
+            | WriteOutcome::ListCreated(_)) => later,
         }
     }
 }

@@ -179,8 +179,10 @@ pub enum Redeemed {
     Judged(ScanResult),
     /// The nonce already has a check-in for this code: its first answer, nothing recorded.
     Replayed(ScanResult),
-    /// The nonce already has a check-in for another code.
+    /// The nonce already has a check-in (or, uploaded, a refusal) for another code.
     NonceTaken,
+    /// The list was deleted since it was read: nothing recorded.
+    ListGone,
 }
 
 /// How an offline device judged a scan it uploads.

@@ -76,7 +76,7 @@ impl TokenDraft {
                 }
             }
         }
-        let hours = fields.expires_in_hours.unwrap_or(24);
+        let hours = fields.expires_in_hours.unwrap_or(24.min(max_hours));
         if !(1..=max_hours).contains(&hours) {
             violations.push(
                 &["expires_in_hours"],

@@ -45,21 +45,23 @@ impl Checkin {
         }
     }
 
-    /// Adds a check-in list to an event of the caller's.
+    /// Adds a check-in list to an event of the caller's; with a `key`, the list is recorded on
+    /// it in the same transaction.
     pub async fn create_list(
         &self,
         user_id: Uuid,
         event_id: Uuid,
         fields: ListFields,
-    ) -> Result<CheckinList, ServiceError> {
+        key: Option<&HeldKey>,
+    ) -> Result<WriteOutcome, ServiceError> {
         let draft = ListDraft::parse(fields)?;
         let max = i64::from(self.lists_per_event);
         let created = self
             .store
-            .create_checkin_list(event_id, user_id, &draft, max)
+            .create_checkin_list(event_id, user_id, &draft, max, key)
             .await?;
         match created {
-            ListCreated::Created(list) => Ok(*list),
+            ListCreated::Created(list) => Ok(WriteOutcome::ListCreated(list)),
             ListCreated::EventNotFound => Err(ServiceError::NotFound(Resource::Event, event_id)),
             ListCreated::NotCreator => Err(ServiceError::NotOwner(Action::ManageCheckin)),
             ListCreated::TooMany => Err(ServiceError::TooManyLists(self.lists_per_event)),

@@ -3,6 +3,7 @@
 //! [`crate::domain::scan::judge`]'s, under the ticket's lock in the store.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
@@ -21,7 +22,7 @@ use crate::domain::{
     CheckinList, DoorBundle, ListStatus, OfflineResult, Redeemed, Scan, ScanResult, ScannedCode,
     Scanner, ScannerToken, TokenCreated, TokenDraft, TokenFields, TokenRevoked, Violations,
 };
-use crate::store::{BundleRequest, DynStore};
+use crate::store::{BundleRequest, DynStore, UploadScan};
 
 /// What a scanner token's text starts with (a login token never does).
 pub const SCANNER_TOKEN_PREFIX: &str = "ntxs_";
@@ -68,6 +69,10 @@ impl Scanning {
 
     pub fn settings(&self) -> &CheckinSettings {
         &self.settings
+    }
+
+    fn max_refusals(&self) -> i64 {
+        i64::from(self.settings.refusals_per_list)
     }
 
     /// The scanner a `ntxs_` token stands for: live, or 401.
@@ -230,19 +235,25 @@ impl Scanning {
     pub async fn redeem(&self, scanner: &Scanner, scan: Scan) -> Result<ScanResult, ServiceError> {
         let list = self.scan_list(scanner, scan.list_id).await?;
         let code = self.read_code(&scan.code);
-        match self.store.redeem(&scan, code, &list, None).await? {
+        match self
+            .store
+            .redeem(&scan, code, &list, self.max_refusals())
+            .await?
+        {
             Redeemed::Judged(result) => {
                 count_scan(&result);
                 Ok(result)
             }
             Redeemed::Replayed(result) => Ok(result),
             Redeemed::NonceTaken => Err(nonce_taken(&["nonce"])),
+            Redeemed::ListGone => Err(ServiceError::NotFound(Resource::CheckinList, list.id)),
         }
     }
 
     /// Records an offline device's scans: every list known and the scanner's, no nonce taken by
-    /// another code (else nothing is recorded); then, by `scanned_at`, an admission is a
-    /// forced redeem and a refusal is logged as the device judged it. Results in request order.
+    /// another code (else nothing is recorded); then, in one transaction and by `scanned_at`,
+    /// an admission is a forced redeem and a refusal is logged as the device judged it.
+    /// Results in request order.
     pub async fn upload(
         &self,
         scanner: &Scanner,
@@ -251,69 +262,46 @@ impl Scanning {
         let mut lists: HashMap<Uuid, CheckinList> = HashMap::new();
         for uploaded in &scans {
             let list_id = uploaded.scan.list_id;
-            if let std::collections::hash_map::Entry::Vacant(entry) = lists.entry(list_id) {
+            if let Entry::Vacant(entry) = lists.entry(list_id) {
                 entry.insert(self.scan_list(scanner, list_id).await?);
             }
         }
-        self.check_upload_nonces(&scans).await?;
-        let mut order: Vec<usize> = (0..scans.len()).collect();
-        order.sort_by_key(|&index| scans[index].scan.scanned_at);
-        let mut outcomes: Vec<Option<UploadOutcome>> = vec![None; scans.len()];
-        for index in order {
-            let UploadedScan { scan, result } = &scans[index];
-            let code = self.read_code(&scan.code);
-            let list = &lists[&scan.list_id];
-            let redeemed = self.store.redeem(scan, code, list, Some(*result)).await?;
+        repeated_nonce(&scans).map_or(Ok(()), |index| Err(nonce_taken_at(index)))?;
+        let upload: Vec<UploadScan<'_>> = scans
+            .iter()
+            .map(|uploaded| UploadScan {
+                scan: &uploaded.scan,
+                code: self.read_code(&uploaded.scan.code),
+                list: &lists[&uploaded.scan.list_id],
+                result: uploaded.result,
+            })
+            .collect();
+        let recorded = self.store.upload(&upload, self.max_refusals()).await?;
+        let redeemed = match recorded {
+            Ok(redeemed) => redeemed,
+            Err(index) => return Err(nonce_taken_at(index)),
+        };
+        let outcomes = scans.iter().zip(redeemed).map(|(uploaded, redeemed)| {
             let (result, replayed) = match redeemed {
                 Redeemed::Judged(result) => {
                     count_scan(&result);
                     (result, false)
                 }
                 Redeemed::Replayed(result) => (result, true),
-                // Taken by another code since the check above: that scan's answer stands.
-                Redeemed::NonceTaken => {
-                    return Err(nonce_taken_at(index));
+                // The store answers these with `Err(index)`, recording nothing.
+                Redeemed::NonceTaken | Redeemed::ListGone => {
+                    let error = anyhow::anyhow!("an upload recorded with a refused scan");
+                    return Err(ServiceError::Internal(error));
                 }
             };
-            outcomes[index] = Some(UploadOutcome {
-                nonce: scan.nonce.clone(),
-                list_id: scan.list_id,
+            Ok(UploadOutcome {
+                nonce: uploaded.scan.nonce.clone(),
+                list_id: uploaded.scan.list_id,
                 result,
                 replayed,
-            });
-        }
-        Ok(outcomes.into_iter().flatten().collect())
-    }
-
-    /// 422 when a nonce of the upload is known, or repeated in it, with another code.
-    async fn check_upload_nonces(&self, scans: &[UploadedScan]) -> Result<(), ServiceError> {
-        let mut seen: HashMap<(Uuid, &str), &str> = HashMap::new();
-        let mut by_list: HashMap<Uuid, Vec<String>> = HashMap::new();
-        for (index, uploaded) in scans.iter().enumerate() {
-            let scan = &uploaded.scan;
-            let code = *seen
-                .entry((scan.list_id, scan.nonce.as_str()))
-                .or_insert(scan.code.as_str());
-            if code != scan.code {
-                return Err(nonce_taken_at(index));
-            }
-            by_list
-                .entry(scan.list_id)
-                .or_default()
-                .push(scan.nonce.clone());
-        }
-        for (list_id, nonces) in by_list {
-            for (nonce, code) in self.store.known_nonces(list_id, &nonces).await? {
-                if seen[&(list_id, nonce.as_str())] != code {
-                    let index = scans
-                        .iter()
-                        .position(|s| s.scan.list_id == list_id && s.scan.nonce == nonce)
-                        .unwrap_or(0);
-                    return Err(nonce_taken_at(index));
-                }
-            }
-        }
-        Ok(())
+            })
+        });
+        outcomes.collect()
     }
 
     /// The offline bundle of an event for a scanner; `since` a cursor of an earlier one.
@@ -324,18 +312,19 @@ impl Scanning {
         since: Option<&str>,
         tickets: Option<(i64, i64)>,
     ) -> Result<Bundle, ServiceError> {
+        // Who may see it first (404, 403), then what it asks (422).
+        let lists = self.lists(scanner, event_id).await?;
         let since = match since {
             None => 0,
-            Some(cursor) => parse_cursor(cursor, event_id).ok_or_else(unknown_cursor)?,
+            Some(cursor) => parse_cursor(cursor, event_id).ok_or(ServiceError::UnknownCursor)?,
         };
         let request = BundleRequest { since, tickets };
         let door = self
             .store
             .door_bundle(event_id, request)
             .await?
-            .ok_or(ServiceError::NotFound(Resource::Event, event_id))?;
-        let lists = self.lists(scanner, event_id).await?;
-        let door = door.map_err(|_| unknown_cursor())?;
+            .ok_or(ServiceError::NotFound(Resource::Event, event_id))?
+            .map_err(|_| ServiceError::UnknownCursor)?;
         Ok(Bundle {
             door,
             keys: self.keys.listed(),
@@ -359,8 +348,16 @@ fn parse_cursor(text: &str, event_id: Uuid) -> Option<i64> {
     (position >= 0 && cursor(event_id, position) == text).then_some(position)
 }
 
-fn unknown_cursor() -> ServiceError {
-    ServiceError::UnknownCursor
+/// The first scan whose nonce an earlier one of the upload names with another code.
+fn repeated_nonce(scans: &[UploadedScan]) -> Option<usize> {
+    let mut seen: HashMap<(Uuid, &str), &str> = HashMap::new();
+    scans.iter().position(|uploaded| {
+        let scan = &uploaded.scan;
+        let first = *seen
+            .entry((scan.list_id, scan.nonce.as_str()))
+            .or_insert(scan.code.as_str());
+        first != scan.code
+    })
 }
 
 fn nonce_taken(path: &[&str]) -> ServiceError {

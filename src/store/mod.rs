@@ -39,7 +39,7 @@ use crate::domain::{
 pub use checkin_lists::CheckinListStore;
 pub use error::StoreError;
 pub use payments::PaymentStore;
-pub use scans::{BundleRequest, ScanStore};
+pub use scans::{BundleRequest, ScanStore, UploadScan};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 pub use postgres::PgStore;

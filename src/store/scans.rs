@@ -10,6 +10,15 @@ use crate::domain::{
     TokenCreated, TokenDraft, TokenRevoked,
 };
 
+/// A scan of an offline upload, read and judged by the device.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadScan<'a> {
+    pub scan: &'a Scan,
+    pub code: ScannedCode,
+    pub list: &'a CheckinList,
+    pub result: OfflineResult,
+}
+
 /// Which part of the offline bundle to read.
 #[derive(Debug, Clone, Copy)]
 pub struct BundleRequest {
@@ -48,22 +57,25 @@ pub trait ScanStore: Send + Sync {
     /// A list and its event's creator.
     async fn checkin_list(&self, list_id: Uuid) -> StoreResult<Option<(Uuid, CheckinList)>>;
     /// Judges `scan` of `code` on `list` under the ticket's row lock, and records it in the same
-    /// transaction: a check-in, or the refused log's row for its nonce. `offline`: an uploaded
-    /// scan, answered from the record when its nonce is known (check-in or refused log).
+    /// transaction: a check-in, or the refused log's row for its nonce (while the list has
+    /// fewer than `max_refusals`).
     async fn redeem(
         &self,
         scan: &Scan,
         code: ScannedCode,
         list: &CheckinList,
-        offline: Option<OfflineResult>,
+        max_refusals: i64,
     ) -> StoreResult<Redeemed>;
-    /// Of `nonces` on `list_id`, those known (a check-in or a refused scan), with their code.
-    async fn known_nonces(
+    /// Records an offline upload in one transaction, by `scanned_at`: an admission as a forced
+    /// redeem, a refusal as judged; a known nonce is answered from the record. `Err(index)`,
+    /// with nothing recorded, when the scan at `index` names a nonce another code holds or a
+    /// list deleted meanwhile.
+    async fn upload(
         &self,
-        list_id: Uuid,
-        nonces: &[String],
-    ) -> StoreResult<Vec<(String, String)>>;
-    /// The counts of `list` at `now`.
+        scans: &[UploadScan<'_>],
+        max_refusals: i64,
+    ) -> StoreResult<Result<Vec<Redeemed>, usize>>;
+    /// The counts of `list` now.
     async fn list_status(&self, list: &CheckinList) -> StoreResult<ListStatus>;
     /// An event's offline bundle; `None`: no such event; `Some(Err(head))` when `since` is past
     /// the log's head (not a cursor of this event).

@@ -21,6 +21,9 @@ backend_tests!(
     offline_scans_upload_with_their_conflicts_recorded,
     the_offline_bundle_follows_revocations_by_cursor,
     list_status_counts_what_happened_at_the_door,
+    a_list_created_with_a_key_is_created_once,
+    a_paid_ticket_scans_as_paid_long_after_its_hold,
+    a_list_deleted_while_it_scans_loses_no_check_in,
 );
 
 /// An event with two tiers, and `buyers` paid tickets of the first: (the organiser's token,
@@ -407,7 +410,10 @@ async fn a_scan_is_judged_in_the_contracts_order(backend: Backend) {
 }
 
 async fn a_nonce_names_one_scan(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn_with(backend, |settings| {
+        settings.checkin.refusals_per_list = 2;
+    })
+    .await;
     let (organiser, event, tickets) = paid_tickets(&app, 2).await;
     let main = default_list(&app, &organiser, &event).await;
     let code = code_of(&app, &tickets[0].0, &tickets[0].1).await;
@@ -457,6 +463,17 @@ async fn a_nonce_names_one_scan(backend: Backend) {
         2,
         "a replay records nothing"
     );
+
+    // The refused log is bounded: past CHECKIN_REFUSALS_PER_LIST a refusal is answered only.
+    for _ in 0..3 {
+        let (status, body) = scan(&app, &organiser, &vip, ticket_id).await;
+        assert_eq!(
+            (status, &body["reason"]),
+            (StatusCode::CONFLICT, &json!("not_on_list"))
+        );
+    }
+    let (_, counts) = app.get(&status_path, Some(&organiser)).await;
+    assert_eq!(counts["scans_refused"], 2, "{counts}");
 }
 
 async fn concurrent_scans_of_one_ticket_admit_it_once(backend: Backend) {
@@ -892,4 +909,93 @@ async fn list_status_counts_what_happened_at_the_door(backend: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn a_list_created_with_a_key_is_created_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (organiser, event, _) = paid_tickets(&app, 0).await;
+    let event_id = event["id"].as_str().unwrap();
+    let path = app.url(&format!("/events/{event_id}/checkin-lists"));
+    let create = |name: &str| {
+        app.client
+            .post(&path)
+            .bearer_auth(&organiser)
+            .header("Idempotency-Key", "list-key-1")
+            .json(&json!({"name": name}))
+            .send()
+    };
+    let first = create("Side door").await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    let again = create("Side door").await.unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    let other = create("Back door").await.unwrap();
+    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, lists) = app
+        .get(
+            &format!("/events/{event_id}/checkin-lists"),
+            Some(&organiser),
+        )
+        .await;
+    assert_eq!(lists["lists"].as_array().unwrap().len(), 2, "{lists}");
+}
+
+async fn a_paid_ticket_scans_as_paid_long_after_its_hold(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |settings| {
+        settings.ticket_hold = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let (organiser, event, tickets) = paid_tickets(&app, 1).await;
+    let main = default_list(&app, &organiser, &event).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let (buyer, ticket) = &tickets[0];
+    let code = code_of(&app, buyer, ticket).await;
+    let (status, body) = scan(&app, &organiser, &main, &code).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["ticket"]["status"], "paid");
+}
+
+async fn a_list_deleted_while_it_scans_loses_no_check_in(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (organiser, event, tickets) = paid_tickets(&app, 20).await;
+    let event_id = event["id"].as_str().unwrap();
+    for round in 0..3 {
+        let door = add_list(
+            &app,
+            &organiser,
+            &event,
+            json!({"name": format!("Door {round}")}),
+        )
+        .await;
+        let scans = tickets.iter().map(|(_, ticket)| {
+            let body = json!({"list_id": door, "code": ticket["id"], "nonce": nonce()});
+            redeem(&app, &organiser, body)
+        });
+        let path = format!("/events/{event_id}/checkin-lists/{door}");
+        let (answers, (deleted, _)) =
+            tokio::join!(join_all(scans), app.delete(&path, Some(&organiser)));
+        let admitted = answers
+            .iter()
+            .filter(|(status, _)| *status == StatusCode::CREATED)
+            .count();
+        for (status, body) in &answers {
+            assert!(
+                [StatusCode::CREATED, StatusCode::NOT_FOUND].contains(status),
+                "{status}: {body}"
+            );
+        }
+        let recorded = app
+            .scalar(&format!(
+                "SELECT count(*) FROM checkins c JOIN checkin_lists l ON l.id = c.list_id
+                 WHERE l.name = 'Door {round}'"
+            ))
+            .await;
+        match deleted {
+            StatusCode::NO_CONTENT => assert_eq!(admitted, 0, "a deleted list admitted nobody"),
+            StatusCode::CONFLICT => assert_eq!(recorded, admitted as i64, "every admission kept"),
+            other => panic!("delete answered {other}"),
+        }
+    }
 }

@@ -92,10 +92,12 @@ macro_rules! checkin_list_store {
             use super::*;
             use async_trait::async_trait;
             use uuid::Uuid;
-            use $crate::domain::{CheckinList, ListChanged, ListCreated, ListDeleted, ListDraft};
+            use $crate::domain::{
+                CheckinList, ListChanged, ListCreated, ListDeleted, ListDraft, WriteOutcome,
+            };
             use $crate::store::checkin_lists::CheckinListStore;
             use $crate::store::sql::{self, Dialect, StoredTime};
-            use $crate::store::{StoreError, StoreResult};
+            use $crate::store::{HeldKey, StoreError, StoreResult};
 
             type Time = <$db as Dialect>::Time;
 
@@ -130,8 +132,14 @@ macro_rules! checkin_list_store {
                 Ok(tiers.iter().position(|tier| !known.contains(tier)))
             }
 
-            async fn list_of(conn: &mut Conn, event_id: Uuid, list_id: Uuid) -> StoreResult<bool> {
-                let found: Option<Uuid> = sqlx::query_scalar(sql::LIST_OF_EVENT)
+            /// Whether `list_id` is a list of `event_id`, its row locked until the transaction ends.
+            async fn lock_list(
+                conn: &mut Conn,
+                event_id: Uuid,
+                list_id: Uuid,
+            ) -> StoreResult<bool> {
+                let locked = format!("{}{}", sql::LIST_OF_EVENT, <$db as Dialect>::LOCK_ROW);
+                let found: Option<Uuid> = sqlx::query_scalar(&locked)
                     .bind(list_id)
                     .bind(event_id)
                     .fetch_optional(&mut *conn)
@@ -163,6 +171,7 @@ macro_rules! checkin_list_store {
                     creator: Uuid,
                     draft: &ListDraft,
                     max_lists: i64,
+                    key: Option<&HeldKey>,
                 ) -> StoreResult<ListCreated> {
                     let (mut tx, now) = self.write_tx().await?;
                     let refusal =
@@ -211,6 +220,12 @@ macro_rules! checkin_list_store {
                         .execute(&mut *tx)
                         .await?;
                     insert_tiers(&mut tx, list.id, list.tier_ids.as_ref()).await?;
+                    if let Some(key) = key {
+                        let created = WriteOutcome::ListCreated(Box::new(list.clone()));
+                        if !sql::record_outcome_on::<$db>(&mut tx, key, &created).await? {
+                            return Err(StoreError::ClaimLost);
+                        }
+                    }
                     tx.commit().await?;
                     Ok(ListCreated::Created(Box::new(list)))
                 }
@@ -323,39 +338,34 @@ macro_rules! checkin_list_store {
                     creator: Uuid,
                 ) -> StoreResult<ListDeleted> {
                     let (mut tx, now) = self.write_tx().await?;
-                    let outcome =
-                        match sql::lock_event_on::<$db>(&mut tx, event_id, creator).await? {
-                            sql::Caller::NoEvent => ListDeleted::EventNotFound,
-                            sql::Caller::NotCreator => ListDeleted::NotCreator,
-                            sql::Caller::Creator => {
-                                let in_use: bool = sqlx::query_scalar(sql::LIST_IN_USE)
+                    let outcome = match sql::lock_event_on::<$db>(&mut tx, event_id, creator)
+                        .await?
+                    {
+                        sql::Caller::NoEvent => ListDeleted::EventNotFound,
+                        sql::Caller::NotCreator => ListDeleted::NotCreator,
+                        sql::Caller::Creator if !lock_list(&mut tx, event_id, list_id).await? => {
+                            ListDeleted::ListNotFound
+                        }
+                        sql::Caller::Creator => {
+                            // Under the list's lock: a scan recording a check-in holds it
+                            // (its foreign key) until it commits, so the check sees it.
+                            let in_use: bool = sqlx::query_scalar(sql::LIST_IN_USE)
+                                .bind(list_id)
+                                .bind(Time::from(now))
+                                .fetch_one(&mut *tx)
+                                .await?;
+                            if in_use {
+                                ListDeleted::InUse
+                            } else {
+                                sqlx::query(sql::DELETE_LIST)
                                     .bind(list_id)
-                                    .bind(Time::from(now))
-                                    .fetch_one(&mut *tx)
+                                    .bind(event_id)
+                                    .execute(&mut *tx)
                                     .await?;
-                                let deleted = if in_use {
-                                    None
-                                } else {
-                                    Some(
-                                        sqlx::query(sql::DELETE_LIST)
-                                            .bind(list_id)
-                                            .bind(event_id)
-                                            .execute(&mut *tx)
-                                            .await?
-                                            .rows_affected(),
-                                    )
-                                };
-                                match deleted {
-                                    Some(0) => ListDeleted::ListNotFound,
-                                    Some(_) => ListDeleted::Deleted,
-                                    // A list of another event is not found, in use or not.
-                                    None if !list_of(&mut tx, event_id, list_id).await? => {
-                                        ListDeleted::ListNotFound
-                                    }
-                                    None => ListDeleted::InUse,
-                                }
+                                ListDeleted::Deleted
                             }
-                        };
+                        }
+                    };
                     tx.commit().await?;
                     Ok(outcome)
                 }

@@ -42,19 +42,22 @@ pub(in crate::store) const LIST_BY_ID: &str = "SELECT l.id, l.event_id, l.name, 
 
 /// `$1` ticket (a lock suffix follows): what a scan shows of it, and its hold's deadline.
 pub(in crate::store) const SCANNED_TICKET: &str = "SELECT t.event_id, t.order_id, t.tier_id,
-        (SELECT name FROM ticket_tiers WHERE id = t.tier_id),
+        coalesce((SELECT name FROM ticket_tiers WHERE id = t.tier_id),
+                 (SELECT tier_name FROM order_items WHERE order_id = t.order_id
+                  AND tier_id = t.tier_id), ''),
         t.status, t.expires_at, t.code_serial,
         (SELECT name FROM users WHERE id = t.user_id)
      FROM tickets t WHERE t.id = $1";
 
 /// `$1` list, `$2` ticket, `$3` nonce: the ticket's first entry and last successful scan
-/// here, whether the nonce has a check-in, and the reason it was last refused.
+/// here, whether the nonce has a check-in, and the reason and code it was last refused for.
 pub(in crate::store) const SCAN_FACTS: &str = "SELECT
         (SELECT scanned_at FROM checkins WHERE list_id = $1 AND ticket_id = $2 AND kind = 'entry'
          ORDER BY seq LIMIT 1),
         (SELECT kind FROM checkins WHERE list_id = $1 AND ticket_id = $2 ORDER BY seq DESC LIMIT 1),
         EXISTS (SELECT 1 FROM checkins WHERE list_id = $1 AND nonce = $3),
-        (SELECT reason FROM checkin_refusals WHERE list_id = $1 AND nonce = $3)";
+        (SELECT reason FROM checkin_refusals WHERE list_id = $1 AND nonce = $3),
+        (SELECT code FROM checkin_refusals WHERE list_id = $1 AND nonce = $3)";
 
 /// `$1` list, `$2` nonce: its check-in as first answered.
 pub(in crate::store) const STORED_CHECKIN: &str = "SELECT c.id, c.code, c.kind, c.scanned_at,
@@ -70,21 +73,18 @@ pub(in crate::store) const INSERT_CHECKIN: &str = "INSERT INTO checkins
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
      ON CONFLICT (list_id, nonce) DO NOTHING RETURNING seq";
 
-/// The refused log keeps the last judgement of a nonce.
+/// The refused log keeps the last judgement of a nonce, and at most `$8` rows a list (past
+/// them a refused scan is answered but not logged).
 pub(in crate::store) const LOG_REFUSAL: &str = "INSERT INTO checkin_refusals
         (list_id, nonce, code, reason, scanned_at, gate, created_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7)
+     SELECT $1, $2, $3, $4, $5, $6, $7
+     WHERE (SELECT count(*) FROM checkin_refusals WHERE list_id = $1) < $8
      ON CONFLICT (list_id, nonce) DO UPDATE SET code = excluded.code, reason = excluded.reason,
         scanned_at = excluded.scanned_at, gate = excluded.gate, created_at = excluded.created_at";
 
 /// A nonce refused before and admitted now names one scan, the admitted one.
 pub(in crate::store) const FORGET_REFUSAL: &str =
     "DELETE FROM checkin_refusals WHERE list_id = $1 AND nonce = $2";
-
-/// `$1` list, `$2` nonce: its code, if the nonce is known.
-pub(in crate::store) const KNOWN_NONCE: &str = "SELECT code FROM checkins
-     WHERE list_id = $1 AND nonce = $2
-     UNION ALL SELECT code FROM checkin_refusals WHERE list_id = $1 AND nonce = $2";
 
 /// `$1` event: its paid tickets per tier.
 pub(in crate::store) const PAID_BY_TIER: &str = "SELECT tier_id, count(*) FROM tickets
@@ -150,7 +150,7 @@ macro_rules! scan_store {
                 ScannedCode, ScannedTicket, ScannerToken, TicketStatus, TokenCreated, TokenDraft,
                 TokenRevoked,
             };
-            use $crate::store::scans::{BundleRequest, ScanStore};
+            use $crate::store::scans::{BundleRequest, ScanStore, UploadScan};
             use $crate::store::sql::{self, Dialect, StoredTime, parse_status};
             use $crate::store::{StoreError, StoreResult};
 
@@ -241,7 +241,9 @@ macro_rules! scan_store {
                     serial: serial(code)?,
                     holder_name: holder,
                 };
-                Ok(Some((ticket, expires.into_utc()? <= now)))
+                // Only a hold lapses; a paid ticket keeps its old deadline.
+                let lapsed = ticket.status == TicketStatus::Reserved && expires.into_utc()? <= now;
+                Ok(Some((ticket, lapsed)))
             }
 
             #[derive(sqlx::FromRow)]
@@ -321,7 +323,8 @@ macro_rules! scan_store {
                 scan: &Scan,
                 refused: ScanReason,
                 now: DateTime<Utc>,
-            ) -> StoreResult<()> {
+                max_refusals: i64,
+            ) -> Result<(), sqlx::Error> {
                 sqlx::query(sql::LOG_REFUSAL)
                     .bind(scan.list_id)
                     .bind(&scan.nonce)
@@ -330,6 +333,7 @@ macro_rules! scan_store {
                     .bind(Time::from(scan.scanned_at))
                     .bind(scan.gate.as_deref())
                     .bind(Time::from(now))
+                    .bind(max_refusals)
                     .execute(&mut *conn)
                     .await?;
                 Ok(())
@@ -349,7 +353,159 @@ macro_rules! scan_store {
                 Option<Uuid>,
             );
 
-            type FactsRow = (Option<Time>, Option<String>, bool, Option<String>);
+            type FactsRow = (
+                Option<Time>,
+                Option<String>,
+                bool,
+                Option<String>,
+                Option<String>,
+            );
+
+            /// Judges `scan` of `code` on `list` and records it, in the caller's transaction
+            /// (begun at `now`), under the ticket's row lock.
+            async fn redeem_on(
+                conn: &mut Conn,
+                now: DateTime<Utc>,
+                scan: &Scan,
+                code: ScannedCode,
+                list: &CheckinList,
+                offline: Option<OfflineResult>,
+                max_refusals: i64,
+            ) -> StoreResult<Redeemed> {
+                let ticket = match code.ticket_id() {
+                    Some(id) => lock_ticket(conn, id, now).await?,
+                    None => None,
+                };
+                let ticket_id = ticket.as_ref().map_or(Uuid::nil(), |(t, _)| t.id);
+                let (first_entry, last_kind, has_checkin, refused, refused_code): FactsRow =
+                    sqlx::query_as(sql::SCAN_FACTS)
+                        .bind(list.id)
+                        .bind(ticket_id)
+                        .bind(&scan.nonce)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                if has_checkin {
+                    return replay(conn, scan).await;
+                }
+                let refused = reason(refused)?;
+                if let (Some(_), Some(refused)) = (offline, refused) {
+                    if refused_code.as_deref() != Some(scan.code.as_str()) {
+                        return Ok(Redeemed::NonceTaken);
+                    }
+                    return Ok(Redeemed::Replayed(ScanResult {
+                        reason: Some(refused),
+                        checkin: None,
+                        ticket: None,
+                        first_entry_at: None,
+                    }));
+                }
+                let history = ScanHistory {
+                    first_entry_at: utc(first_entry)?,
+                    last_kind: last_kind.as_deref().map(kind).transpose()?,
+                };
+                let (ticket, expired) = match ticket {
+                    Some((ticket, expired)) => (Some(ticket), expired),
+                    None => (None, false),
+                };
+                let (reason, admitted) = match offline {
+                    Some(OfflineResult::Refused(reason)) => (Some(reason), false),
+                    Some(OfflineResult::Admitted) => {
+                        let forced = Scan {
+                            force: true,
+                            ..scan.clone()
+                        };
+                        judge(&forced, code, ticket.as_ref(), expired, list, history)
+                    }
+                    None => judge(scan, code, ticket.as_ref(), expired, list, history),
+                };
+                // A ticket of another event is none of this door's business.
+                let shown = ticket.filter(|ticket| ticket.event_id == list.event_id);
+                let shown = shown.map(|ticket| ScannedTicket {
+                    status: if expired {
+                        TicketStatus::Expired
+                    } else {
+                        ticket.status
+                    },
+                    ..ticket
+                });
+                let mut result = ScanResult {
+                    reason,
+                    checkin: None,
+                    ticket: shown,
+                    first_entry_at: history.first_entry_at,
+                };
+                let (Some(ticket), true) = (result.ticket.as_ref(), admitted) else {
+                    let refused = reason.unwrap_or(ScanReason::Invalid);
+                    let logged = log_refusal(conn, scan, refused, now, max_refusals).await;
+                    return Ok(if list_gone(logged)? {
+                        Redeemed::ListGone
+                    } else {
+                        Redeemed::Judged(result)
+                    });
+                };
+                let checkin = Checkin {
+                    id: Uuid::now_v7(),
+                    list_id: list.id,
+                    kind: scan.kind,
+                    nonce: scan.nonce.clone(),
+                    scanned_at: scan.scanned_at,
+                    gate: scan.gate.clone(),
+                    forced: reason.is_some(),
+                    created_at: now,
+                };
+                let inserted = sqlx::query_scalar::<_, i64>(sql::INSERT_CHECKIN)
+                    .bind(checkin.id)
+                    .bind(list.id)
+                    .bind(list.event_id)
+                    .bind(ticket.id)
+                    .bind(scan.kind.as_str())
+                    .bind(&scan.nonce)
+                    .bind(&scan.code)
+                    .bind(Time::from(scan.scanned_at))
+                    .bind(scan.gate.as_deref())
+                    .bind(checkin.forced)
+                    .bind(reason.map(ScanReason::as_str))
+                    .bind(history.first_entry_at.map(Time::from))
+                    .bind(ticket.status.as_str())
+                    .bind(i32::try_from(ticket.serial).unwrap_or(i32::MAX))
+                    .bind(&ticket.tier_name)
+                    .bind(&ticket.holder_name)
+                    .bind(Time::from(now))
+                    .fetch_optional(&mut *conn)
+                    .await;
+                let inserted = match inserted {
+                    Ok(inserted) => inserted,
+                    Err(error) => {
+                        list_gone(Err::<(), _>(error))?;
+                        return Ok(Redeemed::ListGone);
+                    }
+                };
+                if inserted.is_none() {
+                    // Another code's scan took the nonce since the facts were read.
+                    return replay(conn, scan).await;
+                }
+                if refused.is_some() {
+                    sqlx::query(sql::FORGET_REFUSAL)
+                        .bind(list.id)
+                        .bind(&scan.nonce)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                result.checkin = Some(checkin);
+                Ok(Redeemed::Judged(result))
+            }
+
+            /// Whether a write failed because its list was deleted since it was read (its
+            /// foreign key); any other failure is the store's.
+            fn list_gone<T>(written: Result<T, sqlx::Error>) -> StoreResult<bool> {
+                match written {
+                    Ok(_) => Ok(false),
+                    Err(sqlx::Error::Database(error)) if error.is_foreign_key_violation() => {
+                        Ok(true)
+                    }
+                    Err(error) => Err(error.into()),
+                }
+            }
 
             #[async_trait]
             impl ScanStore for $store {
@@ -513,141 +669,55 @@ macro_rules! scan_store {
                     scan: &Scan,
                     code: ScannedCode,
                     list: &CheckinList,
-                    offline: Option<OfflineResult>,
+                    max_refusals: i64,
                 ) -> StoreResult<Redeemed> {
                     let (mut tx, now) = self.write_tx().await?;
-                    let ticket = match code.ticket_id() {
-                        Some(id) => lock_ticket(&mut tx, id, now).await?,
-                        None => None,
-                    };
-                    let ticket_id = ticket.as_ref().map_or(Uuid::nil(), |(t, _)| t.id);
-                    let (first_entry, last_kind, has_checkin, refused): FactsRow =
-                        sqlx::query_as(sql::SCAN_FACTS)
-                            .bind(list.id)
-                            .bind(ticket_id)
-                            .bind(&scan.nonce)
-                            .fetch_one(&mut *tx)
-                            .await?;
-                    if has_checkin {
-                        let replayed = replay(&mut tx, scan).await?;
+                    let redeemed = redeem_on(&mut tx, now, scan, code, list, None, max_refusals);
+                    let redeemed = redeemed.await?;
+                    if redeemed == Redeemed::ListGone {
                         tx.rollback().await?;
-                        return Ok(replayed);
-                    }
-                    let refused = reason(refused)?;
-                    if let (Some(_), Some(refused)) = (offline, refused) {
-                        tx.rollback().await?;
-                        return Ok(Redeemed::Replayed(ScanResult {
-                            reason: Some(refused),
-                            checkin: None,
-                            ticket: None,
-                            first_entry_at: None,
-                        }));
-                    }
-                    let history = ScanHistory {
-                        first_entry_at: utc(first_entry)?,
-                        last_kind: last_kind.as_deref().map(kind).transpose()?,
-                    };
-                    let (ticket, expired) = match ticket {
-                        Some((ticket, expired)) => (Some(ticket), expired),
-                        None => (None, false),
-                    };
-                    let (reason, admitted) = match offline {
-                        Some(OfflineResult::Refused(reason)) => (Some(reason), false),
-                        Some(OfflineResult::Admitted) => {
-                            let forced = Scan {
-                                force: true,
-                                ..scan.clone()
-                            };
-                            judge(&forced, code, ticket.as_ref(), expired, list, history)
-                        }
-                        None => judge(scan, code, ticket.as_ref(), expired, list, history),
-                    };
-                    // A ticket of another event is none of this door's business.
-                    let shown = ticket.filter(|ticket| ticket.event_id == list.event_id);
-                    let shown = shown.map(|ticket| ScannedTicket {
-                        status: if expired {
-                            TicketStatus::Expired
-                        } else {
-                            ticket.status
-                        },
-                        ..ticket
-                    });
-                    let mut result = ScanResult {
-                        reason,
-                        checkin: None,
-                        ticket: shown,
-                        first_entry_at: history.first_entry_at,
-                    };
-                    let (Some(ticket), true) = (result.ticket.as_ref(), admitted) else {
-                        let refused = reason.unwrap_or(ScanReason::Invalid);
-                        log_refusal(&mut tx, scan, refused, now).await?;
+                    } else {
                         tx.commit().await?;
-                        return Ok(Redeemed::Judged(result));
-                    };
-                    let checkin = Checkin {
-                        id: Uuid::now_v7(),
-                        list_id: list.id,
-                        kind: scan.kind,
-                        nonce: scan.nonce.clone(),
-                        scanned_at: scan.scanned_at,
-                        gate: scan.gate.clone(),
-                        forced: reason.is_some(),
-                        created_at: now,
-                    };
-                    let inserted: Option<i64> = sqlx::query_scalar(sql::INSERT_CHECKIN)
-                        .bind(checkin.id)
-                        .bind(list.id)
-                        .bind(list.event_id)
-                        .bind(ticket.id)
-                        .bind(scan.kind.as_str())
-                        .bind(&scan.nonce)
-                        .bind(&scan.code)
-                        .bind(Time::from(scan.scanned_at))
-                        .bind(scan.gate.as_deref())
-                        .bind(checkin.forced)
-                        .bind(reason.map(ScanReason::as_str))
-                        .bind(history.first_entry_at.map(Time::from))
-                        .bind(ticket.status.as_str())
-                        .bind(i32::try_from(ticket.serial).unwrap_or(i32::MAX))
-                        .bind(&ticket.tier_name)
-                        .bind(&ticket.holder_name)
-                        .bind(Time::from(now))
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if inserted.is_none() {
-                        // Another code's scan took the nonce since the facts were read.
-                        let replayed = replay(&mut tx, scan).await?;
-                        tx.rollback().await?;
-                        return Ok(replayed);
                     }
-                    if refused.is_some() {
-                        sqlx::query(sql::FORGET_REFUSAL)
-                            .bind(list.id)
-                            .bind(&scan.nonce)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    tx.commit().await?;
-                    result.checkin = Some(checkin);
-                    Ok(Redeemed::Judged(result))
+                    Ok(redeemed)
                 }
 
-                async fn known_nonces(
+                async fn upload(
                     &self,
-                    list_id: Uuid,
-                    nonces: &[String],
-                ) -> StoreResult<Vec<(String, String)>> {
-                    let mut conn = self.$reader.acquire().await?;
-                    let mut known = Vec::new();
-                    for nonce in nonces {
-                        let code: Option<String> = sqlx::query_scalar(sql::KNOWN_NONCE)
-                            .bind(list_id)
-                            .bind(nonce)
-                            .fetch_optional(&mut *conn)
-                            .await?;
-                        known.extend(code.map(|code| (nonce.clone(), code)));
+                    scans: &[UploadScan<'_>],
+                    max_refusals: i64,
+                ) -> StoreResult<Result<Vec<Redeemed>, usize>> {
+                    let (mut tx, now) = self.write_tx().await?;
+                    // Every ticket locked first, in one order, so two uploads cannot deadlock.
+                    let mut tickets: Vec<Uuid> =
+                        scans.iter().filter_map(|s| s.code.ticket_id()).collect();
+                    tickets.sort_unstable();
+                    tickets.dedup();
+                    for ticket in tickets {
+                        lock_ticket(&mut tx, ticket, now).await?;
                     }
-                    Ok(known)
+                    let mut order: Vec<usize> = (0..scans.len()).collect();
+                    order.sort_by_key(|&index| scans[index].scan.scanned_at);
+                    let mut results = vec![None; scans.len()];
+                    for index in order {
+                        let UploadScan {
+                            scan,
+                            code,
+                            list,
+                            result,
+                        } = &scans[index];
+                        let offline = Some(*result);
+                        let redeemed =
+                            redeem_on(&mut tx, now, scan, *code, list, offline, max_refusals)
+                                .await?;
+                        if matches!(redeemed, Redeemed::NonceTaken | Redeemed::ListGone) {
+                            tx.rollback().await?;
+                            return Ok(Err(index));
+                        }
+                        results[index] = Some(redeemed);
+                    }
+                    tx.commit().await?;
+                    Ok(Ok(results.into_iter().flatten().collect()))
                 }
 
                 async fn list_status(&self, list: &CheckinList) -> StoreResult<ListStatus> {
