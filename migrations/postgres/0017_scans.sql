@@ -52,7 +52,8 @@ CREATE TABLE checkins (
 CREATE INDEX checkins_ticket_idx ON checkins (list_id, ticket_id, seq);
 CREATE INDEX checkins_event_idx ON checkins (event_id, ticket_id) WHERE kind = 'entry';
 
--- Refused scans, one row per (list, nonce): the last judgement of that nonce.
+-- Refused scans, one row per (list, nonce): the last judgement of that nonce. `shard` (of the
+-- nonce, 0–15) says which of the list's counters counts the row.
 CREATE TABLE checkin_refusals (
     list_id    uuid NOT NULL REFERENCES checkin_lists (id) ON DELETE CASCADE,
     nonce      text NOT NULL,
@@ -61,8 +62,34 @@ CREATE TABLE checkin_refusals (
     scanned_at timestamptz NOT NULL,
     gate       text,
     created_at timestamptz NOT NULL,
+    shard      integer NOT NULL,
     PRIMARY KEY (list_id, nonce)
 );
+
+-- How many refused scans each list logs (the log stops at CHECKIN_REFUSALS_PER_LIST), kept by
+-- triggers in the transaction that logs or forgets one; in 16 rows a list, by nonce, so that
+-- concurrent refusals seldom wait for one counter.
+CREATE TABLE checkin_refusal_counts (
+    list_id uuid NOT NULL REFERENCES checkin_lists (id) ON DELETE CASCADE,
+    shard   integer NOT NULL,
+    logged  bigint NOT NULL,
+    PRIMARY KEY (list_id, shard)
+);
+
+CREATE FUNCTION count_checkin_refusals() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO checkin_refusal_counts AS c (list_id, shard, logged)
+        VALUES (NEW.list_id, NEW.shard, 1)
+        ON CONFLICT (list_id, shard) DO UPDATE SET logged = c.logged + 1;
+    ELSE
+        UPDATE checkin_refusal_counts SET logged = logged - 1
+        WHERE list_id = OLD.list_id AND shard = OLD.shard;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER checkin_refusals_counted AFTER INSERT OR DELETE ON checkin_refusals
+    FOR EACH ROW EXECUTE FUNCTION count_checkin_refusals();
 
 -- Tickets whose codes were revoked (a reissue, or the ticket left `paid`), numbered per event.
 -- The number is taken under the event's head row, so numbers commit in order and a reader

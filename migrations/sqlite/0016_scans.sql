@@ -52,7 +52,8 @@ CREATE TABLE checkins (
 CREATE INDEX checkins_ticket_idx ON checkins (list_id, ticket_id, seq);
 CREATE INDEX checkins_event_idx ON checkins (event_id, ticket_id) WHERE kind = 'entry';
 
--- Refused scans, one row per (list, nonce): the last judgement of that nonce.
+-- Refused scans, one row per (list, nonce): the last judgement of that nonce. `shard` (of the
+-- nonce, 0–15) says which of the list's counters counts the row.
 CREATE TABLE checkin_refusals (
     list_id    BLOB NOT NULL REFERENCES checkin_lists (id) ON DELETE CASCADE,
     nonce      TEXT NOT NULL,
@@ -61,8 +62,30 @@ CREATE TABLE checkin_refusals (
     scanned_at INTEGER NOT NULL,
     gate       TEXT,
     created_at INTEGER NOT NULL,
+    shard      INTEGER NOT NULL,
     PRIMARY KEY (list_id, nonce)
 );
+
+-- How many refused scans each list logs (the log stops at CHECKIN_REFUSALS_PER_LIST), kept by
+-- triggers in the transaction that logs or forgets one (16 rows a list, as on PostgreSQL).
+CREATE TABLE checkin_refusal_counts (
+    list_id BLOB NOT NULL REFERENCES checkin_lists (id) ON DELETE CASCADE,
+    shard   INTEGER NOT NULL,
+    logged  INTEGER NOT NULL,
+    PRIMARY KEY (list_id, shard)
+);
+
+CREATE TRIGGER checkin_refusals_logged AFTER INSERT ON checkin_refusals
+BEGIN
+    INSERT INTO checkin_refusal_counts (list_id, shard, logged) VALUES (NEW.list_id, NEW.shard, 1)
+        ON CONFLICT (list_id, shard) DO UPDATE SET logged = logged + 1;
+END;
+
+CREATE TRIGGER checkin_refusals_forgotten AFTER DELETE ON checkin_refusals
+BEGIN
+    UPDATE checkin_refusal_counts SET logged = logged - 1
+    WHERE list_id = OLD.list_id AND shard = OLD.shard;
+END;
 
 -- Tickets whose codes were revoked (a reissue, or the ticket left `paid`), numbered per event
 -- (one writer at a time: numbers commit in order, so a bundle cursor never skips one).

@@ -74,6 +74,11 @@ impl SqliteStore {
         let now = tx.now();
         Ok((tx, now))
     }
+
+    /// A scan's write transaction: the time is this process's clock already.
+    async fn scan_tx(&self) -> StoreResult<(WriteTx, DateTime<Utc>)> {
+        self.write_tx().await
+    }
 }
 
 /// A write transaction on the writer connection, kept by hand rather than by sqlx: when a

@@ -51,10 +51,13 @@ pub(in crate::store) const SCANNED_TICKET: &str = "SELECT t.event_id, t.order_id
 
 /// `$1` list, `$2` ticket, `$3` nonce: the ticket's first entry and last successful scan
 /// here, whether the nonce has a check-in, and the reason and code it was last refused for.
+/// (Ordered by the whole of `checkins_ticket_idx`, so that no plan, however stale its
+/// statistics, walks the primary key in `seq` order instead: that costs every check-in.)
 pub(in crate::store) const SCAN_FACTS: &str = "SELECT
         (SELECT scanned_at FROM checkins WHERE list_id = $1 AND ticket_id = $2 AND kind = 'entry'
-         ORDER BY seq LIMIT 1),
-        (SELECT kind FROM checkins WHERE list_id = $1 AND ticket_id = $2 ORDER BY seq DESC LIMIT 1),
+         ORDER BY list_id, ticket_id, seq LIMIT 1),
+        (SELECT kind FROM checkins WHERE list_id = $1 AND ticket_id = $2
+         ORDER BY list_id DESC, ticket_id DESC, seq DESC LIMIT 1),
         EXISTS (SELECT 1 FROM checkins WHERE list_id = $1 AND nonce = $3),
         (SELECT reason FROM checkin_refusals WHERE list_id = $1 AND nonce = $3),
         (SELECT code FROM checkin_refusals WHERE list_id = $1 AND nonce = $3)";
@@ -73,14 +76,24 @@ pub(in crate::store) const INSERT_CHECKIN: &str = "INSERT INTO checkins
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
      ON CONFLICT (list_id, nonce) DO NOTHING RETURNING seq";
 
-/// The refused log keeps the last judgement of a nonce, and at most `$8` rows a list (past
-/// them a refused scan is answered but not logged).
+/// The refused log keeps the last judgement of a nonce, and about `$8` rows a list at most
+/// (past them a refused scan is answered but not logged; refusals at once may pass it by a
+/// few); `$9` the nonce's counter ([`refusal_shard`]).
 pub(in crate::store) const LOG_REFUSAL: &str = "INSERT INTO checkin_refusals
-        (list_id, nonce, code, reason, scanned_at, gate, created_at)
-     SELECT $1, $2, $3, $4, $5, $6, $7
-     WHERE (SELECT count(*) FROM checkin_refusals WHERE list_id = $1) < $8
+        (list_id, nonce, code, reason, scanned_at, gate, created_at, shard)
+     SELECT $1, $2, $3, $4, $5, $6, $7, $9
+     WHERE (SELECT coalesce(sum(logged), 0) FROM checkin_refusal_counts WHERE list_id = $1) < $8
      ON CONFLICT (list_id, nonce) DO UPDATE SET code = excluded.code, reason = excluded.reason,
         scanned_at = excluded.scanned_at, gate = excluded.gate, created_at = excluded.created_at";
+
+/// Which of its list's 16 refusal counters counts a nonce's row (any spread will do: it only
+/// keeps concurrent refusals off one counter row).
+pub(in crate::store) fn refusal_shard(nonce: &str) -> i32 {
+    let hash = nonce.bytes().fold(0u32, |hash, byte| {
+        hash.wrapping_mul(31).wrapping_add(u32::from(byte))
+    });
+    i32::try_from(hash % 16).unwrap_or(0)
+}
 
 /// A nonce refused before and admitted now names one scan, the admitted one.
 pub(in crate::store) const FORGET_REFUSAL: &str =
@@ -132,8 +145,8 @@ pub(in crate::store) const PAID_TICKETS: &str = "SELECT t.id, t.tier_id, t.code_
 pub(in crate::store) const COUNT_PAID_TICKETS: &str =
     "SELECT count(*) FROM tickets WHERE event_id = $1 AND status = 'paid'";
 
-/// [`crate::store::ScanStore`] for `$store` on `$db`, with `write_tx` and the read pool
-/// `$reader`.
+/// [`crate::store::ScanStore`] for `$store` on `$db`, with `write_tx`, `scan_tx` and the read
+/// pool `$reader`.
 macro_rules! scan_store {
     ($store:ty, $db:ty, $reader:ident) => {
         mod scans {
@@ -334,6 +347,7 @@ macro_rules! scan_store {
                     .bind(scan.gate.as_deref())
                     .bind(Time::from(now))
                     .bind(max_refusals)
+                    .bind(sql::refusal_shard(&scan.nonce))
                     .execute(&mut *conn)
                     .await?;
                 Ok(())
@@ -671,7 +685,7 @@ macro_rules! scan_store {
                     list: &CheckinList,
                     max_refusals: i64,
                 ) -> StoreResult<Redeemed> {
-                    let (mut tx, now) = self.write_tx().await?;
+                    let (mut tx, now) = self.scan_tx().await?;
                     let redeemed = redeem_on(&mut tx, now, scan, code, list, None, max_refusals);
                     let redeemed = redeemed.await?;
                     if redeemed == Redeemed::ListGone {
@@ -687,7 +701,7 @@ macro_rules! scan_store {
                     scans: &[UploadScan<'_>],
                     max_refusals: i64,
                 ) -> StoreResult<Result<Vec<Redeemed>, usize>> {
-                    let (mut tx, now) = self.write_tx().await?;
+                    let (mut tx, now) = self.scan_tx().await?;
                     // Every ticket locked first, in one order, so two uploads cannot deadlock.
                     let mut tickets: Vec<Uuid> =
                         scans.iter().filter_map(|s| s.code.ticket_id()).collect();
