@@ -154,8 +154,7 @@ pub async fn create_list(
     headers: HeaderMap,
     ValidJson(fields): ValidJson<ListRequest>,
 ) -> Result<Response, ApiError> {
-    // What the request asks for, so that a key reused for another list is refused.
-    let fingerprint = format!("POST /events/{event_id}/checkin-lists {fields:?}");
+    let fingerprint = list_fingerprint(event_id, &fields);
     let checkin = &state.checkin;
     let create = |key: Option<KeyUse>| {
         let fields = fields.clone();
@@ -181,6 +180,28 @@ pub async fn create_list(
         answer,
     )
     .await
+}
+
+/// What a list creation asks for, so that a key reused for another list is refused.
+fn list_fingerprint(event_id: Uuid, fields: &ListFields) -> String {
+    let tiers = fields.tier_ids.as_ref().map_or_else(
+        || "all".to_owned(),
+        |tiers| {
+            tiers
+                .iter()
+                .map(Uuid::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        },
+    );
+    let at = |at: Option<DateTime<Utc>>| at.map_or_else(String::new, |at| at.to_rfc3339());
+    format!(
+        "POST /events/{event_id}/checkin-lists {:?} tiers={tiers} reentry={} window={}..{}",
+        fields.name,
+        fields.allow_reentry,
+        at(fields.activates_at),
+        at(fields.expires_at),
+    )
 }
 
 /// An event's check-in lists, oldest first (creator; a scanner token sees its lists).

@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use base64::Engine;
@@ -32,6 +33,8 @@ pub struct Scanning {
     keys: Arc<TicketKeys>,
     public: PublicKeys,
     settings: CheckinSettings,
+    /// Lists as scans read them (the hot path: every scan names one).
+    lists: ListCache,
 }
 
 /// A scan of an offline upload, as the device judged it.
@@ -64,6 +67,7 @@ impl Scanning {
             public: keys.public(),
             keys,
             settings,
+            lists: ListCache::default(),
         }
     }
 
@@ -208,8 +212,15 @@ impl Scanning {
         scanner: &Scanner,
         list_id: Uuid,
     ) -> Result<CheckinList, ServiceError> {
-        let not_found = ServiceError::NotFound(Resource::CheckinList, list_id);
-        let (creator, list) = self.store.checkin_list(list_id).await?.ok_or(not_found)?;
+        let (creator, list) = match self.lists.get(list_id) {
+            Some(cached) => cached,
+            None => {
+                let not_found = ServiceError::NotFound(Resource::CheckinList, list_id);
+                let read = self.store.checkin_list(list_id).await?.ok_or(not_found)?;
+                self.lists.put(list_id, read.clone());
+                read
+            }
+        };
         if !scanner.may_scan(creator, &list) {
             return Err(ServiceError::NotOwner(Action::Scan));
         }
@@ -279,7 +290,11 @@ impl Scanning {
         let recorded = self.store.upload(&upload, self.max_refusals()).await?;
         let redeemed = match recorded {
             Ok(redeemed) => redeemed,
-            Err(index) => return Err(nonce_taken_at(index)),
+            Err((index, Redeemed::ListGone)) => {
+                let list_id = scans[index].scan.list_id;
+                return Err(ServiceError::NotFound(Resource::CheckinList, list_id));
+            }
+            Err((index, _)) => return Err(nonce_taken_at(index)),
         };
         let outcomes = scans.iter().zip(redeemed).map(|(uploaded, redeemed)| {
             let (result, replayed) = match redeemed {
@@ -335,6 +350,41 @@ impl Scanning {
     /// Scans may not claim to be from further ahead than this.
     pub fn latest_scan_time(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         now + self.settings.clock_skew
+    }
+}
+
+/// How long a scan may use a list it read: a change to a list reaches scans in this process at
+/// most this late (a deleted list is refused by the store at once: its foreign key).
+const LIST_CACHE_TTL: Duration = Duration::from_secs(1);
+/// Lists kept at most; past it the cache starts again empty.
+const LIST_CACHE_MAX: usize = 4096;
+
+/// The lists scans read lately, with their events' creators, each for [`LIST_CACHE_TTL`]: a
+/// gate scanning thousands of tickets a minute on one list reads it once a second.
+#[derive(Default)]
+struct ListCache {
+    entries: Mutex<HashMap<Uuid, (Instant, CreatedList)>>,
+}
+
+/// A list and its event's creator.
+type CreatedList = (Uuid, CheckinList);
+
+impl ListCache {
+    fn get(&self, list_id: Uuid) -> Option<CreatedList> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let (read_at, list) = entries.get(&list_id)?;
+        (read_at.elapsed() < LIST_CACHE_TTL).then(|| list.clone())
+    }
+
+    fn put(&self, list_id: Uuid, list: CreatedList) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= LIST_CACHE_MAX {
+            entries.retain(|_, (read_at, _)| read_at.elapsed() < LIST_CACHE_TTL);
+            if entries.len() >= LIST_CACHE_MAX {
+                entries.clear();
+            }
+        }
+        entries.insert(list_id, (Instant::now(), list));
     }
 }
 

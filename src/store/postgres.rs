@@ -1,6 +1,7 @@
 //! PostgreSQL + PostGIS store. Each guarantee lives in one statement or one short transaction
 //! (orders: a batch's, see [`batch`]), and deadlines are judged by the database clock
-//! (`now()`), the one clock every server process shares.
+//! (`now()`), the one clock every server process shares (scans, which carry their own
+//! `scanned_at`, are judged by the process clock: [`PgStore::scan_tx`]).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -285,7 +286,6 @@ impl PgStore {
     }
 }
 
-/// A ticket write's transaction and the database's clock, which judges every deadline.
 /// Begins a transaction; should the connection turn out dead (one used within
 /// [`TRUSTED_IDLE`] is not pinged first), once more on another: nothing has been done yet.
 pub(super) async fn begin(pool: &PgPool) -> StoreResult<Transaction<'static, Postgres>> {

@@ -67,14 +67,14 @@ pub trait ScanStore: Send + Sync {
         max_refusals: i64,
     ) -> StoreResult<Redeemed>;
     /// Records an offline upload in one transaction, by `scanned_at`: an admission as a forced
-    /// redeem, a refusal as judged; a known nonce is answered from the record. `Err(index)`,
-    /// with nothing recorded, when the scan at `index` names a nonce another code holds or a
-    /// list deleted meanwhile.
+    /// redeem, a refusal as judged; a known nonce is answered from the record. With nothing
+    /// recorded, `Err((index, NonceTaken))` when the scan at `index` names a nonce another code
+    /// holds, `Err((index, ListGone))` when its list was deleted meanwhile.
     async fn upload(
         &self,
         scans: &[UploadScan<'_>],
         max_refusals: i64,
-    ) -> StoreResult<Result<Vec<Redeemed>, usize>>;
+    ) -> StoreResult<Result<Vec<Redeemed>, (usize, Redeemed)>>;
     /// The counts of `list` now.
     async fn list_status(&self, list: &CheckinList) -> StoreResult<ListStatus>;
     /// An event's offline bundle; `None`: no such event; `Some(Err(head))` when `since` is past

@@ -998,4 +998,22 @@ async fn a_list_deleted_while_it_scans_loses_no_check_in(backend: Backend) {
             other => panic!("delete answered {other}"),
         }
     }
+
+    // A list a scan has just read (and may remember), then deleted: scans and uploads naming it
+    // are 404, and record nothing.
+    let door = add_list(&app, &organiser, &event, json!({"name": "Short-lived"})).await;
+    let (status, _) = scan(&app, &organiser, &door, "not a code").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let path = format!("/events/{event_id}/checkin-lists/{door}");
+    assert_eq!(
+        app.delete(&path, Some(&organiser)).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let ticket = tickets[0].1["id"].as_str().unwrap();
+    let (status, body) = scan(&app, &organiser, &door, ticket).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let upload = json!({"scans": [{"list_id": door, "code": ticket, "nonce": nonce(),
+        "scanned_at": "2026-01-01T20:00:00Z", "offline_result": "ok"}]});
+    let (status, body) = app.post("/checkin/upload", Some(&organiser), upload).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }

@@ -95,6 +95,11 @@ pub(in crate::store) fn refusal_shard(nonce: &str) -> i32 {
     i32::try_from(hash % 16).unwrap_or(0)
 }
 
+/// `$1` list, `$2` shard: its refusal counter, made if missing, locked until commit.
+pub(in crate::store) const LOCK_REFUSAL_COUNTER: &str = "INSERT INTO checkin_refusal_counts
+        (list_id, shard, logged) VALUES ($1, $2, 0)
+     ON CONFLICT (list_id, shard) DO UPDATE SET logged = checkin_refusal_counts.logged";
+
 /// A nonce refused before and admitted now names one scan, the admitted one.
 pub(in crate::store) const FORGET_REFUSAL: &str =
     "DELETE FROM checkin_refusals WHERE list_id = $1 AND nonce = $2";
@@ -700,15 +705,34 @@ macro_rules! scan_store {
                     &self,
                     scans: &[UploadScan<'_>],
                     max_refusals: i64,
-                ) -> StoreResult<Result<Vec<Redeemed>, usize>> {
+                ) -> StoreResult<Result<Vec<Redeemed>, (usize, Redeemed)>> {
                     let (mut tx, now) = self.scan_tx().await?;
-                    // Every ticket locked first, in one order, so two uploads cannot deadlock.
+                    // Every lock the upload may take, first and in one order (its tickets, then
+                    // its lists' refusal counters), so that two uploads cannot deadlock.
                     let mut tickets: Vec<Uuid> =
                         scans.iter().filter_map(|s| s.code.ticket_id()).collect();
                     tickets.sort_unstable();
                     tickets.dedup();
                     for ticket in tickets {
                         lock_ticket(&mut tx, ticket, now).await?;
+                    }
+                    let mut counters: Vec<(Uuid, i32, usize)> = scans
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| (s.list.id, sql::refusal_shard(&s.scan.nonce), i))
+                        .collect();
+                    counters.sort_unstable();
+                    counters.dedup_by_key(|(list, shard, _)| (*list, *shard));
+                    for (list, shard, index) in counters {
+                        let locked = sqlx::query(sql::LOCK_REFUSAL_COUNTER)
+                            .bind(list)
+                            .bind(shard)
+                            .execute(&mut *tx)
+                            .await;
+                        if list_gone(locked)? {
+                            tx.rollback().await?;
+                            return Ok(Err((index, Redeemed::ListGone)));
+                        }
                     }
                     let mut order: Vec<usize> = (0..scans.len()).collect();
                     order.sort_by_key(|&index| scans[index].scan.scanned_at);
@@ -726,7 +750,7 @@ macro_rules! scan_store {
                                 .await?;
                         if matches!(redeemed, Redeemed::NonceTaken | Redeemed::ListGone) {
                             tx.rollback().await?;
-                            return Ok(Err(index));
+                            return Ok(Err((index, redeemed)));
                         }
                         results[index] = Some(redeemed);
                     }
