@@ -277,6 +277,13 @@ pub struct RedeemRequest {
     gate: Option<String>,
 }
 
+/// The path of `field` in the object at `at`.
+fn field_of(at: &[PathSegment], field: &str) -> Vec<PathSegment> {
+    let mut path = at.to_vec();
+    path.push(PathSegment::Field(field.into()));
+    path
+}
+
 /// Checks the fields a scan shares with an uploaded one, under `at` (its path in the body).
 fn check_scan_fields(
     violations: &mut Violations,
@@ -285,11 +292,7 @@ fn check_scan_fields(
     nonce: &str,
     gate: Option<&str>,
 ) {
-    let path = |field: &str| {
-        let mut path = at.to_vec();
-        path.push(PathSegment::Field(field.into()));
-        path
-    };
+    let path = |field: &str| field_of(at, field);
     if code.is_empty() || code.chars().count() > 512 {
         violations.push_at(path("code"), "must be 1 to 512 characters");
     }
@@ -442,11 +445,6 @@ impl From<ScanResult> for RedeemResponse {
     }
 }
 
-/// Takes one scan request of the scanner's quota, or answers 429.
-fn take_scan(limits: &UserRateLimits, scanner: &crate::domain::Scanner) -> Result<(), ApiError> {
-    limits.scan(scanner.credential_id())
-}
-
 /// Scan a ticket at a door (creator, or a scanner of the list): 201 admitted, 409 refused.
 /// The same nonce again gets the first answer; nothing more is recorded.
 #[utoipa::path(
@@ -467,7 +465,7 @@ async fn redeem(
     ScannerAuth(scanner): ScannerAuth,
     ValidJson(scan): ValidJson<RedeemRequest>,
 ) -> Result<Response, ApiError> {
-    take_scan(&limits, &scanner)?;
+    limits.scan(scanner.credential_id())?;
     let mut violations = Violations::new();
     let at = vec![PathSegment::Field("scanned_at".into())];
     check_not_ahead(&scanning, scan.scanned_at, at, &mut violations);
@@ -543,11 +541,7 @@ fn uploaded_scans(
             PathSegment::Field("scans".into()),
             PathSegment::Index(index),
         ];
-        let path = |field: &str| {
-            let mut path = at.clone();
-            path.push(PathSegment::Field(field.into()));
-            path
-        };
+        let path = |field: &str| field_of(&at, field);
         check_scan_fields(
             &mut violations,
             &at,
@@ -646,7 +640,7 @@ async fn upload(
     ScannerAuth(scanner): ScannerAuth,
     ValidJson(items): ValidJson<UploadRequest>,
 ) -> Result<Json<UploadResponse>, ApiError> {
-    take_scan(&limits, &scanner)?;
+    limits.scan(scanner.credential_id())?;
     let scans = uploaded_scans(&scanning, items).map_err(invalid)?;
     let outcomes = scanning.upload(&scanner, scans).await?;
     let results = outcomes.into_iter().map(UploadResult::from).collect();
