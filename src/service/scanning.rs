@@ -23,7 +23,7 @@ use crate::domain::{
     CheckinList, DoorBundle, ListStatus, OfflineResult, Redeemed, Scan, ScanResult, ScannedCode,
     Scanner, ScannerToken, TokenCreated, TokenDraft, TokenFields, TokenRevoked, Violations,
 };
-use crate::store::{BundleRequest, DynStore, UploadScan};
+use crate::store::{BundleRequest, DynStore, RecordScan};
 
 /// What a scanner token's text starts with (a login token never does).
 pub const SCANNER_TOKEN_PREFIX: &str = "ntxs_";
@@ -278,13 +278,13 @@ impl Scanning {
             }
         }
         repeated_nonce(&scans).map_or(Ok(()), |index| Err(nonce_taken_at(index)))?;
-        let upload: Vec<UploadScan<'_>> = scans
+        let upload: Vec<RecordScan<'_>> = scans
             .iter()
-            .map(|uploaded| UploadScan {
+            .map(|uploaded| RecordScan {
                 scan: &uploaded.scan,
                 code: self.read_code(&uploaded.scan.code),
                 list: &lists[&uploaded.scan.list_id],
-                result: uploaded.result,
+                offline: Some(uploaded.result),
             })
             .collect();
         let recorded = self.store.upload(&upload, self.max_refusals()).await?;

@@ -9,6 +9,7 @@
 
 #[macro_use]
 pub(crate) mod sql;
+mod batch;
 mod error;
 mod ledger;
 #[macro_use]
@@ -39,7 +40,7 @@ use crate::domain::{
 pub use checkin_lists::CheckinListStore;
 pub use error::StoreError;
 pub use payments::PaymentStore;
-pub use scans::{BundleRequest, ScanStore, UploadScan};
+pub use scans::{BundleRequest, RecordScan, ScanStore};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 pub use postgres::PgStore;

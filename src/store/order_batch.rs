@@ -12,9 +12,9 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use super::batch;
 use super::sql::{self, StoredTime};
 use super::{HeldKey, KeyUse, NewKey, StoreError, StoreResult};
 use crate::domain::{
@@ -31,83 +31,7 @@ pub(super) struct OrderRequest {
 }
 
 /// An order waiting for its batch, and where its answer goes.
-pub(super) struct Pending {
-    pub request: OrderRequest,
-    reply: oneshot::Sender<StoreResult<OrderOutcome>>,
-}
-
-impl Pending {
-    /// An order to queue, and the answer to wait for.
-    pub fn new(request: OrderRequest) -> (Self, Answer) {
-        let (reply, answer) = oneshot::channel();
-        (Self { request, reply }, Answer(answer))
-    }
-
-    /// Whether the request gave up waiting (it was cut off by its timeout).
-    pub fn abandoned(&self) -> bool {
-        self.reply.is_closed()
-    }
-}
-
-/// The answer to a queued order.
-pub(super) struct Answer(oneshot::Receiver<StoreResult<OrderOutcome>>);
-
-impl Answer {
-    pub async fn wait(self) -> StoreResult<OrderOutcome> {
-        // A dropped reply means the batching task died: the store cannot take orders now.
-        self.0
-            .await
-            .unwrap_or_else(|_| Err(sqlx::Error::WorkerCrashed.into()))
-    }
-}
-
-/// Writes orders in one transaction, with an answer for each (an order may be refused, or fail
-/// alone, without failing the others). An error means the transaction did not commit — unless
-/// the COMMIT itself failed on the way, when, as for any write, the outcome is unknown.
-pub(super) trait BatchWriter {
-    fn write(
-        &self,
-        orders: &[&OrderRequest],
-    ) -> impl Future<Output = StoreResult<Vec<StoreResult<OrderOutcome>>>> + Send;
-}
-
-/// Places `batch` with `writer` and answers each order. Orders whose requests were cut off
-/// while they waited are not placed behind their backs. Should the batch's transaction fail,
-/// each order is placed again in a transaction of its own, so that it fails alone.
-pub(super) async fn place(writer: &impl BatchWriter, mut batch: Vec<Pending>) {
-    batch.retain(|pending| !pending.abandoned());
-    if batch.is_empty() {
-        return;
-    }
-    let orders: Vec<&OrderRequest> = batch.iter().map(|pending| &pending.request).collect();
-    let outcomes = match writer.write(&orders).await {
-        Ok(outcomes) => outcomes,
-        // The database is away: placing each order alone would only wait for it again.
-        Err(error @ StoreError::Unavailable(_)) => std::iter::once(Err(error))
-            .chain(
-                (1..orders.len()).map(|_| Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut))),
-            )
-            .collect(),
-        Err(error) if orders.len() > 1 => {
-            tracing::warn!(%error, size = orders.len(), "a batch of orders failed; placing each alone");
-            let mut outcomes = Vec::with_capacity(orders.len());
-            for (pending, order) in batch.iter().zip(&orders) {
-                if pending.abandoned() {
-                    outcomes.push(Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut)));
-                    continue;
-                }
-                let alone = writer.write(std::slice::from_ref(order)).await;
-                outcomes.push(alone.and_then(|mut placed| placed.pop().unwrap_or_else(unanswered)));
-            }
-            outcomes
-        }
-        Err(error) => vec![Err(error)],
-    };
-    drop(orders);
-    for (pending, outcome) in batch.into_iter().zip(outcomes) {
-        let _ = pending.reply.send(outcome);
-    }
-}
+pub(super) type Pending = batch::Pending<OrderRequest, OrderOutcome>;
 
 /// One event's sale within a batch: its state as orders are granted, and what a placed order
 /// shows of it.
@@ -328,10 +252,6 @@ pub(super) async fn write_orders<S: BatchStatements>(
             sold_out,
         });
     }
-}
-
-fn unanswered() -> StoreResult<OrderOutcome> {
-    Err(StoreError::Corrupt("an order went unanswered".into()))
 }
 
 /// The order `plan` grants, as it is written and answered: held from `now` for the order's

@@ -1,7 +1,8 @@
 //! PostgreSQL + PostGIS store. Each guarantee lives in one statement or one short transaction
 //! (orders: a batch's, see [`batch`]), and deadlines are judged by the database clock
 //! (`now()`), the one clock every server process shares (scans, which carry their own
-//! `scanned_at`, are judged by the process clock: [`PgStore::scan_tx`]).
+//! `scanned_at`, are judged by the process clock: [`scan_tx`]). Orders and scans are
+//! written in lanes ([`lanes`]) of group commits.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -16,9 +17,11 @@ use sqlx::{Connection, FromRow, Postgres, QueryBuilder, Transaction};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use self::lanes::{LaneRuntime, Lanes};
 use self::sold_out::SoldOut;
 use super::ledger;
 use super::order_batch::OrderRequest;
+use super::scans::ScanRequest;
 use super::sql::{self, CredentialsRow};
 use super::{
     Backend, BuyerFilter, ChangeCursor, ClaimTerms, CodeReissue, EventChanges, EventFilter,
@@ -29,7 +32,8 @@ use super::{
 use crate::domain::{
     Change, Event, EventDelete, EventDetails, EventDraft, EventStats, EventUpdate, GeoPoint,
     NearbyEvent, NewEvent, NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest,
-    SeatsBack, SeatsBackCause, TicketDetails, TicketOrder, TierOutcome, User, WriteOutcome,
+    Redeemed, SeatsBack, SeatsBackCause, TicketDetails, TicketOrder, TierOutcome, User,
+    WriteOutcome,
 };
 
 /// The advisory lock of the buyer history fold (any constant no other lock uses).
@@ -95,6 +99,17 @@ impl sql::Dialect for Postgres {
     const ILIKE: &'static str = "ILIKE";
     const LOCK_ROW: &'static str = " FOR UPDATE";
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+
+    async fn lock_scanned_tickets(
+        conn: &mut PgConnection,
+        ids: &[Uuid],
+    ) -> Result<Vec<sql::ScannedTicketRow<DateTime<Utc>>>, sqlx::Error> {
+        let locked = format!(
+            "{} WHERE t.id = ANY($1) ORDER BY t.id FOR UPDATE OF t",
+            sql::SCANNED_TICKETS
+        );
+        sqlx::query_as(&locked).bind(ids).fetch_all(conn).await
+    }
 
     async fn expire_due(
         conn: &mut PgConnection,
@@ -178,12 +193,17 @@ fn seats_i32(seats: i64) -> i32 {
 }
 
 mod batch;
+mod lanes;
 mod notifications;
+mod scan_lanes;
 mod sold_out;
 
 pub struct PgStore {
     pool: PgPool,
-    orders: Arc<batch::Lanes>,
+    orders: Arc<Lanes<batch::Writer>>,
+    scans: Arc<Lanes<scan_lanes::ScanWriter>>,
+    /// The lanes' connections.
+    lanes_pool: PgPool,
     sold_out: Arc<SoldOut>,
     /// The notification listener's own pool (its one connection is held for good).
     listener_pool: PgPool,
@@ -252,13 +272,27 @@ impl PgStore {
             events_changed: Arc::clone(&events_changed),
         };
         let listener = notifications::listen(listener_pool.clone(), relay).await;
-        let orders = batch::Lanes::start(
-            pool_options(batch::LANES, options.acquire_timeout),
+        let (runtime, lanes_pool) = LaneRuntime::start(
+            pool_options(2 * lanes::LANES, options.acquire_timeout),
             connect_options,
-            Arc::clone(&sold_out),
         )?;
+        let orders = Lanes::new(
+            batch::Writer {
+                pool: lanes_pool.clone(),
+                sold_out: Arc::clone(&sold_out),
+            },
+            Arc::clone(&runtime),
+        );
+        let scans = Lanes::new(
+            scan_lanes::ScanWriter {
+                pool: lanes_pool.clone(),
+            },
+            runtime,
+        );
         Ok(Self {
             orders,
+            scans,
+            lanes_pool,
             pool,
             sold_out,
             listener_pool,
@@ -297,7 +331,7 @@ pub(super) async fn begin(pool: &PgPool) -> StoreResult<Transaction<'static, Pos
 
 payment_store!(PgStore, Postgres, pool);
 checkin_list_store!(PgStore, Postgres, pool);
-scan_store!(PgStore, Postgres, pool);
+scan_store!(PgStore, Postgres, Transaction<'static, Postgres>, pool);
 
 impl PgStore {
     /// A write transaction with the database's clock.
@@ -305,14 +339,23 @@ impl PgStore {
         begin_write(&self.pool).await
     }
 
-    /// A write transaction judged by this process's clock, as a scan is (its `scanned_at` and
-    /// the skew allowed are this clock's too): one round trip fewer than [`Self::write_tx`],
-    /// on the door's hot path.
     async fn scan_tx(&self) -> StoreResult<(Transaction<'static, Postgres>, DateTime<Utc>)> {
-        // Microseconds, as stored: a replayed answer shows the same instant.
-        let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
-        Ok((begin(&self.pool).await?, now))
+        scan_tx(&self.pool).await
     }
+
+    /// Redeems a scan in its lane's next transaction.
+    async fn redeem_scan(&self, request: ScanRequest) -> StoreResult<Redeemed> {
+        self.scans.write(request).await
+    }
+}
+
+/// A write transaction judged by this process's clock, as a scan is (its `scanned_at` and the
+/// skew allowed are this clock's too): one round trip fewer than [`begin_write`], on the
+/// door's hot path.
+async fn scan_tx(pool: &PgPool) -> StoreResult<(Transaction<'static, Postgres>, DateTime<Utc>)> {
+    // Microseconds, as stored: a replayed answer shows the same instant.
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
+    Ok((begin(pool).await?, now))
 }
 
 async fn begin_write(
@@ -424,7 +467,7 @@ impl Infrastructure for PgStore {
     }
 
     async fn close(&self) {
-        self.orders.close().await;
+        self.lanes_pool.close().await;
         self.listener_pool.close().await;
         self.listener.abort();
         self.follower.close().await;
@@ -769,7 +812,7 @@ impl TicketStore for PgStore {
             order: order.clone(),
             key: key.cloned(),
         };
-        self.orders.place(request).await
+        self.orders.write(request).await
     }
 
     async fn ticket_order(&self, ticket_id: Uuid) -> StoreResult<Option<TicketOrder>> {

@@ -10,13 +10,34 @@ use crate::domain::{
     TokenCreated, TokenDraft, TokenRevoked,
 };
 
-/// A scan of an offline upload, read and judged by the device.
+/// A scan to judge and record: its code as read, its list, and the judgement of the offline
+/// device that made it, if one did.
 #[derive(Debug, Clone, Copy)]
-pub struct UploadScan<'a> {
+pub struct RecordScan<'a> {
     pub scan: &'a Scan,
     pub code: ScannedCode,
     pub list: &'a CheckinList,
-    pub result: OfflineResult,
+    pub offline: Option<OfflineResult>,
+}
+
+/// A scan to redeem, owned: it may wait for its batch in another task.
+#[derive(Debug)]
+pub(super) struct ScanRequest {
+    pub scan: Scan,
+    pub code: ScannedCode,
+    pub list: CheckinList,
+    pub max_refusals: i64,
+}
+
+impl ScanRequest {
+    pub fn record(&self) -> RecordScan<'_> {
+        RecordScan {
+            scan: &self.scan,
+            code: self.code,
+            list: &self.list,
+            offline: None,
+        }
+    }
 }
 
 /// Which part of the offline bundle to read.
@@ -72,7 +93,7 @@ pub trait ScanStore: Send + Sync {
     /// holds, `Err((index, ListGone))` when its list was deleted meanwhile.
     async fn upload(
         &self,
-        scans: &[UploadScan<'_>],
+        scans: &[RecordScan<'_>],
         max_refusals: i64,
     ) -> StoreResult<Result<Vec<Redeemed>, (usize, Redeemed)>>;
     /// The counts of `list` now.

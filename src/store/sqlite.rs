@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use super::ledger;
 use super::order_batch::{OrderRequest, Pending};
+use super::scans::ScanRequest;
 use super::sql::{self, CredentialsRow, Micros};
 use super::{
     Backend, BuyerFilter, ChangeCursor, ClaimTerms, CodeReissue, EventChanges, EventFilter,
@@ -31,8 +32,8 @@ use super::{
 use crate::domain::{
     Change, Event, EventDelete, EventDetails, EventDraft, EventStats, EventUpdate, GeoPoint,
     NearbyEvent, NewEvent, NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome,
-    OrderRefusal, PageRequest, SeatsBack, SeatsBackCause, TicketDetails, TicketOrder, TierOutcome,
-    User, WriteOutcome,
+    OrderRefusal, PageRequest, Redeemed, SeatsBack, SeatsBackCause, TicketDetails, TicketOrder,
+    TierOutcome, User, WriteOutcome,
 };
 
 type UserRow = sql::UserRow<Micros>;
@@ -78,6 +79,16 @@ impl SqliteStore {
     /// A scan's write transaction: the time is this process's clock already.
     async fn scan_tx(&self) -> StoreResult<(WriteTx, DateTime<Utc>)> {
         self.write_tx().await
+    }
+
+    /// Redeems a scan in a transaction of its own (the writer connection serializes them;
+    /// one scan is a few statements there).
+    async fn redeem_scan(&self, request: ScanRequest) -> StoreResult<Redeemed> {
+        let (tx, now) = self.scan_tx().await?;
+        let mut redeemed = scans::redeem_in(tx, now, &[&request]).await?;
+        redeemed
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Corrupt("a scan went unanswered".into())))
     }
 }
 
@@ -293,7 +304,7 @@ async fn order_on(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Option<O
 
 payment_store!(SqliteStore, Sqlite, reader);
 checkin_list_store!(SqliteStore, Sqlite, reader);
-scan_store!(SqliteStore, Sqlite, reader);
+scan_store!(SqliteStore, Sqlite, WriteTx, reader);
 
 /// Orders with their items and tickets, read in two statements for any number of orders.
 async fn orders_with_parts(
@@ -330,6 +341,25 @@ impl sql::Dialect for Sqlite {
     const ILIKE: &'static str = "LIKE";
     const LOCK_ROW: &'static str = "";
     const SKIP_LOCKED: &'static str = "";
+
+    /// One statement a ticket: a batch of scans is short, and the write transaction holds the
+    /// whole database anyway.
+    async fn lock_scanned_tickets(
+        conn: &mut SqliteConnection,
+        ids: &[Uuid],
+    ) -> Result<Vec<sql::ScannedTicketRow<Micros>>, sqlx::Error> {
+        let one = format!("{} WHERE t.id = $1", sql::SCANNED_TICKETS);
+        let mut rows = Vec::with_capacity(ids.len());
+        for id in ids {
+            rows.extend(
+                sqlx::query_as(&one)
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?,
+            );
+        }
+        Ok(rows)
+    }
 
     async fn expire_due(
         conn: &mut SqliteConnection,

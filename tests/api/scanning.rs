@@ -24,6 +24,7 @@ backend_tests!(
     a_list_created_with_a_key_is_created_once,
     a_paid_ticket_scans_as_paid_long_after_its_hold,
     a_list_deleted_while_it_scans_loses_no_check_in,
+    a_scanner_is_held_to_its_rate_its_time_and_its_event,
 );
 
 /// An event with two tiers, and `buyers` paid tickets of the first: (the organiser's token,
@@ -500,30 +501,13 @@ async fn concurrent_scans_of_one_ticket_admit_it_once(backend: Backend) {
     }
 
     // One nonce sent 20 times at once: one check-in, twenty times the same answer.
-    let (buyer, ticket) = (&tickets[0].0, &tickets[0].1);
     let reentry = add_list(&app, &organiser, &event, json!({"name": "Bar"})).await;
     let once = nonce();
     let retries = (0..20).map(|_| {
         let body = json!({"list_id": reentry, "code": code, "nonce": once});
         redeem(&app, &organiser, body)
     });
-    let answers = join_all(retries).await;
-    let bodies: HashSet<String> = answers
-        .iter()
-        .map(|(status, body)| {
-            assert_eq!(*status, StatusCode::CREATED, "{body}");
-            body.to_string()
-        })
-        .collect();
-    assert_eq!(bodies.len(), 1, "{bodies:?}");
-    let ticket_id = ticket["id"].as_str().unwrap();
-    let recorded = app
-        .scalar(&format!(
-            "SELECT count(*) FROM checkins WHERE nonce = '{once}'"
-        ))
-        .await;
-    assert_eq!(recorded, 1);
-    let _ = (buyer, ticket_id);
+    assert_one_check_in(&app, &once, &join_all(retries).await).await;
 
     // Across two server processes on one PostgreSQL database.
     if let Backend::Postgres = backend {
@@ -534,19 +518,21 @@ async fn concurrent_scans_of_one_ticket_admit_it_once(backend: Backend) {
         let other = app.register_user(None).await;
         let fresh = buy(&app, &other.token, &event, 0).await;
         let fresh_code = code_of(&app, &other.token, &fresh).await;
-        let scans = (0..50).map(|gate| {
-            let base = if gate % 2 == 0 {
-                &first.base
-            } else {
-                &second.base
-            };
-            let body = json!({"list_id": main, "code": fresh_code, "nonce": nonce()});
+        // Scans sent by turns to the two processes.
+        let redeem_at = |turn: usize, body: Value| {
+            let base = [&first.base, &second.base][turn % 2];
             api.send(
                 Method::POST,
                 base,
                 "/checkin/redeem",
                 Some(&organiser),
                 Some(body),
+            )
+        };
+        let scans = (0..50).map(|gate| {
+            redeem_at(
+                gate,
+                json!({"list_id": main, "code": fresh_code, "nonce": nonce()}),
             )
         });
         let answers = join_all(scans).await;
@@ -558,7 +544,31 @@ async fn concurrent_scans_of_one_ticket_admit_it_once(backend: Backend) {
             admitted, 1,
             "one admission through two processes: {answers:?}"
         );
+
+        // One nonce sent 20 times at once through both: one check-in, one answer.
+        let once = nonce();
+        let retries = (0..20).map(|retry| {
+            redeem_at(
+                retry,
+                json!({"list_id": reentry, "code": fresh_code, "nonce": once}),
+            )
+        });
+        assert_one_check_in(&app, &once, &join_all(retries).await).await;
     }
+}
+
+/// Every answer to `nonce`'s retries is the same 201, and it has one check-in.
+async fn assert_one_check_in(app: &TestApp, nonce: &str, answers: &[(StatusCode, Value)]) {
+    let bodies: HashSet<String> = answers
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, StatusCode::CREATED, "{body}");
+            body.to_string()
+        })
+        .collect();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    let sql = format!("SELECT count(*) FROM checkins WHERE nonce = '{nonce}'");
+    assert_eq!(app.scalar(&sql).await, 1);
 }
 
 async fn a_revoke_racing_scans_is_never_passed(backend: Backend) {
@@ -1016,4 +1026,90 @@ async fn a_list_deleted_while_it_scans_loses_no_check_in(backend: Backend) {
         "scanned_at": "2026-01-01T20:00:00Z", "offline_result": "ok"}]});
     let (status, body) = app.post("/checkin/upload", Some(&organiser), upload).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+async fn a_scanner_is_held_to_its_rate_its_time_and_its_event(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |settings| {
+        settings.checkin_scans_per_minute = std::num::NonZeroU32::new(3).unwrap();
+    })
+    .await;
+    let (organiser, event, tickets) = paid_tickets(&app, 1).await;
+    let main = default_list(&app, &organiser, &event).await;
+    let code = code_of(&app, &tickets[0].0, &tickets[0].1).await;
+    let token = scanner_token(&app, &organiser, &event, json!({"label": "Gate 1"})).await;
+    let text = token["token"].as_str().unwrap();
+
+    // CHECKIN_SCANS_PER_MINUTE per credential: the fourth scan in a minute is 429, and
+    // another credential still scans.
+    for expected in [
+        StatusCode::CREATED,
+        StatusCode::CONFLICT,
+        StatusCode::CONFLICT,
+    ] {
+        let (status, body) = scan(&app, text, &main, &code).await;
+        assert_eq!(status, expected, "{body}");
+    }
+    let body = json!({"list_id": main, "code": code, "nonce": nonce()});
+    let answer = app
+        .client
+        .post(app.url("/checkin/redeem"))
+        .bearer_auth(text)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(answer.headers().contains_key("retry-after"));
+    let (status, body) = scan(&app, &organiser, &main, &code).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let before = app.scalar("SELECT count(*) FROM checkin_refusals").await;
+    assert_eq!(before, 3, "a scan refused for its rate records nothing");
+
+    // A token past its time is refused as unknown.
+    let expiring = scanner_token(&app, &organiser, &event, json!({"label": "Expiring"})).await;
+    let expiring = expiring["token"].as_str().unwrap();
+    let (status, body) = scan(&app, expiring, &main, &code).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let expired = app
+        .scalar(
+            "UPDATE scanner_tokens SET expires_at = created_at WHERE label = 'Expiring' \
+             RETURNING CAST(1 AS BIGINT)",
+        )
+        .await;
+    assert_eq!(expired, 1);
+    let answer = app
+        .client
+        .post(app.url("/checkin/redeem"))
+        .bearer_auth(expiring)
+        .json(&json!({"list_id": main, "code": code, "nonce": nonce()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(answer.headers()["www-authenticate"], "Bearer");
+
+    // A token of another event is not found under this one, nor revoked through it.
+    let other = app.create_event(&organiser, json!({})).await;
+    let other_id = other["id"].as_str().unwrap();
+    let token_id = token["id"].as_str().unwrap();
+    let (status, _) = app
+        .delete(
+            &format!("/events/{other_id}/scanner-tokens/{token_id}"),
+            Some(&organiser),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let revoked = app
+        .scalar("SELECT count(*) FROM scanner_tokens WHERE revoked_at IS NOT NULL")
+        .await;
+    assert_eq!(revoked, 0);
+    let stranger = app.register_user(None).await;
+    let event_id = event["id"].as_str().unwrap();
+    let (status, _) = app
+        .delete(
+            &format!("/events/{event_id}/scanner-tokens/{token_id}"),
+            Some(&stranger.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }

@@ -1,46 +1,29 @@
-//! Group commit for orders on PostgreSQL, in a few lanes per process.
+//! Group commit for orders on PostgreSQL: the order lanes' writer ([`super::lanes`]).
 //!
 //! Every order of an event queues on the event row's lock, so one event sells at most one
-//! commit at a time. Orders are therefore sorted into [`LANES`] lanes by event; while a
-//! transaction of a lane is in flight, the orders arriving for its events wait here, and are
-//! then placed together in one transaction ([`order_batch::write_orders`]): the batch's events
-//! locked once, in id order as every writer locks them, and everything the batch writes in
-//! one statement of `unnest`ed arrays. A lone order waits for no one. Across processes
-//! nothing changes: the row locks and the CHECK constraints keep the guarantee.
+//! commit at a time; the orders of a lane's batch are placed together in one transaction
+//! ([`order_batch::write_orders`]): the batch's events locked once, in id order as every
+//! writer locks them, and everything the batch writes in one statement of `unnest`ed arrays.
+//! Across processes nothing changes: the row locks and the CHECK constraints keep the
+//! guarantee.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{FromRow, Postgres};
-use tokio::runtime::Runtime;
 use uuid::Uuid;
 
+use super::lanes::LaneWriter;
 use super::sold_out::SoldOut;
 use crate::domain::{OrderDetails, OrderOutcome};
+use crate::store::batch::BatchWriter;
 use crate::store::order_batch::{
-    self, BatchStatements, BatchWriter, BuyerOf, Buyers, Columns, KeyedOutcome, OrderRequest,
-    Pending, SaleRow, Sales, split_outcomes,
+    self, BatchStatements, BuyerOf, Buyers, Columns, KeyedOutcome, OrderRequest, SaleRow, Sales,
+    split_outcomes,
 };
 use crate::store::{HeldKey, NewKey, StoreError, StoreResult, ledger};
-
-/// Lanes per process: transactions of one process in flight at once for orders. A hot event
-/// has one lane; orders spread over many events share them.
-pub(super) const LANES: u32 = 4;
-/// Most orders placed in one transaction.
-const MAX_BATCH: usize = 128;
-/// Most orders waiting in one lane; more are refused as overload.
-const MAX_WAITING: usize = 4096;
-/// Most orders of one event waiting in a lane: a hot event cannot fill its lane for the events
-/// that share it.
-const MAX_WAITING_PER_EVENT: usize = MAX_WAITING / 4;
-/// Least time between two warnings that orders were refused as overload.
-const OVERLOAD_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 /// `$1` events: each one's sale, its row locked (in id order, as every writer locks events),
 /// with the database's clock.
@@ -320,228 +303,17 @@ impl BatchStatements for PgStatements {
     }
 }
 
-/// The lanes of one process: the orders waiting in each lane whose transaction is in flight
-/// (`None`: the lane is idle).
-pub(super) struct Lanes {
-    writer: Writer,
-    lanes: [Mutex<Option<Waiting>>; LANES as usize],
-    runtime: LaneRuntime,
-    overload: Overload,
-}
-
-/// The orders waiting in a busy lane, and how many of them each event has.
-#[derive(Default)]
-struct Waiting {
-    orders: Vec<Pending>,
-    per_event: HashMap<Uuid, usize>,
-}
-
-impl Waiting {
-    /// Whether one more order of `event_id` fits.
-    fn has_room_for(&self, event_id: Uuid) -> bool {
-        self.orders.len() < MAX_WAITING
-            && self.per_event.get(&event_id).copied().unwrap_or(0) < MAX_WAITING_PER_EVENT
-    }
-
-    fn push(&mut self, pending: Pending) {
-        *self
-            .per_event
-            .entry(pending.request.order.event_id)
-            .or_default() += 1;
-        self.orders.push(pending);
-    }
-
-    /// The next batch: the oldest orders, at most [`MAX_BATCH`].
-    fn next_batch(&mut self) -> Vec<Pending> {
-        let size = self.orders.len().min(MAX_BATCH);
-        let batch: Vec<Pending> = self.orders.drain(..size).collect();
-        for pending in &batch {
-            let event_id = pending.request.order.event_id;
-            if let Some(count) = self.per_event.get_mut(&event_id) {
-                *count -= 1;
-                if *count == 0 {
-                    self.per_event.remove(&event_id);
-                }
-            }
-        }
-        batch
-    }
-}
-
-/// Orders refused because their lane was full, told to the log once per
-/// [`OVERLOAD_WARNING_EVERY`] with their count rather than once each.
-#[derive(Default)]
-struct Overload {
-    refused: AtomicU64,
-    last_warning: Mutex<Option<Instant>>,
-}
-
-impl Overload {
-    fn refused(&self) {
-        self.refused.fetch_add(1, Ordering::Relaxed);
-        let mut last = self
-            .last_warning
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if last.is_some_and(|at| at.elapsed() < OVERLOAD_WARNING_EVERY) {
-            return;
-        }
-        *last = Some(Instant::now());
-        let refused = self.refused.swap(0, Ordering::Relaxed);
-        tracing::warn!(
-            refused,
-            per_lane = MAX_WAITING,
-            per_event = MAX_WAITING_PER_EVENT,
-            "order queue full: orders refused as overload (503)"
-        );
-    }
-}
-
-struct Writer {
-    /// The lanes' own connections, opened on their thread.
-    pool: PgPool,
-    sold_out: Arc<SoldOut>,
-}
-
-/// The lanes' own runtime (two threads): its only tasks are the lanes' transactions, over
-/// connections of its own. On the request runtime, a batch waited behind the HTTP work of every
-/// request in flight for each of its six round trips; measured under a flash sale on 2 cores,
-/// reading a batch's sales took 1.9 ms there and 0.3 ms here (BENCHMARKS.md). Two threads, so
-/// that lanes of different events still prepare their batches on both cores.
-struct LaneRuntime(Option<Runtime>);
-
-impl LaneRuntime {
-    /// Starts the runtime, and opens `pool` (lazily) on it.
-    fn start(pool: PgPoolOptions, connect: PgConnectOptions) -> anyhow::Result<(Self, PgPool)> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("nearbytix-orders")
-            .enable_all()
-            .build()
-            .context("starting the order lanes' runtime")?;
-        let pool = {
-            let _inside = runtime.enter();
-            pool.connect_lazy_with(connect)
-        };
-        Ok((Self(Some(runtime)), pool))
-    }
-
-    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        if let Some(runtime) = &self.0 {
-            runtime.spawn(task);
-        }
-    }
-}
-
-impl Drop for LaneRuntime {
-    /// Ends the runtime, and its connections with it, without waiting: the lanes may be
-    /// dropped inside an asynchronous task.
-    fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-impl Lanes {
-    /// Lanes whose transactions run on a runtime of their own, over connections of `pool` to
-    /// `connect`.
-    pub fn start(
-        pool: PgPoolOptions,
-        connect: PgConnectOptions,
-        sold_out: Arc<SoldOut>,
-    ) -> anyhow::Result<Arc<Self>> {
-        let (runtime, pool) = LaneRuntime::start(pool, connect)?;
-        Ok(Arc::new(Self {
-            writer: Writer { pool, sold_out },
-            lanes: std::array::from_fn(|_| Mutex::new(None)),
-            runtime,
-            overload: Overload::default(),
-        }))
-    }
-
-    pub async fn close(&self) {
-        self.writer.pool.close().await;
-    }
-
-    /// Places `order` in its lane's next transaction: at once when the lane is idle, else
-    /// together with the orders that arrived while its transaction was in flight.
-    pub async fn place(self: &Arc<Self>, request: OrderRequest) -> StoreResult<OrderOutcome> {
-        // Ids end in random bits (version 7 included).
-        let event_id = request.order.event_id;
-        let lane = usize::try_from(event_id.as_u128() % u128::from(LANES)).unwrap_or(0);
-        let (pending, answer) = Pending::new(request);
-        let lead = {
-            let mut waiting = self.waiting(lane);
-            match waiting.as_mut() {
-                Some(queue) if !queue.has_room_for(event_id) => {
-                    drop(waiting);
-                    self.overload.refused();
-                    return Err(StoreError::Busy);
-                }
-                Some(queue) => {
-                    queue.push(pending);
-                    None
-                }
-                None => {
-                    *waiting = Some(Waiting::default());
-                    Some(pending)
-                }
-            }
-        };
-        if let Some(first) = lead {
-            // A task of its own, so that a request cut off by its timeout does not strand
-            // the orders that wait behind its transaction.
-            self.runtime.spawn(Arc::clone(self).drive(lane, first));
-        }
-        answer.wait().await
-    }
-
-    /// Places batches of `lane` until no order waits in it.
-    async fn drive(self: Arc<Self>, lane: usize, first: Pending) {
-        let mut guard = LaneGuard {
-            lanes: &self,
-            lane,
-            open: true,
-        };
-        let mut batch = vec![first];
-        loop {
-            order_batch::place(&self.writer, batch).await;
-            let mut waiting = self.waiting(lane);
-            let queue = waiting.get_or_insert_default();
-            if queue.orders.is_empty() {
-                *waiting = None;
-                guard.open = false;
-                return;
-            }
-            batch = queue.next_batch();
-        }
-    }
-
-    fn waiting(&self, lane: usize) -> MutexGuard<'_, Option<Waiting>> {
-        self.lanes[lane]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// Closes a lane should its task end early (a panic): the orders waiting in it are answered
-/// as failed instead of waiting for a transaction that will not come.
-struct LaneGuard<'a> {
-    lanes: &'a Lanes,
-    lane: usize,
-    open: bool,
-}
-
-impl Drop for LaneGuard<'_> {
-    fn drop(&mut self) {
-        if self.open {
-            *self.lanes.waiting(self.lane) = None;
-        }
-    }
+/// The order lanes' writer: the lanes' own connections, and the sold-out memory to teach.
+pub(super) struct Writer {
+    pub pool: PgPool,
+    pub sold_out: Arc<SoldOut>,
 }
 
 impl BatchWriter for Writer {
+    type Request = OrderRequest;
+    type Outcome = OrderOutcome;
+    const WHAT: &'static str = "orders";
+
     async fn write(&self, orders: &[&OrderRequest]) -> StoreResult<Vec<StoreResult<OrderOutcome>>> {
         let mark = self.sold_out.mark();
         let mut tx = super::begin(&self.pool).await?;
@@ -551,5 +323,11 @@ impl BatchWriter for Writer {
             .learn(&self.pool, mark, written.judged_at, written.sold_out)
             .await;
         Ok(written.outcomes)
+    }
+}
+
+impl LaneWriter for Writer {
+    fn lane_key(request: &OrderRequest) -> Uuid {
+        request.order.event_id
     }
 }

@@ -112,6 +112,13 @@ pub(super) trait Dialect: Database {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// The rows of [`SCANNED_TICKETS`] for `ids` (sorted and distinct) that exist,
+    /// locked until commit, in id order (as every batch of scans locks them).
+    fn lock_scanned_tickets(
+        conn: &mut Self::Connection,
+        ids: &[Uuid],
+    ) -> impl Future<Output = Result<Vec<ScannedTicketRow<Self::Time>>, sqlx::Error>> + Send;
+
     /// Appends `back` to the `seat_returns` log.
     fn record_seats_back(
         conn: &mut Self::Connection,

@@ -2,6 +2,8 @@
 //! the offline bundle), and the store written once for both backends ([`scan_store!`], as
 //! [`checkin_list_store!`] is).
 
+use uuid::Uuid;
+
 /// `$1` the SHA-256 of a token's text: the token, one row per list it names (by position).
 pub(in crate::store) const TOKEN_BY_HASH: &str = "SELECT s.id, s.event_id, s.label, s.all_lists,
         s.created_at, s.expires_at, s.revoked_at, tl.list_id
@@ -40,24 +42,32 @@ pub(in crate::store) const LIST_BY_ID: &str = "SELECT l.id, l.event_id, l.name, 
      LEFT JOIN checkin_list_tiers lt ON lt.list_id = l.id
      WHERE l.id = $1 ORDER BY lt.position";
 
-/// `$1` ticket (a lock suffix follows): what a scan shows of it, and its hold's deadline.
-pub(in crate::store) const SCANNED_TICKET: &str = "SELECT t.event_id, t.order_id, t.tier_id,
+/// What a scan shows of tickets, and their holds' deadlines ([`ScannedTicketRow`]; each
+/// backend appends which tickets, and its lock: `Dialect::lock_scanned_tickets`).
+pub(in crate::store) const SCANNED_TICKETS: &str = "SELECT t.id, t.event_id, t.order_id,
+        t.tier_id,
         coalesce((SELECT name FROM ticket_tiers WHERE id = t.tier_id),
                  (SELECT tier_name FROM order_items WHERE order_id = t.order_id
                   AND tier_id = t.tier_id), ''),
         t.status, t.expires_at, t.code_serial,
         (SELECT name FROM users WHERE id = t.user_id)
-     FROM tickets t WHERE t.id = $1";
+     FROM tickets t";
+
+/// A row of [`SCANNED_TICKETS`]: id, event, order, tier, tier name, status, hold deadline,
+/// code serial, holder's name.
+pub(in crate::store) type ScannedTicketRow<Time> =
+    (Uuid, Uuid, Uuid, Uuid, String, String, Time, i32, String);
 
 /// `$1` list, `$2` ticket, `$3` nonce: the ticket's first entry and last successful scan
 /// here, whether the nonce has a check-in, and the reason and code it was last refused for.
-/// (Ordered by the whole of `checkins_ticket_idx`, so that no plan, however stale its
-/// statistics, walks the primary key in `seq` order instead: that costs every check-in.)
+/// (A ticket's scans are ordered by the whole of `checkins_ticket_idx`, so that no plan,
+/// however stale its statistics, walks the primary key in `seq` order instead: that costs
+/// every check-in. The nonce's unique index is the only one that leads with the list.)
 pub(in crate::store) const SCAN_FACTS: &str = "SELECT
-        (SELECT scanned_at FROM checkins WHERE list_id = $1 AND ticket_id = $2 AND kind = 'entry'
-         ORDER BY list_id, ticket_id, seq LIMIT 1),
-        (SELECT kind FROM checkins WHERE list_id = $1 AND ticket_id = $2
-         ORDER BY list_id DESC, ticket_id DESC, seq DESC LIMIT 1),
+        (SELECT scanned_at FROM checkins WHERE ticket_id = $2 AND list_id = $1 AND kind = 'entry'
+         ORDER BY ticket_id, list_id, seq LIMIT 1),
+        (SELECT kind FROM checkins WHERE ticket_id = $2 AND list_id = $1
+         ORDER BY ticket_id DESC, list_id DESC, seq DESC LIMIT 1),
         EXISTS (SELECT 1 FROM checkins WHERE list_id = $1 AND nonce = $3),
         (SELECT reason FROM checkin_refusals WHERE list_id = $1 AND nonce = $3),
         (SELECT code FROM checkin_refusals WHERE list_id = $1 AND nonce = $3)";
@@ -94,11 +104,6 @@ pub(in crate::store) fn refusal_shard(nonce: &str) -> i32 {
     });
     i32::try_from(hash % 16).unwrap_or(0)
 }
-
-/// `$1` list, `$2` shard: its refusal counter, made if missing, locked until commit.
-pub(in crate::store) const LOCK_REFUSAL_COUNTER: &str = "INSERT INTO checkin_refusal_counts
-        (list_id, shard, logged) VALUES ($1, $2, 0)
-     ON CONFLICT (list_id, shard) DO UPDATE SET logged = checkin_refusal_counts.logged";
 
 /// A nonce refused before and admitted now names one scan, the admitted one.
 pub(in crate::store) const FORGET_REFUSAL: &str =
@@ -150,12 +155,12 @@ pub(in crate::store) const PAID_TICKETS: &str = "SELECT t.id, t.tier_id, t.code_
 pub(in crate::store) const COUNT_PAID_TICKETS: &str =
     "SELECT count(*) FROM tickets WHERE event_id = $1 AND status = 'paid'";
 
-/// [`crate::store::ScanStore`] for `$store` on `$db`, with `write_tx`, `scan_tx` and the read
-/// pool `$reader`.
+/// [`crate::store::ScanStore`] for `$store` on `$db`, with `write_tx`, `scan_tx` (a `$tx`),
+/// the read pool `$reader` and `redeem_scan` (which redeems through [`scans::redeem_in`]).
 macro_rules! scan_store {
-    ($store:ty, $db:ty, $reader:ident) => {
+    ($store:ty, $db:ty, $tx:ty, $reader:ident) => {
         mod scans {
-            use std::collections::HashMap;
+            use std::collections::{BTreeMap, HashMap};
 
             use super::*;
             use async_trait::async_trait;
@@ -168,7 +173,7 @@ macro_rules! scan_store {
                 ScannedCode, ScannedTicket, ScannerToken, TicketStatus, TokenCreated, TokenDraft,
                 TokenRevoked,
             };
-            use $crate::store::scans::{BundleRequest, ScanStore, UploadScan};
+            use $crate::store::scans::{BundleRequest, RecordScan, ScanRequest, ScanStore};
             use $crate::store::sql::{self, Dialect, StoredTime, parse_status};
             use $crate::store::{StoreError, StoreResult};
 
@@ -230,38 +235,47 @@ macro_rules! scan_store {
                 Ok(tokens)
             }
 
-            type TicketRow = (Uuid, Uuid, Uuid, String, String, Time, i32, String);
-
-            /// The scanned ticket, its row locked until the transaction ends, and whether its
-            /// hold lapsed by `now`.
-            async fn lock_ticket(
+            /// The tickets `scans` name that exist, their rows locked until the transaction
+            /// ends (in id order), and whether each one's hold lapsed by `now`.
+            async fn lock_tickets(
                 conn: &mut Conn,
-                ticket_id: Uuid,
+                scans: &[RecordScan<'_>],
                 now: DateTime<Utc>,
-            ) -> StoreResult<Option<(ScannedTicket, bool)>> {
-                let locked = format!("{}{}", sql::SCANNED_TICKET, <$db as Dialect>::LOCK_ROW);
-                let row: Option<TicketRow> = sqlx::query_as(&locked)
-                    .bind(ticket_id)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                let Some((event_id, order_id, tier_id, tier_name, status, expires, code, holder)) =
-                    row
-                else {
-                    return Ok(None);
-                };
-                let ticket = ScannedTicket {
-                    id: ticket_id,
-                    event_id,
-                    order_id,
-                    tier_id,
-                    tier_name,
-                    status: parse_status(&status)?,
-                    serial: serial(code)?,
-                    holder_name: holder,
-                };
-                // Only a hold lapses; a paid ticket keeps its old deadline.
-                let lapsed = ticket.status == TicketStatus::Reserved && expires.into_utc()? <= now;
-                Ok(Some((ticket, lapsed)))
+            ) -> StoreResult<HashMap<Uuid, (ScannedTicket, bool)>> {
+                let mut ids: Vec<Uuid> = scans.iter().filter_map(|s| s.code.ticket_id()).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                let rows = <$db as Dialect>::lock_scanned_tickets(conn, &ids).await?;
+                rows.into_iter()
+                    .map(
+                        |(
+                            id,
+                            event_id,
+                            order_id,
+                            tier_id,
+                            tier_name,
+                            status,
+                            expires,
+                            code,
+                            holder,
+                        )| {
+                            let ticket = ScannedTicket {
+                                id,
+                                event_id,
+                                order_id,
+                                tier_id,
+                                tier_name,
+                                status: parse_status(&status)?,
+                                serial: serial(code)?,
+                                holder_name: holder,
+                            };
+                            // Only a hold lapses; a paid ticket keeps its old deadline.
+                            let lapsed = ticket.status == TicketStatus::Reserved
+                                && expires.into_utc()? <= now;
+                            Ok((id, (ticket, lapsed)))
+                        },
+                    )
+                    .collect()
             }
 
             #[derive(sqlx::FromRow)]
@@ -336,26 +350,97 @@ macro_rules! scan_store {
                 )
             }
 
-            async fn log_refusal(
-                conn: &mut Conn,
-                scan: &Scan,
-                refused: ScanReason,
-                now: DateTime<Utc>,
-                max_refusals: i64,
-            ) -> Result<(), sqlx::Error> {
-                sqlx::query(sql::LOG_REFUSAL)
-                    .bind(scan.list_id)
-                    .bind(&scan.nonce)
-                    .bind(&scan.code)
-                    .bind(refused.as_str())
-                    .bind(Time::from(scan.scanned_at))
-                    .bind(scan.gate.as_deref())
-                    .bind(Time::from(now))
-                    .bind(max_refusals)
-                    .bind(sql::refusal_shard(&scan.nonce))
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(())
+            /// What a transaction of scans does to the refused log, done last and in counter order
+            /// (list, shard, nonce): every write to the log moves its nonce's counter
+            /// ([`sql::refusal_shard`]), so no two transactions take two counters in opposite
+            /// orders. (A refusal is therefore not yet in the log for the scans after it in the
+            /// same transaction; an upload, the one place a known refusal answers, holds each
+            /// nonce once.)
+            #[derive(Default)]
+            struct RefusedLog<'a> {
+                changes: BTreeMap<(Uuid, i32, &'a str), RefusedChange<'a>>,
+            }
+
+            enum RefusedChange<'a> {
+                /// The nonce's last judgement, by the scan at `index`.
+                Log {
+                    index: usize,
+                    scan: &'a Scan,
+                    reason: ScanReason,
+                },
+                /// The nonce's logged refusal, forgotten: a nonce refused before and admitted
+                /// now names one scan, the admitted one.
+                Forget,
+            }
+
+            impl<'a> RefusedLog<'a> {
+                fn key(scan: &'a Scan) -> (Uuid, i32, &'a str) {
+                    (
+                        scan.list_id,
+                        sql::refusal_shard(&scan.nonce),
+                        scan.nonce.as_str(),
+                    )
+                }
+
+                fn refused(&mut self, index: usize, scan: &'a Scan, reason: ScanReason) {
+                    let change = RefusedChange::Log {
+                        index,
+                        scan,
+                        reason,
+                    };
+                    self.changes.insert(Self::key(scan), change);
+                }
+
+                /// `scan` admitted; `logged`: the log held a refusal of its nonce.
+                fn admitted(&mut self, scan: &'a Scan, logged: bool) {
+                    if logged {
+                        self.changes.insert(Self::key(scan), RefusedChange::Forget);
+                    } else {
+                        self.changes.remove(&Self::key(scan));
+                    }
+                }
+
+                /// Logs at most about `max_refusals` rows a list (past them a refused scan is
+                /// answered but not logged). `Err(index)`: the scan at `index` met its list
+                /// deleted meanwhile.
+                async fn write(
+                    self,
+                    conn: &mut Conn,
+                    now: DateTime<Utc>,
+                    max_refusals: i64,
+                ) -> StoreResult<Result<(), usize>> {
+                    for ((list_id, shard, nonce), change) in self.changes {
+                        let RefusedChange::Log {
+                            index,
+                            scan,
+                            reason,
+                        } = change
+                        else {
+                            sqlx::query(sql::FORGET_REFUSAL)
+                                .bind(list_id)
+                                .bind(nonce)
+                                .execute(&mut *conn)
+                                .await?;
+                            continue;
+                        };
+                        let logged = sqlx::query(sql::LOG_REFUSAL)
+                            .bind(list_id)
+                            .bind(nonce)
+                            .bind(&scan.code)
+                            .bind(reason.as_str())
+                            .bind(Time::from(scan.scanned_at))
+                            .bind(scan.gate.as_deref())
+                            .bind(Time::from(now))
+                            .bind(max_refusals)
+                            .bind(shard)
+                            .execute(&mut *conn)
+                            .await;
+                        if list_gone(logged)? {
+                            return Ok(Err(index));
+                        }
+                    }
+                    Ok(Ok(()))
+                }
             }
 
             type ListRow = (
@@ -380,21 +465,23 @@ macro_rules! scan_store {
                 Option<String>,
             );
 
-            /// Judges `scan` of `code` on `list` and records it, in the caller's transaction
-            /// (begun at `now`), under the ticket's row lock.
-            async fn redeem_on(
+            /// Judges the scan at `index` of a transaction (begun at `now`) and records it:
+            /// its check-in at once, its refusal in `refused_log`. `ticket`: the one its code
+            /// names, locked, and whether its hold lapsed.
+            async fn redeem_on<'a>(
                 conn: &mut Conn,
                 now: DateTime<Utc>,
-                scan: &Scan,
-                code: ScannedCode,
-                list: &CheckinList,
-                offline: Option<OfflineResult>,
-                max_refusals: i64,
+                index: usize,
+                record: &RecordScan<'a>,
+                ticket: Option<(ScannedTicket, bool)>,
+                refused_log: &mut RefusedLog<'a>,
             ) -> StoreResult<Redeemed> {
-                let ticket = match code.ticket_id() {
-                    Some(id) => lock_ticket(conn, id, now).await?,
-                    None => None,
-                };
+                let RecordScan {
+                    scan,
+                    code,
+                    list,
+                    offline,
+                } = *record;
                 let ticket_id = ticket.as_ref().map_or(Uuid::nil(), |(t, _)| t.id);
                 let (first_entry, last_kind, has_checkin, refused, refused_code): FactsRow =
                     sqlx::query_as(sql::SCAN_FACTS)
@@ -454,13 +541,8 @@ macro_rules! scan_store {
                     first_entry_at: history.first_entry_at,
                 };
                 let (Some(ticket), true) = (result.ticket.as_ref(), admitted) else {
-                    let refused = reason.unwrap_or(ScanReason::Invalid);
-                    let logged = log_refusal(conn, scan, refused, now, max_refusals).await;
-                    return Ok(if list_gone(logged)? {
-                        Redeemed::ListGone
-                    } else {
-                        Redeemed::Judged(result)
-                    });
+                    refused_log.refused(index, scan, reason.unwrap_or(ScanReason::Invalid));
+                    return Ok(Redeemed::Judged(result));
                 };
                 let checkin = Checkin {
                     id: Uuid::now_v7(),
@@ -503,15 +585,64 @@ macro_rules! scan_store {
                     // Another code's scan took the nonce since the facts were read.
                     return replay(conn, scan).await;
                 }
-                if refused.is_some() {
-                    sqlx::query(sql::FORGET_REFUSAL)
-                        .bind(list.id)
-                        .bind(&scan.nonce)
-                        .execute(&mut *conn)
-                        .await?;
-                }
+                refused_log.admitted(scan, refused.is_some());
                 result.checkin = Some(checkin);
                 Ok(Redeemed::Judged(result))
+            }
+
+            /// Judges and records `scans` in the caller's transaction (begun at `now`), each as
+            /// if alone after the ones before it: every ticket they name locked first, in id
+            /// order; the refused log written last ([`RefusedLog`]). `Err(index)`: the scan at
+            /// `index` met its list deleted meanwhile; the transaction is to be rolled back.
+            async fn record_scans(
+                conn: &mut Conn,
+                now: DateTime<Utc>,
+                scans: &[RecordScan<'_>],
+                max_refusals: i64,
+            ) -> StoreResult<Result<Vec<Redeemed>, usize>> {
+                let tickets = lock_tickets(conn, scans, now).await?;
+                let mut refused_log = RefusedLog::default();
+                let mut redeemed = Vec::with_capacity(scans.len());
+                for (index, record) in scans.iter().enumerate() {
+                    let ticket = record.code.ticket_id().and_then(|id| tickets.get(&id));
+                    let ticket = ticket.cloned();
+                    let judged =
+                        redeem_on(conn, now, index, record, ticket, &mut refused_log).await?;
+                    if judged == Redeemed::ListGone {
+                        return Ok(Err(index));
+                    }
+                    redeemed.push(judged);
+                }
+                Ok(refused_log
+                    .write(conn, now, max_refusals)
+                    .await?
+                    .map(|()| redeemed))
+            }
+
+            /// Redeems `requests` in `tx` (begun at `now`) and ends it, each answered as if
+            /// alone. A batch that meets a deleted list fails whole, so that each of its
+            /// scans is redeemed again alone ([`crate::store::batch::write`]).
+            pub(in crate::store) async fn redeem_in(
+                mut tx: $tx,
+                now: DateTime<Utc>,
+                requests: &[&ScanRequest],
+            ) -> StoreResult<Vec<StoreResult<Redeemed>>> {
+                let scans: Vec<RecordScan<'_>> =
+                    requests.iter().map(|request| request.record()).collect();
+                let max_refusals = requests.iter().map(|r| r.max_refusals).min().unwrap_or(0);
+                match record_scans(&mut tx, now, &scans, max_refusals).await? {
+                    Ok(redeemed) => {
+                        tx.commit().await?;
+                        Ok(redeemed.into_iter().map(Ok).collect())
+                    }
+                    Err(_) => {
+                        tx.rollback().await?;
+                        if requests.len() > 1 {
+                            return Err(StoreError::ForeignKeyViolation);
+                        }
+                        Ok(vec![Ok(Redeemed::ListGone)])
+                    }
+                }
             }
 
             /// Whether a write failed because its list was deleted since it was read (its
@@ -690,71 +821,42 @@ macro_rules! scan_store {
                     list: &CheckinList,
                     max_refusals: i64,
                 ) -> StoreResult<Redeemed> {
-                    let (mut tx, now) = self.scan_tx().await?;
-                    let redeemed = redeem_on(&mut tx, now, scan, code, list, None, max_refusals);
-                    let redeemed = redeemed.await?;
-                    if redeemed == Redeemed::ListGone {
-                        tx.rollback().await?;
-                    } else {
-                        tx.commit().await?;
-                    }
-                    Ok(redeemed)
+                    let request = ScanRequest {
+                        scan: scan.clone(),
+                        code,
+                        list: list.clone(),
+                        max_refusals,
+                    };
+                    self.redeem_scan(request).await
                 }
 
                 async fn upload(
                     &self,
-                    scans: &[UploadScan<'_>],
+                    scans: &[RecordScan<'_>],
                     max_refusals: i64,
                 ) -> StoreResult<Result<Vec<Redeemed>, (usize, Redeemed)>> {
-                    let (mut tx, now) = self.scan_tx().await?;
-                    // Every lock the upload may take, first and in one order (its tickets, then
-                    // its lists' refusal counters), so that two uploads cannot deadlock.
-                    let mut tickets: Vec<Uuid> =
-                        scans.iter().filter_map(|s| s.code.ticket_id()).collect();
-                    tickets.sort_unstable();
-                    tickets.dedup();
-                    for ticket in tickets {
-                        lock_ticket(&mut tx, ticket, now).await?;
-                    }
-                    let mut counters: Vec<(Uuid, i32, usize)> = scans
-                        .iter()
-                        .enumerate()
-                        .map(|(i, s)| (s.list.id, sql::refusal_shard(&s.scan.nonce), i))
-                        .collect();
-                    counters.sort_unstable();
-                    counters.dedup_by_key(|(list, shard, _)| (*list, *shard));
-                    for (list, shard, index) in counters {
-                        let locked = sqlx::query(sql::LOCK_REFUSAL_COUNTER)
-                            .bind(list)
-                            .bind(shard)
-                            .execute(&mut *tx)
-                            .await;
-                        if list_gone(locked)? {
-                            tx.rollback().await?;
-                            return Ok(Err((index, Redeemed::ListGone)));
-                        }
-                    }
                     let mut order: Vec<usize> = (0..scans.len()).collect();
                     order.sort_by_key(|&index| scans[index].scan.scanned_at);
-                    let mut results = vec![None; scans.len()];
-                    for index in order {
-                        let UploadScan {
-                            scan,
-                            code,
-                            list,
-                            result,
-                        } = &scans[index];
-                        let offline = Some(*result);
-                        let redeemed =
-                            redeem_on(&mut tx, now, scan, *code, list, offline, max_refusals)
-                                .await?;
-                        if matches!(redeemed, Redeemed::NonceTaken | Redeemed::ListGone) {
-                            tx.rollback().await?;
-                            return Ok(Err((index, redeemed)));
-                        }
-                        results[index] = Some(redeemed);
+                    let by_time: Vec<RecordScan<'_>> =
+                        order.iter().map(|&index| scans[index]).collect();
+                    let (mut tx, now) = self.scan_tx().await?;
+                    let recorded = record_scans(&mut tx, now, &by_time, max_refusals).await?;
+                    let refused = match recorded {
+                        Err(at) => Some((order[at], Redeemed::ListGone)),
+                        Ok(ref redeemed) => redeemed
+                            .iter()
+                            .position(|r| *r == Redeemed::NonceTaken)
+                            .map(|at| (order[at], Redeemed::NonceTaken)),
+                    };
+                    if let Some(refused) = refused {
+                        tx.rollback().await?;
+                        return Ok(Err(refused));
                     }
                     tx.commit().await?;
+                    let mut results = vec![None; scans.len()];
+                    for (index, redeemed) in order.into_iter().zip(recorded.unwrap_or_default()) {
+                        results[index] = Some(redeemed);
+                    }
                     Ok(Ok(results.into_iter().flatten().collect()))
                 }
 

@@ -15,9 +15,10 @@ use uuid::Uuid;
 
 use super::{WriteTx, push_ids};
 use crate::domain::{OrderDetails, OrderOutcome};
+use crate::store::batch::{BatchWriter, write as write_batch};
 use crate::store::order_batch::{
-    self, BatchStatements, BatchWriter, BuyerOf, Buyers, Columns, EventTierRow, KeyedOutcome,
-    OrderRequest, Pending, SaleRow, Sales, split_outcomes,
+    self, BatchStatements, BuyerOf, Buyers, Columns, EventTierRow, KeyedOutcome, OrderRequest,
+    Pending, SaleRow, Sales, split_outcomes,
 };
 use crate::store::sql::Micros;
 use crate::store::{HeldKey, NewKey, StoreResult, ledger};
@@ -40,7 +41,7 @@ pub(super) fn spawn(
 async fn run(writer: Writer, mut receiver: mpsc::Receiver<Pending>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        order_batch::place(&writer, std::mem::take(&mut batch)).await;
+        write_batch(&writer, std::mem::take(&mut batch)).await;
     }
 }
 
@@ -50,6 +51,10 @@ struct Writer {
 }
 
 impl BatchWriter for Writer {
+    type Request = OrderRequest;
+    type Outcome = OrderOutcome;
+    const WHAT: &'static str = "orders";
+
     async fn write(&self, orders: &[&OrderRequest]) -> StoreResult<Vec<StoreResult<OrderOutcome>>> {
         let mut tx = WriteTx::begin(&self.writer, &self.committed).await?;
         let statements = SqliteStatements { now: tx.now() };
