@@ -52,7 +52,8 @@ pub const LISTENER_NAME: &str = "nearbytix-listener";
 
 /// `$1` limit, `$2` now (then the filter's own parameters): marks due orders (oldest first)
 /// and their tickets expired, and counts their seats per event and tier. `SKIP LOCKED` lets
-/// several sweepers share the work; the seat ledger then gives the seats back.
+/// several sweepers share the work; the seat ledger then gives the seats back. The tickets
+/// are locked in id order first, as a transaction of scans locks them.
 macro_rules! expire_due {
     ($filter:literal) => {
         concat!(
@@ -65,9 +66,12 @@ macro_rules! expire_due {
                 UPDATE orders o SET status = 'expired', updated_at = $2
                 FROM due WHERE o.id = due.id AND o.status = 'reserved'
                 RETURNING o.id
+            ), locked AS (
+                SELECT t.id FROM tickets t JOIN expired ON t.order_id = expired.id
+                ORDER BY t.id FOR UPDATE OF t
             ), released AS (
                 UPDATE tickets t SET status = 'expired', updated_at = $2
-                FROM expired WHERE t.order_id = expired.id
+                FROM locked WHERE t.id = locked.id
                 RETURNING t.event_id, t.tier_id
             )
             SELECT event_id, tier_id, count(*) FROM released GROUP BY event_id, tier_id"

@@ -684,6 +684,39 @@ async fn offline_scans_upload_with_their_conflicts_recorded(backend: Backend) {
     let recorded = app.scalar("SELECT count(*) FROM checkins").await;
     assert_eq!(recorded, 2);
 
+    // One refused scan sent twice in one upload: the second is the first's, replayed, even
+    // when the device says otherwise.
+    let twice = nonce();
+    let refused_item = json!({"list_id": main, "code": other, "nonce": twice,
+        "scanned_at": "2026-01-01T20:02:00Z", "offline_result": "refused",
+        "offline_reason": "unpaid"});
+    let admitted_item = json!({"list_id": main, "code": other, "nonce": twice,
+        "scanned_at": "2026-01-01T20:03:00Z", "offline_result": "ok"});
+    let (status, body) = app
+        .post(
+            "/checkin/upload",
+            Some(&organiser),
+            json!({"scans": [refused_item, admitted_item]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let results = &body["results"];
+    assert_eq!(
+        (&results[0]["reason"], &results[0]["replayed"]),
+        (&json!("unpaid"), &json!(false))
+    );
+    assert_eq!(
+        (
+            &results[1]["status"],
+            &results[1]["reason"],
+            &results[1]["replayed"]
+        ),
+        (&json!("refused"), &json!("unpaid"), &json!(true)),
+        "{body}"
+    );
+    let recorded = app.scalar("SELECT count(*) FROM checkins").await;
+    assert_eq!(recorded, 2, "the repeat admitted nothing");
+
     // Any fault records nothing.
     let bad = json!({"scans": [
         {"list_id": main, "code": other, "nonce": nonce(), "scanned_at": "2026-01-01T20:00:00Z",

@@ -353,9 +353,9 @@ macro_rules! scan_store {
             /// What a transaction of scans does to the refused log, done last and in counter order
             /// (list, shard, nonce): every write to the log moves its nonce's counter
             /// ([`sql::refusal_shard`]), so no two transactions take two counters in opposite
-            /// orders. (A refusal is therefore not yet in the log for the scans after it in the
-            /// same transaction; an upload, the one place a known refusal answers, holds each
-            /// nonce once.)
+            /// orders (each counter is locked before its row is written: a trigger, see
+            /// migration `0018`). Scans after a refusal in the same transaction see it through
+            /// [`RefusedLog::standing`].
             #[derive(Default)]
             struct RefusedLog<'a> {
                 changes: BTreeMap<(Uuid, i32, &'a str), RefusedChange<'a>>,
@@ -389,6 +389,23 @@ macro_rules! scan_store {
                         reason,
                     };
                     self.changes.insert(Self::key(scan), change);
+                }
+
+                /// Where `scan`'s nonce stands in the refused log in this transaction: the
+                /// refusal (reason, code) of an earlier scan of it here, none if one was
+                /// forgotten, else what the log held (`logged`).
+                fn standing(
+                    &self,
+                    scan: &'a Scan,
+                    logged: Option<(ScanReason, String)>,
+                ) -> Option<(ScanReason, String)> {
+                    match self.changes.get(&Self::key(scan)) {
+                        Some(RefusedChange::Log { scan, reason, .. }) => {
+                            Some((*reason, scan.code.clone()))
+                        }
+                        Some(RefusedChange::Forget) => None,
+                        None => logged,
+                    }
                 }
 
                 /// `scan` admitted; `logged`: the log held a refusal of its nonce.
@@ -493,9 +510,10 @@ macro_rules! scan_store {
                 if has_checkin {
                     return replay(conn, scan).await;
                 }
-                let refused = reason(refused)?;
-                if let (Some(_), Some(refused)) = (offline, refused) {
-                    if refused_code.as_deref() != Some(scan.code.as_str()) {
+                let logged = reason(refused)?;
+                let standing = refused_log.standing(scan, logged.zip(refused_code));
+                if let (Some(_), Some((refused, refused_code))) = (offline, standing) {
+                    if refused_code != scan.code {
                         return Ok(Redeemed::NonceTaken);
                     }
                     return Ok(Redeemed::Replayed(ScanResult {
@@ -585,7 +603,7 @@ macro_rules! scan_store {
                     // Another code's scan took the nonce since the facts were read.
                     return replay(conn, scan).await;
                 }
-                refused_log.admitted(scan, refused.is_some());
+                refused_log.admitted(scan, logged.is_some());
                 result.checkin = Some(checkin);
                 Ok(Redeemed::Judged(result))
             }
