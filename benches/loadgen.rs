@@ -445,6 +445,8 @@ impl Bench {
             },
             currency: None,
             max_tickets_per_user: None,
+            waitlist_enabled: None,
+            waitlist_offer_minutes: None,
             tiers,
         };
         let event = NewEvent::parse(fields, Utc::now()).map_err(anyhow::Error::new)?;

@@ -14,6 +14,8 @@ pub const TITLE_MAX_CHARS: usize = 255;
 pub const DESCRIPTION_MAX_CHARS: usize = 5000;
 pub const DEFAULT_CURRENCY: &str = "USD";
 const MAX_TICKETS_PER_USER_RANGE: std::ops::RangeInclusive<i64> = 1..=100;
+/// The longest a waiting-list offer may hold its seats: a week, in minutes.
+pub const MAX_OFFER_MINUTES: i64 = 10_080;
 /// Most tiers an event sells.
 pub const MAX_TIERS: usize = 20;
 const VENUE_NAME_MAX_CHARS: usize = 255;
@@ -126,6 +128,7 @@ pub struct Event {
     pub currency: String,
     /// Reserved and paid tickets one user may hold for the event; `None`: no cap.
     pub max_tickets_per_user: Option<i32>,
+    pub waitlist: WaitlistSettings,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Each tier's quota and sales window, in sale order: what decides whether the event can
@@ -169,6 +172,15 @@ impl Event {
     }
 }
 
+/// An event's waiting list, as its creator set it (WAITLIST.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WaitlistSettings {
+    /// Whether people may join the line when the event or a tier is sold out.
+    pub enabled: bool,
+    /// How long an offer holds its seats, 1–10080 minutes; `None`: `WAITLIST_OFFER_MINUTES`.
+    pub offer_minutes: Option<i32>,
+}
+
 /// An event with its tiers in sale order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventDetails {
@@ -194,6 +206,10 @@ pub struct EventFields {
     pub venue: VenueFields,
     pub currency: Option<String>,
     pub max_tickets_per_user: Option<i64>,
+    /// `None`: off.
+    pub waitlist_enabled: Option<bool>,
+    /// `None`: the server's default.
+    pub waitlist_offer_minutes: Option<i64>,
     /// `None`: the one default tier.
     pub tiers: Option<Vec<TierFields>>,
 }
@@ -211,6 +227,9 @@ pub struct EventPatchFields {
     pub currency: Option<String>,
     /// `Some(None)` removes the cap.
     pub max_tickets_per_user: Option<Option<i64>>,
+    pub waitlist_enabled: Option<bool>,
+    /// `Some(None)`: back to the server's default.
+    pub waitlist_offer_minutes: Option<Option<i64>>,
     /// Tiers cannot be changed here (they have endpoints of their own): given at all, 422.
     pub tiers_given: bool,
 }
@@ -226,6 +245,8 @@ pub struct EventChanges {
     venue: Option<Venue>,
     currency: Option<String>,
     max_tickets_per_user: Option<Option<i32>>,
+    waitlist_enabled: Option<bool>,
+    waitlist_offer_minutes: Option<Option<i32>>,
 }
 
 impl EventChanges {
@@ -252,6 +273,10 @@ impl EventChanges {
             max_tickets_per_user: fields.max_tickets_per_user.and_then(|raw| {
                 violations.check(&["max_tickets_per_user"], max_tickets_per_user(raw))
             }),
+            waitlist_enabled: fields.waitlist_enabled,
+            waitlist_offer_minutes: fields
+                .waitlist_offer_minutes
+                .and_then(|raw| violations.check(&["waitlist_offer_minutes"], offer_minutes(raw))),
         };
         if fields.tiers_given {
             violations.push(&["tiers"], "tiers are changed through /events/{id}/tiers");
@@ -272,6 +297,7 @@ pub struct EventDraft {
     venue: Venue,
     currency: String,
     max_tickets_per_user: Option<i32>,
+    waitlist: WaitlistSettings,
 }
 
 /// A new event: its draft and the tiers it sells (at least one).
@@ -360,6 +386,10 @@ impl EventDraft {
                 violations.check(&["max_tickets_per_user"], max_tickets_per_user(Some(raw)))
             }
         };
+        let offer_minutes = violations.check(
+            &["waitlist_offer_minutes"],
+            offer_minutes(fields.waitlist_offer_minutes),
+        );
         let draft = violations.finish(|| {
             Some(EventDraft {
                 title: title?,
@@ -370,6 +400,10 @@ impl EventDraft {
                 venue: venue?,
                 currency: currency?,
                 max_tickets_per_user: max_tickets_per_user?,
+                waitlist: WaitlistSettings {
+                    enabled: fields.waitlist_enabled.unwrap_or(false),
+                    offer_minutes: offer_minutes?,
+                },
             })
         })?;
         draft.checked(now)
@@ -394,6 +428,12 @@ impl EventDraft {
             max_tickets_per_user: changes
                 .max_tickets_per_user
                 .unwrap_or(event.max_tickets_per_user),
+            waitlist: WaitlistSettings {
+                enabled: changes.waitlist_enabled.unwrap_or(event.waitlist.enabled),
+                offer_minutes: changes
+                    .waitlist_offer_minutes
+                    .unwrap_or(event.waitlist.offer_minutes),
+            },
         }
         .checked(now)
     }
@@ -434,6 +474,9 @@ impl EventDraft {
     pub fn max_tickets_per_user(&self) -> Option<i32> {
         self.max_tickets_per_user
     }
+    pub fn waitlist(&self) -> WaitlistSettings {
+        self.waitlist
+    }
 }
 
 /// An ISO 4217 code: three capital letters.
@@ -452,6 +495,17 @@ fn max_tickets_per_user(raw: Option<i64>) -> Result<Option<i32>, String> {
         None => Ok(None),
         Some(cap) if MAX_TICKETS_PER_USER_RANGE.contains(&cap) => Ok(i32::try_from(cap).ok()),
         Some(_) => Err("must be null or between 1 and 100".to_owned()),
+    }
+}
+
+/// The server's default (`None`) or 1–10080 minutes (a week).
+fn offer_minutes(raw: Option<i64>) -> Result<Option<i32>, String> {
+    match raw {
+        None => Ok(None),
+        Some(minutes) if (1..=MAX_OFFER_MINUTES).contains(&minutes) => {
+            Ok(i32::try_from(minutes).ok())
+        }
+        Some(_) => Err(format!("must be null or between 1 and {MAX_OFFER_MINUTES}")),
     }
 }
 
@@ -541,6 +595,8 @@ pub(crate) mod tests {
             venue: venue_fields(),
             currency: None,
             max_tickets_per_user: None,
+            waitlist_enabled: None,
+            waitlist_offer_minutes: None,
             tiers: None,
         }
     }
@@ -675,6 +731,7 @@ pub(crate) mod tests {
             venue: draft.venue,
             currency: draft.currency,
             max_tickets_per_user: draft.max_tickets_per_user,
+            waitlist: draft.waitlist,
             created_at: now,
             updated_at: now,
             sales: Vec::new(),
@@ -697,6 +754,7 @@ pub(crate) mod tests {
             venue: base.venue.clone(),
             currency: base.currency.clone(),
             max_tickets_per_user: base.max_tickets_per_user,
+            waitlist: base.waitlist,
             created_at: now,
             updated_at: now,
             sales: Vec::new(),

@@ -26,7 +26,7 @@ pub use checkin_list::{
 };
 pub use event::{
     Event, EventChanges, EventDelete, EventDetails, EventDraft, EventFields, EventPatchFields,
-    EventUpdate, NearbyEvent, NewEvent, Venue, VenueFields,
+    EventUpdate, NearbyEvent, NewEvent, Venue, VenueFields, WaitlistSettings,
 };
 pub use geo::{GeoPoint, RadiusKm};
 pub use order::{

@@ -17,6 +17,7 @@ backend_tests!(
     listing_totals_match_the_rows_around_day_boundaries,
     events_moving_between_two_days_at_once_keep_the_counts,
     the_currency_is_fixed_once_the_event_has_orders,
+    waiting_list_settings_are_kept_and_checked,
 );
 
 async fn creator_can_create_read_update_and_delete(backend: Backend) {
@@ -612,4 +613,68 @@ async fn the_currency_is_fixed_once_the_event_has_orders(backend: Backend) {
         "the same currency is no change: {same}"
     );
     assert_eq!(app.get(&path, None).await.1["currency"], "EUR");
+}
+
+async fn waiting_list_settings_are_kept_and_checked(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = app.register_user(None).await;
+    let token = Some(user.token.as_str());
+    let plain = app.create_event(&user.token, json!({})).await;
+    assert_eq!(
+        (&plain["waitlist_enabled"], &plain["waitlist_offer_minutes"]),
+        (&json!(false), &Value::Null),
+        "off, with the server's offer time, unless asked"
+    );
+    let event = app
+        .create_event(
+            &user.token,
+            json!({"waitlist_enabled": true, "waitlist_offer_minutes": 45}),
+        )
+        .await;
+    let path = format!("/events/{}", event["id"].as_str().unwrap());
+    let (_, read) = app.get(&path, None).await;
+    assert_eq!(
+        (&read["waitlist_enabled"], &read["waitlist_offer_minutes"]),
+        (&json!(true), &json!(45))
+    );
+
+    // A PUT changes what it names; null puts the server's offer time back.
+    let (status, body) = app
+        .put(&path, token, json!({"waitlist_offer_minutes": 10080}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (&body["waitlist_enabled"], &body["waitlist_offer_minutes"]),
+        (&json!(true), &json!(10080))
+    );
+    let (_, body) = app
+        .put(
+            &path,
+            token,
+            json!({"waitlist_enabled": false, "waitlist_offer_minutes": null}),
+        )
+        .await;
+    assert_eq!(
+        (&body["waitlist_enabled"], &body["waitlist_offer_minutes"]),
+        (&json!(false), &Value::Null)
+    );
+
+    // Out of range or of the wrong type: 422 at the field, on create and on update.
+    for (field, value) in [
+        ("waitlist_offer_minutes", json!(0)),
+        ("waitlist_offer_minutes", json!(10081)),
+        ("waitlist_offer_minutes", json!("ten")),
+        ("waitlist_enabled", json!("yes")),
+    ] {
+        let (status, body) = app
+            .post("/events/", token, event_body(json!({field: value})))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {body}");
+        assert_eq!(error_locs(&body), [loc(&["body", field])], "{body}");
+        let (status, body) = app.put(&path, token, json!({field: value})).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {body}");
+        assert_eq!(error_locs(&body), [loc(&["body", field])], "{body}");
+    }
+    let (_, unchanged) = app.get(&path, None).await;
+    assert_eq!(unchanged["waitlist_enabled"], false);
 }

@@ -244,6 +244,8 @@ fn fields(total: i64, at: GeoPoint) -> EventFields {
         },
         currency: None,
         max_tickets_per_user: None,
+        waitlist_enabled: None,
+        waitlist_offer_minutes: None,
         tiers: None,
     }
 }

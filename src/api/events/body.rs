@@ -82,6 +82,14 @@ pub struct EventCreateRequest {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 100)]
     max_tickets_per_user: Option<i64>,
+    /// Whether people may join a waiting list when it is sold out; `false` when not given.
+    #[serde(default)]
+    waitlist_enabled: Option<bool>,
+    /// How long a waiting-list offer holds its seats, 1–10080 minutes; null: the server's
+    /// `WAITLIST_OFFER_MINUTES`.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 10080)]
+    waitlist_offer_minutes: Option<i64>,
     /// 1–20 tiers with unique names; without it the event sells one free "General admission"
     /// tier.
     #[serde(default)]
@@ -201,6 +209,8 @@ impl Input for EventCreateRequest {
             venue: self.venue.into(),
             currency: self.currency,
             max_tickets_per_user: self.max_tickets_per_user,
+            waitlist_enabled: self.waitlist_enabled,
+            waitlist_offer_minutes: self.waitlist_offer_minutes,
             tiers: self
                 .tiers
                 .map(|tiers| tiers.into_iter().map(TierFields::from).collect()),
@@ -235,6 +245,12 @@ pub struct EventUpdateRequest {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 100)]
     max_tickets_per_user: Option<Option<i64>>,
+    #[serde(default)]
+    waitlist_enabled: Option<bool>,
+    /// null: back to the server's `WAITLIST_OFFER_MINUTES`; applies to later offers.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 10080)]
+    waitlist_offer_minutes: Option<Option<i64>>,
     /// Not accepted here: tiers change through `/events/{id}/tiers`.
     #[serde(default)]
     #[schema(value_type = Option<Vec<Object>>)]
@@ -254,6 +270,8 @@ impl Input for EventUpdateRequest {
             venue: self.venue.map(VenueFields::from),
             currency: self.currency,
             max_tickets_per_user: self.max_tickets_per_user,
+            waitlist_enabled: self.waitlist_enabled,
+            waitlist_offer_minutes: self.waitlist_offer_minutes,
             tiers_given: self.tiers.is_some(),
         })
     }

@@ -51,6 +51,10 @@ pub struct EventBasics {
     currency: String,
     /// Reserved and paid tickets one user may hold for the event; null: no cap.
     max_tickets_per_user: Option<i32>,
+    /// Whether people may join the event's waiting list when it is sold out.
+    waitlist_enabled: bool,
+    /// How long a waiting-list offer holds its seats, in minutes; null: the server's default.
+    waitlist_offer_minutes: Option<i32>,
     created_at: DateTime<Utc>,
 }
 
@@ -70,6 +74,8 @@ impl EventBasics {
             place: VenuePlace::from(&event.venue),
             currency: event.currency.clone(),
             max_tickets_per_user: event.max_tickets_per_user,
+            waitlist_enabled: event.waitlist.enabled,
+            waitlist_offer_minutes: event.waitlist.offer_minutes,
             created_at: event.created_at,
         }
     }

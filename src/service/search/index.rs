@@ -473,6 +473,7 @@ mod tests {
     use chrono::Duration;
 
     use super::*;
+    use crate::domain::WaitlistSettings;
     use crate::domain::event::tests::venue_fields;
     use crate::domain::paging::PageLimits;
     use crate::domain::{PageRequest, RadiusKm, TierSale, Venue, VenueFields, Violations};
@@ -543,6 +544,7 @@ mod tests {
             venue,
             currency: "USD".into(),
             max_tickets_per_user: None,
+            waitlist: WaitlistSettings::default(),
             created_at: now,
             updated_at: now,
             sales,

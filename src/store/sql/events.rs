@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{Dialect, INSERT_TIER, StoredTime, TierRow, bind_tier, escape_like, tiers_on};
 use crate::domain::{
     Event, EventDetails, EventDraft, EventUpdate, NewEvent, SeatsBack, SeatsBackCause, Tier,
-    TierSale, Venue, VenueFields,
+    TierSale, Venue, VenueFields, WaitlistSettings,
 };
 use crate::store::{EventFilter, StoreError, ledger};
 
@@ -19,28 +19,30 @@ macro_rules! event_columns {
     () => {
         "id, creator_id, title, description, start_time, end_time, total_tickets, tickets_sold, \
          latitude, longitude, venue_name, address_line1, address_line2, city, state, country, \
-         postal_code, currency, max_tickets_per_user, created_at, updated_at"
+         postal_code, currency, max_tickets_per_user, waitlist_enabled, waitlist_offer_minutes, \
+         created_at, updated_at"
     };
 }
 
-/// [`bind_draft`]'s `$1..$18`, then `$19` the write time.
+/// [`bind_draft`]'s `$1..$20`, then `$21` the write time.
 pub(in crate::store) const INSERT_EVENT: &str = concat!(
     "INSERT INTO events (id, creator_id, title, description, start_time, end_time,
         total_tickets, latitude, longitude, venue_name, address_line1, address_line2,
-        city, state, country, postal_code, currency, max_tickets_per_user, created_at,
-        updated_at)
+        city, state, country, postal_code, currency, max_tickets_per_user, waitlist_enabled,
+        waitlist_offer_minutes, created_at, updated_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-        $19, $19)
+        $19, $20, $21, $21)
      RETURNING ",
     event_columns!()
 );
 
-/// [`bind_draft`]'s `$1..$18`, then `$19` the write time; only the creator's own event.
+/// [`bind_draft`]'s `$1..$20`, then `$21` the write time; only the creator's own event.
 pub(in crate::store) const UPDATE_EVENT: &str = concat!(
     "UPDATE events SET title = $3, description = $4, start_time = $5, end_time = $6,
         total_tickets = $7, latitude = $8, longitude = $9, venue_name = $10,
         address_line1 = $11, address_line2 = $12, city = $13, state = $14, country = $15,
-        postal_code = $16, currency = $17, max_tickets_per_user = $18, updated_at = $19
+        postal_code = $16, currency = $17, max_tickets_per_user = $18,
+        waitlist_enabled = $19, waitlist_offer_minutes = $20, updated_at = $21
      WHERE id = $1 AND creator_id = $2 RETURNING ",
     event_columns!()
 );
@@ -94,6 +96,8 @@ pub(in crate::store) struct EventRow<T> {
     venue: VenueColumns,
     currency: String,
     max_tickets_per_user: Option<i32>,
+    waitlist_enabled: bool,
+    waitlist_offer_minutes: Option<i32>,
     created_at: T,
     updated_at: T,
 }
@@ -232,6 +236,10 @@ impl<T: StoredTime> EventRow<T> {
             venue,
             currency: self.currency,
             max_tickets_per_user: self.max_tickets_per_user,
+            waitlist: WaitlistSettings {
+                enabled: self.waitlist_enabled,
+                offer_minutes: self.waitlist_offer_minutes,
+            },
             created_at: self.created_at.into_utc()?,
             updated_at: self.updated_at.into_utc()?,
             sales,
@@ -239,7 +247,7 @@ impl<T: StoredTime> EventRow<T> {
     }
 }
 
-/// Binds `$1` id, `$2` creator and `$3..$18` the draft, in the column order of
+/// Binds `$1` id, `$2` creator and `$3..$20` the draft, in the column order of
 /// [`INSERT_EVENT`] and [`UPDATE_EVENT`].
 pub(in crate::store) fn bind_draft<'q, DB: Dialect, O>(
     query: QueryAs<'q, DB, O, <DB as Database>::Arguments<'q>>,
@@ -254,6 +262,7 @@ where
     i32: Encode<'q, DB> + Type<DB>,
     Option<i32>: Encode<'q, DB> + Type<DB>,
     f64: Encode<'q, DB> + Type<DB>,
+    bool: Encode<'q, DB> + Type<DB>,
 {
     let venue = draft.venue();
     query
@@ -275,6 +284,8 @@ where
         .bind(venue.postal_code())
         .bind(draft.currency())
         .bind(draft.max_tickets_per_user())
+        .bind(draft.waitlist().enabled)
+        .bind(draft.waitlist().offer_minutes)
 }
 
 /// The `WHERE` clause of an event listing (table alias `e`).
@@ -424,6 +435,7 @@ where
     for<'q> i32: Encode<'q, DB> + Type<DB>,
     for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
     for<'q> f64: Encode<'q, DB> + Type<DB>,
+    for<'q> bool: Encode<'q, DB> + Type<DB>,
     for<'r> (Uuid, i32, i32, String, bool): FromRow<'r, DB::Row>,
     for<'r> EventRow<DB::Time>: FromRow<'r, DB::Row>,
     for<'r> TierRow<DB::Time>: FromRow<'r, DB::Row>,
@@ -478,6 +490,7 @@ where
     for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<DB::Time>: Encode<'q, DB> + Type<DB>,
     for<'q> f64: Encode<'q, DB> + Type<DB>,
+    for<'q> bool: Encode<'q, DB> + Type<DB>,
     for<'r> EventRow<DB::Time>: FromRow<'r, DB::Row>,
     for<'r> TierRow<DB::Time>: FromRow<'r, DB::Row>,
 {
