@@ -20,6 +20,7 @@ pub mod tier;
 pub mod time;
 pub mod user;
 pub mod validation;
+pub mod waitlist;
 
 pub use checkin_list::{
     CheckinList, ListChanged, ListCreated, ListDeleted, ListDraft, ListFields, ListPatch,
