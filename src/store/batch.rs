@@ -68,13 +68,16 @@ pub(super) async fn write<W: BatchWriter>(writer: &W, mut batch: Batch<W>) {
     let requests: Vec<&W::Request> = batch.iter().map(|pending| &pending.request).collect();
     let outcomes = match writer.write(&requests).await {
         Ok(outcomes) => outcomes,
-        // The database is away: writing each request alone would only wait for it again.
-        Err(error @ StoreError::Unavailable(_)) => std::iter::once(Err(error))
-            .chain(
-                (1..requests.len())
-                    .map(|_| Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut))),
-            )
-            .collect(),
+        // The database is away: writing each request alone would only wait for it again. (A
+        // batch it undid to break a deadlock is written again alone, below.)
+        Err(error @ StoreError::Unavailable(_)) if !error.rolled_back_by_conflict() => {
+            std::iter::once(Err(error))
+                .chain(
+                    (1..requests.len())
+                        .map(|_| Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut))),
+                )
+                .collect()
+        }
         Err(error) if requests.len() > 1 => {
             tracing::warn!(%error, size = requests.len(), what = W::WHAT, "a batch failed; writing each alone");
             let mut outcomes = Vec::with_capacity(requests.len());

@@ -69,6 +69,17 @@ impl StoreError {
         }
     }
 
+    /// Whether the database undid the transaction to break a deadlock or a serialization
+    /// conflict (PostgreSQL SQLSTATE class 40): the work may be done again at once.
+    pub fn rolled_back_by_conflict(&self) -> bool {
+        match self {
+            StoreError::Unavailable(sqlx::Error::Database(db)) => {
+                db.code().is_some_and(|code| code.starts_with("40"))
+            }
+            _ => false,
+        }
+    }
+
     /// Whether this is a violation of the named CHECK constraint (named alike on both backends).
     pub fn is_check(&self, constraint: &str) -> bool {
         matches!(self, StoreError::CheckViolation(Some(name)) if name == constraint)
@@ -105,4 +116,74 @@ fn constraint_name(db: &dyn sqlx::error::DatabaseError) -> Option<String> {
             .split_once("constraint failed: ")
             .map(|(_, name)| name.trim().to_owned())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::error::Error;
+    use std::fmt;
+
+    use sqlx::error::{DatabaseError, ErrorKind};
+
+    use super::*;
+
+    /// A PostgreSQL error with SQLSTATE `code`, as sqlx reports one.
+    #[derive(Debug)]
+    struct Failed(&'static str);
+
+    impl fmt::Display for Failed {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "SQLSTATE {}", self.0)
+        }
+    }
+
+    impl Error for Failed {}
+
+    impl DatabaseError for Failed {
+        fn message(&self) -> &str {
+            "failed"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> ErrorKind {
+            ErrorKind::Other
+        }
+    }
+
+    fn from_code(code: &'static str) -> StoreError {
+        StoreError::from(sqlx::Error::Database(Box::new(Failed(code))))
+    }
+
+    #[test]
+    fn a_deadlock_or_serialization_failure_may_be_done_again_at_once() {
+        for code in ["40P01", "40001"] {
+            let error = from_code(code);
+            assert!(
+                matches!(error, StoreError::Unavailable(_)),
+                "{code}: {error:?}"
+            );
+            assert!(error.rolled_back_by_conflict(), "{code}");
+        }
+        // The database away, or out of room: waiting is the answer, not doing it again now.
+        for code in ["08006", "53100", "57P01"] {
+            let error = from_code(code);
+            assert!(
+                matches!(error, StoreError::Unavailable(_)),
+                "{code}: {error:?}"
+            );
+            assert!(!error.rolled_back_by_conflict(), "{code}");
+        }
+        assert!(!StoreError::Unavailable(sqlx::Error::PoolTimedOut).rolled_back_by_conflict());
+    }
 }
