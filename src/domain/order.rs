@@ -13,7 +13,7 @@ use super::tier::{Tier, tickets_on_sale};
 use super::validation::{PathSegment, Violations};
 
 /// Whether `tier` is on sale at `now`, by its sales window.
-fn sales_window(tier: &Tier, now: DateTime<Utc>) -> Result<(), OrderRefusal> {
+pub(super) fn sales_window(tier: &Tier, now: DateTime<Utc>) -> Result<(), OrderRefusal> {
     if tier.sale().not_started(now) {
         return Err(OrderRefusal::SalesNotStarted {
             tier: tier.name.clone(),
@@ -477,11 +477,11 @@ pub enum OrderOutcome {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chrono::Duration;
 
-    fn tier(name: &str, price_minor: i64, quantity: Option<i32>, sold: i32) -> Tier {
+    pub(crate) fn tier(name: &str, price_minor: i64, quantity: Option<i32>, sold: i32) -> Tier {
         Tier {
             id: Uuid::new_v4(),
             name: name.into(),
@@ -496,7 +496,7 @@ mod tests {
         }
     }
 
-    fn sale(seats_left: i64, tiers: Vec<Tier>) -> SaleState {
+    pub(crate) fn sale(seats_left: i64, tiers: Vec<Tier>) -> SaleState {
         SaleState {
             started: false,
             seats_left,

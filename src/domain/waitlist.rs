@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::order::{OrderLine, OrderPlan, SaleState, TierChoice};
+use super::order::{OrderLine, OrderPlan, OrderRefusal, SaleState, TierChoice, sales_window};
 use super::tier::Tier;
 use super::validation::Violations;
 
@@ -275,19 +275,14 @@ pub fn judge_join(
     Ok(())
 }
 
+/// Whether `tier` is on sale at `now`, as an order judges it.
 fn window(tier: &Tier, now: DateTime<Utc>) -> Result<(), JoinRefusal> {
-    let sale = tier.sale();
-    if sale.not_started(now) {
-        return Err(JoinRefusal::SalesNotStarted {
+    sales_window(tier, now).map_err(|refusal| match refusal {
+        OrderRefusal::SalesNotStarted { tier } => JoinRefusal::SalesNotStarted { tier },
+        _ => JoinRefusal::SalesEnded {
             tier: tier.name.clone(),
-        });
-    }
-    if sale.ended(now) {
-        return Err(JoinRefusal::SalesEnded {
-            tier: tier.name.clone(),
-        });
-    }
-    Ok(())
+        },
+    })
 }
 
 /// The tier an order of `request`'s seats would get them from now, whatever its buyer holds:
@@ -358,31 +353,7 @@ mod tests {
     use chrono::Duration;
 
     use super::*;
-
-    fn tier(name: &str, position: i32, quantity: Option<i32>, sold: i32) -> Tier {
-        Tier {
-            id: Uuid::now_v7(),
-            name: name.into(),
-            description: None,
-            price_minor: 1000,
-            quantity,
-            sold,
-            max_per_order: None,
-            sales_start: None,
-            sales_end: None,
-            position,
-        }
-    }
-
-    fn sale(seats_left: i64, tiers: Vec<Tier>) -> SaleState {
-        SaleState {
-            started: false,
-            seats_left,
-            max_tickets_per_user: None,
-            currency: "USD".into(),
-            tiers,
-        }
-    }
+    use crate::domain::order::tests::{sale, tier};
 
     fn facts(sale: SaleState) -> JoinFacts {
         JoinFacts {
@@ -424,7 +395,7 @@ mod tests {
     #[test]
     fn join_rules_answer_in_the_contracts_order() {
         let now = Utc::now();
-        let vip = tier("VIP", 1, Some(2), 2);
+        let vip = tier("VIP", 1000, Some(2), 2);
         let vip_id = vip.id;
         let mut capped = vip.clone();
         capped.max_per_order = Some(2);
@@ -488,7 +459,7 @@ mod tests {
 
         // Rule 9: one seat of a tier with seats is for sale; a group larger than what is left
         // may join (those seats stay on public sale).
-        let one_left = facts(sale(5, vec![tier("VIP", 1, Some(3), 2)]));
+        let one_left = facts(sale(5, vec![tier("VIP", 1000, Some(3), 2)]));
         let tier_id = one_left.sale.tiers[0].id;
         assert_eq!(
             judge(ask(Some(tier_id), 1), &one_left),
@@ -510,8 +481,8 @@ mod tests {
     #[test]
     fn seats_go_down_the_line_and_groups_that_do_not_fit_keep_their_place() {
         let now = Utc::now();
-        let regular = tier("Regular", 1, Some(10), 7);
-        let vip = tier("VIP", 2, Some(2), 2);
+        let regular = tier("Regular", 1000, Some(10), 7);
+        let vip = tier("VIP", 1000, Some(2), 2);
         let (regular_id, vip_id) = (regular.id, vip.id);
         // Three seats came back: the event has 3 left, all of them Regular's.
         let mut state = sale(3, vec![regular, vip]);
@@ -551,7 +522,7 @@ mod tests {
     #[test]
     fn an_offer_past_the_per_person_cap_closes_the_entry() {
         let now = Utc::now();
-        let mut state = sale(4, vec![tier("Regular", 1, None, 0)]);
+        let mut state = sale(4, vec![tier("Regular", 1000, None, 0)]);
         state.max_tickets_per_user = Some(2);
         let user = Uuid::now_v7();
         let capped = InLine {
@@ -582,7 +553,7 @@ mod tests {
     #[test]
     fn no_offer_once_the_event_started() {
         let now = Utc::now();
-        let mut state = sale(4, vec![tier("Regular", 1, None, 0)]);
+        let mut state = sale(4, vec![tier("Regular", 1000, None, 0)]);
         state.started = true;
         let line = [InLine {
             entry_id: Uuid::now_v7(),

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-/// Values read per user id, each reused for `kept_for`, at most `max` at once.
+/// Values read per id (a user's, a check-in list's), each reused for `kept_for`, at most `max`
+/// at once.
 pub struct Recent<V> {
     kept_for: Duration,
     max: usize,

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::recent::Recent;
 use super::{Action, Resource, ServiceError};
 use crate::checkin::code::{self, PublicKeys};
 use crate::checkin::keys::{ListedKey, TicketKeys};
@@ -34,7 +35,7 @@ pub struct Scanning {
     public: PublicKeys,
     settings: CheckinSettings,
     /// Lists as scans read them (the hot path: every scan names one).
-    lists: ListCache,
+    lists: Recent<(Uuid, CheckinList)>,
 }
 
 /// A scan of an offline upload, as the device judged it.
@@ -67,7 +68,7 @@ impl Scanning {
             public: keys.public(),
             keys,
             settings,
-            lists: ListCache::default(),
+            lists: Recent::new(LIST_CACHE_TTL, LIST_CACHE_MAX),
         }
     }
 
@@ -216,8 +217,9 @@ impl Scanning {
             Some(cached) => cached,
             None => {
                 let not_found = ServiceError::NotFound(Resource::CheckinList, list_id);
+                let read_at = Instant::now();
                 let read = self.store.checkin_list(list_id).await?.ok_or(not_found)?;
-                self.lists.put(list_id, read.clone());
+                self.lists.keep(list_id, read.clone(), read_at);
                 read
             }
         };
@@ -353,40 +355,13 @@ impl Scanning {
     }
 }
 
-/// How long a scan may use a list it read: a change to a list reaches scans in this process at
-/// most this late (a deleted list is refused by the store at once: its foreign key).
+/// How long a scan may use a list it read (with its event's creator): a change to a list
+/// reaches scans in this process at most this late (a deleted list is refused by the store at
+/// once: its foreign key). A gate scanning thousands of tickets a minute reads its list once a
+/// second.
 const LIST_CACHE_TTL: Duration = Duration::from_secs(1);
 /// Lists kept at most; past it the cache starts again empty.
 const LIST_CACHE_MAX: usize = 4096;
-
-/// The lists scans read lately, with their events' creators, each for [`LIST_CACHE_TTL`]: a
-/// gate scanning thousands of tickets a minute on one list reads it once a second.
-#[derive(Default)]
-struct ListCache {
-    entries: Mutex<HashMap<Uuid, (Instant, CreatedList)>>,
-}
-
-/// A list and its event's creator.
-type CreatedList = (Uuid, CheckinList);
-
-impl ListCache {
-    fn get(&self, list_id: Uuid) -> Option<CreatedList> {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let (read_at, list) = entries.get(&list_id)?;
-        (read_at.elapsed() < LIST_CACHE_TTL).then(|| list.clone())
-    }
-
-    fn put(&self, list_id: Uuid, list: CreatedList) {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= LIST_CACHE_MAX {
-            entries.retain(|_, (read_at, _)| read_at.elapsed() < LIST_CACHE_TTL);
-            if entries.len() >= LIST_CACHE_MAX {
-                entries.clear();
-            }
-        }
-        entries.insert(list_id, (Instant::now(), list));
-    }
-}
 
 /// A bundle's cursor: the revocation log's position, tied to its event.
 pub fn cursor(event_id: Uuid, position: i64) -> String {

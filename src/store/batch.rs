@@ -87,11 +87,7 @@ pub(super) async fn write<W: BatchWriter>(writer: &W, mut batch: Batch<W>) {
                     continue;
                 }
                 let alone = writer.write(std::slice::from_ref(request)).await;
-                outcomes.push(alone.and_then(|mut written| {
-                    written.pop().unwrap_or_else(|| {
-                        Err(StoreError::Corrupt(format!("{} went unanswered", W::WHAT)))
-                    })
-                }));
+                outcomes.push(alone.and_then(|written| the_one(written, W::WHAT)));
             }
             outcomes
         }
@@ -101,4 +97,14 @@ pub(super) async fn write<W: BatchWriter>(writer: &W, mut batch: Batch<W>) {
     for (pending, outcome) in batch.into_iter().zip(outcomes) {
         let _ = pending.reply.send(outcome);
     }
+}
+
+/// The outcome of a write of one request (of `what`).
+pub(super) fn the_one<Outcome>(
+    mut outcomes: Vec<StoreResult<Outcome>>,
+    what: &str,
+) -> StoreResult<Outcome> {
+    outcomes
+        .pop()
+        .unwrap_or_else(|| Err(StoreError::Corrupt(format!("{what} went unanswered"))))
 }

@@ -72,7 +72,7 @@ pub struct PgStore {
     events_changed: Arc<watch::Sender<()>>,
 }
 
-/// Settings of the request pool and of the order lanes' pool. sqlx pings a connection before
+/// Settings of the request pool and of the lanes' pool (orders and scans). sqlx pings a connection before
 /// every use by default: one more round trip per request. A connection used within the last
 /// second is taken as it is (should it have died since, its statement fails like any other
 /// that meets a lost database, and the connection is dropped); one idle for longer is pinged.

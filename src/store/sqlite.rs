@@ -86,10 +86,7 @@ impl SqliteStore {
     /// one scan is a few statements there).
     async fn redeem_scan(&self, request: ScanRequest) -> StoreResult<Redeemed> {
         let (tx, now) = self.scan_tx().await?;
-        let mut redeemed = scans::redeem_in(tx, now, &[&request]).await?;
-        redeemed
-            .pop()
-            .unwrap_or_else(|| Err(StoreError::Corrupt("a scan went unanswered".into())))
+        super::batch::the_one(scans::redeem_in(tx, now, &[&request]).await?, "scans")
     }
 }
 

@@ -137,12 +137,17 @@ const COUNT_REFUND: &str =
 const ORGANISER_REFUND_DONE: &str = "UPDATE payment_refunds SET state = 'done', tried_at = $2
      WHERE order_id = $1 AND reason = 'organiser' AND state = 'owed'";
 
-/// `$1` order, `$2` status, `$3` now: its tickets moved; the backend's row lock follows. The
-/// tickets are locked first, in id order, as a transaction of scans locks them (an `UPDATE`
-/// alone locks them in the order it finds them, and could deadlock with one).
-const SET_ORDER_TICKETS_STATUS: &str = "UPDATE tickets SET status = $2, updated_at = $3,
-         paid_at = CASE WHEN $2 = 'paid' THEN $3 WHEN $2 = 'cancelled' THEN NULL ELSE paid_at END
-     WHERE id IN (SELECT id FROM tickets WHERE order_id = $1 ORDER BY id";
+/// `$1` order, `$2` status, `$3` now: its tickets moved, with `lock_row` the backend's row
+/// lock. The tickets are locked first, in id order, as a transaction of scans locks them (an
+/// `UPDATE` alone locks them in the order it finds them, and could deadlock with one).
+fn set_order_tickets_status(lock_row: &str) -> String {
+    format!(
+        "UPDATE tickets SET status = $2, updated_at = $3,
+             paid_at = CASE WHEN $2 = 'paid' THEN $3 WHEN $2 = 'cancelled' THEN NULL
+                       ELSE paid_at END
+         WHERE id IN (SELECT id FROM tickets WHERE order_id = $1 ORDER BY id{lock_row})"
+    )
+}
 
 /// `$1` order: the seats it holds, per event and tier.
 const ORDER_SEATS: &str =
@@ -554,7 +559,7 @@ where
         OrderMoved::Cancelled | OrderMoved::Refunded => TicketStatus::Cancelled,
         OrderMoved::Expired => TicketStatus::Expired,
     };
-    let set_status = format!("{SET_ORDER_TICKETS_STATUS}{})", DB::LOCK_ROW);
+    let set_status = set_order_tickets_status(DB::LOCK_ROW);
     sqlx::query(&set_status)
         .bind(order_id)
         .bind(status.as_str())
