@@ -19,7 +19,7 @@ use crate::expiry::Sweeper;
 use crate::listener::{LimitedListener, connections_that_fit};
 use crate::service::{
     Accounts, Bulkhead, Checkin, Events, Health, Idempotency, Orders, Payments, ReadModel,
-    Reconciler, Scanning, Search,
+    Reconciler, Scanning, Search, Waitlist,
 };
 use crate::store::{self, DynStore, StoreOptions};
 use crate::telemetry;
@@ -81,6 +81,12 @@ impl App {
                 settings.checkin.lists_per_event,
             )),
             scanning: Arc::new(Scanning::new(store.clone(), ticket_keys, settings.checkin)),
+            waitlist: Arc::new(Waitlist::new(
+                store.clone(),
+                search_model.clone(),
+                settings.waitlist,
+                settings.max_tickets_per_order,
+            )),
             search: Arc::new(Search::new(
                 store.clone(),
                 search_model.clone(),

@@ -221,6 +221,22 @@ pub struct Options {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
     pub checkin_refusals_per_list: u32,
 
+    /// How long a waiting-list offer holds, in minutes, when its event sets none (1–10080).
+    #[arg(long, env = "WAITLIST_OFFER_MINUTES", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=10_080), global = true)]
+    pub waitlist_offer_minutes: u32,
+
+    /// Waiting entries one event's line may hold; past them a join gets 409.
+    #[arg(long, env = "WAITLIST_MAX_WAITING_PER_EVENT", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    pub waitlist_max_waiting_per_event: u32,
+
+    /// Active (waiting or offered) entries one user may hold, all events; past them a join
+    /// gets 409.
+    #[arg(long, env = "WAITLIST_MAX_ACTIVE_PER_USER", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub waitlist_max_active_per_user: u32,
+
     /// Redeem and upload requests per minute by one credential (per process).
     #[arg(long, env = "CHECKIN_SCANS_PER_MINUTE", default_value_t = 600,
           value_parser = clap::value_parser!(u32).range(1..), global = true)]

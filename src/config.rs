@@ -52,6 +52,8 @@ pub struct Settings {
     pub checkin: CheckinSettings,
     /// Redeem and upload requests by one credential per minute.
     pub checkin_scans_per_minute: NonZeroU32,
+    /// The waiting list's offer validity and limits (`WAITLIST_*`).
+    pub waitlist: WaitlistSettings,
     pub idempotency_keys_per_user: u32,
     pub password_hash_workers: usize,
     pub password_hash_queue: usize,
@@ -81,6 +83,17 @@ pub struct CheckinSettings {
     pub tokens_per_event: u32,
     /// Rows of a list's refused-scan log (past them refusals are answered, not logged).
     pub refusals_per_list: u32,
+}
+
+/// The waiting list's settings (WAITLIST.md § Configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct WaitlistSettings {
+    /// How long an offer holds when its event sets none.
+    pub offer: Duration,
+    /// Waiting entries one event may have.
+    pub max_waiting_per_event: u32,
+    /// Active entries one user may have, all events.
+    pub max_active_per_user: u32,
 }
 
 /// How payments are taken.
@@ -242,6 +255,11 @@ impl TryFrom<Options> for Settings {
                 token_max_hours: options.scanner_token_max_hours,
                 tokens_per_event: options.scanner_tokens_per_event,
                 refusals_per_list: options.checkin_refusals_per_list,
+            },
+            waitlist: WaitlistSettings {
+                offer: Duration::from_secs(u64::from(options.waitlist_offer_minutes) * 60),
+                max_waiting_per_event: options.waitlist_max_waiting_per_event,
+                max_active_per_user: options.waitlist_max_active_per_user,
             },
             checkin_scans_per_minute: rate(
                 "CHECKIN_SCANS_PER_MINUTE",

@@ -1,4 +1,5 @@
-//! The expiry sweeper: expires unpaid holds past their deadline and gives the seats back.
+//! The expiry sweeper: expires unpaid holds (and waiting-list offers) past their deadline and
+//! gives the seats back; ends waiting lists the clock ends.
 //! Safe to run in any number of processes against one database.
 
 use std::time::Duration;
@@ -137,12 +138,15 @@ async fn run(
     tracing::info!("expiry sweeper stopped");
 }
 
-/// One pass: one transaction, at most `batch_size` holds.
+/// One pass: one transaction of at most `batch_size` holds (offers included), then the
+/// waiting lists' (lines of started events and ended tiers close, seats a `sales_start` put
+/// on sale are offered); how many holds expired.
 pub async fn sweep(store: &DynStore, batch_size: i64) -> Result<u64, StoreError> {
     let expired = store.expire_due_tickets(batch_size).await?;
     if expired > 0 {
         metrics::counter!("nearbytix_tickets_expired_total").increment(expired);
         tracing::info!(expired, "expired unpaid holds");
     }
+    store.sweep_waitlists().await?;
     Ok(expired)
 }

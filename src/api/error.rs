@@ -200,6 +200,8 @@ impl From<ServiceError> for ApiError {
             | ServiceError::PaymentProcessing
             | ServiceError::RefundRefused(_)
             | ServiceError::TicketNotPaid
+            | ServiceError::WaitlistRefused(_)
+            | ServiceError::EntryFinal(_)
             | ServiceError::IdempotencyKeyInProgress
             | ServiceError::IdempotencyKeyInUse => ApiError::Conflict(detail),
             ServiceError::UnknownCursor => {

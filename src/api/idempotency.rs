@@ -137,6 +137,7 @@ pub fn not_this_write(outcome: &WriteOutcome) -> ApiError {
         WriteOutcome::PaymentStarted { .. } => "a payment started",
         WriteOutcome::CodeReissued(_) => "a code reissue",
         WriteOutcome::ListCreated(_) => "a check-in list",
+        WriteOutcome::WaitlistJoined(_) => "a waiting-list entry",
     };
     ApiError::Internal(anyhow::anyhow!("a key recorded {kind} for another write"))
 }

@@ -23,6 +23,7 @@ mod schemas;
 pub mod state;
 mod tickets;
 mod users;
+mod waitlist;
 
 use axum::Router;
 use axum::extract::Request;
@@ -93,6 +94,7 @@ fn routes(api_prefix: &str, with_metrics: bool) -> OpenApiRouter<AppState> {
         .merge(checkin_lists::router())
         .merge(scanning::router())
         .merge(payment::router())
+        .merge(waitlist::router())
         .merge(recommendations::router());
     let api = if api_prefix.is_empty() {
         api

@@ -6,7 +6,7 @@ use axum::extract::FromRef;
 
 use super::rate_limit::{AuthRateLimits, UserRateLimits};
 use crate::service::{
-    Accounts, Checkin, Events, Health, Idempotency, Orders, Payments, Scanning, Search,
+    Accounts, Checkin, Events, Health, Idempotency, Orders, Payments, Scanning, Search, Waitlist,
 };
 
 #[derive(Clone, FromRef)]
@@ -17,6 +17,7 @@ pub struct AppState {
     pub payments: Arc<Payments>,
     pub checkin: Arc<Checkin>,
     pub scanning: Arc<Scanning>,
+    pub waitlist: Arc<Waitlist>,
     pub search: Arc<Search>,
     pub idempotency: Arc<Idempotency>,
     pub health: Arc<Health>,

@@ -385,6 +385,9 @@ pub struct Order {
     /// Recorded outcomes written before orders had payments read as none.
     #[serde(default)]
     pub payment: Payment,
+    /// The waiting-list entry this order was offered to.
+    #[serde(default)]
+    pub waitlist_entry_id: Option<Uuid>,
 }
 
 impl Order {
@@ -427,6 +430,8 @@ pub enum WriteOutcome {
     CodeReissued(ReissuedCode),
     /// A check-in list created.
     ListCreated(Box<super::CheckinList>),
+    /// A waiting-list entry made, as it read when made.
+    WaitlistJoined(Box<super::waitlist::WaitlistEntry>),
 }
 
 /// What a ticket code names, with the key it is signed with: its text is signed from it when
@@ -460,7 +465,8 @@ impl WriteOutcome {
             // Recorded since orders carry their payment.
             later @ (WriteOutcome::PaymentStarted { .. }
             | WriteOutcome::CodeReissued(_)
-            | WriteOutcome::ListCreated(_)) => later,
+            | WriteOutcome::ListCreated(_)
+            | WriteOutcome::WaitlistJoined(_)) => later,
         }
     }
 }

@@ -332,4 +332,8 @@ pub struct EventStats {
     pub refunded_minor: i64,
     /// Each tier with its own figures, in sale order.
     pub tiers: Vec<(Tier, SalesFigures)>,
+    /// The event's waiting-list entries, by effective status.
+    pub waitlist: super::waitlist::WaitlistFigures,
+    /// Each tier's own entries (any-tier entries count only in the event's).
+    pub tier_waitlists: std::collections::HashMap<Uuid, super::waitlist::WaitlistFigures>,
 }

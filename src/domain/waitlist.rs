@@ -6,14 +6,17 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::order::{OrderLine, OrderPlan, OrderRefusal, SaleState, TierChoice, sales_window};
+use super::ticket::{EventSummary, UserSummary};
 use super::tier::Tier;
 use super::validation::Violations;
 
 /// Where an entry stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum EntryStatus {
     /// In line.
     Waiting,
@@ -65,7 +68,8 @@ impl EntryStatus {
 }
 
 /// Why an entry's line ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ClosedReason {
     EventStarted,
     /// Its tier was deleted, or is past its `sales_end`.
@@ -346,6 +350,133 @@ pub fn offer_seats(
         });
     }
     decisions
+}
+
+/// The offer an entry was made: a reserved order of `quantity` tickets of one tier. Kept after
+/// it ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offer {
+    pub order_id: Uuid,
+    pub tier_id: Uuid,
+    pub tier_name: String,
+    pub quantity: i32,
+    pub total_minor: i64,
+    pub offered_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// An entry of a waiting list, as stored; what it reads as is [`WaitlistEntry::effective`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitlistEntry {
+    pub id: Uuid,
+    pub event_id: Uuid,
+    /// `None`: any tier.
+    pub tier_id: Option<Uuid>,
+    pub tier_name: Option<String>,
+    pub user_id: Uuid,
+    pub quantity: i32,
+    pub status: EntryStatus,
+    pub closed_reason: Option<ClosedReason>,
+    /// 1-based rank among the event's waiting entries, when stored `waiting`.
+    pub position: Option<i64>,
+    pub offer: Option<Offer>,
+    pub user: UserSummary,
+    pub event: EventSummary,
+    /// When its tier's sales end (the line ends with them).
+    pub tier_sales_end: Option<DateTime<Utc>>,
+    pub joined_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl WaitlistEntry {
+    /// What the entry reads as at `now`, before any job writes it: an offer past its
+    /// deadline has expired; a line ends with the event's start or its tier's sales.
+    pub fn effective(&self, now: DateTime<Utc>) -> (EntryStatus, Option<ClosedReason>) {
+        match self.status {
+            EntryStatus::Offered
+                if self
+                    .offer
+                    .as_ref()
+                    .is_some_and(|offer| offer.expires_at <= now) =>
+            {
+                (EntryStatus::Expired, None)
+            }
+            EntryStatus::Waiting if self.event.start_time <= now => {
+                (EntryStatus::Closed, Some(ClosedReason::EventStarted))
+            }
+            EntryStatus::Waiting if self.tier_sales_end.is_some_and(|end| end <= now) => {
+                (EntryStatus::Closed, Some(ClosedReason::TierUnavailable))
+            }
+            status => (status, self.closed_reason),
+        }
+    }
+
+    /// Its rank in line, while it waits.
+    pub fn position(&self, now: DateTime<Utc>) -> Option<i64> {
+        (self.effective(now).0 == EntryStatus::Waiting)
+            .then_some(self.position)
+            .flatten()
+    }
+}
+
+/// Entries of a list, by effective status (WAITLIST.md § Stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaitlistFigures {
+    pub waiting: i64,
+    pub waiting_seats: i64,
+    pub offered: i64,
+    pub purchased: i64,
+    pub expired: i64,
+    pub left: i64,
+    pub removed: i64,
+    pub closed: i64,
+}
+
+impl WaitlistFigures {
+    /// Counts `entries` entries of `quantity` seats each reading `status`.
+    pub fn count(&mut self, status: EntryStatus, entries: i64, seats: i64) {
+        let counter = match status {
+            EntryStatus::Waiting => {
+                self.waiting_seats += seats;
+                &mut self.waiting
+            }
+            EntryStatus::Offered => &mut self.offered,
+            EntryStatus::Purchased => &mut self.purchased,
+            EntryStatus::Expired => &mut self.expired,
+            EntryStatus::Left => &mut self.left,
+            EntryStatus::Removed => &mut self.removed,
+            EntryStatus::Closed => &mut self.closed,
+        };
+        *counter += entries;
+    }
+}
+
+/// How a join ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Joined {
+    Joined(Box<WaitlistEntry>),
+    EventNotFound,
+    Refused(JoinRefusal),
+}
+
+/// Who ends an entry: its user (it is `left`), or the event's creator (`removed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryEnd {
+    Leave { user_id: Uuid },
+    Remove { event_id: Uuid, creator_id: Uuid },
+}
+
+/// How ending an entry went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EntryEnded {
+    Ended(Box<WaitlistEntry>),
+    NotFound,
+    /// Not the caller's to end.
+    Forbidden,
+    /// Already final: its status.
+    Final(EntryStatus),
+    /// Its offer's payment is being processed: the offer cannot be declined now.
+    PaymentPending,
 }
 
 #[cfg(test)]

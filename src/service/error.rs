@@ -6,6 +6,7 @@ use std::fmt;
 use uuid::Uuid;
 
 use crate::auth::password::HashError;
+use crate::domain::waitlist::EntryStatus;
 use crate::domain::{Shortage, TicketStatus, Violations};
 use crate::store::StoreError;
 
@@ -17,6 +18,7 @@ pub enum Resource {
     Tier,
     CheckinList,
     ScannerToken,
+    WaitlistEntry,
 }
 
 impl fmt::Display for Resource {
@@ -28,6 +30,7 @@ impl fmt::Display for Resource {
             Resource::Tier => "Tier",
             Resource::CheckinList => "Check-in list",
             Resource::ScannerToken => "Scanner token",
+            Resource::WaitlistEntry => "Waiting-list entry",
         })
     }
 }
@@ -48,6 +51,9 @@ pub enum Action {
     ViewStats,
     ManageCheckin,
     Scan,
+    ViewWaitlistEntry,
+    LeaveWaitlist,
+    ManageWaitlist,
 }
 
 impl fmt::Display for Action {
@@ -66,6 +72,9 @@ impl fmt::Display for Action {
             Action::ViewStats => "You can only see the sales of your own events",
             Action::ManageCheckin => "Only the event's creator can manage its check-in",
             Action::Scan => "Only the event's creator or its scanners may scan here",
+            Action::ViewWaitlistEntry => "Only the entry's user or the event's creator can view it",
+            Action::LeaveWaitlist => "You can only leave the waiting list for yourself",
+            Action::ManageWaitlist => "Only the event's creator can manage its waiting list",
         })
     }
 }
@@ -159,6 +168,12 @@ pub enum ServiceError {
     InvalidSignature,
     #[error("Webhook body is not a Stripe event")]
     MalformedWebhook,
+    /// A join the waiting list's rules refuse (WAITLIST.md § Join rules 4 to 10).
+    #[error("{0}")]
+    WaitlistRefused(String),
+    /// Ending an entry that is already final.
+    #[error("Entry is already {}", .0.as_str())]
+    EntryFinal(EntryStatus),
     #[error("User has no location set. Please update user location first.")]
     NoLocation,
     #[error("this Idempotency-Key was already used with a different request")]

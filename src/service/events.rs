@@ -169,12 +169,11 @@ impl Events {
         Ok(tier)
     }
 
-    /// What the caller's event sold.
     /// What the event sold (its creator only); it counts the event's tickets, so it shares
     /// the listings' bound.
     pub async fn stats(&self, user_id: Uuid, event_id: Uuid) -> Result<EventStats, ServiceError> {
         let _running = self.expensive_reads.enter().await?;
-        let (creator_id, stats) = self
+        let (creator_id, mut stats) = self
             .store
             .event_stats(event_id)
             .await?
@@ -182,6 +181,7 @@ impl Events {
         if creator_id != user_id {
             return Err(ServiceError::NotOwner(Action::ViewStats));
         }
+        (stats.waitlist, stats.tier_waitlists) = self.store.waitlist_figures(event_id).await?;
         Ok(stats)
     }
 

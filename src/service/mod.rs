@@ -14,6 +14,7 @@ mod payments;
 mod recent;
 mod scanning;
 mod search;
+mod waitlist;
 
 use chrono::{DateTime, Utc};
 
@@ -28,6 +29,7 @@ pub use orders::Orders;
 pub use payments::{Payments, Reconciler, WebhookOutcome};
 pub use scanning::{Bundle, SCANNER_TOKEN_PREFIX, Scanning, UploadOutcome, UploadedScan, cursor};
 pub use search::{Following, ReadModel, Search, SearchResult};
+pub use waitlist::Waitlist;
 
 /// Where a service reads the time (tests may pin it).
 pub type Clock = fn() -> DateTime<Utc>;

@@ -6,8 +6,7 @@
 //! that frees the seats. There, and only there, (a) the sold counters move (events first, in id
 //! order, then tiers: the order every writer locks rows in), (b) the waiting list's offer step
 //! runs, so that no freed seat reaches the public while someone in line could take it, and (c)
-//! the change is recorded in `seat_returns`, for the change feed (nothing reads it yet: the
-//! availability stream and the waiting list will). Seats are taken in one place too: the order
+//! the change is recorded in `seat_returns`, for the change feed. Seats are taken in one place too: the order
 //! batch ([`super::order_batch`]).
 //!
 //! The SQL that differs between the backends is theirs ([`Dialect`]); the sequence is written
@@ -48,7 +47,12 @@ pub(super) async fn expire_due_holds<DB: Dialect>(
 ) -> StoreResult<u64> {
     let freed = DB::expire_due(conn, events, limit, now).await?;
     let tickets: i64 = freed.iter().map(|back| back.seats).sum();
+    if tickets == 0 {
+        return Ok(0);
+    }
     release::<DB>(conn, freed, SeatsBackCause::Expired, now).await?;
+    // After the events' rows are held (by the release): the lock order of every writer.
+    DB::end_lapsed_offers(conn, now).await?;
     Ok(u64::try_from(tickets).unwrap_or_default())
 }
 
@@ -79,12 +83,11 @@ async fn seats_came_back<DB: Dialect>(
 }
 
 /// The waiting list's offer step, in the transaction that freed `back`: seats go to the
-/// people in line before the public. There is no waiting list yet, so nothing is offered;
-/// every path that gives seats back already comes through here (`seat_returns` shows it).
+/// people in line before the public (WAITLIST.md § The offer step).
 async fn offer_to_waiting_list<DB: Dialect>(
-    _conn: &mut DB::Connection,
-    _back: &[SeatsBack],
-    _now: DateTime<Utc>,
+    conn: &mut DB::Connection,
+    back: &[SeatsBack],
+    now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    Ok(())
+    DB::offer_seats_back(conn, back, now).await
 }

@@ -1,7 +1,7 @@
 //! Persistence behind one interface, with a PostgreSQL/PostGIS and an SQLite implementation.
 //!
 //! The interface speaks domain types and is split by area ([`UserStore`], [`EventStore`],
-//! [`TicketStore`], [`PaymentStore`], [`CheckinListStore`], [`ScanStore`], [`IdempotencyStore`], with [`Infrastructure`] apart). Every atomicity
+//! [`TicketStore`], [`PaymentStore`], [`CheckinListStore`], [`ScanStore`], [`WaitlistStore`], [`IdempotencyStore`], with [`Infrastructure`] apart). Every atomicity
 //! guarantee (no oversell, pay-vs-expire, counters that match rows) lives inside one call here,
 //! so no caller can get it wrong. What does not differ between the SQL dialects (row mapping,
 //! column lists, filters, paging) is written once in [`sql`]; the backend files keep only the
@@ -19,6 +19,7 @@ pub mod payments;
 mod postgres;
 pub mod scans;
 mod sqlite;
+pub mod waitlist;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub use checkin_lists::CheckinListStore;
 pub use error::StoreError;
 pub use payments::PaymentStore;
 pub use scans::{BundleRequest, RecordScan, ScanStore};
+pub use waitlist::{WaitlistFilter, WaitlistStore};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 pub use postgres::PgStore;
@@ -55,6 +57,7 @@ pub trait Store:
     + PaymentStore
     + CheckinListStore
     + ScanStore
+    + WaitlistStore
     + IdempotencyStore
     + 'static
 {
@@ -68,6 +71,7 @@ impl<T> Store for T where
         + PaymentStore
         + CheckinListStore
         + ScanStore
+        + WaitlistStore
         + IdempotencyStore
         + 'static
 {

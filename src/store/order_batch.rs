@@ -256,7 +256,7 @@ pub(super) async fn write_orders<S: BatchStatements>(
 
 /// The order `plan` grants, as it is written and answered: held from `now` for the order's
 /// hold, one ticket per seat.
-fn granted_order(
+pub(super) fn granted_order(
     order: &NewOrder,
     plan: OrderPlan,
     currency: String,
@@ -305,6 +305,7 @@ fn granted_order(
             created_at: now,
             updated_at: now,
             payment: Payment::default(),
+            waitlist_entry_id: None,
         },
         event: event.clone(),
         lines: plan.lines,

@@ -190,6 +190,7 @@ pub(super) async fn begin(pool: &PgPool) -> StoreResult<Transaction<'static, Pos
 payment_store!(PgStore, Postgres, pool);
 checkin_list_store!(PgStore, Postgres, pool);
 scan_store!(PgStore, Postgres, Transaction<'static, Postgres>, pool);
+waitlist_store!(PgStore, Postgres, pool, |_| batch::PgStatements);
 
 impl PgStore {
     /// A write transaction with the database's clock.

@@ -303,6 +303,9 @@ async fn order_on(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Option<O
 payment_store!(SqliteStore, Sqlite, reader);
 checkin_list_store!(SqliteStore, Sqlite, reader);
 scan_store!(SqliteStore, Sqlite, WriteTx, reader);
+waitlist_store!(SqliteStore, Sqlite, reader, |now| batch::SqliteStatements {
+    now
+});
 
 /// Orders with their items and tickets, read in two statements for any number of orders.
 async fn orders_with_parts(

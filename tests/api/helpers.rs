@@ -497,6 +497,58 @@ pub async fn assert_invariants(backend: Backend, url: &str) {
         0,
         "tiers add up to the event"
     );
+    assert_waitlist_invariants(backend, url).await;
+}
+
+/// WAITLIST.md § Invariants, on the rows.
+async fn assert_waitlist_invariants(backend: Backend, url: &str) {
+    let miscounted = "SELECT COUNT(*) FROM events e WHERE e.waitlist_waiting <> \
+        (SELECT COUNT(*) FROM waitlist_entries w WHERE w.event_id = e.id AND w.status = 'waiting')";
+    assert_eq!(
+        scalar(backend, url, miscounted).await,
+        0,
+        "an event's waitlist_waiting counts its waiting entries"
+    );
+    let unmatched = "SELECT COUNT(*) FROM waitlist_entries w \
+        LEFT JOIN orders o ON o.id = w.offer_order_id WHERE \
+        (w.status = 'offered' AND (o.status IS NULL OR o.status <> 'reserved')) \
+        OR (w.offer_order_id IS NOT NULL AND o.payment_status <> 'refunded' \
+            AND ((w.status = 'purchased') <> (o.status = 'paid'))) \
+        OR (w.offer_order_id IS NOT NULL AND \
+            (o.waitlist_entry_id IS NULL OR o.waitlist_entry_id <> w.id))";
+    assert_eq!(
+        scalar(backend, url, unmatched).await,
+        0,
+        "offered iff its order is reserved, purchased iff paid, each offer's order names it"
+    );
+    let orphans = "SELECT COUNT(*) FROM orders o WHERE o.waitlist_entry_id IS NOT NULL AND \
+        NOT EXISTS (SELECT 1 FROM waitlist_entries w \
+                    WHERE w.id = o.waitlist_entry_id AND w.offer_order_id = o.id)";
+    assert_eq!(
+        scalar(backend, url, orphans).await,
+        0,
+        "an order is the offer of at most one entry, the one it names"
+    );
+    // Simple sales only (no per-person cap; the effective sales window by the clock is
+    // the sweeper's, within its grace): no waiting entry could be offered now.
+    let now = match backend {
+        Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)",
+        Backend::Postgres => "now()",
+    };
+    let offerable = format!(
+        "SELECT COUNT(*) FROM waitlist_entries w JOIN events e ON e.id = w.event_id \
+         JOIN ticket_tiers t ON t.event_id = e.id AND (w.tier_id IS NULL OR t.id = w.tier_id) \
+         WHERE w.status = 'waiting' AND e.start_time > {now} AND e.max_tickets_per_user IS NULL \
+           AND t.sales_start IS NULL AND t.sales_end IS NULL \
+           AND w.quantity <= e.total_tickets - e.tickets_sold \
+           AND (t.quantity IS NULL OR w.quantity <= t.quantity - t.sold) \
+           AND (t.max_per_order IS NULL OR w.quantity <= t.max_per_order)"
+    );
+    assert_eq!(
+        scalar(backend, url, &offerable).await,
+        0,
+        "no waiting entry could be offered seats that are free"
+    );
 }
 
 /// Every seat a cancellation or an expiry gave back went through the seat ledger exactly once:

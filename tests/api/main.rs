@@ -17,3 +17,4 @@ mod scanning;
 mod search;
 mod store_conformance;
 mod tickets;
+mod waitlist;

@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::api::schemas::PageInfo;
+use crate::domain::waitlist::WaitlistFigures;
 use crate::domain::{Event, EventDetails, EventStats, NearbyEvent, Tier, Venue};
 
 /// Where an event takes place, as every event answer shows it.
@@ -147,6 +148,37 @@ pub struct TierStatsBody {
     available: i64,
     /// Paid tickets at the prices their orders recorded, in the currency's minor unit.
     revenue_minor: i64,
+    /// The tier's own waiting-list entries.
+    waitlist: WaitlistStatsBody,
+}
+
+/// Waiting-list entries by effective status (WAITLIST.md § Stats).
+#[derive(Serialize, ToSchema)]
+pub struct WaitlistStatsBody {
+    waiting: i64,
+    /// Seats the waiting entries want.
+    waiting_seats: i64,
+    offered: i64,
+    purchased: i64,
+    expired: i64,
+    left: i64,
+    removed: i64,
+    closed: i64,
+}
+
+impl From<WaitlistFigures> for WaitlistStatsBody {
+    fn from(figures: WaitlistFigures) -> Self {
+        Self {
+            waiting: figures.waiting,
+            waiting_seats: figures.waiting_seats,
+            offered: figures.offered,
+            purchased: figures.purchased,
+            expired: figures.expired,
+            left: figures.left,
+            removed: figures.removed,
+            closed: figures.closed,
+        }
+    }
 }
 
 /// What an event sold, whole and per tier (for its creator).
@@ -163,10 +195,11 @@ pub struct EventStatsResponse {
     /// Given back on the event's orders.
     refunded_minor: i64,
     tiers: Vec<TierStatsBody>,
+    waitlist: WaitlistStatsBody,
 }
 
 impl From<EventStats> for EventStatsResponse {
-    fn from(stats: EventStats) -> Self {
+    fn from(mut stats: EventStats) -> Self {
         let seats_left = stats.available;
         Self {
             event_id: stats.event_id,
@@ -188,8 +221,14 @@ impl From<EventStats> for EventStatsResponse {
                     reserved: sales.reserved,
                     paid: sales.paid,
                     revenue_minor: sales.revenue_minor,
+                    waitlist: stats
+                        .tier_waitlists
+                        .remove(&tier.id)
+                        .unwrap_or_default()
+                        .into(),
                 })
                 .collect(),
+            waitlist: stats.waitlist.into(),
         }
     }
 }

@@ -60,6 +60,8 @@ pub struct OrderResponse {
     paid_at: Option<DateTime<Utc>>,
     updated_at: DateTime<Utc>,
     payment: PaymentBody,
+    /// The waiting-list entry this order was offered to; null for an ordinary order.
+    waitlist_entry_id: Option<Uuid>,
 }
 
 impl OrderResponse {
@@ -91,6 +93,7 @@ impl OrderResponse {
             paid_at: order.paid_at,
             updated_at: order.updated_at,
             payment,
+            waitlist_entry_id: order.waitlist_entry_id,
         }
     }
 

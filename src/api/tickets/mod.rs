@@ -4,7 +4,7 @@ mod read;
 mod response;
 mod write;
 
-pub use response::{TicketEvent, TicketStatusBody};
+pub use response::{TicketEvent, TicketStatusBody, TicketUser};
 
 use axum::routing::post;
 use utoipa_axum::router::OpenApiRouter;

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::api::payment::PaymentBody;
 use crate::api::schemas::PageInfo;
 use crate::domain::{
-    EventSummary, Order, PaymentProvider, TicketDetails, TicketStatus, TierSummary,
+    EventSummary, Order, PaymentProvider, TicketDetails, TicketStatus, TierSummary, UserSummary,
 };
 
 /// The status as clients read it.
@@ -37,6 +37,16 @@ pub struct TicketUser {
     id: Uuid,
     name: String,
     email: String,
+}
+
+impl From<UserSummary> for TicketUser {
+    fn from(user: UserSummary) -> Self {
+        Self {
+            id: user.id,
+            name: user.name,
+            email: user.email,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -126,11 +136,7 @@ impl TicketResponse {
             expires_at: details.ticket.expires_at,
             paid_at: details.ticket.paid_at,
             updated_at: details.ticket.updated_at,
-            user: TicketUser {
-                id: details.user.id,
-                name: details.user.name,
-                email: details.user.email,
-            },
+            user: details.user.into(),
             event: details.event.into(),
             is_expired: status == TicketStatus::Expired,
             is_paid: status == TicketStatus::Paid,

@@ -124,6 +124,18 @@ impl sql::Dialect for Postgres {
         Ok(())
     }
 
+    async fn offer_seats_back(
+        conn: &mut PgConnection,
+        back: &[SeatsBack],
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        super::waitlist::offer_seats_back(conn, back, now).await
+    }
+
+    async fn end_lapsed_offers(conn: &mut PgConnection, now: DateTime<Utc>) -> StoreResult<()> {
+        super::waitlist::end_lapsed_offers(conn, now).await
+    }
+
     async fn record_seats_back(
         conn: &mut PgConnection,
         back: &[SeatsBack],

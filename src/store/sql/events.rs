@@ -466,7 +466,22 @@ where
         tier_id: None,
         seats: i64::from(draft.total_tickets()) - i64::from(total_before),
     };
-    ledger::capacity_back::<DB>(conn, back, SeatsBackCause::CapacityRaised, now).await?;
+    // A disabled list closes its line; open offers run their course.
+    sqlx::query(super::CLOSE_DISABLED_LINE)
+        .bind(id)
+        .bind(DB::Time::from(now))
+        .execute(&mut *conn)
+        .await?;
+    let row = if back.seats > 0 {
+        ledger::capacity_back::<DB>(conn, back, SeatsBackCause::CapacityRaised, now).await?;
+        // The answer shows what the offer step took of the seats.
+        sqlx::query_as(FIND_EVENT)
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?
+    } else {
+        row
+    };
     let tiers = tiers_on::<DB>(conn, id).await?;
     Ok(EventUpdate::Done(Box::new(row.with_tiers(tiers)?)))
 }

@@ -24,6 +24,8 @@ mod payments;
 mod checkin_lists;
 #[macro_use]
 mod scans;
+#[macro_use]
+mod waitlist;
 
 pub(super) use self::changes::*;
 pub(super) use self::checkin::*;
@@ -35,6 +37,7 @@ pub(super) use self::payments::*;
 pub(super) use self::scans::*;
 pub(super) use self::tiers::*;
 pub(super) use self::users::*;
+pub(super) use self::waitlist::*;
 
 use std::future::Future;
 
@@ -118,6 +121,20 @@ pub(super) trait Dialect: Database {
         conn: &mut Self::Connection,
         ids: &[Uuid],
     ) -> impl Future<Output = Result<Vec<ScannedTicketRow<Self::Time>>, sqlx::Error>> + Send;
+
+    /// The waiting list's offer step for the events `back` gave seats back to, under their
+    /// locks ([`waitlist_store!`]).
+    fn offer_seats_back(
+        conn: &mut Self::Connection,
+        back: &[SeatsBack],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Offers whose orders expired end `expired`.
+    fn end_lapsed_offers(
+        conn: &mut Self::Connection,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Appends `back` to the `seat_returns` log.
     fn record_seats_back(

@@ -66,7 +66,7 @@ macro_rules! order_columns {
         "o.id, o.user_id, o.event_id, o.status, o.currency, o.total_minor, o.expires_at, \
          o.paid_at, o.created_at, o.updated_at, o.payment_provider, o.payment_status, \
          o.payment_intent_id, o.refunded_minor, o.payment_failure_code, o.payment_updated_at, \
-         o.payment_attempts, \
+         o.payment_attempts, o.waitlist_entry_id, \
          e.title AS event_title, \
          e.start_time AS event_start_time, e.end_time AS event_end_time, \
          e.venue_name AS event_venue_name, e.city AS event_city, e.state AS event_state \
@@ -559,6 +559,20 @@ where
         OrderMoved::Cancelled | OrderMoved::Refunded => TicketStatus::Cancelled,
         OrderMoved::Expired => TicketStatus::Expired,
     };
+    // An offered order's entry follows it (WAITLIST.md: accept, decline, lapse).
+    let offer_sql = match moved {
+        OrderMoved::Paid => Some(super::OFFER_PAID),
+        OrderMoved::Cancelled => Some(super::OFFER_DECLINED),
+        OrderMoved::Expired => Some(super::OFFER_EXPIRED),
+        OrderMoved::Refunded => None,
+    };
+    if let Some(offer_sql) = offer_sql {
+        sqlx::query(offer_sql)
+            .bind(order_id)
+            .bind(DB::Time::from(now))
+            .execute(&mut *conn)
+            .await?;
+    }
     let set_status = set_order_tickets_status(DB::LOCK_ROW);
     sqlx::query(&set_status)
         .bind(order_id)
@@ -668,6 +682,7 @@ pub(in crate::store) struct OrderRow<T> {
     payment_failure_code: Option<String>,
     payment_updated_at: Option<T>,
     payment_attempts: i32,
+    waitlist_entry_id: Option<Uuid>,
     event_title: String,
     event_start_time: T,
     event_end_time: T,
@@ -743,6 +758,7 @@ pub(in crate::store) fn assemble_orders<T: StoredTime>(
                             .map(StoredTime::into_utc)
                             .transpose()?,
                     },
+                    waitlist_entry_id: row.waitlist_entry_id,
                 },
                 event: EventSummary {
                     id: row.event_id,

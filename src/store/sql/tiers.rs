@@ -220,19 +220,32 @@ where
                 .bind(event_id)
                 .execute(&mut *conn)
                 .await?;
+            sqlx::query(super::CLOSE_TIER_LINE)
+                .bind(id)
+                .bind(DB::Time::from(now))
+                .execute(&mut *conn)
+                .await?;
             return Ok(TierOutcome::Deleted);
         }
     };
-    let tiers = tiers_on::<DB>(conn, event_id).await?;
-    let Some(tier) = tiers.into_iter().find(|tier| tier.id == saved) else {
-        return Err(StoreError::Corrupt("a saved tier vanished".into()));
+    let saved_tier = |tiers: Vec<Tier>| {
+        tiers
+            .into_iter()
+            .find(|tier| tier.id == saved)
+            .ok_or_else(|| StoreError::Corrupt("a saved tier vanished".into()))
     };
+    let tier = saved_tier(tiers_on::<DB>(conn, event_id).await?)?;
     let back = SeatsBack {
         event_id,
         tier_id: Some(tier.id),
         seats: tier.available(seats_left) - was_available,
     };
+    if back.seats <= 0 {
+        return Ok(TierOutcome::Saved(Box::new(tier)));
+    }
     ledger::capacity_back::<DB>(conn, back, cause, now).await?;
+    // The answer shows what the offer step took of the seats.
+    let tier = saved_tier(tiers_on::<DB>(conn, event_id).await?)?;
     Ok(TierOutcome::Saved(Box::new(tier)))
 }
 
@@ -312,6 +325,8 @@ where
             sales,
             refunded_minor,
             tiers,
+            waitlist: Default::default(),
+            tier_waitlists: Default::default(),
         },
     )))
 }

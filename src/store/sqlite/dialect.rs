@@ -115,6 +115,18 @@ impl sql::Dialect for Sqlite {
         Ok(())
     }
 
+    async fn offer_seats_back(
+        conn: &mut SqliteConnection,
+        back: &[SeatsBack],
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        super::waitlist::offer_seats_back(conn, back, now).await
+    }
+
+    async fn end_lapsed_offers(conn: &mut SqliteConnection, now: DateTime<Utc>) -> StoreResult<()> {
+        super::waitlist::end_lapsed_offers(conn, now).await
+    }
+
     async fn record_seats_back(
         conn: &mut SqliteConnection,
         back: &[SeatsBack],

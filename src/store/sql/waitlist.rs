@@ -1,0 +1,1036 @@
+//! The waiting list (WAITLIST.md): its statements, the offer step the seat ledger runs
+//! ([`super::super::ledger`]), and [`crate::store::WaitlistStore`], written once for both
+//! backends ([`waitlist_store!`], as [`checkin_list_store!`] is).
+//!
+//! Every writer of entries holds the event's row first (PostgreSQL `FOR UPDATE`, SQLite's one
+//! writer); one that cancels an offer holds its order before the event, as every order writer
+//! does. The event's `waitlist_waiting` counter follows the entries by trigger.
+
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use super::StoredTime;
+use crate::domain::waitlist::{ClosedReason, EntryStatus, Offer, WaitlistEntry};
+use crate::domain::{EventSummary, UserSummary};
+use crate::store::StoreError;
+
+/// Entries read at `$1` (now), with their user, their event's summary, their tier's sales
+/// end and their rank in line (the caller appends the condition and order).
+macro_rules! entry_select {
+    () => {
+        "SELECT w.id, w.event_id, w.tier_id, w.tier_name, w.user_id, w.quantity, w.status,
+            w.closed_reason, w.offer_order_id, w.offer_tier_id, w.offer_tier_name,
+            w.offer_quantity, w.offer_total_minor, w.offered_at, w.offer_expires_at,
+            w.joined_at, w.updated_at, u.name AS user_name, u.email AS user_email,
+            e.title AS event_title, e.start_time AS event_start_time,
+            e.end_time AS event_end_time, e.venue_name AS event_venue_name,
+            e.city AS event_city, e.state AS event_state, tt.sales_end AS tier_sales_end,
+            CASE WHEN w.status = 'waiting' THEN
+                (SELECT count(*) FROM waitlist_entries l
+                 LEFT JOIN ticket_tiers lt ON lt.id = l.tier_id
+                 WHERE l.event_id = w.event_id AND l.status = 'waiting' AND l.seq <= w.seq
+                   AND (lt.sales_end IS NULL OR lt.sales_end > $1))
+            END AS position,
+            count(*) OVER () AS total
+         FROM waitlist_entries w
+         JOIN users u ON u.id = w.user_id
+         JOIN events e ON e.id = w.event_id
+         LEFT JOIN ticket_tiers tt ON tt.id = w.tier_id"
+    };
+}
+
+/// An entry's status as it reads at `$1` (now): see [`WaitlistEntry::effective`].
+macro_rules! effective_status {
+    () => {
+        "(CASE WHEN w.status = 'offered' AND w.offer_expires_at <= $1 THEN 'expired'
+              WHEN w.status = 'waiting'
+                   AND (e.start_time <= $1 OR tt.sales_end <= $1) THEN 'closed'
+              ELSE w.status END)"
+    };
+}
+
+/// `$1` now, `$2` entry.
+pub(in crate::store) const FIND_ENTRY: &str = concat!(entry_select!(), " WHERE w.id = $2");
+
+/// Narrows a listing to `$3` (an effective status, or `NULL` for all).
+macro_rules! status_filter {
+    () => {
+        concat!(" AND ($3 IS NULL OR ", effective_status!(), " = $3)")
+    };
+}
+
+/// What a listing counts from (`$1` now, `$2` user).
+macro_rules! user_entries_from {
+    () => {
+        concat!(
+            " FROM waitlist_entries w JOIN events e ON e.id = w.event_id
+              LEFT JOIN ticket_tiers tt ON tt.id = w.tier_id WHERE w.user_id = $2",
+            status_filter!()
+        )
+    };
+}
+
+/// What a listing counts from (`$1` now, `$2` event, `$4` tier or `NULL`).
+macro_rules! event_entries_from {
+    () => {
+        concat!(
+            " FROM waitlist_entries w JOIN events e ON e.id = w.event_id
+              LEFT JOIN ticket_tiers tt ON tt.id = w.tier_id WHERE w.event_id = $2",
+            status_filter!(),
+            " AND ($4 IS NULL OR w.tier_id = $4)"
+        )
+    };
+}
+
+/// `$1` now, `$2` user, `$3` status or `NULL`, `$4` limit, `$5` skip: newest first.
+pub(in crate::store) const USER_ENTRIES: &str = concat!(
+    entry_select!(),
+    " WHERE w.user_id = $2",
+    status_filter!(),
+    " ORDER BY w.joined_at DESC, w.id DESC LIMIT $4 OFFSET $5"
+);
+
+pub(in crate::store) const COUNT_USER_ENTRIES: &str =
+    concat!("SELECT count(*)", user_entries_from!());
+
+/// `$1` now, `$2` event, `$3` status or `NULL`, `$4` tier or `NULL`, `$5` limit, `$6` skip:
+/// in join order.
+pub(in crate::store) const EVENT_ENTRIES: &str = concat!(
+    entry_select!(),
+    " WHERE w.event_id = $2",
+    status_filter!(),
+    " AND ($4 IS NULL OR w.tier_id = $4) ORDER BY w.seq LIMIT $5 OFFSET $6"
+);
+
+pub(in crate::store) const COUNT_EVENT_ENTRIES: &str =
+    concat!("SELECT count(*)", event_entries_from!());
+
+/// `$1` now, `$2` event: entries per tier (`NULL`: any tier) and effective status, with the
+/// seats they want.
+pub(in crate::store) const ENTRY_FIGURES: &str = concat!(
+    "SELECT w.tier_id, ",
+    effective_status!(),
+    " AS status, count(*), CAST(coalesce(sum(w.quantity), 0) AS BIGINT)
+     FROM waitlist_entries w JOIN events e ON e.id = w.event_id
+     LEFT JOIN ticket_tiers tt ON tt.id = w.tier_id
+     WHERE w.event_id = $2 GROUP BY w.tier_id, 2"
+);
+
+/// `$1` event: whether its line is open, its waiting entries, its offer minutes (`NULL`:
+/// the server's default as the entry recorded it).
+pub(in crate::store) const EVENT_LINE: &str =
+    "SELECT waitlist_enabled, waitlist_waiting, waitlist_offer_minutes FROM events WHERE id = $1";
+
+/// `$1` event, `$2` user: the user's active entry for the event.
+pub(in crate::store) const ACTIVE_ENTRY: &str = "SELECT id FROM waitlist_entries
+     WHERE event_id = $1 AND user_id = $2 AND status IN ('waiting', 'offered')";
+
+/// `$1` user: their active entries, every event.
+pub(in crate::store) const ACTIVE_OF_USER: &str = "SELECT count(*) FROM waitlist_entries
+     WHERE user_id = $1 AND status IN ('waiting', 'offered')";
+
+pub(in crate::store) const INSERT_ENTRY: &str = "INSERT INTO waitlist_entries
+        (id, event_id, tier_id, tier_name, user_id, quantity, status, offer_seconds,
+         joined_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, 'waiting', $7, $8, $8)";
+
+/// `$1` event, `$2` after this `seq`, `$3` at most: the line, in join order.
+pub(in crate::store) const LINE_PAGE: &str = "SELECT id, user_id, tier_id, quantity, seq,
+        offer_seconds
+     FROM waitlist_entries WHERE event_id = $1 AND status = 'waiting' AND seq > $2
+     ORDER BY seq LIMIT $3";
+
+/// `$1` entry, `$2` order, `$3` tier, `$4` tier name, `$5` quantity, `$6` total, `$7` now,
+/// `$8` expires: the entry holds its offer. Only from `waiting`.
+pub(in crate::store) const ENTRY_OFFERED: &str = "UPDATE waitlist_entries
+     SET status = 'offered', offer_order_id = $2, offer_tier_id = $3, offer_tier_name = $4,
+         offer_quantity = $5, offer_total_minor = $6, offered_at = $7, offer_expires_at = $8,
+         updated_at = $7
+     WHERE id = $1 AND status = 'waiting'";
+
+/// `$1` order, `$2` its entry.
+pub(in crate::store) const ORDER_OFFERED: &str =
+    "UPDATE orders SET waitlist_entry_id = $2 WHERE id = $1";
+
+/// `$1` entry, `$2` reason, `$3` now: a waiting entry's line ended.
+pub(in crate::store) const CLOSE_ENTRY: &str = "UPDATE waitlist_entries
+     SET status = 'closed', closed_reason = $2, updated_at = $3
+     WHERE id = $1 AND status = 'waiting'";
+
+/// `$1` event, `$2` reason, `$3` now: every waiting entry of the event closes.
+pub(in crate::store) const CLOSE_EVENT_LINE: &str = "UPDATE waitlist_entries
+     SET status = 'closed', closed_reason = $2, updated_at = $3
+     WHERE event_id = $1 AND status = 'waiting'";
+
+/// `$1` tier, `$2` now: the tier's waiting entries close (`tier_unavailable`).
+pub(in crate::store) const CLOSE_TIER_LINE: &str = "UPDATE waitlist_entries
+     SET status = 'closed', closed_reason = 'tier_unavailable', updated_at = $2
+     WHERE tier_id = $1 AND status = 'waiting'";
+
+/// `$1` now: offers whose order expired (by the sweeper, or an order short of seats) end
+/// `expired`.
+pub(in crate::store) const END_LAPSED_OFFERS: &str = "UPDATE waitlist_entries
+     SET status = 'expired', updated_at = $1
+     WHERE status = 'offered' AND offer_expires_at <= $1
+       AND EXISTS (SELECT 1 FROM orders o
+                   WHERE o.id = waitlist_entries.offer_order_id AND o.status = 'expired')";
+
+/// `$1` entry: its event, user, stored status and offer order (to lock before the event).
+pub(in crate::store) const ENTRY_STATE: &str =
+    "SELECT event_id, user_id, status, offer_order_id FROM waitlist_entries WHERE id = $1";
+
+/// `$1` entry, `$2` new status (`left`/`removed`), `$3` now.
+pub(in crate::store) const END_ENTRY: &str = "UPDATE waitlist_entries
+     SET status = $2, updated_at = $3
+     WHERE id = $1 AND status IN ('waiting', 'offered')";
+
+/// `$1` order, `$2` now: an offered entry's order is cancelled (not past its hold); its event.
+pub(in crate::store) const CANCEL_OFFER_ORDER: &str = "UPDATE orders
+     SET status = 'cancelled', updated_at = $2
+     WHERE id = $1 AND status = 'reserved' AND expires_at > $2 AND payment_status <> 'pending'
+     RETURNING event_id, total_minor";
+
+/// `$1` order: its row, locked by the caller's suffix (before its event's).
+pub(in crate::store) const ORDER_ROW: &str = "SELECT id FROM orders WHERE id = $1";
+
+/// `$1` now, `$2` at most: events whose line must close (they started).
+pub(in crate::store) const STARTED_LINES: &str = "SELECT id FROM events
+     WHERE waitlist_waiting > 0 AND start_time <= $1 ORDER BY id LIMIT $2";
+
+/// `$1` now, `$2` at most: events with waiting entries for a tier whose sales ended.
+pub(in crate::store) const ENDED_TIER_LINES: &str = "SELECT DISTINCT e.id FROM events e
+     JOIN ticket_tiers t ON t.event_id = e.id
+     WHERE e.waitlist_waiting > 0 AND t.sales_end <= $1
+       AND EXISTS (SELECT 1 FROM waitlist_entries w WHERE w.tier_id = t.id AND w.status = 'waiting')
+     ORDER BY e.id LIMIT $2";
+
+/// `$1` now, `$2` since, `$3` at most: events with waiting entries whose tier's sales started
+/// since `$2`: the clock put seats on sale, which no write did.
+pub(in crate::store) const OPENED_TIER_LINES: &str = "SELECT DISTINCT e.id FROM events e
+     JOIN ticket_tiers t ON t.event_id = e.id
+     WHERE e.waitlist_waiting > 0 AND e.start_time > $1
+       AND t.sales_start <= $1 AND t.sales_start > $2
+     ORDER BY e.id LIMIT $3";
+
+/// `$1` event: its row, locked by the caller's suffix.
+pub(in crate::store) const EVENT_ROW: &str = "SELECT id FROM events WHERE id = $1";
+
+/// `$1` event, `$2` now: the tiers of the event past their sales end.
+pub(in crate::store) const ENDED_TIERS: &str =
+    "SELECT id FROM ticket_tiers WHERE event_id = $1 AND sales_end <= $2";
+
+/// `$1` order, `$2` now: the entry the order was offered to is paid for (a late payment may
+/// take an expired offer's seats again).
+pub(in crate::store) const OFFER_PAID: &str = "UPDATE waitlist_entries
+     SET status = 'purchased', updated_at = $2
+     WHERE offer_order_id = $1 AND status IN ('offered', 'expired')";
+
+/// `$1` order, `$2` now: the order offered was cancelled: its entry declined the offer.
+pub(in crate::store) const OFFER_DECLINED: &str = "UPDATE waitlist_entries
+     SET status = 'left', updated_at = $2 WHERE offer_order_id = $1 AND status = 'offered'";
+
+/// `$1` order, `$2` now: the order offered expired unpaid.
+pub(in crate::store) const OFFER_EXPIRED: &str = "UPDATE waitlist_entries
+     SET status = 'expired', updated_at = $2 WHERE offer_order_id = $1 AND status = 'offered'";
+
+/// `$1` event, `$2` now: a disabled list closes its waiting entries.
+pub(in crate::store) const CLOSE_DISABLED_LINE: &str = "UPDATE waitlist_entries
+     SET status = 'closed', closed_reason = 'waitlist_disabled', updated_at = $2
+     WHERE event_id = $1 AND status = 'waiting'
+       AND NOT (SELECT waitlist_enabled FROM events WHERE id = $1)";
+
+/// A waiting entry as the offer step reads it.
+#[derive(FromRow)]
+pub(in crate::store) struct LineRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub tier_id: Option<Uuid>,
+    pub quantity: i32,
+    pub seq: i64,
+    pub offer_seconds: i64,
+}
+
+/// An entry as [`entry_select!`] reads it.
+#[derive(FromRow)]
+pub(in crate::store) struct EntryRow<T> {
+    id: Uuid,
+    event_id: Uuid,
+    tier_id: Option<Uuid>,
+    tier_name: Option<String>,
+    user_id: Uuid,
+    quantity: i32,
+    status: String,
+    closed_reason: Option<String>,
+    offer_order_id: Option<Uuid>,
+    offer_tier_id: Option<Uuid>,
+    offer_tier_name: Option<String>,
+    offer_quantity: Option<i32>,
+    offer_total_minor: Option<i64>,
+    offered_at: Option<T>,
+    offer_expires_at: Option<T>,
+    joined_at: T,
+    updated_at: T,
+    user_name: String,
+    user_email: String,
+    event_title: String,
+    event_start_time: T,
+    event_end_time: T,
+    event_venue_name: String,
+    event_city: String,
+    event_state: String,
+    tier_sales_end: Option<T>,
+    position: Option<i64>,
+    pub(in crate::store) total: i64,
+}
+
+pub(in crate::store) fn parse_entry_status(raw: &str) -> Result<EntryStatus, StoreError> {
+    EntryStatus::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("entry status {raw:?}")))
+}
+
+impl<T: StoredTime> EntryRow<T> {
+    pub(in crate::store) fn into_entry(self) -> Result<WaitlistEntry, StoreError> {
+        let closed_reason = self
+            .closed_reason
+            .map(|raw| {
+                ClosedReason::parse(&raw)
+                    .ok_or_else(|| StoreError::Corrupt(format!("closed reason {raw:?}")))
+            })
+            .transpose()?;
+        let offer = match (
+            self.offer_order_id,
+            self.offer_tier_id,
+            self.offer_tier_name,
+            self.offer_quantity,
+            self.offer_total_minor,
+            self.offered_at,
+            self.offer_expires_at,
+        ) {
+            (
+                Some(order_id),
+                Some(tier_id),
+                Some(tier_name),
+                Some(quantity),
+                Some(total_minor),
+                Some(offered_at),
+                Some(expires_at),
+            ) => Some(Offer {
+                order_id,
+                tier_id,
+                tier_name,
+                quantity,
+                total_minor,
+                offered_at: offered_at.into_utc()?,
+                expires_at: expires_at.into_utc()?,
+            }),
+            _ => None,
+        };
+        Ok(WaitlistEntry {
+            id: self.id,
+            event_id: self.event_id,
+            tier_id: self.tier_id,
+            tier_name: self.tier_name,
+            user_id: self.user_id,
+            quantity: self.quantity,
+            status: parse_entry_status(&self.status)?,
+            closed_reason,
+            position: self.position,
+            offer,
+            user: UserSummary {
+                id: self.user_id,
+                name: self.user_name,
+                email: self.user_email,
+            },
+            event: EventSummary {
+                id: self.event_id,
+                title: self.event_title,
+                start_time: self.event_start_time.into_utc()?,
+                end_time: self.event_end_time.into_utc()?,
+                venue_name: self.event_venue_name,
+                city: self.event_city,
+                state: self.event_state,
+            },
+            tier_sales_end: self.tier_sales_end.map(StoredTime::into_utc).transpose()?,
+            joined_at: self.joined_at.into_utc()?,
+            updated_at: self.updated_at.into_utc()?,
+        })
+    }
+}
+
+/// How many waiting entries the offer step reads at a time.
+pub(in crate::store) const LINE_PAGE_SIZE: i64 = 256;
+
+/// How many events the sweeper's waiting-list pass takes on at a time.
+pub(in crate::store) const SWEEP_EVENTS: i64 = 100;
+
+/// How far back the sweeper looks for a tier's `sales_start` (it runs every second).
+pub(in crate::store) const SALES_START_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+
+/// Whether `now` and the offer's own minutes leave an offer of `seconds`, ending no later
+/// than the event's start.
+pub(in crate::store) fn offer_hold(
+    seconds: i64,
+    start_time: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> std::time::Duration {
+    let until_start = (start_time - now).num_milliseconds().max(0);
+    let wanted = seconds.saturating_mul(1000);
+    std::time::Duration::from_millis(u64::try_from(wanted.min(until_start)).unwrap_or_default())
+}
+
+/// [`crate::store::WaitlistStore`] and the offer step for `$store` on `$db`, with `write_tx`,
+/// the read pool `$reader` and `$statements` (now → the backend's order statements).
+macro_rules! waitlist_store {
+    ($store:ty, $db:ty, $reader:ident, $statements:expr) => {
+        pub(super) mod waitlist {
+            use std::collections::HashMap;
+
+            use super::*;
+            use async_trait::async_trait;
+            use chrono::{DateTime, Utc};
+            use uuid::Uuid;
+            use $crate::domain::waitlist::{
+                ClosedReason, EntryEnd, EntryEnded, EntryStatus, InLine, JoinFacts, JoinLimits,
+                JoinRequest, Joined, OfferDecision, WaitlistEntry, WaitlistFigures,
+                judge_join, offer_seats,
+            };
+            use $crate::domain::{NewOrder, OrderLine, SeatsBack, TierChoice, WriteOutcome};
+            use $crate::store::order_batch::{self, BatchStatements, BuyerOf};
+            use $crate::store::sql::{self, Dialect, EntryRow, LineRow};
+            use $crate::store::{
+                HeldKey, Page, StoreError, StoreResult, WaitlistFilter, WaitlistStore, ledger,
+            };
+
+            type Time = <$db as Dialect>::Time;
+            type Conn = <$db as sqlx::Database>::Connection;
+
+            /// The offer step (WAITLIST.md), for the events `back` gave seats back to: run
+            /// by the seat ledger in the transaction that freed them, under the events' locks.
+            /// An event nobody waits for costs one read of its row.
+            pub(in $crate::store) async fn offer_seats_back(
+                conn: &mut Conn,
+                back: &[SeatsBack],
+                now: DateTime<Utc>,
+            ) -> StoreResult<()> {
+                let mut events: Vec<Uuid> = back.iter().map(|back| back.event_id).collect();
+                events.sort_unstable();
+                events.dedup();
+                for event_id in events {
+                    offer_on(conn, event_id, now).await?;
+                }
+                Ok(())
+            }
+
+            /// The offer step on one event, whose row the caller holds.
+            async fn offer_on(
+                conn: &mut Conn,
+                event_id: Uuid,
+                now: DateTime<Utc>,
+            ) -> StoreResult<()> {
+                let line: Option<(bool, i32, Option<i32>)> = sqlx::query_as(sql::EVENT_LINE)
+                    .bind(event_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                let Some((_, waiting, event_minutes)) = line else {
+                    return Ok(());
+                };
+                if waiting <= 0 {
+                    return Ok(());
+                }
+                let statements = ($statements)(now);
+                let (_, mut sales) = statements.read_sales(conn, &[event_id]).await?;
+                let Some(sale) = sales.remove(&event_id) else {
+                    return Ok(());
+                };
+                let mut state = sale.state;
+                let mut held: HashMap<Uuid, i64> = HashMap::new();
+                let mut buyers = HashMap::new();
+                let mut offered = Vec::new();
+                let mut closed = Vec::new();
+                let mut after = i64::MIN;
+                while sellable(&state, now) {
+                    let page: Vec<LineRow> = sqlx::query_as(sql::LINE_PAGE)
+                        .bind(event_id)
+                        .bind(after)
+                        .bind(sql::LINE_PAGE_SIZE)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    let Some(last) = page.last() else {
+                        break;
+                    };
+                    after = last.seq;
+                    let mut wanted: Vec<BuyerOf> = page
+                        .iter()
+                        .filter(|row| !buyers.contains_key(&(row.user_id, event_id)))
+                        .map(|row| BuyerOf {
+                            user_id: row.user_id,
+                            event_id,
+                            capped: state.max_tickets_per_user.is_some(),
+                        })
+                        .collect();
+                    wanted.sort_unstable_by_key(|buyer| buyer.user_id);
+                    wanted.dedup_by_key(|buyer| buyer.user_id);
+                    for (key, (user, count)) in statements.read_buyers(conn, &wanted, now).await? {
+                        held.insert(key.0, count);
+                        buyers.insert(key, user);
+                    }
+                    let seconds: HashMap<Uuid, i64> = page
+                        .iter()
+                        .map(|row| (row.id, row.offer_seconds))
+                        .collect();
+                    let in_line: Vec<InLine> = page
+                        .iter()
+                        .map(|row| InLine {
+                            entry_id: row.id,
+                            user_id: row.user_id,
+                            request: JoinRequest {
+                                tier_id: row.tier_id,
+                                quantity: row.quantity,
+                            },
+                        })
+                        .collect();
+                    for decision in offer_seats(&mut state, &in_line, &mut held, now) {
+                        match decision {
+                            OfferDecision::Offer { entry_id, plan } => {
+                                let user = in_line
+                                    .iter()
+                                    .find(|waiting| waiting.entry_id == entry_id)
+                                    .map(|waiting| waiting.user_id)
+                                    .ok_or_else(|| StoreError::Corrupt("offer to no one".into()))?;
+                                let seconds = event_minutes
+                                    .map(|minutes| i64::from(minutes) * 60)
+                                    .unwrap_or(seconds[&entry_id]);
+                                offered.push((entry_id, user, plan, seconds));
+                            }
+                            OfferDecision::CloseForLimit { entry_id } => closed.push(entry_id),
+                        }
+                    }
+                    if i64::try_from(page.len()).unwrap_or(i64::MAX) < sql::LINE_PAGE_SIZE {
+                        break;
+                    }
+                }
+                let mut placed = Vec::with_capacity(offered.len());
+                for (entry_id, user_id, plan, seconds) in offered {
+                    let Some(user) = buyers.get(&(user_id, event_id)) else {
+                        continue;
+                    };
+                    let order = NewOrder {
+                        order_id: Uuid::now_v7(),
+                        user_id,
+                        event_id,
+                        lines: plan
+                            .lines
+                            .iter()
+                            .map(|line| OrderLine {
+                                tier: TierChoice::Tier(line.tier_id),
+                                quantity: line.quantity,
+                            })
+                            .collect(),
+                        hold: sql::offer_hold(seconds, sale.event.start_time, now),
+                    };
+                    let currency = state.currency.clone();
+                    let mut details =
+                        order_batch::granted_order(&order, plan, currency, &sale.event, user, now)?;
+                    details.order.waitlist_entry_id = Some(entry_id);
+                    placed.push(details);
+                }
+                if !placed.is_empty() {
+                    let refs: Vec<_> = placed.iter().collect();
+                    statements.insert(conn, &refs, &[], now).await?;
+                }
+                for details in &placed {
+                    let order = &details.order;
+                    let entry_id = order.waitlist_entry_id.expect("set above");
+                    let line = details.lines.first().ok_or_else(|| {
+                        StoreError::Corrupt("an offer without a line".into())
+                    })?;
+                    sqlx::query(sql::ORDER_OFFERED)
+                        .bind(order.id)
+                        .bind(entry_id)
+                        .execute(&mut *conn)
+                        .await?;
+                    let moved = sqlx::query(sql::ENTRY_OFFERED)
+                        .bind(entry_id)
+                        .bind(order.id)
+                        .bind(line.tier_id)
+                        .bind(&line.tier_name)
+                        .bind(line.quantity)
+                        .bind(order.total_minor)
+                        .bind(Time::from(now))
+                        .bind(Time::from(order.expires_at))
+                        .execute(&mut *conn)
+                        .await?;
+                    if moved.rows_affected() != 1 {
+                        return Err(StoreError::Corrupt("an offered entry was not waiting".into()));
+                    }
+                }
+                metrics::counter!("nearbytix_waitlist_offers_total")
+                    .increment(u64::try_from(placed.len()).unwrap_or_default());
+                for entry_id in closed {
+                    sqlx::query(sql::CLOSE_ENTRY)
+                        .bind(entry_id)
+                        .bind(ClosedReason::Limit.as_str())
+                        .bind(Time::from(now))
+                        .execute(&mut *conn)
+                        .await?;
+                    metrics::counter!("nearbytix_waitlist_closed_total", "reason" => "limit")
+                        .increment(1);
+                }
+                Ok(())
+            }
+
+            /// Whether the sale has a seat some tier sells now.
+            fn sellable(state: &$crate::domain::SaleState, now: DateTime<Utc>) -> bool {
+                !state.started
+                    && state.seats_left > 0
+                    && state.tiers.iter().any(|tier| tier.sale().selling(now) > 0)
+            }
+
+            /// Offers whose order expired end `expired` (after the ledger gave their seats
+            /// back, under their events' locks).
+            pub(in $crate::store) async fn end_lapsed_offers(
+                conn: &mut Conn,
+                now: DateTime<Utc>,
+            ) -> StoreResult<()> {
+                let ended = sqlx::query(sql::END_LAPSED_OFFERS)
+                    .bind(Time::from(now))
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                if ended > 0 {
+                    metrics::counter!("nearbytix_waitlist_offers_ended_total", "outcome" => "expired")
+                        .increment(ended);
+                }
+                Ok(())
+            }
+
+            /// Locks `event_id`'s row (skipping it when another holds it and `skip`); whether
+            /// it exists (and was free).
+            async fn lock_event(conn: &mut Conn, event_id: Uuid, skip: bool) -> StoreResult<bool> {
+                let suffix = if skip {
+                    <$db as Dialect>::SKIP_LOCKED
+                } else {
+                    <$db as Dialect>::LOCK_ROW
+                };
+                let locked: Option<Uuid> = sqlx::query_scalar(&format!("{}{suffix}", sql::EVENT_ROW))
+                    .bind(event_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                Ok(locked.is_some())
+            }
+
+            async fn find_on(
+                conn: &mut Conn,
+                entry_id: Uuid,
+                now: DateTime<Utc>,
+            ) -> StoreResult<Option<WaitlistEntry>> {
+                let row: Option<EntryRow<Time>> = sqlx::query_as(sql::FIND_ENTRY)
+                    .bind(Time::from(now))
+                    .bind(entry_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                row.map(EntryRow::into_entry).transpose()
+            }
+
+            fn count_closed(reason: ClosedReason, entries: u64) {
+                if entries > 0 {
+                    metrics::counter!("nearbytix_waitlist_closed_total", "reason" => reason.as_str())
+                        .increment(entries);
+                }
+            }
+
+            /// A started event's line closes (its row held).
+            async fn close_started_line(
+                conn: &mut Conn,
+                event_id: Uuid,
+                now: DateTime<Utc>,
+            ) -> StoreResult<()> {
+                let closed = sqlx::query(sql::CLOSE_EVENT_LINE)
+                    .bind(event_id)
+                    .bind(ClosedReason::EventStarted.as_str())
+                    .bind(Time::from(now))
+                    .execute(&mut *conn)
+                    .await?;
+                count_closed(ClosedReason::EventStarted, closed.rows_affected());
+                Ok(())
+            }
+
+            #[async_trait]
+            impl WaitlistStore for $store {
+                async fn join_waitlist(
+                    &self,
+                    event_id: Uuid,
+                    user_id: Uuid,
+                    request: JoinRequest,
+                    limits: JoinLimits,
+                    offer_seconds: i64,
+                    key: Option<&HeldKey>,
+                ) -> StoreResult<Joined> {
+                    let (mut tx, now) = self.write_tx().await?;
+                    // Due holds (and lapsed offers) give their seats back first, through the
+                    // offer step: the join is judged on the sale as it is.
+                    ledger::expire_due_holds::<$db>(&mut tx, Some(&[event_id]), i64::MAX, now)
+                        .await?;
+                    let statements = ($statements)(now);
+                    let (_, mut sales) = statements.read_sales(&mut tx, &[event_id]).await?;
+                    let Some(sale) = sales.remove(&event_id) else {
+                        tx.rollback().await?;
+                        return Ok(Joined::EventNotFound);
+                    };
+                    let (enabled, waiting, _): (bool, i32, Option<i32>) =
+                        sqlx::query_as(sql::EVENT_LINE)
+                            .bind(event_id)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    // The user's row, after the event's: active entries across events count
+                    // exactly against the per-user limit.
+                    let user: Option<Uuid> = sqlx::query_scalar(&format!(
+                        "SELECT id FROM users WHERE id = $1{}",
+                        <$db as Dialect>::LOCK_ROW
+                    ))
+                    .bind(user_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if user.is_none() {
+                        tx.rollback().await?;
+                        return Err(StoreError::ForeignKeyViolation);
+                    }
+                    let wanted = [BuyerOf {
+                        user_id,
+                        event_id,
+                        capped: true,
+                    }];
+                    let buyers = statements.read_buyers(&mut tx, &wanted, now).await?;
+                    let Some((buyer, held_by_user)) = buyers.get(&(user_id, event_id)).cloned()
+                    else {
+                        tx.rollback().await?;
+                        return Err(StoreError::ForeignKeyViolation);
+                    };
+                    let active_entry: Option<Uuid> = sqlx::query_scalar(sql::ACTIVE_ENTRY)
+                        .bind(event_id)
+                        .bind(user_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let active_of_user: i64 = sqlx::query_scalar(sql::ACTIVE_OF_USER)
+                        .bind(user_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let facts = JoinFacts {
+                        sale: sale.state,
+                        enabled,
+                        active_entry,
+                        held_by_user,
+                        waiting: i64::from(waiting),
+                        active_of_user,
+                    };
+                    if let Err(refusal) = judge_join(request, &facts, limits, now) {
+                        tx.rollback().await?;
+                        return Ok(Joined::Refused(refusal));
+                    }
+                    let tier = request.tier_id.and_then(|id| {
+                        facts.sale.tiers.iter().find(|tier| tier.id == id)
+                    });
+                    let id = Uuid::now_v7();
+                    sqlx::query(sql::INSERT_ENTRY)
+                        .bind(id)
+                        .bind(event_id)
+                        .bind(request.tier_id)
+                        .bind(tier.map(|tier| tier.name.clone()))
+                        .bind(user_id)
+                        .bind(request.quantity)
+                        .bind(offer_seconds)
+                        .bind(Time::from(now))
+                        .execute(&mut *tx)
+                        .await?;
+                    let mut entry = find_on(&mut tx, id, now)
+                        .await?
+                        .ok_or_else(|| StoreError::Corrupt("a new entry vanished".into()))?;
+                    entry.user = buyer;
+                    if let Some(key) = key {
+                        let joined = WriteOutcome::WaitlistJoined(Box::new(entry.clone()));
+                        if !sql::record_outcome_on::<$db>(&mut tx, key, &joined).await? {
+                            return Err(StoreError::ClaimLost);
+                        }
+                    }
+                    tx.commit().await?;
+                    metrics::counter!("nearbytix_waitlist_joins_total").increment(1);
+                    Ok(Joined::Joined(Box::new(entry)))
+                }
+
+                async fn waitlist_entry(
+                    &self,
+                    entry_id: Uuid,
+                ) -> StoreResult<Option<(Uuid, WaitlistEntry)>> {
+                    let now = Utc::now();
+                    let mut conn = self.$reader.acquire().await?;
+                    let Some(entry) = find_on(&mut conn, entry_id, now).await? else {
+                        return Ok(None);
+                    };
+                    let creator: Uuid = sqlx::query_scalar(sql::EVENT_CREATOR)
+                        .bind(entry.event_id)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    Ok(Some((creator, entry)))
+                }
+
+                async fn user_waitlist(
+                    &self,
+                    user_id: Uuid,
+                    filter: &WaitlistFilter,
+                ) -> StoreResult<Page<WaitlistEntry>> {
+                    let now = Time::from(Utc::now());
+                    let status = filter.status.map(EntryStatus::as_str);
+                    let rows: Vec<EntryRow<Time>> = sqlx::query_as(sql::USER_ENTRIES)
+                        .bind(now)
+                        .bind(user_id)
+                        .bind(status)
+                        .bind(filter.page.limit())
+                        .bind(filter.page.skip())
+                        .fetch_all(&self.$reader)
+                        .await?;
+                    let total = if rows.is_empty() {
+                        sqlx::query_scalar(sql::COUNT_USER_ENTRIES)
+                            .bind(now)
+                            .bind(user_id)
+                            .bind(status)
+                            .fetch_one(&self.$reader)
+                            .await?
+                    } else {
+                        0
+                    };
+                    paged(rows, total)
+                }
+
+                async fn event_waitlist(
+                    &self,
+                    event_id: Uuid,
+                    filter: &WaitlistFilter,
+                ) -> StoreResult<Option<(Uuid, Page<WaitlistEntry>)>> {
+                    let now = Time::from(Utc::now());
+                    let creator: Option<Uuid> = sqlx::query_scalar(sql::EVENT_CREATOR)
+                        .bind(event_id)
+                        .fetch_optional(&self.$reader)
+                        .await?;
+                    let Some(creator) = creator else {
+                        return Ok(None);
+                    };
+                    let status = filter.status.map(EntryStatus::as_str);
+                    let rows: Vec<EntryRow<Time>> = sqlx::query_as(sql::EVENT_ENTRIES)
+                        .bind(now)
+                        .bind(event_id)
+                        .bind(status)
+                        .bind(filter.tier_id)
+                        .bind(filter.page.limit())
+                        .bind(filter.page.skip())
+                        .fetch_all(&self.$reader)
+                        .await?;
+                    let total = if rows.is_empty() {
+                        sqlx::query_scalar(sql::COUNT_EVENT_ENTRIES)
+                            .bind(now)
+                            .bind(event_id)
+                            .bind(status)
+                            .bind(filter.tier_id)
+                            .fetch_one(&self.$reader)
+                            .await?
+                    } else {
+                        0
+                    };
+                    Ok(Some((creator, paged(rows, total)?)))
+                }
+
+                async fn end_entry(
+                    &self,
+                    entry_id: Uuid,
+                    end: EntryEnd,
+                ) -> StoreResult<EntryEnded> {
+                    loop {
+                        let (mut tx, now) = self.write_tx().await?;
+                        let state: Option<(Uuid, Uuid, String, Option<Uuid>)> =
+                            sqlx::query_as(sql::ENTRY_STATE)
+                                .bind(entry_id)
+                                .fetch_optional(&mut *tx)
+                                .await?;
+                        let Some((event_id, owner, _, order)) = state else {
+                            tx.rollback().await?;
+                            return Ok(EntryEnded::NotFound);
+                        };
+                        let creator: Uuid = sqlx::query_scalar(sql::EVENT_CREATOR)
+                            .bind(event_id)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        let (allowed, status) = match end {
+                            EntryEnd::Leave { user_id } => (owner == user_id, EntryStatus::Left),
+                            EntryEnd::Remove {
+                                event_id: of_event,
+                                creator_id,
+                            } => {
+                                if of_event != event_id {
+                                    tx.rollback().await?;
+                                    return Ok(EntryEnded::NotFound);
+                                }
+                                (creator == creator_id, EntryStatus::Removed)
+                            }
+                        };
+                        if !allowed {
+                            tx.rollback().await?;
+                            return Ok(EntryEnded::Forbidden);
+                        }
+                        // The offer's order before the event, as every order writer locks.
+                        if let Some(order) = order {
+                            sqlx::query(&format!("{}{}", sql::ORDER_ROW, <$db as Dialect>::LOCK_ROW))
+                                .bind(order)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        lock_event(&mut tx, event_id, false).await?;
+                        let state: (Uuid, Uuid, String, Option<Uuid>) =
+                            sqlx::query_as(sql::ENTRY_STATE)
+                                .bind(entry_id)
+                                .fetch_one(&mut *tx)
+                                .await?;
+                        if state.3 != order {
+                            // Offered meanwhile: its order was not locked first.
+                            tx.rollback().await?;
+                            continue;
+                        }
+                        let Some(entry) = find_on(&mut tx, entry_id, now).await? else {
+                            tx.rollback().await?;
+                            return Ok(EntryEnded::NotFound);
+                        };
+                        let (effective, _) = entry.effective(now);
+                        if effective.is_final() {
+                            tx.rollback().await?;
+                            return Ok(EntryEnded::Final(effective));
+                        }
+                        // The offer's order is cancelled first: one whose payment the
+                        // bank is processing cannot be, and the entry stays as it is.
+                        let mut cancelled = None;
+                        if effective == EntryStatus::Offered
+                            && let Some(order) = order
+                        {
+                            cancelled = sqlx::query_as(sql::CANCEL_OFFER_ORDER)
+                                .bind(order)
+                                .bind(Time::from(now))
+                                .fetch_optional(&mut *tx)
+                                .await?
+                                .map(|(event, total): (Uuid, i64)| (order, event, total));
+                            if cancelled.is_none() {
+                                tx.rollback().await?;
+                                return Ok(EntryEnded::PaymentPending);
+                            }
+                        }
+                        sqlx::query(sql::END_ENTRY)
+                            .bind(entry_id)
+                            .bind(status.as_str())
+                            .bind(Time::from(now))
+                            .execute(&mut *tx)
+                            .await?;
+                        if let Some((order, event, total)) = cancelled {
+                            let moved = sql::OrderMoved::Cancelled;
+                            sql::order_moved::<$db>(&mut tx, order, event, total, moved, now)
+                                .await?;
+                        }
+                        let ended = find_on(&mut tx, entry_id, now)
+                            .await?
+                            .ok_or_else(|| StoreError::Corrupt("an entry vanished".into()))?;
+                        tx.commit().await?;
+                        if effective == EntryStatus::Offered {
+                            metrics::counter!(
+                                "nearbytix_waitlist_offers_ended_total",
+                                "outcome" => status.as_str()
+                            )
+                            .increment(1);
+                        }
+                        return Ok(EntryEnded::Ended(Box::new(ended)));
+                    }
+                }
+
+                async fn waitlist_figures(
+                    &self,
+                    event_id: Uuid,
+                ) -> StoreResult<(WaitlistFigures, HashMap<Uuid, WaitlistFigures>)> {
+                    let rows: Vec<(Option<Uuid>, String, i64, i64)> =
+                        sqlx::query_as(sql::ENTRY_FIGURES)
+                            .bind(Time::from(Utc::now()))
+                            .bind(event_id)
+                            .fetch_all(&self.$reader)
+                            .await?;
+                    let mut event = WaitlistFigures::default();
+                    let mut tiers: HashMap<Uuid, WaitlistFigures> = HashMap::new();
+                    for (tier, status, entries, seats) in rows {
+                        let status = sql::parse_entry_status(&status)?;
+                        event.count(status, entries, seats);
+                        if let Some(tier) = tier {
+                            tiers.entry(tier).or_default().count(status, entries, seats);
+                        }
+                    }
+                    Ok((event, tiers))
+                }
+
+                async fn sweep_waitlists(&self) -> StoreResult<u64> {
+                    let (mut tx, now) = self.write_tx().await?;
+                    let started: Vec<Uuid> = sqlx::query_scalar(sql::STARTED_LINES)
+                        .bind(Time::from(now))
+                        .bind(sql::SWEEP_EVENTS)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let ended: Vec<Uuid> = sqlx::query_scalar(sql::ENDED_TIER_LINES)
+                        .bind(Time::from(now))
+                        .bind(sql::SWEEP_EVENTS)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let opened: Vec<Uuid> = sqlx::query_scalar(sql::OPENED_TIER_LINES)
+                        .bind(Time::from(now))
+                        .bind(Time::from(now - sql::SALES_START_GRACE))
+                        .bind(sql::SWEEP_EVENTS)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let mut events: Vec<Uuid> =
+                        started.iter().chain(&ended).chain(&opened).copied().collect();
+                    events.sort_unstable();
+                    events.dedup();
+                    let mut swept = 0;
+                    for event_id in events {
+                        // Another transaction holding the event does the work, or the next
+                        // sweep does.
+                        if !lock_event(&mut tx, event_id, true).await? {
+                            continue;
+                        }
+                        swept += 1;
+                        if started.contains(&event_id) {
+                            close_started_line(&mut tx, event_id, now).await?;
+                            continue;
+                        }
+                        let tiers: Vec<Uuid> = sqlx::query_scalar(sql::ENDED_TIERS)
+                            .bind(event_id)
+                            .bind(Time::from(now))
+                            .fetch_all(&mut *tx)
+                            .await?;
+                        for tier in tiers {
+                            let closed = sqlx::query(sql::CLOSE_TIER_LINE)
+                                .bind(tier)
+                                .bind(Time::from(now))
+                                .execute(&mut *tx)
+                                .await?;
+                            count_closed(ClosedReason::TierUnavailable, closed.rows_affected());
+                        }
+                        offer_on(&mut tx, event_id, now).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(swept)
+                }
+            }
+
+            /// A page of entries as read, with the total `count` gives when the page is
+            /// empty.
+            fn paged(rows: Vec<EntryRow<Time>>, total: i64) -> StoreResult<Page<WaitlistEntry>> {
+                let total = rows.first().map_or(total, |row| row.total);
+                let items = rows
+                    .into_iter()
+                    .map(EntryRow::into_entry)
+                    .collect::<StoreResult<_>>()?;
+                Ok(Page { items, total })
+            }
+        }
+    };
+}
