@@ -10,6 +10,7 @@
 //!   cargo bench --bench loadgen -- spread     --backend sqlite|postgres
 //!   cargo bench --bench loadgen -- redeem     --backend sqlite|postgres [--tickets N --gates N]
 //!   cargo bench --bench loadgen -- verify-codes
+//!   cargo bench --bench loadgen -- waitlist   --backend sqlite|postgres [--waiting N --returns N]
 //!
 //! PostgreSQL runs use BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres)
 //! and a fresh `nearbytix_bench` database that they create.
@@ -138,6 +139,16 @@ enum Scenario {
         tickets: usize,
         #[arg(long, default_value_t = 50)]
         gates: usize,
+    },
+    /// The waiting list: `waiting` people in line for a sold-out event, then `returns` holders
+    /// cancel at once; how long until every returned seat is offered.
+    Waitlist {
+        #[arg(long, default_value_t = 10_000)]
+        waiting: usize,
+        #[arg(long, default_value_t = 1_000)]
+        returns: usize,
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
     },
     /// Reservations spread over many events.
     Spread {
@@ -273,6 +284,11 @@ fn main() -> anyhow::Result<()> {
                 users,
             } => spread(&bench, events, requests, concurrency, users).await,
             Scenario::Redeem { tickets, gates } => redeem(&bench, tickets, gates).await,
+            Scenario::Waitlist {
+                waiting,
+                returns,
+                concurrency,
+            } => waitlist(&bench, waiting, returns, concurrency).await,
             Scenario::VerifyCodes { .. } => unreachable!("run before the server starts"),
         }
     })
@@ -1371,6 +1387,106 @@ async fn redeem(bench: &Bench, tickets: usize, gates: usize) -> anyhow::Result<(
     println!(
         "admission check: 201s={admitted} 409s={refused} check-ins={recorded} tickets={tickets} -> {}",
         if admitted == tickets && refused == tickets && recorded == tickets as i64 {
+            "OK"
+        } else {
+            "VIOLATED"
+        }
+    );
+    Ok(())
+}
+
+/// Sold out, `waiting` in line (one seat each), then `returns` cancellations at once: the
+/// offer step runs in each, so the line must hold `returns` offers when the last answers.
+async fn waitlist(
+    bench: &Bench,
+    waiting: usize,
+    returns: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let holders = bench.users(returns + 1, false).await?;
+    let waiters = bench.users(waiting, false).await?;
+    let (client, base) = (bench.client.clone(), bench.base.clone());
+    let organiser = &holders[0].1;
+    let start = Utc::now() + chrono::Duration::days(2);
+    let body = serde_json::json!({
+        "title": "Sold out", "start_time": start.to_rfc3339(),
+        "end_time": (start + chrono::Duration::hours(3)).to_rfc3339(),
+        "total_tickets": returns, "waitlist_enabled": true,
+        "venue": {"latitude": 6.5, "longitude": 3.4, "venue_name": "Hall",
+                  "address_line1": "1 Road", "city": "Lagos", "state": "Lagos",
+                  "country": "Nigeria", "postal_code": "100001"},
+    });
+    let event: serde_json::Value = client
+        .post(format!("{base}/events/"))
+        .bearer_auth(organiser)
+        .json(&body)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let event: Uuid = event["id"].as_str().context("an event")?.parse()?;
+    // Sold out: one hold per holder.
+    let held = futures::future::join_all(holders[1..].iter().map(|(_, token)| {
+        let request = reservation(&client, &base, token, event);
+        async move {
+            let ticket: serde_json::Value = request.send().await?.json().await?;
+            let order = ticket["order_id"].as_str().context("a hold")?.to_owned();
+            Ok::<_, anyhow::Error>((token.clone(), order))
+        }
+    }))
+    .await
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()?;
+    let joined_at = Instant::now();
+    let joins = waiters.iter().map(|(_, token)| {
+        let request = bench
+            .client
+            .post(format!("{}/events/{event}/waitlist", bench.base))
+            .bearer_auth(token)
+            .json(&serde_json::json!({}));
+        status_of(request)
+    });
+    let mut joins = futures::StreamExt::buffer_unordered(futures::stream::iter(joins), 64);
+    let mut joined = 0;
+    while let Some(status) = futures::StreamExt::next(&mut joins).await {
+        anyhow::ensure!(status == 201, "join: {status}");
+        joined += 1;
+    }
+    println!(
+        "waitlist: {returns} seats sold out, {joined} joined the line in {:.1}s ({:.0}/s)",
+        joined_at.elapsed().as_secs_f64(),
+        joined as f64 / joined_at.elapsed().as_secs_f64()
+    );
+    bench.warm_up(concurrency).await;
+    let held = Arc::new(held);
+    let burst = Instant::now();
+    let mut figures = drive(concurrency, None, move |worker, iteration| {
+        let index = iteration * concurrency + worker;
+        let (token, order) = held.get(index)?.clone();
+        let request = client
+            .post(format!("{base}/orders/{order}/cancel"))
+            .bearer_auth(token);
+        Some(status_of(request))
+    })
+    .await;
+    let answered = burst.elapsed();
+    let mut offered = 0;
+    while burst.elapsed() < Duration::from_secs(30) {
+        offered = bench.store.waitlist_figures(event).await?.0.offered;
+        if offered >= returns as i64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let all_offered = burst.elapsed();
+    figures.print("waitlist-returns");
+    let (sold, total, rows) = sold_and_rows(bench, event).await?;
+    println!(
+        "{returns} cancellations answered in {:.2}s; {offered} offers made by {:.2}s \
+         (goal: within 2 s); tickets_sold={sold}/{total} rows={rows} -> {}",
+        answered.as_secs_f64(),
+        all_offered.as_secs_f64(),
+        if offered == returns as i64 && sold == total && rows == sold {
             "OK"
         } else {
             "VIOLATED"

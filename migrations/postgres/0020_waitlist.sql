@@ -46,6 +46,10 @@ CREATE INDEX waitlist_event_idx ON waitlist_entries (event_id, seq);
 CREATE INDEX waitlist_active_user_idx ON waitlist_entries (user_id)
     WHERE status IN ('waiting', 'offered');
 
+-- When the sweeper last served the line for the tier's `sales_start` (the clock, not a
+-- write, put its seats on sale).
+ALTER TABLE ticket_tiers ADD COLUMN line_served_at timestamptz;
+
 ALTER TABLE orders ADD COLUMN waitlist_entry_id uuid;
 
 -- The event's waiting entries, kept by the trigger below in the transaction that changes

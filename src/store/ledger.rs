@@ -34,7 +34,8 @@ pub(super) async fn release<DB: Dialect>(
         return Ok(());
     }
     DB::uncount_seats(conn, &freed, now).await?;
-    seats_came_back::<DB>(conn, &freed, cause, now).await
+    seats_came_back::<DB>(conn, &freed, cause, now).await?;
+    Ok(())
 }
 
 /// Expires the due holds (orders and their tickets) of `events`, or of every event, at most
@@ -56,38 +57,44 @@ pub(super) async fn expire_due_holds<DB: Dialect>(
     Ok(u64::try_from(tickets).unwrap_or_default())
 }
 
-/// Seats put on sale by more capacity (a raised total or quantity, a new tier): no counter
-/// moves, and nothing happens when `back` holds no seat.
+/// Seats put on sale by a write to the event or a tier: more capacity (a raised total or
+/// quantity, a new tier; no counter moves), or, when `back` holds no seat, a rule that may let
+/// the line be served now (a sales window, a cap). How many offers the step made.
 pub(super) async fn capacity_back<DB: Dialect>(
     conn: &mut DB::Connection,
     back: SeatsBack,
     cause: SeatsBackCause,
     now: DateTime<Utc>,
-) -> StoreResult<()> {
+) -> StoreResult<usize> {
     debug_assert!(!cause.releases_tickets());
     if back.seats <= 0 {
-        return Ok(());
+        return offer_to_waiting_list::<DB>(conn, &[back], now).await;
     }
     seats_came_back::<DB>(conn, &[back], cause, now).await
 }
 
-/// Seats are on sale again: first to the waiting list, then recorded for the change feed.
+/// Seats are on sale again: first to the waiting list, then recorded for the change feed. How
+/// many offers were made.
 async fn seats_came_back<DB: Dialect>(
     conn: &mut DB::Connection,
     back: &[SeatsBack],
     cause: SeatsBackCause,
     now: DateTime<Utc>,
-) -> StoreResult<()> {
-    offer_to_waiting_list::<DB>(conn, back, now).await?;
-    DB::record_seats_back(conn, back, cause, now).await
+) -> StoreResult<usize> {
+    let offers = offer_to_waiting_list::<DB>(conn, back, now).await?;
+    DB::record_seats_back(conn, back, cause, now).await?;
+    Ok(offers)
 }
 
 /// The waiting list's offer step, in the transaction that freed `back`: seats go to the
-/// people in line before the public (WAITLIST.md § The offer step).
+/// people in line before the public (WAITLIST.md § The offer step). How many offers it made.
 async fn offer_to_waiting_list<DB: Dialect>(
     conn: &mut DB::Connection,
     back: &[SeatsBack],
     now: DateTime<Utc>,
-) -> StoreResult<()> {
-    DB::offer_seats_back(conn, back, now).await
+) -> StoreResult<usize> {
+    let mut events: Vec<Uuid> = back.iter().map(|back| back.event_id).collect();
+    events.sort_unstable();
+    events.dedup();
+    DB::offer_to_line(conn, &events, now).await
 }

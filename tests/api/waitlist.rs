@@ -15,6 +15,7 @@ backend_tests!(
     the_organiser_sees_the_line_and_removes_from_it,
     lines_close_when_the_list_is_disabled_a_tier_deleted_or_the_event_starts,
     a_storm_of_returns_never_offers_a_seat_twice,
+    seats_a_rule_change_puts_on_sale_go_to_the_line,
 );
 
 /// An event of `seats` seats (one tier) with its waiting list open; its id and tier id.
@@ -567,37 +568,73 @@ async fn lines_close_when_the_list_is_disabled_a_tier_deleted_or_the_event_start
     app.assert_invariants().await;
 }
 
-/// 40 seats come back at once — 30 cancellations and a capacity raise of 10 — while 60 people
-/// wait and 30 others try to buy: every seat goes to the line, none twice, none to the public.
+/// 120 seats come back at once — 50 cancellations, 50 holds expiring (by the sweeper or an
+/// order short of seats) and a capacity raise of 20 — while 300 people wait and 100 others try
+/// to buy: every seat goes to the line, in join order, none twice, none to the public.
 async fn a_storm_of_returns_never_offers_a_seat_twice(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let hold = Duration::from_secs(4);
+    let app = TestApp::spawn_with(backend, |settings| settings.ticket_hold = hold).await;
     // A second server process on PostgreSQL takes half of everything.
     let sibling = match backend {
-        Backend::Postgres => Some(app.spawn_sibling(|_| {}).await),
+        Backend::Postgres => Some(app.spawn_sibling(|s| s.ticket_hold = hold).await),
         Backend::Sqlite => None,
     };
     let apps = [&app, sibling.as_ref().unwrap_or(&app)];
     let creator = app.register_user(None).await;
-    let (event, tier) = line_event(&app, &creator, 30).await;
-    let mut holders = Vec::new();
-    for _ in 0..30 {
-        let user = app.register_user(None).await;
-        let held = order(&app, &user, &event, &tier, 1).await;
-        holders.push((user, held));
+    let (event, tier) = line_event(&app, &creator, 100).await;
+    let mut expiring = Vec::new();
+    for _ in 0..50 {
+        expiring.push(app.register_user(None).await);
+    }
+    let mut cancelling = Vec::new();
+    for _ in 0..50 {
+        cancelling.push(app.register_user(None).await);
     }
     let mut waiting = Vec::new();
-    for _ in 0..60 {
-        let user = app.register_user(None).await;
-        let (status, joined) = join(&app, &user, &event, json!({})).await;
-        assert_eq!(status, StatusCode::CREATED, "{joined}");
-        waiting.push(user);
+    for _ in 0..300 {
+        waiting.push(app.register_user(None).await);
     }
     let mut buyers = Vec::new();
-    for _ in 0..30 {
+    for _ in 0..100 {
         buyers.push(app.register_user(None).await);
     }
+    // The holds last `hold`: the line forms (within it) while the first 50 run out.
+    for user in &expiring {
+        order(&app, user, &event, &tier, 1).await;
+    }
+    let mut holds = Vec::new();
+    for user in cancelling {
+        let held = order(&app, &user, &event, &tier, 1).await;
+        holds.push((user, held));
+    }
+    assert_eq!(available(&app, &event).await, 0);
+    let mut joins = tokio::task::JoinSet::new();
+    for (i, user) in waiting.iter().enumerate() {
+        let (url, client) = (
+            apps[i % 2].url(&format!("/events/{event}/waitlist")),
+            apps[i % 2].client.clone(),
+        );
+        let token = user.token.clone();
+        joins.spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    let mut joined = 0;
+    while let Some(status) = joins.join_next().await {
+        // A seat that came back during the joins is offered, never "order instead".
+        assert_eq!(status.unwrap(), StatusCode::CREATED);
+        joined += 1;
+    }
+    assert_eq!(joined, 300);
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, (user, held)) in holders.into_iter().enumerate() {
+    for (i, (user, held)) in holds.into_iter().enumerate() {
         let (app, id) = (apps[i % 2], held["id"].as_str().unwrap().to_owned());
         let (url, client) = (app.url(&format!("/orders/{id}/cancel")), app.client.clone());
         tasks.spawn(async move {
@@ -614,6 +651,8 @@ async fn a_storm_of_returns_never_offers_a_seat_twice(backend: Backend) {
         let (url, client) = (apps[i % 2].url("/orders/"), apps[i % 2].client.clone());
         let body = json!({"event_id": event, "items": [{"tier_id": tier, "quantity": 1}]});
         tasks.spawn(async move {
+            // Spread over the holds' expiry.
+            tokio::time::sleep(Duration::from_millis(40 * (i as u64 % 100))).await;
             let sent = client
                 .post(url)
                 .bearer_auth(&buyer.token)
@@ -631,7 +670,7 @@ async fn a_storm_of_returns_never_offers_a_seat_twice(backend: Backend) {
         );
         let token = creator.token.clone();
         tasks.spawn(async move {
-            let body = json!({"total_tickets": 40});
+            let body = json!({"total_tickets": 120});
             let sent = client
                 .put(url)
                 .bearer_auth(&token)
@@ -648,18 +687,27 @@ async fn a_storm_of_returns_never_offers_a_seat_twice(backend: Backend) {
         match what {
             "order" if status == StatusCode::CREATED => placed += 1,
             "order" => assert_eq!(status, StatusCode::CONFLICT),
+            // A slow cancellation may come after its hold ran out (refused: expired).
+            "cancel" => assert!(
+                status == StatusCode::OK || status == StatusCode::CONFLICT,
+                "{status}"
+            ),
             _ => assert_eq!(status, StatusCode::OK, "{what}"),
         }
     }
-    // Until the line had taken every seat, no public order could; after, none was left.
+    // Every hold has run out by now and the sweeper (every 200 ms) has given its seat back.
+    let offered_sql = "SELECT COUNT(*) FROM waitlist_entries WHERE status = 'offered'";
+    for _ in 0..200 {
+        if app.scalar(offered_sql).await == 120 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(
         placed, 0,
         "a public order took a seat someone in line could use"
     );
-    let offered = app
-        .scalar("SELECT COUNT(*) FROM waitlist_entries WHERE status = 'offered'")
-        .await;
-    assert_eq!(offered, 40);
+    assert_eq!(app.scalar(offered_sql).await, 120);
     let offer_seats = app
         .scalar(
             "SELECT COUNT(*) FROM tickets t JOIN orders o ON o.id = t.order_id \
@@ -667,39 +715,92 @@ async fn a_storm_of_returns_never_offers_a_seat_twice(backend: Backend) {
         )
         .await;
     assert_eq!(
-        offer_seats, 40,
+        offer_seats, 120,
         "one seat per offer, never two offers for one"
     );
     assert_eq!(available(&app, &event).await, 0);
-    // The first 40 in line, in join order.
+    // The first 120 in line, in join order.
     let (_, line) = app
         .get(
             &format!("/events/{event}/waitlist?limit=1000"),
             Some(&creator.token),
         )
         .await;
-    let statuses: Vec<&str> = line["entries"]
-        .as_array()
-        .unwrap()
+    let entries = line["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 300);
+    let statuses: Vec<&str> = entries
         .iter()
         .map(|e| e["status"].as_str().unwrap())
         .collect();
-    assert_eq!(statuses.len(), waiting.len());
     assert!(
-        statuses[..40].iter().all(|s| *s == "offered"),
+        statuses[..120].iter().all(|s| *s == "offered"),
         "{statuses:?}"
     );
     assert!(
-        statuses[40..].iter().all(|s| *s == "waiting"),
+        statuses[120..].iter().all(|s| *s == "waiting"),
         "{statuses:?}"
     );
-    let positions: Vec<i64> = line["entries"].as_array().unwrap()[40..]
+    let positions: Vec<i64> = entries[120..]
         .iter()
         .map(|e| e["position"].as_i64().unwrap())
         .collect();
-    assert_eq!(positions, (1..=20).collect::<Vec<_>>());
+    assert_eq!(positions, (1..=180).collect::<Vec<_>>());
     app.assert_invariants().await;
     if let Some(sibling) = sibling {
         sibling.stop().await;
     }
+}
+
+/// No seat comes back, yet the line can be served: a tier's sales open early. And the per-person
+/// cap is judged on the tickets as the freeing write left them.
+async fn seats_a_rule_change_puts_on_sale_go_to_the_line(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let creator = app.register_user(None).await;
+    let (buyer, waiter) = (app.register_user(None).await, app.register_user(None).await);
+    let later = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+    let event = app
+        .create_event(
+            &creator.token,
+            json!({"total_tickets": 2, "waitlist_enabled": true, "max_tickets_per_user": 4,
+                   "tiers": [{"name": "Now", "price_minor": 100, "quantity": 1},
+                             {"name": "Later", "price_minor": 100, "quantity": 1,
+                              "sales_start": later}]}),
+        )
+        .await;
+    let id = event["id"].as_str().unwrap();
+    let now_tier = event["tiers"][0]["id"].as_str().unwrap();
+    let later_tier = event["tiers"][1]["id"].as_str().unwrap();
+    order(&app, &buyer, id, now_tier, 1).await;
+    let (status, any) = join(&app, &waiter, id, json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{any}");
+    let any = any["id"].as_str().unwrap();
+    let (status, body) = app
+        .put(
+            &format!("/events/{id}/tiers/{later_tier}"),
+            Some(&creator.token),
+            json!({"sales_start": null}),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    assert_eq!(body["sold"], 1, "the answer shows the offer: {body}");
+    assert_eq!(entry(&app, &waiter, any).await["status"], "offered");
+
+    // Capped at 4: a user holding 3 who waits for one more is served from their own seats.
+    let event = app
+        .create_event(
+            &creator.token,
+            json!({"total_tickets": 5, "waitlist_enabled": true, "max_tickets_per_user": 4}),
+        )
+        .await;
+    let id = event["id"].as_str().unwrap();
+    let tier = event["tiers"][0]["id"].as_str().unwrap();
+    let mine = order(&app, &waiter, id, tier, 3).await;
+    order(&app, &buyer, id, tier, 2).await;
+    let (status, group) = join(&app, &waiter, id, json!({"quantity": 1})).await;
+    assert_eq!(status, StatusCode::CREATED, "{group}");
+    let group = group["id"].as_str().unwrap();
+    cancel(&app, &waiter, &mine).await;
+    let served = entry(&app, &waiter, group).await;
+    assert_eq!(served["status"], "offered", "{served}");
+    app.assert_invariants().await;
 }

@@ -467,13 +467,10 @@ where
         seats: i64::from(draft.total_tickets()) - i64::from(total_before),
     };
     // A disabled list closes its line; open offers run their course.
-    sqlx::query(super::CLOSE_DISABLED_LINE)
-        .bind(id)
-        .bind(DB::Time::from(now))
-        .execute(&mut *conn)
-        .await?;
-    let row = if back.seats > 0 {
+    DB::close_disabled_line(conn, id, now).await?;
+    let offers =
         ledger::capacity_back::<DB>(conn, back, SeatsBackCause::CapacityRaised, now).await?;
+    let row = if offers > 0 {
         // The answer shows what the offer step took of the seats.
         sqlx::query_as(FIND_EVENT)
             .bind(id)

@@ -122,11 +122,26 @@ pub(super) trait Dialect: Database {
         ids: &[Uuid],
     ) -> impl Future<Output = Result<Vec<ScannedTicketRow<Self::Time>>, sqlx::Error>> + Send;
 
-    /// The waiting list's offer step for the events `back` gave seats back to, under their
-    /// locks ([`waitlist_store!`]).
-    fn offer_seats_back(
+    /// The waiting list's offer step on `events` (sorted, distinct), under their locks
+    /// ([`waitlist_store!`]); how many offers it made.
+    fn offer_to_line(
         conn: &mut Self::Connection,
-        back: &[SeatsBack],
+        events: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// The waiting entries of tier `tier` close (`tier_unavailable`: it was deleted).
+    fn close_tier_line(
+        conn: &mut Self::Connection,
+        tier: Uuid,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The waiting entries of event `event` close if its list is disabled
+    /// (`waitlist_disabled`).
+    fn close_disabled_line(
+        conn: &mut Self::Connection,
+        event: Uuid,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 

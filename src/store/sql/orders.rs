@@ -410,14 +410,14 @@ fn order_action_statement(action: OrderAction) -> &'static str {
                  payment_status = CASE WHEN total_minor > 0 THEN 'succeeded' ELSE 'none' END,
                  payment_updated_at = $3
              WHERE id = $1 AND user_id = $2 AND status = 'reserved' AND expires_at > $3
-             RETURNING event_id, total_minor"
+             RETURNING event_id, total_minor, waitlist_entry_id"
         }
         // Never while a payment is pending at the provider: it is cancelled there first.
         OrderAction::Cancel => {
             "UPDATE orders SET status = 'cancelled', updated_at = $3
              WHERE id = $1 AND user_id = $2 AND status = 'reserved' AND expires_at > $3
                AND payment_status <> 'pending'
-             RETURNING event_id, total_minor"
+             RETURNING event_id, total_minor, waitlist_entry_id"
         }
         OrderAction::Refund => {
             "UPDATE orders SET status = 'cancelled', paid_at = NULL, updated_at = $3,
@@ -425,7 +425,7 @@ fn order_action_statement(action: OrderAction) -> &'static str {
                  payment_updated_at = $3
              WHERE id = $1 AND status = 'paid'
                AND event_id IN (SELECT id FROM events WHERE creator_id = $2)
-             RETURNING event_id, total_minor"
+             RETURNING event_id, total_minor, waitlist_entry_id"
         }
     }
 }
@@ -446,7 +446,7 @@ where
     for<'q> Uuid: Encode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
-    for<'r> (Uuid, i64): FromRow<'r, DB::Row>,
+    for<'r> (Uuid, i64, Option<Uuid>): FromRow<'r, DB::Row>,
     for<'r> (i64,): FromRow<'r, DB::Row>,
     for<'r> (Uuid, Uuid, i64): FromRow<'r, DB::Row>,
 {
@@ -462,13 +462,13 @@ where
     } else {
         0
     };
-    let changed: Option<(Uuid, i64)> = sqlx::query_as(order_action_statement(action))
+    let changed: Option<(Uuid, i64, Option<Uuid>)> = sqlx::query_as(order_action_statement(action))
         .bind(order_id)
         .bind(user_id)
         .bind(DB::Time::from(now))
         .fetch_optional(&mut *conn)
         .await?;
-    let Some((event_id, total_minor)) = changed else {
+    let Some((event_id, total_minor, offer)) = changed else {
         return Ok(false);
     };
     let moved = match action {
@@ -477,7 +477,12 @@ where
         OrderAction::Refund => OrderMoved::Refunded,
     };
     let given_back = total_minor - refunded_before;
-    order_moved::<DB>(conn, order_id, event_id, given_back, moved, now).await?;
+    let moved_order = MovedOrder {
+        id: order_id,
+        event_id,
+        offer,
+    };
+    order_moved::<DB>(conn, moved_order, given_back, moved, now).await?;
     Ok(true)
 }
 
@@ -495,13 +500,23 @@ pub(in crate::store) enum OrderMoved {
     Refunded,
 }
 
+/// An order whose status was just written.
+#[derive(Debug, Clone, Copy)]
+pub(in crate::store) struct MovedOrder {
+    pub id: Uuid,
+    pub event_id: Uuid,
+    /// The waiting-list entry it was offered to (`orders.waitlist_entry_id`).
+    pub offer: Option<Uuid>,
+}
+
 /// What follows an order's move to a new status, in the transaction that wrote it: its tickets
-/// take the status, the counters follow, and seats given up go back through the seat ledger.
-/// `given_back`: what a refund gave back now (counted on the event).
+/// take the status (and an offered order's entry follows: accepted, declined, lapsed), the
+/// counters follow, and seats given up go back through the seat ledger, whose offer step then
+/// sees the tickets as they now are. `given_back`: what a refund gave back now (counted on the
+/// event).
 pub(in crate::store) async fn order_moved<DB: Dialect>(
     conn: &mut DB::Connection,
-    order_id: Uuid,
-    event_id: Uuid,
+    order: MovedOrder,
     given_back: i64,
     moved: OrderMoved,
     now: DateTime<Utc>,
@@ -514,6 +529,44 @@ where
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'r> (Uuid, Uuid, i64): FromRow<'r, DB::Row>,
 {
+    let MovedOrder {
+        id: order_id,
+        event_id,
+        offer,
+    } = order;
+    let status = match moved {
+        OrderMoved::Paid => TicketStatus::Paid,
+        OrderMoved::Cancelled | OrderMoved::Refunded => TicketStatus::Cancelled,
+        OrderMoved::Expired => TicketStatus::Expired,
+    };
+    let set_status = set_order_tickets_status(DB::LOCK_ROW);
+    sqlx::query(&set_status)
+        .bind(order_id)
+        .bind(status.as_str())
+        .bind(DB::Time::from(now))
+        .execute(&mut *conn)
+        .await?;
+    let offer_sql = match moved {
+        OrderMoved::Paid => Some(super::OFFER_PAID),
+        OrderMoved::Cancelled => Some(super::OFFER_DECLINED),
+        OrderMoved::Expired => Some(super::OFFER_EXPIRED),
+        // A refunded offer stays `purchased`: it was bought (WAITLIST.md is silent).
+        OrderMoved::Refunded => None,
+    };
+    if let (Some(offer_sql), Some(_)) = (offer_sql, offer) {
+        sqlx::query(offer_sql)
+            .bind(order_id)
+            .bind(DB::Time::from(now))
+            .execute(&mut *conn)
+            .await?;
+        let outcome = match moved {
+            OrderMoved::Paid => "purchased",
+            OrderMoved::Cancelled => "left",
+            _ => "expired",
+        };
+        metrics::counter!("nearbytix_waitlist_offers_ended_total", "outcome" => outcome)
+            .increment(1);
+    }
     let gives_back = match moved {
         OrderMoved::Paid => {
             sqlx::query(COUNT_PAYMENT)
@@ -554,32 +607,6 @@ where
             });
         ledger::release::<DB>(conn, freed, cause, now).await?;
     }
-    let status = match moved {
-        OrderMoved::Paid => TicketStatus::Paid,
-        OrderMoved::Cancelled | OrderMoved::Refunded => TicketStatus::Cancelled,
-        OrderMoved::Expired => TicketStatus::Expired,
-    };
-    // An offered order's entry follows it (WAITLIST.md: accept, decline, lapse).
-    let offer_sql = match moved {
-        OrderMoved::Paid => Some(super::OFFER_PAID),
-        OrderMoved::Cancelled => Some(super::OFFER_DECLINED),
-        OrderMoved::Expired => Some(super::OFFER_EXPIRED),
-        OrderMoved::Refunded => None,
-    };
-    if let Some(offer_sql) = offer_sql {
-        sqlx::query(offer_sql)
-            .bind(order_id)
-            .bind(DB::Time::from(now))
-            .execute(&mut *conn)
-            .await?;
-    }
-    let set_status = set_order_tickets_status(DB::LOCK_ROW);
-    sqlx::query(&set_status)
-        .bind(order_id)
-        .bind(status.as_str())
-        .bind(DB::Time::from(now))
-        .execute(&mut *conn)
-        .await?;
     Ok(())
 }
 
@@ -647,7 +674,7 @@ where
     for<'q> Uuid: Encode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
-    for<'r> (Uuid, i64): FromRow<'r, DB::Row>,
+    for<'r> (Uuid, i64, Option<Uuid>): FromRow<'r, DB::Row>,
     for<'r> (i64,): FromRow<'r, DB::Row>,
     for<'r> (Uuid, Uuid, i64): FromRow<'r, DB::Row>,
     for<'r> (Uuid, String, bool): FromRow<'r, DB::Row>,

@@ -34,7 +34,7 @@ pub(in crate::store) const INTENT_SUCCEEDED: &str =
 
 /// `$1` order, `$2` now (a lock suffix follows): what the success rule reads of it.
 pub(in crate::store) const ORDER_FOR_PAYMENT: &str = "SELECT user_id, event_id, status,
-        expires_at <= $2 AS past_hold, payment_intent_id, total_minor
+        expires_at <= $2 AS past_hold, payment_intent_id, total_minor, waitlist_entry_id
      FROM orders WHERE id = $1";
 
 /// An [`ORDER_FOR_PAYMENT`] row.
@@ -46,6 +46,7 @@ pub(in crate::store) struct PaymentOrderRow {
     pub past_hold: bool,
     pub payment_intent_id: Option<String>,
     pub total_minor: i64,
+    pub waitlist_entry_id: Option<uuid::Uuid>,
 }
 
 /// `$1` order, `$2` intent, `$3` now: paid through that intent (its tickets follow).
@@ -53,7 +54,7 @@ pub(in crate::store) const PAY_THROUGH_INTENT: &str = "UPDATE orders SET status 
         paid_at = $3, updated_at = $3, payment_status = 'succeeded', payment_intent_id = $2,
         payment_failure_code = NULL, payment_updated_at = $3
      WHERE id = $1
-     RETURNING event_id, total_minor";
+     RETURNING event_id, total_minor, waitlist_entry_id";
 
 /// `$1` order, `$2` intent, `$3` now: the money was taken through that intent, for an order
 /// that is not paid (a refund is owed).
@@ -276,21 +277,19 @@ macro_rules! payment_store {
                 intent_id: &str,
                 now: DateTime<Utc>,
             ) -> StoreResult<()> {
-                let (event_id, total_minor): (Uuid, i64) = sqlx::query_as(sql::PAY_THROUGH_INTENT)
-                    .bind(order_id)
-                    .bind(intent_id)
-                    .bind(Time::from(now))
-                    .fetch_one(&mut *conn)
-                    .await?;
-                sql::order_moved::<$db>(
-                    conn,
-                    order_id,
+                let (event_id, total_minor, offer): (Uuid, i64, Option<Uuid>) =
+                    sqlx::query_as(sql::PAY_THROUGH_INTENT)
+                        .bind(order_id)
+                        .bind(intent_id)
+                        .bind(Time::from(now))
+                        .fetch_one(&mut *conn)
+                        .await?;
+                let order = sql::MovedOrder {
+                    id: order_id,
                     event_id,
-                    total_minor,
-                    OrderMoved::Paid,
-                    now,
-                )
-                .await
+                    offer,
+                };
+                sql::order_moved::<$db>(conn, order, total_minor, OrderMoved::Paid, now).await
             }
 
             /// Whether an order whose hold ended may still be paid: the event has not started,
@@ -429,9 +428,12 @@ macro_rules! payment_store {
                                 .execute(&mut *conn)
                                 .await?;
                             let expired = OrderMoved::Expired;
-                            let total = order.total_minor;
-                            let event = order.event_id;
-                            sql::order_moved::<$db>(conn, order_id, event, total, expired, now)
+                            let moved = sql::MovedOrder {
+                                id: order_id,
+                                event_id: order.event_id,
+                                offer: order.waitlist_entry_id,
+                            };
+                            sql::order_moved::<$db>(conn, moved, order.total_minor, expired, now)
                                 .await?;
                         }
                         taken_through(conn, order_id, intent_id, now).await?;
@@ -539,7 +541,12 @@ macro_rules! payment_store {
                         .await?;
                     let moved = OrderMoved::Refunded;
                     let rest = total_minor - before;
-                    sql::order_moved::<$db>(conn, order_id, event_id, rest, moved, now).await?;
+                    let order = sql::MovedOrder {
+                        id: order_id,
+                        event_id,
+                        offer: None,
+                    };
+                    sql::order_moved::<$db>(conn, order, rest, moved, now).await?;
                     return Ok(true);
                 }
                 let now_refunded = refunded_minor.clamp(0, total_minor);
@@ -621,6 +628,12 @@ macro_rules! payment_store {
                         return Ok(IntentRecorded::Refused(refusal));
                     };
                     sqlx::query(sql::HOLD_TICKETS_UNTIL)
+                        .bind(start.order_id)
+                        .bind(held_until)
+                        .execute(&mut *tx)
+                        .await?;
+                    // An offer's hold is its order's.
+                    sqlx::query(sql::OFFER_HELD_UNTIL)
                         .bind(start.order_id)
                         .bind(held_until)
                         .execute(&mut *tx)

@@ -220,11 +220,7 @@ where
                 .bind(event_id)
                 .execute(&mut *conn)
                 .await?;
-            sqlx::query(super::CLOSE_TIER_LINE)
-                .bind(id)
-                .bind(DB::Time::from(now))
-                .execute(&mut *conn)
-                .await?;
+            DB::close_tier_line(conn, id, now).await?;
             return Ok(TierOutcome::Deleted);
         }
     };
@@ -240,10 +236,9 @@ where
         tier_id: Some(tier.id),
         seats: tier.available(seats_left) - was_available,
     };
-    if back.seats <= 0 {
+    if ledger::capacity_back::<DB>(conn, back, cause, now).await? == 0 {
         return Ok(TierOutcome::Saved(Box::new(tier)));
     }
-    ledger::capacity_back::<DB>(conn, back, cause, now).await?;
     // The answer shows what the offer step took of the seats.
     let tier = saved_tier(tiers_on::<DB>(conn, event_id).await?)?;
     Ok(TierOutcome::Saved(Box::new(tier)))

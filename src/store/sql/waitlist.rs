@@ -16,27 +16,50 @@ use crate::domain::{EventSummary, UserSummary};
 use crate::store::StoreError;
 
 /// Entries read at `$1` (now), with their user, their event's summary, their tier's sales
-/// end and their rank in line (the caller appends the condition and order).
+/// end and their rank in line (`position`, an expression, with the `from` it needs; the caller
+/// appends the condition and order).
 macro_rules! entry_select {
+    ($position:expr, $from:expr) => {
+        concat!(
+            "SELECT w.id, w.event_id, w.tier_id, w.tier_name, w.user_id, w.quantity, w.status,
+                w.closed_reason, w.offer_order_id, w.offer_tier_id, w.offer_tier_name,
+                w.offer_quantity, w.offer_total_minor, w.offered_at, w.offer_expires_at,
+                w.joined_at, w.updated_at, u.name AS user_name, u.email AS user_email,
+                e.title AS event_title, e.start_time AS event_start_time,
+                e.end_time AS event_end_time, e.venue_name AS event_venue_name,
+                e.city AS event_city, e.state AS event_state, tt.sales_end AS tier_sales_end, ",
+            $position,
+            " AS position, count(*) OVER () AS total
+             FROM waitlist_entries w
+             JOIN users u ON u.id = w.user_id
+             JOIN events e ON e.id = w.event_id
+             LEFT JOIN ticket_tiers tt ON tt.id = w.tier_id",
+            $from
+        )
+    };
+}
+
+/// An entry's rank among its event's waiting entries whose line is open, counted for it alone
+/// (a few entries: one, or a user's).
+macro_rules! counted_position {
     () => {
-        "SELECT w.id, w.event_id, w.tier_id, w.tier_name, w.user_id, w.quantity, w.status,
-            w.closed_reason, w.offer_order_id, w.offer_tier_id, w.offer_tier_name,
-            w.offer_quantity, w.offer_total_minor, w.offered_at, w.offer_expires_at,
-            w.joined_at, w.updated_at, u.name AS user_name, u.email AS user_email,
-            e.title AS event_title, e.start_time AS event_start_time,
-            e.end_time AS event_end_time, e.venue_name AS event_venue_name,
-            e.city AS event_city, e.state AS event_state, tt.sales_end AS tier_sales_end,
-            CASE WHEN w.status = 'waiting' THEN
-                (SELECT count(*) FROM waitlist_entries l
-                 LEFT JOIN ticket_tiers lt ON lt.id = l.tier_id
-                 WHERE l.event_id = w.event_id AND l.status = 'waiting' AND l.seq <= w.seq
-                   AND (lt.sales_end IS NULL OR lt.sales_end > $1))
-            END AS position,
-            count(*) OVER () AS total
-         FROM waitlist_entries w
-         JOIN users u ON u.id = w.user_id
-         JOIN events e ON e.id = w.event_id
-         LEFT JOIN ticket_tiers tt ON tt.id = w.tier_id"
+        "CASE WHEN w.status = 'waiting' THEN
+            (SELECT count(*) FROM waitlist_entries l
+             LEFT JOIN ticket_tiers lt ON lt.id = l.tier_id
+             WHERE l.event_id = w.event_id AND l.status = 'waiting' AND l.seq <= w.seq
+               AND (lt.sales_end IS NULL OR lt.sales_end > $1))
+         END"
+    };
+}
+
+/// The ranks of event `$2`'s waiting entries whose line is open, numbered once for a whole
+/// listing.
+macro_rules! ranked_line {
+    () => {
+        " LEFT JOIN (SELECT l.id, row_number() OVER (ORDER BY l.seq) AS rank
+                     FROM waitlist_entries l LEFT JOIN ticket_tiers lt ON lt.id = l.tier_id
+                     WHERE l.event_id = $2 AND l.status = 'waiting'
+                       AND (lt.sales_end IS NULL OR lt.sales_end > $1)) r ON r.id = w.id"
     };
 }
 
@@ -51,7 +74,8 @@ macro_rules! effective_status {
 }
 
 /// `$1` now, `$2` entry.
-pub(in crate::store) const FIND_ENTRY: &str = concat!(entry_select!(), " WHERE w.id = $2");
+pub(in crate::store) const FIND_ENTRY: &str =
+    concat!(entry_select!(counted_position!(), ""), " WHERE w.id = $2");
 
 /// Narrows a listing to `$3` (an effective status, or `NULL` for all).
 macro_rules! status_filter {
@@ -85,7 +109,7 @@ macro_rules! event_entries_from {
 
 /// `$1` now, `$2` user, `$3` status or `NULL`, `$4` limit, `$5` skip: newest first.
 pub(in crate::store) const USER_ENTRIES: &str = concat!(
-    entry_select!(),
+    entry_select!(counted_position!(), ""),
     " WHERE w.user_id = $2",
     status_filter!(),
     " ORDER BY w.joined_at DESC, w.id DESC LIMIT $4 OFFSET $5"
@@ -97,7 +121,7 @@ pub(in crate::store) const COUNT_USER_ENTRIES: &str =
 /// `$1` now, `$2` event, `$3` status or `NULL`, `$4` tier or `NULL`, `$5` limit, `$6` skip:
 /// in join order.
 pub(in crate::store) const EVENT_ENTRIES: &str = concat!(
-    entry_select!(),
+    entry_select!("CAST(r.rank AS BIGINT)", ranked_line!()),
     " WHERE w.event_id = $2",
     status_filter!(),
     " AND ($4 IS NULL OR w.tier_id = $4) ORDER BY w.seq LIMIT $5 OFFSET $6"
@@ -205,13 +229,21 @@ pub(in crate::store) const ENDED_TIER_LINES: &str = "SELECT DISTINCT e.id FROM e
        AND EXISTS (SELECT 1 FROM waitlist_entries w WHERE w.tier_id = t.id AND w.status = 'waiting')
      ORDER BY e.id LIMIT $2";
 
-/// `$1` now, `$2` since, `$3` at most: events with waiting entries whose tier's sales started
-/// since `$2`: the clock put seats on sale, which no write did.
+/// `$1` now, `$2` at most: events with waiting entries and a tier whose sales started since
+/// the sweeper last served their line: the clock put seats on sale, which no write did.
 pub(in crate::store) const OPENED_TIER_LINES: &str = "SELECT DISTINCT e.id FROM events e
      JOIN ticket_tiers t ON t.event_id = e.id
-     WHERE e.waitlist_waiting > 0 AND e.start_time > $1
-       AND t.sales_start <= $1 AND t.sales_start > $2
-     ORDER BY e.id LIMIT $3";
+     WHERE e.waitlist_waiting > 0 AND e.start_time > $1 AND t.sales_start <= $1
+       AND (t.line_served_at IS NULL OR t.line_served_at < t.sales_start)
+     ORDER BY e.id LIMIT $2";
+
+/// `$1` event, `$2` now: the line was served for every tier whose sales have started.
+pub(in crate::store) const LINES_SERVED: &str = "UPDATE ticket_tiers SET line_served_at = $2
+     WHERE event_id = $1 AND sales_start <= $2
+       AND (line_served_at IS NULL OR line_served_at < sales_start)";
+
+/// `$1` event.
+pub(in crate::store) const EVENT_START: &str = "SELECT start_time FROM events WHERE id = $1";
 
 /// `$1` event: its row, locked by the caller's suffix.
 pub(in crate::store) const EVENT_ROW: &str = "SELECT id FROM events WHERE id = $1";
@@ -233,6 +265,10 @@ pub(in crate::store) const OFFER_DECLINED: &str = "UPDATE waitlist_entries
 /// `$1` order, `$2` now: the order offered expired unpaid.
 pub(in crate::store) const OFFER_EXPIRED: &str = "UPDATE waitlist_entries
      SET status = 'expired', updated_at = $2 WHERE offer_order_id = $1 AND status = 'offered'";
+
+/// `$1` order, `$2` its new deadline: an offer's hold follows its order's (a payment started).
+pub(in crate::store) const OFFER_HELD_UNTIL: &str = "UPDATE waitlist_entries
+     SET offer_expires_at = $2 WHERE offer_order_id = $1 AND status = 'offered'";
 
 /// `$1` event, `$2` now: a disabled list closes its waiting entries.
 pub(in crate::store) const CLOSE_DISABLED_LINE: &str = "UPDATE waitlist_entries
@@ -363,9 +399,6 @@ pub(in crate::store) const LINE_PAGE_SIZE: i64 = 256;
 /// How many events the sweeper's waiting-list pass takes on at a time.
 pub(in crate::store) const SWEEP_EVENTS: i64 = 100;
 
-/// How far back the sweeper looks for a tier's `sales_start` (it runs every second).
-pub(in crate::store) const SALES_START_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
-
 /// Whether `now` and the offer's own minutes leave an offer of `seconds`, ending no later
 /// than the event's start.
 pub(in crate::store) fn offer_hold(
@@ -394,9 +427,9 @@ macro_rules! waitlist_store {
                 JoinRequest, Joined, OfferDecision, WaitlistEntry, WaitlistFigures,
                 judge_join, offer_seats,
             };
-            use $crate::domain::{NewOrder, OrderLine, SeatsBack, TierChoice, WriteOutcome};
+            use $crate::domain::{NewOrder, OrderLine, TierChoice, WriteOutcome};
             use $crate::store::order_batch::{self, BatchStatements, BuyerOf};
-            use $crate::store::sql::{self, Dialect, EntryRow, LineRow};
+            use $crate::store::sql::{self, Dialect, EntryRow, LineRow, StoredTime};
             use $crate::store::{
                 HeldKey, Page, StoreError, StoreResult, WaitlistFilter, WaitlistStore, ledger,
             };
@@ -404,21 +437,19 @@ macro_rules! waitlist_store {
             type Time = <$db as Dialect>::Time;
             type Conn = <$db as sqlx::Database>::Connection;
 
-            /// The offer step (WAITLIST.md), for the events `back` gave seats back to: run
-            /// by the seat ledger in the transaction that freed them, under the events' locks.
-            /// An event nobody waits for costs one read of its row.
-            pub(in $crate::store) async fn offer_seats_back(
+            /// The offer step (WAITLIST.md) on `events`: run by the seat ledger in the
+            /// transaction that freed seats, under the events' locks. An event nobody waits
+            /// for costs one read of its row. How many offers it made.
+            pub(in $crate::store) async fn offer_to_line(
                 conn: &mut Conn,
-                back: &[SeatsBack],
+                events: &[Uuid],
                 now: DateTime<Utc>,
-            ) -> StoreResult<()> {
-                let mut events: Vec<Uuid> = back.iter().map(|back| back.event_id).collect();
-                events.sort_unstable();
-                events.dedup();
+            ) -> StoreResult<usize> {
+                let mut offers = 0;
                 for event_id in events {
-                    offer_on(conn, event_id, now).await?;
+                    offers += offer_on(conn, *event_id, now).await?;
                 }
-                Ok(())
+                Ok(offers)
             }
 
             /// The offer step on one event, whose row the caller holds.
@@ -426,53 +457,50 @@ macro_rules! waitlist_store {
                 conn: &mut Conn,
                 event_id: Uuid,
                 now: DateTime<Utc>,
-            ) -> StoreResult<()> {
+            ) -> StoreResult<usize> {
                 let line: Option<(bool, i32, Option<i32>)> = sqlx::query_as(sql::EVENT_LINE)
                     .bind(event_id)
                     .fetch_optional(&mut *conn)
                     .await?;
                 let Some((_, waiting, event_minutes)) = line else {
-                    return Ok(());
+                    return Ok(0);
                 };
                 if waiting <= 0 {
-                    return Ok(());
+                    return Ok(0);
                 }
                 let statements = ($statements)(now);
                 let (_, mut sales) = statements.read_sales(conn, &[event_id]).await?;
                 let Some(sale) = sales.remove(&event_id) else {
-                    return Ok(());
+                    return Ok(0);
                 };
                 let mut state = sale.state;
-                let mut held: HashMap<Uuid, i64> = HashMap::new();
-                let mut buyers = HashMap::new();
+                let mut line = InLineUsers {
+                    event_id,
+                    capped: state.max_tickets_per_user.is_some(),
+                    users: HashMap::new(),
+                    held: HashMap::new(),
+                };
                 let mut offered = Vec::new();
                 let mut closed = Vec::new();
                 let mut after = i64::MIN;
                 while sellable(&state, now) {
+                    // A few seats back (a cancellation) need the line's first entries only.
+                    let page_size = state.seats_left.saturating_mul(2).clamp(8, sql::LINE_PAGE_SIZE);
                     let page: Vec<LineRow> = sqlx::query_as(sql::LINE_PAGE)
                         .bind(event_id)
                         .bind(after)
-                        .bind(sql::LINE_PAGE_SIZE)
+                        .bind(page_size)
                         .fetch_all(&mut *conn)
                         .await?;
                     let Some(last) = page.last() else {
                         break;
                     };
                     after = last.seq;
-                    let mut wanted: Vec<BuyerOf> = page
-                        .iter()
-                        .filter(|row| !buyers.contains_key(&(row.user_id, event_id)))
-                        .map(|row| BuyerOf {
-                            user_id: row.user_id,
-                            event_id,
-                            capped: state.max_tickets_per_user.is_some(),
-                        })
-                        .collect();
-                    wanted.sort_unstable_by_key(|buyer| buyer.user_id);
-                    wanted.dedup_by_key(|buyer| buyer.user_id);
-                    for (key, (user, count)) in statements.read_buyers(conn, &wanted, now).await? {
-                        held.insert(key.0, count);
-                        buyers.insert(key, user);
+                    // The per-person cap needs each user's live tickets before deciding;
+                    // without one, only the users offered seats are read (below).
+                    if line.capped {
+                        let users = page.iter().map(|row| row.user_id);
+                        line.read(&statements, conn, users, now).await?;
                     }
                     let seconds: HashMap<Uuid, i64> = page
                         .iter()
@@ -489,7 +517,7 @@ macro_rules! waitlist_store {
                             },
                         })
                         .collect();
-                    for decision in offer_seats(&mut state, &in_line, &mut held, now) {
+                    for decision in offer_seats(&mut state, &in_line, &mut line.held, now) {
                         match decision {
                             OfferDecision::Offer { entry_id, plan } => {
                                 let user = in_line
@@ -505,13 +533,17 @@ macro_rules! waitlist_store {
                             OfferDecision::CloseForLimit { entry_id } => closed.push(entry_id),
                         }
                     }
-                    if i64::try_from(page.len()).unwrap_or(i64::MAX) < sql::LINE_PAGE_SIZE {
+                    if i64::try_from(page.len()).unwrap_or(i64::MAX) < page_size {
                         break;
                     }
                 }
+                if !line.capped {
+                    let users = offered.iter().map(|(_, user, _, _)| *user);
+                    line.read(&statements, conn, users, now).await?;
+                }
                 let mut placed = Vec::with_capacity(offered.len());
                 for (entry_id, user_id, plan, seconds) in offered {
-                    let Some(user) = buyers.get(&(user_id, event_id)) else {
+                    let Some(user) = line.users.get(&user_id) else {
                         continue;
                     };
                     let order = NewOrder {
@@ -576,7 +608,48 @@ macro_rules! waitlist_store {
                     metrics::counter!("nearbytix_waitlist_closed_total", "reason" => "limit")
                         .increment(1);
                 }
-                Ok(())
+                Ok(placed.len())
+            }
+
+            /// The people in line the offer step has read: who they are, and (where the
+            /// event caps tickets per person) the live tickets each holds for it.
+            struct InLineUsers {
+                event_id: Uuid,
+                capped: bool,
+                users: HashMap<Uuid, $crate::domain::UserSummary>,
+                held: HashMap<Uuid, i64>,
+            }
+
+            impl InLineUsers {
+                /// Reads those of `users` not read yet.
+                async fn read(
+                    &mut self,
+                    statements: &impl BatchStatements<Conn = Conn>,
+                    conn: &mut Conn,
+                    users: impl Iterator<Item = Uuid>,
+                    now: DateTime<Utc>,
+                ) -> StoreResult<()> {
+                    let mut wanted: Vec<BuyerOf> = users
+                        .filter(|user| !self.users.contains_key(user))
+                        .map(|user_id| BuyerOf {
+                            user_id,
+                            event_id: self.event_id,
+                            capped: self.capped,
+                        })
+                        .collect();
+                    wanted.sort_unstable_by_key(|buyer| buyer.user_id);
+                    wanted.dedup_by_key(|buyer| buyer.user_id);
+                    if wanted.is_empty() {
+                        return Ok(());
+                    }
+                    for ((user_id, _), (user, held)) in
+                        statements.read_buyers(conn, &wanted, now).await?
+                    {
+                        self.held.insert(user_id, held);
+                        self.users.insert(user_id, user);
+                    }
+                    Ok(())
+                }
             }
 
             /// Whether the sale has a seat some tier sells now.
@@ -584,6 +657,37 @@ macro_rules! waitlist_store {
                 !state.started
                     && state.seats_left > 0
                     && state.tiers.iter().any(|tier| tier.sale().selling(now) > 0)
+            }
+
+            /// A deleted tier's waiting entries close (`tier_unavailable`).
+            pub(in $crate::store) async fn close_tier_line(
+                conn: &mut Conn,
+                tier: Uuid,
+                now: DateTime<Utc>,
+            ) -> StoreResult<()> {
+                let closed = sqlx::query(sql::CLOSE_TIER_LINE)
+                    .bind(tier)
+                    .bind(Time::from(now))
+                    .execute(&mut *conn)
+                    .await?;
+                count_closed(ClosedReason::TierUnavailable, closed.rows_affected());
+                Ok(())
+            }
+
+            /// A disabled list's waiting entries close (`waitlist_disabled`); open offers run
+            /// their course.
+            pub(in $crate::store) async fn close_disabled_line(
+                conn: &mut Conn,
+                event: Uuid,
+                now: DateTime<Utc>,
+            ) -> StoreResult<()> {
+                let closed = sqlx::query(sql::CLOSE_DISABLED_LINE)
+                    .bind(event)
+                    .bind(Time::from(now))
+                    .execute(&mut *conn)
+                    .await?;
+                count_closed(ClosedReason::WaitlistDisabled, closed.rows_affected());
+                Ok(())
             }
 
             /// Offers whose order expired end `expired` (after the ledger gave their seats
@@ -637,22 +741,6 @@ macro_rules! waitlist_store {
                     metrics::counter!("nearbytix_waitlist_closed_total", "reason" => reason.as_str())
                         .increment(entries);
                 }
-            }
-
-            /// A started event's line closes (its row held).
-            async fn close_started_line(
-                conn: &mut Conn,
-                event_id: Uuid,
-                now: DateTime<Utc>,
-            ) -> StoreResult<()> {
-                let closed = sqlx::query(sql::CLOSE_EVENT_LINE)
-                    .bind(event_id)
-                    .bind(ClosedReason::EventStarted.as_str())
-                    .bind(Time::from(now))
-                    .execute(&mut *conn)
-                    .await?;
-                count_closed(ClosedReason::EventStarted, closed.rows_affected());
-                Ok(())
             }
 
             #[async_trait]
@@ -766,11 +854,12 @@ macro_rules! waitlist_store {
                     let Some(entry) = find_on(&mut conn, entry_id, now).await? else {
                         return Ok(None);
                     };
-                    let creator: Uuid = sqlx::query_scalar(sql::EVENT_CREATOR)
+                    // `None` when the event (and so the entry) was deleted meanwhile.
+                    let creator: Option<Uuid> = sqlx::query_scalar(sql::EVENT_CREATOR)
                         .bind(entry.event_id)
-                        .fetch_one(&mut *conn)
+                        .fetch_optional(&mut *conn)
                         .await?;
-                    Ok(Some((creator, entry)))
+                    Ok(creator.map(|creator| (creator, entry)))
                 }
 
                 async fn user_waitlist(
@@ -854,10 +943,14 @@ macro_rules! waitlist_store {
                             tx.rollback().await?;
                             return Ok(EntryEnded::NotFound);
                         };
-                        let creator: Uuid = sqlx::query_scalar(sql::EVENT_CREATOR)
+                        let creator: Option<Uuid> = sqlx::query_scalar(sql::EVENT_CREATOR)
                             .bind(event_id)
-                            .fetch_one(&mut *tx)
+                            .fetch_optional(&mut *tx)
                             .await?;
+                        let Some(creator) = creator else {
+                            tx.rollback().await?;
+                            return Ok(EntryEnded::NotFound);
+                        };
                         let (allowed, status) = match end {
                             EntryEnd::Leave { user_id } => (owner == user_id, EntryStatus::Left),
                             EntryEnd::Remove {
@@ -925,10 +1018,15 @@ macro_rules! waitlist_store {
                             .bind(Time::from(now))
                             .execute(&mut *tx)
                             .await?;
-                        if let Some((order, event, total)) = cancelled {
+                        if let Some((id, event_id, total)) = cancelled {
+                            // The entry ended above: its order is no longer its offer to end.
+                            let order = sql::MovedOrder {
+                                id,
+                                event_id,
+                                offer: None,
+                            };
                             let moved = sql::OrderMoved::Cancelled;
-                            sql::order_moved::<$db>(&mut tx, order, event, total, moved, now)
-                                .await?;
+                            sql::order_moved::<$db>(&mut tx, order, total, moved, now).await?;
                         }
                         let ended = find_on(&mut tx, entry_id, now)
                             .await?
@@ -968,57 +1066,78 @@ macro_rules! waitlist_store {
                 }
 
                 async fn sweep_waitlists(&self) -> StoreResult<u64> {
-                    let (mut tx, now) = self.write_tx().await?;
-                    let started: Vec<Uuid> = sqlx::query_scalar(sql::STARTED_LINES)
-                        .bind(Time::from(now))
-                        .bind(sql::SWEEP_EVENTS)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    let ended: Vec<Uuid> = sqlx::query_scalar(sql::ENDED_TIER_LINES)
-                        .bind(Time::from(now))
-                        .bind(sql::SWEEP_EVENTS)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    let opened: Vec<Uuid> = sqlx::query_scalar(sql::OPENED_TIER_LINES)
-                        .bind(Time::from(now))
-                        .bind(Time::from(now - sql::SALES_START_GRACE))
-                        .bind(sql::SWEEP_EVENTS)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    let mut events: Vec<Uuid> =
-                        started.iter().chain(&ended).chain(&opened).copied().collect();
+                    // The candidates are read without the write lock: most sweeps find none.
+                    let seen = Time::from(Utc::now());
+                    let mut events = Vec::new();
+                    for candidates in [
+                        sql::STARTED_LINES,
+                        sql::ENDED_TIER_LINES,
+                        sql::OPENED_TIER_LINES,
+                    ] {
+                        let found: Vec<Uuid> = sqlx::query_scalar(candidates)
+                            .bind(seen)
+                            .bind(sql::SWEEP_EVENTS)
+                            .fetch_all(&self.$reader)
+                            .await?;
+                        events.extend(found);
+                    }
                     events.sort_unstable();
                     events.dedup();
                     let mut swept = 0;
+                    // One transaction per event: a hot event's orders wait for its own only.
                     for event_id in events {
-                        // Another transaction holding the event does the work, or the next
-                        // sweep does.
+                        let (mut tx, now) = self.write_tx().await?;
+                        // Another transaction holding the event may be its offer step; the
+                        // next sweep looks again.
                         if !lock_event(&mut tx, event_id, true).await? {
+                            tx.rollback().await?;
                             continue;
                         }
+                        sweep_event(&mut tx, event_id, now).await?;
+                        tx.commit().await?;
                         swept += 1;
-                        if started.contains(&event_id) {
-                            close_started_line(&mut tx, event_id, now).await?;
-                            continue;
-                        }
-                        let tiers: Vec<Uuid> = sqlx::query_scalar(sql::ENDED_TIERS)
-                            .bind(event_id)
-                            .bind(Time::from(now))
-                            .fetch_all(&mut *tx)
-                            .await?;
-                        for tier in tiers {
-                            let closed = sqlx::query(sql::CLOSE_TIER_LINE)
-                                .bind(tier)
-                                .bind(Time::from(now))
-                                .execute(&mut *tx)
-                                .await?;
-                            count_closed(ClosedReason::TierUnavailable, closed.rows_affected());
-                        }
-                        offer_on(&mut tx, event_id, now).await?;
                     }
-                    tx.commit().await?;
                     Ok(swept)
                 }
+            }
+
+            /// The clock's work on one event's line, its row held: a started event's line
+            /// closes; otherwise the entries of tiers whose sales ended close, and the seats
+            /// of tiers whose sales started are offered (once per `sales_start`).
+            async fn sweep_event(
+                conn: &mut Conn,
+                event_id: Uuid,
+                now: DateTime<Utc>,
+            ) -> StoreResult<()> {
+                let (start_time,): (Time,) = sqlx::query_as(sql::EVENT_START)
+                    .bind(event_id)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                if start_time.into_utc()? <= now {
+                    let closed = sqlx::query(sql::CLOSE_EVENT_LINE)
+                        .bind(event_id)
+                        .bind(ClosedReason::EventStarted.as_str())
+                        .bind(Time::from(now))
+                        .execute(&mut *conn)
+                        .await?;
+                    count_closed(ClosedReason::EventStarted, closed.rows_affected());
+                    return Ok(());
+                }
+                let tiers: Vec<Uuid> = sqlx::query_scalar(sql::ENDED_TIERS)
+                    .bind(event_id)
+                    .bind(Time::from(now))
+                    .fetch_all(&mut *conn)
+                    .await?;
+                for tier in tiers {
+                    close_tier_line(conn, tier, now).await?;
+                }
+                offer_on(conn, event_id, now).await?;
+                sqlx::query(sql::LINES_SERVED)
+                    .bind(event_id)
+                    .bind(Time::from(now))
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
             }
 
             /// A page of entries as read, with the total `count` gives when the page is

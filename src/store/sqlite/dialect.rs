@@ -115,12 +115,28 @@ impl sql::Dialect for Sqlite {
         Ok(())
     }
 
-    async fn offer_seats_back(
+    async fn offer_to_line(
         conn: &mut SqliteConnection,
-        back: &[SeatsBack],
+        events: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> StoreResult<usize> {
+        super::waitlist::offer_to_line(conn, events, now).await
+    }
+
+    async fn close_tier_line(
+        conn: &mut SqliteConnection,
+        tier: Uuid,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        super::waitlist::offer_seats_back(conn, back, now).await
+        super::waitlist::close_tier_line(conn, tier, now).await
+    }
+
+    async fn close_disabled_line(
+        conn: &mut SqliteConnection,
+        event: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        super::waitlist::close_disabled_line(conn, event, now).await
     }
 
     async fn end_lapsed_offers(conn: &mut SqliteConnection, now: DateTime<Utc>) -> StoreResult<()> {
