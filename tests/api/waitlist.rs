@@ -16,6 +16,7 @@ backend_tests!(
     lines_close_when_the_list_is_disabled_a_tier_deleted_or_the_event_starts,
     a_storm_of_returns_never_offers_a_seat_twice,
     seats_a_rule_change_puts_on_sale_go_to_the_line,
+    a_line_and_a_user_have_limits,
 );
 
 /// An event of `seats` seats (one tier) with its waiting list open; its id and tier id.
@@ -802,5 +803,48 @@ async fn seats_a_rule_change_puts_on_sale_go_to_the_line(backend: Backend) {
     cancel(&app, &waiter, &mine).await;
     let served = entry(&app, &waiter, group).await;
     assert_eq!(served["status"], "offered", "{served}");
+    app.assert_invariants().await;
+}
+
+async fn a_line_and_a_user_have_limits(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |settings| {
+        settings.waitlist.max_waiting_per_event = 2;
+        settings.waitlist.max_active_per_user = 1;
+        settings.reservation_rate_limit_per_user = std::num::NonZeroU32::new(3).unwrap();
+    })
+    .await;
+    let creator = app.register_user(None).await;
+    let buyer = app.register_user(None).await;
+    let (first, second) = line_event(&app, &creator, 1).await;
+    order(&app, &buyer, &first, &second, 1).await;
+    let (other, other_tier) = line_event(&app, &creator, 1).await;
+    order(&app, &buyer, &other, &other_tier, 1).await;
+    let (a, b, c) = (
+        app.register_user(None).await,
+        app.register_user(None).await,
+        app.register_user(None).await,
+    );
+    assert_eq!(
+        join(&app, &a, &first, json!({})).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        join(&app, &b, &first, json!({})).await.0,
+        StatusCode::CREATED
+    );
+    let (status, body) = join(&app, &c, &first, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["detail"], "Waiting list is full");
+    let (status, body) = join(&app, &a, &other, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        body["detail"],
+        "Too many active waiting-list entries (limit 1)"
+    );
+    // Joins count against the reservation rate (3 a minute here): the fourth is 429.
+    let (status, _) = join(&app, &a, &other, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, body) = join(&app, &a, &other, json!({})).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     app.assert_invariants().await;
 }
