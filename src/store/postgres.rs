@@ -50,6 +50,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 pub const LISTENER_NAME: &str = "nearbytix-listener";
 
 mod batch;
+mod cancel_lanes;
 mod dialect;
 mod lanes;
 mod notifications;
@@ -60,6 +61,7 @@ pub struct PgStore {
     pool: PgPool,
     orders: Arc<Lanes<batch::Writer>>,
     scans: Arc<Lanes<scan_lanes::ScanWriter>>,
+    cancels: Arc<Lanes<cancel_lanes::CancelWriter>>,
     /// The lanes' connections.
     lanes_pool: PgPool,
     sold_out: Arc<SoldOut>,
@@ -131,7 +133,7 @@ impl PgStore {
         };
         let listener = notifications::listen(listener_pool.clone(), relay).await;
         let (runtime, lanes_pool) = LaneRuntime::start(
-            pool_options(2 * lanes::LANES, options.acquire_timeout),
+            pool_options(3 * lanes::LANES, options.acquire_timeout),
             connect_options,
         )?;
         let orders = Lanes::new(
@@ -145,11 +147,19 @@ impl PgStore {
             scan_lanes::ScanWriter {
                 pool: lanes_pool.clone(),
             },
+            Arc::clone(&runtime),
+        );
+        let cancels = Lanes::new(
+            cancel_lanes::CancelWriter {
+                pool: lanes_pool.clone(),
+                sold_out: Arc::clone(&sold_out),
+            },
             runtime,
         );
         Ok(Self {
             orders,
             scans,
+            cancels,
             lanes_pool,
             pool,
             sold_out,
@@ -699,6 +709,14 @@ impl TicketStore for PgStore {
         action: OrderAction,
         key: Option<&HeldKey>,
     ) -> StoreResult<OrderChange> {
+        if action == OrderAction::Cancel && key.is_none() {
+            let request = cancel_lanes::CancelRequest { order_id, user_id };
+            if let Some(order) = self.cancels.write(request).await? {
+                return Ok(OrderChange::Done(Box::new(order)));
+            }
+            // Not cancelled by the batch: the one-order path says why (or, the order having
+            // changed meanwhile, cancels it).
+        }
         let (mut tx, now) = begin_write(&self.pool).await?;
         let change = sql::change_order_on::<Postgres>(&mut tx, order_id, user_id, action, now);
         let outcome = match change.await? {

@@ -6,7 +6,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::helpers::{Backend, TestApp, TestUser, block_reservations_and, error_locs, loc};
+use crate::helpers::{
+    Backend, TestApp, TestUser, assert_releases_recorded, block_reservations_and, error_locs, loc,
+};
 
 backend_tests!(
     events_are_created_with_their_tiers,
@@ -22,6 +24,7 @@ backend_tests!(
     a_due_order_reads_expired_and_pays_410,
     a_batch_answers_each_order_as_if_alone,
     orders_show_their_payment_and_organisers_refund_paid_ones,
+    cancellations_at_once_each_answer_as_if_alone,
 );
 
 /// Early bird (1500, 5 seats, 2 per order), VIP (5000, 3 seats) and Regular (2500).
@@ -984,4 +987,58 @@ async fn orders_show_their_payment_and_organisers_refund_paid_ones(backend: Back
         "a free order's refund is recorded only"
     );
     app.assert_invariants().await;
+}
+
+/// Cancellations that arrive together (on PostgreSQL they share a transaction): each answers
+/// as if alone — one 200 per order, its repeats 409, a stranger's 403 — and every seat comes
+/// back once.
+async fn cancellations_at_once_each_answer_as_if_alone(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let organiser = app.register_user(None).await;
+    let event = app
+        .create_event(&organiser.token, json!({"total_tickets": 40}))
+        .await;
+    let event_id = event["id"].as_str().unwrap().to_owned();
+    let stranger = app.register_user(None).await;
+    let mut orders = Vec::new();
+    for _ in 0..10 {
+        let buyer = app.register_user(None).await;
+        let (status, ticket) = app
+            .post(
+                "/tickets/",
+                Some(&buyer.token),
+                json!({"event_id": event_id}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{ticket}");
+        orders.push((buyer, ticket["order_id"].as_str().unwrap().to_owned()));
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (buyer, order) in &orders {
+        for token in [&buyer.token, &buyer.token, &buyer.token, &stranger.token] {
+            let url = app.url(&format!("/orders/{order}/cancel"));
+            let (client, token, order) = (app.client.clone(), token.clone(), order.clone());
+            tasks.spawn(async move {
+                let sent = client.post(url).bearer_auth(&token).send().await.unwrap();
+                (order, token, sent.status())
+            });
+        }
+    }
+    let mut done = std::collections::HashMap::<String, usize>::new();
+    while let Some(answer) = tasks.join_next().await {
+        let (order, token, status) = answer.unwrap();
+        if token == stranger.token {
+            assert_eq!(status, StatusCode::FORBIDDEN);
+        } else if status == StatusCode::OK {
+            *done.entry(order).or_default() += 1;
+        } else {
+            assert_eq!(status, StatusCode::CONFLICT);
+        }
+    }
+    assert_eq!(done.len(), 10, "every order cancelled");
+    assert!(done.values().all(|n| *n == 1), "once each: {done:?}");
+    let (_, read) = app.get(&format!("/events/{event_id}"), None).await;
+    assert_eq!(read["tickets_available"], 40);
+    app.assert_invariants().await;
+    assert_releases_recorded(backend, &app.database.url).await;
 }
