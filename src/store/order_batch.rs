@@ -30,6 +30,16 @@ pub(super) struct OrderRequest {
     pub key: Option<KeyUse>,
 }
 
+/// An unkeyed cancellation of order `order_id` by `user_id`, written with the others that
+/// arrive together (`postgres/cancel_lanes.rs`, `sqlite/cancel_batch.rs`): what the batch
+/// cannot decide alone is answered `None` and left to the one-order path, which gives the
+/// reason.
+#[derive(Debug, Clone)]
+pub(super) struct CancelRequest {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+}
+
 /// An order waiting for its batch, and where its answer goes.
 pub(super) type Pending = batch::Pending<OrderRequest, OrderOutcome>;
 

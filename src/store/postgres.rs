@@ -710,7 +710,7 @@ impl TicketStore for PgStore {
         key: Option<&HeldKey>,
     ) -> StoreResult<OrderChange> {
         if action == OrderAction::Cancel && key.is_none() {
-            let request = cancel_lanes::CancelRequest { order_id, user_id };
+            let request = super::order_batch::CancelRequest { order_id, user_id };
             if let Some(order) = self.cancels.write(request).await? {
                 return Ok(OrderChange::Done(Box::new(order)));
             }

@@ -49,6 +49,7 @@ const READ_CONNECTIONS: u32 = 8;
 const LOG_END: &str = "SELECT coalesce(max(seq), ?1) FROM event_changes";
 
 mod batch;
+mod cancel_batch;
 mod dialect;
 
 pub struct SqliteStore {
@@ -59,6 +60,7 @@ pub struct SqliteStore {
     follower: SqlitePool,
     path: PathBuf,
     orders: tokio::sync::mpsc::Sender<Pending>,
+    cancels: tokio::sync::mpsc::Sender<cancel_batch::PendingCancel>,
     /// Told of every commit: readers of the event change log in this process look at once.
     committed: Arc<watch::Sender<()>>,
 }
@@ -237,6 +239,7 @@ impl SqliteStore {
         let committed = Arc::new(watch::Sender::new(()));
         Ok(Self {
             orders: batch::spawn(writer.clone(), Arc::clone(&committed)),
+            cancels: cancel_batch::spawn(writer.clone(), Arc::clone(&committed)),
             committed,
             writer,
             reader,
@@ -808,6 +811,21 @@ impl TicketStore for SqliteStore {
         action: OrderAction,
         key: Option<&HeldKey>,
     ) -> StoreResult<OrderChange> {
+        if action == OrderAction::Cancel && key.is_none() {
+            let (pending, answer) =
+                cancel_batch::PendingCancel::new(super::order_batch::CancelRequest {
+                    order_id,
+                    user_id,
+                });
+            if self.cancels.send(pending).await.is_err() {
+                return Err(sqlx::Error::WorkerCrashed.into());
+            }
+            if let Some(order) = answer.wait().await? {
+                return Ok(OrderChange::Done(Box::new(order)));
+            }
+            // Not cancelled by the batch: the one-order path says why (or, the order having
+            // changed meanwhile, cancels it).
+        }
         let mut tx = self.begin_immediate().await?;
         let now = tx.now();
         let change = sql::change_order_on::<Sqlite>(&mut tx, order_id, user_id, action, now);

@@ -19,14 +19,8 @@ use super::sold_out::SoldOut;
 use super::{OrderRow, begin_write, orders_with_parts};
 use crate::domain::{OrderDetails, SeatsBack, SeatsBackCause};
 use crate::store::batch::BatchWriter;
+use crate::store::order_batch::CancelRequest;
 use crate::store::{StoreResult, ledger, sql};
-
-/// An unkeyed cancellation of order `order_id` by `user_id`.
-#[derive(Debug, Clone)]
-pub(in crate::store) struct CancelRequest {
-    pub order_id: Uuid,
-    pub user_id: Uuid,
-}
 
 /// `$1` orders (sorted): locked in id order, as every batch locks them.
 const LOCK_ORDERS: &str = "SELECT id FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE";

@@ -1,0 +1,161 @@
+//! Cancellations on SQLite in batches, as orders are ([`super::batch`]): the cancellations that
+//! arrive together share one transaction of the one writer, which moves their tickets in one
+//! statement and gives all their seats back through the seat ledger at once (one offer step
+//! for the waiting list, however many returns). What the batch cannot decide alone is
+//! answered `None` and left to the one-order path.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use super::{OrderRow, WriteTx, orders_with_parts, push_ids};
+use crate::domain::{OrderDetails, SeatsBack, SeatsBackCause};
+use crate::store::batch::{self, BatchWriter, write as write_batch};
+use crate::store::order_batch::CancelRequest;
+use crate::store::sql::{self, Micros};
+use crate::store::{StoreResult, ledger};
+
+/// A cancellation waiting for its batch.
+pub(super) type PendingCancel = batch::Pending<CancelRequest, Option<OrderDetails>>;
+
+/// Most cancellations written in one transaction.
+const MAX_BATCH: usize = 64;
+
+/// `$1` order, `$2` its buyer, `$3` now: cancelled if still reserved, within its hold and with
+/// no payment in flight; its event and the waiting-list entry it was offered to.
+const CANCEL_ORDER: &str = "UPDATE orders SET status = 'cancelled', updated_at = $3
+     WHERE id = $1 AND user_id = $2 AND status = 'reserved' AND expires_at > $3
+       AND payment_status <> 'pending'
+     RETURNING id, waitlist_entry_id";
+
+/// Starts the batching task; cancellations are sent to the returned channel.
+pub(super) fn spawn(
+    writer: SqlitePool,
+    committed: Arc<watch::Sender<()>>,
+) -> mpsc::Sender<PendingCancel> {
+    let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
+    tokio::spawn(run(CancelWriter { writer, committed }, receiver));
+    sender
+}
+
+async fn run(writer: CancelWriter, mut receiver: mpsc::Receiver<PendingCancel>) {
+    let mut pending = Vec::with_capacity(MAX_BATCH);
+    while receiver.recv_many(&mut pending, MAX_BATCH).await > 0 {
+        write_batch(&writer, std::mem::take(&mut pending)).await;
+    }
+}
+
+struct CancelWriter {
+    writer: SqlitePool,
+    committed: Arc<watch::Sender<()>>,
+}
+
+impl BatchWriter for CancelWriter {
+    type Request = CancelRequest;
+    /// The cancelled order; `None`: not cancelled here (the one-order path answers).
+    type Outcome = Option<OrderDetails>;
+    const WHAT: &'static str = "cancellations";
+
+    async fn write(
+        &self,
+        requests: &[&CancelRequest],
+    ) -> StoreResult<Vec<StoreResult<Option<OrderDetails>>>> {
+        let mut tx = WriteTx::begin(&self.writer, &self.committed).await?;
+        match cancel_all(&mut tx, requests).await {
+            Ok(outcomes) => {
+                tx.commit().await?;
+                Ok(outcomes)
+            }
+            Err(error) => {
+                // Whether the rollback works or not, the error is the answer.
+                let _ = tx.rollback().await;
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Cancels what `requests` may cancel inside `tx`; each request's answer.
+async fn cancel_all(
+    tx: &mut WriteTx,
+    requests: &[&CancelRequest],
+) -> StoreResult<Vec<StoreResult<Option<OrderDetails>>>> {
+    let now = tx.now();
+    let at = Micros::from(now);
+    // One statement per order: the single writer makes each cheap; the batch shares the rest.
+    let mut cancelled = Vec::new();
+    let mut offers = 0u64;
+    for request in requests {
+        let moved: Option<(Uuid, Option<Uuid>)> = sqlx::query_as(CANCEL_ORDER)
+            .bind(request.order_id)
+            .bind(request.user_id)
+            .bind(at)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if let Some((id, offer)) = moved {
+            cancelled.push(id);
+            offers += u64::from(offer.is_some());
+        }
+    }
+    let mut details = Vec::new();
+    if !cancelled.is_empty() {
+        let mut tickets = QueryBuilder::<Sqlite>::new(
+            "UPDATE tickets SET status = 'cancelled', paid_at = NULL, updated_at = ",
+        );
+        tickets.push_bind(at).push(" WHERE order_id");
+        push_ids(&mut tickets, &cancelled);
+        tickets.build().execute(&mut **tx).await?;
+        if offers > 0 {
+            let mut declined = QueryBuilder::<Sqlite>::new(
+                "UPDATE waitlist_entries SET status = 'left', updated_at = ",
+            );
+            declined
+                .push_bind(at)
+                .push(" WHERE status = 'offered' AND offer_order_id");
+            push_ids(&mut declined, &cancelled);
+            declined.build().execute(&mut **tx).await?;
+            metrics::counter!("nearbytix_waitlist_offers_ended_total", "outcome" => "left")
+                .increment(offers);
+        }
+        let mut seats = QueryBuilder::<Sqlite>::new(
+            "SELECT event_id, tier_id, CAST(quantity AS BIGINT) FROM order_items WHERE order_id",
+        );
+        push_ids(&mut seats, &cancelled);
+        let seats: Vec<(Uuid, Uuid, i64)> = seats.build_query_as().fetch_all(&mut **tx).await?;
+        let freed = seats
+            .into_iter()
+            .map(|(event_id, tier_id, seats)| SeatsBack {
+                event_id,
+                tier_id: Some(tier_id),
+                seats,
+            });
+        ledger::release::<Sqlite>(&mut **tx, freed, SeatsBackCause::Cancelled, now).await?;
+        let mut orders = QueryBuilder::<Sqlite>::new(sql::SELECT_ORDERS);
+        orders.push(" WHERE o.id");
+        push_ids(&mut orders, &cancelled);
+        let rows: Vec<OrderRow> = orders.build_query_as().fetch_all(&mut **tx).await?;
+        details = orders_with_parts(tx, rows).await?;
+    }
+    // Each cancelled order answers its buyer's first request for it: a repeat finds it
+    // cancelled, another user's request is not theirs.
+    let mut by_id: HashMap<Uuid, OrderDetails> = details
+        .into_iter()
+        .map(|order| (order.order.id, order))
+        .collect();
+    Ok(requests
+        .iter()
+        .map(|request| {
+            let theirs = by_id
+                .get(&request.order_id)
+                .is_some_and(|order| order.order.user_id == request.user_id);
+            Ok(if theirs {
+                by_id.remove(&request.order_id)
+            } else {
+                None
+            })
+        })
+        .collect())
+}
