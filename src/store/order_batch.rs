@@ -30,15 +30,23 @@ pub(super) struct OrderRequest {
     pub key: Option<KeyUse>,
 }
 
-/// An unkeyed cancellation of order `order_id` by `user_id`, written with the others that
-/// arrive together (`postgres/cancel_lanes.rs`, `sqlite/cancel_batch.rs`): what the batch
-/// cannot decide alone is answered `None` and left to the one-order path, which gives the
-/// reason.
+/// An unkeyed cancellation of order `order_id` (of event `event_id`) by `user_id`, written with
+/// the others that arrive together (`postgres/cancel_lanes.rs`, `sqlite/cancel_batch.rs`): what
+/// the batch cannot decide alone is answered `None` and left to the one-order path, which gives
+/// the reason.
 #[derive(Debug, Clone)]
 pub(super) struct CancelRequest {
     pub order_id: Uuid,
     pub user_id: Uuid,
+    pub event_id: Uuid,
 }
+
+/// `$1` order, `$2` user, `$3` now: the order's event, and whether `$2` may cancel it now, read
+/// without a lock: only an order that looks cancellable joins a batch of cancellations (the
+/// batch checks again); any other goes the one-order path at once, for its reason.
+pub(super) const CANCELLABLE: &str = "SELECT event_id,
+        user_id = $2 AND status = 'reserved' AND expires_at > $3 AND payment_status <> 'pending'
+     FROM orders WHERE id = $1";
 
 /// An order waiting for its batch, and where its answer goes.
 pub(super) type Pending = batch::Pending<OrderRequest, OrderOutcome>;

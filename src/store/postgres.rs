@@ -203,6 +203,34 @@ scan_store!(PgStore, Postgres, Transaction<'static, Postgres>, pool);
 waitlist_store!(PgStore, Postgres, pool, |_| batch::PgStatements);
 
 impl PgStore {
+    /// Cancels an order that looks cancellable in its event's lane, with the cancellations
+    /// that arrive together; `None`: not done there (the order is not one `user_id` may cancel
+    /// now, or the lanes are full), for the one-order path.
+    async fn cancel_batched(
+        &self,
+        order_id: Uuid,
+        user_id: Uuid,
+    ) -> StoreResult<Option<OrderDetails>> {
+        let glance: Option<(Uuid, bool)> = sqlx::query_as(super::order_batch::CANCELLABLE)
+            .bind(order_id)
+            .bind(user_id)
+            .bind(Utc::now())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some((event_id, true)) = glance else {
+            return Ok(None);
+        };
+        let request = super::order_batch::CancelRequest {
+            order_id,
+            user_id,
+            event_id,
+        };
+        match self.cancels.write(request).await {
+            Err(StoreError::Busy) => Ok(None),
+            written => written,
+        }
+    }
+
     /// A write transaction with the database's clock.
     async fn write_tx(&self) -> StoreResult<(Transaction<'static, Postgres>, DateTime<Utc>)> {
         begin_write(&self.pool).await
@@ -709,14 +737,13 @@ impl TicketStore for PgStore {
         action: OrderAction,
         key: Option<&HeldKey>,
     ) -> StoreResult<OrderChange> {
-        if action == OrderAction::Cancel && key.is_none() {
-            let request = super::order_batch::CancelRequest { order_id, user_id };
-            if let Some(order) = self.cancels.write(request).await? {
-                return Ok(OrderChange::Done(Box::new(order)));
-            }
-            // Not cancelled by the batch: the one-order path says why (or, the order having
-            // changed meanwhile, cancels it).
+        if action == OrderAction::Cancel
+            && key.is_none()
+            && let Some(order) = self.cancel_batched(order_id, user_id).await?
+        {
+            return Ok(OrderChange::Done(Box::new(order)));
         }
+        // Not cancelled in a batch: the one-order path does it, or says why not.
         let (mut tx, now) = begin_write(&self.pool).await?;
         let change = sql::change_order_on::<Postgres>(&mut tx, order_id, user_id, action, now);
         let outcome = match change.await? {

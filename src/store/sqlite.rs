@@ -258,6 +258,36 @@ impl SqliteStore {
         answer.wait().await
     }
 
+    /// Cancels an order that looks cancellable in the writer's next batch of cancellations;
+    /// `None`: not done there (the order is not one `user_id` may cancel now, or the batching
+    /// task is gone), for the one-order path.
+    async fn cancel_batched(
+        &self,
+        order_id: Uuid,
+        user_id: Uuid,
+    ) -> StoreResult<Option<OrderDetails>> {
+        let glance: Option<(Uuid, bool)> = sqlx::query_as(super::order_batch::CANCELLABLE)
+            .bind(order_id)
+            .bind(user_id)
+            .bind(Micros::from(Utc::now()))
+            .fetch_optional(&self.reader)
+            .await?;
+        let Some((event_id, true)) = glance else {
+            return Ok(None);
+        };
+        let request = super::order_batch::CancelRequest {
+            order_id,
+            user_id,
+            event_id,
+        };
+        let (pending, answer) = cancel_batch::PendingCancel::new(request);
+        if self.cancels.send(pending).await.is_err() {
+            tracing::error!("the cancellation batching task is gone: cancelling one by one");
+            return Ok(None);
+        }
+        answer.wait().await
+    }
+
     /// An order for an event that is missing, started or (when `sold_out_answers`) sold out,
     /// refused from a read without the writer; `None` when only the writer can tell (seats
     /// left, due holds to release, or rules to check first).
@@ -811,21 +841,13 @@ impl TicketStore for SqliteStore {
         action: OrderAction,
         key: Option<&HeldKey>,
     ) -> StoreResult<OrderChange> {
-        if action == OrderAction::Cancel && key.is_none() {
-            let (pending, answer) =
-                cancel_batch::PendingCancel::new(super::order_batch::CancelRequest {
-                    order_id,
-                    user_id,
-                });
-            if self.cancels.send(pending).await.is_err() {
-                return Err(sqlx::Error::WorkerCrashed.into());
-            }
-            if let Some(order) = answer.wait().await? {
-                return Ok(OrderChange::Done(Box::new(order)));
-            }
-            // Not cancelled by the batch: the one-order path says why (or, the order having
-            // changed meanwhile, cancels it).
+        if action == OrderAction::Cancel
+            && key.is_none()
+            && let Some(order) = self.cancel_batched(order_id, user_id).await?
+        {
+            return Ok(OrderChange::Done(Box::new(order)));
         }
+        // Not cancelled in a batch: the one-order path does it, or says why not.
         let mut tx = self.begin_immediate().await?;
         let now = tx.now();
         let change = sql::change_order_on::<Sqlite>(&mut tx, order_id, user_id, action, now);

@@ -1,4 +1,4 @@
-//! Cancellations of reserved orders in lanes ([`super::lanes`]), by order: the cancellations
+//! Cancellations of reserved orders in lanes ([`super::lanes`]), by event: the cancellations
 //! that arrive while a lane's transaction is in flight share the next one, which moves their
 //! orders and tickets in one statement each and gives all their seats back through the seat
 //! ledger at once. A burst of returns on one event so takes its row lock, runs the waiting
@@ -22,16 +22,22 @@ use crate::store::batch::BatchWriter;
 use crate::store::order_batch::CancelRequest;
 use crate::store::{StoreResult, ledger, sql};
 
-/// `$1` orders (sorted): locked in id order, as every batch locks them.
-const LOCK_ORDERS: &str = "SELECT id FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE";
-
 /// `$1` orders, `$2` their buyers, `$3` now: those still reserved, within their hold and with
-/// no payment in flight, cancelled; with the waiting-list entry each was offered to.
-const CANCEL_ORDERS: &str = "UPDATE orders o SET status = 'cancelled', updated_at = $3
-     FROM unnest($1::uuid[], $2::uuid[]) AS r(id, user_id)
-     WHERE o.id = r.id AND o.user_id = r.user_id AND o.status = 'reserved'
-       AND o.expires_at > $3 AND o.payment_status <> 'pending'
-     RETURNING o.id, o.event_id, o.waitlist_entry_id";
+/// no payment in flight, cancelled; with their event and the waiting-list entry each was offered
+/// to. Only those rows are locked, in id order (as every batch locks orders), and with the lock
+/// an `UPDATE` takes.
+const CANCEL_ORDERS: &str = "WITH asked AS (
+        SELECT * FROM unnest($1::uuid[], $2::uuid[]) AS r(id, user_id)
+    ), locked AS (
+        SELECT o.id FROM orders o JOIN asked a ON a.id = o.id AND a.user_id = o.user_id
+        WHERE o.status = 'reserved' AND o.expires_at > $3 AND o.payment_status <> 'pending'
+        ORDER BY o.id FOR NO KEY UPDATE OF o
+    )
+    UPDATE orders o SET status = 'cancelled', updated_at = $3
+    FROM locked l
+    WHERE o.id = l.id AND o.status = 'reserved' AND o.expires_at > $3
+      AND o.payment_status <> 'pending'
+    RETURNING o.id, o.event_id, o.waitlist_entry_id";
 
 /// `$1` orders, `$2` now: their tickets, locked in id order first (as scans lock them).
 const CANCEL_TICKETS: &str = "UPDATE tickets SET status = 'cancelled', updated_at = $2,
@@ -63,13 +69,6 @@ impl BatchWriter for CancelWriter {
         requests: &[&CancelRequest],
     ) -> StoreResult<Vec<StoreResult<Option<OrderDetails>>>> {
         let (mut tx, now) = begin_write(&self.pool).await?;
-        let mut ids: Vec<Uuid> = requests.iter().map(|request| request.order_id).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        sqlx::query(LOCK_ORDERS)
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
         let moved: Vec<(Uuid, Uuid, Option<Uuid>)> = sqlx::query_as(CANCEL_ORDERS)
             .bind(
                 requests
@@ -151,9 +150,8 @@ impl BatchWriter for CancelWriter {
 }
 
 impl LaneWriter for CancelWriter {
-    /// The order: the cancellations of one event spread over the lanes, each lane's batch
-    /// taking the event's lock once.
+    /// The event: its cancellations queue on its row lock, so they share one lane's batches.
     fn lane_key(request: &CancelRequest) -> Uuid {
-        request.order_id
+        request.event_id
     }
 }
