@@ -48,6 +48,32 @@ pub(super) const CANCELLABLE: &str = "SELECT event_id,
         user_id = $2 AND status = 'reserved' AND expires_at > $3 AND payment_status <> 'pending'
      FROM orders WHERE id = $1";
 
+/// The answer to each request of a batch of cancellations that cancelled `cancelled`: each
+/// order answers its buyer's first request for it; a repeat (it finds the order cancelled) and
+/// another user's request (not theirs) are left to the one-order path.
+pub(super) fn cancel_answers(
+    requests: &[&CancelRequest],
+    cancelled: Vec<OrderDetails>,
+) -> Vec<StoreResult<Option<OrderDetails>>> {
+    let mut by_id: HashMap<Uuid, OrderDetails> = cancelled
+        .into_iter()
+        .map(|order| (order.order.id, order))
+        .collect();
+    requests
+        .iter()
+        .map(|request| {
+            let theirs = by_id
+                .get(&request.order_id)
+                .is_some_and(|order| order.order.user_id == request.user_id);
+            Ok(if theirs {
+                by_id.remove(&request.order_id)
+            } else {
+                None
+            })
+        })
+        .collect()
+}
+
 /// An order waiting for its batch, and where its answer goes.
 pub(super) type Pending = batch::Pending<OrderRequest, OrderOutcome>;
 

@@ -8,7 +8,7 @@
 //! order's state allows. Any other outcome (not the caller's, not reserved, past its hold, a
 //! payment in flight) is left to the one-order path, which gives the reason.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use sqlx::{PgPool, Postgres};
@@ -19,7 +19,7 @@ use super::sold_out::SoldOut;
 use super::{OrderRow, begin_write, orders_with_parts};
 use crate::domain::{OrderDetails, SeatsBack, SeatsBackCause};
 use crate::store::batch::BatchWriter;
-use crate::store::order_batch::CancelRequest;
+use crate::store::order_batch::{self, CancelRequest};
 use crate::store::{StoreResult, ledger, sql};
 
 /// `$1` orders, `$2` their buyers, `$3` now: those still reserved, within their hold and with
@@ -127,25 +127,7 @@ impl BatchWriter for CancelWriter {
         for event in events {
             self.sold_out.forget(Some(event));
         }
-        // Each cancelled order answers the first request for it; a repeat takes the one-order
-        // path, which finds it cancelled.
-        let mut by_id: HashMap<Uuid, OrderDetails> = details
-            .into_iter()
-            .map(|order| (order.order.id, order))
-            .collect();
-        Ok(requests
-            .iter()
-            .map(|request| {
-                let theirs = by_id
-                    .get(&request.order_id)
-                    .is_some_and(|order| order.order.user_id == request.user_id);
-                Ok(if theirs {
-                    by_id.remove(&request.order_id)
-                } else {
-                    None
-                })
-            })
-            .collect())
+        Ok(order_batch::cancel_answers(requests, details))
     }
 }
 

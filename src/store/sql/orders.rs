@@ -16,15 +16,26 @@ use crate::domain::{
 };
 use crate::store::{OrderAction, StoreError, ledger};
 
+/// The columns of [`EventSummaryColumns`], from the event `e`.
+macro_rules! event_summary_columns {
+    () => {
+        "e.title AS event_title, e.start_time AS event_start_time, \
+         e.end_time AS event_end_time, e.venue_name AS event_venue_name, \
+         e.city AS event_city, e.state AS event_state"
+    };
+}
+
 /// A ticket row (`t`) with its tier as its order recorded it (`oi`) and its user (`u`) and
 /// event (`e`) summaries, joined by `ticket_joins`.
 macro_rules! ticket_columns {
     () => {
-        "t.id, t.user_id, t.event_id, t.order_id, t.tier_id, t.status, t.expires_at, t.paid_at, \
-         t.created_at, t.updated_at, oi.tier_name, oi.unit_price_minor AS tier_price_minor, \
-         u.name AS user_name, u.email AS user_email, e.title AS event_title, \
-         e.start_time AS event_start_time, e.end_time AS event_end_time, \
-         e.venue_name AS event_venue_name, e.city AS event_city, e.state AS event_state"
+        concat!(
+            "t.id, t.user_id, t.event_id, t.order_id, t.tier_id, t.status, t.expires_at, \
+             t.paid_at, t.created_at, t.updated_at, oi.tier_name, \
+             oi.unit_price_minor AS tier_price_minor, u.name AS user_name, \
+             u.email AS user_email, ",
+            event_summary_columns!()
+        )
     };
 }
 
@@ -63,14 +74,14 @@ const REFUND_STATE: &str = "SELECT e.creator_id, o.status, o.expires_at <= $2
 /// An order (`o`) with its event's summary (`e`).
 macro_rules! order_columns {
     () => {
-        "o.id, o.user_id, o.event_id, o.status, o.currency, o.total_minor, o.expires_at, \
-         o.paid_at, o.created_at, o.updated_at, o.payment_provider, o.payment_status, \
-         o.payment_intent_id, o.refunded_minor, o.payment_failure_code, o.payment_updated_at, \
-         o.payment_attempts, o.waitlist_entry_id, \
-         e.title AS event_title, \
-         e.start_time AS event_start_time, e.end_time AS event_end_time, \
-         e.venue_name AS event_venue_name, e.city AS event_city, e.state AS event_state \
-         FROM orders o JOIN events e ON e.id = o.event_id"
+        concat!(
+            "o.id, o.user_id, o.event_id, o.status, o.currency, o.total_minor, o.expires_at, \
+             o.paid_at, o.created_at, o.updated_at, o.payment_provider, o.payment_status, \
+             o.payment_intent_id, o.refunded_minor, o.payment_failure_code, \
+             o.payment_updated_at, o.payment_attempts, o.waitlist_entry_id, ",
+            event_summary_columns!(),
+            " FROM orders o JOIN events e ON e.id = o.event_id"
+        )
     };
 }
 
@@ -179,6 +190,31 @@ pub(in crate::store) fn refusal_at_a_glance(
     }
 }
 
+/// An event's summary as [`event_summary_columns!`] reads it, beside the row it belongs to.
+#[derive(FromRow)]
+pub(in crate::store) struct EventSummaryColumns<T> {
+    event_title: String,
+    event_start_time: T,
+    event_end_time: T,
+    event_venue_name: String,
+    event_city: String,
+    event_state: String,
+}
+
+impl<T: StoredTime> EventSummaryColumns<T> {
+    pub(in crate::store) fn into_summary(self, id: Uuid) -> Result<EventSummary, StoreError> {
+        Ok(EventSummary {
+            id,
+            title: self.event_title,
+            start_time: self.event_start_time.into_utc()?,
+            end_time: self.event_end_time.into_utc()?,
+            venue_name: self.event_venue_name,
+            city: self.event_city,
+            state: self.event_state,
+        })
+    }
+}
+
 #[derive(FromRow)]
 pub(in crate::store) struct TicketRow<T> {
     id: Uuid,
@@ -195,12 +231,8 @@ pub(in crate::store) struct TicketRow<T> {
     updated_at: T,
     user_name: String,
     user_email: String,
-    event_title: String,
-    event_start_time: T,
-    event_end_time: T,
-    event_venue_name: String,
-    event_city: String,
-    event_state: String,
+    #[sqlx(flatten)]
+    event: EventSummaryColumns<T>,
 }
 
 impl<T: StoredTime> TicketRow<T> {
@@ -227,15 +259,7 @@ impl<T: StoredTime> TicketRow<T> {
                 name: self.user_name,
                 email: self.user_email,
             },
-            event: EventSummary {
-                id: self.event_id,
-                title: self.event_title,
-                start_time: self.event_start_time.into_utc()?,
-                end_time: self.event_end_time.into_utc()?,
-                venue_name: self.event_venue_name,
-                city: self.event_city,
-                state: self.event_state,
-            },
+            event: self.event.into_summary(self.event_id)?,
         })
     }
 }
@@ -710,12 +734,8 @@ pub(in crate::store) struct OrderRow<T> {
     payment_updated_at: Option<T>,
     payment_attempts: i32,
     waitlist_entry_id: Option<Uuid>,
-    event_title: String,
-    event_start_time: T,
-    event_end_time: T,
-    event_venue_name: String,
-    event_city: String,
-    event_state: String,
+    #[sqlx(flatten)]
+    event: EventSummaryColumns<T>,
 }
 
 impl<T> OrderRow<T> {
@@ -787,15 +807,7 @@ pub(in crate::store) fn assemble_orders<T: StoredTime>(
                     },
                     waitlist_entry_id: row.waitlist_entry_id,
                 },
-                event: EventSummary {
-                    id: row.event_id,
-                    title: row.event_title,
-                    start_time: row.event_start_time.into_utc()?,
-                    end_time: row.event_end_time.into_utc()?,
-                    venue_name: row.event_venue_name,
-                    city: row.event_city,
-                    state: row.event_state,
-                },
+                event: row.event.into_summary(row.event_id)?,
             })
         })
         .collect()

@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::StoredTime;
+use super::{EventSummaryColumns, StoredTime};
+use crate::domain::UserSummary;
 use crate::domain::waitlist::{ClosedReason, EntryStatus, Offer, WaitlistEntry};
-use crate::domain::{EventSummary, UserSummary};
 use crate::store::StoreError;
 
 /// Entries read at `$1` (now), with their user, their event's summary, their tier's sales
@@ -25,9 +25,9 @@ macro_rules! entry_select {
                 w.closed_reason, w.offer_order_id, w.offer_tier_id, w.offer_tier_name,
                 w.offer_quantity, w.offer_total_minor, w.offered_at, w.offer_expires_at,
                 w.joined_at, w.updated_at, u.name AS user_name, u.email AS user_email,
-                e.title AS event_title, e.start_time AS event_start_time,
-                e.end_time AS event_end_time, e.venue_name AS event_venue_name,
-                e.city AS event_city, e.state AS event_state, tt.sales_end AS tier_sales_end, ",
+                tt.sales_end AS tier_sales_end, ",
+            event_summary_columns!(),
+            ", ",
             $position,
             " AS position, count(*) OVER () AS total
              FROM waitlist_entries w
@@ -309,12 +309,8 @@ pub(in crate::store) struct EntryRow<T> {
     updated_at: T,
     user_name: String,
     user_email: String,
-    event_title: String,
-    event_start_time: T,
-    event_end_time: T,
-    event_venue_name: String,
-    event_city: String,
-    event_state: String,
+    #[sqlx(flatten)]
+    event: EventSummaryColumns<T>,
     tier_sales_end: Option<T>,
     position: Option<i64>,
     pub(in crate::store) total: i64,
@@ -377,15 +373,7 @@ impl<T: StoredTime> EntryRow<T> {
                 name: self.user_name,
                 email: self.user_email,
             },
-            event: EventSummary {
-                id: self.event_id,
-                title: self.event_title,
-                start_time: self.event_start_time.into_utc()?,
-                end_time: self.event_end_time.into_utc()?,
-                venue_name: self.event_venue_name,
-                city: self.event_city,
-                state: self.event_state,
-            },
+            event: self.event.into_summary(self.event_id)?,
             tier_sales_end: self.tier_sales_end.map(StoredTime::into_utc).transpose()?,
             joined_at: self.joined_at.into_utc()?,
             updated_at: self.updated_at.into_utc()?,
@@ -399,8 +387,7 @@ pub(in crate::store) const LINE_PAGE_SIZE: i64 = 256;
 /// How many events the sweeper's waiting-list pass takes on at a time.
 pub(in crate::store) const SWEEP_EVENTS: i64 = 100;
 
-/// Whether `now` and the offer's own minutes leave an offer of `seconds`, ending no later
-/// than the event's start.
+/// How long an offer of `seconds` made at `now` holds: never past the event's start.
 pub(in crate::store) fn offer_hold(
     seconds: i64,
     start_time: DateTime<Utc>,
@@ -502,10 +489,6 @@ macro_rules! waitlist_store {
                         let users = page.iter().map(|row| row.user_id);
                         line.read(&statements, conn, users, now).await?;
                     }
-                    let seconds: HashMap<Uuid, i64> = page
-                        .iter()
-                        .map(|row| (row.id, row.offer_seconds))
-                        .collect();
                     let in_line: Vec<InLine> = page
                         .iter()
                         .map(|row| InLine {
@@ -517,17 +500,22 @@ macro_rules! waitlist_store {
                             },
                         })
                         .collect();
+                    // Who each entry is, and how long its offer holds (the event's minutes,
+                    // else the server's as the entry joined).
+                    let terms: HashMap<Uuid, (Uuid, i64)> = page
+                        .iter()
+                        .map(|row| {
+                            let seconds = event_minutes
+                                .map_or(row.offer_seconds, |minutes| i64::from(minutes) * 60);
+                            (row.id, (row.user_id, seconds))
+                        })
+                        .collect();
                     for decision in offer_seats(&mut state, &in_line, &mut line.held, now) {
                         match decision {
                             OfferDecision::Offer { entry_id, plan } => {
-                                let user = in_line
-                                    .iter()
-                                    .find(|waiting| waiting.entry_id == entry_id)
-                                    .map(|waiting| waiting.user_id)
-                                    .ok_or_else(|| StoreError::Corrupt("offer to no one".into()))?;
-                                let seconds = event_minutes
-                                    .map(|minutes| i64::from(minutes) * 60)
-                                    .unwrap_or(seconds[&entry_id]);
+                                let (user, seconds) = *terms.get(&entry_id).ok_or_else(|| {
+                                    StoreError::Corrupt("an offer to an entry not read".into())
+                                })?;
                                 offered.push((entry_id, user, plan, seconds));
                             }
                             OfferDecision::CloseForLimit { entry_id } => closed.push(entry_id),

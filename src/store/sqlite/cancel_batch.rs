@@ -4,7 +4,6 @@
 //! for the waiting list, however many returns). What the batch cannot decide alone is
 //! answered `None` and left to the one-order path.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
@@ -14,7 +13,7 @@ use uuid::Uuid;
 use super::{OrderRow, WriteTx, orders_with_parts, push_ids};
 use crate::domain::{OrderDetails, SeatsBack, SeatsBackCause};
 use crate::store::batch::{self, BatchWriter, write as write_batch};
-use crate::store::order_batch::CancelRequest;
+use crate::store::order_batch::{self, CancelRequest};
 use crate::store::sql::{self, Micros};
 use crate::store::{StoreResult, ledger};
 
@@ -139,23 +138,5 @@ async fn cancel_all(
         let rows: Vec<OrderRow> = orders.build_query_as().fetch_all(&mut **tx).await?;
         details = orders_with_parts(tx, rows).await?;
     }
-    // Each cancelled order answers its buyer's first request for it: a repeat finds it
-    // cancelled, another user's request is not theirs.
-    let mut by_id: HashMap<Uuid, OrderDetails> = details
-        .into_iter()
-        .map(|order| (order.order.id, order))
-        .collect();
-    Ok(requests
-        .iter()
-        .map(|request| {
-            let theirs = by_id
-                .get(&request.order_id)
-                .is_some_and(|order| order.order.user_id == request.user_id);
-            Ok(if theirs {
-                by_id.remove(&request.order_id)
-            } else {
-                None
-            })
-        })
-        .collect())
+    Ok(order_batch::cancel_answers(requests, details))
 }
