@@ -17,6 +17,7 @@ backend_tests!(
     a_storm_of_returns_never_offers_a_seat_twice,
     seats_a_rule_change_puts_on_sale_go_to_the_line,
     a_line_and_a_user_have_limits,
+    a_deleted_tier_or_event_takes_its_line_along,
 );
 
 /// An event of `seats` seats (one tier) with its waiting list open; its id and tier id.
@@ -554,6 +555,9 @@ async fn lines_close_when_the_list_is_disabled_a_tier_deleted_or_the_event_start
     assert_eq!(status, StatusCode::OK, "{body}");
     let closed = until(&app, &u1, waiting, |e| e["status"] == "closed").await;
     assert_eq!(closed["closed_reason"], "event_started");
+    let (status, body) = join(&app, &u2, id, json!({"tier_id": floor})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "rule 5");
+    assert_eq!(body["detail"], "Event has already started");
     for _ in 0..100 {
         let stored = app
             .scalar(&format!(
@@ -846,5 +850,73 @@ async fn a_line_and_a_user_have_limits(backend: Backend) {
     assert_eq!(status, StatusCode::CONFLICT);
     let (status, body) = join(&app, &a, &other, json!({})).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    app.assert_invariants().await;
+}
+
+/// Rule 8 (the per-person cap at join), the organiser's tier filter, a deleted tier's line
+/// closing (`tier_unavailable`) and a deleted event's entries going with it (404).
+async fn a_deleted_tier_or_event_takes_its_line_along(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let creator = app.register_user(None).await;
+    let (holder, waiter) = (app.register_user(None).await, app.register_user(None).await);
+    // One seat for the event: Floor sells it; Balcony, empty, cannot sell without it.
+    let event = app
+        .create_event(
+            &creator.token,
+            json!({"total_tickets": 1, "waitlist_enabled": true, "max_tickets_per_user": 1,
+                   "tiers": [{"name": "Floor", "price_minor": 100},
+                             {"name": "Balcony", "price_minor": 50}]}),
+        )
+        .await;
+    let id = event["id"].as_str().unwrap();
+    let floor = event["tiers"][0]["id"].as_str().unwrap();
+    let balcony = event["tiers"][1]["id"].as_str().unwrap();
+    let held = order(&app, &holder, id, floor, 1).await;
+    let (status, body) = join(&app, &holder, id, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "rule 8: {body}");
+    assert_eq!(
+        body["detail"],
+        "Limit of 1 tickets per person for this event"
+    );
+    let (status, on_balcony) = join(&app, &waiter, id, json!({"tier_id": balcony})).await;
+    assert_eq!(status, StatusCode::CREATED, "{on_balcony}");
+    let on_balcony = on_balcony["id"].as_str().unwrap();
+    let path = format!("/events/{id}/waitlist");
+    let (_, by_tier) = app
+        .get(&format!("{path}?tier_id={floor}"), Some(&creator.token))
+        .await;
+    assert_eq!(by_tier["total"], 0);
+    let (_, by_tier) = app
+        .get(&format!("{path}?tier_id={balcony}"), Some(&creator.token))
+        .await;
+    assert_eq!(by_tier["entries"][0]["id"], on_balcony);
+
+    let (status, _) = app
+        .delete(
+            &format!("/events/{id}/tiers/{balcony}"),
+            Some(&creator.token),
+        )
+        .await;
+    assert!(status.is_success());
+    let closed = entry(&app, &waiter, on_balcony).await;
+    assert_eq!(
+        (&closed["status"], &closed["closed_reason"]),
+        (&json!("closed"), &json!("tier_unavailable"))
+    );
+    assert_eq!(
+        closed["tier_name"], "Balcony",
+        "the entry keeps its tier's name"
+    );
+
+    // The event goes, its entries with it.
+    cancel(&app, &holder, &held).await;
+    let (status, _) = app
+        .delete(&format!("/events/{id}"), Some(&creator.token))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = app
+        .get(&format!("/waitlist/{on_balcony}"), Some(&waiter.token))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     app.assert_invariants().await;
 }
