@@ -18,8 +18,8 @@ use crate::config::Settings;
 use crate::expiry::Sweeper;
 use crate::listener::{LimitedListener, connections_that_fit};
 use crate::service::{
-    Accounts, Bulkhead, Checkin, Events, Health, Idempotency, Orders, Payments, ReadModel,
-    Reconciler, Scanning, Search, Waitlist,
+    Accounts, Availability, Bulkhead, Checkin, Events, Health, Idempotency, Orders, Payments,
+    ReadModel, Reconciler, Scanning, Search, Waitlist,
 };
 use crate::store::{self, DynStore, StoreOptions};
 use crate::telemetry;
@@ -58,17 +58,25 @@ impl App {
         ));
         let search_model = Arc::new(ReadModel::default());
         let payments = Arc::new(Payments::new(store.clone(), settings.payments.clone())?);
+        let availability = Arc::new(Availability::new(
+            store.clone(),
+            settings.availability,
+            chrono::Utc::now,
+        ));
         let state = AppState {
             accounts: Arc::new(Accounts::new(store.clone(), tokens.clone(), hasher)),
+            availability: availability.clone(),
             events: Arc::new(Events::new(
                 store.clone(),
                 chrono::Utc::now,
                 expensive_reads.clone(),
                 search_model.clone(),
+                availability.clone(),
             )),
             orders: Arc::new(Orders::new(
                 store.clone(),
                 search_model.clone(),
+                availability.clone(),
                 payments.clone(),
                 settings.ticket_hold,
                 settings.max_tickets_per_order,
@@ -84,6 +92,7 @@ impl App {
             waitlist: Arc::new(Waitlist::new(
                 store.clone(),
                 search_model.clone(),
+                availability,
                 settings.waitlist,
                 settings.max_tickets_per_order,
             )),
@@ -139,6 +148,8 @@ impl App {
         };
         // Searches are answered from memory from the first request on.
         let following = self.search_model.follow(self.store.clone());
+        let availability = self.state.availability.clone();
+        let availability_following = availability.follow(&self.search_model);
         self.search_model.first_load().await;
         let sweeper = run_sweeper.then(|| self.start_sweeper());
         let reconciler = run_sweeper
@@ -156,6 +167,11 @@ impl App {
             // Small JSON answers: send them at once rather than wait to coalesce.
             let _ = io.tcp().set_nodelay(true);
         });
+        // Open streams end at once: the server would otherwise wait for them.
+        let shutdown = async move {
+            shutdown.await;
+            availability.shut_down();
+        };
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
@@ -170,6 +186,7 @@ impl App {
             metrics.abort();
         }
         drop(following);
+        availability_following.abort();
         self.store.close().await;
         result
     }

@@ -237,6 +237,42 @@ pub struct Options {
           value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub waitlist_max_active_per_user: u32,
 
+    /// Shortest time between two messages for one event on one availability stream, in ms.
+    #[arg(long, env = "AVAILABILITY_STREAM_MIN_INTERVAL_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(100..=60_000), global = true)]
+    pub availability_stream_min_interval_ms: u32,
+
+    /// Silence, in seconds, after which an availability stream sends a comment (1 to
+    /// `IDLE_CONNECTION_TIMEOUT_SECONDS` − 1).
+    #[arg(long, env = "AVAILABILITY_STREAM_KEEPALIVE_SECONDS", default_value_t = 15,
+          value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub availability_stream_keepalive_seconds: u32,
+
+    /// Lifetime of an availability stream in seconds (each stream ± 10 %, at random).
+    #[arg(long, env = "AVAILABILITY_STREAM_MAX_SECONDS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u32).range(10..=86_400), global = true)]
+    pub availability_stream_max_seconds: u32,
+
+    /// Availability streams one process serves at once (1 to `MAX_CONNECTIONS`); beyond → 503.
+    #[arg(long, env = "AVAILABILITY_STREAMS_MAX", default_value_t = 5000,
+          value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub availability_streams_max: u32,
+
+    /// Availability streams one client address may hold open in one process; beyond → 429.
+    #[arg(long, env = "AVAILABILITY_STREAMS_PER_CLIENT", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    pub availability_streams_per_client: u32,
+
+    /// Events one multiplexed availability stream may watch; beyond → 422.
+    #[arg(long, env = "AVAILABILITY_STREAM_MAX_EVENTS", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub availability_stream_max_events: u32,
+
+    /// A tier has `few_left` with at most this share (%) of its capacity left.
+    #[arg(long, env = "AVAILABILITY_FEW_LEFT_PERCENT", default_value_t = 10,
+          value_parser = clap::value_parser!(u8).range(0..=100), global = true)]
+    pub availability_few_left_percent: u8,
+
     /// Redeem and upload requests per minute by one credential (per process).
     #[arg(long, env = "CHECKIN_SCANS_PER_MINUTE", default_value_t = 600,
           value_parser = clap::value_parser!(u32).range(1..), global = true)]

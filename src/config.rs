@@ -54,6 +54,8 @@ pub struct Settings {
     pub checkin_scans_per_minute: NonZeroU32,
     /// The waiting list's offer validity and limits (`WAITLIST_*`).
     pub waitlist: WaitlistSettings,
+    /// Live availability streams' pace and caps (`AVAILABILITY_*`).
+    pub availability: AvailabilitySettings,
     pub idempotency_keys_per_user: u32,
     pub password_hash_workers: usize,
     pub password_hash_queue: usize,
@@ -96,6 +98,25 @@ pub struct WaitlistSettings {
     pub max_active_per_user: u32,
 }
 
+/// Live availability's settings (AVAILABILITY.md § Configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct AvailabilitySettings {
+    /// Shortest time between two messages for one event on one stream.
+    pub min_interval: Duration,
+    /// Silence after which a stream sends a comment.
+    pub keepalive: Duration,
+    /// A stream's lifetime, before its ± 10 %.
+    pub max_lifetime: Duration,
+    /// Streams one process serves at once.
+    pub streams_max: usize,
+    /// Streams one client address holds open in one process.
+    pub streams_per_client: usize,
+    /// Events one multiplexed stream may watch.
+    pub max_events: usize,
+    /// A tier has few left with at most this share (%) of its capacity left.
+    pub few_left_percent: u8,
+}
+
 /// How payments are taken.
 #[derive(Debug, Clone)]
 pub struct PaymentSettings {
@@ -111,6 +132,32 @@ pub struct PaymentSettings {
     pub reconcile_interval: Duration,
     /// How long an intent stays open after its order's hold ended.
     pub intent_ttl: Duration,
+}
+
+impl AvailabilitySettings {
+    /// The ranges clap cannot check alone: the keep-alive must come before the idle timeout
+    /// closes a quiet stream, and a process cannot serve more streams than connections.
+    fn from_options(options: &Options, idle_timeout: Duration) -> anyhow::Result<Self> {
+        let keepalive = Duration::from_secs(options.availability_stream_keepalive_seconds.into());
+        anyhow::ensure!(
+            keepalive + Duration::from_secs(1) <= idle_timeout,
+            "AVAILABILITY_STREAM_KEEPALIVE_SECONDS must be at most \
+             IDLE_CONNECTION_TIMEOUT_SECONDS - 1"
+        );
+        anyhow::ensure!(
+            options.availability_streams_max <= options.max_connections,
+            "AVAILABILITY_STREAMS_MAX must be at most MAX_CONNECTIONS"
+        );
+        Ok(Self {
+            min_interval: Duration::from_millis(options.availability_stream_min_interval_ms.into()),
+            keepalive,
+            max_lifetime: Duration::from_secs(options.availability_stream_max_seconds.into()),
+            streams_max: options.availability_streams_max as usize,
+            streams_per_client: options.availability_streams_per_client as usize,
+            max_events: options.availability_stream_max_events as usize,
+            few_left_percent: options.availability_few_left_percent,
+        })
+    }
 }
 
 impl PaymentSettings {
@@ -215,8 +262,10 @@ impl TryFrom<Options> for Settings {
             "IDLE_CONNECTION_TIMEOUT_SECONDS must be longer than REQUEST_TIMEOUT_SECONDS"
         );
         let payments = PaymentSettings::from_options(&options, seconds)?;
+        let availability = AvailabilitySettings::from_options(&options, idle_connection_timeout)?;
         Ok(Settings {
             payments,
+            availability,
             sweep_interval: seconds("SWEEP_INTERVAL_SECONDS", options.sweep_interval_seconds)?,
             database_acquire_timeout: seconds(
                 "DATABASE_ACQUIRE_TIMEOUT_SECONDS",
@@ -342,5 +391,10 @@ mod tests {
         assert!(parse(&["--idle-connection-timeout-seconds", "10"]).is_err());
         assert!(parse(&["--reservation-rate-limit-per-user", "9"]).is_err());
         assert!(parse(&["--reservation-rate-limit-per-user", "10"]).is_ok());
+        assert!(parse(&["--availability-stream-min-interval-ms", "99"]).is_err());
+        assert!(parse(&["--availability-few-left-percent", "101"]).is_err());
+        assert!(parse(&["--availability-stream-keepalive-seconds", "60"]).is_err());
+        assert!(parse(&["--availability-streams-max", "20000"]).is_err());
+        assert!(parse(&["--availability-stream-max-events", "1001"]).is_err());
     }
 }

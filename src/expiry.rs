@@ -73,6 +73,37 @@ async fn purge(store: &DynStore) -> bool {
 }
 
 /// Runs until `shutdown` turns true; stops between batches, never inside one.
+/// How far back the first pass looks for clock instants (a start, a tier's sales start or
+/// end) whose availability version no process raised yet: a process started after a longer
+/// outage leaves older ones unannounced (their snapshots are read anew by every stream opened
+/// since, and show the right statuses).
+const CLOCK_LOOKBACK: chrono::Duration = chrono::Duration::days(1);
+
+/// Raises the availability version of the events whose statuses changed by the clock since
+/// `since` (AVAILABILITY.md: within 1 s of the instant, at the default sweep interval); where
+/// the next pass starts.
+async fn bump_clock_instants(
+    store: &DynStore,
+    since: chrono::DateTime<chrono::Utc>,
+) -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now();
+    match store.bump_clock_instants(since, now).await {
+        Ok(bumped) => {
+            if bumped > 0 {
+                tracing::debug!(bumped, "availability versions raised at clock instants");
+            }
+            now
+        }
+        Err(error) => {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "raising availability versions at clock instants failed"
+            );
+            since
+        }
+    }
+}
+
 async fn run(
     store: DynStore,
     interval: Duration,
@@ -87,10 +118,12 @@ async fn run(
     let mut failures: u32 = 0;
     let mut last_purge: Option<tokio::time::Instant> = None;
     let mut last_fold: Option<tokio::time::Instant> = None;
+    let mut clock_since = chrono::Utc::now() - CLOCK_LOOKBACK;
     loop {
         if *shutdown.borrow() {
             break;
         }
+        clock_since = bump_clock_instants(&store, clock_since).await;
         if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) && purge(&store).await {
             last_purge = Some(tokio::time::Instant::now());
         }

@@ -4,6 +4,7 @@
 //! search), and shape the answer; they never touch the store.
 
 mod auth;
+mod availability;
 mod checkin;
 mod checkin_lists;
 pub mod current_user;
@@ -59,6 +60,7 @@ pub use state::AppState;
         (name = "recommendations", description = "Events near the caller"),
         (name = "payments", description = "Stripe's webhook"),
         (name = "checkin", description = "Signed ticket codes and the keys that verify them"),
+        (name = "availability", description = "Live availability: snapshots and Server-Sent Events streams"),
         (name = "health", description = "Health, metrics and service information"),
     )
 )]
@@ -95,6 +97,7 @@ fn routes(api_prefix: &str, with_metrics: bool) -> OpenApiRouter<AppState> {
         .merge(scanning::router())
         .merge(payment::router())
         .merge(waitlist::router())
+        .merge(availability::router())
         .merge(recommendations::router());
     let api = if api_prefix.is_empty() {
         api

@@ -6,12 +6,14 @@ use axum::extract::FromRef;
 
 use super::rate_limit::{AuthRateLimits, UserRateLimits};
 use crate::service::{
-    Accounts, Checkin, Events, Health, Idempotency, Orders, Payments, Scanning, Search, Waitlist,
+    Accounts, Availability, Checkin, Events, Health, Idempotency, Orders, Payments, Scanning,
+    Search, Waitlist,
 };
 
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub accounts: Arc<Accounts>,
+    pub availability: Arc<Availability>,
     pub events: Arc<Events>,
     pub orders: Arc<Orders>,
     pub payments: Arc<Payments>,

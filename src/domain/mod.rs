@@ -5,6 +5,7 @@
 //! cannot hold an invalid value (`EventDraft`, `Venue`, `GeoPoint`, `Email`, …); a broken rule
 //! is a [`Violation`] with the path of the offending field.
 
+pub mod availability;
 pub mod checkin_list;
 pub mod event;
 pub mod geo;
@@ -22,6 +23,7 @@ pub mod user;
 pub mod validation;
 pub mod waitlist;
 
+pub use availability::{EventAvailability, SaleStatus, Snapshot, TierAvailability};
 pub use checkin_list::{
     CheckinList, ListChanged, ListCreated, ListDeleted, ListDraft, ListFields, ListPatch,
 };

@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use std::sync::Arc;
 
-use super::{Action, Bulkhead, Clock, ReadModel, Resource, ServiceError};
+use super::{Action, Availability, Bulkhead, Clock, ReadModel, Resource, ServiceError};
 use crate::domain::{
     Event, EventChanges, EventDelete, EventDetails, EventDraft, EventFields, EventStats,
     EventUpdate, NewEvent, PageRequest, Tier, TierDraft, TierFields, TierOutcome, TierPatchFields,
@@ -17,6 +17,8 @@ pub struct Events {
     expensive_reads: Arc<Bulkhead>,
     /// Told of each event write, so that the organiser's next search shows it.
     search: Arc<ReadModel>,
+    /// Told of each event write before its answer, for the event's availability streams.
+    availability: Arc<Availability>,
 }
 
 impl Events {
@@ -25,12 +27,14 @@ impl Events {
         clock: Clock,
         expensive_reads: Arc<Bulkhead>,
         search: Arc<ReadModel>,
+        availability: Arc<Availability>,
     ) -> Self {
         Self {
             store,
             clock,
             expensive_reads,
             search,
+            availability,
         }
     }
 
@@ -80,6 +84,7 @@ impl Events {
         // chooses the right answer for the common cases.
         match self.store.update_event(id, user_id, &draft).await? {
             EventUpdate::Done(updated) => {
+                self.availability.touched(id);
                 self.search.catch_up().await;
                 Ok(*updated)
             }
@@ -95,6 +100,7 @@ impl Events {
         match self.store.delete_event(id, user_id).await? {
             EventDelete::Deleted => {
                 tracing::info!(event_id = %id, "event deleted");
+                self.availability.touched(id);
                 self.search.catch_up().await;
                 Ok(())
             }
@@ -165,6 +171,7 @@ impl Events {
     ) -> Result<Option<Tier>, ServiceError> {
         let outcome = self.store.change_tier(event_id, user_id, change).await?;
         let tier = tier_outcome(event_id, tier_id, outcome)?;
+        self.availability.touched(event_id);
         self.search.catch_up().await;
         Ok(tier)
     }

@@ -3,6 +3,7 @@
 //! answers with a [`ServiceError`]; it knows nothing of HTTP.
 
 mod accounts;
+mod availability;
 mod bulkhead;
 mod checkin;
 mod error;
@@ -19,6 +20,7 @@ mod waitlist;
 use chrono::{DateTime, Utc};
 
 pub use accounts::Accounts;
+pub use availability::{Availability, Opened, Reading, StreamItem, StreamSession};
 pub use bulkhead::Bulkhead;
 pub use checkin::{Checkin, IssuedCode};
 pub use error::{Action, Resource, ServiceError};
@@ -28,7 +30,7 @@ pub use idempotency::{Idempotency, IdempotencyStart};
 pub use orders::Orders;
 pub use payments::{Payments, Reconciler, WebhookOutcome};
 pub use scanning::{Bundle, SCANNER_TOKEN_PREFIX, Scanning, UploadOutcome, UploadedScan, cursor};
-pub use search::{Following, ReadModel, Search, SearchResult};
+pub use search::{Followed, Following, ReadModel, Search, SearchResult};
 pub use waitlist::Waitlist;
 
 /// Where a service reads the time (tests may pin it).

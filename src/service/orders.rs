@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::payments::{Handled, Payments};
 use super::recent::Recent;
-use super::{Action, Bulkhead, ReadModel, Resource, ServiceError};
+use super::{Action, Availability, Bulkhead, ReadModel, Resource, ServiceError};
 use crate::domain::{
     Change, NewOrder, Order, OrderDetails, OrderFields, OrderOutcome, OrderRefusal, PageRequest,
     PathSegment, PaymentStatus, TicketDetails, TicketStatus, Violations, WriteOutcome,
@@ -21,6 +21,9 @@ pub struct Orders {
     /// Told of orders that take an event's last seat and of cancellations, so that the
     /// buyer's next search shows them.
     search: Arc<ReadModel>,
+    /// Told of every order placed, cancelled or refunded, before its answer: the event's
+    /// availability streams in this process then show it.
+    availability: Arc<Availability>,
     /// Where paying, cancelling and refunding go through the payment provider.
     payments: Arc<Payments>,
     /// How long an order is held before it expires unpaid.
@@ -52,6 +55,7 @@ impl Orders {
     pub fn new(
         store: DynStore,
         search: Arc<ReadModel>,
+        availability: Arc<Availability>,
         payments: Arc<Payments>,
         hold: Duration,
         max_tickets_per_order: i32,
@@ -60,6 +64,7 @@ impl Orders {
         Self {
             store,
             search,
+            availability,
             payments,
             hold,
             max_tickets_per_order,
@@ -116,6 +121,7 @@ impl Orders {
                 event_sold_out,
             } => {
                 metrics::counter!("nearbytix_reservations_total").increment(1);
+                self.availability.touched(order.order.event_id);
                 // The buyer's next search on this server must not show the event.
                 if event_sold_out {
                     self.search.catch_up().await;
@@ -222,7 +228,10 @@ impl Orders {
             {
                 return Err(ServiceError::InvalidToken);
             }
-            (Change::Done(_), OrderAction::Cancel | OrderAction::Refund) => {
+            (Change::Done(outcome), OrderAction::Cancel | OrderAction::Refund) => {
+                if let WriteOutcome::Order(order) = outcome.as_ref() {
+                    self.availability.touched(order.order.event_id);
+                }
                 if action == OrderAction::Refund {
                     metrics::counter!("nearbytix_payment_outcomes_total", "outcome" => "refunded")
                         .increment(1);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::search::ReadModel;
-use super::{Action, Resource, ServiceError};
+use super::{Action, Availability, Resource, ServiceError};
 use crate::config::WaitlistSettings;
 use crate::domain::waitlist::{
     EntryEnd, EntryEnded, JoinLimits, JoinRefusal, JoinRequest, Joined, WaitlistEntry,
@@ -17,6 +17,9 @@ use crate::store::{DynStore, HeldKey, Page, StoreError, WaitlistFilter};
 pub struct Waitlist {
     store: DynStore,
     search: Arc<ReadModel>,
+    /// Told of each join and end before its answer: the line's count is in the event's
+    /// availability.
+    availability: Arc<Availability>,
     settings: WaitlistSettings,
     max_tickets_per_order: i32,
 }
@@ -25,12 +28,14 @@ impl Waitlist {
     pub fn new(
         store: DynStore,
         search: Arc<ReadModel>,
+        availability: Arc<Availability>,
         settings: WaitlistSettings,
         max_tickets_per_order: i32,
     ) -> Self {
         Self {
             store,
             search,
+            availability,
             settings,
             max_tickets_per_order,
         }
@@ -62,7 +67,10 @@ impl Waitlist {
             other => other?,
         };
         match joined {
-            Joined::Joined(entry) => Ok(WriteOutcome::WaitlistJoined(entry)),
+            Joined::Joined(entry) => {
+                self.availability.touched(event_id);
+                Ok(WriteOutcome::WaitlistJoined(entry))
+            }
             Joined::EventNotFound => Err(ServiceError::NotFound(Resource::Event, event_id)),
             Joined::Refused(refusal) => Err(refused(refusal)),
         }
@@ -142,6 +150,7 @@ impl Waitlist {
     ) -> Result<WaitlistEntry, ServiceError> {
         match ended {
             EntryEnded::Ended(entry) => {
+                self.availability.touched(entry.event_id);
                 // A declined offer's seats may be on public sale: the next search shows them.
                 if entry.offer.is_some() {
                     self.search.catch_up().await;

@@ -28,14 +28,14 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use crate::domain::{
-    Event, EventDelete, EventDetails, EventDraft, EventStats, EventUpdate, GeoPoint, NearbyEvent,
-    NewEvent, NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest, RadiusKm,
-    ReissuedCode, TicketDetails, TicketOrder, TicketStatus, TierDraft, TierOutcome, User,
-    WriteOutcome,
+    Event, EventAvailability, EventDelete, EventDetails, EventDraft, EventStats, EventUpdate,
+    GeoPoint, NearbyEvent, NewEvent, NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome,
+    PageRequest, RadiusKm, ReissuedCode, TicketDetails, TicketOrder, TicketStatus, TierDraft,
+    TierOutcome, User, WriteOutcome,
 };
 
 pub use checkin_lists::CheckinListStore;
@@ -304,6 +304,16 @@ impl HeldKey {
     }
 }
 
+/// What a process hears of availability changes committed by any process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AvailabilityNews {
+    /// The event's availability version went up.
+    Changed(Uuid),
+    /// Announcements may have been missed (the listening connection was lost and is back):
+    /// every watched event may have changed.
+    Missed,
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PoolStats {
     pub size: u32,
@@ -323,6 +333,12 @@ pub trait Infrastructure: Send + Sync {
     /// notification, from any process, of a change search can see): a prompt to read
     /// [`EventStore::event_changes`], which is complete without it.
     fn change_announcements(&self) -> watch::Receiver<()>;
+    /// Availability versions raised by any process, as PostgreSQL announces them at commit
+    /// (`nearbytix_availability`). SQLite announces none: its writers all live in this
+    /// process, which tells its streams itself; the channel is then closed at once.
+    fn availability_news(&self) -> broadcast::Receiver<AvailabilityNews> {
+        broadcast::channel(1).1
+    }
     /// A real round trip to the database.
     async fn ping(&self) -> StoreResult<()>;
     /// Whether the database takes writes now; a server that answers reads may not (SQLite on
@@ -360,8 +376,19 @@ pub trait EventStore: Send + Sync {
     ) -> StoreResult<TierOutcome>;
     /// What an event sold, with its creator's id; `None` when there is no such event.
     async fn event_stats(&self, event_id: Uuid) -> StoreResult<Option<(Uuid, EventStats)>>;
-    /// An event with its tiers in sale order.
+    /// An event with its tiers in sale order, in one round trip.
     async fn find_event(&self, id: Uuid) -> StoreResult<Option<EventDetails>>;
+    /// An event with its tiers, its availability version and its waiting line, in one round
+    /// trip.
+    async fn event_availability(&self, id: Uuid) -> StoreResult<Option<EventAvailability>>;
+    /// Raises the availability version of every event with a clock instant (its start, a
+    /// tier's sales start or end) in `(since, now]` that no process raised it for yet, once per
+    /// instant whichever processes call this; how many events.
+    async fn bump_clock_instants(
+        &self,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
     /// Replaces the creator-controlled fields, refusing a total below the tickets sold.
     async fn update_event(
         &self,

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, FromRow, Postgres, QueryBuilder, Transaction};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use self::lanes::{LaneRuntime, Lanes};
@@ -24,15 +24,16 @@ use super::order_batch::OrderRequest;
 use super::scans::ScanRequest;
 use super::sql::{self, CredentialsRow};
 use super::{
-    Backend, BuyerFilter, ChangeCursor, ClaimTerms, CodeReissue, EventChanges, EventFilter,
-    EventStore, HeldKey, IdempotencyClaim, IdempotencyStore, Infrastructure, KeyUse, NearbyQuery,
-    OrderAction, Page, PoolStats, Position, RequestKey, SearchableEvents, StoreError, StoreOptions,
-    StoreResult, TicketStore, TierChange, UserStore,
+    AvailabilityNews, Backend, BuyerFilter, ChangeCursor, ClaimTerms, CodeReissue, EventChanges,
+    EventFilter, EventStore, HeldKey, IdempotencyClaim, IdempotencyStore, Infrastructure, KeyUse,
+    NearbyQuery, OrderAction, Page, PoolStats, Position, RequestKey, SearchableEvents, StoreError,
+    StoreOptions, StoreResult, TicketStore, TierChange, UserStore,
 };
 use crate::domain::{
-    Change, Event, EventDelete, EventDetails, EventDraft, EventStats, EventUpdate, GeoPoint,
-    NearbyEvent, NewEvent, NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome, PageRequest,
-    Redeemed, TicketDetails, TicketOrder, TierOutcome, User, WriteOutcome,
+    Change, Event, EventAvailability, EventDelete, EventDetails, EventDraft, EventStats,
+    EventUpdate, GeoPoint, NearbyEvent, NewEvent, NewOrder, NewUser, OrderChange, OrderDetails,
+    OrderOutcome, PageRequest, Redeemed, TicketDetails, TicketOrder, TierOutcome, User,
+    WriteOutcome,
 };
 
 /// The advisory lock of the buyer history fold (any constant no other lock uses).
@@ -72,6 +73,7 @@ pub struct PgStore {
     follower: PgPool,
     listener: tokio::task::JoinHandle<()>,
     events_changed: Arc<watch::Sender<()>>,
+    availability_news: broadcast::Sender<AvailabilityNews>,
 }
 
 /// Settings of the request pool and of the lanes' pool (orders and scans). sqlx pings a connection before
@@ -127,9 +129,11 @@ impl PgStore {
             );
         let sold_out = Arc::new(SoldOut::default());
         let events_changed = Arc::new(watch::Sender::new(()));
+        let (availability_news, _) = broadcast::channel(notifications::AVAILABILITY_NEWS_KEPT);
         let relay = notifications::Relay {
             sold_out: Arc::clone(&sold_out),
             events_changed: Arc::clone(&events_changed),
+            availability_news: availability_news.clone(),
         };
         let listener = notifications::listen(listener_pool.clone(), relay).await;
         let (runtime, lanes_pool) = LaneRuntime::start(
@@ -167,6 +171,7 @@ impl PgStore {
             follower,
             listener,
             events_changed,
+            availability_news,
         })
     }
 
@@ -351,6 +356,10 @@ impl Infrastructure for PgStore {
         self.events_changed.subscribe()
     }
 
+    fn availability_news(&self) -> broadcast::Receiver<AvailabilityNews> {
+        self.availability_news.subscribe()
+    }
+
     fn pool_stats(&self) -> PoolStats {
         PoolStats {
             size: self.pool.size(),
@@ -461,6 +470,24 @@ impl EventStore for PgStore {
     async fn find_event(&self, id: Uuid) -> StoreResult<Option<EventDetails>> {
         let mut conn = self.pool.acquire().await?;
         sql::find_event_on::<Postgres>(&mut conn, id).await
+    }
+
+    async fn event_availability(&self, id: Uuid) -> StoreResult<Option<EventAvailability>> {
+        let mut conn = self.pool.acquire().await?;
+        sql::event_availability_on::<Postgres>(&mut conn, id).await
+    }
+
+    async fn bump_clock_instants(
+        &self,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let done = sqlx::query(sql::BUMP_CLOCK_INSTANTS)
+            .bind(now)
+            .bind(since)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     #[tracing::instrument(skip(self, draft))]

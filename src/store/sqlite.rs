@@ -30,10 +30,10 @@ use super::{
     StoreResult, TicketStore, TierChange, UserStore,
 };
 use crate::domain::{
-    Change, Event, EventDelete, EventDetails, EventDraft, EventStats, EventUpdate, GeoPoint,
-    NearbyEvent, NewEvent, NewOrder, NewUser, OrderChange, OrderDetails, OrderOutcome,
-    OrderRefusal, PageRequest, Redeemed, TicketDetails, TicketOrder, TierOutcome, User,
-    WriteOutcome,
+    Change, Event, EventAvailability, EventDelete, EventDetails, EventDraft, EventStats,
+    EventUpdate, GeoPoint, NearbyEvent, NewEvent, NewOrder, NewUser, OrderChange, OrderDetails,
+    OrderOutcome, OrderRefusal, PageRequest, Redeemed, TicketDetails, TicketOrder, TierOutcome,
+    User, WriteOutcome,
 };
 
 type UserRow = sql::UserRow<Micros>;
@@ -519,6 +519,26 @@ impl EventStore for SqliteStore {
     async fn find_event(&self, id: Uuid) -> StoreResult<Option<EventDetails>> {
         let mut conn = self.reader.acquire().await?;
         sql::find_event_on::<Sqlite>(&mut conn, id).await
+    }
+
+    async fn event_availability(&self, id: Uuid) -> StoreResult<Option<EventAvailability>> {
+        let mut conn = self.reader.acquire().await?;
+        sql::event_availability_on::<Sqlite>(&mut conn, id).await
+    }
+
+    async fn bump_clock_instants(
+        &self,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let mut tx = self.begin_immediate().await?;
+        let done = sqlx::query(sql::BUMP_CLOCK_INSTANTS)
+            .bind(Micros::from(now))
+            .bind(Micros::from(since))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
     }
 
     #[tracing::instrument(skip(self, draft))]

@@ -4,9 +4,11 @@
 mod helpers;
 
 mod accounts;
+mod availability;
 mod checkin;
 mod events;
 mod hardening;
+mod live_page;
 mod migrations;
 mod orders;
 mod payments;

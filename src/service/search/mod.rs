@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 pub use index::SearchPage;
-pub use model::{Following, ReadModel};
+pub use model::{Followed, Following, ReadModel};
 
 use super::{Bulkhead, ServiceError};
 use crate::domain::{GeoPoint, NearbyEvent, PageRequest, RadiusKm};

@@ -7,14 +7,18 @@
 //! every [`POLL`] whatever happens, so a lost announcement costs at most one poll. A search is answered from memory only while the last
 //! successful read began less than [`FRESH_FOR`] ago; otherwise (not loaded yet, the database
 //! away) it goes to the database like before, and stays correct.
+//!
+//! What it reads is passed on ([`ReadModel::followed`]): live availability follows the same
+//! feed for the events it watches.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
+use uuid::Uuid;
 
 use super::index::{SearchIndex, SearchPage};
 use crate::store::{CHANGE_LOG_KEPT, ChangeCursor, DynStore, NearbyQuery};
@@ -33,6 +37,27 @@ const WRITER_WAIT: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Changes applied under one hold of the write lock: a large catch-up does not stall searches.
 const CHANGES_PER_LOCK: usize = 1_000;
+/// Reads kept for a slow follower of [`ReadModel::followed`]; one further behind is told that
+/// it missed some.
+const FOLLOWED_KEPT: usize = 256;
+
+/// What one read of the change feed found.
+#[derive(Debug, Clone)]
+pub enum Followed {
+    /// These events changed (or were deleted).
+    Events(Arc<[Uuid]>),
+    /// The model was loaded anew: any event may have changed.
+    Everything,
+}
+
+/// The sender of [`ReadModel::followed`].
+struct FollowedSender(broadcast::Sender<Followed>);
+
+impl Default for FollowedSender {
+    fn default() -> Self {
+        Self(broadcast::channel(FOLLOWED_KEPT).0)
+    }
+}
 
 #[derive(Default)]
 pub struct ReadModel {
@@ -46,6 +71,7 @@ pub struct ReadModel {
     wake: Notify,
     /// The following task has ended: nothing more will be read.
     stopped: AtomicBool,
+    followed: FollowedSender,
 }
 
 #[derive(Default)]
@@ -68,6 +94,11 @@ impl ReadModel {
     /// Loads the model and keeps it following `store` until the returned handle is dropped.
     pub fn follow(self: &Arc<Self>, store: DynStore) -> Following {
         Following(tokio::spawn(Arc::clone(self).run(store)))
+    }
+
+    /// What each read of the change feed finds, from now on.
+    pub fn followed(&self) -> broadcast::Receiver<Followed> {
+        self.followed.0.subscribe()
     }
 
     /// Resolves once the first load was attempted: a server starts answering after it, so
@@ -186,6 +217,8 @@ impl ReadModel {
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         state.index = Some(index);
         state.read_at = Some(started);
+        // Nobody following is no error.
+        let _ = self.followed.0.send(Followed::Everything);
         Ok(searchable.cursor)
     }
 
@@ -197,6 +230,15 @@ impl ReadModel {
     ) -> anyhow::Result<ChangeCursor> {
         let started = Instant::now();
         let changes = store.event_changes(since).await?;
+        if !(changes.current.is_empty() && changes.deleted.is_empty()) {
+            let ids: Arc<[Uuid]> = changes
+                .current
+                .iter()
+                .map(|event| event.id)
+                .chain(changes.deleted.iter().copied())
+                .collect();
+            let _ = self.followed.0.send(Followed::Events(ids));
+        }
         let mut current = changes.current.into_iter().peekable();
         let mut deleted = changes.deleted.into_iter().peekable();
         loop {

@@ -6,6 +6,9 @@
 //! - [`EVENTS_CHANNEL`] says that events changed in a way search can see: readers of the event
 //!   change log are woken ([`crate::store::Infrastructure::change_announcements`]).
 //!
+//! - [`AVAILABILITY_CHANNEL`] names an event whose availability version went up: its
+//!   availability streams re-read it ([`crate::store::Infrastructure::availability_news`]).
+//!
 //! A notification is only a prompt. The change log is complete without it, so a lost
 //! connection costs promptness, not changes: readers are woken again once it is back, and poll
 //! meanwhile.
@@ -14,12 +17,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPool};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use super::sold_out::{self, SoldOut};
+use crate::store::AvailabilityNews;
 
 /// Announces changes to events, named in migration `0006` too.
 pub(super) const EVENTS_CHANNEL: &str = "nearbytix_events";
+/// Announces a raised availability version, named in migration `0021` too.
+const AVAILABILITY_CHANNEL: &str = "nearbytix_availability";
+/// Availability announcements kept for a slow reader; one that falls further behind is told
+/// that it missed some.
+pub(super) const AVAILABILITY_NEWS_KEPT: usize = 4096;
 /// Pause before listening again after the listener's connection failed.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 
@@ -28,6 +37,7 @@ const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 pub(super) struct Relay {
     pub sold_out: Arc<SoldOut>,
     pub events_changed: Arc<watch::Sender<()>>,
+    pub availability_news: broadcast::Sender<AvailabilityNews>,
 }
 
 impl Relay {
@@ -35,6 +45,8 @@ impl Relay {
     fn resubscribed(&self) {
         self.sold_out.set_listening(true);
         self.events_changed.send_replace(());
+        // Nobody listening yet is no error.
+        let _ = self.availability_news.send(AvailabilityNews::Missed);
     }
 }
 
@@ -60,7 +72,7 @@ async fn subscribe(pool: &PgPool) -> Option<PgListener> {
     let subscribed = async {
         let mut listener = PgListener::connect_with(pool).await?;
         listener
-            .listen_all([sold_out::CHANNEL, EVENTS_CHANNEL])
+            .listen_all([sold_out::CHANNEL, EVENTS_CHANNEL, AVAILABILITY_CHANNEL])
             .await?;
         Ok::<_, sqlx::Error>(listener)
     };
@@ -81,6 +93,13 @@ async fn forward(mut listener: PgListener, relay: &Relay) {
             Ok(Some(notification)) if notification.channel() == sold_out::CHANNEL => {
                 // An id that does not parse forgets every event.
                 relay.sold_out.forget(notification.payload().parse().ok());
+            }
+            Ok(Some(notification)) if notification.channel() == AVAILABILITY_CHANNEL => {
+                let news = notification
+                    .payload()
+                    .parse()
+                    .map_or(AvailabilityNews::Missed, AvailabilityNews::Changed);
+                let _ = relay.availability_news.send(news);
             }
             Ok(Some(_)) => {
                 relay.events_changed.send_replace(());

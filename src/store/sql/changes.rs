@@ -14,6 +14,25 @@ pub(in crate::store) const PURGE_CHANGE_LOGS: [&str; 2] = [
     "DELETE FROM seat_returns WHERE returned_at < $1",
 ];
 
+/// `$1` now, `$2` the last pass's now: raises the availability version of each event with a
+/// clock instant in `($2, $1]` past the latest one it was raised for. The mark is the event's
+/// own column, re-checked under its row lock, so that concurrent passes raise it once.
+pub(in crate::store) const BUMP_CLOCK_INSTANTS: &str = "
+    WITH instants (event_id, instant) AS (
+        SELECT id, start_time FROM events WHERE start_time > $2 AND start_time <= $1
+        UNION ALL
+        SELECT event_id, sales_start FROM ticket_tiers
+         WHERE sales_start > $2 AND sales_start <= $1
+        UNION ALL
+        SELECT event_id, sales_end FROM ticket_tiers WHERE sales_end > $2 AND sales_end <= $1
+    ), latest AS (
+        SELECT event_id, max(instant) AS instant FROM instants GROUP BY event_id
+    )
+    UPDATE events SET availability_version = availability_version + 1,
+        availability_clock_at = latest.instant
+      FROM latest
+     WHERE events.id = latest.event_id AND events.availability_clock_at < latest.instant";
+
 /// Every event search can return at `$1` (now).
 pub(in crate::store) const SEARCHABLE_EVENTS: &str = concat!(
     "SELECT ",

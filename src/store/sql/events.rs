@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use super::{Dialect, INSERT_TIER, StoredTime, TierRow, bind_tier, escape_like, tiers_on};
 use crate::domain::{
-    Event, EventDetails, EventDraft, EventUpdate, NewEvent, SeatsBack, SeatsBackCause, Tier,
-    TierSale, Venue, VenueFields, WaitlistSettings,
+    Event, EventAvailability, EventDetails, EventDraft, EventUpdate, NewEvent, SeatsBack,
+    SeatsBackCause, Tier, TierSale, Venue, VenueFields, WaitlistSettings,
 };
 use crate::store::{EventFilter, StoreError, ledger};
 
@@ -50,7 +50,105 @@ pub(in crate::store) const UPDATE_EVENT: &str = concat!(
 pub(in crate::store) const FIND_EVENT: &str =
     concat!("SELECT ", event_columns!(), " FROM events WHERE id = $1");
 
-/// Event `id` with its tiers, read on `conn`.
+/// `$1` an event: its columns, availability version and waiting line, joined to its tiers in
+/// sale order (one row per tier, tier columns prefixed `tier_`, all null for an event without
+/// tiers), so that an event with its tiers costs one round trip.
+const FIND_EVENT_WITH_TIERS: &str = concat!(
+    "SELECT e.*, t.id AS tier_id, t.name AS tier_name, t.description AS tier_description,
+        t.price_minor AS tier_price_minor, t.quantity AS tier_quantity, t.sold AS tier_sold,
+        t.max_per_order AS tier_max_per_order, t.sales_start AS tier_sales_start,
+        t.sales_end AS tier_sales_end, t.position AS tier_position
+     FROM (SELECT ",
+    event_columns!(),
+    ", availability_version, waitlist_waiting FROM events WHERE id = $1) e
+     LEFT JOIN ticket_tiers t ON t.event_id = e.id
+     ORDER BY t.position"
+);
+
+/// A row of [`FIND_EVENT_WITH_TIERS`].
+#[derive(FromRow)]
+pub(in crate::store) struct EventTierRow<T> {
+    #[sqlx(flatten)]
+    event: EventRow<T>,
+    availability_version: i64,
+    waitlist_waiting: i32,
+    #[sqlx(flatten)]
+    tier: JoinedTierColumns<T>,
+}
+
+/// The tier columns of an [`EventTierRow`]: null when the event has no tier.
+#[derive(FromRow)]
+pub(in crate::store) struct JoinedTierColumns<T> {
+    tier_id: Option<Uuid>,
+    tier_name: Option<String>,
+    tier_description: Option<String>,
+    tier_price_minor: Option<i64>,
+    tier_quantity: Option<i32>,
+    tier_sold: Option<i32>,
+    tier_max_per_order: Option<i32>,
+    tier_sales_start: Option<T>,
+    tier_sales_end: Option<T>,
+    tier_position: Option<i32>,
+}
+
+impl<T: StoredTime> JoinedTierColumns<T> {
+    fn into_tier(self) -> Result<Option<Tier>, StoreError> {
+        let Some(id) = self.tier_id else {
+            return Ok(None);
+        };
+        let missing = || StoreError::Corrupt(format!("tier {id}: a required column is null"));
+        Ok(Some(Tier {
+            id,
+            name: self.tier_name.ok_or_else(missing)?,
+            description: self.tier_description,
+            price_minor: self.tier_price_minor.ok_or_else(missing)?,
+            quantity: self.tier_quantity,
+            sold: self.tier_sold.ok_or_else(missing)?,
+            max_per_order: self.tier_max_per_order,
+            sales_start: self
+                .tier_sales_start
+                .map(StoredTime::into_utc)
+                .transpose()?,
+            sales_end: self.tier_sales_end.map(StoredTime::into_utc).transpose()?,
+            position: self.tier_position.ok_or_else(missing)?,
+        }))
+    }
+}
+
+/// Event `id` with its tiers and what an availability snapshot adds, in one statement on
+/// `conn`.
+pub(in crate::store) async fn event_availability_on<DB: Dialect>(
+    conn: &mut DB::Connection,
+    id: Uuid,
+) -> Result<Option<EventAvailability>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'r> EventTierRow<DB::Time>: FromRow<'r, DB::Row>,
+{
+    let rows: Vec<EventTierRow<DB::Time>> = sqlx::query_as(FIND_EVENT_WITH_TIERS)
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut rows = rows.into_iter();
+    let Some(first) = rows.next() else {
+        return Ok(None);
+    };
+    let (version, waiting) = (first.availability_version, first.waitlist_waiting);
+    let mut tiers = Vec::with_capacity(rows.len() + 1);
+    tiers.extend(first.tier.into_tier()?);
+    for row in rows {
+        tiers.extend(row.tier.into_tier()?);
+    }
+    Ok(Some(EventAvailability {
+        details: first.event.with_tiers(tiers)?,
+        version,
+        waitlist_waiting: waiting,
+    }))
+}
+
+/// Event `id` with its tiers, read on `conn` in one statement.
 pub(in crate::store) async fn find_event_on<DB: Dialect>(
     conn: &mut DB::Connection,
     id: Uuid,
@@ -59,18 +157,10 @@ where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     for<'q> Uuid: Encode<'q, DB> + Type<DB>,
-    for<'r> EventRow<DB::Time>: FromRow<'r, DB::Row>,
-    for<'r> TierRow<DB::Time>: FromRow<'r, DB::Row>,
+    for<'r> EventTierRow<DB::Time>: FromRow<'r, DB::Row>,
 {
-    let row: Option<EventRow<DB::Time>> = sqlx::query_as(FIND_EVENT)
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let tiers = tiers_on::<DB>(conn, id).await?;
-    row.with_tiers(tiers).map(Some)
+    let found = event_availability_on::<DB>(conn, id).await?;
+    Ok(found.map(|found| found.details))
 }
 
 pub(in crate::store) const EVENT_OWNER: &str = "SELECT creator_id FROM events WHERE id = $1";

@@ -1,0 +1,514 @@
+//! Live availability (AVAILABILITY.md): snapshots, and the streams that keep every open page
+//! true.
+//!
+//! Each watched event has one [`Watch`] per process, whatever the number of its streams: a
+//! task that reads the event at most once per interval and publishes what it read to every
+//! stream. It is woken by
+//! - this process's own writes ([`Availability::touched`], called before their response),
+//! - the store's announcements from every process (PostgreSQL's `nearbytix_availability`),
+//! - the change feed search follows ([`ReadModel::followed`]), which covers announcements
+//!   lost with the listening connection and, on SQLite, every commit.
+//!
+//! A stream ([`StreamSession`]) sends a reading only if it began after this process's last
+//! write to the event: a message sent after a write's response always shows it. Streams hold
+//! no database connection; only a watch's read does, for one statement.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures_util::future::select_all;
+use tokio::sync::{Notify, broadcast, watch};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::{Clock, Followed, ReadModel, Resource, ServiceError};
+use crate::config::AvailabilitySettings;
+use crate::domain::Snapshot;
+use crate::store::{AvailabilityNews, DynStore};
+
+/// How long opening a stream waits for its events' first reading before answering 503.
+const FIRST_READING_WAIT: Duration = Duration::from_secs(5);
+/// Longest pause between a watch's reads while the database fails.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// `Retry-After` of a refused stream.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+pub struct Availability {
+    store: DynStore,
+    settings: AvailabilitySettings,
+    clock: Clock,
+    watches: Mutex<HashMap<Uuid, Arc<Watch>>>,
+    streams: Mutex<OpenStreams>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// Streams open in this process, in all and by client address (no entry at zero).
+#[derive(Default)]
+struct OpenStreams {
+    total: usize,
+    by_client: HashMap<IpAddr, usize>,
+}
+
+/// One event's reads, shared by all of its streams in this process.
+pub struct Watch {
+    event_id: Uuid,
+    /// This process's writes to the event, counted.
+    touched: AtomicU64,
+    wake: Notify,
+    latest: watch::Sender<Option<Arc<Reading>>>,
+}
+
+/// One read of a watched event.
+#[derive(Debug)]
+pub struct Reading {
+    /// [`Watch::touched`] when the read began: it shows every write counted before.
+    touched_before: u64,
+    /// `None`: the event does not exist (any more).
+    pub snapshot: Option<Snapshot>,
+}
+
+/// Why a stream was not opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The client's address has as many streams open as allowed.
+    ClientCap,
+    /// The process has as many streams open as allowed.
+    ProcessCap,
+}
+
+/// What a stream sends next.
+#[derive(Debug, Clone)]
+pub enum StreamItem {
+    Availability(Arc<Reading>),
+    /// The event does not exist (any more).
+    Gone(Uuid),
+    /// Nothing was sent for the keep-alive time.
+    KeepAlive,
+}
+
+/// How opening a stream ended.
+pub enum Opened {
+    Stream(StreamSession),
+    /// Every event named has started (and one exists): nothing to stream.
+    Started,
+}
+
+impl Availability {
+    pub fn new(store: DynStore, settings: AvailabilitySettings, clock: Clock) -> Self {
+        Self {
+            store,
+            settings,
+            clock,
+            watches: Mutex::default(),
+            streams: Mutex::default(),
+            shutdown: watch::Sender::new(false),
+        }
+    }
+
+    pub fn settings(&self) -> &AvailabilitySettings {
+        &self.settings
+    }
+
+    /// The event's snapshot read now from the database.
+    pub async fn snapshot(&self, event_id: Uuid) -> Result<Snapshot, ServiceError> {
+        let found = self.store.event_availability(event_id).await?;
+        let found = found.ok_or(ServiceError::NotFound(Resource::Event, event_id))?;
+        Ok(found.snapshot((self.clock)(), self.settings.few_left_percent))
+    }
+
+    /// This process committed a write to the event: its streams read it again, and send no
+    /// reading that began before this call.
+    pub fn touched(&self, event_id: Uuid) {
+        if let Some(watch) = self.lock_watches().get(&event_id) {
+            watch.touched.fetch_add(1, Ordering::SeqCst);
+            watch.wake.notify_one();
+        }
+    }
+
+    /// Ends every stream (cleanly, without a message): the server is shutting down.
+    pub fn shut_down(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Follows what the store announces and what `model` reads, waking the watches of the
+    /// events named, until the returned task is aborted.
+    pub fn follow(self: &Arc<Self>, model: &ReadModel) -> tokio::task::JoinHandle<()> {
+        let mut news = self.store.availability_news();
+        let mut followed = model.followed();
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut news_open = true;
+            loop {
+                tokio::select! {
+                    heard = news.recv(), if news_open => match heard {
+                        Ok(AvailabilityNews::Changed(id)) => this.wake(id),
+                        Ok(AvailabilityNews::Missed) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                            this.wake_all();
+                        }
+                        // SQLite announces nothing.
+                        Err(broadcast::error::RecvError::Closed) => news_open = false,
+                    },
+                    read = followed.recv() => match read {
+                        Ok(Followed::Events(ids)) => ids.iter().for_each(|id| this.wake(*id)),
+                        Ok(Followed::Everything) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                            this.wake_all();
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                }
+            }
+        })
+    }
+
+    /// Opens a stream for `client` on `event_ids` (distinct, in the client's order): refused
+    /// past the caps; then each event's first reading decides (unknown → 404 unless another
+    /// exists, all started → [`Opened::Started`]). `last_event_id`: a single-event stream whose
+    /// client saw the current version skips the first message.
+    pub async fn open(
+        self: &Arc<Self>,
+        client: IpAddr,
+        event_ids: &[Uuid],
+        last_event_id: Option<&str>,
+    ) -> Result<Opened, ServiceError> {
+        let permit = self.admit(client).map_err(|refusal| {
+            let reason = match refusal {
+                Refusal::ClientCap => "client_cap",
+                Refusal::ProcessCap => "process_cap",
+            };
+            metrics::counter!("nearbytix_availability_rejected_total", "reason" => reason)
+                .increment(1);
+            match refusal {
+                Refusal::ClientCap => ServiceError::RateLimited {
+                    retry_after: RETRY_AFTER,
+                },
+                Refusal::ProcessCap => ServiceError::Overloaded {
+                    retry_after: RETRY_AFTER,
+                },
+            }
+        })?;
+        let mut feeds = Vec::with_capacity(event_ids.len());
+        for id in event_ids {
+            feeds.push(self.subscribe(*id));
+        }
+        let mut exists = false;
+        let mut open = false;
+        for feed in &mut feeds {
+            let first =
+                tokio::time::timeout(FIRST_READING_WAIT, feed.latest.wait_for(Option::is_some));
+            let reading = match first.await {
+                Ok(Ok(reading)) => reading.clone(),
+                _ => {
+                    return Err(ServiceError::Overloaded {
+                        retry_after: RETRY_AFTER,
+                    });
+                }
+            };
+            if let Some(snapshot) = reading
+                .as_ref()
+                .and_then(|reading| reading.snapshot.as_ref())
+            {
+                exists = true;
+                open |= !snapshot.is_closed();
+            }
+        }
+        match (exists, open) {
+            (false, _) => Err(ServiceError::NotFound(Resource::Event, event_ids[0])),
+            (true, false) => Ok(Opened::Started),
+            (true, true) => {
+                if let ([feed], Some(seen)) = (feeds.as_mut_slice(), last_event_id) {
+                    feed.skip_if_seen(seen);
+                }
+                let jitter = 0.9 + 0.2 * (Uuid::new_v4().as_u128() % 1_000_000) as f64 / 1e6;
+                let now = Instant::now();
+                Ok(Opened::Stream(StreamSession {
+                    feeds,
+                    interval: self.settings.min_interval,
+                    keepalive: self.settings.keepalive,
+                    last_output: now,
+                    ends_at: now + self.settings.max_lifetime.mul_f64(jitter),
+                    shutdown: self.shutdown.subscribe(),
+                    _permit: permit,
+                }))
+            }
+        }
+    }
+
+    fn admit(self: &Arc<Self>, client: IpAddr) -> Result<StreamPermit, Refusal> {
+        let mut streams = self.lock_streams();
+        let of_client = streams.by_client.get(&client).copied().unwrap_or(0);
+        if of_client >= self.settings.streams_per_client {
+            return Err(Refusal::ClientCap);
+        }
+        if streams.total >= self.settings.streams_max {
+            return Err(Refusal::ProcessCap);
+        }
+        streams.total += 1;
+        *streams.by_client.entry(client).or_default() += 1;
+        metrics::gauge!("nearbytix_availability_streams").set(streams.total as f64);
+        Ok(StreamPermit {
+            availability: Arc::clone(self),
+            client,
+        })
+    }
+
+    /// A feed of the event's readings, its watch started if it had none.
+    fn subscribe(self: &Arc<Self>, event_id: Uuid) -> EventFeed {
+        let mut watches = self.lock_watches();
+        let watch = watches.entry(event_id).or_insert_with(|| {
+            let watch = Arc::new(Watch {
+                event_id,
+                touched: AtomicU64::new(0),
+                wake: Notify::new(),
+                latest: watch::Sender::new(None),
+            });
+            tokio::spawn(Arc::clone(self).run_watch(Arc::clone(&watch)));
+            watch
+        });
+        let feed = EventFeed {
+            latest: watch.latest.subscribe(),
+            watch: Arc::clone(watch),
+            last_version: None,
+            last_sent: None,
+            done: false,
+        };
+        metrics::gauge!("nearbytix_availability_watched_events").set(watches.len() as f64);
+        feed
+    }
+
+    /// A watch's reads: one at once, then one after each wake, at most one per interval,
+    /// until its last stream is gone.
+    async fn run_watch(self: Arc<Self>, watch: Arc<Watch>) {
+        let mut failures: u32 = 0;
+        loop {
+            let started = Instant::now();
+            let touched_before = watch.touched.load(Ordering::SeqCst);
+            metrics::counter!("nearbytix_availability_reads_total").increment(1);
+            match self.store.event_availability(watch.event_id).await {
+                Ok(found) => {
+                    let now = (self.clock)();
+                    let snapshot =
+                        found.map(|found| found.snapshot(now, self.settings.few_left_percent));
+                    watch.latest.send_replace(Some(Arc::new(Reading {
+                        touched_before,
+                        snapshot,
+                    })));
+                    failures = 0;
+                }
+                Err(error) => {
+                    if failures == 0 {
+                        tracing::warn!(
+                            event_id = %watch.event_id,
+                            error = format!("{error:#}"),
+                            "availability read failed"
+                        );
+                    }
+                    failures = failures.saturating_add(1);
+                }
+            }
+            let next = if failures == 0 {
+                started + self.settings.min_interval
+            } else {
+                started + (self.settings.min_interval * failures).min(MAX_BACKOFF)
+            };
+            // Wait for a reason to read (none needed after a failure), then for the interval.
+            loop {
+                tokio::select! {
+                    () = watch.wake.notified(), if failures == 0 => break,
+                    () = tokio::time::sleep_until(next), if failures > 0 => break,
+                    () = watch.latest.closed() => {
+                        if self.retire(&watch) {
+                            return;
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(next) => {}
+                () = watch.latest.closed() => {
+                    if self.retire(&watch) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets `watch` if no stream follows it any more (checked under the lock streams
+    /// subscribe under); whether it did.
+    fn retire(&self, watch: &Arc<Watch>) -> bool {
+        let mut watches = self.lock_watches();
+        if watch.latest.receiver_count() > 0 {
+            return false;
+        }
+        if watches
+            .get(&watch.event_id)
+            .is_some_and(|current| Arc::ptr_eq(current, watch))
+        {
+            watches.remove(&watch.event_id);
+        }
+        metrics::gauge!("nearbytix_availability_watched_events").set(watches.len() as f64);
+        true
+    }
+
+    fn wake(&self, event_id: Uuid) {
+        if let Some(watch) = self.lock_watches().get(&event_id) {
+            watch.wake.notify_one();
+        }
+    }
+
+    fn wake_all(&self) {
+        for watch in self.lock_watches().values() {
+            watch.wake.notify_one();
+        }
+    }
+
+    fn lock_watches(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Arc<Watch>>> {
+        self.watches.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_streams(&self) -> std::sync::MutexGuard<'_, OpenStreams> {
+        self.streams.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// An open stream's place in the caps, given back when the stream is dropped (its client
+/// gone, its end reached).
+struct StreamPermit {
+    availability: Arc<Availability>,
+    client: IpAddr,
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        let mut streams = self.availability.lock_streams();
+        streams.total = streams.total.saturating_sub(1);
+        if let Some(count) = streams.by_client.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                streams.by_client.remove(&self.client);
+            }
+        }
+        metrics::gauge!("nearbytix_availability_streams").set(streams.total as f64);
+    }
+}
+
+/// One event as one stream follows it.
+struct EventFeed {
+    watch: Arc<Watch>,
+    latest: watch::Receiver<Option<Arc<Reading>>>,
+    /// The version of the last snapshot sent.
+    last_version: Option<i64>,
+    last_sent: Option<Instant>,
+    /// Gone or closed, and said so: the stream drops it.
+    done: bool,
+}
+
+impl EventFeed {
+    /// The client already has the current version: the first message is skipped.
+    fn skip_if_seen(&mut self, seen: &str) {
+        let current = self
+            .latest
+            .borrow()
+            .as_ref()
+            .and_then(|reading| reading.snapshot.as_ref().map(|snapshot| snapshot.version));
+        if current.is_some() && seen.trim().parse::<i64>().ok() == current {
+            self.last_version = current;
+        }
+    }
+
+    /// The latest reading if it may be sent: it began after this process's last write to the
+    /// event.
+    fn fresh(&mut self) -> Option<Arc<Reading>> {
+        let latest = self.latest.borrow_and_update().clone()?;
+        (latest.touched_before >= self.watch.touched.load(Ordering::SeqCst)).then_some(latest)
+    }
+
+    /// What to send now, or when to look again (`None`: when the watch publishes).
+    fn due(&mut self, now: Instant, interval: Duration) -> Result<StreamItem, Option<Instant>> {
+        let Some(reading) = self.fresh() else {
+            return Err(None);
+        };
+        let Some(snapshot) = reading.snapshot.as_ref() else {
+            self.done = true;
+            return Ok(StreamItem::Gone(self.watch.event_id));
+        };
+        if self
+            .last_version
+            .is_some_and(|sent| snapshot.version <= sent)
+        {
+            return Err(None);
+        }
+        if let Some(at) = self.last_sent.map(|sent| sent + interval)
+            && at > now
+        {
+            return Err(Some(at));
+        }
+        self.last_version = Some(snapshot.version);
+        self.last_sent = Some(now);
+        self.done = snapshot.is_closed();
+        Ok(StreamItem::Availability(reading))
+    }
+}
+
+/// An open stream: what it sends, when. Dropping it closes it.
+pub struct StreamSession {
+    feeds: Vec<EventFeed>,
+    interval: Duration,
+    keepalive: Duration,
+    last_output: Instant,
+    ends_at: Instant,
+    shutdown: watch::Receiver<bool>,
+    _permit: StreamPermit,
+}
+
+impl StreamSession {
+    /// The next thing to send; `None` once the stream is over (every event gone or closed,
+    /// its lifetime reached, or the server shutting down).
+    pub async fn next(&mut self) -> Option<StreamItem> {
+        loop {
+            if *self.shutdown.borrow() {
+                return None;
+            }
+            let now = Instant::now();
+            if now >= self.ends_at || self.feeds.iter().all(|feed| feed.done) {
+                return None;
+            }
+            let mut wake_at = (self.last_output + self.keepalive).min(self.ends_at);
+            for feed in self.feeds.iter_mut().filter(|feed| !feed.done) {
+                match feed.due(now, self.interval) {
+                    Ok(item) => {
+                        self.last_output = now;
+                        let event = match item {
+                            StreamItem::Gone(_) => "gone",
+                            _ => "availability",
+                        };
+                        metrics::counter!("nearbytix_availability_messages_total", "event" => event)
+                            .increment(1);
+                        return Some(item);
+                    }
+                    Err(Some(at)) => wake_at = wake_at.min(at),
+                    Err(None) => {}
+                }
+            }
+            if now >= self.last_output + self.keepalive {
+                self.last_output = now;
+                return Some(StreamItem::KeepAlive);
+            }
+            let published = select_all(
+                self.feeds
+                    .iter_mut()
+                    .filter(|feed| !feed.done)
+                    .map(|feed| Box::pin(feed.latest.changed()) as Pin<Box<_>>),
+            );
+            tokio::select! {
+                _ = published => {}
+                () = tokio::time::sleep_until(wake_at) => {}
+                _ = self.shutdown.changed() => {}
+            }
+        }
+    }
+}
