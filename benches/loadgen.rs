@@ -11,6 +11,10 @@
 //!   cargo bench --bench loadgen -- redeem     --backend sqlite|postgres [--tickets N --gates N]
 //!   cargo bench --bench loadgen -- verify-codes
 //!   cargo bench --bench loadgen -- waitlist   --backend sqlite|postgres [--waiting N --returns N]
+//!   cargo bench --bench loadgen -- event-read --backend sqlite|postgres
+//!   cargo bench --bench loadgen -- streams    --backend sqlite|postgres [--streams N --events N]
+//!     (10 000 streams hold 20 000 sockets in this one process: run under
+//!     `prlimit --nofile=65536:65536`)
 //!
 //! PostgreSQL runs use BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres)
 //! and a fresh `nearbytix_bench` database that they create.
@@ -150,6 +154,34 @@ enum Scenario {
         #[arg(long, default_value_t = 256)]
         concurrency: usize,
     },
+    /// Live availability: `streams` open single-event streams spread evenly over `events`
+    /// events, read by raw sockets in this process. Prints their memory and idle CPU, how long
+    /// one reservation takes to reach them all, then a flash sale on the watched events beside
+    /// the same sale on unwatched ones: its rate, when every stream shows the final state, and
+    /// the watches' database reads.
+    Streams {
+        #[arg(long, default_value_t = 10_000)]
+        streams: usize,
+        #[arg(long, default_value_t = 1)]
+        events: usize,
+        /// Tickets of each sale (the unwatched one and the watched one).
+        #[arg(long, default_value_t = 20_000)]
+        tickets: i32,
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 2_000)]
+        users: usize,
+        /// How long the open streams are watched idle (one keep-alive comes after 15 s).
+        #[arg(long, default_value_t = 16)]
+        idle_seconds: u64,
+    },
+    /// `GET /events/{id}` (an event of three tiers), then `GET /events/{id}/availability`.
+    EventRead {
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
     /// Reservations spread over many events.
     Spread {
         #[arg(long, default_value_t = 1_000)]
@@ -284,6 +316,25 @@ fn main() -> anyhow::Result<()> {
                 users,
             } => spread(&bench, events, requests, concurrency, users).await,
             Scenario::Redeem { tickets, gates } => redeem(&bench, tickets, gates).await,
+            Scenario::EventRead {
+                concurrency,
+                seconds,
+            } => event_read(&bench, concurrency, Duration::from_secs(seconds)).await,
+            Scenario::Streams {
+                streams,
+                events,
+                tickets,
+                concurrency,
+                users,
+                idle_seconds,
+            } => {
+                let sale = Sale {
+                    tickets,
+                    concurrency,
+                    users,
+                };
+                availability_streams(&bench, streams, events, sale, idle_seconds).await
+            }
             Scenario::Waitlist {
                 waiting,
                 returns,
@@ -366,6 +417,10 @@ impl Bench {
         settings.payment_rate_limit_per_user = unlimited;
         settings.auth_rate_limit_per_ip = unlimited;
         settings.checkin_scans_per_minute = unlimited;
+        // The availability goal's configuration: 10 000 streams from one address.
+        settings.max_connections = 11_000;
+        settings.availability.streams_max = 10_000;
+        settings.availability.streams_per_client = 100_000;
         let app = App::connect(settings).await?;
         let (store, tokens) = (app.store.clone(), app.tokens.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -1492,5 +1547,357 @@ async fn waitlist(
             "VIOLATED"
         }
     );
+    Ok(())
+}
+
+/// A flash sale's size.
+#[derive(Clone, Copy)]
+struct Sale {
+    tickets: i32,
+    concurrency: usize,
+    users: usize,
+}
+
+/// What the streams have received, per stream: the last version and when it came (µs since
+/// the scenario started).
+struct Received {
+    versions: Vec<std::sync::atomic::AtomicI64>,
+    at_micros: Vec<std::sync::atomic::AtomicU64>,
+    started: Instant,
+}
+
+impl Received {
+    fn all_at_least(&self, wanted: &[i64], event_of: impl Fn(usize) -> usize) -> bool {
+        self.versions
+            .iter()
+            .enumerate()
+            .all(|(stream, version)| version.load(Ordering::Relaxed) >= wanted[event_of(stream)])
+    }
+
+    /// The latest arrival among all streams.
+    fn last_arrival(&self) -> Instant {
+        let micros = self
+            .at_micros
+            .iter()
+            .map(|at| at.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        self.started + Duration::from_micros(micros)
+    }
+}
+
+/// Opens a single-event stream on a raw socket and records the `id:` of each message it reads
+/// (a 2 KiB buffer: the client side costs little beside the server's).
+async fn follow_stream(
+    address: std::net::SocketAddr,
+    path: String,
+    stream: usize,
+    received: Arc<Received>,
+) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(address).await?;
+    socket
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes())
+        .await?;
+    let mut buffer = [0u8; 2048];
+    let mut tail = String::new();
+    loop {
+        let read = socket.read(&mut buffer).await?;
+        if read == 0 {
+            return Ok(());
+        }
+        tail.push_str(&String::from_utf8_lossy(&buffer[..read]));
+        // Versions of the complete messages read so far; an incomplete one stays in `tail`.
+        let complete = tail.rfind("\n\n").map_or(0, |end| end + 2);
+        for line in tail[..complete].lines() {
+            if let Some(version) = line
+                .strip_prefix("id: ")
+                .and_then(|v| v.trim().parse().ok())
+            {
+                received.versions[stream].store(version, Ordering::Relaxed);
+                let micros = received.started.elapsed().as_micros() as u64;
+                received.at_micros[stream].store(micros, Ordering::Relaxed);
+            }
+        }
+        tail.drain(..complete);
+    }
+}
+
+/// CPU time this process used so far (user + system), from /proc.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command (which may hold spaces): utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis((ticks(11) + ticks(12)) * 1000 / per_second)
+}
+
+/// `nearbytix_availability_reads_total` from the server's metrics.
+async fn availability_reads(bench: &Bench) -> anyhow::Result<u64> {
+    let metrics = bench
+        .client
+        .get(bench.base.replace("/api/v1", "/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("nearbytix_availability_reads_total "))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .map_or(0, |value| value as u64))
+}
+
+/// The availability versions of `events` now.
+async fn versions_of(bench: &Bench, events: &[Uuid]) -> anyhow::Result<Vec<i64>> {
+    let mut versions = Vec::with_capacity(events.len());
+    for event in events {
+        let snapshot: serde_json::Value = bench
+            .client
+            .get(format!("{}/events/{event}/availability", bench.base))
+            .send()
+            .await?
+            .json()
+            .await?;
+        versions.push(snapshot["version"].as_i64().context("a version")?);
+    }
+    Ok(versions)
+}
+
+/// Waits (up to a minute) until every stream has `wanted` of its event; when the last one
+/// arrived.
+async fn until_received(
+    received: &Received,
+    wanted: &[i64],
+    event_of: impl Fn(usize) -> usize + Copy,
+) -> Option<Instant> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if received.all_at_least(wanted, event_of) {
+            return Some(received.last_arrival());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+/// Sells `events` (round robin) out as the flash-sale scenario does; successful reservations
+/// per second, and when the sale ended.
+async fn sell_out(
+    bench: &Bench,
+    users: Arc<Vec<(Uuid, String)>>,
+    events: Arc<Vec<Uuid>>,
+    concurrency: usize,
+) -> (f64, Instant) {
+    let sold_out = Arc::new(AtomicUsize::new(0));
+    let (client, base) = (bench.client.clone(), bench.base.clone());
+    let total = events.len();
+    let flag = sold_out.clone();
+    let mut figures = drive(
+        concurrency,
+        Some(Duration::from_secs(600)),
+        move |worker, iteration| {
+            if flag.load(Ordering::Relaxed) >= total {
+                return None;
+            }
+            let (_, token) = &users[(worker * 7919 + iteration) % users.len()];
+            let event = events[(worker + iteration) % events.len()];
+            let request = reservation(&client, &base, token, event);
+            let flag = flag.clone();
+            Some(async move {
+                let status = status_of(request).await;
+                if status == 409 {
+                    flag.fetch_add(1, Ordering::Relaxed);
+                }
+                status
+            })
+        },
+    )
+    .await;
+    let ended = Instant::now();
+    let created = figures.statuses.get(&201).copied().unwrap_or(0);
+    figures.print("sale");
+    (created as f64 / figures.elapsed.as_secs_f64(), ended)
+}
+
+async fn availability_streams(
+    bench: &Bench,
+    streams: usize,
+    events: usize,
+    sale: Sale,
+    idle_seconds: u64,
+) -> anyhow::Result<()> {
+    let users = Arc::new(bench.users(sale.users, false).await?);
+    let creator = users[0].0;
+    // Each sale's tickets spread over its events.
+    let per_event = (sale.tickets / events.max(1) as i32).max(1);
+    let mut unwatched = Vec::with_capacity(events);
+    let mut watched = Vec::with_capacity(events);
+    for seed in 0..events as u64 {
+        unwatched.push(
+            bench
+                .event(creator, per_event, random_point(seed, 0.1), seed)
+                .await?,
+        );
+        watched.push(
+            bench
+                .event(
+                    creator,
+                    per_event,
+                    random_point(seed + 1_000, 0.1),
+                    seed + 1_000,
+                )
+                .await?,
+        );
+    }
+    println!(
+        "availability streams: {streams} streams on {events} event(s), sales of {} tickets, \
+         {} connections",
+        per_event * events as i32,
+        sale.concurrency
+    );
+    bench.warm_up(sale.concurrency).await;
+    let (rate_alone, _) =
+        sell_out(bench, users.clone(), Arc::new(unwatched), sale.concurrency).await;
+    println!("unwatched sale: {rate_alone:.0} reservations/s");
+
+    // Open the streams, a few hundred at a time.
+    let address: std::net::SocketAddr = bench
+        .base
+        .trim_start_matches("http://")
+        .trim_end_matches("/api/v1")
+        .parse()?;
+    let received = Arc::new(Received {
+        versions: (0..streams)
+            .map(|_| std::sync::atomic::AtomicI64::new(0))
+            .collect(),
+        at_micros: (0..streams)
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect(),
+        started: Instant::now(),
+    });
+    let event_of = move |stream: usize| stream % events;
+    let memory_before = resident_mib();
+    let opening = Instant::now();
+    for stream in 0..streams {
+        let path = format!(
+            "/api/v1/events/{}/availability/stream",
+            watched[event_of(stream)]
+        );
+        let received = received.clone();
+        tokio::spawn(async move {
+            if let Err(error) = follow_stream(address, path, stream, received).await {
+                eprintln!("stream {stream}: {error}");
+            }
+        });
+        if stream % 250 == 249 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let first = versions_of(bench, &watched).await?;
+    until_received(&received, &first, event_of)
+        .await
+        .context("every stream got its first snapshot")?;
+    let memory_after = resident_mib();
+    println!(
+        "{streams} streams open in {:.2}s; resident memory {memory_before:.0} -> {memory_after:.0} \
+         MiB: {:.1} KiB per stream (server and this client's socket tasks together)",
+        opening.elapsed().as_secs_f64(),
+        (memory_after - memory_before) * 1024.0 / streams as f64,
+    );
+    let cpu_before = cpu_time();
+    tokio::time::sleep(Duration::from_secs(idle_seconds)).await;
+    let idle_cpu = (cpu_time() - cpu_before).as_secs_f64() / idle_seconds as f64;
+    println!(
+        "idle for {idle_seconds}s (keep-alives every 15 s): {:.2}% of one core (server and client)",
+        idle_cpu * 100.0
+    );
+
+    // One reservation: how long until every stream of its event shows it.
+    let (_, token) = &users[1];
+    let status = status_of(reservation(&bench.client, &bench.base, token, watched[0])).await;
+    let answered = Instant::now();
+    anyhow::ensure!(status == 201, "the reservation got {status}");
+    let after = versions_of(bench, &watched).await?;
+    let mut wanted = first.clone();
+    wanted[0] = after[0];
+    let reached = until_received(&received, &wanted, event_of)
+        .await
+        .context("the reservation reached every stream")?;
+    println!(
+        "one reservation reached all {} streams of its event {:.0} ms after its response",
+        streams.div_ceil(events),
+        reached.saturating_duration_since(answered).as_secs_f64() * 1000.0
+    );
+
+    // The sale, watched.
+    let reads_before = availability_reads(bench).await?;
+    let sale_started = Instant::now();
+    let (rate_watched, ended) = sell_out(
+        bench,
+        users.clone(),
+        Arc::new(watched.clone()),
+        sale.concurrency,
+    )
+    .await;
+    let sale_seconds = ended.duration_since(sale_started).as_secs_f64();
+    let last = versions_of(bench, &watched).await?;
+    let reached = until_received(&received, &last, event_of)
+        .await
+        .context("every stream got the final state")?;
+    let reads = availability_reads(bench).await? - reads_before;
+    println!(
+        "watched sale: {rate_watched:.0} reservations/s ({:.0}% of the unwatched sale's)",
+        rate_watched / rate_alone * 100.0
+    );
+    println!(
+        "every stream showed the final state {:.0} ms after the sale's end",
+        reached.saturating_duration_since(ended).as_secs_f64() * 1000.0
+    );
+    let interval = 1.0; // AVAILABILITY_STREAM_MIN_INTERVAL_MS
+    println!(
+        "database reads of the watches during the sale: {reads} for {events} event(s) over \
+         {sale_seconds:.1}s ({:.2} per event per interval)",
+        reads as f64 / events as f64 / (sale_seconds / interval)
+    );
+    Ok(())
+}
+
+async fn event_read(bench: &Bench, concurrency: usize, seconds: Duration) -> anyhow::Result<()> {
+    let users = bench.users(1, false).await?;
+    let tier = |name: &str, quantity: Option<i64>| TierFields {
+        name: name.into(),
+        quantity,
+        ..TierFields::default()
+    };
+    let tiers = vec![
+        tier("Early bird", Some(100)),
+        tier("VIP", Some(50)),
+        tier("Regular", None),
+    ];
+    let event = bench
+        .event_with_tiers(users[0].0, 1_000, random_point(1, 0.1), 1, Some(tiers))
+        .await?;
+    bench.warm_up(concurrency).await;
+    for path in [
+        format!("/events/{event}"),
+        format!("/events/{event}/availability"),
+    ] {
+        let (client, url) = (bench.client.clone(), format!("{}{path}", bench.base));
+        let mut figures = drive(concurrency, Some(seconds), move |_, _| {
+            Some(status_of(client.get(&url)))
+        })
+        .await;
+        figures.print(&format!("GET {path} concurrency={concurrency}"));
+    }
     Ok(())
 }

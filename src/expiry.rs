@@ -1,5 +1,6 @@
 //! The expiry sweeper: expires unpaid holds (and waiting-list offers) past their deadline and
-//! gives the seats back; ends waiting lists the clock ends.
+//! gives the seats back; ends waiting lists the clock ends; raises availability versions at
+//! the instants a status turns by the clock.
 //! Safe to run in any number of processes against one database.
 
 use std::time::Duration;
@@ -25,13 +26,15 @@ const WEBHOOK_EVENTS_KEPT_DAYS: i64 = 30;
 pub struct Sweeper {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    clock: JoinHandle<()>,
 }
 
 impl Sweeper {
     pub fn start(store: DynStore, interval: Duration, batch_size: i64) -> Self {
         let (stop, stopped) = watch::channel(false);
+        let clock = tokio::spawn(follow_the_clock(store.clone(), stopped.clone()));
         let task = tokio::spawn(run(store, interval, batch_size, stopped));
-        Self { stop, task }
+        Self { stop, task, clock }
     }
 
     /// Asks the sweeper to stop and waits until it has finished its current batch.
@@ -39,6 +42,9 @@ impl Sweeper {
         let _ = self.stop.send(true);
         if let Err(error) = self.task.await {
             tracing::error!(%error, "expiry sweeper task failed");
+        }
+        if let Err(error) = self.clock.await {
+            tracing::error!(%error, "clock instants task failed");
         }
     }
 }
@@ -72,16 +78,31 @@ async fn purge(store: &DynStore) -> bool {
     keys.is_ok() && changes.is_ok() && webhooks.is_ok()
 }
 
-/// Runs until `shutdown` turns true; stops between batches, never inside one.
 /// How far back the first pass looks for clock instants (a start, a tier's sales start or
 /// end) whose availability version no process raised yet: a process started after a longer
 /// outage leaves older ones unannounced (their snapshots are read anew by every stream opened
 /// since, and show the right statuses).
 const CLOCK_LOOKBACK: chrono::Duration = chrono::Duration::days(1);
 
+/// Pause between two passes over the clock instants: a status that turns by the clock is
+/// announced within 1 s of its instant (AVAILABILITY.md), whatever the sweep interval.
+const CLOCK_PASS_EVERY: Duration = Duration::from_millis(500);
+
+/// Raises availability versions at clock instants, on a timer of its own (the expiry sweep
+/// may take longer than a second), until shutdown.
+async fn follow_the_clock(store: DynStore, mut shutdown: watch::Receiver<bool>) {
+    let mut since = chrono::Utc::now() - CLOCK_LOOKBACK;
+    while !*shutdown.borrow() {
+        since = bump_clock_instants(&store, since).await;
+        tokio::select! {
+            _ = tokio::time::sleep(CLOCK_PASS_EVERY) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
 /// Raises the availability version of the events whose statuses changed by the clock since
-/// `since` (AVAILABILITY.md: within 1 s of the instant, at the default sweep interval); where
-/// the next pass starts.
+/// `since`; where the next pass starts.
 async fn bump_clock_instants(
     store: &DynStore,
     since: chrono::DateTime<chrono::Utc>,
@@ -104,6 +125,7 @@ async fn bump_clock_instants(
     }
 }
 
+/// Runs until `shutdown` turns true; stops between batches, never inside one.
 async fn run(
     store: DynStore,
     interval: Duration,
@@ -118,12 +140,10 @@ async fn run(
     let mut failures: u32 = 0;
     let mut last_purge: Option<tokio::time::Instant> = None;
     let mut last_fold: Option<tokio::time::Instant> = None;
-    let mut clock_since = chrono::Utc::now() - CLOCK_LOOKBACK;
     loop {
         if *shutdown.borrow() {
             break;
         }
-        clock_since = bump_clock_instants(&store, clock_since).await;
         if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) && purge(&store).await {
             last_purge = Some(tokio::time::Instant::now());
         }

@@ -9,9 +9,13 @@
 //! - the change feed search follows ([`ReadModel::followed`]), which covers announcements
 //!   lost with the listening connection and, on SQLite, every commit.
 //!
-//! A stream ([`StreamSession`]) sends a reading only if it began after this process's last
-//! write to the event: a message sent after a write's response always shows it. Streams hold
-//! no database connection; only a watch's read does, for one statement.
+//! A write's own process reads the event again at once (within the interval since the last
+//! read), so a message sent after its response shows it, unless the write committed while the
+//! read before was in flight (that read began before the commit and is sent as it is, rather
+//! than hold every stream back while sales go on); the next message then shows it, within the
+//! interval. A stream opens on a reading that began after every write of this process: a
+//! deleted event is never streamed as existing. Streams hold no database connection; only a
+//! watch's read does, for one statement.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -59,6 +63,9 @@ pub struct Watch {
     /// This process's writes to the event, counted.
     touched: AtomicU64,
     wake: Notify,
+    /// A stream opens and the latest reading began before a write: read at once, whatever
+    /// the interval (opening a stream may cost a read, as `GET …/availability` does).
+    opening: Notify,
     latest: watch::Sender<Option<Arc<Reading>>>,
 }
 
@@ -120,8 +127,8 @@ impl Availability {
         Ok(found.snapshot((self.clock)(), self.settings.few_left_percent))
     }
 
-    /// This process committed a write to the event: its streams read it again, and send no
-    /// reading that began before this call.
+    /// This process committed a write to the event (called before the write's response): its
+    /// watch reads it again, and a stream opened from now on starts from a later reading.
     pub fn touched(&self, event_id: Uuid) {
         if let Some(watch) = self.lock_watches().get(&event_id) {
             watch.touched.fetch_add(1, Ordering::SeqCst);
@@ -197,8 +204,17 @@ impl Availability {
         let mut exists = false;
         let mut open = false;
         for feed in &mut feeds {
-            let first =
-                tokio::time::timeout(FIRST_READING_WAIT, feed.latest.wait_for(Option::is_some));
+            // A reading that began after every write of this process so far.
+            let touched = feed.watch.touched.load(Ordering::SeqCst);
+            let current = |latest: &Option<Arc<Reading>>| {
+                latest
+                    .as_ref()
+                    .is_some_and(|reading| reading.touched_before >= touched)
+            };
+            if !current(&feed.latest.borrow()) {
+                feed.watch.opening.notify_one();
+            }
+            let first = tokio::time::timeout(FIRST_READING_WAIT, feed.latest.wait_for(current));
             let reading = match first.await {
                 Ok(Ok(reading)) => reading.clone(),
                 _ => {
@@ -263,6 +279,7 @@ impl Availability {
                 event_id,
                 touched: AtomicU64::new(0),
                 wake: Notify::new(),
+                opening: Notify::new(),
                 latest: watch::Sender::new(None),
             });
             tokio::spawn(Arc::clone(self).run_watch(Arc::clone(&watch)));
@@ -318,6 +335,7 @@ impl Availability {
             loop {
                 tokio::select! {
                     () = watch.wake.notified(), if failures == 0 => break,
+                    () = watch.opening.notified() => break,
                     () = tokio::time::sleep_until(next), if failures > 0 => break,
                     () = watch.latest.closed() => {
                         if self.retire(&watch) {
@@ -328,6 +346,8 @@ impl Availability {
             }
             tokio::select! {
                 () = tokio::time::sleep_until(next) => {}
+                // A stream opening on a stale reading does not wait out the interval.
+                () = watch.opening.notified() => {}
                 () = watch.latest.closed() => {
                     if self.retire(&watch) {
                         return;
@@ -420,16 +440,14 @@ impl EventFeed {
         }
     }
 
-    /// The latest reading if it may be sent: it began after this process's last write to the
-    /// event.
-    fn fresh(&mut self) -> Option<Arc<Reading>> {
-        let latest = self.latest.borrow_and_update().clone()?;
-        (latest.touched_before >= self.watch.touched.load(Ordering::SeqCst)).then_some(latest)
+    /// Whether this feed has sent (or skipped) its first message.
+    fn started(&self) -> bool {
+        self.done || self.last_version.is_some()
     }
 
     /// What to send now, or when to look again (`None`: when the watch publishes).
     fn due(&mut self, now: Instant, interval: Duration) -> Result<StreamItem, Option<Instant>> {
-        let Some(reading) = self.fresh() else {
+        let Some(reading) = self.latest.borrow_and_update().clone() else {
             return Err(None);
         };
         let Some(snapshot) = reading.snapshot.as_ref() else {
@@ -479,6 +497,7 @@ impl StreamSession {
             }
             let mut wake_at = (self.last_output + self.keepalive).min(self.ends_at);
             for feed in self.feeds.iter_mut().filter(|feed| !feed.done) {
+                let first = !feed.started();
                 match feed.due(now, self.interval) {
                     Ok(item) => {
                         self.last_output = now;
@@ -491,6 +510,8 @@ impl StreamSession {
                         return Some(item);
                     }
                     Err(Some(at)) => wake_at = wake_at.min(at),
+                    // The first messages go in the order the events were listed.
+                    Err(None) if first => break,
                     Err(None) => {}
                 }
             }

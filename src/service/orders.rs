@@ -221,6 +221,14 @@ impl Orders {
                 change.map(|order| Box::new(WriteOutcome::Order(order)))
             }
         };
+        // A payment may re-reserve a lapsed order's seats; a cancellation or refund gives them
+        // back.
+        if let Change::Done(outcome) = &change
+            && let WriteOutcome::Order(order) | WriteOutcome::PaymentStarted { order, .. } =
+                outcome.as_ref()
+        {
+            self.availability.touched(order.order.event_id);
+        }
         match (&change, action) {
             // Refused as a stranger: a deleted account's token is refused as such.
             (Change::NotFound | Change::NotOwner, _)
@@ -228,10 +236,7 @@ impl Orders {
             {
                 return Err(ServiceError::InvalidToken);
             }
-            (Change::Done(outcome), OrderAction::Cancel | OrderAction::Refund) => {
-                if let WriteOutcome::Order(order) = outcome.as_ref() {
-                    self.availability.touched(order.order.event_id);
-                }
+            (Change::Done(_), OrderAction::Cancel | OrderAction::Refund) => {
                 if action == OrderAction::Refund {
                     metrics::counter!("nearbytix_payment_outcomes_total", "outcome" => "refunded")
                         .increment(1);

@@ -482,7 +482,7 @@ impl EventStore for PgStore {
         since: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> StoreResult<u64> {
-        let done = sqlx::query(sql::BUMP_CLOCK_INSTANTS)
+        let done = sqlx::query(sql::BUMP_CLOCK_INSTANTS_LOCKED)
             .bind(now)
             .bind(since)
             .execute(&self.pool)

@@ -531,6 +531,14 @@ impl EventStore for SqliteStore {
         since: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> StoreResult<u64> {
+        let due: bool = sqlx::query_scalar(sql::CLOCK_INSTANTS_DUE)
+            .bind(Micros::from(now))
+            .bind(Micros::from(since))
+            .fetch_one(&self.reader)
+            .await?;
+        if !due {
+            return Ok(0);
+        }
         let mut tx = self.begin_immediate().await?;
         let done = sqlx::query(sql::BUMP_CLOCK_INSTANTS)
             .bind(Micros::from(now))

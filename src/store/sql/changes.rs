@@ -14,11 +14,12 @@ pub(in crate::store) const PURGE_CHANGE_LOGS: [&str; 2] = [
     "DELETE FROM seat_returns WHERE returned_at < $1",
 ];
 
-/// `$1` now, `$2` the last pass's now: raises the availability version of each event with a
-/// clock instant in `($2, $1]` past the latest one it was raised for. The mark is the event's
-/// own column, re-checked under its row lock, so that concurrent passes raise it once.
-pub(in crate::store) const BUMP_CLOCK_INSTANTS: &str = "
-    WITH instants (event_id, instant) AS (
+/// The clock instants (an event's start, a tier's sales start or end) in `($2, $1]` of each
+/// event whose availability version was not raised for them yet: `due (id, instant)`, the
+/// latest per event. Followed by the dialect's update.
+macro_rules! clock_instants_due {
+    () => {
+        "WITH instants (event_id, instant) AS (
         SELECT id, start_time FROM events WHERE start_time > $2 AND start_time <= $1
         UNION ALL
         SELECT event_id, sales_start FROM ticket_tiers
@@ -27,11 +28,41 @@ pub(in crate::store) const BUMP_CLOCK_INSTANTS: &str = "
         SELECT event_id, sales_end FROM ticket_tiers WHERE sales_end > $2 AND sales_end <= $1
     ), latest AS (
         SELECT event_id, max(instant) AS instant FROM instants GROUP BY event_id
+    ), due AS (
+        SELECT e.id, latest.instant FROM events e JOIN latest ON latest.event_id = e.id
+         WHERE e.availability_clock_at < latest.instant"
+    };
+}
+
+/// `$1` now, `$2` the last pass's now: raises the availability version of each event with a
+/// clock instant in `($2, $1]` past the latest one it was raised for, once per instant
+/// whichever processes pass (the mark is re-checked under the row lock). PostgreSQL locks the
+/// rows in id order first, as order batches do, so that passes and batches cannot deadlock.
+pub(in crate::store) const BUMP_CLOCK_INSTANTS_LOCKED: &str = concat!(
+    clock_instants_due!(),
+    " ORDER BY e.id FOR NO KEY UPDATE OF e
     )
     UPDATE events SET availability_version = availability_version + 1,
-        availability_clock_at = latest.instant
-      FROM latest
-     WHERE events.id = latest.event_id AND events.availability_clock_at < latest.instant";
+        availability_clock_at = due.instant
+      FROM due
+     WHERE events.id = due.id AND events.availability_clock_at < due.instant"
+);
+
+/// [`BUMP_CLOCK_INSTANTS_LOCKED`] for SQLite, whose one writer needs no row locks.
+pub(in crate::store) const BUMP_CLOCK_INSTANTS: &str = concat!(
+    clock_instants_due!(),
+    "
+    )
+    UPDATE events SET availability_version = availability_version + 1,
+        availability_clock_at = due.instant
+      FROM due
+     WHERE events.id = due.id AND events.availability_clock_at < due.instant"
+);
+
+/// Whether [`BUMP_CLOCK_INSTANTS`] has anything to do: SQLite's one writer is not taken for
+/// nothing twice a second.
+pub(in crate::store) const CLOCK_INSTANTS_DUE: &str =
+    concat!(clock_instants_due!(), ") SELECT EXISTS (SELECT 1 FROM due)");
 
 /// Every event search can return at `$1` (now).
 pub(in crate::store) const SEARCHABLE_EVENTS: &str = concat!(
