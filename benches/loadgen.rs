@@ -13,8 +13,8 @@
 //!   cargo bench --bench loadgen -- waitlist   --backend sqlite|postgres [--waiting N --returns N]
 //!   cargo bench --bench loadgen -- event-read --backend sqlite|postgres
 //!   cargo bench --bench loadgen -- streams    --backend sqlite|postgres [--streams N --events N]
-//!     (10 000 streams hold 20 000 sockets in this one process: run under
-//!     `prlimit --nofile=65536:65536`)
+//!     (the streams' client side runs in a child process, so that the server's memory and CPU
+//!     are measured alone and each process holds one socket per stream)
 //!
 //! PostgreSQL runs use BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres)
 //! and a fresh `nearbytix_bench` database that they create.
@@ -175,6 +175,18 @@ enum Scenario {
         #[arg(long, default_value_t = 16)]
         idle_seconds: u64,
     },
+    /// The client side of `streams`, in a process of its own (started by it): `streams`
+    /// single-event streams spread evenly over `events`; told versions to wait for on stdin
+    /// (`want v1 v2 …`, one per event), it answers `reached <unix µs of the last arrival>`.
+    #[command(hide = true)]
+    StreamClients {
+        #[arg(long)]
+        address: std::net::SocketAddr,
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<Uuid>,
+        #[arg(long)]
+        streams: usize,
+    },
     /// `GET /events/{id}` (an event of three tiers), then `GET /events/{id}/availability`.
     EventRead {
         #[arg(long, default_value_t = 64)]
@@ -219,6 +231,14 @@ fn main() -> anyhow::Result<()> {
     nearbytix::telemetry::init_logging(nearbytix::config::LogFormat::Text);
     if let Scenario::VerifyCodes { codes } = args.scenario {
         return verify_codes(codes);
+    }
+    if let Scenario::StreamClients {
+        address,
+        events,
+        streams,
+    } = args.scenario
+    {
+        return stream_clients(address, events, streams);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -340,7 +360,9 @@ fn main() -> anyhow::Result<()> {
                 returns,
                 concurrency,
             } => waitlist(&bench, waiting, returns, concurrency).await,
-            Scenario::VerifyCodes { .. } => unreachable!("run before the server starts"),
+            Scenario::VerifyCodes { .. } | Scenario::StreamClients { .. } => {
+                unreachable!("run before the server starts")
+            }
         }
     })
 }
@@ -1559,35 +1581,92 @@ struct Sale {
 }
 
 /// What the streams have received, per stream: the last version and when it came (µs since
-/// the scenario started).
+/// the Unix epoch: the parent process compares it with its own clock).
 struct Received {
     versions: Vec<std::sync::atomic::AtomicI64>,
     at_micros: Vec<std::sync::atomic::AtomicU64>,
-    started: Instant,
 }
 
-impl Received {
-    fn all_at_least(&self, wanted: &[i64], event_of: impl Fn(usize) -> usize) -> bool {
-        self.versions
-            .iter()
-            .enumerate()
-            .all(|(stream, version)| version.load(Ordering::Relaxed) >= wanted[event_of(stream)])
-    }
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_micros() as u64)
+}
 
-    /// The latest arrival among all streams.
-    fn last_arrival(&self) -> Instant {
-        let micros = self
-            .at_micros
-            .iter()
-            .map(|at| at.load(Ordering::Relaxed))
-            .max()
-            .unwrap_or(0);
-        self.started + Duration::from_micros(micros)
+/// The client side of the `streams` scenario (see [`Scenario::StreamClients`]).
+fn stream_clients(
+    address: std::net::SocketAddr,
+    events: Vec<Uuid>,
+    streams: usize,
+) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let received = Arc::new(Received {
+        versions: (0..streams)
+            .map(|_| std::sync::atomic::AtomicI64::new(0))
+            .collect(),
+        at_micros: (0..streams)
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect(),
+    });
+    let count = events.len();
+    runtime.block_on(async {
+        for stream in 0..streams {
+            let path = format!(
+                "/api/v1/events/{}/availability/stream",
+                events[stream % count]
+            );
+            let received = received.clone();
+            tokio::spawn(async move {
+                if let Err(error) = follow_stream(address, path, stream, received).await {
+                    eprintln!("stream {stream}: {error}");
+                }
+            });
+            if stream % 250 == 249 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    let _entered = runtime.enter();
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let wanted: Vec<i64> = line
+            .strip_prefix("want ")
+            .context("want v1 v2 …")?
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let reached = loop {
+            let all = received
+                .versions
+                .iter()
+                .enumerate()
+                .all(|(stream, version)| version.load(Ordering::Relaxed) >= wanted[stream % count]);
+            if all {
+                break received
+                    .at_micros
+                    .iter()
+                    .map(|at| at.load(Ordering::Relaxed))
+                    .max();
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        match reached {
+            Some(at) => println!("reached {at}"),
+            None => println!("timeout"),
+        }
     }
+    Ok(())
 }
 
 /// Opens a single-event stream on a raw socket and records the `id:` of each message it reads
-/// (a 2 KiB buffer: the client side costs little beside the server's).
+/// (a 2 KiB buffer).
 async fn follow_stream(
     address: std::net::SocketAddr,
     path: String,
@@ -1615,12 +1694,80 @@ async fn follow_stream(
                 .and_then(|v| v.trim().parse().ok())
             {
                 received.versions[stream].store(version, Ordering::Relaxed);
-                let micros = received.started.elapsed().as_micros() as u64;
-                received.at_micros[stream].store(micros, Ordering::Relaxed);
+                received.at_micros[stream].store(unix_micros(), Ordering::Relaxed);
             }
         }
         tail.drain(..complete);
     }
+}
+
+/// The stream clients' process, spoken to over its stdin and stdout.
+struct StreamClients {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl StreamClients {
+    fn start(address: &str, events: &[Uuid], streams: usize) -> anyhow::Result<Self> {
+        let ids: Vec<String> = events.iter().map(Uuid::to_string).collect();
+        let mut child = std::process::Command::new(std::env::current_exe()?)
+            .args(["stream-clients", "--address", address, "--streams"])
+            .arg(streams.to_string())
+            .arg("--events")
+            .arg(ids.join(","))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let stdin = child.stdin.take().context("stdin")?;
+        let stdout = std::io::BufReader::new(child.stdout.take().context("stdout")?);
+        Ok(Self {
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
+    /// Waits until every stream has at least `versions` (one per event); when the last of
+    /// them arrived, by the wall clock.
+    async fn reached(&mut self, versions: &[i64]) -> anyhow::Result<std::time::SystemTime> {
+        use std::io::{BufRead, Write};
+        let line: Vec<String> = versions.iter().map(i64::to_string).collect();
+        writeln!(self.stdin, "want {}", line.join(" "))?;
+        self.stdin.flush()?;
+        let mut answer = String::new();
+        tokio::task::block_in_place(|| self.stdout.read_line(&mut answer))?;
+        let micros: u64 = answer
+            .trim()
+            .strip_prefix("reached ")
+            .with_context(|| format!("the streams answered {answer:?}"))?
+            .parse()?;
+        Ok(std::time::UNIX_EPOCH + Duration::from_micros(micros))
+    }
+}
+
+impl Drop for StreamClients {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How long after `from` the wall-clock instant `at` came, in ms (0 if before).
+fn millis_after(at: std::time::SystemTime, from: std::time::SystemTime) -> f64 {
+    at.duration_since(from)
+        .map_or(0.0, |after| after.as_secs_f64() * 1000.0)
+}
+
+/// [`resident_mib`] after the allocator gave freed memory back to the system: what is alive,
+/// not what a burst of allocations left behind.
+fn trimmed_resident_mib() -> f64 {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    resident_mib()
 }
 
 /// CPU time this process used so far (user + system), from /proc.
@@ -1671,23 +1818,6 @@ async fn versions_of(bench: &Bench, events: &[Uuid]) -> anyhow::Result<Vec<i64>>
         versions.push(snapshot["version"].as_i64().context("a version")?);
     }
     Ok(versions)
-}
-
-/// Waits (up to a minute) until every stream has `wanted` of its event; when the last one
-/// arrived.
-async fn until_received(
-    received: &Received,
-    wanted: &[i64],
-    event_of: impl Fn(usize) -> usize + Copy,
-) -> Option<Instant> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if received.all_at_least(wanted, event_of) {
-            return Some(received.last_arrival());
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    None
 }
 
 /// Sells `events` (round robin) out as the flash-sale scenario does; successful reservations
@@ -1770,73 +1900,47 @@ async fn availability_streams(
         sell_out(bench, users.clone(), Arc::new(unwatched), sale.concurrency).await;
     println!("unwatched sale: {rate_alone:.0} reservations/s");
 
-    // Open the streams, a few hundred at a time.
-    let address: std::net::SocketAddr = bench
+    // The streams, opened by a child process: this one holds only the server's side.
+    let address = bench
         .base
         .trim_start_matches("http://")
         .trim_end_matches("/api/v1")
-        .parse()?;
-    let received = Arc::new(Received {
-        versions: (0..streams)
-            .map(|_| std::sync::atomic::AtomicI64::new(0))
-            .collect(),
-        at_micros: (0..streams)
-            .map(|_| std::sync::atomic::AtomicU64::new(0))
-            .collect(),
-        started: Instant::now(),
-    });
-    let event_of = move |stream: usize| stream % events;
-    let memory_before = resident_mib();
+        .to_owned();
+    let memory_before = trimmed_resident_mib();
     let opening = Instant::now();
-    for stream in 0..streams {
-        let path = format!(
-            "/api/v1/events/{}/availability/stream",
-            watched[event_of(stream)]
-        );
-        let received = received.clone();
-        tokio::spawn(async move {
-            if let Err(error) = follow_stream(address, path, stream, received).await {
-                eprintln!("stream {stream}: {error}");
-            }
-        });
-        if stream % 250 == 249 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    let mut clients = StreamClients::start(&address, &watched, streams)?;
     let first = versions_of(bench, &watched).await?;
-    until_received(&received, &first, event_of)
-        .await
-        .context("every stream got its first snapshot")?;
-    let memory_after = resident_mib();
+    clients.reached(&first).await?;
+    let opened_in = opening.elapsed();
+    let memory_peak = resident_mib();
+    let memory_after = trimmed_resident_mib();
     println!(
-        "{streams} streams open in {:.2}s; resident memory {memory_before:.0} -> {memory_after:.0} \
-         MiB: {:.1} KiB per stream (server and this client's socket tasks together)",
-        opening.elapsed().as_secs_f64(),
+        "{streams} streams open in {:.2}s; the server's resident memory {memory_before:.0} -> \
+         {memory_after:.0} MiB: {:.1} KiB per stream (before returning freed memory to the \
+         system: {memory_peak:.0} MiB, {:.1} KiB per stream)",
+        opened_in.as_secs_f64(),
         (memory_after - memory_before) * 1024.0 / streams as f64,
+        (memory_peak - memory_before) * 1024.0 / streams as f64,
     );
     let cpu_before = cpu_time();
     tokio::time::sleep(Duration::from_secs(idle_seconds)).await;
     let idle_cpu = (cpu_time() - cpu_before).as_secs_f64() / idle_seconds as f64;
     println!(
-        "idle for {idle_seconds}s (keep-alives every 15 s): {:.2}% of one core (server and client)",
+        "idle for {idle_seconds}s (keep-alives every 15 s): the server used {:.2}% of one core",
         idle_cpu * 100.0
     );
 
     // One reservation: how long until every stream of its event shows it.
     let (_, token) = &users[1];
     let status = status_of(reservation(&bench.client, &bench.base, token, watched[0])).await;
-    let answered = Instant::now();
+    let answered = std::time::SystemTime::now();
     anyhow::ensure!(status == 201, "the reservation got {status}");
     let after = versions_of(bench, &watched).await?;
-    let mut wanted = first.clone();
-    wanted[0] = after[0];
-    let reached = until_received(&received, &wanted, event_of)
-        .await
-        .context("the reservation reached every stream")?;
+    let reached = clients.reached(&after).await?;
     println!(
         "one reservation reached all {} streams of its event {:.0} ms after its response",
         streams.div_ceil(events),
-        reached.saturating_duration_since(answered).as_secs_f64() * 1000.0
+        millis_after(reached, answered)
     );
 
     // The sale, watched.
@@ -1849,19 +1953,18 @@ async fn availability_streams(
         sale.concurrency,
     )
     .await;
+    let ended_at = std::time::SystemTime::now() - ended.elapsed();
     let sale_seconds = ended.duration_since(sale_started).as_secs_f64();
-    let last = versions_of(bench, &watched).await?;
-    let reached = until_received(&received, &last, event_of)
-        .await
-        .context("every stream got the final state")?;
     let reads = availability_reads(bench).await? - reads_before;
+    let last = versions_of(bench, &watched).await?;
+    let reached = clients.reached(&last).await?;
     println!(
         "watched sale: {rate_watched:.0} reservations/s ({:.0}% of the unwatched sale's)",
         rate_watched / rate_alone * 100.0
     );
     println!(
         "every stream showed the final state {:.0} ms after the sale's end",
-        reached.saturating_duration_since(ended).as_secs_f64() * 1000.0
+        millis_after(reached, ended_at)
     );
     let interval = 1.0; // AVAILABILITY_STREAM_MIN_INTERVAL_MS
     println!(
