@@ -275,11 +275,11 @@ fn stream_response(opened: Opened, framing: Framing) -> Response {
 fn frame(item: &StreamItem, framing: Framing) -> Bytes {
     match item {
         StreamItem::Availability(reading) => {
-            let Some(snapshot) = reading.snapshot.as_ref() else {
+            let (Some(snapshot), Some(data)) =
+                (reading.snapshot.as_ref(), reading.rendered(render))
+            else {
                 return Bytes::from_static(KEEP_ALIVE);
             };
-            let data = serde_json::to_string(&AvailabilityBody::from(snapshot))
-                .unwrap_or_else(|_| "{}".to_owned());
             match framing {
                 Framing::Single => format!(
                     "event: availability\nid: {}\ndata: {data}\n\n",
@@ -294,6 +294,11 @@ fn frame(item: &StreamItem, framing: Framing) -> Bytes {
         }
         StreamItem::KeepAlive => Bytes::from_static(KEEP_ALIVE),
     }
+}
+
+/// A snapshot as compact JSON, as `GET …/availability` answers it.
+fn render(snapshot: &Snapshot) -> String {
+    serde_json::to_string(&AvailabilityBody::from(snapshot)).unwrap_or_else(|_| "{}".to_owned())
 }
 
 /// A page that shows an event's tiers and keeps their availability current from the stream

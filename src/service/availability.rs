@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::select_all;
@@ -76,6 +76,20 @@ pub struct Reading {
     touched_before: u64,
     /// `None`: the event does not exist (any more).
     pub snapshot: Option<Snapshot>,
+    /// The snapshot as the HTTP layer writes it, made once for every stream that sends it.
+    rendered: OnceLock<Arc<str>>,
+}
+
+impl Reading {
+    /// The snapshot rendered by `render`, once per reading whatever the number of streams.
+    pub fn rendered(&self, render: impl FnOnce(&Snapshot) -> String) -> Option<Arc<str>> {
+        let snapshot = self.snapshot.as_ref()?;
+        Some(
+            self.rendered
+                .get_or_init(|| render(snapshot).into())
+                .clone(),
+        )
+    }
 }
 
 /// Why a stream was not opened.
@@ -312,6 +326,7 @@ impl Availability {
                     watch.latest.send_replace(Some(Arc::new(Reading {
                         touched_before,
                         snapshot,
+                        rendered: OnceLock::new(),
                     })));
                     failures = 0;
                 }
