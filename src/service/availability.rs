@@ -346,11 +346,16 @@ impl Availability {
             } else {
                 started + (self.settings.min_interval * failures).min(MAX_BACKOFF)
             };
-            // Wait for a reason to read (none needed after a failure), then for the interval.
+            // Wait for a reason to read (none needed after a failure), then for the interval,
+            // unless a stream opening asked.
+            let mut opening = false;
             loop {
                 tokio::select! {
                     () = watch.wake.notified(), if failures == 0 => break,
-                    () = watch.opening.notified() => break,
+                    () = watch.opening.notified() => {
+                        opening = true;
+                        break;
+                    }
                     () = tokio::time::sleep_until(next), if failures > 0 => break,
                     () = watch.latest.closed() => {
                         if self.retire(&watch) {
@@ -358,6 +363,9 @@ impl Availability {
                         }
                     }
                 }
+            }
+            if opening {
+                continue;
             }
             tokio::select! {
                 () = tokio::time::sleep_until(next) => {}
