@@ -1001,38 +1001,20 @@ async fn flash_sale(
         }
     );
     bench.warm_up(concurrency).await;
-    let sold_out = Arc::new(AtomicBool::new(false));
-    let (client, base) = (bench.client.clone(), bench.base.clone());
-    let flag = sold_out.clone();
-    let mut figures = drive(
+    let sale = sell_out(
+        bench,
+        users,
+        Arc::new(vec![event]),
         concurrency,
-        Some(Duration::from_secs(600)),
-        move |worker, iteration| {
-            if flag.load(Ordering::Relaxed) {
-                return None;
-            }
-            let (_, token) = &users[(worker * 7919 + iteration) % users.len()];
-            let mut request = reservation(&client, &base, token, event);
-            if keyed {
-                request = request.header("Idempotency-Key", Uuid::new_v4().to_string());
-            }
-            let flag = flag.clone();
-            Some(async move {
-                let status = status_of(request).await;
-                if status == 409 {
-                    flag.store(true, Ordering::Relaxed);
-                }
-                status
-            })
-        },
+        keyed,
+        "flash-sale",
     )
     .await;
-    let created = figures.statuses.get(&201).copied().unwrap_or(0);
-    figures.print("flash-sale");
+    let created = sale.created;
     println!(
         "successful reservations/s: {:.0} ({created} in {:.2}s)",
-        created as f64 / figures.elapsed.as_secs_f64(),
-        figures.elapsed.as_secs_f64()
+        sale.rate(),
+        sale.elapsed.as_secs_f64()
     );
     let (sold, total, rows) = sold_and_rows(bench, event).await?;
     println!(
@@ -1820,14 +1802,33 @@ async fn versions_of(bench: &Bench, events: &[Uuid]) -> anyhow::Result<Vec<i64>>
     Ok(versions)
 }
 
-/// Sells `events` (round robin) out as the flash-sale scenario does; successful reservations
-/// per second, and when the sale ended.
+/// What [`sell_out`] did.
+struct SoldOut {
+    /// Reservations made.
+    created: usize,
+    elapsed: Duration,
+    /// When the last worker stopped.
+    ended: Instant,
+}
+
+impl SoldOut {
+    /// Successful reservations per second.
+    fn rate(&self) -> f64 {
+        self.created as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Reserves `events` (round robin) as `users` on `concurrency` connections until each has
+/// answered "sold out" (with `keyed`: every reservation with an `Idempotency-Key` of its own);
+/// prints the figures under `label`.
 async fn sell_out(
     bench: &Bench,
     users: Arc<Vec<(Uuid, String)>>,
     events: Arc<Vec<Uuid>>,
     concurrency: usize,
-) -> (f64, Instant) {
+    keyed: bool,
+    label: &str,
+) -> SoldOut {
     let sold_out = Arc::new(AtomicUsize::new(0));
     let (client, base) = (bench.client.clone(), bench.base.clone());
     let total = events.len();
@@ -1841,7 +1842,10 @@ async fn sell_out(
             }
             let (_, token) = &users[(worker * 7919 + iteration) % users.len()];
             let event = events[(worker + iteration) % events.len()];
-            let request = reservation(&client, &base, token, event);
+            let mut request = reservation(&client, &base, token, event);
+            if keyed {
+                request = request.header("Idempotency-Key", Uuid::new_v4().to_string());
+            }
             let flag = flag.clone();
             Some(async move {
                 let status = status_of(request).await;
@@ -1854,9 +1858,12 @@ async fn sell_out(
     )
     .await;
     let ended = Instant::now();
-    let created = figures.statuses.get(&201).copied().unwrap_or(0);
-    figures.print("sale");
-    (created as f64 / figures.elapsed.as_secs_f64(), ended)
+    figures.print(label);
+    SoldOut {
+        created: figures.statuses.get(&201).copied().unwrap_or(0),
+        elapsed: figures.elapsed,
+        ended,
+    }
 }
 
 async fn availability_streams(
@@ -1896,8 +1903,16 @@ async fn availability_streams(
         sale.concurrency
     );
     bench.warm_up(sale.concurrency).await;
-    let (rate_alone, _) =
-        sell_out(bench, users.clone(), Arc::new(unwatched), sale.concurrency).await;
+    let rate_alone = sell_out(
+        bench,
+        users.clone(),
+        Arc::new(unwatched),
+        sale.concurrency,
+        false,
+        "unwatched sale",
+    )
+    .await
+    .rate();
     println!("unwatched sale: {rate_alone:.0} reservations/s");
 
     // The streams, opened by a child process: this one holds only the server's side.
@@ -1946,13 +1961,16 @@ async fn availability_streams(
     // The sale, watched.
     let reads_before = availability_reads(bench).await?;
     let sale_started = Instant::now();
-    let (rate_watched, ended) = sell_out(
+    let watched_sale = sell_out(
         bench,
         users.clone(),
         Arc::new(watched.clone()),
         sale.concurrency,
+        false,
+        "watched sale",
     )
     .await;
+    let (rate_watched, ended) = (watched_sale.rate(), watched_sale.ended);
     let ended_at = std::time::SystemTime::now() - ended.elapsed();
     let sale_seconds = ended.duration_since(sale_started).as_secs_f64();
     let reads = availability_reads(bench).await? - reads_before;

@@ -274,16 +274,12 @@ fn stream_response(opened: Opened, framing: Framing) -> Response {
 /// one `data:` line of compact JSON, a blank line.
 fn frame(item: &StreamItem, framing: Framing) -> Bytes {
     match item {
-        StreamItem::Availability(reading) => {
-            let (Some(snapshot), Some(data)) =
-                (reading.snapshot.as_ref(), reading.rendered(render))
-            else {
-                return Bytes::from_static(KEEP_ALIVE);
-            };
+        StreamItem::Availability(shown) => {
+            let data = shown.rendered(render);
             match framing {
                 Framing::Single => format!(
                     "event: availability\nid: {}\ndata: {data}\n\n",
-                    snapshot.version
+                    shown.snapshot.version
                 ),
                 Framing::Multiplexed => format!("event: availability\ndata: {data}\n\n"),
             }

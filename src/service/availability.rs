@@ -71,40 +71,40 @@ pub struct Watch {
 
 /// One read of a watched event.
 #[derive(Debug)]
-pub struct Reading {
+struct Reading {
     /// [`Watch::touched`] when the read began: it shows every write counted before.
     touched_before: u64,
     /// `None`: the event does not exist (any more).
-    pub snapshot: Option<Snapshot>,
+    shown: Option<Arc<Shown>>,
+}
+
+impl Reading {
+    fn snapshot(&self) -> Option<&Snapshot> {
+        self.shown.as_ref().map(|shown| &shown.snapshot)
+    }
+}
+
+/// What a reading shows of an existing event, as every stream of the watch sends it.
+#[derive(Debug)]
+pub struct Shown {
+    pub snapshot: Snapshot,
     /// The snapshot as the HTTP layer writes it, made once for every stream that sends it.
     rendered: OnceLock<Arc<str>>,
 }
 
-impl Reading {
-    /// The snapshot rendered by `render`, once per reading whatever the number of streams.
-    pub fn rendered(&self, render: impl FnOnce(&Snapshot) -> String) -> Option<Arc<str>> {
-        let snapshot = self.snapshot.as_ref()?;
-        Some(
-            self.rendered
-                .get_or_init(|| render(snapshot).into())
-                .clone(),
-        )
+impl Shown {
+    /// The snapshot rendered by `render`, once whatever the number of streams.
+    pub fn rendered(&self, render: impl FnOnce(&Snapshot) -> String) -> Arc<str> {
+        self.rendered
+            .get_or_init(|| render(&self.snapshot).into())
+            .clone()
     }
-}
-
-/// Why a stream was not opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// The client's address has as many streams open as allowed.
-    ClientCap,
-    /// The process has as many streams open as allowed.
-    ProcessCap,
 }
 
 /// What a stream sends next.
 #[derive(Debug, Clone)]
 pub enum StreamItem {
-    Availability(Arc<Reading>),
+    Availability(Arc<Shown>),
     /// The event does not exist (any more).
     Gone(Uuid),
     /// Nothing was sent for the keep-alive time.
@@ -174,7 +174,7 @@ impl Availability {
                         Err(broadcast::error::RecvError::Closed) => news_open = false,
                     },
                     read = followed.recv() => match read {
-                        Ok(Followed::Events(ids)) => ids.iter().for_each(|id| this.wake(*id)),
+                        Ok(Followed::Events(ids)) => this.wake_each(&ids),
                         Ok(Followed::Everything) | Err(broadcast::error::RecvError::Lagged(_)) => {
                             this.wake_all();
                         }
@@ -195,22 +195,7 @@ impl Availability {
         event_ids: &[Uuid],
         last_event_id: Option<&str>,
     ) -> Result<Opened, ServiceError> {
-        let permit = self.admit(client).map_err(|refusal| {
-            let reason = match refusal {
-                Refusal::ClientCap => "client_cap",
-                Refusal::ProcessCap => "process_cap",
-            };
-            metrics::counter!("nearbytix_availability_rejected_total", "reason" => reason)
-                .increment(1);
-            match refusal {
-                Refusal::ClientCap => ServiceError::RateLimited {
-                    retry_after: RETRY_AFTER,
-                },
-                Refusal::ProcessCap => ServiceError::Overloaded {
-                    retry_after: RETRY_AFTER,
-                },
-            }
-        })?;
+        let permit = self.admit(client)?;
         let mut feeds = Vec::with_capacity(event_ids.len());
         for id in event_ids {
             feeds.push(self.subscribe(*id));
@@ -237,10 +222,7 @@ impl Availability {
                     });
                 }
             };
-            if let Some(snapshot) = reading
-                .as_ref()
-                .and_then(|reading| reading.snapshot.as_ref())
-            {
+            if let Some(snapshot) = reading.as_ref().and_then(|reading| reading.snapshot()) {
                 exists = true;
                 open |= !snapshot.is_closed();
             }
@@ -267,14 +249,26 @@ impl Availability {
         }
     }
 
-    fn admit(self: &Arc<Self>, client: IpAddr) -> Result<StreamPermit, Refusal> {
+    /// A place for a stream of `client` within the caps: 429 past the client's, 503 past the
+    /// process's.
+    fn admit(self: &Arc<Self>, client: IpAddr) -> Result<StreamPermit, ServiceError> {
+        let refused = |reason: &'static str| {
+            metrics::counter!("nearbytix_availability_rejected_total", "reason" => reason)
+                .increment(1);
+        };
         let mut streams = self.lock_streams();
         let of_client = streams.by_client.get(&client).copied().unwrap_or(0);
         if of_client >= self.settings.streams_per_client {
-            return Err(Refusal::ClientCap);
+            refused("client_cap");
+            return Err(ServiceError::RateLimited {
+                retry_after: RETRY_AFTER,
+            });
         }
         if streams.total >= self.settings.streams_max {
-            return Err(Refusal::ProcessCap);
+            refused("process_cap");
+            return Err(ServiceError::Overloaded {
+                retry_after: RETRY_AFTER,
+            });
         }
         streams.total += 1;
         *streams.by_client.entry(client).or_default() += 1;
@@ -321,12 +315,15 @@ impl Availability {
             match self.store.event_availability(watch.event_id).await {
                 Ok(found) => {
                     let now = (self.clock)();
-                    let snapshot =
-                        found.map(|found| found.snapshot(now, self.settings.few_left_percent));
+                    let shown = found.map(|found| {
+                        Arc::new(Shown {
+                            snapshot: found.snapshot(now, self.settings.few_left_percent),
+                            rendered: OnceLock::new(),
+                        })
+                    });
                     watch.latest.send_replace(Some(Arc::new(Reading {
                         touched_before,
-                        snapshot,
-                        rendered: OnceLock::new(),
+                        shown,
                     })));
                     failures = 0;
                 }
@@ -398,7 +395,12 @@ impl Availability {
     }
 
     fn wake(&self, event_id: Uuid) {
-        if let Some(watch) = self.lock_watches().get(&event_id) {
+        self.wake_each(&[event_id]);
+    }
+
+    fn wake_each(&self, event_ids: &[Uuid]) {
+        let watches = self.lock_watches();
+        for watch in event_ids.iter().filter_map(|id| watches.get(id)) {
             watch.wake.notify_one();
         }
     }
@@ -457,7 +459,7 @@ impl EventFeed {
             .latest
             .borrow()
             .as_ref()
-            .and_then(|reading| reading.snapshot.as_ref().map(|snapshot| snapshot.version));
+            .and_then(|reading| reading.snapshot().map(|snapshot| snapshot.version));
         if current.is_some() && seen.trim().parse::<i64>().ok() == current {
             self.last_version = current;
         }
@@ -473,10 +475,11 @@ impl EventFeed {
         let Some(reading) = self.latest.borrow_and_update().clone() else {
             return Err(None);
         };
-        let Some(snapshot) = reading.snapshot.as_ref() else {
+        let Some(shown) = reading.shown.clone() else {
             self.done = true;
             return Ok(StreamItem::Gone(self.watch.event_id));
         };
+        let snapshot = &shown.snapshot;
         if self
             .last_version
             .is_some_and(|sent| snapshot.version <= sent)
@@ -491,7 +494,7 @@ impl EventFeed {
         self.last_version = Some(snapshot.version);
         self.last_sent = Some(now);
         self.done = snapshot.is_closed();
-        Ok(StreamItem::Availability(reading))
+        Ok(StreamItem::Availability(shown))
     }
 }
 

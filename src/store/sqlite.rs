@@ -238,8 +238,12 @@ impl SqliteStore {
             .await?;
         let committed = Arc::new(watch::Sender::new(()));
         Ok(Self {
-            orders: batch::spawn(writer.clone(), Arc::clone(&committed)),
-            cancels: cancel_batch::spawn(writer.clone(), Arc::clone(&committed)),
+            orders: batch::spawn(writer.clone(), Arc::clone(&committed), batch::PlaceOrders),
+            cancels: batch::spawn(
+                writer.clone(),
+                Arc::clone(&committed),
+                cancel_batch::CancelOrders,
+            ),
             committed,
             writer,
             reader,

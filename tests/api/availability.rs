@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::helpers::{Backend, TestApp, TestUser, error_locs, loc};
+use crate::helpers::{Backend, TestApp, error_locs, loc};
 
 backend_tests!(
     a_snapshot_judges_each_tier_and_its_version_moves_only_with_what_it_shows,
@@ -102,6 +102,15 @@ impl Sse {
         (message, data)
     }
 
+    /// The single-event stream of `event`, read past its `retry` and first snapshot.
+    async fn following(app: &TestApp, event: &str) -> Sse {
+        let path = format!("/events/{event}/availability/stream");
+        let mut stream = Sse::open(app, &path, None).await;
+        stream.retry_first().await;
+        stream.availability(PATIENCE).await;
+        stream
+    }
+
     /// `retry: 3000` comes first.
     async fn retry_first(&mut self) {
         let first = self.next(PATIENCE).await.expect("a first block");
@@ -167,13 +176,6 @@ fn without_as_of(mut snapshot: Value) -> Value {
     snapshot
 }
 
-async fn buy(app: &TestApp, user: &TestUser, event: &str, tier: &str, quantity: i64) -> Value {
-    let body = json!({"event_id": event, "items": [{"tier_id": tier, "quantity": quantity}]});
-    let (status, order) = app.post("/orders/", Some(&user.token), body).await;
-    assert_eq!(status, StatusCode::CREATED, "{order}");
-    order
-}
-
 /// Streams paced at 100 ms, keep-alives after 1 s.
 async fn fast_app(backend: Backend) -> TestApp {
     TestApp::spawn_with(backend, |settings| {
@@ -207,16 +209,10 @@ async fn a_snapshot_judges_each_tier_and_its_version_moves_only_with_what_it_sho
         .await;
     let id = id_of(&event);
     let tier = |n: usize| event["tiers"][n]["id"].as_str().unwrap().to_owned();
-    buy(&app, &buyer, &id, &tier(1), 5).await;
-    buy(&app, &buyer, &id, &tier(1), 5).await;
-    buy(&app, &buyer, &id, &tier(1), 5).await;
-    buy(&app, &buyer, &id, &tier(1), 5).await;
-    buy(&app, &buyer, &id, &tier(1), 5).await;
-    buy(&app, &buyer, &id, &tier(1), 5).await;
-    buy(&app, &buyer, &id, &tier(1), 5).await;
-    buy(&app, &buyer, &id, &tier(1), 5).await;
-    buy(&app, &buyer, &id, &tier(1), 5).await;
-    buy(&app, &buyer, &id, &tier(2), 2).await;
+    for _ in 0..9 {
+        app.order(&buyer, &id, &tier(1), 5).await;
+    }
+    app.order(&buyer, &id, &tier(2), 2).await;
 
     let body = snapshot(&app, &id).await;
     assert_eq!(body["event_id"], id.as_str());
@@ -311,7 +307,7 @@ async fn a_snapshot_judges_each_tier_and_its_version_moves_only_with_what_it_sho
         before["version"].as_i64().unwrap(),
         "a title, a description, a price, a refused order, the same values: no change"
     );
-    let order = buy(&app, &buyer, &id, &tier(3), 1).await;
+    let order = app.order(&buyer, &id, &tier(3), 1).await;
     let sold = version(&app, &id).await;
     assert!(
         sold > before["version"].as_i64().unwrap(),
@@ -441,15 +437,15 @@ async fn a_stream_sends_the_snapshot_then_each_change_paced(backend: Backend) {
 
     // A sale: the next message, sent after its response, shows it; a second sale at once is
     // paced an interval after the first message.
-    buy(&app, &buyer, &id, &tier, 2).await;
+    app.order(&buyer, &id, &tier, 2).await;
     let (second, data) = stream.availability(PATIENCE).await;
     assert_eq!(
         data["available"], 28,
         "sent after the response, it shows the sale"
     );
     assert!(second.at - first.at >= Duration::from_millis(900), "paced");
-    buy(&app, &buyer, &id, &tier, 3).await;
-    buy(&app, &buyer, &id, &tier, 4).await;
+    app.order(&buyer, &id, &tier, 3).await;
+    app.order(&buyer, &id, &tier, 4).await;
     let responded = Instant::now();
     let (third, data) = stream.availability(PATIENCE).await;
     assert!(third.at - second.at >= Duration::from_millis(900), "paced");
@@ -478,7 +474,7 @@ async fn a_stream_sends_the_snapshot_then_each_change_paced(backend: Backend) {
     resumed.retry_first().await;
     let next = resumed.next(PATIENCE).await.expect("a block");
     assert!(next.comment, "the initial snapshot is skipped: {next:?}");
-    buy(&app, &buyer, &id, &tier, 1).await;
+    app.order(&buyer, &id, &tier, 1).await;
     let (update, data) = resumed.availability(PATIENCE).await;
     assert_eq!(data["available"], 20);
     assert!(update.id.unwrap().parse::<i64>().unwrap() > current.parse().unwrap());
@@ -494,9 +490,7 @@ async fn streams_end_when_the_event_is_deleted_or_starts(backend: Backend) {
     let app = fast_app(backend).await;
     let creator = app.register_user(None).await;
     let doomed = id_of(&app.create_event(&creator.token, json!({})).await);
-    let mut stream = Sse::open(&app, &format!("/events/{doomed}/availability/stream"), None).await;
-    stream.retry_first().await;
-    stream.availability(PATIENCE).await;
+    let mut stream = Sse::following(&app, &doomed).await;
     let (status, _) = app
         .delete(&format!("/events/{doomed}"), Some(&creator.token))
         .await;
@@ -570,14 +564,9 @@ async fn a_multiplexed_stream_follows_several_events(backend: Backend) {
     assert_eq!(gone.data, Some(json!({"event_id": unknown})));
     let (_, data) = stream.availability(PATIENCE).await;
     assert_eq!(data["event_id"], a_id.as_str());
-    let order = buy(
-        &app,
-        &buyer,
-        &a_id,
-        a["tiers"][0]["id"].as_str().unwrap(),
-        5,
-    )
-    .await;
+    let order = app
+        .order(&buyer, &a_id, a["tiers"][0]["id"].as_str().unwrap(), 5)
+        .await;
     let (_, data) = stream.availability(PATIENCE).await;
     assert_eq!(data["event_id"], a_id.as_str());
     assert_eq!(data["status"], "sold_out");
@@ -766,17 +755,13 @@ async fn a_change_made_through_another_process_reaches_the_stream(backend: Backe
         .await;
     let id = id_of(&event);
     let tier = event["tiers"][0]["id"].as_str().unwrap().to_owned();
-    let mut stream = Sse::open(&app, &format!("/events/{id}/availability/stream"), None).await;
-    stream.retry_first().await;
-    stream.availability(PATIENCE).await;
+    let mut stream = Sse::following(&app, &id).await;
     let mut readers = Vec::new();
     for _ in 0..10 {
-        let mut reader = Sse::open(&app, &format!("/events/{id}/availability/stream"), None).await;
-        reader.retry_first().await;
-        reader.availability(PATIENCE).await;
+        let reader = Sse::following(&app, &id).await;
         readers.push(reader);
     }
-    buy(&sibling, &buyer, &id, &tier, 3).await;
+    sibling.order(&buyer, &id, &tier, 3).await;
     let committed = Instant::now();
     let (message, data) = stream.availability(PATIENCE).await;
     assert_eq!(data["available"], 7);
@@ -806,9 +791,7 @@ async fn a_stream_keeps_up_with_a_sale_in_its_own_process(backend: Backend) {
         .await;
     let id = id_of(&event);
     let tier = event["tiers"][0]["id"].as_str().unwrap().to_owned();
-    let mut stream = Sse::open(&app, &format!("/events/{id}/availability/stream"), None).await;
-    stream.retry_first().await;
-    stream.availability(PATIENCE).await;
+    let mut stream = Sse::following(&app, &id).await;
     let mut buyers = Vec::new();
     for _ in 0..8 {
         buyers.push(app.register_user(None).await);
@@ -852,9 +835,7 @@ async fn shutdown_ends_open_streams_cleanly(backend: Backend) {
     let app = fast_app(backend).await;
     let creator = app.register_user(None).await;
     let id = id_of(&app.create_event(&creator.token, json!({})).await);
-    let mut stream = Sse::open(&app, &format!("/events/{id}/availability/stream"), None).await;
-    stream.retry_first().await;
-    stream.availability(PATIENCE).await;
+    let mut stream = Sse::following(&app, &id).await;
     let stopping = tokio::spawn(app.stop());
     // The end, without a message: `next` panics on a reset.
     while let Some(message) = stream.next(PATIENCE).await {

@@ -407,6 +407,14 @@ impl TestApp {
         event
     }
 
+    /// Places an order of `quantity` seats of `tier` as `user` (asserting 201); the order.
+    pub async fn order(&self, user: &TestUser, event: &str, tier: &str, quantity: i64) -> Value {
+        let body = json!({"event_id": event, "items": [{"tier_id": tier, "quantity": quantity}]});
+        let (status, order) = self.post("/orders/", Some(&user.token), body).await;
+        assert_eq!(status, StatusCode::CREATED, "{order}");
+        order
+    }
+
     /// Checks the counters against the rows: `tickets_sold` equals the reserved + paid
     /// tickets of each event and never exceeds `total_tickets`.
     pub async fn assert_invariants(&self) {

@@ -263,9 +263,7 @@ async fn the_live_page_says_sold_out_within_two_seconds_of_the_last_sale(backend
     // One seat left of one: few.
     assert_eq!(shown, json!(["Few left", "few_left"]));
     let tier = event["tiers"][0]["id"].as_str().unwrap();
-    let body = json!({"event_id": id, "items": [{"tier_id": tier, "quantity": 1}]});
-    let (status, order) = app.post("/orders/", Some(&buyer.token), body).await;
-    assert_eq!(status, StatusCode::CREATED, "{order}");
+    app.order(&buyer, &id, tier, 1).await;
     to_browser.send(()).unwrap();
     let (status, tier, took) = tokio::task::spawn_blocking(move || browser.join())
         .await

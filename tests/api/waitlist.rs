@@ -33,14 +33,6 @@ async fn line_event(app: &TestApp, creator: &TestUser, seats: i64) -> (String, S
     (id, tier)
 }
 
-/// Places an order of `quantity` seats of `tier`; the order.
-async fn order(app: &TestApp, user: &TestUser, event: &str, tier: &str, quantity: i64) -> Value {
-    let body = json!({"event_id": event, "items": [{"tier_id": tier, "quantity": quantity}]});
-    let (status, order) = app.post("/orders/", Some(&user.token), body).await;
-    assert_eq!(status, StatusCode::CREATED, "{order}");
-    order
-}
-
 async fn join(app: &TestApp, user: &TestUser, event: &str, body: Value) -> (StatusCode, Value) {
     app.post(
         &format!("/events/{event}/waitlist"),
@@ -95,7 +87,7 @@ async fn joining_follows_the_rules_in_order(backend: Backend) {
     let (status, body) = join(&app, &waiter, &event, json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "rule 9: seats on sale");
     assert_eq!(body["detail"], "Tickets are available: order them instead");
-    order(&app, &buyer, &event, &tier, 2).await;
+    app.order(&buyer, &event, &tier, 2).await;
 
     let (status, body) = join(&app, &waiter, &event, json!({"quantity": 0})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
@@ -115,7 +107,7 @@ async fn joining_follows_the_rules_in_order(backend: Backend) {
         .await;
     let closed_id = closed["id"].as_str().unwrap();
     let closed_tier = closed["tiers"][0]["id"].as_str().unwrap();
-    order(&app, &buyer, closed_id, closed_tier, 1).await;
+    app.order(&buyer, closed_id, closed_tier, 1).await;
     let (status, body) = join(&app, &waiter, closed_id, json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["detail"], "Waiting list is not open for this event");
@@ -217,8 +209,8 @@ async fn seats_that_come_back_go_to_the_line_first(backend: Backend) {
         app.register_user(None).await,
     );
     let (event, tier) = line_event(&app, &creator, 2).await;
-    let order_a = order(&app, &a, &event, &tier, 1).await;
-    let order_e = order(&app, &e, &event, &tier, 1).await;
+    let order_a = app.order(&a, &event, &tier, 1).await;
+    let order_e = app.order(&e, &event, &tier, 1).await;
     let (_, entry_b) = join(&app, &b, &event, json!({"quantity": 2})).await;
     let (_, entry_c) = join(&app, &c, &event, json!({})).await;
     let (_, entry_d) = join(&app, &d, &event, json!({"tier_id": tier})).await;
@@ -319,7 +311,7 @@ async fn an_offer_that_lapses_goes_to_the_next_and_not_back_in_line(backend: Bac
         app.register_user(None).await,
     );
     let (event, tier) = line_event(&app, &creator, 1).await;
-    let held = order(&app, &holder, &event, &tier, 1).await;
+    let held = app.order(&holder, &event, &tier, 1).await;
     let (_, one) = join(&app, &first, &event, json!({})).await;
     let (_, two) = join(&app, &second, &event, json!({})).await;
     let (one, two) = (one["id"].as_str().unwrap(), two["id"].as_str().unwrap());
@@ -366,7 +358,7 @@ async fn the_organiser_sees_the_line_and_removes_from_it(backend: Backend) {
     let creator = app.register_user(None).await;
     let holder = app.register_user(None).await;
     let (event, tier) = line_event(&app, &creator, 1).await;
-    let held = order(&app, &holder, &event, &tier, 1).await;
+    let held = app.order(&holder, &event, &tier, 1).await;
     let mut waiting = Vec::new();
     for _ in 0..3 {
         let user = app.register_user(None).await;
@@ -469,7 +461,7 @@ async fn lines_close_when_the_list_is_disabled_a_tier_deleted_or_the_event_start
     let id = event["id"].as_str().unwrap();
     let floor = event["tiers"][0]["id"].as_str().unwrap();
     let balcony = event["tiers"][1]["id"].as_str().unwrap();
-    order(&app, &buyer, id, floor, 1).await;
+    app.order(&buyer, id, floor, 1).await;
     let (u1, u2) = (app.register_user(None).await, app.register_user(None).await);
     // Balcony is still on sale: its line is refused, any tier too.
     let (status, _) = join(&app, &u1, id, json!({"tier_id": balcony})).await;
@@ -477,7 +469,7 @@ async fn lines_close_when_the_list_is_disabled_a_tier_deleted_or_the_event_start
     let (status, floor_entry) = join(&app, &u1, id, json!({"tier_id": floor})).await;
     assert_eq!(status, StatusCode::CREATED, "{floor_entry}");
     let floor_entry = floor_entry["id"].as_str().unwrap();
-    order(&app, &buyer, id, balcony, 1).await;
+    app.order(&buyer, id, balcony, 1).await;
     let (status, any) = join(&app, &u2, id, json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "{any}");
     let any = any["id"].as_str().unwrap();
@@ -525,7 +517,7 @@ async fn lines_close_when_the_list_is_disabled_a_tier_deleted_or_the_event_start
     let id = event["id"].as_str().unwrap();
     let floor = event["tiers"][0]["id"].as_str().unwrap();
     let early = event["tiers"][1]["id"].as_str().unwrap();
-    order(&app, &buyer, id, floor, 1).await;
+    app.order(&buyer, id, floor, 1).await;
     let (status, body) = join(&app, &u1, id, json!({"tier_id": early})).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["detail"], "Sales for 'Early' have not started");
@@ -605,11 +597,11 @@ async fn a_storm_of_returns_never_offers_a_seat_twice(backend: Backend) {
     }
     // The holds last `hold`: the line forms (within it) while the first 50 run out.
     for user in &expiring {
-        order(&app, user, &event, &tier, 1).await;
+        app.order(user, &event, &tier, 1).await;
     }
     let mut holds = Vec::new();
     for user in cancelling {
-        let held = order(&app, &user, &event, &tier, 1).await;
+        let held = app.order(&user, &event, &tier, 1).await;
         holds.push((user, held));
     }
     assert_eq!(available(&app, &event).await, 0);
@@ -775,7 +767,7 @@ async fn seats_a_rule_change_puts_on_sale_go_to_the_line(backend: Backend) {
     let id = event["id"].as_str().unwrap();
     let now_tier = event["tiers"][0]["id"].as_str().unwrap();
     let later_tier = event["tiers"][1]["id"].as_str().unwrap();
-    order(&app, &buyer, id, now_tier, 1).await;
+    app.order(&buyer, id, now_tier, 1).await;
     let (status, any) = join(&app, &waiter, id, json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "{any}");
     let any = any["id"].as_str().unwrap();
@@ -799,8 +791,8 @@ async fn seats_a_rule_change_puts_on_sale_go_to_the_line(backend: Backend) {
         .await;
     let id = event["id"].as_str().unwrap();
     let tier = event["tiers"][0]["id"].as_str().unwrap();
-    let mine = order(&app, &waiter, id, tier, 3).await;
-    order(&app, &buyer, id, tier, 2).await;
+    let mine = app.order(&waiter, id, tier, 3).await;
+    app.order(&buyer, id, tier, 2).await;
     let (status, group) = join(&app, &waiter, id, json!({"quantity": 1})).await;
     assert_eq!(status, StatusCode::CREATED, "{group}");
     let group = group["id"].as_str().unwrap();
@@ -820,9 +812,9 @@ async fn a_line_and_a_user_have_limits(backend: Backend) {
     let creator = app.register_user(None).await;
     let buyer = app.register_user(None).await;
     let (first, second) = line_event(&app, &creator, 1).await;
-    order(&app, &buyer, &first, &second, 1).await;
+    app.order(&buyer, &first, &second, 1).await;
     let (other, other_tier) = line_event(&app, &creator, 1).await;
-    order(&app, &buyer, &other, &other_tier, 1).await;
+    app.order(&buyer, &other, &other_tier, 1).await;
     let (a, b, c) = (
         app.register_user(None).await,
         app.register_user(None).await,
@@ -871,7 +863,7 @@ async fn a_deleted_tier_or_event_takes_its_line_along(backend: Backend) {
     let id = event["id"].as_str().unwrap();
     let floor = event["tiers"][0]["id"].as_str().unwrap();
     let balcony = event["tiers"][1]["id"].as_str().unwrap();
-    let held = order(&app, &holder, id, floor, 1).await;
+    let held = app.order(&holder, id, floor, 1).await;
     let (status, body) = join(&app, &holder, id, json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "rule 8: {body}");
     assert_eq!(

@@ -34,30 +34,30 @@ macro_rules! clock_instants_due {
     };
 }
 
+/// The end of [`clock_instants_due!`] and the update that raises the versions of `due`.
+macro_rules! bump_due {
+    () => {
+        "
+    )
+    UPDATE events SET availability_version = availability_version + 1,
+        availability_clock_at = due.instant
+      FROM due
+     WHERE events.id = due.id AND events.availability_clock_at < due.instant"
+    };
+}
+
 /// `$1` now, `$2` the last pass's now: raises the availability version of each event with a
 /// clock instant in `($2, $1]` past the latest one it was raised for, once per instant
 /// whichever processes pass (the mark is re-checked under the row lock). PostgreSQL locks the
 /// rows in id order first, as order batches do, so that passes and batches cannot deadlock.
 pub(in crate::store) const BUMP_CLOCK_INSTANTS_LOCKED: &str = concat!(
     clock_instants_due!(),
-    " ORDER BY e.id FOR NO KEY UPDATE OF e
-    )
-    UPDATE events SET availability_version = availability_version + 1,
-        availability_clock_at = due.instant
-      FROM due
-     WHERE events.id = due.id AND events.availability_clock_at < due.instant"
+    " ORDER BY e.id FOR NO KEY UPDATE OF e",
+    bump_due!()
 );
 
 /// [`BUMP_CLOCK_INSTANTS_LOCKED`] for SQLite, whose one writer needs no row locks.
-pub(in crate::store) const BUMP_CLOCK_INSTANTS: &str = concat!(
-    clock_instants_due!(),
-    "
-    )
-    UPDATE events SET availability_version = availability_version + 1,
-        availability_clock_at = due.instant
-      FROM due
-     WHERE events.id = due.id AND events.availability_clock_at < due.instant"
-);
+pub(in crate::store) const BUMP_CLOCK_INSTANTS: &str = concat!(clock_instants_due!(), bump_due!());
 
 /// Whether [`BUMP_CLOCK_INSTANTS`] has anything to do: SQLite's one writer is not taken for
 /// nothing twice a second.

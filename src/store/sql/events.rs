@@ -47,9 +47,6 @@ pub(in crate::store) const UPDATE_EVENT: &str = concat!(
     event_columns!()
 );
 
-pub(in crate::store) const FIND_EVENT: &str =
-    concat!("SELECT ", event_columns!(), " FROM events WHERE id = $1");
-
 /// `$1` an event: its columns, availability version and waiting line, joined to its tiers in
 /// sale order (one row per tier, tier columns prefixed `tier_`, all null for an event without
 /// tiers), so that an event with its tiers costs one round trip.
@@ -529,6 +526,7 @@ where
     for<'r> (Uuid, i32, i32, String, bool): FromRow<'r, DB::Row>,
     for<'r> EventRow<DB::Time>: FromRow<'r, DB::Row>,
     for<'r> TierRow<DB::Time>: FromRow<'r, DB::Row>,
+    for<'r> EventTierRow<DB::Time>: FromRow<'r, DB::Row>,
 {
     let sale: Option<(Uuid, i32, i32, String, bool)> = sqlx::query_as(sale_sql)
         .bind(id)
@@ -560,17 +558,15 @@ where
     DB::close_disabled_line(conn, id, now).await?;
     let offers =
         ledger::capacity_back::<DB>(conn, back, SeatsBackCause::CapacityRaised, now).await?;
-    let row = if offers > 0 {
+    let details = if offers > 0 {
         // The answer shows what the offer step took of the seats.
-        sqlx::query_as(FIND_EVENT)
-            .bind(id)
-            .fetch_one(&mut *conn)
+        find_event_on::<DB>(conn, id)
             .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("event {id} vanished under its lock")))?
     } else {
-        row
+        row.with_tiers(tiers_on::<DB>(conn, id).await?)?
     };
-    let tiers = tiers_on::<DB>(conn, id).await?;
-    Ok(EventUpdate::Done(Box::new(row.with_tiers(tiers)?)))
+    Ok(EventUpdate::Done(Box::new(details)))
 }
 
 /// Stores a new event (with a fresh id) created by `creator_id`, with its tiers in order,

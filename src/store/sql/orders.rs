@@ -427,7 +427,7 @@ macro_rules! fetch_buyer_page {
 /// `$1` order, `$2` who acts, `$3` now: the order's new status — paid or cancelled by its buyer
 /// while it is reserved and its hold has not passed, refunded by its event's creator while it
 /// is paid; its event and what it cost when it changed.
-fn order_action_statement(action: OrderAction) -> &'static str {
+pub(in crate::store) fn order_action_statement(action: OrderAction) -> &'static str {
     match action {
         OrderAction::Pay => {
             "UPDATE orders SET status = 'paid', paid_at = $3, updated_at = $3,

@@ -1,4 +1,4 @@
-//! Group commit for orders on SQLite.
+//! Group commit on SQLite: orders placed here, cancellations in `cancel_batch.rs`.
 //!
 //! Every write goes through one connection, and each statement is a hand-off to sqlx's worker
 //! thread for it, which costs more than SQLite's work. Orders that arrive together are
@@ -15,10 +15,10 @@ use uuid::Uuid;
 
 use super::{WriteTx, push_ids};
 use crate::domain::{OrderDetails, OrderOutcome};
-use crate::store::batch::{BatchWriter, write as write_batch};
+use crate::store::batch::{self, BatchWriter, write as write_batch};
 use crate::store::order_batch::{
     self, BatchStatements, BuyerOf, Buyers, Columns, EventTierRow, KeyedOutcome, OrderRequest,
-    Pending, SaleRow, Sales, split_outcomes,
+    SaleRow, Sales, split_outcomes,
 };
 use crate::store::sql::Micros;
 use crate::store::{HeldKey, NewKey, StoreResult, ledger};
@@ -28,40 +28,61 @@ const MAX_BATCH: usize = 64;
 /// Most rows one INSERT carries (SQLite bounds the parameters of a statement).
 const ROWS_PER_INSERT: usize = 500;
 
-/// Starts the batching task; orders are sent to the returned channel.
-pub(super) fn spawn(
+/// What one transaction of the writer does with a batch of requests (orders placed,
+/// cancellations): each request's answer, or an error that rolls the whole batch back.
+pub(super) trait WriterBatch: Send + Sync + 'static {
+    type Request: Send + Sync + 'static;
+    type Outcome: Send + 'static;
+    /// What is written, for the log ("orders").
+    const WHAT: &'static str;
+
+    fn write_in(
+        &self,
+        tx: &mut WriteTx,
+        requests: &[&Self::Request],
+    ) -> impl Future<Output = StoreResult<Vec<StoreResult<Self::Outcome>>>> + Send;
+}
+
+/// Starts a batching task for `work`; its requests are sent to the returned channel.
+pub(super) fn spawn<W: WriterBatch>(
     writer: SqlitePool,
     committed: Arc<watch::Sender<()>>,
-) -> mpsc::Sender<Pending> {
-    let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
-    tokio::spawn(run(Writer { writer, committed }, receiver));
+    work: W,
+) -> mpsc::Sender<batch::Pending<W::Request, W::Outcome>> {
+    let (sender, mut receiver) = mpsc::channel(4 * MAX_BATCH);
+    let writer = InTransaction {
+        writer,
+        committed,
+        work,
+    };
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            write_batch(&writer, std::mem::take(&mut batch)).await;
+        }
+    });
     sender
 }
 
-async fn run(writer: Writer, mut receiver: mpsc::Receiver<Pending>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        write_batch(&writer, std::mem::take(&mut batch)).await;
-    }
-}
-
-struct Writer {
+/// A [`WriterBatch`] in a transaction of its own: committed when it answers, rolled back when
+/// it fails.
+struct InTransaction<W> {
     writer: SqlitePool,
     committed: Arc<watch::Sender<()>>,
+    work: W,
 }
 
-impl BatchWriter for Writer {
-    type Request = OrderRequest;
-    type Outcome = OrderOutcome;
-    const WHAT: &'static str = "orders";
+impl<W: WriterBatch> BatchWriter for InTransaction<W> {
+    type Request = W::Request;
+    type Outcome = W::Outcome;
+    const WHAT: &'static str = W::WHAT;
 
-    async fn write(&self, orders: &[&OrderRequest]) -> StoreResult<Vec<StoreResult<OrderOutcome>>> {
+    async fn write(&self, requests: &[&W::Request]) -> StoreResult<Vec<StoreResult<W::Outcome>>> {
         let mut tx = WriteTx::begin(&self.writer, &self.committed).await?;
-        let statements = SqliteStatements { now: tx.now() };
-        match order_batch::write_orders(&statements, &mut tx, orders).await {
-            Ok(written) => {
+        match self.work.write_in(&mut tx, requests).await {
+            Ok(outcomes) => {
                 tx.commit().await?;
-                Ok(written.outcomes)
+                Ok(outcomes)
             }
             Err(error) => {
                 // Whether the rollback works or not, the error is the answer.
@@ -69,6 +90,25 @@ impl BatchWriter for Writer {
                 Err(error)
             }
         }
+    }
+}
+
+/// Orders placed together ([`order_batch::write_orders`]).
+pub(super) struct PlaceOrders;
+
+impl WriterBatch for PlaceOrders {
+    type Request = OrderRequest;
+    type Outcome = OrderOutcome;
+    const WHAT: &'static str = "orders";
+
+    async fn write_in(
+        &self,
+        tx: &mut WriteTx,
+        orders: &[&OrderRequest],
+    ) -> StoreResult<Vec<StoreResult<OrderOutcome>>> {
+        let statements = SqliteStatements { now: tx.now() };
+        let written = order_batch::write_orders(&statements, tx, orders).await?;
+        Ok(written.outcomes)
     }
 }
 

@@ -4,76 +4,35 @@
 //! for the waiting list, however many returns). What the batch cannot decide alone is
 //! answered `None` and left to the one-order path.
 
-use std::sync::Arc;
-
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
-use tokio::sync::{mpsc, watch};
+use sqlx::{QueryBuilder, Sqlite};
 use uuid::Uuid;
 
+use super::batch::WriterBatch;
 use super::{OrderRow, WriteTx, orders_with_parts, push_ids};
 use crate::domain::{OrderDetails, SeatsBack, SeatsBackCause};
-use crate::store::batch::{self, BatchWriter, write as write_batch};
+use crate::store::batch;
 use crate::store::order_batch::{self, CancelRequest};
 use crate::store::sql::{self, Micros};
-use crate::store::{StoreResult, ledger};
+use crate::store::{OrderAction, StoreResult, ledger};
 
 /// A cancellation waiting for its batch.
 pub(super) type PendingCancel = batch::Pending<CancelRequest, Option<OrderDetails>>;
 
-/// Most cancellations written in one transaction.
-const MAX_BATCH: usize = 64;
+/// Cancellations written together.
+pub(super) struct CancelOrders;
 
-/// `$1` order, `$2` its buyer, `$3` now: cancelled if still reserved, within its hold and with
-/// no payment in flight; its event and the waiting-list entry it was offered to.
-const CANCEL_ORDER: &str = "UPDATE orders SET status = 'cancelled', updated_at = $3
-     WHERE id = $1 AND user_id = $2 AND status = 'reserved' AND expires_at > $3
-       AND payment_status <> 'pending'
-     RETURNING id, waitlist_entry_id";
-
-/// Starts the batching task; cancellations are sent to the returned channel.
-pub(super) fn spawn(
-    writer: SqlitePool,
-    committed: Arc<watch::Sender<()>>,
-) -> mpsc::Sender<PendingCancel> {
-    let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
-    tokio::spawn(run(CancelWriter { writer, committed }, receiver));
-    sender
-}
-
-async fn run(writer: CancelWriter, mut receiver: mpsc::Receiver<PendingCancel>) {
-    let mut pending = Vec::with_capacity(MAX_BATCH);
-    while receiver.recv_many(&mut pending, MAX_BATCH).await > 0 {
-        write_batch(&writer, std::mem::take(&mut pending)).await;
-    }
-}
-
-struct CancelWriter {
-    writer: SqlitePool,
-    committed: Arc<watch::Sender<()>>,
-}
-
-impl BatchWriter for CancelWriter {
+impl WriterBatch for CancelOrders {
     type Request = CancelRequest;
     /// The cancelled order; `None`: not cancelled here (the one-order path answers).
     type Outcome = Option<OrderDetails>;
     const WHAT: &'static str = "cancellations";
 
-    async fn write(
+    async fn write_in(
         &self,
+        tx: &mut WriteTx,
         requests: &[&CancelRequest],
     ) -> StoreResult<Vec<StoreResult<Option<OrderDetails>>>> {
-        let mut tx = WriteTx::begin(&self.writer, &self.committed).await?;
-        match cancel_all(&mut tx, requests).await {
-            Ok(outcomes) => {
-                tx.commit().await?;
-                Ok(outcomes)
-            }
-            Err(error) => {
-                // Whether the rollback works or not, the error is the answer.
-                let _ = tx.rollback().await;
-                Err(error)
-            }
-        }
+        cancel_all(tx, requests).await
     }
 }
 
@@ -88,14 +47,16 @@ async fn cancel_all(
     let mut cancelled = Vec::new();
     let mut offers = 0u64;
     for request in requests {
-        let moved: Option<(Uuid, Option<Uuid>)> = sqlx::query_as(CANCEL_ORDER)
-            .bind(request.order_id)
-            .bind(request.user_id)
-            .bind(at)
-            .fetch_optional(&mut **tx)
-            .await?;
-        if let Some((id, offer)) = moved {
-            cancelled.push(id);
+        // The one-order path's own statement: the same rules decide.
+        let moved: Option<(Uuid, i64, Option<Uuid>)> =
+            sqlx::query_as(sql::order_action_statement(OrderAction::Cancel))
+                .bind(request.order_id)
+                .bind(request.user_id)
+                .bind(at)
+                .fetch_optional(&mut **tx)
+                .await?;
+        if let Some((_, _, offer)) = moved {
+            cancelled.push(request.order_id);
             offers += u64::from(offer.is_some());
         }
     }
