@@ -17,6 +17,8 @@ backend_tests!(
     streams_are_checked_and_capped_in_order,
     a_change_made_through_another_process_reaches_the_stream,
     a_stream_keeps_up_with_a_sale_in_its_own_process,
+    a_clock_instant_moves_the_version_once_across_processes,
+    a_stream_ends_at_its_lifetime_and_outlives_the_request_timeout,
     shutdown_ends_open_streams_cleanly,
 );
 
@@ -829,6 +831,71 @@ async fn a_stream_keeps_up_with_a_sale_in_its_own_process(backend: Backend) {
         let (_, data) = stream.availability(PATIENCE).await;
         last = data["available"].as_i64().unwrap();
     }
+}
+
+/// A tier's sales start: both processes' sweepers pass the instant, the version goes up once,
+/// and the stream shows the tier on sale within 1 s (+ the interval) of the instant.
+async fn a_clock_instant_moves_the_version_once_across_processes(backend: Backend) {
+    let app = fast_app(backend).await;
+    let sibling = app.spawn_sibling(|_| {}).await;
+    let creator = app.register_user(None).await;
+    let opens = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    let event = app
+        .create_event(
+            &creator.token,
+            json!({"tiers": [{"name": "Regular", "sales_start": opens.to_rfc3339()}]}),
+        )
+        .await;
+    let id = id_of(&event);
+    let before = snapshot(&app, &id).await;
+    assert_eq!(before["tiers"][0]["status"], "not_on_sale");
+    let mut stream = Sse::open(&app, &format!("/events/{id}/availability/stream"), None).await;
+    stream.retry_first().await;
+    let (_, data) = stream.availability(PATIENCE).await;
+    assert_eq!(data["status"], "not_on_sale");
+    let (on_sale, data) = stream.availability(PATIENCE).await;
+    assert_eq!(data["tiers"][0]["status"], "available");
+    let late = chrono::Utc::now().signed_duration_since(opens);
+    assert!(
+        late < chrono::Duration::milliseconds(1600),
+        "within 1 s (+ the interval) of the instant, with slack: {late}"
+    );
+    // Both sweepers have passed the instant several times since: one bump in all.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = version(&app, &id).await;
+    assert_eq!(
+        after,
+        before["version"].as_i64().unwrap() + 1,
+        "once per instant"
+    );
+    assert_eq!(on_sale.id, Some(after.to_string()));
+    sibling.stop().await;
+}
+
+/// A stream ends cleanly, without a message, at its lifetime (± 10 %), and lives past the
+/// request timeout.
+async fn a_stream_ends_at_its_lifetime_and_outlives_the_request_timeout(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |settings| {
+        settings.request_timeout = Duration::from_secs(1);
+        settings.availability.max_lifetime = Duration::from_millis(2500);
+        settings.availability.keepalive = Duration::from_secs(1);
+    })
+    .await;
+    let creator = app.register_user(None).await;
+    let id = id_of(&app.create_event(&creator.token, json!({})).await);
+    let opened = Instant::now();
+    let mut stream = Sse::following(&app, &id).await;
+    while let Some(message) = stream.next(PATIENCE).await {
+        assert!(
+            message.comment,
+            "only keep-alives until the end: {message:?}"
+        );
+    }
+    let lived = opened.elapsed();
+    assert!(
+        lived >= Duration::from_millis(2250) && lived <= Duration::from_millis(3250),
+        "2.5 s ± 10 % (and past the 1 s request timeout): {lived:?}"
+    );
 }
 
 async fn shutdown_ends_open_streams_cleanly(backend: Backend) {
