@@ -873,19 +873,25 @@ impl IdempotencyStore for PgStore {
         // A new key is taken while the user holds fewer than `quota` others, counted under the
         // user's row lock (as the order batches count them), so the quota holds exactly. A held
         // key (the quota does not apply to it) is taken over when it is forgotten (24 h) or its
-        // holder's lease passed unanswered.
+        // holder's lease passed unanswered. The lock also keeps the user registered until
+        // commit: a key is written for a user that exists (there is no foreign key, see
+        // migration 0022).
         let mut tx = begin(&self.pool).await?;
-        sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(key.user_id)
-            .execute(&mut *tx)
-            .await?;
+        let registered: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE")
+                .bind(key.user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if registered.is_none() {
+            return Err(StoreError::ForeignKeyViolation);
+        }
         let claimed = sqlx::query_scalar::<_, i32>(
             "INSERT INTO idempotency_keys (user_id, key, request_hash, claim, lease_until)
              SELECT $1, $2, $3, $4, now() + make_interval(secs => $5)
              WHERE EXISTS (SELECT 1 FROM idempotency_keys WHERE user_id = $1 AND key = $2)
-                OR (SELECT count(*) FROM idempotency_keys
-                    WHERE user_id = $1 AND key <> $2
-                      AND created_at > now() - interval '24 hours') < $6
+                OR (SELECT count(*) FILTER (WHERE key <> $2
+                                            AND created_at > now() - interval '24 hours')
+                    FROM idempotency_keys WHERE user_id = $1) < $6
              ON CONFLICT (user_id, key) DO UPDATE
                 SET request_hash = EXCLUDED.request_hash, outcome = NULL,
                     created_at = now(), claim = EXCLUDED.claim,

@@ -252,6 +252,8 @@ async fn a_deleted_users_token_is_refused_everywhere(backend: Backend) {
             "{path}"
         );
     }
+    // Its keyed requests wrote no key.
+    app.assert_invariants().await;
 }
 
 async fn listings_beyond_the_bulkhead_are_shed_while_reads_go_on(backend: Backend) {

@@ -491,6 +491,13 @@ pub async fn assert_invariants(backend: Backend, url: &str) {
         0,
         "paid means the money was taken, refunded means the order was released"
     );
+    let ownerless_keys = "SELECT COUNT(*) FROM idempotency_keys k \
+        WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = k.user_id)";
+    assert_eq!(
+        scalar(backend, url, ownerless_keys).await,
+        0,
+        "every Idempotency-Key belongs to a registered user (on PostgreSQL, with no foreign key)"
+    );
     let refunds = "SELECT COUNT(*) FROM events e WHERE e.refunded_minor <> \
         (SELECT COALESCE(SUM(o.refunded_minor), 0) FROM orders o WHERE o.event_id = e.id)";
     assert_eq!(

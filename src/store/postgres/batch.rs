@@ -102,20 +102,20 @@ const WRITE_ORDERS: &str = "WITH new_orders AS (
     )
     SELECT count(*) FROM new_keys";
 
-/// `$1` users: locked (in id order, after the events') so that the keys counted against their
-/// quotas next stay counted until this batch commits: a quota holds exactly, across lanes and
-/// processes. `FOR NO KEY UPDATE` leaves the buyers' `FOR KEY SHARE` free.
+/// `$1` users: those registered, locked (in id order, after the events') so that the keys
+/// counted against their quotas next stay counted until this batch commits: a quota holds
+/// exactly, across lanes and processes. `FOR NO KEY UPDATE` leaves the buyers' `FOR KEY SHARE`
+/// free.
 const LOCK_KEY_OWNERS: &str =
     "SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE";
 
-/// `$1` users, `$2` keys, `$3` now: of those keys, the ones no one has used whose users are
-/// registered, with the keys each user took over the 24 h before `$3`.
+/// `$1` users (registered, locked), `$2` keys, `$3` now: of those keys, the ones no one has
+/// used, with the keys each user took over the 24 h before `$3`.
 const FREE_NEW_KEYS: &str = "SELECT n.user_id, n.key,
-        (SELECT count(*) FROM idempotency_keys k
-         WHERE k.user_id = n.user_id AND k.created_at > $3 - interval '24 hours') AS held
+        (SELECT count(*) FILTER (WHERE k.created_at > $3 - interval '24 hours')
+         FROM idempotency_keys k WHERE k.user_id = n.user_id) AS held
      FROM unnest($1::uuid[], $2::text[]) AS n(user_id, key)
-     WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = n.user_id)
-       AND NOT EXISTS (SELECT 1 FROM idempotency_keys k
+     WHERE NOT EXISTS (SELECT 1 FROM idempotency_keys k
                        WHERE k.user_id = n.user_id AND k.key = n.key)";
 
 /// `$1` users, `$2` keys, `$3` claims: the keys still held by those claims (unanswered), locked
@@ -210,10 +210,17 @@ impl BatchStatements for PgStatements {
         let mut owners: Vec<Uuid> = keys.iter().map(|new| new.held.user_id).collect();
         owners.sort_unstable();
         owners.dedup();
-        sqlx::query(LOCK_KEY_OWNERS)
+        let registered: HashSet<Uuid> = sqlx::query_scalar(LOCK_KEY_OWNERS)
             .bind(&owners)
-            .execute(&mut *conn)
-            .await?;
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect();
+        let keys: Vec<&NewKey> = keys
+            .iter()
+            .copied()
+            .filter(|new| registered.contains(&new.held.user_id))
+            .collect();
         // A statement of its own: it reads what committed while it waited for the locks.
         let free: Vec<(Uuid, String, i64)> = sqlx::query_as(FREE_NEW_KEYS)
             .bind(keys.iter().map(|new| new.held.user_id).collect::<Vec<_>>())
