@@ -25,7 +25,7 @@ use super::schemas::ErrorBody;
 use super::schemas::shared::{EventNotFound, EventPath, Invalid};
 use super::state::AppState;
 use crate::domain::{SaleStatus, Snapshot};
-use crate::service::{Availability, Opened, StreamItem, StreamSession};
+use crate::service::{Availability, Framing, Opened, StreamItem, StreamSession};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -241,13 +241,6 @@ fn event_ids(query: Option<&str>, max_events: usize) -> Result<Vec<Uuid>, ApiErr
     Ok(ids)
 }
 
-#[derive(Clone, Copy)]
-enum Framing {
-    /// `id: <version>` on each availability message.
-    Single,
-    Multiplexed,
-}
-
 fn stream_response(opened: Opened, framing: Framing) -> Response {
     let session = match opened {
         Opened::Started => return StatusCode::NO_CONTENT.into_response(),
@@ -274,17 +267,17 @@ fn stream_response(opened: Opened, framing: Framing) -> Response {
 /// one `data:` line of compact JSON, a blank line.
 fn frame(item: &StreamItem, framing: Framing) -> Bytes {
     match item {
-        StreamItem::Availability(shown) => {
-            let data = shown.rendered(render);
+        StreamItem::Availability(shown) => shown.framed(framing, |snapshot| {
+            let data = render(snapshot);
             match framing {
                 Framing::Single => format!(
                     "event: availability\nid: {}\ndata: {data}\n\n",
-                    shown.snapshot.version
+                    snapshot.version
                 ),
                 Framing::Multiplexed => format!("event: availability\ndata: {data}\n\n"),
             }
             .into()
-        }
+        }),
         StreamItem::Gone(event_id) => {
             format!("event: gone\ndata: {{\"event_id\":\"{event_id}\"}}\n\n").into()
         }

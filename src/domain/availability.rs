@@ -143,38 +143,17 @@ fn few_left_threshold(capacity: i32, percent: u8) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Event, Tier, Venue, VenueFields, WaitlistSettings};
+    use crate::domain::{Event, Tier, Venue, WaitlistSettings};
     use chrono::Duration;
 
+    /// A free tier (prices play no part in availability).
     fn tier(name: &str, quantity: Option<i32>, sold: i32) -> Tier {
-        Tier {
-            id: Uuid::new_v4(),
-            name: name.into(),
-            description: None,
-            price_minor: 0,
-            quantity,
-            sold,
-            max_per_order: None,
-            sales_start: None,
-            sales_end: None,
-            position: 0,
-        }
+        crate::domain::order::tests::tier(name, 0, quantity, sold)
     }
 
     fn event(now: DateTime<Utc>, total: i32, tiers: Vec<Tier>) -> EventAvailability {
         let sold = tiers.iter().map(|tier| tier.sold).sum();
-        let venue = Venue::parse(VenueFields {
-            latitude: 52.5,
-            longitude: 13.4,
-            venue_name: "Hall".into(),
-            address_line1: "1 Main St".into(),
-            address_line2: None,
-            city: "Berlin".into(),
-            state: "BE".into(),
-            country: "DE".into(),
-            postal_code: "10115".into(),
-        })
-        .unwrap();
+        let venue = Venue::parse(crate::domain::event::tests::venue_fields()).unwrap();
         let event = Event {
             id: Uuid::new_v4(),
             creator_id: Uuid::new_v4(),

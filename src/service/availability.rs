@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::future::select_all;
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::time::Instant;
@@ -84,19 +85,35 @@ impl Reading {
     }
 }
 
+/// Whether `latest` is a reading that began after the writes counted by `touched`.
+fn is_current(latest: &Option<Arc<Reading>>, touched: u64) -> bool {
+    latest
+        .as_ref()
+        .is_some_and(|reading| reading.touched_before >= touched)
+}
+
+/// How a stream frames a message: a single event's stream gives each message its event's
+/// version as `id:`, a stream of several events does not.
+#[derive(Debug, Clone, Copy)]
+pub enum Framing {
+    Single,
+    Multiplexed,
+}
+
 /// What a reading shows of an existing event, as every stream of the watch sends it.
 #[derive(Debug)]
 pub struct Shown {
     pub snapshot: Snapshot,
-    /// The snapshot as the HTTP layer writes it, made once for every stream that sends it.
-    rendered: OnceLock<Arc<str>>,
+    /// The message as the HTTP layer frames it (by [`Framing`]), made once for every stream
+    /// that sends it.
+    framed: [OnceLock<Bytes>; 2],
 }
 
 impl Shown {
-    /// The snapshot rendered by `render`, once whatever the number of streams.
-    pub fn rendered(&self, render: impl FnOnce(&Snapshot) -> String) -> Arc<str> {
-        self.rendered
-            .get_or_init(|| render(&self.snapshot).into())
+    /// The message framed by `frame` for `framing`, once whatever the number of streams.
+    pub fn framed(&self, framing: Framing, frame: impl FnOnce(&Snapshot) -> Bytes) -> Bytes {
+        self.framed[framing as usize]
+            .get_or_init(|| frame(&self.snapshot))
             .clone()
     }
 }
@@ -200,19 +217,22 @@ impl Availability {
         for id in event_ids {
             feeds.push(self.subscribe(*id));
         }
+        // Of each event, a reading that began after every write of this process so far: the
+        // watches that have none are all asked first, so that they read side by side.
+        let touched: Vec<u64> = feeds
+            .iter()
+            .map(|feed| {
+                let touched = feed.watch.touched.load(Ordering::SeqCst);
+                if !is_current(&feed.latest.borrow(), touched) {
+                    feed.watch.opening.notify_one();
+                }
+                touched
+            })
+            .collect();
         let mut exists = false;
         let mut open = false;
-        for feed in &mut feeds {
-            // A reading that began after every write of this process so far.
-            let touched = feed.watch.touched.load(Ordering::SeqCst);
-            let current = |latest: &Option<Arc<Reading>>| {
-                latest
-                    .as_ref()
-                    .is_some_and(|reading| reading.touched_before >= touched)
-            };
-            if !current(&feed.latest.borrow()) {
-                feed.watch.opening.notify_one();
-            }
+        for (feed, touched) in feeds.iter_mut().zip(touched) {
+            let current = |latest: &Option<Arc<Reading>>| is_current(latest, touched);
             let first = tokio::time::timeout(FIRST_READING_WAIT, feed.latest.wait_for(current));
             let reading = match first.await {
                 Ok(Ok(reading)) => reading.clone(),
@@ -318,7 +338,7 @@ impl Availability {
                     let shown = found.map(|found| {
                         Arc::new(Shown {
                             snapshot: found.snapshot(now, self.settings.few_left_percent),
-                            rendered: OnceLock::new(),
+                            framed: Default::default(),
                         })
                     });
                     watch.latest.send_replace(Some(Arc::new(Reading {

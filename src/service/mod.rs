@@ -20,7 +20,7 @@ mod waitlist;
 use chrono::{DateTime, Utc};
 
 pub use accounts::Accounts;
-pub use availability::{Availability, Opened, Shown, StreamItem, StreamSession};
+pub use availability::{Availability, Framing, Opened, Shown, StreamItem, StreamSession};
 pub use bulkhead::Bulkhead;
 pub use checkin::{Checkin, IssuedCode};
 pub use error::{Action, Resource, ServiceError};

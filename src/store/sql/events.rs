@@ -94,7 +94,7 @@ impl<T: StoredTime> JoinedTierColumns<T> {
             return Ok(None);
         };
         let missing = || StoreError::Corrupt(format!("tier {id}: a required column is null"));
-        Ok(Some(Tier {
+        let row = TierRow {
             id,
             name: self.tier_name.ok_or_else(missing)?,
             description: self.tier_description,
@@ -102,13 +102,11 @@ impl<T: StoredTime> JoinedTierColumns<T> {
             quantity: self.tier_quantity,
             sold: self.tier_sold.ok_or_else(missing)?,
             max_per_order: self.tier_max_per_order,
-            sales_start: self
-                .tier_sales_start
-                .map(StoredTime::into_utc)
-                .transpose()?,
-            sales_end: self.tier_sales_end.map(StoredTime::into_utc).transpose()?,
+            sales_start: self.tier_sales_start,
+            sales_end: self.tier_sales_end,
             position: self.tier_position.ok_or_else(missing)?,
-        }))
+        };
+        row.into_tier().map(Some)
     }
 }
 

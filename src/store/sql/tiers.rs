@@ -63,16 +63,16 @@ where
 
 #[derive(FromRow)]
 pub(in crate::store) struct TierRow<T> {
-    id: Uuid,
-    name: String,
-    description: Option<String>,
-    price_minor: i64,
-    quantity: Option<i32>,
-    sold: i32,
-    max_per_order: Option<i32>,
-    sales_start: Option<T>,
-    sales_end: Option<T>,
-    position: i32,
+    pub(super) id: Uuid,
+    pub(super) name: String,
+    pub(super) description: Option<String>,
+    pub(super) price_minor: i64,
+    pub(super) quantity: Option<i32>,
+    pub(super) sold: i32,
+    pub(super) max_per_order: Option<i32>,
+    pub(super) sales_start: Option<T>,
+    pub(super) sales_end: Option<T>,
+    pub(super) position: i32,
 }
 
 impl<T: StoredTime> TierRow<T> {
