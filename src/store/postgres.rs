@@ -23,12 +23,14 @@ use super::ledger;
 use super::order_batch::OrderRequest;
 use super::scans::ScanRequest;
 use super::sql::{self, CredentialsRow};
+use super::waitlist::JoinAsk;
 use super::{
     AvailabilityNews, Backend, BuyerFilter, ChangeCursor, ClaimTerms, CodeReissue, EventChanges,
     EventFilter, EventStore, HeldKey, IdempotencyClaim, IdempotencyStore, Infrastructure, KeyUse,
     NearbyQuery, OrderAction, Page, PoolStats, Position, RequestKey, SearchableEvents, StoreError,
     StoreOptions, StoreResult, TicketStore, TierChange, UserStore,
 };
+use crate::domain::waitlist::Joined;
 use crate::domain::{
     Change, Event, EventAvailability, EventDelete, EventDetails, EventDraft, EventStats,
     EventUpdate, GeoPoint, NearbyEvent, NewEvent, NewOrder, NewUser, OrderChange, OrderDetails,
@@ -53,6 +55,7 @@ pub const LISTENER_NAME: &str = "nearbytix-listener";
 mod batch;
 mod cancel_lanes;
 mod dialect;
+mod join_lanes;
 mod lanes;
 mod notifications;
 mod scan_lanes;
@@ -63,6 +66,7 @@ pub struct PgStore {
     orders: Arc<Lanes<batch::Writer>>,
     scans: Arc<Lanes<scan_lanes::ScanWriter>>,
     cancels: Arc<Lanes<cancel_lanes::CancelWriter>>,
+    joins: Arc<Lanes<join_lanes::JoinWriter>>,
     /// The lanes' connections.
     lanes_pool: PgPool,
     sold_out: Arc<SoldOut>,
@@ -76,7 +80,7 @@ pub struct PgStore {
     availability_news: broadcast::Sender<AvailabilityNews>,
 }
 
-/// Settings of the request pool and of the lanes' pool (orders and scans). sqlx pings a connection before
+/// Settings of the request pool and of the lanes' pool. sqlx pings a connection before
 /// every use by default: one more round trip per request. A connection used within the last
 /// second is taken as it is (should it have died since, its statement fails like any other
 /// that meets a lost database, and the connection is dropped); one idle for longer is pinged.
@@ -94,6 +98,10 @@ fn pool_options(max_connections: u32, acquire_timeout: Duration) -> PgPoolOption
             })
         })
 }
+
+/// Kinds of writes in lanes (orders, scans, cancellations, waiting-list joins): each has
+/// [`lanes::LANES`] connections of the lanes' pool.
+const LANE_KINDS: u32 = 4;
 
 /// How long a pooled connection may have been idle and still be used without a ping.
 const TRUSTED_IDLE: Duration = Duration::from_secs(1);
@@ -137,7 +145,7 @@ impl PgStore {
         };
         let listener = notifications::listen(listener_pool.clone(), relay).await;
         let (runtime, lanes_pool) = LaneRuntime::start(
-            pool_options(3 * lanes::LANES, options.acquire_timeout),
+            pool_options(LANE_KINDS * lanes::LANES, options.acquire_timeout),
             connect_options,
         )?;
         let orders = Lanes::new(
@@ -158,12 +166,19 @@ impl PgStore {
                 pool: lanes_pool.clone(),
                 sold_out: Arc::clone(&sold_out),
             },
+            Arc::clone(&runtime),
+        );
+        let joins = Lanes::new(
+            join_lanes::JoinWriter {
+                pool: lanes_pool.clone(),
+            },
             runtime,
         );
         Ok(Self {
             orders,
             scans,
             cancels,
+            joins,
             lanes_pool,
             pool,
             sold_out,
@@ -248,6 +263,11 @@ impl PgStore {
     /// Redeems a scan in its lane's next transaction.
     async fn redeem_scan(&self, request: ScanRequest) -> StoreResult<Redeemed> {
         self.scans.write(request).await
+    }
+
+    /// Writes a join in its event's lane's next transaction.
+    async fn join_line(&self, ask: JoinAsk) -> StoreResult<Joined> {
+        self.joins.write(ask).await
     }
 }
 

@@ -23,12 +23,14 @@ use super::ledger;
 use super::order_batch::{OrderRequest, Pending};
 use super::scans::ScanRequest;
 use super::sql::{self, CredentialsRow, Micros};
+use super::waitlist::JoinAsk;
 use super::{
     Backend, BuyerFilter, ChangeCursor, ClaimTerms, CodeReissue, EventChanges, EventFilter,
     EventStore, HeldKey, IdempotencyClaim, IdempotencyStore, Infrastructure, KeyUse, NearbyQuery,
     OrderAction, Page, PoolStats, Position, RequestKey, SearchableEvents, StoreError, StoreOptions,
     StoreResult, TicketStore, TierChange, UserStore,
 };
+use crate::domain::waitlist::Joined;
 use crate::domain::{
     Change, Event, EventAvailability, EventDelete, EventDetails, EventDraft, EventStats,
     EventUpdate, GeoPoint, NearbyEvent, NewEvent, NewOrder, NewUser, OrderChange, OrderDetails,
@@ -89,6 +91,15 @@ impl SqliteStore {
     async fn redeem_scan(&self, request: ScanRequest) -> StoreResult<Redeemed> {
         let (tx, now) = self.scan_tx().await?;
         super::batch::the_one(scans::redeem_in(tx, now, &[&request]).await?, "scans")
+    }
+
+    /// Writes a join in a transaction of its own (the writer connection serializes them).
+    async fn join_line(&self, ask: JoinAsk) -> StoreResult<Joined> {
+        let (mut tx, now) = self.write_tx().await?;
+        let joined = waitlist::join_in(&mut tx, now, &[&ask]).await?;
+        // A refused join wrote nothing; the holds it found due stay expired.
+        tx.commit().await?;
+        super::batch::the_one(joined, "joins")
     }
 }
 

@@ -13,6 +13,18 @@ use crate::domain::waitlist::{
     WaitlistFigures,
 };
 
+/// A join as the store writes it: alone, or (PostgreSQL) in its event's lane with the joins
+/// that arrive together ([`crate::store::WaitlistStore::join_waitlist`]).
+#[derive(Debug, Clone)]
+pub(super) struct JoinAsk {
+    pub event_id: Uuid,
+    pub user_id: Uuid,
+    pub request: JoinRequest,
+    pub limits: JoinLimits,
+    pub offer_seconds: i64,
+    pub key: Option<HeldKey>,
+}
+
 /// Which entries a listing shows: by effective status, by tier (the organiser's), one page.
 #[derive(Debug, Clone)]
 pub struct WaitlistFilter {

@@ -17,6 +17,7 @@ backend_tests!(
     a_storm_of_returns_never_offers_a_seat_twice,
     seats_a_rule_change_puts_on_sale_go_to_the_line,
     a_line_and_a_user_have_limits,
+    joins_that_arrive_together_are_judged_one_after_another,
     a_deleted_tier_or_event_takes_its_line_along,
 );
 
@@ -842,6 +843,111 @@ async fn a_line_and_a_user_have_limits(backend: Backend) {
     assert_eq!(status, StatusCode::CONFLICT);
     let (status, body) = join(&app, &a, &other, json!({})).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    app.assert_invariants().await;
+}
+
+/// Joins sent at once (from two server processes on PostgreSQL, where they share their
+/// event's transactions): each is judged on the line the ones before it left. The line fills
+/// to its limit and no further, a user gets one entry however many joins they send, the
+/// per-user limit holds across events, and a keyed join's answer replays byte for byte.
+async fn joins_that_arrive_together_are_judged_one_after_another(backend: Backend) {
+    let limits = |settings: &mut nearbytix::config::Settings| {
+        settings.waitlist.max_waiting_per_event = 5;
+        settings.waitlist.max_active_per_user = 1;
+    };
+    let app = TestApp::spawn_with(backend, limits).await;
+    let sibling = match backend {
+        Backend::Postgres => Some(app.spawn_sibling(limits).await),
+        Backend::Sqlite => None,
+    };
+    let apps = [&app, sibling.as_ref().unwrap_or(&app)];
+    let creator = app.register_user(None).await;
+    let (event, tier) = line_event(&app, &creator, 1).await;
+    let (other, other_tier) = line_event(&app, &creator, 1).await;
+    let holder = app.register_user(None).await;
+    app.order(&holder, &event, &tier, 1).await;
+    app.order(&holder, &other, &other_tier, 1).await;
+    let mut users = Vec::new();
+    for _ in 0..12 {
+        users.push(app.register_user(None).await);
+    }
+    // The last user joins four times on `event` and once on `other`, all at once.
+    let last = users.last().unwrap().clone();
+    let mut sends: Vec<(TestUser, String, Option<String>)> = users
+        .iter()
+        .enumerate()
+        .map(|(i, user)| (user.clone(), event.clone(), Some(format!("burst-{i}"))))
+        .collect();
+    sends.extend((0..3).map(|_| (last.clone(), event.clone(), None)));
+    sends.push((last.clone(), other.clone(), None));
+    let mut joins = tokio::task::JoinSet::new();
+    for (i, (user, event_id, key)) in sends.into_iter().enumerate() {
+        let (url, client) = (
+            apps[i % 2].url(&format!("/events/{event_id}/waitlist")),
+            apps[i % 2].client.clone(),
+        );
+        joins.spawn(async move {
+            let mut request = client.post(url).bearer_auth(&user.token).json(&json!({}));
+            if let Some(key) = &key {
+                request = request.header("Idempotency-Key", key);
+            }
+            let sent = request.send().await.unwrap();
+            let status = sent.status();
+            let body = sent.text().await.unwrap();
+            (user.id, event_id, key, status, body)
+        });
+    }
+    let (mut joined, mut full, mut again, mut elsewhere) = (Vec::new(), 0, 0, 0);
+    while let Some(done) = joins.join_next().await {
+        let (user, event_id, key, status, body) = done.unwrap();
+        let detail = serde_json::from_str::<Value>(&body).unwrap()["detail"].clone();
+        match status {
+            StatusCode::CREATED => joined.push((user, event_id, key, body)),
+            StatusCode::CONFLICT if detail == "Waiting list is full" => full += 1,
+            StatusCode::CONFLICT
+                if detail
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("Already on the waiting list")) =>
+            {
+                again += 1
+            }
+            StatusCode::CONFLICT if detail == "Too many active waiting-list entries (limit 1)" => {
+                elsewhere += 1
+            }
+            _ => panic!("{status} {body}"),
+        }
+    }
+    let on_event = joined.iter().filter(|(_, id, ..)| *id == event).count();
+    assert_eq!(on_event, 5, "the line fills to its limit: {joined:?}");
+    let of_last = joined.iter().filter(|(user, ..)| *user == last.id).count();
+    assert!(of_last <= 1, "one active entry per user: {joined:?}");
+    assert_eq!(joined.len() + full + again + elsewhere, 16);
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT CAST(waitlist_waiting AS BIGINT) FROM events WHERE id = {}",
+            uuid_literal(backend, &event)
+        ))
+        .await,
+        5
+    );
+    // A keyed join's answer, sent again, is the one it got.
+    let (user, _, key, body) = joined
+        .iter()
+        .find(|(_, _, key, _)| key.is_some())
+        .expect("a keyed join got in");
+    let user = users.iter().find(|u| u.id == *user).unwrap();
+    let replayed = app
+        .client
+        .post(app.url(&format!("/events/{event}/waitlist")))
+        .bearer_auth(&user.token)
+        .header("Idempotency-Key", key.as_deref().unwrap())
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), StatusCode::CREATED);
+    assert_eq!(replayed.headers()["idempotent-replayed"], "true");
+    assert_eq!(&replayed.text().await.unwrap(), body);
     app.assert_invariants().await;
 }
 

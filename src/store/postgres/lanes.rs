@@ -1,10 +1,11 @@
 //! Group commit on PostgreSQL, in a few lanes per process (orders in [`super::batch`], scans
-//! at the door in [`super::scan_lanes`]).
+//! at the door in [`super::scan_lanes`], cancellations in [`super::cancel_lanes`], waiting-list
+//! joins in [`super::join_lanes`]).
 //!
-//! Writes that queue on one row lock (an event's, for orders; a ticket's, for scans) commit
-//! one at a time. Requests are therefore sorted into [`LANES`] lanes by that row; while a
-//! transaction of a lane is in flight, the requests arriving for it wait here, and are then
-//! written together in one transaction by the lane's [`BatchWriter`]. A lone request waits
+//! Writes that queue on one row lock (an event's, for orders, cancellations and joins; a
+//! ticket's, for scans) commit one at a time. Requests are therefore sorted into [`LANES`]
+//! lanes by that row; while a transaction of a lane is in flight, the requests arriving for it
+//! wait here, and are then written together in one transaction by the lane's [`BatchWriter`]. A lone request waits
 //! for no one. Across processes nothing changes: the row locks keep every guarantee.
 
 use std::collections::HashMap;

@@ -403,7 +403,7 @@ pub(in crate::store) fn offer_hold(
 macro_rules! waitlist_store {
     ($store:ty, $db:ty, $reader:ident, $statements:expr) => {
         pub(super) mod waitlist {
-            use std::collections::HashMap;
+            use std::collections::{HashMap, HashSet};
 
             use super::*;
             use async_trait::async_trait;
@@ -420,6 +420,7 @@ macro_rules! waitlist_store {
             use $crate::store::{
                 HeldKey, Page, StoreError, StoreResult, WaitlistFilter, WaitlistStore, ledger,
             };
+            use $crate::store::waitlist::JoinAsk;
 
             type Time = <$db as Dialect>::Time;
             type Conn = <$db as sqlx::Database>::Connection;
@@ -696,6 +697,129 @@ macro_rules! waitlist_store {
                 Ok(())
             }
 
+            /// Judges and writes `asks` in the caller's transaction, each as the joins before
+            /// it left the line (the caller commits; a refused join writes nothing). Due holds
+            /// (and lapsed offers) give their seats back first, through the offer step, so that
+            /// a join is judged on the sale as it is; then the events' rows are locked in id
+            /// order, and the users' (for the per-user limit across events) in id order after
+            /// them. An error fails every ask: the transaction must not commit.
+            pub(in $crate::store) async fn join_in(
+                conn: &mut Conn,
+                now: DateTime<Utc>,
+                asks: &[&JoinAsk],
+            ) -> StoreResult<Vec<StoreResult<Joined>>> {
+                let mut events: Vec<Uuid> = asks.iter().map(|ask| ask.event_id).collect();
+                events.sort_unstable();
+                events.dedup();
+                ledger::expire_due_holds::<$db>(conn, Some(&events), i64::MAX, now).await?;
+                let statements = ($statements)(now);
+                let (_, sales) = statements.read_sales(conn, &events).await?;
+                let mut users: Vec<Uuid> = asks.iter().map(|ask| ask.user_id).collect();
+                users.sort_unstable();
+                users.dedup();
+                let mut registered = HashSet::with_capacity(users.len());
+                for user_id in users {
+                    let user: Option<Uuid> = sqlx::query_scalar(&format!(
+                        "SELECT id FROM users WHERE id = $1{}",
+                        <$db as Dialect>::LOCK_ROW
+                    ))
+                    .bind(user_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    registered.extend(user);
+                }
+                let wanted: Vec<BuyerOf> = asks
+                    .iter()
+                    .filter(|ask| registered.contains(&ask.user_id))
+                    .map(|ask| BuyerOf {
+                        user_id: ask.user_id,
+                        event_id: ask.event_id,
+                        capped: true,
+                    })
+                    .collect();
+                let buyers = statements.read_buyers(conn, &wanted, now).await?;
+                let mut outcomes = Vec::with_capacity(asks.len());
+                for ask in asks {
+                    let Some(sale) = sales.get(&ask.event_id) else {
+                        outcomes.push(Ok(Joined::EventNotFound));
+                        continue;
+                    };
+                    // The event row was read, so the missing reference is the token's user.
+                    let Some((buyer, held_by_user)) =
+                        buyers.get(&(ask.user_id, ask.event_id)).cloned()
+                    else {
+                        outcomes.push(Err(StoreError::ForeignKeyViolation));
+                        continue;
+                    };
+                    let joined = join_one(conn, now, ask, &sale.state, buyer, held_by_user).await?;
+                    outcomes.push(Ok(joined));
+                }
+                Ok(outcomes)
+            }
+
+            /// One join of [`join_in`], on its event's sale and its user's row as locked there.
+            async fn join_one(
+                conn: &mut Conn,
+                now: DateTime<Utc>,
+                ask: &JoinAsk,
+                sale: &$crate::domain::SaleState,
+                buyer: $crate::domain::UserSummary,
+                held_by_user: i64,
+            ) -> StoreResult<Joined> {
+                let (enabled, waiting, _): (bool, i32, Option<i32>) =
+                    sqlx::query_as(sql::EVENT_LINE)
+                        .bind(ask.event_id)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                let active_entry: Option<Uuid> = sqlx::query_scalar(sql::ACTIVE_ENTRY)
+                    .bind(ask.event_id)
+                    .bind(ask.user_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                let active_of_user: i64 = sqlx::query_scalar(sql::ACTIVE_OF_USER)
+                    .bind(ask.user_id)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                let facts = JoinFacts {
+                    sale: sale.clone(),
+                    enabled,
+                    active_entry,
+                    held_by_user,
+                    waiting: i64::from(waiting),
+                    active_of_user,
+                };
+                if let Err(refusal) = judge_join(ask.request, &facts, ask.limits, now) {
+                    return Ok(Joined::Refused(refusal));
+                }
+                let tier = ask
+                    .request
+                    .tier_id
+                    .and_then(|id| sale.tiers.iter().find(|tier| tier.id == id));
+                let id = Uuid::now_v7();
+                sqlx::query(sql::INSERT_ENTRY)
+                    .bind(id)
+                    .bind(ask.event_id)
+                    .bind(ask.request.tier_id)
+                    .bind(tier.map(|tier| tier.name.clone()))
+                    .bind(ask.user_id)
+                    .bind(ask.request.quantity)
+                    .bind(ask.offer_seconds)
+                    .bind(Time::from(now))
+                    .execute(&mut *conn)
+                    .await?;
+                let mut entry = find_on(conn, id, now)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt("a new entry vanished".into()))?;
+                entry.user = buyer;
+                if let Some(key) = &ask.key {
+                    let joined = WriteOutcome::WaitlistJoined(Box::new(entry.clone()));
+                    if !sql::record_outcome_on::<$db>(conn, key, &joined).await? {
+                        return Err(StoreError::ClaimLost);
+                    }
+                }
+                Ok(Joined::Joined(Box::new(entry)))
+            }
+
             /// Locks `event_id`'s row (skipping it when another holds it and `skip`); whether
             /// it exists (and was free).
             async fn lock_event(conn: &mut Conn, event_id: Uuid, skip: bool) -> StoreResult<bool> {
@@ -742,95 +866,19 @@ macro_rules! waitlist_store {
                     offer_seconds: i64,
                     key: Option<&HeldKey>,
                 ) -> StoreResult<Joined> {
-                    let (mut tx, now) = self.write_tx().await?;
-                    // Due holds (and lapsed offers) give their seats back first, through the
-                    // offer step: the join is judged on the sale as it is.
-                    ledger::expire_due_holds::<$db>(&mut tx, Some(&[event_id]), i64::MAX, now)
-                        .await?;
-                    let statements = ($statements)(now);
-                    let (_, mut sales) = statements.read_sales(&mut tx, &[event_id]).await?;
-                    let Some(sale) = sales.remove(&event_id) else {
-                        tx.rollback().await?;
-                        return Ok(Joined::EventNotFound);
-                    };
-                    let (enabled, waiting, _): (bool, i32, Option<i32>) =
-                        sqlx::query_as(sql::EVENT_LINE)
-                            .bind(event_id)
-                            .fetch_one(&mut *tx)
-                            .await?;
-                    // The user's row, after the event's: active entries across events count
-                    // exactly against the per-user limit.
-                    let user: Option<Uuid> = sqlx::query_scalar(&format!(
-                        "SELECT id FROM users WHERE id = $1{}",
-                        <$db as Dialect>::LOCK_ROW
-                    ))
-                    .bind(user_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if user.is_none() {
-                        tx.rollback().await?;
-                        return Err(StoreError::ForeignKeyViolation);
-                    }
-                    let wanted = [BuyerOf {
-                        user_id,
+                    let ask = JoinAsk {
                         event_id,
-                        capped: true,
-                    }];
-                    let buyers = statements.read_buyers(&mut tx, &wanted, now).await?;
-                    let Some((buyer, held_by_user)) = buyers.get(&(user_id, event_id)).cloned()
-                    else {
-                        tx.rollback().await?;
-                        return Err(StoreError::ForeignKeyViolation);
+                        user_id,
+                        request,
+                        limits,
+                        offer_seconds,
+                        key: key.cloned(),
                     };
-                    let active_entry: Option<Uuid> = sqlx::query_scalar(sql::ACTIVE_ENTRY)
-                        .bind(event_id)
-                        .bind(user_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    let active_of_user: i64 = sqlx::query_scalar(sql::ACTIVE_OF_USER)
-                        .bind(user_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    let facts = JoinFacts {
-                        sale: sale.state,
-                        enabled,
-                        active_entry,
-                        held_by_user,
-                        waiting: i64::from(waiting),
-                        active_of_user,
-                    };
-                    if let Err(refusal) = judge_join(request, &facts, limits, now) {
-                        tx.rollback().await?;
-                        return Ok(Joined::Refused(refusal));
+                    let joined = self.join_line(ask).await?;
+                    if matches!(joined, Joined::Joined(_)) {
+                        metrics::counter!("nearbytix_waitlist_joins_total").increment(1);
                     }
-                    let tier = request.tier_id.and_then(|id| {
-                        facts.sale.tiers.iter().find(|tier| tier.id == id)
-                    });
-                    let id = Uuid::now_v7();
-                    sqlx::query(sql::INSERT_ENTRY)
-                        .bind(id)
-                        .bind(event_id)
-                        .bind(request.tier_id)
-                        .bind(tier.map(|tier| tier.name.clone()))
-                        .bind(user_id)
-                        .bind(request.quantity)
-                        .bind(offer_seconds)
-                        .bind(Time::from(now))
-                        .execute(&mut *tx)
-                        .await?;
-                    let mut entry = find_on(&mut tx, id, now)
-                        .await?
-                        .ok_or_else(|| StoreError::Corrupt("a new entry vanished".into()))?;
-                    entry.user = buyer;
-                    if let Some(key) = key {
-                        let joined = WriteOutcome::WaitlistJoined(Box::new(entry.clone()));
-                        if !sql::record_outcome_on::<$db>(&mut tx, key, &joined).await? {
-                            return Err(StoreError::ClaimLost);
-                        }
-                    }
-                    tx.commit().await?;
-                    metrics::counter!("nearbytix_waitlist_joins_total").increment(1);
-                    Ok(Joined::Joined(Box::new(entry)))
+                    Ok(joined)
                 }
 
                 async fn waitlist_entry(
