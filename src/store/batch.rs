@@ -1,6 +1,7 @@
 //! Writes that arrive together, done in one transaction (group commit): a request queued for
 //! its batch and the answer it waits for, and running a batch so that each request still fails
-//! alone. Orders ([`super::order_batch`]) and, on PostgreSQL, scans at the door are written so.
+//! alone. Orders ([`super::order_batch`]) and cancellations are written so, and on PostgreSQL
+//! scans at the door and waiting-list joins too.
 
 use std::future::Future;
 

@@ -61,6 +61,7 @@ impl sql::Dialect for Postgres {
     type Time = DateTime<Utc>;
     const ILIKE: &'static str = "ILIKE";
     const LOCK_ROW: &'static str = " FOR UPDATE";
+    const LOCK_ROW_NO_KEY: &'static str = " FOR NO KEY UPDATE";
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
 
     async fn lock_scanned_tickets(

@@ -93,6 +93,9 @@ pub(super) trait Dialect: Database {
     /// Appended to a SELECT of rows to change: locks them until commit (SQLite's write
     /// transaction holds the whole database).
     const LOCK_ROW: &'static str;
+    /// As [`Self::LOCK_ROW`], for rows whose key stays: foreign-key checks on them still pass
+    /// (PostgreSQL's `FOR NO KEY UPDATE`).
+    const LOCK_ROW_NO_KEY: &'static str;
     /// Appended to a SELECT of work rows several processes share: locks them, skipping those
     /// another transaction holds.
     const SKIP_LOCKED: &'static str;

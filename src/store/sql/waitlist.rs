@@ -698,11 +698,13 @@ macro_rules! waitlist_store {
             }
 
             /// Judges and writes `asks` in the caller's transaction, each as the joins before
-            /// it left the line (the caller commits; a refused join writes nothing). Due holds
-            /// (and lapsed offers) give their seats back first, through the offer step, so that
-            /// a join is judged on the sale as it is; then the events' rows are locked in id
-            /// order, and the users' (for the per-user limit across events) in id order after
-            /// them. An error fails every ask: the transaction must not commit.
+            /// it left the line (the caller commits; a refused join writes nothing). Locks, in
+            /// the order every writer takes them: the events' rows in id order; then, their due
+            /// holds (and lapsed offers) having given their seats back through the offer step,
+            /// so that a join is judged on the sale as it is, the users' rows in id order (for
+            /// the per-user limit across events); then the keys' claims. An ask may fail alone
+            /// (its user gone, its claim lost); an error fails them all: the transaction must
+            /// not commit.
             pub(in $crate::store) async fn join_in(
                 conn: &mut Conn,
                 now: DateTime<Utc>,
@@ -711,9 +713,11 @@ macro_rules! waitlist_store {
                 let mut events: Vec<Uuid> = asks.iter().map(|ask| ask.event_id).collect();
                 events.sort_unstable();
                 events.dedup();
-                ledger::expire_due_holds::<$db>(conn, Some(&events), i64::MAX, now).await?;
                 let statements = ($statements)(now);
-                let (_, sales) = statements.read_sales(conn, &events).await?;
+                let (_, mut sales) = statements.read_sales(conn, &events).await?;
+                if ledger::expire_due_holds::<$db>(conn, Some(&events), i64::MAX, now).await? > 0 {
+                    sales = statements.read_sales(conn, &events).await?.1;
+                }
                 let mut users: Vec<Uuid> = asks.iter().map(|ask| ask.user_id).collect();
                 users.sort_unstable();
                 users.dedup();
@@ -721,13 +725,19 @@ macro_rules! waitlist_store {
                 for user_id in users {
                     let user: Option<Uuid> = sqlx::query_scalar(&format!(
                         "SELECT id FROM users WHERE id = $1{}",
-                        <$db as Dialect>::LOCK_ROW
+                        <$db as Dialect>::LOCK_ROW_NO_KEY
                     ))
                     .bind(user_id)
                     .fetch_optional(&mut *conn)
                     .await?;
                     registered.extend(user);
                 }
+                let keys: Vec<&HeldKey> = asks.iter().filter_map(|ask| ask.key.as_ref()).collect();
+                let claims = if keys.is_empty() {
+                    HashSet::new()
+                } else {
+                    statements.hold_claims(conn, &keys).await?
+                };
                 let wanted: Vec<BuyerOf> = asks
                     .iter()
                     .filter(|ask| registered.contains(&ask.user_id))
@@ -751,6 +761,10 @@ macro_rules! waitlist_store {
                         outcomes.push(Err(StoreError::ForeignKeyViolation));
                         continue;
                     };
+                    if ask.key.as_ref().is_some_and(|key| !claims.contains(&key.claim)) {
+                        outcomes.push(Err(StoreError::ClaimLost));
+                        continue;
+                    }
                     let joined = join_one(conn, now, ask, &sale.state, buyer, held_by_user).await?;
                     outcomes.push(Ok(joined));
                 }

@@ -18,6 +18,7 @@ impl sql::Dialect for Sqlite {
     // SQLite's LIKE ignores case for ASCII letters.
     const ILIKE: &'static str = "LIKE";
     const LOCK_ROW: &'static str = "";
+    const LOCK_ROW_NO_KEY: &'static str = "";
     const SKIP_LOCKED: &'static str = "";
 
     /// One statement a ticket: a batch of scans is short, and the write transaction holds the
