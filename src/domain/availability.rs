@@ -28,18 +28,6 @@ pub enum SaleStatus {
     Available,
 }
 
-impl SaleStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SaleStatus::Closed => "closed",
-            SaleStatus::SoldOut => "sold_out",
-            SaleStatus::NotOnSale => "not_on_sale",
-            SaleStatus::FewLeft => "few_left",
-            SaleStatus::Available => "available",
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct TierAvailability {
     pub tier_id: Uuid,
@@ -181,8 +169,8 @@ mod tests {
         }
     }
 
-    fn statuses(snapshot: &Snapshot) -> Vec<&'static str> {
-        snapshot.tiers.iter().map(|t| t.status.as_str()).collect()
+    fn statuses(snapshot: &Snapshot) -> Vec<SaleStatus> {
+        snapshot.tiers.iter().map(|t| t.status).collect()
     }
 
     #[test]
@@ -206,7 +194,12 @@ mod tests {
         let snapshot = event.snapshot(now, 10);
         assert_eq!(
             statuses(&snapshot),
-            ["not_on_sale", "few_left", "sold_out", "available"]
+            [
+                SaleStatus::NotOnSale,
+                SaleStatus::FewLeft,
+                SaleStatus::SoldOut,
+                SaleStatus::Available
+            ]
         );
         assert_eq!(snapshot.status, SaleStatus::Available);
         // The event's seats bound every tier's `available`, whatever its status.
@@ -232,7 +225,7 @@ mod tests {
         assert!(snapshot.is_sold_out, "nothing sells now");
         let started = event.snapshot(event.details.event.start_time, 10);
         assert_eq!(started.status, SaleStatus::Closed);
-        assert_eq!(statuses(&started), ["closed", "closed"]);
+        assert_eq!(statuses(&started), [SaleStatus::Closed; 2]);
     }
 
     #[test]
@@ -240,7 +233,7 @@ mod tests {
         let now = Utc::now();
         let event = event(now, 3, vec![tier("A", None, 2), tier("B", None, 1)]);
         let snapshot = event.snapshot(now, 10);
-        assert_eq!(statuses(&snapshot), ["sold_out", "sold_out"]);
+        assert_eq!(statuses(&snapshot), [SaleStatus::SoldOut; 2]);
         assert_eq!(snapshot.status, SaleStatus::SoldOut);
         assert_eq!(snapshot.available, 0);
     }
