@@ -18,6 +18,7 @@ backend_tests!(
     seats_a_rule_change_puts_on_sale_go_to_the_line,
     a_line_and_a_user_have_limits,
     joins_that_arrive_together_are_judged_one_after_another,
+    a_joins_rank_leaves_out_lines_that_closed,
     a_deleted_tier_or_event_takes_its_line_along,
 );
 
@@ -361,10 +362,11 @@ async fn the_organiser_sees_the_line_and_removes_from_it(backend: Backend) {
     let (event, tier) = line_event(&app, &creator, 1).await;
     let held = app.order(&holder, &event, &tier, 1).await;
     let mut waiting = Vec::new();
-    for _ in 0..3 {
+    for rank in 1..=3 {
         let user = app.register_user(None).await;
         let (status, joined) = join(&app, &user, &event, json!({})).await;
         assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(joined["position"], rank, "a join answers its rank");
         waiting.push((user, joined["id"].as_str().unwrap().to_owned()));
     }
     let path = format!("/events/{event}/waitlist");
@@ -917,8 +919,21 @@ async fn joins_that_arrive_together_are_judged_one_after_another(backend: Backen
             _ => panic!("{status} {body}"),
         }
     }
-    let on_event = joined.iter().filter(|(_, id, ..)| *id == event).count();
-    assert_eq!(on_event, 5, "the line fills to its limit: {joined:?}");
+    let mut ranks: Vec<i64> = joined
+        .iter()
+        .filter(|(_, id, ..)| *id == event)
+        .map(|(.., body)| {
+            serde_json::from_str::<Value>(body).unwrap()["position"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    ranks.sort_unstable();
+    assert_eq!(
+        ranks,
+        [1, 2, 3, 4, 5],
+        "the line fills to its limit, each join its own rank"
+    );
     let of_last = joined.iter().filter(|(user, ..)| *user == last.id).count();
     assert!(of_last <= 1, "one active entry per user: {joined:?}");
     assert_eq!(joined.len() + full + again + elsewhere, 16);
@@ -948,6 +963,55 @@ async fn joins_that_arrive_together_are_judged_one_after_another(backend: Backen
     assert_eq!(replayed.status(), StatusCode::CREATED);
     assert_eq!(replayed.headers()["idempotent-replayed"], "true");
     assert_eq!(&replayed.text().await.unwrap(), body);
+    app.assert_invariants().await;
+}
+
+/// A join's rank counts the open lines only: entries for a tier whose sales ended are not
+/// ahead of anyone, even before the sweeper (off here) closes them.
+async fn a_joins_rank_leaves_out_lines_that_closed(backend: Backend) {
+    let app = TestApp::spawn_without_sweeper_with(backend, |_| {}).await;
+    let creator = app.register_user(None).await;
+    let ends = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let event = app
+        .create_event(
+            &creator.token,
+            json!({"total_tickets": 1, "waitlist_enabled": true,
+                   "tiers": [{"name": "Early", "price_minor": 100,
+                              "sales_end": ends.to_rfc3339()},
+                             {"name": "Late", "price_minor": 150}]}),
+        )
+        .await;
+    let id = event["id"].as_str().unwrap();
+    let early = event["tiers"][0]["id"].as_str().unwrap();
+    let late = event["tiers"][1]["id"].as_str().unwrap();
+    let holder = app.register_user(None).await;
+    app.order(&holder, id, late, 1).await;
+    let (a, b, c) = (
+        app.register_user(None).await,
+        app.register_user(None).await,
+        app.register_user(None).await,
+    );
+    let (status, on_early) = join(&app, &a, id, json!({"tier_id": early})).await;
+    assert_eq!(
+        (status, &on_early["position"]),
+        (StatusCode::CREATED, &json!(1))
+    );
+    let (status, on_late) = join(&app, &b, id, json!({"tier_id": late})).await;
+    assert_eq!(
+        (status, &on_late["position"]),
+        (StatusCode::CREATED, &json!(2))
+    );
+    tokio::time::sleep((ends - chrono::Utc::now()).to_std().unwrap_or_default()).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, last) = join(&app, &c, id, json!({"tier_id": late})).await;
+    assert_eq!(status, StatusCode::CREATED, "{last}");
+    assert_eq!(last["position"], 2, "behind b only: a's line closed");
+    let read = entry(&app, &c, last["id"].as_str().unwrap()).await;
+    assert_eq!(read["position"], last["position"]);
+    assert_eq!(
+        entry(&app, &a, on_early["id"].as_str().unwrap()).await["status"],
+        "closed"
+    );
     app.assert_invariants().await;
 }
 

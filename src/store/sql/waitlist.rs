@@ -77,6 +77,16 @@ macro_rules! effective_status {
 pub(in crate::store) const FIND_ENTRY: &str =
     concat!(entry_select!(counted_position!(), ""), " WHERE w.id = $2");
 
+/// `$1` now, `$2` entry, `$3` its rank: an entry its writer has just put at the back of the
+/// line, which knows its rank without counting the line.
+pub(in crate::store) const FIND_JOINED: &str =
+    concat!(entry_select!("CAST($3 AS BIGINT)", ""), " WHERE w.id = $2");
+
+/// `$1` tier: its waiting entries, whose line is closed once its sales ended (until the
+/// sweeper closes them).
+pub(in crate::store) const WAITING_OF_TIER: &str =
+    "SELECT count(*) FROM waitlist_entries WHERE tier_id = $1 AND status = 'waiting'";
+
 /// Narrows a listing to `$3` (an effective status, or `NULL` for all).
 macro_rules! status_filter {
     () => {
@@ -748,6 +758,22 @@ macro_rules! waitlist_store {
                     })
                     .collect();
                 let buyers = statements.read_buyers(conn, &wanted, now).await?;
+                // Per event, the waiting entries of tiers whose sales ended: in no one's rank.
+                // Joins leave it as it is (a join to such a tier is refused).
+                let mut closed_waiting: HashMap<Uuid, i64> = HashMap::new();
+                for (event_id, sale) in &sales {
+                    let mut closed = 0;
+                    for tier in &sale.state.tiers {
+                        if tier.sales_end.is_some_and(|end| end <= now) {
+                            let waiting: i64 = sqlx::query_scalar(sql::WAITING_OF_TIER)
+                                .bind(tier.id)
+                                .fetch_one(&mut *conn)
+                                .await?;
+                            closed += waiting;
+                        }
+                    }
+                    closed_waiting.insert(*event_id, closed);
+                }
                 let mut outcomes = Vec::with_capacity(asks.len());
                 for ask in asks {
                     let Some(sale) = sales.get(&ask.event_id) else {
@@ -765,20 +791,24 @@ macro_rules! waitlist_store {
                         outcomes.push(Err(StoreError::ClaimLost));
                         continue;
                     }
-                    let joined = join_one(conn, now, ask, &sale.state, buyer, held_by_user).await?;
+                    let closed = closed_waiting.get(&ask.event_id).copied().unwrap_or_default();
+                    let held = (buyer, held_by_user);
+                    let joined = join_one(conn, now, ask, &sale.state, held, closed).await?;
                     outcomes.push(Ok(joined));
                 }
                 Ok(outcomes)
             }
 
-            /// One join of [`join_in`], on its event's sale and its user's row as locked there.
+            /// One join of [`join_in`], on its event's sale and its user (with the live tickets
+            /// they hold for it) as locked there; `closed_waiting` of the event's waiting
+            /// entries are in closed lines.
             async fn join_one(
                 conn: &mut Conn,
                 now: DateTime<Utc>,
                 ask: &JoinAsk,
                 sale: &$crate::domain::SaleState,
-                buyer: $crate::domain::UserSummary,
-                held_by_user: i64,
+                (buyer, held_by_user): ($crate::domain::UserSummary, i64),
+                closed_waiting: i64,
             ) -> StoreResult<Joined> {
                 let (enabled, waiting, _): (bool, i32, Option<i32>) =
                     sqlx::query_as(sql::EVENT_LINE)
@@ -821,8 +851,18 @@ macro_rules! waitlist_store {
                     .bind(Time::from(now))
                     .execute(&mut *conn)
                     .await?;
-                let mut entry = find_on(conn, id, now)
-                    .await?
+                // Last in line (joins to the event wait for its lock): behind every waiting
+                // entry whose line is open.
+                let rank = i64::from(waiting) + 1 - closed_waiting;
+                let row: Option<EntryRow<Time>> = sqlx::query_as(sql::FIND_JOINED)
+                    .bind(Time::from(now))
+                    .bind(id)
+                    .bind(rank)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                let mut entry = row
+                    .map(EntryRow::into_entry)
+                    .transpose()?
                     .ok_or_else(|| StoreError::Corrupt("a new entry vanished".into()))?;
                 entry.user = buyer;
                 if let Some(key) = &ask.key {
