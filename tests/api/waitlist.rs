@@ -971,7 +971,14 @@ async fn joins_that_arrive_together_are_judged_one_after_another(backend: Backen
 async fn a_joins_rank_leaves_out_lines_that_closed(backend: Backend) {
     let app = TestApp::spawn_without_sweeper_with(backend, |_| {}).await;
     let creator = app.register_user(None).await;
-    let ends = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let holder = app.register_user(None).await;
+    let (a, b, c) = (
+        app.register_user(None).await,
+        app.register_user(None).await,
+        app.register_user(None).await,
+    );
+    // Early sells for 3 s: time for one order and two joins on a busy machine.
+    let ends = chrono::Utc::now() + chrono::Duration::seconds(3);
     let event = app
         .create_event(
             &creator.token,
@@ -984,13 +991,7 @@ async fn a_joins_rank_leaves_out_lines_that_closed(backend: Backend) {
     let id = event["id"].as_str().unwrap();
     let early = event["tiers"][0]["id"].as_str().unwrap();
     let late = event["tiers"][1]["id"].as_str().unwrap();
-    let holder = app.register_user(None).await;
     app.order(&holder, id, late, 1).await;
-    let (a, b, c) = (
-        app.register_user(None).await,
-        app.register_user(None).await,
-        app.register_user(None).await,
-    );
     let (status, on_early) = join(&app, &a, id, json!({"tier_id": early})).await;
     assert_eq!(
         (status, &on_early["position"]),

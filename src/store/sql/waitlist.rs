@@ -709,12 +709,11 @@ macro_rules! waitlist_store {
 
             /// Judges and writes `asks` in the caller's transaction, each as the joins before
             /// it left the line (the caller commits; a refused join writes nothing). Locks, in
-            /// the order every writer takes them: the events' rows in id order; then, their due
-            /// holds (and lapsed offers) having given their seats back through the offer step,
-            /// so that a join is judged on the sale as it is, the users' rows in id order (for
-            /// the per-user limit across events); then the keys' claims. An ask may fail alone
-            /// (its user gone, its claim lost); an error fails them all: the transaction must
-            /// not commit.
+            /// the order order batches take them: the events' rows in id order, the users' in id
+            /// order (for the per-user limit across events), the keys' claims; then the events'
+            /// due holds (and lapsed offers) give their seats back through the offer step, so
+            /// that a join is judged on the sale as it is. An ask may fail alone (its user gone,
+            /// its claim lost); an error fails them all: the transaction must not commit.
             pub(in $crate::store) async fn join_in(
                 conn: &mut Conn,
                 now: DateTime<Utc>,
@@ -725,9 +724,6 @@ macro_rules! waitlist_store {
                 events.dedup();
                 let statements = ($statements)(now);
                 let (_, mut sales) = statements.read_sales(conn, &events).await?;
-                if ledger::expire_due_holds::<$db>(conn, Some(&events), i64::MAX, now).await? > 0 {
-                    sales = statements.read_sales(conn, &events).await?.1;
-                }
                 let mut users: Vec<Uuid> = asks.iter().map(|ask| ask.user_id).collect();
                 users.sort_unstable();
                 users.dedup();
@@ -748,6 +744,9 @@ macro_rules! waitlist_store {
                 } else {
                     statements.hold_claims(conn, &keys).await?
                 };
+                if ledger::expire_due_holds::<$db>(conn, Some(&events), i64::MAX, now).await? > 0 {
+                    sales = statements.read_sales(conn, &events).await?.1;
+                }
                 let wanted: Vec<BuyerOf> = asks
                     .iter()
                     .filter(|ask| registered.contains(&ask.user_id))
