@@ -103,10 +103,10 @@ impl Accounts {
 
     /// The user id a valid token names, without a database read (the hot ticket writes). The
     /// writes themselves find out when the user is gone: a reservation hits the users foreign
-    /// key, a key claim finds no user row to lock, and a pay or cancel that finds nothing asks
-    /// `user_exists` — so a deleted user's token is refused everywhere without a read on every
-    /// request — except by an order refused from a process's memory of a sold-out sale, as
-    /// anyone would be.
+    /// key, a key claim is refused (PostgreSQL: no user row to lock; SQLite: the foreign key),
+    /// and a pay or cancel that finds nothing asks `user_exists` — so a deleted user's token is
+    /// refused everywhere without a read on every request — except by an order refused from a
+    /// process's memory of a sold-out sale, as anyone would be.
     pub fn verify_token(&self, token: &str) -> Result<Uuid, ServiceError> {
         self.tokens.verify(token).ok_or(ServiceError::InvalidToken)
     }

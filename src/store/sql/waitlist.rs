@@ -428,7 +428,7 @@ macro_rules! waitlist_store {
             use $crate::store::order_batch::{self, BatchStatements, BuyerOf};
             use $crate::store::sql::{self, Dialect, EntryRow, LineRow, StoredTime};
             use $crate::store::{
-                HeldKey, Page, StoreError, StoreResult, WaitlistFilter, WaitlistStore, ledger,
+                HeldKey, Page, StoreError, StoreResult, WaitlistFilter, WaitlistStore,
             };
             use $crate::store::waitlist::JoinAsk;
 
@@ -727,16 +727,16 @@ macro_rules! waitlist_store {
                 let mut users: Vec<Uuid> = asks.iter().map(|ask| ask.user_id).collect();
                 users.sort_unstable();
                 users.dedup();
-                let mut registered = HashSet::with_capacity(users.len());
+                // A user gone has no row to lock; `read_buyers` then finds no buyer.
+                let lock_user = format!(
+                    "SELECT id FROM users WHERE id = $1{}",
+                    <$db as Dialect>::LOCK_ROW_NO_KEY
+                );
                 for user_id in users {
-                    let user: Option<Uuid> = sqlx::query_scalar(&format!(
-                        "SELECT id FROM users WHERE id = $1{}",
-                        <$db as Dialect>::LOCK_ROW_NO_KEY
-                    ))
-                    .bind(user_id)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                    registered.extend(user);
+                    sqlx::query(&lock_user)
+                        .bind(user_id)
+                        .fetch_optional(&mut *conn)
+                        .await?;
                 }
                 let keys: Vec<&HeldKey> = asks.iter().filter_map(|ask| ask.key.as_ref()).collect();
                 let claims = if keys.is_empty() {
@@ -744,12 +744,11 @@ macro_rules! waitlist_store {
                 } else {
                     statements.hold_claims(conn, &keys).await?
                 };
-                if ledger::expire_due_holds::<$db>(conn, Some(&events), i64::MAX, now).await? > 0 {
+                if statements.release_due_holds(conn, &events, now).await? > 0 {
                     sales = statements.read_sales(conn, &events).await?.1;
                 }
                 let wanted: Vec<BuyerOf> = asks
                     .iter()
-                    .filter(|ask| registered.contains(&ask.user_id))
                     .map(|ask| BuyerOf {
                         user_id: ask.user_id,
                         event_id: ask.event_id,
@@ -757,21 +756,9 @@ macro_rules! waitlist_store {
                     })
                     .collect();
                 let buyers = statements.read_buyers(conn, &wanted, now).await?;
-                // Per event, the waiting entries of tiers whose sales ended: in no one's rank.
-                // Joins leave it as it is (a join to such a tier is refused).
-                let mut closed_waiting: HashMap<Uuid, i64> = HashMap::new();
+                let mut lines: HashMap<Uuid, Line> = HashMap::with_capacity(sales.len());
                 for (event_id, sale) in &sales {
-                    let mut closed = 0;
-                    for tier in &sale.state.tiers {
-                        if tier.sales_end.is_some_and(|end| end <= now) {
-                            let waiting: i64 = sqlx::query_scalar(sql::WAITING_OF_TIER)
-                                .bind(tier.id)
-                                .fetch_one(&mut *conn)
-                                .await?;
-                            closed += waiting;
-                        }
-                    }
-                    closed_waiting.insert(*event_id, closed);
+                    lines.insert(*event_id, Line::read(conn, *event_id, &sale.state, now).await?);
                 }
                 let mut outcomes = Vec::with_capacity(asks.len());
                 for ask in asks {
@@ -790,30 +777,66 @@ macro_rules! waitlist_store {
                         outcomes.push(Err(StoreError::ClaimLost));
                         continue;
                     }
-                    let closed = closed_waiting.get(&ask.event_id).copied().unwrap_or_default();
+                    let line = lines.get_mut(&ask.event_id).ok_or_else(|| {
+                        StoreError::Corrupt("a join's line was not read".into())
+                    })?;
                     let held = (buyer, held_by_user);
-                    let joined = join_one(conn, now, ask, &sale.state, held, closed).await?;
+                    let joined = join_one(conn, now, ask, &sale.state, held, line).await?;
                     outcomes.push(Ok(joined));
                 }
                 Ok(outcomes)
             }
 
-            /// One join of [`join_in`], on its event's sale and its user (with the live tickets
-            /// they hold for it) as locked there; `closed_waiting` of the event's waiting
-            /// entries are in closed lines.
+            /// An event's line as [`join_in`] finds it under the event's lock; only its joins
+            /// move it then.
+            struct Line {
+                enabled: bool,
+                /// The event's `waiting` entries.
+                waiting: i64,
+                /// Of those, the entries of tiers whose sales ended (in no one's rank; a join
+                /// to such a tier is refused).
+                closed: i64,
+            }
+
+            impl Line {
+                async fn read(
+                    conn: &mut Conn,
+                    event_id: Uuid,
+                    sale: &$crate::domain::SaleState,
+                    now: DateTime<Utc>,
+                ) -> StoreResult<Self> {
+                    let (enabled, waiting, _): (bool, i32, Option<i32>) =
+                        sqlx::query_as(sql::EVENT_LINE)
+                            .bind(event_id)
+                            .fetch_one(&mut *conn)
+                            .await?;
+                    let mut closed = 0;
+                    let ended = sale.tiers.iter().filter(|tier| tier.sales_end.is_some_and(|end| end <= now));
+                    for tier in ended {
+                        let waiting: i64 = sqlx::query_scalar(sql::WAITING_OF_TIER)
+                            .bind(tier.id)
+                            .fetch_one(&mut *conn)
+                            .await?;
+                        closed += waiting;
+                    }
+                    Ok(Self {
+                        enabled,
+                        waiting: i64::from(waiting),
+                        closed,
+                    })
+                }
+            }
+
+            /// One join of [`join_in`], on its event's sale and line and its user (with the
+            /// live tickets they hold for it) as locked there.
             async fn join_one(
                 conn: &mut Conn,
                 now: DateTime<Utc>,
                 ask: &JoinAsk,
                 sale: &$crate::domain::SaleState,
                 (buyer, held_by_user): ($crate::domain::UserSummary, i64),
-                closed_waiting: i64,
+                line: &mut Line,
             ) -> StoreResult<Joined> {
-                let (enabled, waiting, _): (bool, i32, Option<i32>) =
-                    sqlx::query_as(sql::EVENT_LINE)
-                        .bind(ask.event_id)
-                        .fetch_one(&mut *conn)
-                        .await?;
                 let active_entry: Option<Uuid> = sqlx::query_scalar(sql::ACTIVE_ENTRY)
                     .bind(ask.event_id)
                     .bind(ask.user_id)
@@ -825,10 +848,10 @@ macro_rules! waitlist_store {
                     .await?;
                 let facts = JoinFacts {
                     sale: sale.clone(),
-                    enabled,
+                    enabled: line.enabled,
                     active_entry,
                     held_by_user,
-                    waiting: i64::from(waiting),
+                    waiting: line.waiting,
                     active_of_user,
                 };
                 if let Err(refusal) = judge_join(ask.request, &facts, ask.limits, now) {
@@ -850,9 +873,10 @@ macro_rules! waitlist_store {
                     .bind(Time::from(now))
                     .execute(&mut *conn)
                     .await?;
+                line.waiting += 1;
                 // Last in line (joins to the event wait for its lock): behind every waiting
                 // entry whose line is open.
-                let rank = i64::from(waiting) + 1 - closed_waiting;
+                let rank = line.waiting - line.closed;
                 let row: Option<EntryRow<Time>> = sqlx::query_as(sql::FIND_JOINED)
                     .bind(Time::from(now))
                     .bind(id)
