@@ -133,9 +133,12 @@ pub(super) trait BatchStatements {
         keys: &[&HeldKey],
     ) -> impl Future<Output = StoreResult<HashSet<Uuid>>> + Send;
 
-    /// Of `keys`, those no one has used whose users are registered, with the keys each user
-    /// took over the last 24 h (for the quota). Read without a lock: the keys are inserted
-    /// with the orders, and one taken meanwhile fails the batch (see [`BatchStatements::insert`]).
+    /// Of `keys`, those no one has used (on SQLite, of users still registered; on PostgreSQL a
+    /// user gone fails its order as a buyer), with at most how many keys each user took over
+    /// the last 24 h: the count, or on PostgreSQL a bound that leaves room for all of the
+    /// user's keys here (for the quota). No other writer can take a key found free before the
+    /// batch commits (on PostgreSQL every writer of a key holds its user's quota row); should
+    /// one be taken all the same, the batch fails (see [`BatchStatements::insert`]).
     fn free_new_keys(
         &self,
         conn: &mut Self::Conn,
@@ -145,9 +148,8 @@ pub(super) trait BatchStatements {
 
     /// Inserts the placed orders, lines and tickets, takes their seats from the events' and
     /// tiers' counters, and records the outcomes of the keyed ones: on the keys held, and as
-    /// new keys (in key order) for the others. A new key another process took since
-    /// [`BatchStatements::free_new_keys`] (PostgreSQL) fails the batch with
-    /// [`StoreError::KeyInUse`]: its orders are then placed one by one.
+    /// new keys (in key order) for the others. A new key found taken after all fails the batch
+    /// with [`StoreError::KeyInUse`]: its orders are then placed one by one.
     fn insert(
         &self,
         conn: &mut Self::Conn,
@@ -215,7 +217,7 @@ pub(super) async fn write_orders<S: BatchStatements>(
     let mut released = false;
     loop {
         let (now, mut sales) = statements.read_sales(conn, &event_ids).await?;
-        // Events, then the new keys' owners, then key rows: the order every writer locks in.
+        // Events, then the new keys' quotas, then key rows: the order every writer locks in.
         if claims.is_none() {
             let mut held = HashSet::new();
             if !new_keys.is_empty() {

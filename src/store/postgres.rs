@@ -891,24 +891,35 @@ impl IdempotencyStore for PgStore {
         terms: ClaimTerms,
     ) -> StoreResult<IdempotencyClaim> {
         // A new key is taken while the user holds fewer than `quota` others, counted under the
-        // user's row lock (as the order batches count them), so the quota holds exactly. A held
-        // key (the quota does not apply to it) is taken over when it is forgotten (24 h) or its
-        // holder's lease passed unanswered. The lock also keeps the user registered until
+        // lock of the user's quota row (which the order batches take too), so the quota holds
+        // exactly; the row's bound is then counted anew (migration 0023). A held key (the quota
+        // does not apply to it) is taken over when it is forgotten (24 h) or its holder's lease
+        // passed unanswered. The user's row, locked `FOR KEY SHARE`, stays registered until
         // commit: a key is written for a user that exists (there is no foreign key, see
         // migration 0022).
         let mut tx = begin(&self.pool).await?;
         let registered: Option<i32> =
-            sqlx::query_scalar("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE")
+            sqlx::query_scalar("SELECT 1 FROM users WHERE id = $1 FOR KEY SHARE")
                 .bind(key.user_id)
                 .fetch_optional(&mut *tx)
                 .await?;
         if registered.is_none() {
             return Err(StoreError::ForeignKeyViolation);
         }
+        // `WHERE false`: an existing row is locked and left as it is.
+        sqlx::query(
+            "INSERT INTO idempotency_key_quotas AS q (user_id, since, used)
+             VALUES ($1, now() - interval '25 hours', 0)
+             ON CONFLICT (user_id) DO UPDATE SET used = q.used WHERE false",
+        )
+        .bind(key.user_id)
+        .execute(&mut *tx)
+        .await?;
         let claimed = sqlx::query_scalar::<_, i32>(
             "INSERT INTO idempotency_keys (user_id, key, request_hash, claim, lease_until)
              SELECT $1, $2, $3, $4, now() + make_interval(secs => $5)
-             WHERE EXISTS (SELECT 1 FROM idempotency_keys WHERE user_id = $1 AND key = $2)
+             WHERE EXISTS (SELECT 1 FROM idempotency_keys WHERE user_id = $1 AND key = $2
+                           AND created_at > now() - interval '24 hours')
                 OR (SELECT count(*) FILTER (WHERE key <> $2
                                             AND created_at > now() - interval '24 hours')
                     FROM idempotency_keys WHERE user_id = $1) < $6
@@ -929,6 +940,15 @@ impl IdempotencyStore for PgStore {
         .bind(terms.lease.as_secs_f64())
         .bind(i64::from(terms.quota))
         .fetch_optional(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE idempotency_key_quotas SET since = now() - interval '25 hours',
+                 used = (SELECT count(*) FROM idempotency_keys
+                         WHERE user_id = $1 AND created_at > now() - interval '25 hours')
+             WHERE user_id = $1",
+        )
+        .bind(key.user_id)
+        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         if claimed.is_some() {

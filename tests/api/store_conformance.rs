@@ -831,6 +831,43 @@ async fn idempotency_claims(backend: Backend) {
         matches!(over, Err(StoreError::KeyInUse)),
         "past the quota: {over:?}"
     );
+
+    // Refused orders store no key, so any number of them leaves the quota whole (on
+    // PostgreSQL they raise the user's bound, which then gives way to a count of the keys).
+    let buyer = fx.user().await;
+    let one_seat = fx.event(user, 1, lagos()).await.id;
+    let buyer_key = |key: &str| {
+        KeyUse::New(NewKey {
+            held: HeldKey {
+                user_id: buyer,
+                key: key.to_owned(),
+                claim: Uuid::new_v4(),
+            },
+            request_hash: "h-new".into(),
+            lease: minute,
+            quota: 2,
+        })
+    };
+    let buy = |event, quantity, key| {
+        let mut order = NewOrder::one_ticket(buyer, event, None, LONG_HOLD);
+        order.lines[0].quantity = quantity;
+        let key = buyer_key(key);
+        async move { store.place_order(&order, Some(&key)).await }
+    };
+    for key in ["r1", "r2", "r3"] {
+        let refused = buy(one_seat, 2, key).await.expect("judged");
+        assert!(
+            matches!(refused, OrderOutcome::Refused(_)),
+            "two of one seat: {refused:?}"
+        );
+    }
+    placed_or_panic(buy(event, 1, "p1").await);
+    placed_or_panic(buy(event, 1, "p2").await);
+    let over = buy(event, 1, "p3").await;
+    assert!(
+        matches!(over, Err(StoreError::KeyInUse)),
+        "the third placed key is past the quota: {over:?}"
+    );
     fx.finish().await;
 }
 

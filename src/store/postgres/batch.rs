@@ -3,11 +3,12 @@
 //! Every order of an event queues on the event row's lock, so one event sells at most one
 //! commit at a time; the orders of a lane's batch are placed together in one transaction
 //! ([`order_batch::write_orders`]): the batch's events locked once, in id order as every
-//! writer locks them, and everything the batch writes in one statement of `unnest`ed arrays.
+//! writer locks them, and everything the batch writes in one statement of `unnest`ed arrays
+//! (outcomes on keys claimed beforehand, when there are any, in one more).
 //! Across processes nothing changes: the row locks and the CHECK constraints keep the
 //! guarantee.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -53,8 +54,12 @@ const BUYERS: &str = "SELECT p.user_id, p.event_id, u.name, u.email,
      JOIN users u ON u.id = p.user_id
      FOR KEY SHARE OF u";
 
-/// Every granted order of a batch, its lines and tickets, and the counters, in one statement
-/// (`$1` now; then one array per column).
+/// Every granted order of a batch, its lines and tickets, the counters, and the new keys with
+/// their outcomes, in one statement (`$1` now; then one array per column). Outcomes on keys
+/// held go in [`RECORD_HELD_OUTCOMES`], sent only when there are any: here, they made
+/// PostgreSQL cost a plan made once for all batches as if each held ten such keys, find it
+/// dearer than planning each batch anew, and plan every keyed batch inside the hot event's lock
+/// (0.3 ms a batch; BENCHMARKS.md, "Keyed orders, third pass").
 const WRITE_ORDERS: &str = "WITH new_orders AS (
         INSERT INTO orders (id, user_id, event_id, status, currency, total_minor, expires_at,
                             created_at, updated_at)
@@ -87,14 +92,10 @@ const WRITE_ORDERS: &str = "WITH new_orders AS (
         UPDATE ticket_tiers tt SET sold = tt.sold + s.seats, updated_at = $1
         FROM unnest($23::uuid[], $24::int[]) AS s(id, seats)
         WHERE tt.id = s.id
-    ), held_outcomes AS (
-        UPDATE idempotency_keys k SET outcome = o.outcome, lease_until = NULL
-        FROM unnest($25::uuid[], $26::text[], $27::text[]) AS o(user_id, key, outcome)
-        WHERE k.user_id = o.user_id AND k.key = o.key
     ), new_keys AS (
         INSERT INTO idempotency_keys (user_id, key, request_hash, claim, created_at, outcome)
         SELECT n.user_id, n.key, n.request_hash, n.claim, $1, n.outcome
-        FROM unnest($28::uuid[], $29::text[], $30::text[], $31::uuid[], $32::text[])
+        FROM unnest($25::uuid[], $26::text[], $27::text[], $28::uuid[], $29::text[])
              AS n(user_id, key, request_hash, claim, outcome)
         ORDER BY n.user_id, n.key
         ON CONFLICT (user_id, key) DO NOTHING
@@ -102,18 +103,47 @@ const WRITE_ORDERS: &str = "WITH new_orders AS (
     )
     SELECT count(*) FROM new_keys";
 
-/// `$1` users: those registered, locked (in id order, after the events') so that the keys
-/// counted against their quotas next stay counted until this batch commits: a quota holds
-/// exactly, across lanes and processes. `FOR NO KEY UPDATE` leaves the buyers' `FOR KEY SHARE`
-/// free.
-const LOCK_KEY_OWNERS: &str =
-    "SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE";
+/// `$1` users, `$2` keys, `$3` outcomes: recorded on the keys, which the batch holds.
+const RECORD_HELD_OUTCOMES: &str = "UPDATE idempotency_keys k
+     SET outcome = o.outcome, lease_until = NULL
+     FROM unnest($1::uuid[], $2::text[], $3::text[]) AS o(user_id, key, outcome)
+     WHERE k.user_id = o.user_id AND k.key = o.key";
 
-/// `$1` users (registered, locked), `$2` keys, `$3` now: of those keys, the ones no one has
-/// used, with the keys each user took over the 24 h before `$3`.
-const FREE_NEW_KEYS: &str = "SELECT n.user_id, n.key,
-        (SELECT count(*) FILTER (WHERE k.created_at > $3 - interval '24 hours')
-         FROM idempotency_keys k WHERE k.user_id = n.user_id) AS held
+/// `$1` users (in id order, each once), `$2` the new keys each brings, `$3` now, `$4` the quota:
+/// each user's quota row (migration 0023) locked, in id order after the events' (every writer of
+/// a key locks it first, so a quota holds exactly across lanes and processes), and raised by the
+/// keys the user brings where that keeps it within the quota and the bound covers the 24 h
+/// before `$3`; every row raised, with its bound after. A user with no row yet gets one, whose
+/// bound is counted ([`RECOUNT_KEY_QUOTAS`]), as is any user not raised.
+const RAISE_KEY_QUOTAS: &str = "INSERT INTO idempotency_key_quotas AS q (user_id, since, used)
+     SELECT w.user_id, $3 - interval '25 hours', w.keys
+     FROM unnest($1::uuid[], $2::bigint[]) AS w(user_id, keys)
+     ORDER BY w.user_id
+     ON CONFLICT (user_id) DO UPDATE SET used = q.used + excluded.used
+        WHERE q.used + excluded.used <= $4 AND q.since <= $3 - interval '24 hours'
+     RETURNING q.user_id, q.used, q.xmax <> 0 AS raised";
+
+/// `$1` users (locked), `$2` the new keys each brings, `$3` now: the keys each user took over
+/// the 24 h before `$3`, for users whose bound could not settle the quota; their bounds are
+/// counted anew, with the keys they bring. A statement of its own: it reads what committed while
+/// [`RAISE_KEY_QUOTAS`] waited for the locks; and sent only when needed, for the reason
+/// [`WRITE_ORDERS`] gives.
+const RECOUNT_KEY_QUOTAS: &str = "WITH counted AS (
+        SELECT c.user_id, c.keys, counts.held, counts.bound
+        FROM unnest($1::uuid[], $2::bigint[]) AS c(user_id, keys),
+        LATERAL (SELECT count(*) FILTER (WHERE k.created_at > $3 - interval '24 hours') AS held,
+                        count(*) FILTER (WHERE k.created_at > $3 - interval '25 hours') AS bound
+                 FROM idempotency_keys k WHERE k.user_id = c.user_id) AS counts
+    ), recounted AS (
+        UPDATE idempotency_key_quotas q
+        SET since = $3 - interval '25 hours', used = c.bound + c.keys
+        FROM counted c
+        WHERE q.user_id = c.user_id
+    )
+    SELECT user_id, held FROM counted";
+
+/// `$1` users, `$2` keys: those keys no one has used.
+const FREE_NEW_KEYS: &str = "SELECT n.user_id, n.key
      FROM unnest($1::uuid[], $2::text[]) AS n(user_id, key)
      WHERE NOT EXISTS (SELECT 1 FROM idempotency_keys k
                        WHERE k.user_id = n.user_id AND k.key = n.key)";
@@ -207,34 +237,63 @@ impl BatchStatements for PgStatements {
         keys: &[&NewKey],
         now: DateTime<Utc>,
     ) -> StoreResult<HashMap<(Uuid, String), i64>> {
-        let mut owners: Vec<Uuid> = keys.iter().map(|new| new.held.user_id).collect();
-        owners.sort_unstable();
-        owners.dedup();
-        let registered: HashSet<Uuid> = sqlx::query_scalar(LOCK_KEY_OWNERS)
-            .bind(&owners)
+        let quota = keys
+            .iter()
+            .map(|new| i64::from(new.quota))
+            .min()
+            .unwrap_or(0);
+        let mut brought: BTreeMap<Uuid, i64> = BTreeMap::new();
+        for new in keys {
+            *brought.entry(new.held.user_id).or_default() += 1;
+        }
+        // `xmax` is 0 on a row this statement created (PostgreSQL's way to tell an upsert's
+        // insert from its update).
+        let raised: HashMap<Uuid, i64> = sqlx::query_as(RAISE_KEY_QUOTAS)
+            .bind(brought.keys().copied().collect::<Vec<_>>())
+            .bind(brought.values().copied().collect::<Vec<_>>())
+            .bind(now)
+            .bind(quota)
             .fetch_all(&mut *conn)
             .await?
             .into_iter()
+            .filter_map(|(user, used, raised): (Uuid, i64, bool)| raised.then_some((user, used)))
             .collect();
-        let keys: Vec<&NewKey> = keys
-            .iter()
-            .copied()
-            .filter(|new| registered.contains(&new.held.user_id))
-            .collect();
-        // A statement of its own: it reads what committed while it waited for the locks.
-        let free: Vec<(Uuid, String, i64)> = sqlx::query_as(FREE_NEW_KEYS)
+        // Within the quota with every key it brings, a user held at most its bound before them;
+        // any other user's keys are counted.
+        let mut held: HashMap<Uuid, i64> = HashMap::new();
+        let (mut recount, mut recount_brings) = (Vec::new(), Vec::new());
+        for (&user, &brings) in &brought {
+            match raised.get(&user) {
+                Some(&used) => {
+                    held.insert(user, used - brings);
+                }
+                _ => {
+                    recount.push(user);
+                    recount_brings.push(brings);
+                }
+            }
+        }
+        if !recount.is_empty() {
+            let counted: Vec<(Uuid, i64)> = sqlx::query_as(RECOUNT_KEY_QUOTAS)
+                .bind(&recount)
+                .bind(&recount_brings)
+                .bind(now)
+                .fetch_all(&mut *conn)
+                .await?;
+            held.extend(counted);
+        }
+        let free: Vec<(Uuid, String)> = sqlx::query_as(FREE_NEW_KEYS)
             .bind(keys.iter().map(|new| new.held.user_id).collect::<Vec<_>>())
             .bind(
                 keys.iter()
                     .map(|new| new.held.key.as_str())
                     .collect::<Vec<_>>(),
             )
-            .bind(now)
             .fetch_all(&mut *conn)
             .await?;
         Ok(free
             .into_iter()
-            .map(|(user_id, key, held)| ((user_id, key), held))
+            .filter_map(|(user, key)| Some(((user, key), *held.get(&user)?)))
             .collect())
     }
 
@@ -291,9 +350,6 @@ impl BatchStatements for PgStatements {
             .bind(event_seats.values().copied().collect::<Vec<_>>())
             .bind(tier_seats.keys().copied().collect::<Vec<_>>())
             .bind(tier_seats.values().copied().collect::<Vec<_>>())
-            .bind(of!(held, |h| h.0.user_id))
-            .bind(of!(held, |h| h.0.key.as_str()))
-            .bind(of!(held, |h| h.1))
             .bind(of!(new, |n| n.0.held.user_id))
             .bind(of!(new, |n| n.0.held.key.as_str()))
             .bind(of!(new, |n| n.0.request_hash.as_str()))
@@ -301,10 +357,18 @@ impl BatchStatements for PgStatements {
             .bind(of!(new, |n| n.1))
             .fetch_one(&mut *conn)
             .await?;
-        // A new key taken since it was read free: the batch fails, and its orders are placed
-        // one by one.
+        // A new key taken after all (every writer of a key holds its user's quota row, so none
+        // should be): the batch fails, and its orders are placed one by one.
         if usize::try_from(inserted).ok() != Some(new.len()) {
             return Err(StoreError::KeyInUse);
+        }
+        if !held.is_empty() {
+            sqlx::query(RECORD_HELD_OUTCOMES)
+                .bind(of!(held, |h| h.0.user_id))
+                .bind(of!(held, |h| h.0.key.as_str()))
+                .bind(of!(held, |h| h.1))
+                .execute(&mut *conn)
+                .await?;
         }
         Ok(())
     }

@@ -709,8 +709,9 @@ macro_rules! waitlist_store {
 
             /// Judges and writes `asks` in the caller's transaction, each as the joins before
             /// it left the line (the caller commits; a refused join writes nothing). Locks, in
-            /// the order order batches take them: the events' rows in id order, the users' in id
-            /// order (for the per-user limit across events), the keys' claims; then the events'
+            /// the order order batches take theirs: the events' rows in id order, the users' in
+            /// id order (`FOR NO KEY UPDATE`, for the per-user limit across events; a buyer's
+            /// `FOR KEY SHARE` passes), the keys' claims; then the events'
             /// due holds (and lapsed offers) give their seats back through the offer step, so
             /// that a join is judged on the sale as it is. An ask may fail alone (its user gone,
             /// its claim lost); an error fails them all: the transaction must not commit.
