@@ -26,6 +26,8 @@ mod checkin_lists;
 mod scans;
 #[macro_use]
 mod waitlist;
+#[macro_use]
+mod waitlist_store;
 
 pub(super) use self::changes::*;
 pub(super) use self::checkin::*;
