@@ -10,11 +10,13 @@ pub mod checkin_list;
 pub mod event;
 pub mod geo;
 pub mod order;
+pub mod outcome;
 pub mod paging;
 pub mod payment;
 pub mod scan;
 pub mod scanner;
 pub mod seats;
+pub mod stats;
 pub mod text;
 pub mod ticket;
 pub mod tier;
@@ -34,8 +36,9 @@ pub use event::{
 pub use geo::{GeoPoint, RadiusKm};
 pub use order::{
     NewOrder, Order, OrderChange, OrderDetails, OrderFields, OrderLine, OrderOutcome, OrderPlan,
-    OrderRefusal, PlannedLine, ReissuedCode, SaleState, Shortage, TierChoice, WriteOutcome,
+    OrderRefusal, PlannedLine, SaleState, Shortage, TierChoice,
 };
+pub use outcome::{ReissuedCode, WriteOutcome};
 pub use paging::PageRequest;
 pub use payment::{Payment, PaymentProvider, PaymentStatus};
 pub use scan::{
@@ -44,12 +47,11 @@ pub use scan::{
 };
 pub use scanner::{Scanner, ScannerToken, TokenCreated, TokenDraft, TokenFields, TokenRevoked};
 pub use seats::{SeatsBack, SeatsBackCause};
+pub use stats::{EventStats, SalesFigures};
 pub use ticket::{
     Change, EventSummary, Ticket, TicketDetails, TicketOrder, TicketStatus, TierSummary,
     UserSummary,
 };
-pub use tier::{
-    EventStats, SalesFigures, Tier, TierDraft, TierFields, TierOutcome, TierPatchFields, TierSale,
-};
+pub use tier::{Tier, TierDraft, TierFields, TierOutcome, TierPatchFields, TierSale};
 pub use user::{Credentials, Email, NewUser, Password, Registration, RegistrationFields, User};
 pub use validation::{PathSegment, Violation, ViolationKind, Violations};

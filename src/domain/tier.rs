@@ -1,6 +1,5 @@
 //! Tiers: the kinds of ticket an event sells (early bird, regular, VIP), each with its own
-//! price, quota and sales window, sharing the event's capacity; and what an event has sold of
-//! each, for its organiser.
+//! price, quota and sales window, sharing the event's capacity.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -309,31 +308,4 @@ pub enum TierOutcome {
     HasTickets,
     /// An event keeps at least one tier.
     LastTier,
-}
-
-/// What an event has sold, for its creator: live reservations, payments and revenue at the
-/// prices the orders recorded.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SalesFigures {
-    pub reserved: i64,
-    pub paid: i64,
-    pub revenue_minor: i64,
-}
-
-/// An event's sales, whole and per tier.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventStats {
-    pub event_id: Uuid,
-    pub currency: String,
-    pub total_tickets: i32,
-    pub available: i64,
-    pub sales: SalesFigures,
-    /// Given back on the event's orders (refunds), in its currency's minor unit.
-    pub refunded_minor: i64,
-    /// Each tier with its own figures, in sale order.
-    pub tiers: Vec<(Tier, SalesFigures)>,
-    /// The event's waiting-list entries, by effective status.
-    pub waitlist: super::waitlist::WaitlistFigures,
-    /// Each tier's own entries (any-tier entries count only in the event's).
-    pub tier_waitlists: std::collections::HashMap<Uuid, super::waitlist::WaitlistFigures>,
 }
