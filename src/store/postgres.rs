@@ -918,8 +918,7 @@ impl IdempotencyStore for PgStore {
         let claimed = sqlx::query_scalar::<_, i32>(
             "INSERT INTO idempotency_keys (user_id, key, request_hash, claim, lease_until)
              SELECT $1, $2, $3, $4, now() + make_interval(secs => $5)
-             WHERE EXISTS (SELECT 1 FROM idempotency_keys WHERE user_id = $1 AND key = $2
-                           AND created_at > now() - interval '24 hours')
+             WHERE EXISTS (SELECT 1 FROM idempotency_keys WHERE user_id = $1 AND key = $2)
                 OR (SELECT count(*) FILTER (WHERE key <> $2
                                             AND created_at > now() - interval '24 hours')
                     FROM idempotency_keys WHERE user_id = $1) < $6
