@@ -59,7 +59,7 @@ const BUYERS: &str = "SELECT p.user_id, p.event_id, u.name, u.email,
 /// held go in [`RECORD_HELD_OUTCOMES`], sent only when there are any: here, they made
 /// PostgreSQL cost a plan made once for all batches as if each held ten such keys, find it
 /// dearer than planning each batch anew, and plan every keyed batch inside the hot event's lock
-/// (0.3 ms a batch; BENCHMARKS.md, "Keyed orders, third pass").
+/// (0.4 ms a batch; BENCHMARKS.md, "Keyed orders, third pass").
 const WRITE_ORDERS: &str = "WITH new_orders AS (
         INSERT INTO orders (id, user_id, event_id, status, currency, total_minor, expires_at,
                             created_at, updated_at)
@@ -246,33 +246,26 @@ impl BatchStatements for PgStatements {
         for new in keys {
             *brought.entry(new.held.user_id).or_default() += 1;
         }
-        // `xmax` is 0 on a row this statement created (PostgreSQL's way to tell an upsert's
-        // insert from its update).
-        let raised: HashMap<Uuid, i64> = sqlx::query_as(RAISE_KEY_QUOTAS)
+        // Raised, a user is within the quota with every key it brings: it held at most its bound
+        // before them. Any other user's keys are counted. (`xmax` is 0 on a row the statement
+        // created: PostgreSQL's way to tell an upsert's insert from its update.)
+        let raised: Vec<(Uuid, i64, bool)> = sqlx::query_as(RAISE_KEY_QUOTAS)
             .bind(brought.keys().copied().collect::<Vec<_>>())
             .bind(brought.values().copied().collect::<Vec<_>>())
             .bind(now)
             .bind(quota)
             .fetch_all(&mut *conn)
-            .await?
+            .await?;
+        let mut held: HashMap<Uuid, i64> = raised
             .into_iter()
-            .filter_map(|(user, used, raised): (Uuid, i64, bool)| raised.then_some((user, used)))
+            .filter(|(_, _, raised)| *raised)
+            .filter_map(|(user, used, _)| Some((user, used - brought.get(&user)?)))
             .collect();
-        // Within the quota with every key it brings, a user held at most its bound before them;
-        // any other user's keys are counted.
-        let mut held: HashMap<Uuid, i64> = HashMap::new();
-        let (mut recount, mut recount_brings) = (Vec::new(), Vec::new());
-        for (&user, &brings) in &brought {
-            match raised.get(&user) {
-                Some(&used) => {
-                    held.insert(user, used - brings);
-                }
-                _ => {
-                    recount.push(user);
-                    recount_brings.push(brings);
-                }
-            }
-        }
+        let (recount, recount_brings): (Vec<Uuid>, Vec<i64>) = brought
+            .iter()
+            .filter(|(user, _)| !held.contains_key(user))
+            .map(|(user, brings)| (*user, *brings))
+            .unzip();
         if !recount.is_empty() {
             let counted: Vec<(Uuid, i64)> = sqlx::query_as(RECOUNT_KEY_QUOTAS)
                 .bind(&recount)
